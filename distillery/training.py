@@ -1,0 +1,201 @@
+"""Training: one ``Trainer`` subclass for every model and every distillation method.
+
+``DistillationTrainer.compute_loss`` is the single override point: it calls a loss function
+from ``distillery.losses.METHODS`` with the student's logits, the teacher's stored logits
+(when the batch has them) and the labels. Checkpoints, progress bars, mixed precision and
+multi-GPU (``accelerate launch``) come from ``transformers``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from .losses import LossTerms
+
+CHECKPOINT_ROOT = Path(".cache/checkpoints")
+
+
+class TensorDictDataset(torch.utils.data.Dataset):
+    """Equal-length tensors served as dict batches; ``__getitems__`` fetches a whole batch at once."""
+
+    def __init__(self, **columns: torch.Tensor):
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"columns differ in length: { {k: len(v) for k, v in columns.items()} }")
+        self.columns = columns
+
+    @classmethod
+    def from_split(cls, split, teacher_logits: np.ndarray | None = None) -> "TensorDictDataset":
+        """Inputs and labels of a prepared ``Split``, plus the teacher's logits when given (aligned by id)."""
+        columns = {"features": torch.from_numpy(split.inputs), "labels": torch.from_numpy(split.labels)}
+        if teacher_logits is not None:
+            columns["teacher_logits"] = torch.from_numpy(teacher_logits)
+        return cls(**columns)
+
+    def __len__(self) -> int:
+        return len(next(iter(self.columns.values())))
+
+    def __getitem__(self, index):
+        return {k: v[index] for k, v in self.columns.items()}
+
+    def __getitems__(self, indices: list[int]):
+        index = torch.as_tensor(indices)
+        return {k: v[index] for k, v in self.columns.items()}
+
+
+def collate(batch):
+    """Batches from ``TensorDictDataset.__getitems__`` are ready; lists of rows are stacked."""
+    if isinstance(batch, dict):
+        return batch
+    return {k: torch.stack([row[k] for row in batch]) for k in batch[0]}
+
+
+def accuracy_metric(eval_pred) -> dict:
+    logits, labels = eval_pred.predictions, eval_pred.label_ids
+    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+
+
+class DistillationTrainer(Trainer):
+    """A ``Trainer`` whose loss is ``loss_fn(student_logits, teacher_logits, labels, **loss_kwargs)``.
+
+    The loss's named terms (for KD: ``ce`` and ``kd``) are averaged between two logging steps
+    and logged beside ``loss``.
+    """
+
+    loss_is_scaled_for_ga = False  # loss_fn returns a per-batch mean
+
+    def __init__(self, *args, loss_fn: Callable[..., LossTerms], loss_kwargs: dict | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn
+        self.loss_kwargs = loss_kwargs or {}
+        self._term_sums: dict[str, float] = defaultdict(float)
+        self._term_count = 0
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        teacher_logits = inputs.pop("teacher_logits", None)
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        result = self.loss_fn(outputs.logits, teacher_logits, labels, **self.loss_kwargs)
+        if model.training:
+            for name, value in result.terms.items():
+                self._term_sums[name] += value.detach().item()
+            self._term_count += 1
+        return (result.loss, outputs) if return_outputs else result.loss
+
+    def log(self, logs: dict, start_time: float | None = None) -> None:
+        if "loss" in logs and self._term_count:
+            for name, total in self._term_sums.items():
+                logs[name] = round(total / self._term_count, 6)
+            self._term_sums.clear()
+            self._term_count = 0
+        super().log(logs, start_time)
+
+
+def _precision_flags(precision: str) -> dict:
+    if precision == "auto":
+        if torch.cuda.is_available():
+            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        else:
+            precision = "fp32"
+    return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of JSON-able values and arrays: names a run's checkpoint directory."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def train_model(
+    model,
+    train_data: TensorDictDataset,
+    eval_data: TensorDictDataset,
+    train_params: dict,
+    seed: int,
+    loss_fn: Callable[..., LossTerms],
+    loss_kwargs: dict | None = None,
+    checkpoint_dir: Path | None = None,
+    live_dir: Path | None = None,
+    early_stopping_patience: int | None = None,
+):
+    """Train ``model`` in place with the ``Trainer`` and return it.
+
+    Resumes from the newest checkpoint in ``checkpoint_dir`` if one is there (a crashed
+    run), and deletes the checkpoints once training ends. ``live_dir`` receives DVCLive
+    training curves. With ``early_stopping_patience`` the best checkpoint on validation
+    accuracy is kept (teacher); without it the full ``max_steps`` budget runs (students).
+    """
+    checkpoint_dir = Path(checkpoint_dir or CHECKPOINT_ROOT / "scratch")
+    early = early_stopping_patience is not None
+    save_steps = train_params["eval_steps"] if early else train_params["save_steps"]
+    args = TrainingArguments(
+        output_dir=str(checkpoint_dir),
+        max_steps=train_params["max_steps"],
+        per_device_train_batch_size=train_params["batch_size"],
+        per_device_eval_batch_size=max(256, train_params["batch_size"]),
+        learning_rate=train_params["learning_rate"],
+        weight_decay=train_params["weight_decay"],
+        max_grad_norm=train_params["max_grad_norm"],
+        lr_scheduler_type="constant",
+        optim="adamw_torch",
+        eval_strategy="steps",
+        eval_steps=train_params["eval_steps"],
+        logging_strategy="steps",
+        logging_steps=train_params["logging_steps"],
+        save_strategy="steps",
+        save_steps=save_steps,
+        save_total_limit=2 if early else 1,
+        load_best_model_at_end=early,
+        metric_for_best_model="accuracy" if early else None,
+        greater_is_better=True if early else None,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        remove_unused_columns=False,
+        dataloader_pin_memory=False,
+        **_precision_flags(train_params["precision"]),
+    )
+    callbacks = []
+    if early:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
+    if live_dir is not None:
+        from dvclive import Live
+        from transformers.integrations import DVCLiveCallback
+
+        live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
+        callbacks.append(DVCLiveCallback(live=live))
+    trainer = DistillationTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_data,
+        eval_dataset=eval_data,
+        data_collator=collate,
+        compute_metrics=accuracy_metric,
+        callbacks=callbacks,
+        loss_fn=loss_fn,
+        loss_kwargs=loss_kwargs,
+    )
+    resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+    trainer.train(resume_from_checkpoint=resume)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    return trainer.model
+
+
+def seeded(seed: int) -> None:
+    """Seed Python, NumPy and torch before building a model, so its initial weights depend on the seed only."""
+    set_seed(seed)

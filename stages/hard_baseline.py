@@ -1,0 +1,17 @@
+"""hard_baseline: the same students (architecture, seeds, data order, steps) on hard labels only."""
+from pathlib import Path
+
+from distillery.cli import run_stage
+from distillery.data import load_prepared
+from distillery.params import load_params
+from distillery.students import train_students
+
+
+def main() -> None:
+    params = load_params()
+    prepared = load_prepared(Path("data/prepared"))
+    train_students("hard", params, prepared, Path("models/students/hard"), live_root=Path("reports/training/hard"))
+
+
+if __name__ == "__main__":
+    run_stage(main)
