@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 COLORS = {"teacher": "tab:gray", "kd": "tab:blue", "hard": "tab:orange"}
-CURVES = [("train/loss", "training loss"), ("train/ce", "CE term"), ("train/kd", "KD term (T²·KL)"),
+CURVES = [("loss", "training loss"), ("ce", "CE term"), ("kd", "KD term (T²·KL)"),
           ("eval/accuracy", "validation accuracy")]
 
 
@@ -34,8 +34,6 @@ def student_columns(predictions: pd.DataFrame, kind: str) -> list[str]:
 
 def confusion_matrices(predictions: pd.DataFrame, label_names: list[str], path: Path) -> None:
     """Row-normalised confusion matrices of the teacher and both students (students pooled over seeds)."""
-    from sklearn.metrics import confusion_matrix
-
     plt = _pyplot()
     n = len(label_names)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
@@ -43,7 +41,8 @@ def confusion_matrices(predictions: pd.DataFrame, label_names: list[str], path: 
         columns = [kind] if kind == "teacher" else student_columns(predictions, kind)
         truth = np.tile(predictions["label"].to_numpy(), len(columns))
         pred = np.concatenate([predictions[c].to_numpy() for c in columns])
-        cm = confusion_matrix(truth, pred, labels=np.arange(n), normalize="true")
+        counts = np.bincount(truth * n + pred, minlength=n * n).reshape(n, n)
+        cm = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
         ax.imshow(cm, cmap="Blues", vmin=0, vmax=1)
         for i in range(n):
             for j in range(n):
@@ -78,7 +77,7 @@ def reliability_diagram(tables: dict[str, pd.DataFrame], path: Path) -> None:
 
 
 def read_curves(live_dir: Path) -> dict[str, pd.DataFrame]:
-    """DVCLive's per-metric TSV files under ``live_dir/plots/metrics`` keyed by metric name (``train/loss``)."""
+    """DVCLive's per-metric TSV files under ``live_dir/plots/metrics`` keyed by name (``loss``, ``eval/accuracy``)."""
     root = Path(live_dir) / "plots" / "metrics"
     return {str(f.relative_to(root).with_suffix("")): pd.read_csv(f, sep="\t") for f in sorted(root.rglob("*.tsv"))}
 

@@ -21,3 +21,18 @@ def metrics_table(metrics: dict) -> str:
         cells = [_cell(block, key, digits) for key, _, digits in COLUMNS]
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {block['params']:,} |")
     return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m distillery.report reports/metrics.json``: print the metrics table."""
+    import json
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    path = args[0] if args else "reports/metrics.json"
+    with open(path) as f:
+        print(metrics_table(json.load(f)))
+
+
+if __name__ == "__main__":
+    main()

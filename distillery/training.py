@@ -101,6 +101,23 @@ class DistillationTrainer(Trainer):
         super().log(logs, start_time)
 
 
+def _live_callback(live_dir: Path):
+    """DVCLive's Trainer callback, writing under ``live_dir``, with rows keyed by the Trainer's global step.
+
+    ``dvcyaml=None`` keeps DVCLive from touching ``dvc.yaml``; ``save_dvc_exp=False`` from making experiments.
+    """
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    class GlobalStepDVCLiveCallback(DVCLiveCallback):
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+            if self.live is not None:
+                self.live.step = state.global_step  # the library counts log calls instead
+            super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+    return GlobalStepDVCLiveCallback(live=Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None))
+
+
 def _precision_flags(precision: str) -> dict:
     if precision == "auto":
         if torch.cuda.is_available():
@@ -174,11 +191,7 @@ def train_model(
     if early:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
     if live_dir is not None:
-        from dvclive import Live
-        from transformers.integrations import DVCLiveCallback
-
-        live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None)
-        callbacks.append(DVCLiveCallback(live=live))
+        callbacks.append(_live_callback(live_dir))
     trainer = DistillationTrainer(
         model=model,
         args=args,

@@ -1,0 +1,39 @@
+import pytest
+
+from distillery.errors import DistilleryError
+from distillery.params import load_params, validate
+
+from .conftest import REPO
+
+
+def test_repo_params_are_valid():
+    params = load_params(REPO / "params.yaml")
+    assert params["kd"]["method"] == "kd"
+    assert len(params["train"]["seeds"]) == 5
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"kd": {"T": 0}}, "kd.T = 0: must be > 0"),
+        ({"kd": {"T": -1.5}}, "kd.T = -1.5: must be > 0"),
+        ({"kd": {"alpha": 1.5}}, r"kd.alpha = 1.5: must be in \[0, 1\]"),
+        ({"kd": {"alpha": -0.1}}, r"kd.alpha = -0.1: must be in \[0, 1\]"),
+        ({"kd": {"method": "dkd"}}, "kd.method = 'dkd': must be one of 'kd'"),
+        ({"kd": {"T": "four"}}, "kd.T = 'four': must be of type int or float"),
+        ({"train": {"learning_rate": -0.01}}, "train.learning_rate = -0.01: must be > 0"),
+        ({"train": {"seeds": []}}, "train.seeds = \\[\\]: must be a non-empty list"),
+        ({"data": {"source": "foo:bar"}}, "data.source = 'foo:bar': unknown data source"),
+        ({"kd": {"temperature": 4}}, "unknown param 'kd.temperature'"),
+        ({"kd": {"alhpa": 0.5}}, "unknown param 'kd.alhpa'; did you mean 'kd.alpha'"),
+        ({"studnet": {}}, "did you mean 'student'"),
+    ],
+)
+def test_bad_params_name_path_and_value(raw, message):
+    with pytest.raises(DistilleryError, match=message):
+        validate(raw)
+
+
+def test_defaults_fill_missing_keys():
+    params = validate({"kd": {"T": 2}})
+    assert params["kd"] == {"method": "kd", "T": 2, "alpha": 0.5}

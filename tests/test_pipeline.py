@@ -1,0 +1,144 @@
+"""End to end: `dvc repro` in a fresh copy of the repo, incremental `dvc exp run`, determinism, bad params."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO, TINY, deep_merge
+
+BIN = Path(sys.executable).parent
+ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+STUDENT_KEYS = {"accuracy", "accuracy_std", "macro_f1", "nll", "ece", "ece_std", "agreement", "params"}
+
+
+def run(cmd: list[str], cwd: Path, check=True) -> subprocess.CompletedProcess:
+    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def copy_repo(dest: Path, params_override: dict) -> Path:
+    """The tracked files of this repo in a fresh git repo, with ``params_override`` merged into params.yaml."""
+    files = run(["git", "ls-files"], REPO).stdout.split()
+    for name in files:
+        if (REPO / name).is_file() and not name.startswith(("reports/", "dvc.lock")):
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, dest / name)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    (dest / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, params_override), sort_keys=False))
+    run(["git", "init", "-q"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """A tiny-budget copy of the repo after one `dvc repro`."""
+    dest = copy_repo(tmp_path_factory.mktemp("repo"), TINY)
+    result = run(["dvc", "repro"], dest)
+    dest.joinpath("repro.log").write_text(result.stdout + result.stderr)
+    return dest
+
+
+def test_repro_writes_metrics_schema_and_plots(repo):
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics) == {"teacher", "kd", "hard"}
+    assert {"accuracy", "macro_f1", "nll", "ece", "params"} <= set(metrics["teacher"])
+    for kind in ("kd", "hard"):
+        assert STUDENT_KEYS <= set(metrics[kind]), kind
+        assert metrics[kind]["params"] < metrics["teacher"]["params"]
+        assert 0.1 < metrics[kind]["accuracy"] <= 1
+    assert metrics["teacher"]["accuracy"] > 0.8
+    for png in ("confusion.png", "reliability.png", "training.png"):
+        assert (repo / "reports/plots" / png).stat().st_size > 10_000
+    predictions = (repo / "reports/eval/predictions.csv").read_text().splitlines()
+    assert predictions[0].split(",")[:3] == ["id", "label", "teacher"]
+    assert len(predictions) == 1 + 360
+    # dvc understands the metrics and plots sections
+    shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
+    assert json.dumps(shown).count("accuracy_std") == 2
+    run(["dvc", "plots", "show", "--json"], repo)
+
+
+def test_logits_are_raw_and_keyed_by_id(repo):
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(repo / "data/teacher_logits/test.parquet")
+    assert table.column_names == ["id", "logits"]
+    logits = np.stack(table.column("logits").to_numpy(zero_copy_only=False))
+    assert logits.shape == (360, 10)
+    assert not np.allclose(logits.sum(axis=1), 1.0)  # not probabilities
+    assert (logits < 0).any()  # not probabilities either
+
+
+def test_changing_kd_temperature_reruns_only_distill_evaluate_plots(repo):
+    before = json.loads((repo / "reports/metrics.json").read_text())
+    result = run(["dvc", "exp", "run", "-S", "kd.T=2", "-S", "kd.alpha=0.9"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"distill", "evaluate", "plots"}, result.stdout
+    after = json.loads((repo / "reports/metrics.json").read_text())
+    assert after["teacher"] == before["teacher"]
+    assert after["hard"] == before["hard"]
+    assert after["kd"]["accuracy"] != before["kd"]["accuracy"] or after["kd"]["nll"] != before["kd"]["nll"]
+    diff = run(["dvc", "metrics", "diff", "--md"], repo).stdout
+    assert "kd.nll" in diff
+
+
+def test_same_params_give_identical_metrics(repo):
+    first = (repo / "reports/metrics.json").read_bytes()
+    run(["dvc", "repro", "--force", "--no-run-cache", "teacher", "distill", "hard_baseline"], repo)
+    run(["dvc", "repro"], repo)
+    assert (repo / "reports/metrics.json").read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    "stage, override, message",
+    [
+        ("distill", {"kd": {"T": 0}}, "kd.T = 0: must be > 0"),
+        ("distill", {"kd": {"T": -2.0}}, "kd.T = -2.0: must be > 0"),
+        ("distill", {"kd": {"alpha": 1.2}}, "kd.alpha = 1.2: must be in [0, 1]"),
+        ("distill", {"kd": {"alpha": -0.5}}, "kd.alpha = -0.5: must be in [0, 1]"),
+        ("prepare", {"data": {"source": "imagenet:full"}}, "data.source = 'imagenet:full': unknown data source"),
+    ],
+)
+def test_bad_param_stops_stage_with_clear_error(repo, tmp_path, stage, override, message):
+    params_path = repo / "params.yaml"
+    original = params_path.read_text()
+    outputs = {"distill": repo / "models/students/kd", "prepare": repo / "data/prepared"}[stage]
+    stamp = sorted((p.name, p.stat().st_mtime_ns) for p in outputs.rglob("*"))
+    try:
+        params_path.write_text(yaml.safe_dump(deep_merge(yaml.safe_load(original), override)))
+        result = run([sys.executable, f"stages/{stage}.py"], repo, check=False)
+    finally:
+        params_path.write_text(original)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in outputs.rglob("*")) == stamp, "outputs were touched"
+
+
+def test_teacher_checkpoint_with_other_label_count_is_refused(repo, tmp_path):
+    from distillery.models import build_model
+
+    build_model({"arch": "mlp", "hidden_sizes": [4]}, [8, 8], ["a", "b", "c"]).save_pretrained(tmp_path / "t3")
+    params_path = repo / "params.yaml"
+    original = params_path.read_text()
+    try:
+        override = {"teacher": {"checkpoint": str(tmp_path / "t3")}}
+        params_path.write_text(yaml.safe_dump(deep_merge(yaml.safe_load(original), override)))
+        result = run([sys.executable, "stages/teacher.py"], repo, check=False)
+    finally:
+        params_path.write_text(original)
+    assert result.returncode == 2
+    assert "the model has 3 labels but the data has 10" in result.stderr
+    assert "teacher.checkpoint" in result.stderr

@@ -1,0 +1,99 @@
+"""Training students: alignment by id, kd(alpha=0) == hard, determinism, logged terms."""
+import numpy as np
+import pytest
+import torch
+
+from distillery.io import write_logits
+from distillery.models import load_model
+from distillery.students import load_teacher_logits, seed_dir, train_students
+
+from .conftest import make_params
+
+
+@pytest.fixture(autouse=True)
+def in_tmp(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # checkpoints go to ./.cache
+
+
+def fake_teacher_logits(digits, out_dir, shuffle_seed=None):
+    """Deterministic 'teacher' logits (a fixed function of the labels and ids), optionally rows shuffled."""
+    for name, split in digits.splits.items():
+        rng = np.random.default_rng(split.ids)  # depends on the ids only
+        logits = rng.normal(size=(len(split.ids), digits.num_labels)).astype(np.float32)
+        logits[np.arange(len(split.ids)), split.labels] += 4.0
+        order = np.arange(len(split.ids))
+        if shuffle_seed is not None:
+            order = np.random.default_rng(shuffle_seed).permutation(order)
+        write_logits(out_dir / f"{name}.parquet", split.ids[order], logits[order])
+
+
+def weights(root, seed):
+    return {k: v.clone() for k, v in load_model(seed_dir(root, seed)).state_dict().items()}
+
+
+def assert_same_weights(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def train(kind, params, digits, tmp_path, name, logits_dir=None, live_root=None):
+    logits = load_teacher_logits(logits_dir, digits) if logits_dir else None
+    out = tmp_path / name
+    train_students(kind, params, digits, out, logits, live_root)
+    return out
+
+
+def test_shuffled_logits_file_gives_identical_student(digits, tmp_path):
+    params = make_params(train={"seeds": [0]})
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    fake_teacher_logits(digits, tmp_path / "a")
+    fake_teacher_logits(digits, tmp_path / "b", shuffle_seed=123)
+    plain = train("kd", params, digits, tmp_path, "plain", tmp_path / "a")
+    shuffled = train("kd", params, digits, tmp_path, "shuffled", tmp_path / "b")
+    assert_same_weights(weights(plain, 0), weights(shuffled, 0))
+
+
+def test_alpha_zero_student_equals_hard_baseline(digits, tmp_path):
+    """Same init, data order and steps: with alpha=0 the KD student *is* the hard student."""
+    params = make_params(kd={"alpha": 0.0})
+    (tmp_path / "l").mkdir()
+    fake_teacher_logits(digits, tmp_path / "l")
+    kd = train("kd", params, digits, tmp_path, "kd", tmp_path / "l")
+    hard = train("hard", params, digits, tmp_path, "hard")
+    for seed in params["train"]["seeds"]:
+        assert_same_weights(weights(kd, seed), weights(hard, seed))
+    # and the teacher term does change the student when alpha > 0
+    kd_half = train("kd", make_params(kd={"alpha": 0.5}), digits, tmp_path, "kd_half", tmp_path / "l")
+    assert not torch.equal(weights(kd_half, 0)["net.1.weight"], weights(hard, 0)["net.1.weight"])
+
+
+def test_seeds_differ_and_runs_repeat_bit_for_bit(digits, tmp_path):
+    params = make_params()
+    first = train("hard", params, digits, tmp_path, "first")
+    second = train("hard", params, digits, tmp_path, "second")
+    assert_same_weights(weights(first, 0), weights(second, 0))
+    assert_same_weights(weights(first, 1), weights(second, 1))
+    assert not torch.equal(weights(first, 0)["net.1.weight"], weights(first, 1)["net.1.weight"])
+    assert not (tmp_path / ".cache" / "checkpoints" / "hard").exists() or not any(
+        (tmp_path / ".cache" / "checkpoints" / "hard").iterdir()
+    ), "checkpoints are removed after a finished run"
+
+
+def test_ce_and_kd_terms_are_logged_separately(digits, tmp_path):
+    params = make_params(train={"seeds": [0]})
+    (tmp_path / "l").mkdir()
+    fake_teacher_logits(digits, tmp_path / "l")
+    train("kd", params, digits, tmp_path, "kd", tmp_path / "l", live_root=tmp_path / "live")
+    metrics = tmp_path / "live" / "seed_0" / "plots" / "metrics"
+    import pandas as pd
+
+    ce = pd.read_csv(metrics / "ce.tsv", sep="\t")
+    kd = pd.read_csv(metrics / "kd.tsv", sep="\t")
+    loss = pd.read_csv(metrics / "loss.tsv", sep="\t")
+    acc = pd.read_csv(metrics / "eval" / "accuracy.tsv", sep="\t")
+    assert ce["step"].tolist() == kd["step"].tolist() == loss["step"].tolist() == [10, 20, 30, 40]
+    assert acc["step"].tolist() == [20, 40]  # evaluated every 20 steps
+    # loss = 0.5*ce + 0.5*kd, each averaged over the same 10 steps
+    np.testing.assert_allclose(loss["loss"], 0.5 * ce["ce"] + 0.5 * kd["kd"], rtol=1e-3)
+    assert ((acc["accuracy"] >= 0) & (acc["accuracy"] <= 1)).all()
