@@ -19,7 +19,8 @@ STUDENT_KEYS = {"accuracy", "accuracy_std", "macro_f1", "nll", "ece", "ece_std",
 
 
 def run(cmd: list[str], cwd: Path, check=True) -> subprocess.CompletedProcess:
-    result = subprocess.run(cmd, cwd=cwd, env=ENV, capture_output=True, text=True)
+    """Run ``cmd`` in ``cwd`` importing ``distillery`` from ``cwd`` (not from wherever it is installed)."""
+    result = subprocess.run(cmd, cwd=cwd, env={**ENV, "PYTHONPATH": str(cwd)}, capture_output=True, text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
