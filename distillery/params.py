@@ -116,13 +116,13 @@ SCHEMA: dict = {
         "seed": Field(INT, _non_negative, 0),
         "model": _model_block("mlp", [256, 256], 0.2),
         "train": {
-            **_train_block(1e-3, 64, 3000, 100),
-            "early_stopping_patience": Field(INT, _positive, 5),
+            **_train_block(1e-3, 64, 4000, 100),
+            "early_stopping_patience": Field(INT, _positive, 15),
         },
         "inference_batch_size": Field(INT, _positive, 512),
     },
     "student": {"model": _model_block("mlp", [16], 0.0)},
-    "train": {"seeds": Field(LIST, _seed_list, [0, 1, 2, 3, 4]), **_train_block(1e-2, 64, 1500, 100)},
+    "train": {"seeds": Field(LIST, _seed_list, [0, 1, 2, 3, 4]), **_train_block(1e-2, 64, 800, 100)},
     "kd": {
         "method": Field(STR, None, "kd"),
         "T": Field(FLOAT, _positive, 4.0),
