@@ -90,7 +90,7 @@ class CNNForClassification(_Classifier):
         super().__init__(config)
         shape = list(config.input_shape)
         in_ch, height, width = ([1] + shape) if len(shape) == 2 else shape
-        layers: list[nn.Module] = [nn.Unflatten(1, (in_ch, height, width))]
+        layers: list[nn.Module] = [nn.Flatten(), nn.Unflatten(1, (in_ch, height, width))]
         for out_ch in config.channels:
             layers += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2)]
             in_ch, height, width = out_ch, height // 2, width // 2
