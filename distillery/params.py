@@ -122,7 +122,7 @@ SCHEMA: dict = {
         "inference_batch_size": Field(INT, _positive, 512),
     },
     "student": {"model": _model_block("mlp", [16], 0.0)},
-    "train": {"seeds": Field(LIST, _seed_list, [0, 1, 2, 3, 4]), **_train_block(1e-2, 64, 800, 100)},
+    "train": {"seeds": Field(LIST, _seed_list, [0, 1, 2, 3, 4]), **_train_block(1e-2, 64, 1500, 100)},
     "kd": {
         "method": Field(STR, None, "kd"),
         "T": Field(FLOAT, _positive, 4.0),
