@@ -15,7 +15,15 @@ from .errors import DistilleryError
 from .io import atomic_dir, read_logits
 from .losses import METHODS, hard_terms
 from .models import build_model
-from .training import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, TensorDictDataset, fingerprint, train_once
+from .training import (
+    CHECKPOINT_ROOT,
+    CURVES,
+    FINISHED_MODEL,
+    TensorDictDataset,
+    check_precision,
+    fingerprint,
+    train_once,
+)
 
 KINDS = ("kd", "hard")
 
@@ -53,6 +61,7 @@ def train_students(
     Each seed trains in its own checkpoint directory (see ``train_once``), so a run killed in
     the middle resumes the interrupted seed and skips the seeds it had finished.
     """
+    check_precision(params["train"]["precision"], "train.precision")
     train, val = prepared.splits["train"], prepared.splits["validation"]
     if kind == "kd":
         kd = params["kd"]

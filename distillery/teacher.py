@@ -10,7 +10,7 @@ from .errors import DistilleryError
 from .io import atomic_dir
 from .losses import hard_terms
 from .models import build_model, check_safetensors, load_model
-from .training import CHECKPOINT_ROOT, CURVES, TensorDictDataset, fingerprint, train_once
+from .training import CHECKPOINT_ROOT, CURVES, TensorDictDataset, check_precision, fingerprint, train_once
 
 REFERENCE_FILE = "teacher.json"
 
@@ -40,6 +40,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             reference = {"checkpoint": tp["checkpoint"], "trust_remote_code": tp["trust_remote_code"]}
             (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n")
         return
+    check_precision(tp["train"]["precision"], "teacher.train.precision")
     train, val = prepared.splits["train"], prepared.splits["validation"]
     run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(tp, train.ids, train.labels, val.ids, live_dir is not None)
     finished = train_once(

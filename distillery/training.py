@@ -169,6 +169,14 @@ def checkpoint_step(checkpoint: Path) -> int:
     return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"]
 
 
+def check_precision(precision: str, where: str) -> None:
+    """Fail before any work when mixed precision is asked for on a machine without a CUDA GPU."""
+    from .errors import DistilleryError
+
+    if precision in ("fp16", "bf16") and not torch.cuda.is_available():
+        raise DistilleryError(f"{where} = {precision!r}: needs a CUDA GPU and none is available; use 'auto' or 'fp32'")
+
+
 def _precision_flags(precision: str) -> dict:
     if precision == "auto":
         if torch.cuda.is_available():
