@@ -107,7 +107,7 @@ def validate_table(
 
     for column in input_columns:
         values = df[column]
-        empty = values.isna().to_numpy()
+        empty = values.isna().to_numpy().copy()
         if values.dtype == object or pd.api.types.is_string_dtype(values):
             empty |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
         elif pd.api.types.is_numeric_dtype(values):
