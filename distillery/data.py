@@ -15,6 +15,7 @@ import numpy as np
 
 from .errors import DistilleryError
 from .io import atomic_dir
+from .validation import check_splits_not_empty, check_stratifiable, integer_labels, validate_arrays
 
 SPLITS = ("train", "validation", "test")
 SOURCE_KINDS = {
@@ -88,60 +89,70 @@ def _load_npz(path: Path, source: str) -> RawData:
         missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
         if missing:
             raise DistilleryError(f"{path}: missing arrays {missing}; it has {sorted(arrays.files)}")
-        x = np.concatenate([arrays["x_train"], arrays["x_test"]])
-        y = np.concatenate([arrays["y_train"], arrays["y_test"]]).astype(np.int64)
-        n_train = len(arrays["x_train"])
+        try:
+            parts = {k: arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        except ValueError as exc:  # object arrays need pickle, which is refused
+            raise DistilleryError(f"{path}: {exc}") from None
+    for split in ("train", "test"):
+        if len(parts[f"x_{split}"]) != len(parts[f"y_{split}"]):
+            raise DistilleryError(
+                f"{path}: x_{split} has {len(parts[f'x_{split}'])} rows but y_{split} has {len(parts[f'y_{split}'])}"
+            )
+    check_splits_not_empty({"x_train": len(parts["x_train"]), "x_test": len(parts["x_test"])}, str(path))
+    x = np.concatenate([parts["x_train"], parts["x_test"]])
+    if x.dtype.kind not in "iuf":
+        raise DistilleryError(f"{path}: x_train/x_test must be numeric arrays, got dtype {x.dtype}")
+    ids = np.arange(len(x))
+    y = integer_labels(np.concatenate([parts["y_train"], parts["y_test"]]), ids, str(path), "y_train/y_test")
     scale = 255.0 if x.dtype == np.uint8 else 1.0
     inputs = (x / scale).astype(np.float32)
-    names = [str(i) for i in range(int(y.max()) + 1)]
-    test_mask = np.arange(len(y)) >= n_train
-    return RawData(inputs, y, np.arange(len(y)), names, test_mask)
+    names = [str(i) for i in range(max(int(y.max()), 0) + 1)]
+    test_mask = ids >= len(parts["x_train"])
+    return RawData(inputs, y, ids, names, test_mask)
 
 
-def split_indices(labels: np.ndarray, data_params: dict, test_mask: np.ndarray | None) -> dict[str, np.ndarray]:
+def split_indices(
+    labels: np.ndarray,
+    data_params: dict,
+    test_mask: np.ndarray | None,
+    source: str = "data",
+    label_names: list[str] | None = None,
+) -> dict[str, np.ndarray]:
     """Stratified train/validation/test row indices from ``data.split_seed`` (sorted, so ids stay ordered)."""
     from sklearn.model_selection import train_test_split
 
     seed = data_params["split_seed"]
     rows = np.arange(len(labels))
-    try:
+    names = label_names or [str(i) for i in range(int(labels.max()) + 1)]
+    try:  # the checks name the scarce classes; scikit-learn's own error is the fallback
         if test_mask is None:
+            check_stratifiable(labels, data_params["test_fraction"], "test", source, names)
             rest, test = train_test_split(
                 rows, test_size=data_params["test_fraction"], stratify=labels, random_state=seed
             )
         else:
             rest, test = rows[~test_mask], rows[test_mask]
+        check_stratifiable(labels[rest], data_params["validation_fraction"], "validation", source, names)
         train, validation = train_test_split(
             rest, test_size=data_params["validation_fraction"], stratify=labels[rest], random_state=seed
         )
-    except ValueError as exc:  # too few rows of some class to stratify
-        raise DistilleryError(f"data: cannot make stratified splits from {len(labels)} rows: {exc}") from None
-    return {"train": np.sort(train), "validation": np.sort(validation), "test": np.sort(test)}
+    except ValueError as exc:
+        raise DistilleryError(f"{source}: cannot make stratified splits from {len(labels)} rows: {exc}") from None
+    index = {"train": np.sort(train), "validation": np.sort(validation), "test": np.sort(test)}
+    check_splits_not_empty({name: len(rows) for name, rows in index.items()}, source)
+    return index
 
 
 def validate_raw(raw: RawData, source: str) -> None:
-    """Reject data that would silently train garbage: NaN inputs, bad labels, duplicate ids."""
-    if len(raw.labels) == 0:
-        raise DistilleryError(f"{source}: no rows")
-    flat = raw.inputs.reshape(len(raw.inputs), -1)
-    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
-    if bad.size:
-        raise DistilleryError(f"{source}: NaN/inf inputs in rows with ids {raw.ids[bad][:5].tolist()}")
-    bad = np.flatnonzero((raw.labels < 0) | (raw.labels >= len(raw.label_names)))
-    if bad.size:
-        raise DistilleryError(
-            f"{source}: labels outside 0..{len(raw.label_names) - 1} at ids {raw.ids[bad][:5].tolist()}"
-        )
-    unique, counts = np.unique(raw.ids, return_counts=True)
-    if (counts > 1).any():
-        raise DistilleryError(f"{source}: duplicate ids {unique[counts > 1][:5].tolist()}")
+    """Reject data that would silently train garbage (see ``distillery.validation.validate_arrays``)."""
+    validate_arrays(raw.ids, raw.inputs, raw.labels, raw.label_names, source)
 
 
 def prepare(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
     """Load the source, split it and save the splits (atomically) under ``out_dir``."""
     raw = load_source(data_params["source"], root)
     validate_raw(raw, data_params["source"])
-    index = split_indices(raw.labels, data_params, raw.test_mask)
+    index = split_indices(raw.labels, data_params, raw.test_mask, data_params["source"], raw.label_names)
     splits = {name: Split(raw.ids[rows], raw.inputs[rows], raw.labels[rows]) for name, rows in index.items()}
     prepared = Prepared(
         splits,

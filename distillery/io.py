@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -14,14 +15,25 @@ import numpy as np
 from .errors import DistilleryError
 
 
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete the temporaries of an earlier write of ``path`` that was killed (no ``finally`` ran)."""
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it into place, else delete it.
 
-    A crash leaves either the old file or nothing at ``path``, never a half-written one.
+    A crash leaves either the old file or nothing at ``path``, never a half-written one
+    (a temporary left by ``kill -9`` is removed by the next write of the same path).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
@@ -37,6 +49,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Like ``atomic_path`` for a directory: fill the yielded empty dir, then it replaces ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp

@@ -18,6 +18,10 @@ from transformers import (
 )
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from .errors import DistilleryError
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
 
 class MLPConfig(PreTrainedConfig):
     """A fully connected classifier: ``input_dim -> hidden_sizes... -> num_labels``."""
@@ -128,11 +132,29 @@ def build_model(spec: dict, input_shape: list[int], label_names: list[str]) -> P
     return model_cls(config)
 
 
+def check_safetensors(path: str | Path) -> None:
+    """Refuse a local model directory without ``.safetensors`` weights (pickled weights can run code on load)."""
+    path = Path(path)
+    if not path.is_dir() or any(path.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+    found = f"it has only pickle weights ({', '.join(pickles)})" if pickles else "it has no weights"
+    raise DistilleryError(
+        f"{path}: no .safetensors weights; {found}. Only safetensors are loaded, since a pickle file can run "
+        "code when loaded. If you trust it, convert it once with "
+        "AutoModelForSequenceClassification.from_pretrained(dir, use_safetensors=False).save_pretrained(dir)"
+    )
+
+
 def load_model(path: str | Path, trust_remote_code: bool = False) -> PreTrainedModel:
     """Load any classifier saved with ``save_pretrained`` (a local dir or a Hub id), safetensors only."""
-    model = AutoModelForSequenceClassification.from_pretrained(
-        str(path), use_safetensors=True, trust_remote_code=trust_remote_code
-    )
+    check_safetensors(path)
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(
+            str(path), use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except OSError as exc:
+        raise DistilleryError(f"{path}: cannot load the model: {exc}") from None
     return model.eval()
 
 

@@ -183,6 +183,12 @@ def _join(path: str, key: str) -> str:
 def validate(raw: dict, source: str = "params.yaml") -> dict:
     """Return the params with defaults filled in, or raise ``DistilleryError`` naming the bad one."""
     params = _validate(raw, SCHEMA, "", source)
+    teacher_train = params["teacher"]["train"]
+    if params["teacher"]["checkpoint"] is None and teacher_train["eval_steps"] > teacher_train["max_steps"]:
+        raise DistilleryError(
+            f"{source}: teacher.train.eval_steps = {teacher_train['eval_steps']}: must be <= teacher.train.max_steps "
+            f"({teacher_train['max_steps']}), else early stopping never evaluates"
+        )
     from .losses import METHODS
 
     if params["kd"]["method"] not in METHODS:

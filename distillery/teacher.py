@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from .data import Prepared
 from .errors import DistilleryError
 from .io import atomic_dir
 from .losses import hard_terms
-from .models import build_model, load_model
-from .training import CHECKPOINT_ROOT, TensorDictDataset, fingerprint, seeded, train_model
+from .models import build_model, check_safetensors, load_model
+from .training import CHECKPOINT_ROOT, CURVES, TensorDictDataset, check_precision, fingerprint, train_once
 
 REFERENCE_FILE = "teacher.json"
 
@@ -18,6 +19,7 @@ def check_checkpoint(checkpoint: str, prepared: Prepared, trust_remote_code: boo
     """Fail fast if ``teacher.checkpoint`` cannot be read or predicts another number of labels."""
     from transformers import AutoConfig
 
+    check_safetensors(checkpoint)
     try:
         config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
@@ -38,23 +40,26 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             reference = {"checkpoint": tp["checkpoint"], "trust_remote_code": tp["trust_remote_code"]}
             (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n")
         return
+    check_precision(tp["train"]["precision"], "teacher.train.precision")
     train, val = prepared.splits["train"], prepared.splits["validation"]
-    seeded(tp["seed"])
-    model = build_model(tp["model"], prepared.input_shape, prepared.label_names)
-    run_id = fingerprint(tp, train.ids, train.labels, val.ids)
-    model = train_model(
-        model,
-        TensorDictDataset.from_split(train),
-        TensorDictDataset.from_split(val),
-        tp["train"],
+    run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(tp, train.ids, train.labels, val.ids, live_dir is not None)
+    finished = train_once(
+        run_dir,
+        lambda: build_model(tp["model"], prepared.input_shape, prepared.label_names),
         seed=tp["seed"],
+        with_curves=live_dir is not None,
+        train_data=TensorDictDataset.from_split(train),
+        eval_data=TensorDictDataset.from_split(val),
+        train_params=tp["train"],
         loss_fn=hard_terms,
-        checkpoint_dir=CHECKPOINT_ROOT / "teacher" / run_id,
-        live_dir=live_dir,
         early_stopping_patience=tp["train"]["early_stopping_patience"],
     )
     with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(tmp)
+        shutil.copytree(finished, tmp, dirs_exist_ok=True)
+    if live_dir is not None:
+        with atomic_dir(live_dir) as tmp:
+            shutil.copytree(run_dir / CURVES, tmp, dirs_exist_ok=True)
+    shutil.rmtree(run_dir)
 
 
 def load_teacher(path: Path):

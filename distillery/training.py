@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 from collections import defaultdict
 from pathlib import Path
@@ -17,11 +18,13 @@ from typing import Callable
 import numpy as np
 import torch
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .losses import LossTerms
 
 CHECKPOINT_ROOT = Path(".cache/checkpoints")
+TRAINER_STATE = "trainer_state.json"
+logger = logging.getLogger(__name__)
 
 
 class TensorDictDataset(torch.utils.data.Dataset):
@@ -101,10 +104,12 @@ class DistillationTrainer(Trainer):
         super().log(logs, start_time)
 
 
-def _live_callback(live_dir: Path):
+def _live_callback(live_dir: Path, resume_step: int | None):
     """DVCLive's Trainer callback, writing under ``live_dir``, with rows keyed by the Trainer's global step.
 
     ``dvcyaml=None`` keeps DVCLive from touching ``dvc.yaml``; ``save_dvc_exp=False`` from making experiments.
+    When resuming from the checkpoint at ``resume_step`` the curves logged up to it are kept and continued;
+    rows logged after it (before the crash) are dropped, since the resumed run logs those steps again.
     """
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
@@ -115,7 +120,61 @@ def _live_callback(live_dir: Path):
                 self.live.step = state.global_step  # the library counts log calls instead
             super().on_log(args, state, control, model=model, logs=logs, **kwargs)
 
-    return GlobalStepDVCLiveCallback(live=Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None))
+    if resume_step is not None:
+        truncate_curves(live_dir, resume_step)
+    live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume_step is not None)
+    return GlobalStepDVCLiveCallback(live=live)
+
+
+def truncate_curves(live_dir: Path, last_step: int) -> None:
+    """Drop the rows with ``step > last_step`` from every DVCLive metric file under ``live_dir``."""
+    import pandas as pd
+
+    from .io import atomic_path
+
+    for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
+        table = pd.read_csv(tsv, sep="\t")
+        kept = table[table["step"] <= last_step]
+        if len(kept) < len(table):
+            with atomic_path(tsv) as tmp:
+                kept.to_csv(tmp, sep="\t", index=False)
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` under ``checkpoint_dir`` that was saved completely, else None.
+
+    The Trainer writes ``trainer_state.json`` last and not atomically, so a checkpoint killed while
+    being saved lacks it or holds broken JSON; such checkpoints are deleted.
+    """
+    if not Path(checkpoint_dir).is_dir():
+        return None
+    candidates = []
+    for path in Path(checkpoint_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if path.is_dir() and step.isdigit():
+            candidates.append((int(step), path))
+    for step, path in sorted(candidates, reverse=True):
+        try:
+            saved_step = json.loads((path / TRAINER_STATE).read_text())["global_step"]
+        except (OSError, ValueError, KeyError):
+            saved_step = None
+        if saved_step == step:
+            return path
+        logger.warning("ignoring the incomplete checkpoint %s (interrupted while being saved)", path)
+        shutil.rmtree(path)
+    return None
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"]
+
+
+def check_precision(precision: str, where: str) -> None:
+    """Fail before any work when mixed precision is asked for on a machine without a CUDA GPU."""
+    from .errors import DistilleryError
+
+    if precision in ("fp16", "bf16") and not torch.cuda.is_available():
+        raise DistilleryError(f"{where} = {precision!r}: needs a CUDA GPU and none is available; use 'auto' or 'fp32'")
 
 
 def _precision_flags(precision: str) -> dict:
@@ -152,9 +211,10 @@ def train_model(
 ):
     """Train ``model`` in place with the ``Trainer`` and return it.
 
-    Resumes from the newest checkpoint in ``checkpoint_dir`` if one is there (a crashed
-    run), and deletes the checkpoints once training ends. ``live_dir`` receives DVCLive
-    training curves. With ``early_stopping_patience`` the best checkpoint on validation
+    Resumes from the newest complete checkpoint in ``checkpoint_dir`` if one is there (a
+    crashed run: same weights, optimizer, RNG state and data position), and deletes the
+    checkpoints once training ends. ``live_dir`` receives DVCLive training curves, continued
+    on resume. With ``early_stopping_patience`` the best checkpoint on validation
     accuracy is kept (teacher); without it the full ``max_steps`` budget runs (students).
     """
     checkpoint_dir = Path(checkpoint_dir or CHECKPOINT_ROOT / "scratch")
@@ -187,11 +247,15 @@ def train_model(
         dataloader_pin_memory=False,
         **_precision_flags(train_params["precision"]),
     )
+    resume = last_complete_checkpoint(checkpoint_dir)
+    resume_step = None if resume is None else checkpoint_step(resume)
+    if resume is not None:
+        logger.info("resuming from %s: step %d of %d", resume, resume_step, train_params["max_steps"])
     callbacks = []
     if early:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
     if live_dir is not None:
-        callbacks.append(_live_callback(live_dir))
+        callbacks.append(_live_callback(live_dir, resume_step))
     trainer = DistillationTrainer(
         model=model,
         args=args,
@@ -203,10 +267,46 @@ def train_model(
         loss_fn=loss_fn,
         loss_kwargs=loss_kwargs,
     )
-    resume = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
-    trainer.train(resume_from_checkpoint=resume)
+    trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return trainer.model
+
+
+FINISHED_MODEL, CURVES, TRAINER_OUTPUT = "model", "live", "trainer"
+
+
+def train_once(
+    run_dir: Path,
+    make_model: Callable[[], "torch.nn.Module"],
+    seed: int,
+    with_curves: bool,
+    **train_kwargs,
+) -> Path:
+    """Train one model in ``run_dir`` and return the directory of the finished model (``run_dir/model``).
+
+    ``run_dir`` (under ``CHECKPOINT_ROOT``, outside every DVC output, keyed by a ``fingerprint``
+    of everything the training depends on) holds the Trainer's checkpoints, the DVCLive curves
+    (``run_dir/live``) and, once training ends, the saved model. A run killed part-way resumes
+    from its last checkpoint; a model finished by a run killed later (e.g. during the next
+    seed) is reused as is. The caller copies the results to its outputs, then deletes ``run_dir``.
+    """
+    from .io import atomic_dir
+
+    finished = Path(run_dir) / FINISHED_MODEL
+    if finished.is_dir():
+        logger.info("reusing %s, finished before an interruption", finished)
+        return finished
+    seeded(seed)
+    model = train_model(
+        make_model(),
+        seed=seed,
+        checkpoint_dir=Path(run_dir) / TRAINER_OUTPUT,
+        live_dir=Path(run_dir) / CURVES if with_curves else None,
+        **train_kwargs,
+    )
+    with atomic_dir(finished) as tmp:
+        model.save_pretrained(tmp)
+    return finished
 
 
 def seeded(seed: int) -> None:

@@ -5,12 +5,14 @@ from pathlib import Path
 import pandas as pd
 
 from distillery.cli import run_stage
+from distillery.params import load_params
 from distillery.plots import confusion_matrices, reliability_diagram, training_curves
 
 OUT = Path("reports/plots")
 
 
 def main() -> None:
+    load_params()  # every stage checks all of params.yaml first
     label_names = json.loads(Path("data/prepared/meta.json").read_text())["label_names"]
     predictions = pd.read_csv("reports/eval/predictions.csv")
     reliability = {m: pd.read_csv(f"reports/eval/reliability_{m}.csv") for m in ("teacher", "kd", "hard")}

@@ -58,3 +58,31 @@ def test_atomic_dir_replaces_whole_dir_or_nothing(tmp_path):
         (tmp / "c").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+def test_atomic_path_keeps_old_file_when_the_rename_fails(tmp_path, monkeypatch):
+    import os
+
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    def failing_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(OSError, match="disk full"):
+        with atomic_path(target) as tmp:
+            tmp.write_text("new")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_temporaries_left_by_a_killed_write_are_removed(tmp_path):
+    (tmp_path / ".out.txt.abc123.tmp").write_text("half")  # what kill -9 inside atomic_path leaves
+    (tmp_path / ".d.xyz.tmp").mkdir()
+    (tmp_path / ".other.txt.abc.tmp").write_text("someone else's")
+    with atomic_path(tmp_path / "out.txt") as tmp:
+        tmp.write_text("done")
+    with atomic_dir(tmp_path / "d") as tmp:
+        (tmp / "a").write_text("1")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.txt.abc.tmp", "d", "out.txt"]

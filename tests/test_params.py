@@ -23,6 +23,14 @@ def test_repo_params_are_valid():
         ({"kd": {"T": "four"}}, "kd.T = 'four': must be of type int or float"),
         ({"train": {"learning_rate": -0.01}}, "train.learning_rate = -0.01: must be > 0"),
         ({"train": {"seeds": []}}, "train.seeds = \\[\\]: must be a non-empty list"),
+        ({"train": {"seeds": [0, 0]}}, "train.seeds = \\[0, 0\\]: must not repeat a seed"),
+        ({"teacher": {"train": {"learning_rate": -1}}}, "teacher.train.learning_rate = -1: must be > 0"),
+        ({"teacher": {"train": {"eval_steps": 500, "max_steps": 100}}},
+         "teacher.train.eval_steps = 500: must be <= teacher.train.max_steps \\(100\\)"),
+        ({"train": {"precision": "fp8"}}, "train.precision = 'fp8': must be one of 'auto', 'fp32', 'fp16', 'bf16'"),
+        ({"data": {"source": "sklearn:iris"}}, "data.source = 'sklearn:iris': the only scikit-learn source"),
+        ({"data": {"validation_fraction": 1.0}}, "data.validation_fraction = 1.0: must be in \\(0, 1\\)"),
+        ({"kd": {"T": float("nan")}}, "kd.T = nan: must be a finite number"),
         ({"data": {"source": "foo:bar"}}, "data.source = 'foo:bar': unknown data source"),
         ({"kd": {"temperature": 4}}, "unknown param 'kd.temperature'"),
         ({"kd": {"alhpa": 0.5}}, "unknown param 'kd.alhpa'; did you mean 'kd.alpha'"),
@@ -37,3 +45,14 @@ def test_bad_params_name_path_and_value(raw, message):
 def test_defaults_fill_missing_keys():
     params = validate({"kd": {"T": 2}})
     assert params["kd"] == {"method": "kd", "T": 2, "alpha": 0.5}
+
+
+def test_mixed_precision_without_gpu_is_refused(monkeypatch):
+    import torch
+
+    from distillery.training import check_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DistilleryError, match="train.precision = 'bf16': needs a CUDA GPU"):
+        check_precision("bf16", "train.precision")
+    check_precision("auto", "train.precision")
