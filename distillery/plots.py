@@ -11,6 +11,11 @@ CURVES = [("loss", "training loss"), ("ce", "CE term"), ("kd", "KD term (T²·KL
           ("eval/accuracy", "validation accuracy")]
 
 
+def _color(name: str) -> str:
+    """The colour of a model, also for one run of it (``kd_seed0``)."""
+    return COLORS.get(name.split("_seed")[0], "tab:green")
+
+
 def _pyplot():
     import matplotlib
 
@@ -69,7 +74,7 @@ def reliability_diagrams(rows: dict[str, dict[str, pd.DataFrame]], path: Path) -
             filled = t["count"] > 0
             width = (t["upper"] - t["lower"]).iloc[0]
             ax.bar(t["lower"][filled], t["accuracy"][filled], width=width, align="edge",
-                   color=COLORS.get(name, "tab:green"), alpha=0.7, edgecolor="black", label="accuracy")
+                   color=_color(name), alpha=0.7, edgecolor="black", label="accuracy")
             gap = np.abs(t["accuracy"][filled] - t["confidence"][filled])
             ece = float((t["count"][filled] / t["count"].sum() * gap).sum())
             ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfect calibration")
@@ -124,7 +129,7 @@ def teacher_student_scatter(teacher: np.ndarray, students: dict[str, np.ndarray]
         else:
             x = probabilities(teacher)[rows, labels]
             y = probabilities(z)[rows, labels]
-            ax.scatter(x, y, s=4, alpha=0.5, color=COLORS.get(name, "tab:green"))
+            ax.scatter(x, y, s=4, alpha=0.5, color=_color(name))
             ax.plot([0, 1], [0, 1], "k:", lw=1)
             ax.set(xlabel="teacher p(true class)", ylabel=f"{name} p(true class)")
         r = np.corrcoef(x, y)[0, 1]
@@ -145,7 +150,7 @@ def confidence_histograms(runs: dict[str, list[np.ndarray]], labels: np.ndarray,
         probs = probabilities(np.concatenate(logits))
         confidence = probs.max(axis=1)
         right = probs.argmax(axis=1) == np.tile(labels, len(logits))
-        ax.hist(confidence[right], bins=edges, color=COLORS.get(name, "tab:green"), alpha=0.6,
+        ax.hist(confidence[right], bins=edges, color=_color(name), alpha=0.6,
                 label=f"right ({right.sum()})")
         ax.hist(confidence[~right], bins=edges, histtype="step", color="tab:red", lw=2,
                 label=f"wrong ({(~right).sum()})")

@@ -140,3 +140,20 @@ def test_plots_and_report_render_with_every_section(synthetic, digits, tmp_path)
     for block in re.findall(r"(?:^\|.*\|\n)+", text, flags=re.M):
         widths = {line.count("|") for line in block.strip().splitlines()}
         assert len(widths) == 1, block
+
+
+def test_as_image_recognises_image_shapes_only():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, -1)
+    assert P.as_image(x[:, :20], [4, 5]).shape == (2, 4, 5)
+    chw = P.as_image(x[:, :60], [3, 4, 5])
+    assert chw.shape == (2, 4, 5, 3) and chw[0, 0, 1, 2] == x[0, 2 * 20 + 1]  # channel 2, row 0, column 1
+    assert P.as_image(x[:, :20], [1, 4, 5]).shape == (2, 4, 5)
+    assert P.as_image(x[:, :60], [4, 5, 3]).shape == (2, 4, 5, 3)
+    assert P.as_image(x, [120]) is None  # a feature vector (or token ids) is no image
+
+
+def test_scatter_of_many_classes_uses_true_class_probabilities(tmp_path):
+    labels = np.arange(60) % 30
+    teacher, student = noisy_logits(labels, 4, 0, 30), noisy_logits(labels, 2, 1, 30)
+    P.teacher_student_scatter(teacher, {"kd_seed0": student}, labels, tmp_path / "scatter.png")
+    assert (tmp_path / "scatter.png").stat().st_size > 5_000
