@@ -1,6 +1,9 @@
-"""The evaluate stage's logic: run teacher and students on test, score them, aggregate over seeds."""
+"""The evaluate stage's logic: run teacher and students on validation and test, score them, compare them."""
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -8,12 +11,26 @@ import pandas as pd
 
 from . import metrics as M
 from .data import Prepared
+from .errors import DistilleryError
 from .inference import predict_logits
 from .models import count_parameters, load_model
 from .students import seed_dir, seeds_in
 from .teacher import REFERENCE_FILE, load_teacher
 
 MODELS = ("teacher", "kd", "hard")
+CONFIDENCE = 0.95  # of the bootstrap interval; McNemar is read at the matching 5 % level
+
+
+@dataclass
+class Evaluation:
+    """What evaluate writes: ``metrics`` (teacher/kd/hard blocks and a ``comparison`` block), per-example
+    predictions, reliability tables (``<model>`` and ``<model>_scaled`` after temperature scaling, students
+    pooled over seeds) and the raw test logits keyed ``teacher`` / ``<kind>_seed<s>``."""
+
+    metrics: dict
+    predictions: pd.DataFrame
+    reliability: dict[str, pd.DataFrame]
+    test_logits: dict[str, np.ndarray]
 
 
 def size_on_disk(path: Path) -> int:
@@ -21,61 +38,130 @@ def size_on_disk(path: Path) -> int:
     path = Path(path)
     reference = path / REFERENCE_FILE
     if reference.exists():
-        import json
-
         target = Path(json.loads(reference.read_text())["checkpoint"])
         return size_on_disk(target) if target.is_dir() else 0
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
+def _finite_or_none(value):
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
 def _mean_std(rows: list[dict]) -> dict:
+    """Mean and sample std over seeds of every key; a key that is None for some seed stays None."""
     out = {}
     for key in rows[0]:
-        values = np.array([r[key] for r in rows], dtype=np.float64)
+        values = [r[key] for r in rows]
+        if any(v is None for v in values):
+            out[key], out[f"{key}_std"] = None, None
+            continue
+        values = np.array(values, dtype=np.float64)
         out[key] = float(values.mean())
         out[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else 0.0
     return out
 
 
-def evaluate(
-    params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: dict[str, Path]
-) -> tuple[dict, pd.DataFrame, dict[str, pd.DataFrame]]:
-    """Score every model on the test split.
+def score(
+    test_logits: np.ndarray,
+    val_logits: np.ndarray,
+    prepared: Prepared,
+    n_bins: int,
+    teacher_test_logits: np.ndarray | None = None,
+) -> dict:
+    """Every per-model metric: classification, calibration before/after temperature scaling, ROC AUC and,
+    for a student (``teacher_test_logits`` given), fidelity to the teacher."""
+    test, val = prepared.splits["test"], prepared.splits["validation"]
+    row = M.classification_metrics(test_logits, test.labels, prepared.num_labels, n_bins)
+    row.update(M.calibration_after_scaling(val_logits, val.labels, test_logits, test.labels, n_bins))
+    if teacher_test_logits is not None:
+        row["agreement"] = M.agreement(test_logits, teacher_test_logits)
+        row["kl_teacher_student"] = M.kl_divergence(teacher_test_logits, test_logits)
+        row.update(M.accuracy_where_teacher(test_logits, teacher_test_logits, test.labels))
+    auc = M.roc_auc_per_class(test_logits, test.labels)
+    row["roc_auc_macro"] = _finite_or_none(np.nanmean(auc)) if np.isfinite(auc).any() else None
+    row.update({f"roc_auc_{name}": _finite_or_none(v) for name, v in zip(prepared.label_names, auc)})
+    return row
 
-    Returns the metrics (``{"teacher": {...}, "kd": {...}, "hard": {...}}``, students as
-    mean and ``_std`` over seeds), per-example predictions, and per-model reliability tables.
-    """
-    test = prepared.splits["test"]
+
+def compare_students(kd_correct: dict[int, np.ndarray], hard_correct: dict[int, np.ndarray], params: dict) -> dict:
+    """KD vs hard on the same test rows: exact McNemar per seed and a paired bootstrap interval of the
+    accuracy difference (kd - hard) pooled over seeds."""
+    if sorted(kd_correct) != sorted(hard_correct):
+        raise DistilleryError(
+            f"models/students: kd seeds {sorted(kd_correct)} differ from hard seeds {sorted(hard_correct)}; "
+            "re-run the distill and hard_baseline stages"
+        )
+    seeds = sorted(kd_correct)
+    ev = params["evaluate"]
+    ci = M.paired_bootstrap_ci(
+        np.stack([kd_correct[s] for s in seeds]),
+        np.stack([hard_correct[s] for s in seeds]),
+        ev["bootstrap_samples"],
+        ev["bootstrap_seed"],
+        CONFIDENCE,
+    )
+    out = {
+        "kd_minus_hard_accuracy": ci["difference"],
+        "kd_minus_hard_ci_low": ci["ci_low"],
+        "kd_minus_hard_ci_high": ci["ci_high"],
+        "bootstrap_samples": ev["bootstrap_samples"],
+    }
+    significant = 0
+    for s in seeds:
+        test = M.mcnemar(kd_correct[s], hard_correct[s])
+        out[f"mcnemar_kd_only_seed{s}"] = test["a_only"]
+        out[f"mcnemar_hard_only_seed{s}"] = test["b_only"]
+        out[f"mcnemar_p_seed{s}"] = test["p_value"]
+        significant += test["p_value"] < 1 - CONFIDENCE
+    out["mcnemar_significant_seeds"] = significant
+    return out
+
+
+def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: dict[str, Path]) -> Evaluation:
+    """Score every model on the test split (temperatures fitted on validation) and compare the students."""
+    test, val = prepared.splits["test"], prepared.splits["validation"]
     bins, batch = params["evaluate"]["ece_bins"], params["evaluate"]["batch_size"]
 
     teacher = load_teacher(teacher_dir)
-    logits = {"teacher": predict_logits(teacher, test.inputs, batch, "teacher")}
-    results = {
-        "teacher": {
-            **M.classification_metrics(logits["teacher"], test.labels, prepared.num_labels, bins),
-            "params": count_parameters(teacher),
-            "size_bytes": size_on_disk(teacher_dir),
-        }
-    }
-    predictions = pd.DataFrame({"id": test.ids, "label": test.labels, "teacher": logits["teacher"].argmax(-1)})
+    teacher_test = predict_logits(teacher, test.inputs, batch, "teacher test")
+    teacher_val = predict_logits(teacher, val.inputs, batch, "teacher validation")
+    teacher_row = score(teacher_test, teacher_val, prepared, bins)
+    metrics = {"teacher": {**teacher_row, "params": count_parameters(teacher), "size_bytes": size_on_disk(teacher_dir)}}
+    test_logits = {"teacher": teacher_test}
+    scaled = {"teacher": [M.scale_logits(teacher_test, teacher_row["temperature"])]}
+    predictions = pd.DataFrame({"id": test.ids, "label": test.labels, "teacher": teacher_test.argmax(-1)})
+    correct: dict[str, dict[int, np.ndarray]] = {}
     for kind, root in student_dirs.items():
-        per_seed, seed_logits = [], []
+        per_seed, scaled[kind], correct[kind] = [], [], {}
         seeds = seeds_in(root)
         for seed in seeds:
             model = load_model(seed_dir(root, seed))
-            out = predict_logits(model, test.inputs, batch, f"{kind} seed {seed}")
-            seed_logits.append(out)
-            row = M.classification_metrics(out, test.labels, prepared.num_labels, bins)
-            row["agreement"] = M.agreement(out, logits["teacher"])
+            out = predict_logits(model, test.inputs, batch, f"{kind} seed {seed} test")
+            row = score(out, predict_logits(model, val.inputs, batch, f"{kind} seed {seed} validation"),
+                        prepared, bins, teacher_test)
             per_seed.append(row)
+            test_logits[f"{kind}_seed{seed}"] = out
+            scaled[kind].append(M.scale_logits(out, row["temperature"]))
             predictions[f"{kind}_seed{seed}"] = out.argmax(-1)
-        results[kind] = {
+            correct[kind][seed] = out.argmax(-1) == test.labels
+        metrics[kind] = {
             **_mean_std(per_seed),
             "params": count_parameters(model),
             "size_bytes": size_on_disk(seed_dir(root, seeds[0])),
             "seeds": len(seeds),
         }
-        logits[kind] = np.concatenate(seed_logits)  # pooled over seeds for the reliability diagram
-    labels_pooled = {k: np.tile(test.labels, len(v) // len(test.labels)) for k, v in logits.items()}
-    reliability = {k: pd.DataFrame(M.reliability_bins(v, labels_pooled[k], bins)) for k, v in logits.items()}
-    return results, predictions, reliability
+    comparison = compare_students(correct["kd"], correct["hard"], params)
+    student = metrics["kd"]
+    comparison["compression_params"] = metrics["teacher"]["params"] / student["params"]
+    comparison["compression_size"] = (
+        metrics["teacher"]["size_bytes"] / student["size_bytes"] if metrics["teacher"]["size_bytes"] else None
+    )
+    metrics["comparison"] = comparison
+
+    reliability = {}
+    for name in MODELS:
+        runs = [v for k, v in test_logits.items() if k == name or k.startswith(f"{name}_seed")]
+        labels = np.tile(test.labels, len(runs))  # students pooled over seeds
+        reliability[name] = pd.DataFrame(M.reliability_bins(np.concatenate(runs), labels, bins))
+        reliability[f"{name}_scaled"] = pd.DataFrame(M.reliability_bins(np.concatenate(scaled[name]), labels, bins))
+    return Evaluation(metrics, predictions, reliability, test_logits)

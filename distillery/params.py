@@ -130,7 +130,11 @@ SCHEMA: dict = {
     },
     "evaluate": {
         "ece_bins": Field(INT, _positive, 15),
-        "batch_size": Field(INT, _positive, 512),
+        "batch_size": Field(INT, _positive, 512, help="inference batch, also the throughput batch"),
+        "bootstrap_samples": Field(INT, _positive, 10000, help="resamples for the KD - hard accuracy interval"),
+        "bootstrap_seed": Field(INT, _non_negative, 0),
+        "timing_repeats": Field(INT, _positive, 30, help="timed passes per model; the median is reported"),
+        "timing_warmup": Field(INT, _non_negative, 5, help="untimed passes before timing"),
     },
 }
 

@@ -1,26 +1,202 @@
-"""Human-readable summaries of ``reports/metrics.json``."""
+"""``reports/report.md``: the page a person reads first, built from metrics.json, speed.json and params."""
 from __future__ import annotations
 
-COLUMNS = [("accuracy", "accuracy", 4), ("macro_f1", "macro-F1", 4), ("nll", "NLL", 4), ("ece", "ECE", 4),
-           ("agreement", "agreement", 4)]
+MODELS = ("teacher", "kd", "hard")
+# (key, title, digits or None for an integer, group)
+ROWS = [
+    ("accuracy", "accuracy", 4, "Accuracy"),
+    ("macro_f1", "macro-F1", 4, "Accuracy"),
+    ("roc_auc_macro", "ROC AUC (one-vs-rest, macro)", 4, "Accuracy"),
+    ("nll", "NLL", 4, "Calibration (test)"),
+    ("ece", "ECE (top-label)", 4, "Calibration (test)"),
+    ("classwise_ece", "classwise ECE", 4, "Calibration (test)"),
+    ("brier", "Brier score", 4, "Calibration (test)"),
+    ("temperature", "fitted temperature T", 3, "Temperature scaling (T fitted on validation)"),
+    ("nll_scaled", "NLL after scaling", 4, "Temperature scaling (T fitted on validation)"),
+    ("ece_scaled", "ECE after scaling", 4, "Temperature scaling (T fitted on validation)"),
+    ("agreement", "top-1 agreement with teacher", 4, "Fidelity to the teacher"),
+    ("kl_teacher_student", "KL(teacher ‖ student), nats", 4, "Fidelity to the teacher"),
+    ("accuracy_teacher_right", "accuracy where the teacher is right", 4, "Fidelity to the teacher"),
+    ("accuracy_teacher_wrong", "accuracy where the teacher is wrong", 4, "Fidelity to the teacher"),
+    ("params", "parameters", None, "Size"),
+    ("size_bytes", "size on disk (bytes)", None, "Size"),
+]
+PLOTS = [
+    ("confusion.png", "Confusion matrices"),
+    ("reliability.png", "Reliability before and after temperature scaling"),
+    ("confidence.png", "Confidence of right and wrong predictions"),
+    ("roc.png", "ROC curves per class"),
+    ("scatter.png", "Student vs teacher outputs"),
+    ("examples.png", "Test examples with each model's prediction"),
+    ("training.png", "Training curves"),
+]
 
 
-def _cell(block: dict, key: str, digits: int) -> str:
-    if key not in block:
+def _cell(block: dict, key: str, digits: int | None) -> str:
+    value = block.get(key)
+    if value is None:
         return "—"
-    value = f"{block[key]:.{digits}f}"
+    if digits is None:
+        return f"{value:,}"
     std = block.get(f"{key}_std")
-    return value if std is None else f"{value} ± {std:.{digits}f}"
+    return f"{value:.{digits}f}" if std is None else f"{value:.{digits}f} ± {std:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
 def metrics_table(metrics: dict) -> str:
-    """A Markdown table: one row per model, students as mean ± std over seeds."""
-    header = "| model | " + " | ".join(title for _, title, _ in COLUMNS) + " | params |"
-    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
-    for name, block in metrics.items():
-        cells = [_cell(block, key, digits) for key, _, digits in COLUMNS]
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {block['params']:,} |")
-    return "\n".join(lines)
+    """A Markdown table: one row per metric, one column per model (students as mean ± std over seeds)."""
+    models = [m for m in MODELS if m in metrics]
+    rows, group = [], None
+    for key, title, digits, g in ROWS:
+        if g != group:
+            rows.append([f"**{g}**"] + [""] * len(models))
+            group = g
+        rows.append([title] + [_cell(metrics[m], key, digits) for m in models])
+    header = ["metric"] + [m if m == "teacher" else f"{m} ({metrics[m].get('seeds', 1)} seeds)" for m in models]
+    return _table(header, rows)
+
+
+def roc_table(metrics: dict, label_names: list[str]) -> str:
+    """Per-class one-vs-rest ROC AUC, one row per class (folded away when there are many classes)."""
+    rows = [[str(name).replace("|", "\\|")] + [_cell(metrics[m], f"roc_auc_{name}", 4) for m in MODELS]
+            for name in label_names]
+    table = _table(["class"] + list(MODELS), rows)
+    if len(label_names) <= 20:
+        return table
+    return f"<details><summary>{len(label_names)} classes</summary>\n\n{table}\n\n</details>"
+
+
+def significance_verdict(comparison: dict, seeds: int) -> str:
+    """KD vs hard in plain words: the bootstrap interval decides, McNemar per seed backs it up."""
+    d, lo, hi = (100 * comparison[f"kd_minus_hard_{k}"] for k in ("accuracy", "ci_low", "ci_high"))
+    interval = f"95 % CI {lo:+.2f} to {hi:+.2f} points"
+    if lo > 0 or hi < 0:
+        better = "more" if d > 0 else "less"
+        verdict = (f"**Significant.** The KD students are {better} accurate than the hard-label students by "
+                   f"{abs(d):.2f} percentage points ({interval}); the interval excludes zero, so the difference "
+                   "is statistically significant at the 5 % level.")
+    else:
+        verdict = (f"**Not significant.** The KD students' accuracy differs from the hard-label students' by "
+                   f"{d:+.2f} percentage points ({interval}); the interval includes zero, so this test set does "
+                   "not show a real difference.")
+    k = comparison["mcnemar_significant_seeds"]
+    return (f"{verdict} McNemar's exact test, seed by seed, finds p < 0.05 on {k} of {seeds} seeds.")
+
+
+def mcnemar_table(comparison: dict) -> str:
+    seeds = sorted(int(k.removeprefix("mcnemar_p_seed")) for k in comparison if k.startswith("mcnemar_p_seed"))
+    rows = [[str(s), str(comparison[f"mcnemar_kd_only_seed{s}"]), str(comparison[f"mcnemar_hard_only_seed{s}"]),
+             f"{comparison[f'mcnemar_p_seed{s}']:.4g}"] for s in seeds]
+    return _table(["seed", "only KD right", "only hard right", "p (exact McNemar)"], rows)
+
+
+def _describe_model(spec: dict) -> str:
+    if spec["arch"] == "mlp":
+        hidden = "-".join(map(str, spec["hidden_sizes"]))
+        return f"MLP, hidden layers {hidden}, dropout {spec['dropout']}"
+    channels = "-".join(map(str, spec["channels"]))
+    return f"CNN, conv channels {channels}, dense {spec['hidden_size']}, dropout {spec['dropout']}"
+
+
+def setting_table(params: dict, meta: dict, metrics: dict) -> str:
+    teacher = params["teacher"]
+    if teacher["checkpoint"]:
+        teacher_text = f"checkpoint `{teacher['checkpoint']}`"
+    else:
+        teacher_text = (f"{_describe_model(teacher['model'])}; trained here (seed {teacher['seed']}, "
+                        f"at most {teacher['train']['max_steps']} steps, early stopping on validation accuracy)")
+    sizes = meta.get("sizes", {})
+    rows = [
+        ["data", f"`{meta.get('source', params['data']['source'])}`: "
+                 + ", ".join(f"{n:,} {split}" for split, n in sizes.items())
+                 + f"; {len(meta['label_names'])} classes; input shape {meta['input_shape']}"],
+        ["teacher", f"{teacher_text}; {metrics['teacher']['params']:,} parameters"],
+        ["student", f"{_describe_model(params['student']['model'])}; {metrics['kd']['params']:,} parameters"],
+        ["distillation", f"method `{params['kd']['method']}`, T = {params['kd']['T']}, α = {params['kd']['alpha']} "
+                         "(weight of the soft-target term)"],
+        ["student training", f"seeds {params['train']['seeds']}, {params['train']['max_steps']} steps each; "
+                             "KD and hard students share initial weights and data order per seed"],
+    ]
+    return _table(["", "setting"], rows)
+
+
+def _times(speedup: float) -> str:
+    """A speed-up in words: 2.0 -> "2.0× faster", 0.5 -> "2.0× slower"."""
+    return f"{speedup:.1f}× faster" if speedup >= 1 else f"{1 / speedup:.1f}× slower"
+
+
+def size_speed_table(metrics: dict, speed: dict | None) -> str:
+    teacher, student, comparison = metrics["teacher"], metrics["kd"], metrics["comparison"]
+    size_ratio = comparison["compression_size"]
+    rows = [
+        ["parameters", f"{teacher['params']:,}", f"{student['params']:,}",
+         f"{comparison['compression_params']:.1f}× smaller"],
+        ["size on disk (bytes)", f"{teacher['size_bytes']:,}", f"{student['size_bytes']:,}",
+         "—" if size_ratio is None else f"{size_ratio:.1f}× smaller"],
+    ]
+    if speed is not None:
+        t, s = speed["teacher"], speed["student"]
+        rows += [
+            ["latency, batch 1 (ms)", f"{t['latency_ms']:.3f}", f"{s['latency_ms']:.3f}",
+             _times(speed["speedup_latency"])],
+            [f"throughput, batch {speed['batch_size']} (rows/s)", f"{t['throughput_per_s']:,.0f}",
+             f"{s['throughput_per_s']:,.0f}", _times(speed["speedup_throughput"])],
+        ]
+    return _table(["", "teacher", "student", "student vs teacher"], rows)
+
+
+def summary(metrics: dict, speed: dict | None) -> str:
+    teacher, kd, comparison = metrics["teacher"], metrics["kd"], metrics["comparison"]
+    kept = 100 * kd["accuracy"] / teacher["accuracy"] if teacher["accuracy"] else float("nan")
+    text = (f"The KD student reaches {kd['accuracy']:.4f} ± {kd['accuracy_std']:.4f} test accuracy against the "
+            f"teacher's {teacher['accuracy']:.4f} ({kept:.1f} % of it) and the hard-label student's "
+            f"{metrics['hard']['accuracy']:.4f} ± {metrics['hard']['accuracy_std']:.4f}, with "
+            f"{comparison['compression_params']:.1f}× fewer parameters")
+    if speed is not None:
+        text += (f"; it is {_times(speed['speedup_latency'])} at batch size 1 and "
+                 f"{_times(speed['speedup_throughput'])} at batch size {speed['batch_size']}")
+    return text + "."
+
+
+def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, plots: list[str]) -> str:
+    """The whole page. ``plots``: PNG file names present under ``reports/plots`` (linked relatively)."""
+    seeds = metrics["kd"].get("seeds", 1)
+    parts = [
+        "# Distillation report",
+        summary(metrics, speed),
+        "## Setting",
+        setting_table(params, meta, metrics),
+        "## Metrics",
+        f"Test split; students are mean ± sample std over {seeds} seeds. Temperature scaling divides the logits "
+        "by one T per model, fitted to minimise the validation NLL; accuracy does not change.",
+        metrics_table(metrics),
+        "### ROC AUC per class (one-vs-rest)",
+        roc_table(metrics, meta["label_names"]),
+        "## KD vs hard labels: is the difference real?",
+        significance_verdict(metrics["comparison"], seeds),
+        f"The interval is a paired bootstrap over test examples ({metrics['comparison']['bootstrap_samples']:,} "
+        "resamples, fixed seed) of the accuracy difference pooled over seeds; it holds the trained seeds fixed, "
+        "so the spread between seeds is the ± in the table above. McNemar compares the KD and hard student of "
+        "the same seed on the same test rows; only the rows where exactly one of them is right count.",
+        mcnemar_table(metrics["comparison"]),
+        "## Size and speed",
+        size_speed_table(metrics, speed),
+    ]
+    if speed is not None:
+        parts.append(
+            f"Timed on {speed['device']}: median of {speed['repeats']} passes after warm-up, teacher and student "
+            "taking turns in one process (student: the first KD seed; KD and hard students share the "
+            "architecture). Absolute times vary between runs and machines; compare the ratios."
+        )
+    available = set(plots)
+    figures = [f"### {title}\n\n![{title}](plots/{name})" for name, title in PLOTS if name in available]
+    if figures:
+        parts += ["## Plots", *figures]
+    return "\n\n".join(parts) + "\n"
 
 
 def main(argv: list[str] | None = None) -> None:

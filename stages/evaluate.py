@@ -1,25 +1,40 @@
-"""evaluate: teacher, KD and hard students on test -> reports/metrics.json and per-example predictions."""
+"""evaluate: teacher, KD and hard students on validation and test -> reports/metrics.json (deterministic),
+reports/speed.json (timings, which vary run to run) and per-example files under reports/eval."""
 from pathlib import Path
 
 from distillery.cli import run_stage
 from distillery.data import load_prepared
 from distillery.evaluation import evaluate
-from distillery.io import atomic_dir, write_json, write_text
+from distillery.io import atomic_dir, write_json, write_logits
+from distillery.models import load_model
 from distillery.params import load_params
 from distillery.report import metrics_table
+from distillery.speed import measure_speed, speedups
+from distillery.students import seed_dir, seeds_in
+from distillery.teacher import load_teacher
 
 
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
     students = {"kd": Path("models/students/kd"), "hard": Path("models/students/hard")}
-    metrics, predictions, reliability = evaluate(params, prepared, Path("models/teacher"), students)
+    result = evaluate(params, prepared, Path("models/teacher"), students)
+    test_ids = prepared.splits["test"].ids
     with atomic_dir(Path("reports/eval")) as out:
-        predictions.to_csv(out / "predictions.csv", index=False)
-        for name, table in reliability.items():
+        result.predictions.to_csv(out / "predictions.csv", index=False)
+        for name, table in result.reliability.items():
             table.to_csv(out / f"reliability_{name}.csv", index=False, float_format="%.6g")
-    write_json(Path("reports/metrics.json"), metrics)
-    print(metrics_table(metrics))
+        for name, logits in result.test_logits.items():
+            write_logits(out / "logits" / f"{name}.parquet", test_ids, logits)
+    write_json(Path("reports/metrics.json"), result.metrics)
+
+    ev = params["evaluate"]
+    student = load_model(seed_dir(students["kd"], seeds_in(students["kd"])[0]))
+    models = {"teacher": load_teacher(Path("models/teacher")), "student": student}
+    speed = measure_speed(models, prepared.splits["test"].inputs, ev["batch_size"], ev["timing_repeats"],
+                          ev["timing_warmup"])
+    write_json(Path("reports/speed.json"), {**speed, **speedups(speed)})
+    print(metrics_table(result.metrics))
 
 
 if __name__ == "__main__":

@@ -1,26 +1,54 @@
-"""plots: PNG figures under reports/plots/ (dvc plots show/diff use the definitions in dvc.yaml)."""
+"""plots: PNG figures under reports/plots/ and reports/report.md (dvc plots show/diff use dvc.yaml's plots)."""
 import json
 from pathlib import Path
 
 import pandas as pd
 
+from distillery import plots as P
 from distillery.cli import run_stage
+from distillery.data import load_prepared
+from distillery.io import read_logits, write_text
 from distillery.params import load_params
-from distillery.plots import confusion_matrices, reliability_diagram, training_curves
+from distillery.report import render_report
 
 OUT = Path("reports/plots")
+EVAL = Path("reports/eval")
+MODELS = ("teacher", "kd", "hard")
 
 
 def main() -> None:
-    load_params()  # every stage checks all of params.yaml first
-    label_names = json.loads(Path("data/prepared/meta.json").read_text())["label_names"]
-    predictions = pd.read_csv("reports/eval/predictions.csv")
-    reliability = {m: pd.read_csv(f"reports/eval/reliability_{m}.csv") for m in ("teacher", "kd", "hard")}
+    params = load_params()
+    prepared = load_prepared(Path("data/prepared"))
+    test, names = prepared.splits["test"], prepared.label_names
+    predictions = pd.read_csv(EVAL / "predictions.csv")
+    runs = {"teacher": ["teacher"]} | {k: P.student_columns(predictions, k) for k in ("kd", "hard")}
+    logits = {name: [read_logits(EVAL / "logits" / f"{c}.parquet", test.ids, prepared.num_labels) for c in cols]
+              for name, cols in runs.items()}
+    first = {name: logits[name][0] for name in MODELS}  # the teacher and each student's first seed
+    first_names = {name: name if name == "teacher" else runs[name][0] for name in MODELS}
+    reliability = {m: pd.read_csv(EVAL / f"reliability_{m}.csv") for m in MODELS}
+    scaled = {m: pd.read_csv(EVAL / f"reliability_{m}_scaled.csv") for m in MODELS}
+
     OUT.mkdir(parents=True, exist_ok=True)
-    confusion_matrices(predictions, label_names, OUT / "confusion.png")
-    reliability_diagram(reliability, OUT / "reliability.png")
-    training_curves({"kd": Path("reports/training/kd"), "hard": Path("reports/training/hard")}, OUT / "training.png")
-    print(f"wrote {sorted(p.name for p in OUT.glob('*.png'))} to {OUT}")
+    P.confusion_matrices(predictions, names, OUT / "confusion.png")
+    P.reliability_diagrams({"before scaling": reliability, "after temperature scaling": scaled},
+                           OUT / "reliability.png")
+    P.confidence_histograms(logits, test.labels, OUT / "confidence.png")
+    P.roc_curves({first_names[m]: first[m] for m in MODELS}, test.labels, names, OUT / "roc.png")
+    P.teacher_student_scatter(first["teacher"], {first_names[m]: first[m] for m in ("kd", "hard")}, test.labels,
+                              OUT / "scatter.png")
+    images = P.as_image(test.inputs, prepared.input_shape)
+    if images is not None:
+        note = f"; students: {runs['kd'][0]}, {runs['hard'][0]}"
+        P.prediction_grid(images, test.labels, {m: first[m].argmax(1) for m in MODELS}, names,
+                          OUT / "examples.png", note=note)
+    P.training_curves({"kd": Path("reports/training/kd"), "hard": Path("reports/training/hard")}, OUT / "training.png")
+
+    metrics = json.loads(Path("reports/metrics.json").read_text())
+    speed = json.loads(Path("reports/speed.json").read_text())
+    pngs = sorted(p.name for p in OUT.glob("*.png"))
+    write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, speed, pngs))
+    print(f"wrote {pngs} to {OUT} and reports/report.md")
 
 
 if __name__ == "__main__":

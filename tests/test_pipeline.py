@@ -52,22 +52,32 @@ def repo(tmp_path_factory):
 
 def test_repro_writes_metrics_schema_and_plots(repo):
     metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(metrics) == {"teacher", "kd", "hard"}
-    assert {"accuracy", "macro_f1", "nll", "ece", "params"} <= set(metrics["teacher"])
+    assert set(metrics) == {"teacher", "kd", "hard", "comparison"}
+    assert {"accuracy", "macro_f1", "nll", "ece", "params", "temperature", "roc_auc_macro"} <= set(metrics["teacher"])
     for kind in ("kd", "hard"):
         assert STUDENT_KEYS <= set(metrics[kind]), kind
         assert metrics[kind]["params"] < metrics["teacher"]["params"]
         assert 0.1 < metrics[kind]["accuracy"] <= 1
     assert metrics["teacher"]["accuracy"] > 0.8
-    for png in ("confusion.png", "reliability.png", "training.png"):
+    assert {"kd_minus_hard_ci_low", "mcnemar_p_seed0", "mcnemar_p_seed1", "compression_params"} <= set(
+        metrics["comparison"]
+    )
+    speed = json.loads((repo / "reports/speed.json").read_text())
+    assert speed["student"]["latency_ms"] > 0 and speed["speedup_throughput"] > 0
+    for png in ("confusion.png", "reliability.png", "training.png", "roc.png", "scatter.png", "confidence.png",
+                "examples.png"):
         assert (repo / "reports/plots" / png).stat().st_size > 10_000
+        assert f"](plots/{png})" in (repo / "reports/report.md").read_text()
     predictions = (repo / "reports/eval/predictions.csv").read_text().splitlines()
     assert predictions[0].split(",")[:3] == ["id", "label", "teacher"]
     assert len(predictions) == 1 + 360
     # dvc understands the metrics and plots sections
     shown = json.loads(run(["dvc", "metrics", "show", "--json"], repo).stdout)
     assert json.dumps(shown).count("accuracy_std") == 2
-    run(["dvc", "plots", "show", "--json"], repo)
+    assert "speedup_latency" in json.dumps(shown)
+    plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
+    assert {"Confusion teacher", "Reliability after temperature scaling", "Validation accuracy (seed 0)"} <= set(plots)
+    assert all(p[0]["content"]["data"]["values"] for p in plots.values() if p[0]["type"] == "vega")
 
 
 def test_logits_are_raw_and_keyed_by_id(repo):

@@ -1,0 +1,159 @@
+"""The evaluation's comparison, the speed measurement, every plot and reports/report.md, on synthetic logits."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from distillery import evaluation as E
+from distillery import metrics as M
+from distillery import plots as P
+from distillery.errors import DistilleryError
+from distillery.report import ROWS, render_report, significance_verdict
+
+from .conftest import make_params
+
+
+def noisy_logits(labels: np.ndarray, strength: float, seed: int, n_classes: int = 10) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(len(labels), n_classes)) + strength * np.eye(n_classes)[labels]
+
+
+@pytest.fixture(scope="module")
+def synthetic(digits):
+    """metrics.json-like dict, test logits and predictions built by evaluation's own functions."""
+    params = make_params()
+    test, val = digits.splits["test"], digits.splits["validation"]
+    teacher = noisy_logits(test.labels, 6, 0)
+    metrics = {"teacher": {**E.score(teacher, noisy_logits(val.labels, 6, 1), digits, 15),
+                           "params": 85002, "size_bytes": 341063}}
+    logits, correct = {"teacher": teacher}, {}
+    predictions = pd.DataFrame({"id": test.ids, "label": test.labels, "teacher": teacher.argmax(1)})
+    for kind, strength in (("kd", 3.5), ("hard", 3.0)):
+        rows, correct[kind] = [], {}
+        for seed in (0, 1):
+            z = noisy_logits(test.labels, strength, 10 * seed + len(kind))
+            rows.append(E.score(z, noisy_logits(val.labels, strength, 99 + seed), digits, 15, teacher))
+            logits[f"{kind}_seed{seed}"], correct[kind][seed] = z, z.argmax(1) == test.labels
+            predictions[f"{kind}_seed{seed}"] = z.argmax(1)
+        metrics[kind] = {**E._mean_std(rows), "params": 1210, "size_bytes": 5717, "seeds": 2}
+    metrics["comparison"] = {**E.compare_students(correct["kd"], correct["hard"], params),
+                             "compression_params": 85002 / 1210, "compression_size": 341063 / 5717}
+    return params, metrics, logits, predictions
+
+
+def test_metrics_blocks_are_flat_numbers_with_every_report_row(synthetic):
+    _, metrics, _, _ = synthetic
+    for name, block in metrics.items():
+        assert all(v is None or isinstance(v, (int, float)) for v in block.values()), name
+    for key, _, _, _ in ROWS:
+        assert key in metrics["kd"] and key in metrics["hard"], key
+    assert "agreement" not in metrics["teacher"]
+    assert {"roc_auc_0", "roc_auc_9", "roc_auc_9_std"} <= set(metrics["kd"])
+    comparison = metrics["comparison"]
+    low, diff, high = (comparison[f"kd_minus_hard_{k}"] for k in ("ci_low", "accuracy", "ci_high"))
+    assert low <= diff <= high
+    assert {"mcnemar_p_seed0", "mcnemar_p_seed1", "mcnemar_kd_only_seed1"} <= set(comparison)
+
+
+def test_mean_std_keeps_missing_values_missing():
+    out = E._mean_std([{"a": 1.0, "b": None}, {"a": 3.0, "b": None}])
+    assert out == {"a": 2.0, "a_std": pytest.approx(np.sqrt(2)), "b": None, "b_std": None}
+
+
+def test_students_with_different_seeds_are_refused():
+    with pytest.raises(DistilleryError, match=r"kd seeds \[0, 1\] differ from hard seeds \[0\]"):
+        E.compare_students({0: np.ones(3, bool), 1: np.ones(3, bool)}, {0: np.ones(3, bool)}, make_params())
+
+
+def test_significance_verdict_in_plain_words():
+    base = {"mcnemar_significant_seeds": 3}
+    yes = significance_verdict({**base, "kd_minus_hard_accuracy": 0.02, "kd_minus_hard_ci_low": 0.005,
+                                "kd_minus_hard_ci_high": 0.035}, 5)
+    assert yes.startswith("**Significant.**") and "more accurate" in yes and "2.00 percentage points" in yes
+    assert "p < 0.05 on 3 of 5 seeds" in yes
+    worse = significance_verdict({**base, "kd_minus_hard_accuracy": -0.02, "kd_minus_hard_ci_low": -0.03,
+                                  "kd_minus_hard_ci_high": -0.01}, 5)
+    assert "less accurate" in worse
+    no = significance_verdict({**base, "kd_minus_hard_accuracy": 0.004, "kd_minus_hard_ci_low": -0.003,
+                               "kd_minus_hard_ci_high": 0.011}, 5)
+    assert no.startswith("**Not significant.**") and "includes zero" in no
+
+
+def test_speed_is_measured_for_both_models_and_ratios_follow():
+    import torch
+
+    from distillery.models import build_model
+    from distillery.speed import measure_speed, speedups
+
+    torch.manual_seed(0)
+    models = {"teacher": build_model({"arch": "mlp", "hidden_sizes": [64], "dropout": 0.0}, [8, 8], list("ab")),
+              "student": build_model({"arch": "mlp", "hidden_sizes": [4], "dropout": 0.0}, [8, 8], list("ab"))}
+    speed = measure_speed(models, np.zeros((5, 8, 8), np.float32), batch_size=16, repeats=3, warmup=1)
+    assert speed["batch_size"] == 16 and speed["repeats"] == 3
+    for name in models:
+        assert speed[name]["latency_ms"] > 0 and speed[name]["throughput_per_s"] > 0
+    fake = {"teacher": {"latency_ms": 2.0, "throughput_per_s": 100.0},
+            "student": {"latency_ms": 0.5, "throughput_per_s": 300.0}}
+    assert speedups(fake) == {"speedup_latency": 4.0, "speedup_throughput": 3.0}
+
+
+def test_plots_and_report_render_with_every_section(synthetic, digits, tmp_path):
+    params, metrics, logits, _ = synthetic
+    test, names = digits.splits["test"], digits.label_names
+    plots = tmp_path / "plots"
+    reliability = {m: pd.DataFrame(M.reliability_bins(logits[m if m == "teacher" else f"{m}_seed0"], test.labels))
+                   for m in E.MODELS}
+    firsts = {m: logits[m if m == "teacher" else f"{m}_seed0"] for m in E.MODELS}
+    P.reliability_diagrams({"before": reliability, "after": reliability}, plots / "reliability.png")
+    P.confidence_histograms({"teacher": [logits["teacher"]], "kd": [logits["kd_seed0"], logits["kd_seed1"]]},
+                            test.labels, plots / "confidence.png")
+    P.roc_curves(firsts, test.labels, names, plots / "roc.png")
+    P.teacher_student_scatter(firsts["teacher"], {"kd": firsts["kd"]}, test.labels, plots / "scatter.png")
+    images = P.as_image(test.inputs, digits.input_shape)
+    assert images.shape == (len(test.ids), 8, 8)
+    P.prediction_grid(images, test.labels, {m: z.argmax(1) for m, z in firsts.items()}, names,
+                      plots / "examples.png")
+    pngs = sorted(p.name for p in plots.glob("*.png"))
+    assert len(pngs) == 5 and all((plots / p).stat().st_size > 10_000 for p in pngs)
+
+    speed = {"device": "cpu", "batch_size": 512, "repeats": 30,
+             "teacher": {"latency_ms": 0.4, "throughput_per_s": 1e5},
+             "student": {"latency_ms": 0.1, "throughput_per_s": 8e5}, "speedup_latency": 4.0, "speedup_throughput": 8.0}
+    text = render_report(params, digits.meta, metrics, speed, pngs)
+    (tmp_path / "report.md").write_text(text)
+    for heading in ("# Distillation report", "## Setting", "## Metrics", "### ROC AUC per class",
+                    "## KD vs hard labels", "## Size and speed", "## Plots"):
+        assert f"\n{heading}" in "\n" + text, heading
+    assert "`sklearn:digits`" in text and "T = 4.0, α = 0.5" in text and "seeds [0, 1]" in text
+    assert "4.0× faster" in text and "8.0× faster" in text and "70.2× smaller" in text
+    assert re.search(r"\*\*(Not s|S)ignificant\.\*\*", text)
+    kd = metrics["kd"]
+    assert "| kd (2 seeds) |" in text and f"{kd['accuracy']:.4f} ± {kd['accuracy_std']:.4f}" in text
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert sorted(links) == sorted(f"plots/{p}" for p in pngs)
+    assert all((tmp_path / link).is_file() for link in links)  # relative to the report: render on GitHub
+    assert not re.search(r"\bnan\b", text.lower())
+    # every table row has as many cells as its header
+    for block in re.findall(r"(?:^\|.*\|\n)+", text, flags=re.M):
+        widths = {line.count("|") for line in block.strip().splitlines()}
+        assert len(widths) == 1, block
+
+
+def test_as_image_recognises_image_shapes_only():
+    x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, -1)
+    assert P.as_image(x[:, :20], [4, 5]).shape == (2, 4, 5)
+    chw = P.as_image(x[:, :60], [3, 4, 5])
+    assert chw.shape == (2, 4, 5, 3) and chw[0, 0, 1, 2] == x[0, 2 * 20 + 1]  # channel 2, row 0, column 1
+    assert P.as_image(x[:, :20], [1, 4, 5]).shape == (2, 4, 5)
+    assert P.as_image(x[:, :60], [4, 5, 3]).shape == (2, 4, 5, 3)
+    assert P.as_image(x, [120]) is None  # a feature vector (or token ids) is no image
+
+
+def test_scatter_of_many_classes_uses_true_class_probabilities(tmp_path):
+    labels = np.arange(60) % 30
+    teacher, student = noisy_logits(labels, 4, 0, 30), noisy_logits(labels, 2, 1, 30)
+    P.teacher_student_scatter(teacher, {"kd_seed0": student}, labels, tmp_path / "scatter.png")
+    assert (tmp_path / "scatter.png").stat().st_size > 5_000
