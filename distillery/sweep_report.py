@@ -135,11 +135,16 @@ def gain_heatmap(frame: pd.DataFrame, path: Path) -> None:
     plt = _pyplot()
     grid = frame.pivot_table(index="param:kd.alpha", columns="param:kd.T", values="gain", aggfunc="mean")
     fig, ax = plt.subplots(figsize=(1.3 * grid.shape[1] + 3, 0.9 * grid.shape[0] + 2))
-    limit = max(float(np.nanmax(np.abs(grid.to_numpy()))), 1e-4)
-    image = ax.imshow(grid.to_numpy(), cmap="RdBu", vmin=-limit, vmax=limit, aspect="auto")
-    for (i, j), value in np.ndenumerate(grid.to_numpy()):
-        if not math.isnan(value):
-            ax.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=9)
+    values = grid.to_numpy(dtype=float)
+    limit = max(float(np.nanmax(np.abs(values))), 1e-4)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        if math.isnan(value):
+            ax.text(j, i, "not run", ha="center", va="center", fontsize=8, color="0.4")
+        else:
+            color = "white" if abs(value) > 0.6 * limit else "black"
+            ax.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=9, color=color)
     ax.set_xticks(range(grid.shape[1]), [f"{t:g}" for t in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [f"{a:g}" for a in grid.index])
     ax.set(xlabel="temperature T", ylabel="α", title="KD − hard-label test accuracy")
