@@ -135,13 +135,10 @@ def wait(names: list[str], poll_seconds: float) -> dict[str, str]:
             current = {name: status.get(name, "Missing") for name in names}
             done = sum(s in FINISHED for s in current.values())
             bar.update(done - bar.n)
-            if done == len(names) or "Missing" in current.values() and not _queue_busy(status):
-                return current
+            queue_idle = all(s in FINISHED for s in status.values())
+            if done == len(names) or ("Missing" in current.values() and queue_idle):
+                return current  # "Missing": removed from the queue (`dvc queue remove`) before it ran
             time.sleep(poll_seconds)
-
-
-def _queue_busy(status: dict[str, str]) -> bool:
-    return any(s not in FINISHED for s in status.values())
 
 
 def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> dict[str, str]:
@@ -151,7 +148,8 @@ def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> dict[str, str]
     points = check_grid(groups, Path("params.yaml"))
     print(f"sweep: {len(points)} experiments from {grid!r}", flush=True)
     print("sweep: reproducing the workspace so shared stages run once (dvc repro)", flush=True)
-    subprocess.run(["dvc", "repro"], check=True)
+    if subprocess.run(["dvc", "repro"]).returncode != 0:
+        raise DistilleryError("`dvc repro` of the workspace failed (output above); nothing was queued")
     names = queue(groups)
     if len(names) != len(points):
         raise DistilleryError(f"expected {len(points)} queued experiments, dvc queued {len(names)}: {names}")

@@ -193,3 +193,30 @@ def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
         assert (tmp_path / "sweep" / png).stat().st_size > 10_000
     only = sweep_report.write_report(["a"], report=tmp_path / "one.md", plots=tmp_path / "one")
     assert list(only["name"]) == ["a"]
+
+
+def test_wait_stops_when_an_experiment_left_the_idle_queue(monkeypatch):
+    from distillery import sweep
+
+    monkeypatch.setattr(sweep, "queue_status", lambda: {"a": "Success"})
+    assert sweep.wait(["a", "b"], poll_seconds=1) == {"a": "Success", "b": "Missing"}
+
+
+def test_failed_experiments_are_named_with_their_queue_logs(monkeypatch, capsys):
+    import subprocess
+
+    from distillery import sweep
+
+    calls = []
+
+    def fake_dvc(*args, check=True):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, stdout=f"log of {args[-1]}: error: kd.T = 0\n", stderr="")
+
+    monkeypatch.setattr(sweep, "dvc", fake_dvc)
+    failed = sweep.report_failures({"ok-exp": "Success", "bad-exp": "Failed", "gone-exp": "Missing"})
+    assert failed == ["bad-exp", "gone-exp"]
+    assert calls == [("queue", "logs", "bad-exp"), ("queue", "logs", "gone-exp")]
+    err = capsys.readouterr().err
+    assert "experiment bad-exp: Failed" in err and "log of bad-exp: error: kd.T = 0" in err
+    assert "2 of 3 experiments failed: bad-exp, gone-exp" in err
