@@ -60,7 +60,7 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
             parts += ["No plot changed.", ""]
         for plot, images in changed.items():
             parts += [f"### {plot}", ""]
-            for revision, image in images.items():
+            for revision, image in sorted(images.items(), key=lambda item: item[0] != rev):  # REV first
                 link = Path(os.path.relpath(image.resolve(), base.resolve())).as_posix()
                 parts += [f"{revision}:", "", f"![{plot} at {revision}](./{link})", ""]
     return "\n".join(parts)

@@ -143,7 +143,9 @@ def test_diff_between_commits_with_other_kd_T_shows_changed_param_and_metric(swe
     assert re.search(r"\| reports/metrics\.json\s*\| kd\.nll\s*\|", metrics_section), metrics_section
     assert "hard." not in metrics_section and "teacher." not in metrics_section  # unchanged: not listed
     images = re.findall(r"!\[[^]]*\]\(\./([^)]+)\)", report)
-    assert "### reports/plots/training.png" in report and len(images) >= 2
+    assert "### reports/plots/training.png" in report
+    training = [i for i in images if i.endswith("reports_plots_training.png")]
+    assert [Path(i).name.split("_")[0] for i in training] == ["HEAD~1", "workspace"]
     assert all((swept / image).stat().st_size > 10_000 for image in images)
     printed = run([*MAKE, "diff", "REV=HEAD~1"], swept).stdout
     assert printed.strip() == report.split("## Changed plots")[0].strip()
@@ -220,3 +222,19 @@ def test_failed_experiments_are_named_with_their_queue_logs(monkeypatch, capsys)
     err = capsys.readouterr().err
     assert "experiment bad-exp: Failed" in err and "log of bad-exp: error: kd.T = 0" in err
     assert "2 of 3 experiments failed: bad-exp, gone-exp" in err
+
+
+def test_changed_plots_leave_out_identical_images(tmp_path, monkeypatch):
+    from distillery import pr_report
+
+    for name, content in [("main_a.png", b"A"), ("workspace_a.png", b"A"), ("main_b.png", b"B1"),
+                          ("workspace_b.png", b"B2"), ("workspace_c.png", b"C")]:
+        (tmp_path / name).write_bytes(content)
+    entry = lambda rev, name: {"type": "image", "revisions": [rev], "url": str(tmp_path / name)}  # noqa: E731
+    rendered = {"data": {"a.png": [entry("workspace", "workspace_a.png"), entry("main", "main_a.png")],
+                         "b.png": [entry("workspace", "workspace_b.png"), entry("main", "main_b.png")],
+                         "c.png": [entry("workspace", "workspace_c.png")]}}
+    monkeypatch.setattr(pr_report, "_dvc", lambda *args: json.dumps(rendered))
+    changed = pr_report.changed_plots("main", tmp_path)
+    assert sorted(changed) == ["b.png", "c.png"]  # a.png is byte-identical in both revisions
+    assert changed["b.png"] == {"workspace": tmp_path / "workspace_b.png", "main": tmp_path / "main_b.png"}
