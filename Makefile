@@ -4,7 +4,15 @@ VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup repro test bench clean
+# Sweep: GRID is ';'-separated groups of key=v1,v2 overrides; DVC queues every combination of a group.
+GRID ?= kd.T=1,2,4 kd.alpha=0.5,0.9; kd.alpha=0
+JOBS ?= 1
+# Diff: the revision `make diff` compares the workspace with; PLOTS_DIR renders changed plots, OUTPUT writes a file.
+REV ?= main
+PLOTS_DIR ?=
+OUTPUT ?=
+
+.PHONY: setup repro test bench clean sweep sweep-report diff
 
 setup: $(VENV)/.installed
 
@@ -20,6 +28,15 @@ repro: setup
 
 test: setup
 	python -m pytest -q
+
+sweep: setup
+	python -m distillery.sweep --grid "$(GRID)" --jobs $(JOBS)
+
+sweep-report: setup
+	python -m distillery.sweep_report
+
+diff: setup
+	@python -m distillery.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)")
 
 bench: setup
 	python bench/pipeline_time.py

@@ -2,43 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 
-from .conftest import REPO, TINY, deep_merge
+from .conftest import TINY, deep_merge
+from .repo_utils import copy_repo, run
 
-BIN = Path(sys.executable).parent
-ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
 STUDENT_KEYS = {"accuracy", "accuracy_std", "macro_f1", "nll", "ece", "ece_std", "agreement", "params"}
-
-
-def run(cmd: list[str], cwd: Path, check=True) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in ``cwd`` importing ``distillery`` from ``cwd`` (not from wherever it is installed)."""
-    result = subprocess.run(cmd, cwd=cwd, env={**ENV, "PYTHONPATH": str(cwd)}, capture_output=True, text=True)
-    if check and result.returncode != 0:
-        raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    return result
-
-
-def copy_repo(dest: Path, params_override: dict) -> Path:
-    """The tracked files of this repo in a fresh git repo, with ``params_override`` merged into params.yaml."""
-    files = run(["git", "ls-files"], REPO).stdout.split()
-    for name in files:
-        if (REPO / name).is_file() and not name.startswith(("reports/", "dvc.lock")):
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    (dest / "params.yaml").write_text(yaml.safe_dump(deep_merge(params, params_override), sort_keys=False))
-    run(["git", "init", "-q"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "add", "-A"], dest)
-    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init"], dest)
-    return dest
 
 
 @pytest.fixture(scope="module")

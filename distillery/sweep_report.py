@@ -1,0 +1,199 @@
+"""The sweep report, built from ``dvc exp show --json``: ``reports/sweep.md`` and plots in ``reports/sweep/``.
+
+One row per finished experiment: its name, the params that vary over the experiments (``kd.T``
+and ``kd.alpha`` always), KD and hard-label student accuracy and ECE (mean ± std over seeds, from
+the experiment's ``reports/metrics.json``) and the KD − hard accuracy gap.
+The plots live outside ``reports/plots`` because that directory is the plots stage's output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import DistilleryError
+
+METRICS_FILE = "reports/metrics.json"
+PARAMS_FILE = "params.yaml"
+ALWAYS = ("kd.T", "kd.alpha")
+REPORT = Path("reports/sweep.md")
+PLOTS = Path("reports/sweep")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        out.update(_flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
+    return out
+
+
+def experiments(shown: list[dict], names: list[str] | None = None) -> pd.DataFrame:
+    """One row per finished experiment in ``dvc exp show --json`` output (dvc 3 layout).
+
+    The JSON is a list of commits (``workspace`` first); each commit's ``experiments`` is a list of
+    ``{"name", "executor", "revs": [{"rev", "name", "data": {"params", "metrics", ...}, "error"}]}``.
+    Queued, running and failed experiments (no metrics) are skipped.
+    """
+    rows = []
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            if names is not None and exp.get("name") not in names:
+                continue
+            if (exp.get("executor") or {}).get("state") not in (None, "success"):
+                continue
+            rev = exp["revs"][0]
+            data = rev.get("data") or {}
+            metrics = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data")
+            params = ((data.get("params") or {}).get(PARAMS_FILE) or {}).get("data")
+            if rev.get("error") or not metrics or not params:
+                continue
+            row = {"name": exp.get("name") or rev["rev"][:7], "rev": rev["rev"], "baseline": commit["rev"]}
+            row.update({f"param:{k}": v for k, v in _flatten(params).items()})
+            for kind in ("kd", "hard"):
+                for key in ("accuracy", "accuracy_std", "ece", "ece_std"):
+                    row[f"{kind}.{key}"] = metrics[kind][key]
+            rows.append(row)
+    if not rows:
+        raise DistilleryError("no finished experiments with metrics in `dvc exp show --json` (run `make sweep`)")
+    frame = pd.DataFrame(rows)
+    frame["gain"] = frame["kd.accuracy"] - frame["hard.accuracy"]
+    return frame.sort_values(["param:kd.alpha", "param:kd.T", "name"], ignore_index=True)
+
+
+def swept_params(frame: pd.DataFrame) -> list[str]:
+    """``kd.T``, ``kd.alpha`` and every other param whose value differs between experiments."""
+    varying = [c[6:] for c in frame.columns if c.startswith("param:")
+               and frame[c].map(json.dumps).nunique() > 1 and c[6:] not in ALWAYS]
+    return [*ALWAYS, *varying]
+
+
+def _mean_std(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def sweep_table(frame: pd.DataFrame) -> str:
+    """The Markdown table of the experiments."""
+    params = swept_params(frame)
+    header = ["experiment", *params, "KD accuracy", "KD ECE", "hard accuracy", "hard ECE", "KD − hard accuracy"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in frame.iterrows():
+        cells = [r["name"], *(str(r[f"param:{p}"]) for p in params),
+                 _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), _mean_std(r["kd.ece"], r["kd.ece_std"]),
+                 _mean_std(r["hard.accuracy"], r["hard.accuracy_std"]), _mean_std(r["hard.ece"], r["hard.ece_std"]),
+                 f"{r['gain']:+.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _line_groups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Experiments with alpha > 0 grouped into lines over T: one per alpha (and other swept params)."""
+    others = [p for p in swept_params(frame) if p != "kd.T"]
+    distilled = frame[frame["param:kd.alpha"] > 0]
+    groups = {}
+    for key, part in distilled.groupby([f"param:{p}" for p in others], sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{'α' if p == 'kd.alpha' else p} = {v}" for p, v in zip(others, key))
+        groups[label] = part.groupby("param:kd.T", as_index=False).mean(numeric_only=True)
+    return groups
+
+
+def metrics_vs_temperature(frame: pd.DataFrame, path: Path) -> None:
+    """Accuracy and ECE vs T, one line per alpha with error bars over seeds; hard baseline and α = 0 as references."""
+    from .plots import _pyplot, _save
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    ablation = frame[frame["param:kd.alpha"] == 0]
+    for ax, (metric, title) in zip(axes, [("accuracy", "test accuracy"), ("ece", "test ECE")]):
+        for label, line in _line_groups(frame).items():
+            ax.errorbar(line["param:kd.T"], line[f"kd.{metric}"], yerr=line[f"kd.{metric}_std"],
+                        marker="o", capsize=3, label=f"KD, {label}")
+        hard, hard_std = frame[f"hard.{metric}"].mean(), frame[f"hard.{metric}_std"].mean()
+        ax.axhline(hard, color="tab:orange", lw=1.5, label=f"hard labels ({hard:.3f})")
+        ax.axhspan(hard - hard_std, hard + hard_std, color="tab:orange", alpha=0.15, lw=0)
+        if len(ablation):
+            value = ablation[f"kd.{metric}"].mean()
+            ax.axhline(value, color="black", ls="--", lw=1.2, label=f"α = 0 ablation ({value:.3f})")
+        ax.set_xscale("log", base=2)
+        temperatures = sorted(frame["param:kd.T"].unique())
+        ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
+        ax.set(xlabel="temperature T", ylabel=title, title=f"{title} vs T (error bars: std over seeds)")
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def gain_heatmap(frame: pd.DataFrame, path: Path) -> None:
+    """KD − hard test accuracy over the (alpha, T) grid; blank where the grid has no experiment."""
+    from .plots import _pyplot, _save
+
+    plt = _pyplot()
+    grid = frame.pivot_table(index="param:kd.alpha", columns="param:kd.T", values="gain", aggfunc="mean")
+    fig, ax = plt.subplots(figsize=(1.3 * grid.shape[1] + 3, 0.9 * grid.shape[0] + 2))
+    values = grid.to_numpy(dtype=float)
+    limit = max(float(np.nanmax(np.abs(values))), 1e-4)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        if math.isnan(value):
+            ax.text(j, i, "not run", ha="center", va="center", fontsize=8, color="0.4")
+        else:
+            color = "white" if abs(value) > 0.6 * limit else "black"
+            ax.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=9, color=color)
+    ax.set_xticks(range(grid.shape[1]), [f"{t:g}" for t in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [f"{a:g}" for a in grid.index])
+    ax.set(xlabel="temperature T", ylabel="α", title="KD − hard-label test accuracy")
+    fig.colorbar(image, ax=ax)
+    _save(fig, path)
+
+
+def exp_show() -> list[dict]:
+    """``dvc exp show --json`` parsed."""
+    result = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DistilleryError(f"`dvc exp show --json` failed:\n{result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def write_report(names: list[str] | None = None, report: Path = REPORT, plots: Path = PLOTS) -> pd.DataFrame:
+    """Write the Markdown report and both plots for the experiments in ``names`` (default: all shown)."""
+    from .io import write_text
+
+    frame = experiments(exp_show(), names)
+    metrics_vs_temperature(frame, plots / "metrics_vs_T.png")
+    gain_heatmap(frame, plots / "kd_minus_hard.png")
+    relative = Path("sweep") if plots.parent == report.parent else plots
+    text = "\n".join([
+        "# Sweep",
+        "",
+        f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
+        "Students: mean ± std over seeds on the test split.",
+        "",
+        sweep_table(frame),
+        "",
+        f"![accuracy and ECE vs T]({relative / 'metrics_vs_T.png'})",
+        "",
+        f"![KD − hard accuracy]({relative / 'kd_minus_hard.png'})",
+        "",
+    ])
+    write_text(report, text)
+    print(f"wrote {report} and {sorted(p.name for p in plots.glob('*.png'))} in {plots}")
+    return frame
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m distillery.sweep_report", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="experiments to include (default: all of the current commit)")
+    args = parser.parse_args(argv)
+    from .cli import run_stage
+
+    run_stage(lambda: write_report(args.names or None), uses_torch=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""Sweeps: the grid, the untracked-code guard, and a real 2 x 2 queued grid with its report and a PR diff."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from distillery.errors import DistilleryError
+from distillery.sweep import DEFAULT_GRID, check_grid, grid_points, parse_grid
+
+from .conftest import REPO, TINY, deep_merge
+from .repo_utils import BIN, copy_repo, git_commit, run
+
+VENV = BIN.parent
+# `make TARGET` with the running interpreter's environment; -o: never re-run `make setup` here.
+MAKE = ["make", "--no-print-directory", f"VENV={VENV}", "-o", f"{VENV}/.installed"]
+GRID = "kd.T=1,2 kd.alpha=0.5,0.9"
+
+
+def test_default_grid_is_the_classic_study_plus_the_alpha_zero_ablation():
+    points = grid_points(parse_grid(DEFAULT_GRID))
+    assert len(points) == 7
+    assert {(p["kd.T"], p["kd.alpha"]) for p in points[:6]} == {(t, a) for t in (1, 2, 4) for a in (0.5, 0.9)}
+    assert points[6] == {"kd.alpha": 0}
+    assert len(check_grid(parse_grid(DEFAULT_GRID), REPO / "params.yaml")) == 7
+
+
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ("", "GRID is empty"),
+        ("kd.T", "GRID item 'kd.T': expected key=value"),
+        ("kd.T=1,,2", "GRID item 'kd.T=1,,2'"),
+        ("kd.T=1,2 kd.alfa=0.5", "unknown param 'kd.alfa'; did you mean 'kd.alpha'?"),
+        ("kd.T=1,0", "kd.T = 0: must be > 0"),
+        ("kd.alpha=0.5; kd.alpha=1.5", "kd.alpha = 1.5: must be in [0, 1]"),
+        ("kd.T.x=1", "kd.T is not a param group"),
+    ],
+)
+def test_bad_grid_is_refused_before_anything_runs(grid, message):
+    with pytest.raises(DistilleryError, match=re.escape(message)):
+        check_grid(parse_grid(grid), REPO / "params.yaml")
+
+
+def test_sweep_refuses_untracked_code_and_names_it(tmp_path):
+    repo = copy_repo(tmp_path, {})
+    for name in ("stages/new_stage.py", "distillery/new_module.py", "notes.txt", "distillery/__pycache__/x.pyc"):
+        (repo / name).parent.mkdir(exist_ok=True)
+        (repo / name).write_text("x = 1\n")
+    result = run([*MAKE, "sweep", f"GRID={GRID}", "JOBS=2"], repo, check=False)
+    assert result.returncode != 0
+    assert "untracked files under the pipeline's code or params" in result.stderr
+    assert "stages/new_stage.py" in result.stderr and "distillery/new_module.py" in result.stderr
+    assert "notes.txt" not in result.stderr and "x.pyc" not in result.stderr  # not code / git-ignored
+    assert run(["git", "for-each-ref", "refs/exps"], repo).stdout == ""  # nothing was queued
+
+
+def _make_targets(makefile: str) -> set[str]:
+    return {m.group(1) for m in re.finditer(r"^([\w-]+):", makefile, re.MULTILINE)}
+
+
+def test_pr_workflow_is_valid_yaml_and_calls_the_make_targets():
+    workflow = yaml.safe_load((REPO / ".github/workflows/pr.yml").read_text())
+    triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` key as True
+    assert "pull_request" in triggers
+    steps = workflow["jobs"]["diff"]["steps"]
+    checkout = next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))
+    assert checkout["with"]["fetch-depth"] == 0
+    assert next(s for s in steps if "setup-python" in s.get("uses", ""))["with"]["python-version"] == "3.11"
+    assert any(s.get("uses", "").startswith("iterative/setup-cml") for s in steps)
+    commands = "\n".join(s.get("run", "") for s in steps)
+    called = re.findall(r"\bmake ([\w-]+)", commands)
+    assert called == ["setup", "repro", "diff"]
+    assert set(called) <= _make_targets((REPO / "Makefile").read_text())
+    assert "OUTPUT=report.md" in commands and "cml comment create report.md" in commands
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory):
+    """A tiny repo (one seed) after `make sweep` of a 2 x 2 grid with 2 queue workers."""
+    repo = copy_repo(tmp_path_factory.mktemp("sweep"), deep_merge(TINY, {"train": {"seeds": [0]}}))
+    result = run([*MAKE, "sweep", f"GRID={GRID}", "JOBS=2"], repo)
+    (repo / "sweep.log").write_text(result.stdout + result.stderr)
+    return repo
+
+
+def _row_cells(report: str) -> list[list[str]]:
+    lines = [line for line in report.splitlines() if line.startswith("| ")]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in lines[1:]]
+
+
+def test_sweep_report_has_one_row_per_experiment_with_its_params_and_metrics(swept):
+    rows = _row_cells((swept / "reports/sweep.md").read_text())
+    assert len(rows) == 4
+    assert {(float(r[1]), float(r[2])) for r in rows} == {(1, 0.5), (1, 0.9), (2, 0.5), (2, 0.9)}
+    for name, T, alpha, kd_acc, kd_ece, hard_acc, _, gain in rows:
+        # the experiment's own commit, read from git: not the JSON the report was built from
+        params = yaml.safe_load(run(["git", "show", f"refs/exps/{_ref(swept, name)}:params.yaml"], swept).stdout)
+        metrics = json.loads(run(["git", "show", f"refs/exps/{_ref(swept, name)}:reports/metrics.json"], swept).stdout)
+        assert (params["kd"]["T"], params["kd"]["alpha"]) == (float(T), float(alpha))
+        assert kd_acc == f"{metrics['kd']['accuracy']:.4f} ± {metrics['kd']['accuracy_std']:.4f}"
+        assert kd_ece == f"{metrics['kd']['ece']:.4f} ± {metrics['kd']['ece_std']:.4f}"
+        assert hard_acc.startswith(f"{metrics['hard']['accuracy']:.4f} ± ")
+        assert gain == f"{metrics['kd']['accuracy'] - metrics['hard']['accuracy']:+.4f}"
+    assert len({r[3] for r in rows}) > 1, "every experiment reported the same KD accuracy"
+    for png in ("metrics_vs_T.png", "kd_minus_hard.png"):
+        assert (swept / "reports/sweep" / png).stat().st_size > 10_000
+
+
+def _ref(repo: Path, name: str) -> str:
+    """The path under refs/exps of experiment ``name``."""
+    refs = run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], repo).stdout.split()
+    (ref,) = [r for r in refs if r.endswith(f"/{name}")]
+    return ref.removeprefix("refs/exps/")
+
+
+def test_teacher_logits_and_hard_baseline_ran_once_for_the_whole_grid(swept):
+    log = (swept / "sweep.log").read_text()
+    assert log.count("Running stage 'teacher':") == 1  # the workspace repro before queueing
+    names = [r[0] for r in _row_cells((swept / "reports/sweep.md").read_text())]
+    for name in names:
+        queue_log = run(["dvc", "queue", "logs", name], swept).stdout
+        ran = set(re.findall(r"Running stage '(\w+)'", queue_log))
+        assert ran == {"distill", "evaluate", "plots"}, (name, queue_log[-2000:])
+
+
+def test_diff_between_commits_with_other_kd_T_shows_changed_param_and_metric(swept, tmp_path):
+    rows = _row_cells((swept / "reports/sweep.md").read_text())
+    name = next(r[0] for r in rows if (float(r[1]), float(r[2])) == (2, 0.5))
+    git_commit(swept, "baseline: kd.T = 4")
+    run(["dvc", "exp", "apply", name], swept)
+    git_commit(swept, "kd.T = 2")
+    diff = run([*MAKE, "diff", "REV=HEAD~1", "PLOTS_DIR=plots_diff", "OUTPUT=report.md"], swept)
+    assert diff.stdout == ""  # written to OUTPUT, nothing else printed
+    report = (swept / "report.md").read_text()
+    params_section = report.split("## Params")[1].split("## Changed plots")[0]
+    assert re.search(r"\| params\.yaml\s*\| kd\.T\s*\| 4\.0\s*\| 2\s*\|", params_section), params_section
+    assert "kd.alpha" not in params_section
+    metrics_section = report.split("## Params")[0]
+    assert re.search(r"\| reports/metrics\.json\s*\| kd\.nll\s*\|", metrics_section), metrics_section
+    assert "hard." not in metrics_section and "teacher." not in metrics_section  # unchanged: not listed
+    images = re.findall(r"!\[[^]]*\]\(\./([^)]+)\)", report)
+    assert "### reports/plots/training.png" in report
+    training = [i for i in images if i.endswith("reports_plots_training.png")]
+    assert [Path(i).name.split("_")[0] for i in training] == ["HEAD~1", "workspace"]
+    assert all((swept / image).stat().st_size > 10_000 for image in images)
+    printed = run([*MAKE, "diff", "REV=HEAD~1"], swept).stdout
+    assert printed.strip() == report.split("## Changed plots")[0].strip()
+
+
+
+def test_wait_polls_until_every_experiment_finished(monkeypatch):
+    from distillery import sweep
+
+    polls = iter([{"a": "Queued", "b": "Running"}, {"a": "Running", "b": "Failed"},
+                  {"a": "Success", "b": "Failed", "old": "Success"}])
+    monkeypatch.setattr(sweep, "queue_status", lambda: next(polls))
+    monkeypatch.setattr(sweep.time, "sleep", lambda s: None)
+    assert sweep.wait(["a", "b"], poll_seconds=1) == {"a": "Success", "b": "Failed"}
+
+
+def _shown(rows: list[tuple[str, float, float, float, float, str | None]]) -> list[dict]:
+    """``dvc exp show --json`` (dvc 3.67 layout) for experiments (name, T, alpha, kd acc, hard acc, state)."""
+    def rev(name, T, alpha, kd, hard):
+        student = lambda acc: {"accuracy": acc, "accuracy_std": 0.01, "ece": 0.1, "ece_std": 0.02}  # noqa: E731
+        return {"rev": f"{name}-sha", "name": name, "error": None, "experiments": None,
+                "data": {"rev": f"{name}-sha", "params": {"params.yaml": {"data": {"kd": {"T": T, "alpha": alpha}}}},
+                         "metrics": {"reports/metrics.json": {"data": {"kd": student(kd), "hard": student(hard)}}}}}
+    experiments = [{"name": n, "executor": None if state is None else {"state": state},
+                    "revs": [rev(n, T, a, kd, hard) if state in (None, "success") else
+                             {"rev": f"{n}-sha", "name": n, "error": None, "data": {"rev": f"{n}-sha"}}]}
+                   for n, T, a, kd, hard, state in rows]
+    return [{"rev": "workspace", "name": None, "data": {}, "error": None, "experiments": None},
+            {"rev": "base-sha", "name": "main", "data": {}, "error": None, "experiments": experiments}]
+
+
+def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
+    from distillery import sweep_report
+
+    shown = _shown([("b", 2, 0.5, 0.80, 0.75, "success"), ("a", 1, 0.5, 0.70, 0.75, None),
+                    ("c", 4, 0.0, 0.75, 0.75, None), ("queued", 8, 0.5, 0, 0, "queued"),
+                    ("broken", 8, 0.9, 0, 0, "failed")])
+    monkeypatch.setattr(sweep_report, "exp_show", lambda: shown)
+    frame = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
+    assert list(frame["name"]) == ["c", "a", "b"]  # by alpha, then T; queued and failed ones skipped
+    assert frame["gain"].round(6).tolist() == [0.0, -0.05, 0.05]
+    rows = _row_cells((tmp_path / "sweep.md").read_text())
+    assert rows[2] == ["b", "2", "0.5", "0.8000 ± 0.0100", "0.1000 ± 0.0200", "0.7500 ± 0.0100",
+                       "0.1000 ± 0.0200", "+0.0500"]
+    assert "![accuracy and ECE vs T](sweep/metrics_vs_T.png)" in (tmp_path / "sweep.md").read_text()
+    for png in ("metrics_vs_T.png", "kd_minus_hard.png"):
+        assert (tmp_path / "sweep" / png).stat().st_size > 10_000
+    only = sweep_report.write_report(["a"], report=tmp_path / "one.md", plots=tmp_path / "one")
+    assert list(only["name"]) == ["a"]
+
+
+def test_wait_stops_when_an_experiment_left_the_idle_queue(monkeypatch):
+    from distillery import sweep
+
+    monkeypatch.setattr(sweep, "queue_status", lambda: {"a": "Success"})
+    assert sweep.wait(["a", "b"], poll_seconds=1) == {"a": "Success", "b": "Missing"}
+
+
+def test_failed_experiments_are_named_with_their_queue_logs(monkeypatch, capsys):
+    import subprocess
+
+    from distillery import sweep
+
+    calls = []
+
+    def fake_dvc(*args, check=True):
+        calls.append(args)
+        return subprocess.CompletedProcess(args, 0, stdout=f"log of {args[-1]}: error: kd.T = 0\n", stderr="")
+
+    monkeypatch.setattr(sweep, "dvc", fake_dvc)
+    failed = sweep.report_failures({"ok-exp": "Success", "bad-exp": "Failed", "gone-exp": "Missing"})
+    assert failed == ["bad-exp", "gone-exp"]
+    assert calls == [("queue", "logs", "bad-exp"), ("queue", "logs", "gone-exp")]
+    err = capsys.readouterr().err
+    assert "experiment bad-exp: Failed" in err and "log of bad-exp: error: kd.T = 0" in err
+    assert "2 of 3 experiments failed: bad-exp, gone-exp" in err
+
+
+def test_changed_plots_leave_out_identical_images(tmp_path, monkeypatch):
+    from distillery import pr_report
+
+    for name, content in [("main_a.png", b"A"), ("workspace_a.png", b"A"), ("main_b.png", b"B1"),
+                          ("workspace_b.png", b"B2"), ("workspace_c.png", b"C")]:
+        (tmp_path / name).write_bytes(content)
+    entry = lambda rev, name: {"type": "image", "revisions": [rev], "url": str(tmp_path / name)}  # noqa: E731
+    rendered = {"data": {"a.png": [entry("workspace", "workspace_a.png"), entry("main", "main_a.png")],
+                         "b.png": [entry("workspace", "workspace_b.png"), entry("main", "main_b.png")],
+                         "c.png": [entry("workspace", "workspace_c.png")]}}
+    monkeypatch.setattr(pr_report, "_dvc", lambda *args: json.dumps(rendered))
+    changed = pr_report.changed_plots("main", tmp_path)
+    assert sorted(changed) == ["b.png", "c.png"]  # a.png is byte-identical in both revisions
+    assert changed["b.png"] == {"workspace": tmp_path / "workspace_b.png", "main": tmp_path / "main_b.png"}
