@@ -40,6 +40,8 @@ diff: setup
 
 bench: setup
 	python bench/pipeline_time.py
+	python bench/seed_processes.py
+	python bench/trainer_overhead.py
 
 clean:
 	rm -rf .cache/checkpoints

@@ -5,6 +5,7 @@ Run: `make bench` (or `python bench/pipeline_time.py`). Also times a bare `impor
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -25,7 +26,9 @@ def timed(cmd: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+@contextlib.contextmanager
+def fresh_copy():
+    """A temporary git repo holding the tracked files of this one (no outputs, no cache)."""
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split():
@@ -34,6 +37,11 @@ def main() -> None:
                 shutil.copy2(REPO / name, work / name)
         for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "b"]):
             subprocess.run(cmd, cwd=work, check=True)
+        yield work
+
+
+def main() -> None:
+    with fresh_copy() as work:
         stages = list(yaml.safe_load((work / "dvc.yaml").read_text())["stages"])
         rows = [(s, timed(["dvc", "repro", "--force", "--single-item", "--no-run-cache", s], work)) for s in stages]
         total = timed(["dvc", "repro", "--force", "--no-run-cache"], work)
