@@ -100,6 +100,8 @@ def _train_block(lr, batch, steps, eval_steps) -> dict:
         "logging_steps": Field(INT, _positive, 50),
         "save_steps": Field(INT, _positive, 500, help="checkpoint interval, for resuming"),
         "precision": Field(STR, _one_of("auto", "fp32", "fp16", "bf16"), "auto"),
+        "full_determinism": Field((bool,), None, False,
+                                  help="GPU: deterministic kernels only (slower); CPU runs are deterministic anyway"),
     }
 
 

@@ -242,6 +242,7 @@ def train_model(
         greater_is_better=True if early else None,
         seed=seed,
         data_seed=seed,
+        full_determinism=train_params["full_determinism"],
         report_to="none",
         remove_unused_columns=False,
         dataloader_pin_memory=False,

@@ -31,3 +31,21 @@ def test_curves_are_cut_back_to_the_resumed_step(tmp_path):
     truncate_curves(tmp_path, 20)
     assert pd.read_csv(metrics / "loss.tsv", sep="\t").to_dict("list") == {"step": [10, 20], "loss": [3.0, 2.0]}
     assert pd.read_csv(metrics / "eval/accuracy.tsv", sep="\t").to_dict("list") == {"step": [20], "accuracy": [0.5]}
+
+
+def test_full_determinism_param_turns_on_deterministic_algorithms(tmp_path, monkeypatch):
+    import torch
+
+    from distillery.losses import hard_terms
+    from distillery.models import build_model
+    from distillery.params import validate
+    from distillery.training import TensorDictDataset, train_model
+
+    calls = []  # record the calls, leave torch's global state alone
+    monkeypatch.setattr(torch, "use_deterministic_algorithms", lambda mode, **kwargs: calls.append(mode))
+    data = TensorDictDataset(features=torch.rand(8, 4), labels=torch.tensor([0, 1] * 4))
+    for flag in (False, True):
+        params = validate({})["train"] | {"max_steps": 2, "full_determinism": flag}
+        train_model(build_model({"arch": "mlp", "hidden_sizes": [2]}, [4], ["a", "b"]), data, data, params,
+                    seed=0, loss_fn=hard_terms, checkpoint_dir=tmp_path / str(flag))
+    assert calls == [True]  # only the run with full_determinism: true asked for deterministic kernels
