@@ -141,8 +141,12 @@ def wait(names: list[str], poll_seconds: float) -> dict[str, str]:
             time.sleep(poll_seconds)
 
 
-def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> dict[str, str]:
-    """Queue and run the grid; return ``{experiment name: final status}``."""
+def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> tuple[str, dict[str, str]]:
+    """Queue and run the grid; return the baseline commit and ``{experiment name: final status}``.
+
+    The experiments hang off the commit checked out when they were queued; commits made while
+    they run do not hide them from the report.
+    """
     refuse_untracked()
     groups = parse_grid(grid)
     points = check_grid(groups, Path("params.yaml"))
@@ -150,11 +154,12 @@ def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> dict[str, str]
     print("sweep: reproducing the workspace so shared stages run once (dvc repro)", flush=True)
     if subprocess.run(["dvc", "repro"]).returncode != 0:
         raise DistilleryError("`dvc repro` of the workspace failed (output above); nothing was queued")
+    baseline = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     names = queue(groups)
     if len(names) != len(points):
         raise DistilleryError(f"expected {len(points)} queued experiments, dvc queued {len(names)}: {names}")
     dvc("queue", "start", "-j", str(jobs))
-    return wait(names, poll_seconds)
+    return baseline, wait(names, poll_seconds)
 
 
 def report_failures(status: dict[str, str]) -> list[str]:
@@ -178,9 +183,11 @@ def main(argv: list[str] | None = None) -> None:
     from .sweep_report import write_report
 
     try:
-        status = run_sweep(args.grid, args.jobs, args.poll)
+        baseline, status = run_sweep(args.grid, args.jobs, args.poll)
         failed = report_failures(status)
-        write_report()
+        succeeded = [name for name, state in status.items() if state == "Success"]
+        if succeeded:
+            write_report(succeeded, rev=baseline)
     except DistilleryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

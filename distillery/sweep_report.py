@@ -152,19 +152,20 @@ def gain_heatmap(frame: pd.DataFrame, path: Path) -> None:
     _save(fig, path)
 
 
-def exp_show() -> list[dict]:
-    """``dvc exp show --json`` parsed."""
-    result = subprocess.run(["dvc", "exp", "show", "--json"], capture_output=True, text=True)
+def exp_show(rev: str = "HEAD") -> list[dict]:
+    """``dvc exp show --json --rev REV`` parsed: the experiments whose baseline is commit ``rev``."""
+    result = subprocess.run(["dvc", "exp", "show", "--json", "--rev", rev], capture_output=True, text=True)
     if result.returncode != 0:
-        raise DistilleryError(f"`dvc exp show --json` failed:\n{result.stderr.strip()}")
+        raise DistilleryError(f"`dvc exp show --json --rev {rev}` failed:\n{result.stderr.strip()}")
     return json.loads(result.stdout)
 
 
-def write_report(names: list[str] | None = None, report: Path = REPORT, plots: Path = PLOTS) -> pd.DataFrame:
-    """Write the Markdown report and both plots for the experiments in ``names`` (default: all shown)."""
+def write_report(names: list[str] | None = None, report: Path = REPORT, plots: Path = PLOTS,
+                 rev: str = "HEAD") -> pd.DataFrame:
+    """Write the Markdown report and both plots for the experiments in ``names`` (default: all) on baseline ``rev``."""
     from .io import write_text
 
-    frame = experiments(exp_show(), names)
+    frame = experiments(exp_show(rev), names)
     metrics_vs_temperature(frame, plots / "metrics_vs_T.png")
     gain_heatmap(frame, plots / "kd_minus_hard.png")
     relative = Path("sweep") if plots.parent == report.parent else plots
@@ -188,11 +189,12 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m distillery.sweep_report", description=__doc__.split("\n")[0])
-    parser.add_argument("names", nargs="*", help="experiments to include (default: all of the current commit)")
+    parser.add_argument("names", nargs="*", help="experiments to include (default: all on the baseline commit)")
+    parser.add_argument("--rev", default="HEAD", help="the sweep's baseline commit (default: HEAD)")
     args = parser.parse_args(argv)
     from .cli import run_stage
 
-    run_stage(lambda: write_report(args.names or None), uses_torch=False)
+    run_stage(lambda: write_report(args.names or None, rev=args.rev), uses_torch=False)
 
 
 if __name__ == "__main__":

@@ -183,8 +183,10 @@ def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
     shown = _shown([("b", 2, 0.5, 0.80, 0.75, "success"), ("a", 1, 0.5, 0.70, 0.75, None),
                     ("c", 4, 0.0, 0.75, 0.75, None), ("queued", 8, 0.5, 0, 0, "queued"),
                     ("broken", 8, 0.9, 0, 0, "failed")])
-    monkeypatch.setattr(sweep_report, "exp_show", lambda: shown)
-    frame = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
+    baselines = []
+    monkeypatch.setattr(sweep_report, "exp_show", lambda rev: baselines.append(rev) or shown)
+    frame = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep", rev="base-sha")
+    assert baselines == ["base-sha"]  # the experiments of the sweep's baseline, even after new commits
     assert list(frame["name"]) == ["c", "a", "b"]  # by alpha, then T; queued and failed ones skipped
     assert frame["gain"].round(6).tolist() == [0.0, -0.05, 0.05]
     rows = _row_cells((tmp_path / "sweep.md").read_text())
