@@ -47,13 +47,13 @@ def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 120, lowercas
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
     )
     fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                             sep_token="[SEP]", mask_token="[MASK]")
+                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
     fast.save_pretrained(out)
     return Path(out)
 
 
 def tiny_checkpoint(out: Path, tokenizer_dir: Path, kind: str = "bert", num_labels: int = 2, layers: int = 2,
-                    hidden: int = 32, seed: int = 0) -> Path:
+                    hidden: int = 32, seed: int = 0, init_range: float = 0.02) -> Path:
     """A random-init BERT or DistilBERT classifier saved with its tokenizer, like a Hub checkpoint."""
     import torch
     from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, DistilBertConfig
@@ -64,11 +64,12 @@ def tiny_checkpoint(out: Path, tokenizer_dir: Path, kind: str = "bert", num_labe
     if kind == "bert":
         config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
                             num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64,
-                            num_labels=num_labels)
+                            num_labels=num_labels, initializer_range=init_range)
         model = BertForSequenceClassification(config)
     else:
         config = DistilBertConfig(vocab_size=len(tokenizer), dim=hidden, n_layers=layers, n_heads=2,
-                                  hidden_dim=2 * hidden, max_position_embeddings=64, num_labels=num_labels)
+                                  hidden_dim=2 * hidden, max_position_embeddings=64, num_labels=num_labels,
+                                  initializer_range=init_range)
         model = DistilBertForSequenceClassification(config)
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
