@@ -48,7 +48,7 @@ def predict_text_logits(model, tokenizer, tokenized, batch_size: int = 128, desc
     device = best_device()
     model = model.to(device).eval()
     inputs = [c for c in tokenizer.model_input_names if c in tokenized.column_names]
-    columns = {c: tokenized[c] for c in inputs}
+    columns = {c: list(tokenized[c]) for c in inputs}
     lengths = np.array([len(ids) for ids in columns[inputs[0]]])
     order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
     out = np.zeros((len(lengths), model.config.num_labels), np.float32)

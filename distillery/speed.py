@@ -46,7 +46,7 @@ def text_batches(tokenizer, split, batch_size: int, device: torch.device) -> dic
     """As ``array_batches`` for text: the split's first rows in the model's own tokenization, padded."""
     n = len(split.ids)
     rows = [i % n for i in range(max(batch_size, 1))]
-    columns = [split.dataset[c] for c in ("text", "text_pair") if c in split.dataset.column_names]
+    columns = [list(split.dataset[c]) for c in ("text", "text_pair") if c in split.dataset.column_names]
 
     def encode(index):
         batch = tokenizer(*[[col[i] for i in index] for col in columns], truncation=True, padding=True,

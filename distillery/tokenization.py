@@ -36,7 +36,7 @@ def tokenize(dataset, tokenizer, name: str, cache_root: Path = TOKENIZED_ROOT):
     import datasets
 
     texts = [c for c in TEXT_COLUMNS if c in dataset.column_names]
-    content = fingerprint(np.asarray(dataset["id"]), *[dataset[c] for c in texts])
+    content = fingerprint(np.asarray(list(dataset["id"])), *[list(dataset[c]) for c in texts])
     cache = Path(cache_root) / f"{name}-{fingerprint(tokenizer_key(tokenizer), content)}.arrow"
     cache.parent.mkdir(parents=True, exist_ok=True)
 

@@ -42,7 +42,7 @@ def test_files_source_makes_validation_from_train_and_scores_source_validation(a
     assert prepared.meta["split_origin"]["test"] == "source validation"
     test = prepared.splits["test"]
     assert test.ids.tolist() == list(range(120, 160))  # ids: positions in the source, train first
-    assert test.dataset["text"] == assets["df"]["sentence"].iloc[120:].tolist()
+    assert list(test.dataset["text"]) == assets["df"]["sentence"].iloc[120:].tolist()
     assert test.labels.tolist() == assets["df"]["label"].iloc[120:].tolist()
     assert set(prepared.splits["train"].ids) | set(prepared.splits["validation"].ids) == set(range(120))
     # stored as datasets Arrow and read back memory-mapped
@@ -167,9 +167,12 @@ def test_tokenization_is_cached_outside_prepared_and_per_tokenizer(assets, tmp_p
     assert again.cache_files[0]["filename"] == str(cache_file) and cache_file.stat().st_mtime_ns == stamp
     other = tokenize(split.dataset, b, "train", tmp_path / "cache")
     assert other.cache_files[0]["filename"] != str(cache_file)
-    assert first["input_ids"] != other["input_ids"]  # two vocabularies
+    assert list(first["input_ids"]) != list(other["input_ids"])  # two vocabularies
     assert max(max(ids) for ids in other["input_ids"]) < len(b)
     assert sorted(p.name for p in (tmp_path / "prepared").rglob("*")) == before  # nothing written into the output
+    # the key is the content: another text under the same ids is tokenized anew
+    changed = split.dataset.map(lambda row: {"text": row["text"] + " extra"}, keep_in_memory=True)
+    assert tokenize(changed, a, "train", tmp_path / "cache").cache_files[0]["filename"] != str(cache_file)
 
 
 def test_length_grouped_inference_equals_ordered_inference(assets, tmp_path):
