@@ -238,7 +238,7 @@ def build_text_model(spec: dict, label_names: list[str], where: str, trust_remot
     if spec["pretrained"]:
         path = resolve_pretrained(spec["pretrained"])
         check_safetensors(path)
-        tokenizer = load_tokenizer(spec["tokenizer"] or path, trust_remote_code, f"{where}.tokenizer")
+        tokenizer = text_tokenizer(spec, where, trust_remote_code)
         try:
             config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code,
                                                 **({} if keep_head else _labels_config(label_names)), **overrides)
@@ -247,7 +247,7 @@ def build_text_model(spec: dict, label_names: list[str], where: str, trust_remot
         except (OSError, ValueError) as exc:
             raise DistilleryError(f"{where}.pretrained = {spec['pretrained']!r}: cannot load it: {exc}") from None
     else:
-        tokenizer = load_tokenizer(spec["tokenizer"], trust_remote_code, f"{where}.tokenizer")
+        tokenizer = text_tokenizer(spec, where, trust_remote_code)
         overrides.setdefault("vocab_size", len(tokenizer))
         if tokenizer.pad_token_id is not None:
             overrides.setdefault("pad_token_id", tokenizer.pad_token_id)
@@ -264,8 +264,16 @@ def build_text_model(spec: dict, label_names: list[str], where: str, trust_remot
     if len(tokenizer) > model.get_input_embeddings().num_embeddings:
         raise DistilleryError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding only "
                               f"{model.get_input_embeddings().num_embeddings}")
-    tokenizer.model_max_length = spec["max_length"]
     return model, tokenizer
+
+
+def text_tokenizer(spec: dict, where: str, trust_remote_code: bool = False):
+    """The tokenizer of a ``*.model`` block (``tokenizer``, else the ``pretrained`` checkpoint's), with
+    ``model_max_length = max_length``."""
+    source = spec["tokenizer"] or resolve_pretrained(spec["pretrained"])
+    tokenizer = load_tokenizer(source, trust_remote_code, f"{where}.tokenizer")
+    tokenizer.model_max_length = spec["max_length"]
+    return tokenizer
 
 
 def copy_teacher_layers(student, teacher, layers: list[int], where: str) -> None:

@@ -14,7 +14,7 @@ from .data import Prepared
 from .errors import DistilleryError
 from .io import atomic_dir, read_logits
 from .losses import METHODS, hard_terms
-from .models import build_model, build_text_model, copy_teacher_layers
+from .models import build_model, build_text_model, copy_teacher_layers, text_tokenizer
 from .training import (
     CHECKPOINT_ROOT,
     CURVES,
@@ -22,7 +22,6 @@ from .training import (
     TensorDictDataset,
     check_precision,
     fingerprint,
-    seeded,
     train_once,
 )
 
@@ -126,11 +125,10 @@ def text_student(spec: dict, prepared: Prepared, teacher_dir: Path):
     from .models import load_model, saved_tokenizer
     from .teacher import text_collator
     from .tokenization import tokenizer_key
-    from .training import fingerprint
 
     layers = spec["init_from_teacher_layers"]
     if not layers:
-        _, tokenizer = build_text_model(spec, prepared.label_names, "student.model")
+        tokenizer = text_tokenizer(spec, "student.model")
 
         def make_model():
             return build_text_model(spec, prepared.label_names, "student.model")[0]
