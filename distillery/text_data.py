@@ -140,7 +140,7 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
             test_mask = np.r_[test_mask, np.ones(len(held_out["test"]), bool)]
         index = split_indices(rest[label].to_numpy(), data_params, test_mask if held_out else None, source, names)
         parts = {split: rest.iloc[rows] for split, rows in index.items()}
-        percent = f"{data_params['validation_fraction']:.0%}"
+        percent = f"{data_params['validation_fraction'] * 100:g} %"
         origin = {"train": "source train", "validation": f"{percent} of source train (stratified)"}
         if "test" in tables:
             origin["test"] = "source test"
@@ -148,7 +148,7 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
             origin["test"] = "source validation" + (" (the source's test labels are hidden)" if hidden else "")
         else:
             origin = {"train": "source train", "validation": f"{percent} of the non-test rows",
-                      "test": f"{data_params['test_fraction']:.0%} of the rows (stratified)"}
+                      "test": f"{data_params['test_fraction'] * 100:g} % of the rows (stratified)"}
     cap = data_params["max_train_examples"]
     available = len(parts["train"])
     if cap is not None and cap < available:
