@@ -12,7 +12,11 @@ REV ?= main
 PLOTS_DIR ?=
 OUTPUT ?=
 
-.PHONY: setup repro test bench clean sweep sweep-report diff
+# Preset: `make preset PRESET=sst2-minilm [SET="train.seeds=[0] kd.T=4"]` rewrites params.yaml (see presets/).
+PRESET ?=
+SET ?=
+
+.PHONY: setup repro test bench clean sweep sweep-report diff preset
 
 setup: $(VENV)/.installed
 
@@ -38,10 +42,14 @@ sweep-report: setup
 diff: setup
 	@python -m distillery.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)")
 
+preset: setup
+	@test -n "$(PRESET)" || { echo "error: give PRESET=<name>; available: $$(ls presets | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
+	python -m distillery.presets "$(PRESET)" $(foreach s,$(SET),--set '$(s)')
+
 bench: setup
 	python bench/pipeline_time.py
 	python bench/seed_processes.py
 	python bench/trainer_overhead.py
 
 clean:
-	rm -rf .cache/checkpoints
+	rm -rf .cache/checkpoints .cache/tokenized

@@ -18,9 +18,13 @@ from .io import atomic_dir
 from .validation import check_splits_not_empty, check_stratifiable, integer_labels, validate_arrays
 
 SPLITS = ("train", "validation", "test")
+TEXT_KINDS = ("hf", "file", "files")
 SOURCE_KINDS = {
     "sklearn": "sklearn:digits (bundled with scikit-learn, offline)",
     "npz": "npz:<file.npz> with x_train, y_train, x_test, y_test (MNIST layout)",
+    "hf": "hf:<dataset>[:<config>] (datasets.load_dataset: a Hub id, cached for offline use, or a local directory)",
+    "file": "file:<path> (one CSV/TSV/JSON Lines/Parquet file, optionally .gz, split with data.split_seed)",
+    "files": "files (one file per split, named by data.files)",
 }
 META_FILE = "meta.json"
 
@@ -38,11 +42,13 @@ class RawData:
 
 @dataclass
 class Split:
-    """One prepared split as NumPy arrays, rows in id order."""
+    """One prepared split, rows in id order: NumPy arrays, and for text the ``datasets.Dataset`` itself
+    (columns ``id``, ``text``, optionally ``text_pair``, ``label``; ``inputs`` is then None)."""
 
     ids: np.ndarray
-    inputs: np.ndarray
+    inputs: np.ndarray | None
     labels: np.ndarray
+    dataset: object = None
 
 
 @dataclass
@@ -56,11 +62,17 @@ class Prepared:
     def num_labels(self) -> int:
         return len(self.label_names)
 
+    @property
+    def is_text(self) -> bool:
+        return self.meta.get("kind") == "text"
+
 
 def check_source(source: str) -> str | None:
     """An error text if ``data.source`` is not of a known form, else None (used by the params schema)."""
     kind, _, rest = source.partition(":")
-    if kind not in SOURCE_KINDS or not rest:
+    if kind == "files" and not rest:
+        return None
+    if kind not in SOURCE_KINDS or kind == "files" or not rest:
         return "unknown data source; expected one of: " + "; ".join(SOURCE_KINDS.values())
     if kind == "sklearn" and rest != "digits":
         return "the only scikit-learn source is 'sklearn:digits'"
@@ -150,6 +162,10 @@ def validate_raw(raw: RawData, source: str) -> None:
 
 def prepare(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
     """Load the source, split it and save the splits (atomically) under ``out_dir``."""
+    if data_params["source"].partition(":")[0] in TEXT_KINDS:
+        from .text_data import prepare_text
+
+        return prepare_text(data_params, out_dir, root)
     raw = load_source(data_params["source"], root)
     validate_raw(raw, data_params["source"])
     index = split_indices(raw.labels, data_params, raw.test_mask, data_params["source"], raw.label_names)
@@ -203,6 +219,12 @@ def load_prepared(path: Path) -> Prepared:
     meta = json.loads((path / META_FILE).read_text())
     dsd = datasets.load_from_disk(str(path))
     splits = {}
+    if meta.get("kind") == "text":
+        for name in SPLITS:
+            ids = dsd[name].data.column("id").to_numpy().copy()
+            labels = dsd[name].data.column("label").to_numpy().astype(np.int64)
+            splits[name] = Split(ids, None, labels, dsd[name])
+        return Prepared(splits, meta["label_names"], meta["input_shape"], meta)
     for name in SPLITS:
         table = dsd[name].data
         n = table.num_rows

@@ -12,10 +12,10 @@ import pandas as pd
 from . import metrics as M
 from .data import Prepared
 from .errors import DistilleryError
-from .inference import predict_logits
-from .models import count_parameters, load_model
+from .inference import split_logits
+from .models import count_parameters, load_model, saved_tokenizer
 from .students import seed_dir, seeds_in
-from .teacher import REFERENCE_FILE, load_teacher
+from .teacher import REFERENCE_FILE, load_teacher_and_tokenizer
 
 MODELS = ("teacher", "kd", "hard")
 CONFIDENCE = 0.95  # of the bootstrap interval; McNemar is read at the matching 5 % level
@@ -122,9 +122,9 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
     test, val = prepared.splits["test"], prepared.splits["validation"]
     bins, batch = params["evaluate"]["ece_bins"], params["evaluate"]["batch_size"]
 
-    teacher = load_teacher(teacher_dir)
-    teacher_test = predict_logits(teacher, test.inputs, batch, "teacher test")
-    teacher_val = predict_logits(teacher, val.inputs, batch, "teacher validation")
+    teacher, tokenizer = load_teacher_and_tokenizer(teacher_dir)
+    teacher_test = split_logits(teacher, tokenizer, test, batch, "teacher test", "teacher-test")
+    teacher_val = split_logits(teacher, tokenizer, val, batch, "teacher validation", "teacher-validation")
     teacher_row = score(teacher_test, teacher_val, prepared, bins)
     metrics = {"teacher": {**teacher_row, "params": count_parameters(teacher), "size_bytes": size_on_disk(teacher_dir)}}
     test_logits = {"teacher": teacher_test}
@@ -135,10 +135,10 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
         per_seed, scaled[kind], correct[kind] = [], [], {}
         seeds = seeds_in(root)
         for seed in seeds:
-            model = load_model(seed_dir(root, seed))
-            out = predict_logits(model, test.inputs, batch, f"{kind} seed {seed} test")
-            row = score(out, predict_logits(model, val.inputs, batch, f"{kind} seed {seed} validation"),
-                        prepared, bins, teacher_test)
+            model, tokenizer = load_model(seed_dir(root, seed)), saved_tokenizer(seed_dir(root, seed))
+            out = split_logits(model, tokenizer, test, batch, f"{kind} seed {seed} test", "student-test")
+            val_out = split_logits(model, tokenizer, val, batch, f"{kind} seed {seed} validation", "student-validation")
+            row = score(out, val_out, prepared, bins, teacher_test)
             per_seed.append(row)
             test_logits[f"{kind}_seed{seed}"] = out
             scaled[kind].append(M.scale_logits(out, row["temperature"]))

@@ -25,3 +25,47 @@ def predict_logits(model, inputs: np.ndarray, batch_size: int = 512, desc: str =
             batch = torch.from_numpy(np.ascontiguousarray(inputs[start : start + batch_size])).to(device)
             out.append(model(features=batch).logits.float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), np.float32)
+
+
+def autocast(device: torch.device):
+    """bf16 (or fp16) autocast on CUDA; nothing elsewhere (CPU autocast is slower and changes results)."""
+    import contextlib
+
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+def predict_text_logits(model, tokenizer, tokenized, batch_size: int = 128, desc: str = "inference",
+                        sort_by_length: bool = True) -> np.ndarray:
+    """Raw float32 logits of a tokenized split (see ``distillery.tokenization.tokenize``), in its row order.
+
+    Rows run in batches of similar length (sorted by token count), each padded only to its longest
+    row, under ``inference_mode`` (and autocast on CUDA); the logits are put back in row order.
+    ``sort_by_length=False`` runs the rows in order (the reference the fast path is tested against).
+    """
+    device = best_device()
+    model = model.to(device).eval()
+    inputs = [c for c in tokenizer.model_input_names if c in tokenized.column_names]
+    columns = {c: list(tokenized[c]) for c in inputs}
+    lengths = np.array([len(ids) for ids in columns[inputs[0]]])
+    order = np.argsort(lengths, kind="stable") if sort_by_length else np.arange(len(lengths))
+    out = np.zeros((len(lengths), model.config.num_labels), np.float32)
+    starts = range(0, len(order), batch_size)
+    with torch.inference_mode(), autocast(device):
+        for start in tqdm(starts, desc=desc, leave=False, disable=len(order) <= batch_size):
+            rows = order[start : start + batch_size]
+            batch = tokenizer.pad([{c: columns[c][i] for c in inputs} for i in rows], return_tensors="pt")
+            out[rows] = model(**{k: v.to(device) for k, v in batch.items()}).logits.float().cpu().numpy()
+    return out
+
+
+def split_logits(model, tokenizer, split, batch_size: int, desc: str, name: str = "split") -> np.ndarray:
+    """Logits for a prepared split, whatever the model: arrays for array models, the model's own
+    tokenization of the text for text models (``tokenizer`` given)."""
+    if tokenizer is None:
+        return predict_logits(model, split.inputs, batch_size, desc)
+    from .tokenization import tokenize
+
+    return predict_text_logits(model, tokenizer, tokenize(split.dataset, tokenizer, name), batch_size, desc)

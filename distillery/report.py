@@ -95,6 +95,14 @@ def mcnemar_table(comparison: dict) -> str:
 
 
 def _describe_model(spec: dict) -> str:
+    if spec["arch"] == "hf":
+        if spec.get("init_from_teacher_layers"):
+            text = f"the teacher's architecture with its layers {spec['init_from_teacher_layers']} copied"
+        elif spec["pretrained"]:
+            text = f"`{spec['pretrained']}`"
+        else:
+            text = "built from the config " + ", ".join(f"{k} {v}" for k, v in (spec["config"] or {}).items())
+        return f"{text}; max_length {spec['max_length']}"
     if spec["arch"] == "mlp":
         hidden = "-".join(map(str, spec["hidden_sizes"]))
         return f"MLP, hidden layers {hidden}, dropout {spec['dropout']}"
@@ -106,6 +114,8 @@ def setting_table(params: dict, meta: dict, metrics: dict) -> str:
     teacher = params["teacher"]
     if teacher["checkpoint"]:
         teacher_text = f"checkpoint `{teacher['checkpoint']}`"
+    elif teacher["model"]["arch"] == "hf" and not teacher["finetune"]:
+        teacher_text = f"{_describe_model(teacher['model'])}, used as it is"
     else:
         teacher_text = (f"{_describe_model(teacher['model'])}; trained here (seed {teacher['seed']}, "
                         f"at most {teacher['train']['max_steps']} steps, early stopping on validation accuracy)")
@@ -113,7 +123,9 @@ def setting_table(params: dict, meta: dict, metrics: dict) -> str:
     rows = [
         ["data", f"`{meta.get('source', params['data']['source'])}`: "
                  + ", ".join(f"{n:,} {split}" for split, n in sizes.items())
-                 + f"; {len(meta['label_names'])} classes; input shape {meta['input_shape']}"],
+                 + f"; {len(meta['label_names'])} classes"
+                 + (f"; text columns {meta['text_columns']}" if meta.get("kind") == "text"
+                    else f"; input shape {meta['input_shape']}")],
         ["teacher", f"{teacher_text}; {metrics['teacher']['params']:,} parameters"],
         ["student", f"{_describe_model(params['student']['model'])}; {metrics['kd']['params']:,} parameters"],
         ["distillation", f"method `{params['kd']['method']}`, T = {params['kd']['T']}, α = {params['kd']['alpha']} "
@@ -121,7 +133,21 @@ def setting_table(params: dict, meta: dict, metrics: dict) -> str:
         ["student training", f"seeds {params['train']['seeds']}, {params['train']['max_steps']} steps each; "
                              "KD and hard students share initial weights and data order per seed"],
     ]
+    if meta.get("split_origin"):
+        rows.insert(1, ["splits", "; ".join(f"{k}: {v}" for k, v in meta["split_origin"].items())])
     return _table(["", "setting"], rows)
+
+
+def evaluated_on(meta: dict) -> str:
+    """Which rows the metrics are computed on, in words (a source with hidden test labels is scored on its
+    validation split)."""
+    if meta.get("hidden_test_labels"):
+        return ("Scored on the source's validation split (its test labels are hidden), which no model saw; "
+                "early stopping and temperature scaling used a held-out part of train")
+    if meta.get("split_origin", {}).get("test") == "source validation":
+        return ("Scored on the source's validation split (it has no test split), which no model saw; "
+                "early stopping and temperature scaling used a held-out part of train")
+    return "Test split"
 
 
 def _times(speedup: float) -> str:
@@ -171,7 +197,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
         "## Setting",
         setting_table(params, meta, metrics),
         "## Metrics",
-        f"Test split; students are mean ± sample std over {seeds} seeds. Temperature scaling divides the logits "
+        f"{evaluated_on(meta)}; students are mean ± sample std over {seeds} seeds. Temperature scaling divides the logits "
         "by one T per model, fitted to minimise the validation NLL; accuracy does not change.",
         metrics_table(metrics),
         "### ROC AUC per class (one-vs-rest)",

@@ -24,33 +24,56 @@ def _synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
-def _timed_forward(model, batch: torch.Tensor, device: torch.device) -> float:
-    """Seconds for one forward pass of ``batch``, waiting for the device to finish."""
+def _timed_forward(model, batch: dict, device: torch.device) -> float:
+    """Seconds for one forward pass of ``batch`` (the model's keyword inputs), waiting for the device to finish."""
     _synchronize(device)
     start = time.perf_counter()
-    model(features=batch)
+    model(**batch)
     _synchronize(device)
     return time.perf_counter() - start
 
 
-def measure_speed(models: dict, inputs: np.ndarray, batch_size: int, repeats: int, warmup: int) -> dict:
+def array_batches(inputs: np.ndarray, batch_size: int, device: torch.device) -> dict:
+    """The latency (first row) and throughput (first ``batch_size`` rows, repeated if fewer) batches."""
+    rows = np.resize(inputs, (max(batch_size, 1), *inputs.shape[1:]))  # repeats rows if the split is smaller
+    return {
+        "latency": {"features": torch.from_numpy(np.ascontiguousarray(rows[:1])).to(device)},
+        "throughput": {"features": torch.from_numpy(np.ascontiguousarray(rows[:batch_size])).to(device)},
+    }
+
+
+def text_batches(tokenizer, split, batch_size: int, device: torch.device) -> dict:
+    """As ``array_batches`` for text: the split's first rows in the model's own tokenization, padded."""
+    n = len(split.ids)
+    rows = [i % n for i in range(max(batch_size, 1))]
+    columns = [list(split.dataset[c]) for c in ("text", "text_pair") if c in split.dataset.column_names]
+
+    def encode(index):
+        batch = tokenizer(*[[col[i] for i in index] for col in columns], truncation=True, padding=True,
+                          max_length=tokenizer.model_max_length, return_tensors="pt")
+        return {k: v.to(device) for k, v in batch.items()}
+
+    return {"latency": encode(rows[:1]), "throughput": encode(rows[:batch_size])}
+
+
+def measure_speed(models: dict, inputs, batch_size: int, repeats: int, warmup: int, tokenizers: dict | None = None) -> dict:
     """Median latency at batch size 1 and median throughput at ``batch_size`` for each of ``models``.
 
+    ``inputs``: an array, or a prepared text split tokenized with each model's tokenizer from ``tokenizers``.
     After ``warmup`` untimed passes, the models take turns in each of ``repeats`` rounds, so slow phases
     of a shared machine hit all of them alike; ratios of these medians are what to compare.
     """
     device = best_device()
-    rows = np.resize(inputs, (max(batch_size, 1), *inputs.shape[1:]))  # repeats rows if the split is smaller
-    batches = {
-        "latency": torch.from_numpy(np.ascontiguousarray(rows[:1])).to(device),
-        "throughput": torch.from_numpy(np.ascontiguousarray(rows[:batch_size])).to(device),
-    }
+    if tokenizers:
+        batches = {name: text_batches(tokenizers[name], inputs, batch_size, device) for name in models}
+    else:
+        batches = {name: array_batches(inputs, batch_size, device) for name in models}
     models = {name: m.to(device).eval() for name, m in models.items()}
-    times = {(name, what): [] for name in models for what in batches}
+    times = {(name, what): [] for name in models for what in ("latency", "throughput")}
     with torch.inference_mode():
         for round_ in tqdm(range(warmup + repeats), desc="timing", leave=False):
             for name, model in models.items():
-                for what, batch in batches.items():
+                for what, batch in batches[name].items():
                     seconds = _timed_forward(model, batch, device)
                     if round_ >= warmup:
                         times[name, what].append(seconds)

@@ -9,8 +9,16 @@ from .data import Prepared
 from .errors import DistilleryError
 from .io import atomic_dir
 from .losses import hard_terms
-from .models import build_model, check_safetensors, load_model
-from .training import CHECKPOINT_ROOT, CURVES, TensorDictDataset, check_precision, fingerprint, train_once
+from .models import build_model, build_text_model, check_label_count, check_safetensors, load_model, saved_tokenizer
+from .training import (
+    CHECKPOINT_ROOT,
+    CURVES,
+    TensorDictDataset,
+    check_precision,
+    fingerprint,
+    seeded,
+    train_once,
+)
 
 REFERENCE_FILE = "teacher.json"
 
@@ -40,19 +48,40 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             reference = {"checkpoint": tp["checkpoint"], "trust_remote_code": tp["trust_remote_code"]}
             (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n")
         return
+    if tp["model"]["arch"] == "hf" and not tp["finetune"]:
+        check_label_count(tp["model"]["pretrained"], prepared.label_names, "teacher.model.pretrained",
+                          tp["trust_remote_code"])
+        model, tokenizer = build_text_model(tp["model"], prepared.label_names, "teacher.model",
+                                            tp["trust_remote_code"], keep_head=True)
+        with atomic_dir(out_dir) as tmp:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+        return
     check_precision(tp["train"]["precision"], "teacher.train.precision")
     train, val = prepared.splits["train"], prepared.splits["validation"]
     run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(tp, train.ids, train.labels, val.ids, live_dir is not None)
+    if tp["model"]["arch"] == "hf":
+        from .tokenization import tokenize, training_columns
+
+        seeded(tp["seed"])
+        model, tokenizer = build_text_model(tp["model"], prepared.label_names, "teacher.model",
+                                            tp["trust_remote_code"])
+        data = {name: training_columns(tokenize(prepared.splits[name].dataset, tokenizer, f"teacher-{name}"))
+                for name in ("train", "validation")}
+        inputs = dict(make_model=lambda: model, tokenizer=tokenizer, data_collator=text_collator(tokenizer))
+    else:
+        data = {"train": TensorDictDataset.from_split(train), "validation": TensorDictDataset.from_split(val)}
+        inputs = dict(make_model=lambda: build_model(tp["model"], prepared.input_shape, prepared.label_names))
     finished = train_once(
         run_dir,
-        lambda: build_model(tp["model"], prepared.input_shape, prepared.label_names),
         seed=tp["seed"],
         with_curves=live_dir is not None,
-        train_data=TensorDictDataset.from_split(train),
-        eval_data=TensorDictDataset.from_split(val),
+        train_data=data["train"],
+        eval_data=data["validation"],
         train_params=tp["train"],
         loss_fn=hard_terms,
         early_stopping_patience=tp["train"]["early_stopping_patience"],
+        **inputs,
     )
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(finished, tmp, dirs_exist_ok=True)
@@ -62,11 +91,25 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
     shutil.rmtree(run_dir)
 
 
+def text_collator(tokenizer):
+    """Dynamic padding: each batch padded to its longest row."""
+    from transformers import DataCollatorWithPadding
+
+    return DataCollatorWithPadding(tokenizer)
+
+
 def load_teacher(path: Path):
     """The teacher model from ``models/teacher`` (following a recorded checkpoint reference)."""
+    return load_teacher_and_tokenizer(path)[0]
+
+
+def load_teacher_and_tokenizer(path: Path):
+    """The teacher and its tokenizer (None for array models) from ``models/teacher``."""
     path = Path(path)
     reference = path / REFERENCE_FILE
     if reference.exists():
         info = json.loads(reference.read_text())
-        return load_model(info["checkpoint"], trust_remote_code=info["trust_remote_code"])
-    return load_model(path)
+        target, trust = info["checkpoint"], info["trust_remote_code"]
+        tokenizer = saved_tokenizer(target, trust) if Path(target).is_dir() else None
+        return load_model(target, trust_remote_code=trust), tokenizer
+    return load_model(path), saved_tokenizer(path)

@@ -208,6 +208,8 @@ def train_model(
     checkpoint_dir: Path | None = None,
     live_dir: Path | None = None,
     early_stopping_patience: int | None = None,
+    data_collator: Callable = collate,
+    tokenizer=None,
 ):
     """Train ``model`` in place with the ``Trainer`` and return it.
 
@@ -228,7 +230,8 @@ def train_model(
         learning_rate=train_params["learning_rate"],
         weight_decay=train_params["weight_decay"],
         max_grad_norm=train_params["max_grad_norm"],
-        lr_scheduler_type="constant",
+        lr_scheduler_type=train_params["lr_scheduler"],
+        warmup_steps=train_params["warmup_steps"],
         optim="adamw_torch",
         eval_strategy="steps",
         eval_steps=train_params["eval_steps"],
@@ -262,7 +265,8 @@ def train_model(
         args=args,
         train_dataset=train_data,
         eval_dataset=eval_data,
-        data_collator=collate,
+        data_collator=data_collator,
+        processing_class=tokenizer,
         compute_metrics=accuracy_metric,
         callbacks=callbacks,
         loss_fn=loss_fn,
@@ -281,6 +285,7 @@ def train_once(
     make_model: Callable[[], "torch.nn.Module"],
     seed: int,
     with_curves: bool,
+    tokenizer=None,
     **train_kwargs,
 ) -> Path:
     """Train one model in ``run_dir`` and return the directory of the finished model (``run_dir/model``).
@@ -303,10 +308,13 @@ def train_once(
         seed=seed,
         checkpoint_dir=Path(run_dir) / TRAINER_OUTPUT,
         live_dir=Path(run_dir) / CURVES if with_curves else None,
+        tokenizer=tokenizer,
         **train_kwargs,
     )
     with atomic_dir(finished) as tmp:
         model.save_pretrained(tmp)
+        if tokenizer is not None:  # text models: saved together, so every later stage tokenizes alike
+            tokenizer.save_pretrained(tmp)
     return finished
 
 

@@ -6,12 +6,12 @@ from distillery.cli import run_stage
 from distillery.data import load_prepared
 from distillery.evaluation import evaluate
 from distillery.io import atomic_dir, write_json, write_logits
-from distillery.models import load_model
+from distillery.models import load_model, saved_tokenizer
 from distillery.params import load_params
 from distillery.report import metrics_table
 from distillery.speed import measure_speed, speedups
 from distillery.students import seed_dir, seeds_in
-from distillery.teacher import load_teacher
+from distillery.teacher import load_teacher_and_tokenizer
 
 
 def main() -> None:
@@ -29,10 +29,13 @@ def main() -> None:
     write_json(Path("reports/metrics.json"), result.metrics)
 
     ev = params["evaluate"]
-    student = load_model(seed_dir(students["kd"], seeds_in(students["kd"])[0]))
-    models = {"teacher": load_teacher(Path("models/teacher")), "student": student}
-    speed = measure_speed(models, prepared.splits["test"].inputs, ev["batch_size"], ev["timing_repeats"],
-                          ev["timing_warmup"])
+    student_dir = seed_dir(students["kd"], seeds_in(students["kd"])[0])
+    teacher, teacher_tokenizer = load_teacher_and_tokenizer(Path("models/teacher"))
+    models = {"teacher": teacher, "student": load_model(student_dir)}
+    test = prepared.splits["test"]
+    tokenizers = {"teacher": teacher_tokenizer, "student": saved_tokenizer(student_dir)} if prepared.is_text else None
+    speed = measure_speed(models, test if prepared.is_text else test.inputs, ev["batch_size"], ev["timing_repeats"],
+                          ev["timing_warmup"], tokenizers)
     write_json(Path("reports/speed.json"), {**speed, **speedups(speed)})
     print(metrics_table(result.metrics))
 

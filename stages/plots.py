@@ -37,7 +37,7 @@ def main() -> None:
     P.roc_curves({first_names[m]: first[m] for m in MODELS}, test.labels, names, OUT / "roc.png")
     P.teacher_student_scatter(first["teacher"], {first_names[m]: first[m] for m in ("kd", "hard")}, test.labels,
                               OUT / "scatter.png")
-    images = P.as_image(test.inputs, prepared.input_shape)
+    images = None if prepared.is_text else P.as_image(test.inputs, prepared.input_shape)
     if images is not None:
         note = f"; students: {runs['kd'][0]}, {runs['hard'][0]}"
         P.prediction_grid(images, test.labels, {m: first[m].argmax(1) for m in MODELS}, names,

@@ -1,0 +1,59 @@
+"""End to end for text: `dvc repro` of a tiny text setting (a local Hub-style dataset with hidden test labels,
+a tiny BERT teacher fine-tuned, a DistilBERT student with another vocabulary), then a KD change."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+from .repo_utils import copy_repo, git_commit, run
+from .test_text import _hf_dir
+from .text_utils import sentences, text_params, tiny_checkpoint, train_tokenizer
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    assets = tmp_path_factory.mktemp("assets")
+    df = sentences(160)
+    tok_a = train_tokenizer(df["sentence"].tolist(), assets / "tok_a", vocab_size=120)
+    tok_b = train_tokenizer(df["sentence"].tolist(), assets / "tok_b", vocab_size=70, lowercase=False)
+    teacher = tiny_checkpoint(assets / "teacher", tok_a, "bert")
+    _hf_dir(assets / "glue_like", df, hidden_test=True)
+    params = text_params(teacher, tok_b, source=f"hf:{assets / 'glue_like'}")
+    dest = copy_repo(tmp_path_factory.mktemp("text_repo"), params)
+    result = run(["dvc", "repro"], dest)
+    dest.joinpath("repro.log").write_text(result.stdout + result.stderr)
+    return dest
+
+
+def test_text_repro_writes_metrics_report_and_throughput(repo):
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics) == {"teacher", "kd", "hard", "comparison"}
+    assert metrics["kd"]["params"] < metrics["teacher"]["params"]
+    assert metrics["kd"]["seeds"] == 2
+    predictions = (repo / "reports/eval/predictions.csv").read_text().splitlines()
+    assert len(predictions) == 1 + 30  # the source validation split, scored because test labels are hidden
+    report = (repo / "reports/report.md").read_text()
+    assert "Scored on the source's validation split (its test labels are hidden)" in report
+    assert "](plots/reliability.png)" in report and "examples.png" not in report
+    throughput = json.loads((repo / "reports/teacher_logits.json").read_text())
+    assert throughput["train"]["examples"] == 80 and throughput["train"]["examples_per_s"] > 0
+    assert (repo / "models/teacher/tokenizer.json").exists()
+    assert (repo / "models/students/kd/seed_1/tokenizer.json").exists()
+    speed = json.loads((repo / "reports/speed.json").read_text())
+    assert speed["teacher"]["latency_ms"] > 0 and speed["student"]["throughput_per_s"] > 0
+
+
+def test_kd_change_reruns_only_distill_evaluate_plots_and_reuses_tokenization(repo):
+    cache = repo / ".cache/tokenized"
+    before = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.arrow")}
+    assert {"teacher-train", "student-train"} <= {name.rsplit("-", 1)[0] for name in before}
+    git_commit(repo, "first run")
+    result = run(["dvc", "exp", "run", "-S", "kd.alpha=0.9", "-S", "kd.T=2"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"distill", "evaluate", "plots"}, result.stdout
+    after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.arrow")}
+    assert after == before  # cache hits: nothing tokenized again
+    assert not list((repo / "data/prepared").rglob("cache-*"))  # datasets wrote nothing into the DVC output

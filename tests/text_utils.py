@@ -1,0 +1,97 @@
+"""Offline text fixtures: synthetic labelled sentences, WordPiece tokenizers trained on them, and tiny
+random-init BERT / DistilBERT checkpoints saved like Hub models (safetensors + tokenizer)."""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pandas as pd
+
+POSITIVE = ["great", "lovely", "superb", "moving", "funny", "warm", "clever", "bright"]
+NEGATIVE = ["dull", "awful", "boring", "flat", "tedious", "weak", "messy", "bland"]
+FILLER = ["the", "film", "movie", "plot", "was", "is", "very", "quite", "a", "story", "and", "acting", "it", "cast"]
+
+
+def sentences(n: int, seed: int = 0) -> pd.DataFrame:
+    """``n`` sentences of 3..14 words (varied lengths, for length-grouped batches); label 1 if a positive
+    word is in it, 0 if a negative one."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(FILLER) for _ in range(rng.randint(2, 13))]
+        words.insert(rng.randint(0, len(words)), rng.choice(POSITIVE if label else NEGATIVE))
+        rows.append({"sentence": " ".join(words), "label": label})
+    return pd.DataFrame(rows)
+
+
+def pairs(n: int, seed: int = 0) -> pd.DataFrame:
+    """A sentence-pair task: label 1 when both sentences carry the same sentiment."""
+    a, b = sentences(n, seed), sentences(n, seed + 1).sample(frac=1, random_state=seed).reset_index(drop=True)
+    return pd.DataFrame({"premise": a["sentence"], "hypothesis": b["sentence"],
+                         "label": (a["label"] == b["label"]).astype(int)})
+
+
+def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 120, lowercase: bool = True) -> Path:
+    """A BERT-style WordPiece tokenizer trained with ``tokenizers`` on ``texts``, saved under ``out``."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
+    )
+    fast = BertTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                             sep_token="[SEP]", mask_token="[MASK]", model_max_length=64)
+    fast.save_pretrained(out)
+    return Path(out)
+
+
+def tiny_checkpoint(out: Path, tokenizer_dir: Path, kind: str = "bert", num_labels: int = 2, layers: int = 2,
+                    hidden: int = 32, seed: int = 0, init_range: float = 0.02) -> Path:
+    """A random-init BERT or DistilBERT classifier saved with its tokenizer, like a Hub checkpoint."""
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification, DistilBertConfig
+    from transformers import DistilBertForSequenceClassification
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if kind == "bert":
+        config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                            num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64,
+                            num_labels=num_labels, initializer_range=init_range)
+        model = BertForSequenceClassification(config)
+    else:
+        config = DistilBertConfig(vocab_size=len(tokenizer), dim=hidden, n_layers=layers, n_heads=2,
+                                  hidden_dim=2 * hidden, max_position_embeddings=64, num_labels=num_labels,
+                                  initializer_range=init_range)
+        model = DistilBertForSequenceClassification(config)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return Path(out)
+
+
+def text_params(teacher: Path, student_tokenizer: Path, **data) -> dict:
+    """Params overrides for a tiny text run: a pretrained teacher fine-tuned, a config-built student."""
+    return {
+        "data": {"text_column": "sentence", "validation_fraction": 0.2, "test_fraction": 0.2, **data},
+        "teacher": {
+            "model": {"arch": "hf", "pretrained": str(teacher), "max_length": 24},
+            "train": {"learning_rate": 0.003, "batch_size": 16, "max_steps": 30, "eval_steps": 10,
+                      "logging_steps": 10, "early_stopping_patience": 3},
+            "inference_batch_size": 16,
+        },
+        "student": {
+            "model": {"arch": "hf", "config": {"model_type": "distilbert", "dim": 16, "n_layers": 1, "n_heads": 2,
+                                               "hidden_dim": 32, "max_position_embeddings": 64},
+                      "tokenizer": str(student_tokenizer), "max_length": 24},
+        },
+        "train": {"seeds": [0, 1], "learning_rate": 0.003, "batch_size": 16, "max_steps": 20, "eval_steps": 10,
+                  "logging_steps": 10, "save_steps": 10},
+        "evaluate": {"batch_size": 16, "bootstrap_samples": 200, "timing_repeats": 2, "timing_warmup": 1},
+    }
