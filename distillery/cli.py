@@ -6,16 +6,32 @@ import sys
 from typing import Callable
 
 
+def set_cpu_threads() -> None:
+    """Pin torch's CPU threads to the ``cpu_threads`` param (0: torch's default, one per core).
+
+    A fixed count keeps results bit-identical across machines (the thread count changes the order
+    of float sums), and one thread keeps small models fast on a busy machine (bench/threads_under_load.py).
+    """
+    import torch
+
+    from .params import load_params
+
+    threads = load_params()["cpu_threads"]
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def run_stage(main: Callable[[], None], uses_torch: bool = True) -> None:
     """Call ``main``; a ``DistilleryError`` prints ``error: <message>`` and exits with status 2."""
     from .errors import DistilleryError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if uses_torch:
-        import torch
-
-        torch.set_flush_denormal(True)  # denormals slow small CPU runs by about half
     try:
+        if uses_torch:
+            import torch
+
+            torch.set_flush_denormal(True)  # denormals slow small CPU runs by about half
+            set_cpu_threads()
         main()
     except DistilleryError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -138,6 +138,7 @@ def _train_block(lr, batch, steps, eval_steps) -> dict:
 
 SCHEMA: dict = {
     "preset": Field(STR, None, None, nullable=True, help="the preset params.yaml was written from"),
+    "cpu_threads": Field(INT, _non_negative, 1, help="torch threads on CPU; 0: one per core"),
     "data": {
         "source": Field(STR, _source, "sklearn:digits"),
         "validation_fraction": Field(FLOAT, _open_fraction, 0.15),
