@@ -50,6 +50,7 @@ bench: setup
 	python bench/pipeline_time.py
 	python bench/seed_processes.py
 	python bench/trainer_overhead.py
+	python bench/threads_under_load.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized

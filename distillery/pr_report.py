@@ -24,6 +24,12 @@ def _dvc(*args: str) -> str:
     return result.stdout.strip()
 
 
+def sorted_table(markdown: str) -> str:
+    """A ``dvc ... diff --md`` table with its rows sorted by path and name (dvc's own order varies run to run)."""
+    lines = markdown.splitlines()
+    return "\n".join(lines[:2] + sorted(lines[2:]))
+
+
 def changed_plots(rev: str, out_dir: Path) -> dict[str, dict[str, Path]]:
     """Images rendered by ``dvc plots diff REV -o OUT_DIR`` whose file differs between REV and the workspace.
 
@@ -41,8 +47,8 @@ def changed_plots(rev: str, out_dir: Path) -> dict[str, dict[str, Path]]:
 
 def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path(".")) -> str:
     """The report: metrics diff, params diff and (with ``plots_dir``) changed plots, each vs ``rev``."""
-    metrics = _dvc("metrics", "diff", rev, "--md")
-    params = _dvc("params", "diff", rev, "--md")
+    metrics = sorted_table(_dvc("metrics", "diff", rev, "--md"))
+    params = sorted_table(_dvc("params", "diff", rev, "--md"))
     parts = [
         f"## Metrics: `{rev}` → this change",
         "",

@@ -241,3 +241,19 @@ def test_changed_plots_leave_out_identical_images(tmp_path, monkeypatch):
     changed = pr_report.changed_plots("main", tmp_path)
     assert sorted(changed) == ["b.png", "c.png"]  # a.png is byte-identical in both revisions
     assert changed["b.png"] == {"workspace": tmp_path / "workspace_b.png", "main": tmp_path / "main_b.png"}
+
+
+def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch):
+    from distillery import pr_report
+
+    header = "| Path | Metric | main | workspace | Change |\n|---|---|---|---|---|"
+    rows = ["| reports/metrics.json | kd.nll | 0.9 | 1.0 | 0.1 |", "| reports/speed.json | student.latency_ms | 0.2 | 0.4 | 0.2 |",
+            "| reports/metrics.json | kd.ece | 0.1 | 0.2 | 0.1 |"]
+    reports = []
+    for order in (rows, rows[::-1]):
+        monkeypatch.setattr(pr_report, "_dvc", lambda *args, order=order: "\n".join([header, *order]))
+        reports.append(pr_report.diff_markdown("main"))
+    assert reports[0] == reports[1]
+    table = reports[0].split("## Params")[0]
+    assert table.index("kd.ece") < table.index("kd.nll") < table.index("student.latency_ms")
+    assert table.index("| Path |") < table.index("|---|") < table.index("kd.ece")
