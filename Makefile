@@ -51,6 +51,7 @@ bench: setup
 	python bench/seed_processes.py
 	python bench/trainer_overhead.py
 	python bench/threads_under_load.py
+	python bench/text_step_threads.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized

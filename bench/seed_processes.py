@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     seeds = list(range(parser.parse_args().seeds))
     with fresh_copy() as work:
-        subprocess.run(["dvc", "repro", "-q", "teacher_logits"], cwd=work, check=True,
+        subprocess.run(["dvc", "repro", "-q", "teacher_logits"], cwd=work, check=True, capture_output=True,
                        env={**os.environ, "PYTHONPATH": str(work)})
         looped = distill(work, seeds)
         separate = [distill(work, [seed]) for seed in seeds]
