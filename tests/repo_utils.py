@@ -41,3 +41,10 @@ def copy_repo(dest: Path, params_override: dict) -> Path:
     run(["git", "init", "-q"], dest)
     git_commit(dest, "init")
     return dest
+
+
+def reproduced(repo: Path) -> Path:
+    """``repo`` after ``dvc repro``, its output kept in ``repo/repro.log`` for the tests that read it."""
+    result = run(["dvc", "repro"], repo)
+    (repo / "repro.log").write_text(result.stdout + result.stderr)
+    return repo

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from .conftest import TINY, deep_merge
-from .repo_utils import copy_repo, run
+from .repo_utils import copy_repo, reproduced, run
 
 STUDENT_KEYS = {"accuracy", "accuracy_std", "macro_f1", "nll", "ece", "ece_std", "agreement", "params"}
 
@@ -16,10 +16,7 @@ STUDENT_KEYS = {"accuracy", "accuracy_std", "macro_f1", "nll", "ece", "ece_std",
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A tiny-budget copy of the repo after one `dvc repro`."""
-    dest = copy_repo(tmp_path_factory.mktemp("repo"), TINY)
-    result = run(["dvc", "repro"], dest)
-    dest.joinpath("repro.log").write_text(result.stdout + result.stderr)
-    return dest
+    return reproduced(copy_repo(tmp_path_factory.mktemp("repo"), TINY))
 
 
 def test_repro_writes_metrics_schema_and_plots(repo):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO
-from .repo_utils import copy_repo, git_commit, run
+from .repo_utils import copy_repo, git_commit, reproduced, run
 from .test_text import _hf_dir
 from .text_utils import sentences, text_params, tiny_checkpoint, train_tokenizer
 
@@ -22,10 +22,7 @@ def repo(tmp_path_factory):
     teacher = tiny_checkpoint(assets / "teacher", tok_a, "bert")
     _hf_dir(assets / "glue_like", df, hidden_test=True)
     params = text_params(teacher, tok_b, source=f"hf:{assets / 'glue_like'}")
-    dest = copy_repo(tmp_path_factory.mktemp("text_repo"), params)
-    result = run(["dvc", "repro"], dest)
-    dest.joinpath("repro.log").write_text(result.stdout + result.stderr)
-    return dest
+    return reproduced(copy_repo(tmp_path_factory.mktemp("text_repo"), params))
 
 
 def test_text_repro_writes_metrics_report_and_throughput(repo):
