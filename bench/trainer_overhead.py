@@ -20,7 +20,8 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from distillery.losses import kd_terms
+from distillery.methods import get_method
+from distillery.methods.kd import kd_terms
 from distillery.models import build_model
 from distillery.params import validate
 from distillery.training import TensorDictDataset, train_model
@@ -64,8 +65,8 @@ def with_trainer(dataset: TensorDictDataset, steps: int, batch_size: int) -> flo
                                        "save_steps": 10 * steps, "precision": "fp32"}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        train_model(model, dataset, dataset, params, seed=0, loss_fn=kd_terms,
-                    loss_kwargs={"T": 4.0, "alpha": 0.5}, checkpoint_dir=Path(tmp))
+        train_model(model, dataset, dataset, params, seed=0, method=get_method("kd"),
+                    hyperparams={"T": 4.0, "alpha": 0.5}, checkpoint_dir=Path(tmp))
         return time.perf_counter() - start
 
 

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 
 from . import metrics as M
-from .data import Prepared
+from .prepared import Prepared
 from .errors import DistilleryError
 from .inference import split_logits
-from .models import count_parameters, load_model, saved_tokenizer
+from .models import count_parameters, load_model
+from .text_models import saved_tokenizer
 from .students import seed_dir, seeds_in
 from .teacher import REFERENCE_FILE, load_teacher_and_tokenizer
 

@@ -5,20 +5,13 @@ import json
 import shutil
 from pathlib import Path
 
-from .data import Prepared
 from .errors import DistilleryError
 from .io import atomic_dir
-from .losses import hard_terms
-from .models import build_model, build_text_model, check_label_count, check_safetensors, load_model, saved_tokenizer
-from .training import (
-    CHECKPOINT_ROOT,
-    CURVES,
-    TensorDictDataset,
-    check_precision,
-    fingerprint,
-    seeded,
-    train_once,
-)
+from .models import build_model, check_safetensors, load_model
+from .prepared import Prepared
+from .runs import CHECKPOINT_ROOT, CURVES, fingerprint, seeded, train_once
+from .text_models import build_text_model, check_label_count, saved_tokenizer
+from .training import TensorDictDataset, check_precision
 
 REFERENCE_FILE = "teacher.json"
 
@@ -79,7 +72,6 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         train_data=data["train"],
         eval_data=data["validation"],
         train_params=tp["train"],
-        loss_fn=hard_terms,
         early_stopping_patience=tp["train"]["early_stopping_patience"],
         **inputs,
     )
@@ -96,11 +88,6 @@ def text_collator(tokenizer):
     from transformers import DataCollatorWithPadding
 
     return DataCollatorWithPadding(tokenizer)
-
-
-def load_teacher(path: Path):
-    """The teacher model from ``models/teacher`` (following a recorded checkpoint reference)."""
-    return load_teacher_and_tokenizer(path)[0]
 
 
 def load_teacher_and_tokenizer(path: Path):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import META_FILE, SPLITS, Prepared, Split, split_indices
+from .prepared import META_FILE, SPLITS, Prepared, Split, load_prepared
+from .splitting import split_indices
 from .errors import DistilleryError
 from .io import atomic_dir
 from .validation import validate_table
@@ -173,8 +174,6 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
         "text_columns": list(columns),
     }
     save_text(Prepared(splits, names, [], meta), out_dir)
-    from .data import load_prepared
-
     return load_prepared(out_dir)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .training import fingerprint
+from .runs import fingerprint
 
 TOKENIZED_ROOT = Path(".cache/tokenized")
 TEXT_COLUMNS = ("text", "text_pair")

@@ -1,30 +1,24 @@
 """Training: one ``Trainer`` subclass for every model and every distillation method.
 
-``DistillationTrainer.compute_loss`` is the single override point: it calls a loss function
-from ``distillery.losses.METHODS`` with the student's logits, the teacher's stored logits
-(when the batch has them) and the labels. Checkpoints, progress bars, mixed precision and
-multi-GPU (``accelerate launch``) come from ``transformers``.
+``DistillationTrainer.compute_loss`` is the single override point: it runs the student (and,
+when the method declares them, its peers and a live teacher), then hands the method's loss what
+the method needs (``distillery.methods.StepInputs``). Checkpoints, progress bars, mixed
+precision and multi-GPU (``accelerate launch``) come from ``transformers``. The run lifecycle
+(checkpoint directories, resume, curves) is ``distillery.runs``.
 """
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import shutil
 from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import torch
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from torch import nn
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers.modeling_outputs import SequenceClassifierOutput
 
-from .losses import LossTerms
-
-CHECKPOINT_ROOT = Path(".cache/checkpoints")
-TRAINER_STATE = "trainer_state.json"
-logger = logging.getLogger(__name__)
+from .methods.base import HARD, Method, StepInputs
 
 
 class TensorDictDataset(torch.utils.data.Dataset):
@@ -67,33 +61,72 @@ def accuracy_metric(eval_pred) -> dict:
     return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
 
 
+class Distillee(nn.Module):
+    """What the Trainer optimises when a method trains more than the student: the student, its
+    trainable ``helpers`` (saved in checkpoints, so a resumed run continues them, but not with the
+    student) and its ``peers`` (a cohort; the student is peer 0). ``forward`` runs the student
+    and, during training, every peer (``peer_outputs``)."""
+
+    def __init__(self, student: nn.Module, helpers: nn.Module | None = None, peers: list[nn.Module] = ()):
+        super().__init__()
+        self.student = student
+        self.helpers = helpers
+        self.peers = nn.ModuleList(peers)
+        self.config = student.config
+        self.main_input_name = getattr(student, "main_input_name", "input_ids")
+
+    def forward(self, **inputs):
+        output = self.student(**inputs)
+        if self.training and len(self.peers):
+            output["peer_outputs"] = [peer(**inputs) for peer in self.peers]
+        return output
+
+
 class DistillationTrainer(Trainer):
-    """A ``Trainer`` whose loss is ``loss_fn(student_logits, teacher_logits, labels, **loss_kwargs)``.
+    """A ``Trainer`` whose loss is ``method.loss(StepInputs, hyperparams)``.
 
     The loss's named terms (for KD: ``ce`` and ``kd``) are averaged between two logging steps
     and logged beside ``loss``.
     """
 
-    loss_is_scaled_for_ga = False  # loss_fn returns a per-batch mean
+    loss_is_scaled_for_ga = False  # the losses return per-batch means
 
-    def __init__(self, *args, loss_fn: Callable[..., LossTerms], loss_kwargs: dict | None = None, **kwargs):
+    def __init__(self, *args, method: Method = HARD, hyperparams: dict | None = None, teacher=None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.loss_fn = loss_fn
-        self.loss_kwargs = loss_kwargs or {}
+        self.method = method
+        self.hyperparams = hyperparams or {}
+        self.teacher = teacher
+        self.output_flags = {f"output_{need}": True for need in ("hidden_states", "attentions") if need in method.needs}
         self._term_sums: dict[str, float] = defaultdict(float)
         self._term_count = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
-        teacher_logits = inputs.pop("teacher_logits", None)
+        stored_logits = inputs.pop("teacher_logits", None)
         labels = inputs.pop("labels")
-        outputs = model(**inputs)
-        result = self.loss_fn(outputs.logits, teacher_logits, labels, **self.loss_kwargs)
+        outputs = model(**inputs, **self.output_flags)
+        teacher_out = None
+        if self.teacher is not None:
+            self.teacher.to(outputs.logits.device)
+            with torch.no_grad():
+                teacher_out = self.teacher(**inputs, **self.output_flags)
+        distillee = self.accelerator.unwrap_model(model)
+        step_inputs = StepInputs(
+            student=outputs,
+            labels=labels,
+            teacher_logits=stored_logits if teacher_out is None else teacher_out.logits,
+            teacher=teacher_out,
+            helpers=getattr(distillee, "helpers", None),
+            peers=outputs.get("peer_outputs"),
+            step=self.state.global_step,
+            max_steps=self.state.max_steps or 1,
+        )
+        result = self.method.loss(step_inputs, self.hyperparams)
         if model.training:
             for name, value in result.terms.items():
                 self._term_sums[name] += value.detach().item()
             self._term_count += 1
-        return (result.loss, outputs) if return_outputs else result.loss
+        return (result.loss, SequenceClassifierOutput(logits=outputs.logits)) if return_outputs else result.loss
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if "loss" in logs and self._term_count:
@@ -102,71 +135,6 @@ class DistillationTrainer(Trainer):
             self._term_sums.clear()
             self._term_count = 0
         super().log(logs, start_time)
-
-
-def _live_callback(live_dir: Path, resume_step: int | None):
-    """DVCLive's Trainer callback, writing under ``live_dir``, with rows keyed by the Trainer's global step.
-
-    ``dvcyaml=None`` keeps DVCLive from touching ``dvc.yaml``; ``save_dvc_exp=False`` from making experiments.
-    When resuming from the checkpoint at ``resume_step`` the curves logged up to it are kept and continued;
-    rows logged after it (before the crash) are dropped, since the resumed run logs those steps again.
-    """
-    from dvclive import Live
-    from transformers.integrations import DVCLiveCallback
-
-    class GlobalStepDVCLiveCallback(DVCLiveCallback):
-        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
-            if self.live is not None:
-                self.live.step = state.global_step  # the library counts log calls instead
-            super().on_log(args, state, control, model=model, logs=logs, **kwargs)
-
-    if resume_step is not None:
-        truncate_curves(live_dir, resume_step)
-    live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume_step is not None)
-    return GlobalStepDVCLiveCallback(live=live)
-
-
-def truncate_curves(live_dir: Path, last_step: int) -> None:
-    """Drop the rows with ``step > last_step`` from every DVCLive metric file under ``live_dir``."""
-    import pandas as pd
-
-    from .io import atomic_path
-
-    for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
-        table = pd.read_csv(tsv, sep="\t")
-        kept = table[table["step"] <= last_step]
-        if len(kept) < len(table):
-            with atomic_path(tsv) as tmp:
-                kept.to_csv(tmp, sep="\t", index=False)
-
-
-def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
-    """The newest ``checkpoint-<step>`` under ``checkpoint_dir`` that was saved completely, else None.
-
-    The Trainer writes ``trainer_state.json`` last and not atomically, so a checkpoint killed while
-    being saved lacks it or holds broken JSON; such checkpoints are deleted.
-    """
-    if not Path(checkpoint_dir).is_dir():
-        return None
-    candidates = []
-    for path in Path(checkpoint_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
-        if path.is_dir() and step.isdigit():
-            candidates.append((int(step), path))
-    for step, path in sorted(candidates, reverse=True):
-        try:
-            saved_step = json.loads((path / TRAINER_STATE).read_text())["global_step"]
-        except (OSError, ValueError, KeyError):
-            saved_step = None
-        if saved_step == step:
-            return path
-        logger.warning("ignoring the incomplete checkpoint %s (interrupted while being saved)", path)
-        shutil.rmtree(path)
-    return None
-
-
-def checkpoint_step(checkpoint: Path) -> int:
-    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"]
 
 
 def check_precision(precision: str, where: str) -> None:
@@ -186,40 +154,29 @@ def _precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
-def fingerprint(*parts) -> str:
-    """A short stable hash of JSON-able values and arrays: names a run's checkpoint directory."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            digest.update(np.ascontiguousarray(part).tobytes())
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
-
-
 def train_model(
     model,
-    train_data: TensorDictDataset,
-    eval_data: TensorDictDataset,
+    train_data,
+    eval_data,
     train_params: dict,
     seed: int,
-    loss_fn: Callable[..., LossTerms],
-    loss_kwargs: dict | None = None,
-    checkpoint_dir: Path | None = None,
-    live_dir: Path | None = None,
+    checkpoint_dir: Path,
+    method: Method = HARD,
+    hyperparams: dict | None = None,
+    teacher=None,
+    resume_from: Path | None = None,
+    callbacks: list = (),
     early_stopping_patience: int | None = None,
     data_collator: Callable = collate,
     tokenizer=None,
 ):
     """Train ``model`` in place with the ``Trainer`` and return it.
 
-    Resumes from the newest complete checkpoint in ``checkpoint_dir`` if one is there (a
-    crashed run: same weights, optimizer, RNG state and data position), and deletes the
-    checkpoints once training ends. ``live_dir`` receives DVCLive training curves, continued
-    on resume. With ``early_stopping_patience`` the best checkpoint on validation
-    accuracy is kept (teacher); without it the full ``max_steps`` budget runs (students).
+    Checkpoints go to ``checkpoint_dir``; ``resume_from`` continues a crashed run from one of them
+    (same weights, optimizer, RNG state and data position). With ``early_stopping_patience`` the
+    best checkpoint on validation accuracy is kept (teacher); without it the full ``max_steps``
+    budget runs (students).
     """
-    checkpoint_dir = Path(checkpoint_dir or CHECKPOINT_ROOT / "scratch")
     early = early_stopping_patience is not None
     save_steps = train_params["eval_steps"] if early else train_params["save_steps"]
     args = TrainingArguments(
@@ -251,15 +208,9 @@ def train_model(
         dataloader_pin_memory=False,
         **_precision_flags(train_params["precision"]),
     )
-    resume = last_complete_checkpoint(checkpoint_dir)
-    resume_step = None if resume is None else checkpoint_step(resume)
-    if resume is not None:
-        logger.info("resuming from %s: step %d of %d", resume, resume_step, train_params["max_steps"])
-    callbacks = []
+    callbacks = list(callbacks)
     if early:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
-    if live_dir is not None:
-        callbacks.append(_live_callback(live_dir, resume_step))
     trainer = DistillationTrainer(
         model=model,
         args=args,
@@ -269,55 +220,9 @@ def train_model(
         processing_class=tokenizer,
         compute_metrics=accuracy_metric,
         callbacks=callbacks,
-        loss_fn=loss_fn,
-        loss_kwargs=loss_kwargs,
+        method=method,
+        hyperparams=hyperparams,
+        teacher=teacher,
     )
-    trainer.train(resume_from_checkpoint=None if resume is None else str(resume))
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
     return trainer.model
-
-
-FINISHED_MODEL, CURVES, TRAINER_OUTPUT = "model", "live", "trainer"
-
-
-def train_once(
-    run_dir: Path,
-    make_model: Callable[[], "torch.nn.Module"],
-    seed: int,
-    with_curves: bool,
-    tokenizer=None,
-    **train_kwargs,
-) -> Path:
-    """Train one model in ``run_dir`` and return the directory of the finished model (``run_dir/model``).
-
-    ``run_dir`` (under ``CHECKPOINT_ROOT``, outside every DVC output, keyed by a ``fingerprint``
-    of everything the training depends on) holds the Trainer's checkpoints, the DVCLive curves
-    (``run_dir/live``) and, once training ends, the saved model. A run killed part-way resumes
-    from its last checkpoint; a model finished by a run killed later (e.g. during the next
-    seed) is reused as is. The caller copies the results to its outputs, then deletes ``run_dir``.
-    """
-    from .io import atomic_dir
-
-    finished = Path(run_dir) / FINISHED_MODEL
-    if finished.is_dir():
-        logger.info("reusing %s, finished before an interruption", finished)
-        return finished
-    seeded(seed)
-    model = train_model(
-        make_model(),
-        seed=seed,
-        checkpoint_dir=Path(run_dir) / TRAINER_OUTPUT,
-        live_dir=Path(run_dir) / CURVES if with_curves else None,
-        tokenizer=tokenizer,
-        **train_kwargs,
-    )
-    with atomic_dir(finished) as tmp:
-        model.save_pretrained(tmp)
-        if tokenizer is not None:  # text models: saved together, so every later stage tokenizes alike
-            tokenizer.save_pretrained(tmp)
-    return finished
-
-
-def seeded(seed: int) -> None:
-    """Seed Python, NumPy and torch before building a model, so its initial weights depend on the seed only."""
-    set_seed(seed)

@@ -1,17 +1,19 @@
-"""distill: one student per seed, trained on labels + the teacher's logits (joined by id)."""
+"""distill: one student per seed, trained with ``kd.method`` (stored teacher logits joined by id, or
+whatever else the method declares it needs)."""
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.data import load_prepared
+from distillery.methods import get_method
 from distillery.params import load_params
-from distillery.students import load_teacher_logits, train_students
+from distillery.prepared import load_prepared
+from distillery.students import train_students
 
 
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
-    logits = load_teacher_logits(Path("data/teacher_logits"), prepared)
-    train_students("kd", params, prepared, Path("models/students/kd"), logits, Path("reports/training/kd"))
+    train_students(get_method(params["kd"]["method"]), params, prepared, Path("models/students/kd"),
+                   live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"))
 
 
 if __name__ == "__main__":

@@ -3,10 +3,11 @@ reports/speed.json (timings, which vary run to run) and per-example files under 
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.data import load_prepared
+from distillery.prepared import load_prepared
 from distillery.evaluation import evaluate
 from distillery.io import atomic_dir, write_json, write_logits
-from distillery.models import load_model, saved_tokenizer
+from distillery.models import load_model
+from distillery.text_models import saved_tokenizer
 from distillery.params import load_params
 from distillery.report import metrics_table
 from distillery.speed import measure_speed, speedups

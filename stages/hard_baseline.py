@@ -2,15 +2,16 @@
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.data import load_prepared
+from distillery.methods import HARD
 from distillery.params import load_params
+from distillery.prepared import load_prepared
 from distillery.students import train_students
 
 
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
-    train_students("hard", params, prepared, Path("models/students/hard"), live_root=Path("reports/training/hard"))
+    train_students(HARD, params, prepared, Path("models/students/hard"), live_root=Path("reports/training/hard"))
 
 
 if __name__ == "__main__":

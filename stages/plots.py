@@ -6,7 +6,7 @@ import pandas as pd
 
 from distillery import plots as P
 from distillery.cli import run_stage
-from distillery.data import load_prepared
+from distillery.prepared import load_prepared
 from distillery.io import read_logits, write_text
 from distillery.params import load_params
 from distillery.report import render_report

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.data import load_prepared
+from distillery.prepared import load_prepared
 from distillery.params import load_params
 from distillery.teacher import build_teacher
 

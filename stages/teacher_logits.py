@@ -3,7 +3,7 @@ import time
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.data import SPLITS, load_prepared
+from distillery.prepared import SPLITS, load_prepared
 from distillery.inference import split_logits
 from distillery.io import atomic_dir, write_json, write_logits
 from distillery.params import load_params

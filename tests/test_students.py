@@ -5,7 +5,8 @@ import torch
 
 from distillery.io import write_logits
 from distillery.models import load_model
-from distillery.students import load_teacher_logits, seed_dir, train_students
+from distillery.methods import HARD, get_method
+from distillery.students import seed_dir, train_students
 
 from .conftest import make_params
 
@@ -38,9 +39,9 @@ def assert_same_weights(a, b):
 
 
 def train(kind, params, digits, tmp_path, name, logits_dir=None, live_root=None):
-    logits = load_teacher_logits(logits_dir, digits) if logits_dir else None
     out = tmp_path / name
-    train_students(kind, params, digits, out, logits, live_root)
+    method = HARD if kind == "hard" else get_method(params["kd"]["method"])
+    train_students(method, params, digits, out, live_root, logits_dir)
     return out
 
 

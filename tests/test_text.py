@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillery.data import load_prepared, prepare
+from distillery.data import prepare
 from distillery.errors import DistilleryError
+from distillery.prepared import load_prepared
 
 from .conftest import make_params
 from .text_utils import pairs, sentences, text_params, tiny_checkpoint, train_tokenizer
@@ -204,9 +205,11 @@ def test_teacher_and_student_each_use_their_own_tokenizer(assets, tmp_path, monk
     vocabulary B: each saved with its tokenizer, each model's embedding sized to its own vocabulary."""
     from transformers import AutoTokenizer
 
-    from distillery.models import load_model, saved_tokenizer
+    from distillery.methods import HARD
+    from distillery.models import load_model
     from distillery.students import train_students
     from distillery.teacher import build_teacher
+    from distillery.text_models import saved_tokenizer
 
     monkeypatch.chdir(tmp_path)
     params = make_params(**text_params(assets["teacher"], assets["tok_b"], source="files",
@@ -216,7 +219,7 @@ def test_teacher_and_student_each_use_their_own_tokenizer(assets, tmp_path, monk
     prepared = prepare(params["data"], Path("data/prepared"))
     build_teacher(params, prepared, Path("models/teacher"))
     teacher, student_dir = load_model("models/teacher"), Path("models/students/hard/seed_0")
-    train_students("hard", params, prepared, Path("models/students/hard"))
+    train_students(HARD, params, prepared, Path("models/students/hard"))
     student = load_model(student_dir)
     vocab_a, vocab_b = (AutoTokenizer.from_pretrained(assets[k]).get_vocab() for k in ("tok_a", "tok_b"))
     assert saved_tokenizer("models/teacher").get_vocab() == vocab_a
@@ -235,9 +238,9 @@ def test_student_from_teacher_layers_copies_them_and_refuses_other_shapes(assets
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from distillery.models import copy_teacher_layers
     from distillery.params import validate
     from distillery.students import text_student
+    from distillery.text_models import copy_teacher_layers
 
     teacher_dir = assets["teacher"]
     prepared = _prepare(tmp_path, assets["root"], source="files",
@@ -279,7 +282,7 @@ def test_teacher_used_as_is_must_match_the_label_count(assets, tmp_path):
 def test_pickle_only_checkpoints_are_refused(assets, tmp_path):
     import shutil
 
-    from distillery.models import build_text_model
+    from distillery.text_models import build_text_model
 
     pickled = tmp_path / "pickled"
     shutil.copytree(assets["teacher"], pickled)
@@ -304,7 +307,7 @@ def test_text_params_are_checked_together():
 def test_pypi_sources_resolve_to_the_installed_package_folder():
     import importlib.util
 
-    from distillery.models import resolve_pretrained
+    from distillery.text_models import resolve_pretrained
 
     with pytest.raises(DistilleryError, match="'no_such_pkg_xyz' is not installed"):
         resolve_pretrained("pypi:no_such_pkg_xyz/model")

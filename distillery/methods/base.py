@@ -1,0 +1,99 @@
+"""What a distillation method is: a name, a pure loss, its own params and what it needs.
+
+A method module in ``distillery/methods/`` defines ``METHOD = Method(...)``; the registry
+(``distillery.methods``) finds it, the params schema takes its params (``kd.<name>.*``), the
+students and the Trainer give its loss what ``needs`` declares, and the report, plots and sweep
+report read its name, params and ``terms``. Nothing else names a method.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+from torch import nn
+
+from ..losses import LossTerms, hard_terms
+
+NEEDS = {
+    "teacher_logits": "the teacher's stored logits, joined by id (computed once by the teacher_logits stage)",
+    "live_teacher": "the teacher run on every batch under torch.no_grad() (for targets too large to store)",
+    "hidden_states": "intermediate outputs of the student (and of the live teacher): hidden states, feature maps",
+    "attentions": "attention maps of the student (and of the live teacher): transformer models only",
+    "helpers": "trainable modules (projections, regressors) optimised with the student, not saved with it",
+    "peers": "other students trained at the same time, each learning from the others",
+}
+SHARED = ("T", "alpha")  # kd.T and kd.alpha: the params most methods read
+
+
+@dataclass
+class StepInputs:
+    """Everything a loss may use on one batch (torchdistill's ``student_io_dict``/``teacher_io_dict``).
+
+    ``student``/``teacher``/``peers`` are model outputs (``.logits`` and, when the method needs them,
+    ``.hidden_states`` and ``.attentions``). ``teacher_logits`` are the stored logits, or the live
+    teacher's. ``step`` and ``max_steps`` count optimiser steps (for warm-ups and schedules).
+    """
+
+    student: Any
+    labels: torch.Tensor
+    teacher_logits: torch.Tensor | None = None
+    teacher: Any = None
+    helpers: nn.Module | None = None
+    peers: list | None = None
+    step: int = 0
+    max_steps: int = 1
+
+
+@dataclass(frozen=True)
+class Method:
+    """A distillation method, declared once.
+
+    - ``loss(inputs, hp) -> LossTerms``: adapts ``StepInputs`` to the method's pure loss function
+      (which stays callable on plain tensors); ``hp`` holds the shared params it reads (``shared``)
+      and its own (``params``, given as ``kd.<name>.<param>``).
+    - ``needs``: keys of ``NEEDS``.
+    - ``terms``: the named parts its loss logs (plotted as training curves).
+    - ``check_params(params)``: an error text when the method cannot run with these params (checked
+      with the rest of params.yaml, at the start of every stage), else None.
+    - ``check(student, teacher, hp)``: an error text when the method cannot run with these models
+      (called by the distill stage before any training), else None.
+    - ``make_helpers(student, teacher, hp)``: the trainable helper modules (``needs`` has ``helpers``).
+    """
+
+    name: str
+    paper: str
+    loss: Callable[[StepInputs, dict], LossTerms]
+    needs: frozenset = frozenset({"teacher_logits"})
+    params: Mapping = field(default_factory=dict)
+    shared: tuple = SHARED
+    terms: tuple = ("ce", "kd")
+    check_params: Callable | None = None
+    check: Callable | None = None
+    make_helpers: Callable | None = None
+    description: str = ""
+
+    def __post_init__(self):
+        unknown = set(self.needs) - set(NEEDS)
+        if unknown:
+            raise ValueError(f"method {self.name!r}: unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}")
+        if ("helpers" in self.needs) != (self.make_helpers is not None):
+            raise ValueError(f"method {self.name!r}: needs 'helpers' goes with make_helpers, and only with it")
+
+    @property
+    def teacher_needed(self) -> bool:
+        return bool({"teacher_logits", "live_teacher"} & self.needs)
+
+    def hyperparams(self, kd_params: dict) -> dict:
+        """The params this method reads, from the validated ``kd`` block."""
+        return {**{k: kd_params[k] for k in self.shared}, **kd_params.get(self.name, {})}
+
+
+HARD = Method(
+    name="hard",
+    paper="cross-entropy on the labels (the hard-label baseline and the teacher's own training)",
+    loss=lambda inputs, hp: hard_terms(inputs.student.logits, None, inputs.labels),
+    needs=frozenset(),
+    shared=(),
+    terms=("ce",),
+)

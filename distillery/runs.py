@@ -1,0 +1,146 @@
+"""The run lifecycle: where a training run keeps its checkpoints, how a killed run resumes, and
+how its results are kept until the stage copies them to its outputs.
+
+A run directory (under ``CHECKPOINT_ROOT``, outside every DVC output) is named by a
+``fingerprint`` of everything the training depends on, so a re-run after ``kill -9`` finds it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from transformers import set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+CHECKPOINT_ROOT = Path(".cache/checkpoints")
+TRAINER_STATE = "trainer_state.json"
+FINISHED_MODEL, CURVES, TRAINER_OUTPUT = "model", "live", "trainer"
+logger = logging.getLogger(__name__)
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of JSON-able values and arrays: names a run's checkpoint directory."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def live_callback(live_dir: Path, resume_step: int | None):
+    """DVCLive's Trainer callback, writing under ``live_dir``, with rows keyed by the Trainer's global step.
+
+    ``dvcyaml=None`` keeps DVCLive from touching ``dvc.yaml``; ``save_dvc_exp=False`` from making experiments.
+    When resuming from the checkpoint at ``resume_step`` the curves logged up to it are kept and continued;
+    rows logged after it (before the crash) are dropped, since the resumed run logs those steps again.
+    """
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    class GlobalStepDVCLiveCallback(DVCLiveCallback):
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+            if self.live is not None:
+                self.live.step = state.global_step  # the library counts log calls instead
+            super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+    if resume_step is not None:
+        truncate_curves(live_dir, resume_step)
+    live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume_step is not None)
+    return GlobalStepDVCLiveCallback(live=live)
+
+
+def truncate_curves(live_dir: Path, last_step: int) -> None:
+    """Drop the rows with ``step > last_step`` from every DVCLive metric file under ``live_dir``."""
+    import pandas as pd
+
+    from .io import atomic_path
+
+    for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
+        table = pd.read_csv(tsv, sep="\t")
+        kept = table[table["step"] <= last_step]
+        if len(kept) < len(table):
+            with atomic_path(tsv) as tmp:
+                kept.to_csv(tmp, sep="\t", index=False)
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` under ``checkpoint_dir`` that was saved completely, else None.
+
+    The Trainer writes ``trainer_state.json`` last and not atomically, so a checkpoint killed while
+    being saved lacks it or holds broken JSON; such checkpoints are deleted.
+    """
+    if not Path(checkpoint_dir).is_dir():
+        return None
+    candidates = []
+    for path in Path(checkpoint_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if path.is_dir() and step.isdigit():
+            candidates.append((int(step), path))
+    for step, path in sorted(candidates, reverse=True):
+        try:
+            saved_step = json.loads((path / TRAINER_STATE).read_text())["global_step"]
+        except (OSError, ValueError, KeyError):
+            saved_step = None
+        if saved_step == step:
+            return path
+        logger.warning("ignoring the incomplete checkpoint %s (interrupted while being saved)", path)
+        shutil.rmtree(path)
+    return None
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"]
+
+
+def seeded(seed: int) -> None:
+    """Seed Python, NumPy and torch before building a model, so its initial weights depend on the seed only."""
+    set_seed(seed)
+
+
+def train_once(
+    run_dir: Path,
+    make_model: Callable[[], object],
+    seed: int,
+    with_curves: bool,
+    tokenizer=None,
+    **train_kwargs,
+) -> Path:
+    """Train one model in ``run_dir`` and return the directory of the finished model (``run_dir/model``).
+
+    ``run_dir`` holds the Trainer's checkpoints, the DVCLive curves (``run_dir/live``) and, once
+    training ends, the saved model. A run killed part-way resumes from its last checkpoint; a model
+    finished by a run killed later (e.g. during the next seed) is reused as is. ``make_model``
+    returns the model to train: a ``PreTrainedModel``, or a ``training.Distillee`` whose student is
+    saved. The caller copies the results to its outputs, then deletes ``run_dir``.
+    """
+    from .io import atomic_dir
+    from .training import Distillee, train_model
+
+    finished = Path(run_dir) / FINISHED_MODEL
+    if finished.is_dir():
+        logger.info("reusing %s, finished before an interruption", finished)
+        return finished
+    checkpoint_dir = Path(run_dir) / TRAINER_OUTPUT
+    resume = last_complete_checkpoint(checkpoint_dir)
+    resume_step = None if resume is None else checkpoint_step(resume)
+    if resume is not None:
+        logger.info("resuming from %s: step %d of %d", resume, resume_step, train_kwargs["train_params"]["max_steps"])
+    callbacks = [live_callback(Path(run_dir) / CURVES, resume_step)] if with_curves else []
+    seeded(seed)
+    model = train_model(make_model(), seed=seed, checkpoint_dir=checkpoint_dir, resume_from=resume,
+                        callbacks=callbacks, tokenizer=tokenizer, **train_kwargs)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)
+    if isinstance(model, Distillee):
+        model = model.student
+    with atomic_dir(finished) as tmp:
+        model.save_pretrained(tmp)
+        if tokenizer is not None:  # text models: saved together, so every later stage tokenizes alike
+            tokenizer.save_pretrained(tmp)
+    return finished

@@ -1,0 +1,49 @@
+"""The methods registry: discovery, lookup by name, and the rules of a declaration."""
+import pytest
+
+from distillery.errors import DistilleryError
+from distillery.methods import HARD, METHODS, Method, get_method
+from distillery.methods.kd import kd_terms
+
+
+def test_every_method_module_is_registered_under_its_module_name():
+    import pkgutil
+
+    import distillery.methods as package
+
+    modules = {m.name for m in pkgutil.iter_modules(package.__path__) if m.name != "base"}
+    assert set(METHODS) == modules
+    assert next(iter(METHODS)) == "kd"  # listed first
+
+
+def test_unknown_method_lists_the_valid_ones():
+    with pytest.raises(DistilleryError, match="kd.method = 'kdd': unknown method; valid: kd"):
+        get_method("kdd")
+    assert get_method("kd") is METHODS["kd"]
+
+
+def test_declarations_are_checked():
+    with pytest.raises(ValueError, match="unknown needs"):
+        Method("x", "paper", loss=lambda i, hp: None, needs=frozenset({"telepathy"}))
+    with pytest.raises(ValueError, match="make_helpers"):
+        Method("x", "paper", loss=lambda i, hp: None, needs=frozenset({"helpers"}))
+
+
+def test_hyperparams_are_the_shared_ones_it_reads_and_its_own():
+    kd = {"method": "kd", "T": 2.0, "alpha": 0.3, "other": {"beta": 1.0}}
+    assert METHODS["kd"].hyperparams(kd) == {"T": 2.0, "alpha": 0.3}
+    own = Method("other", "paper", loss=lambda i, hp: None, shared=("T",))
+    assert own.hyperparams(kd) == {"T": 2.0, "beta": 1.0}
+    assert HARD.hyperparams(kd) == {} and not HARD.teacher_needed
+
+
+def test_kd_loss_reads_the_step_inputs():
+    import torch
+
+    from distillery.methods import StepInputs
+    from transformers.modeling_outputs import SequenceClassifierOutput
+
+    s, t, y = torch.randn(4, 3), torch.randn(4, 3), torch.tensor([0, 1, 2, 0])
+    inputs = StepInputs(student=SequenceClassifierOutput(logits=s), labels=y, teacher_logits=t)
+    got = METHODS["kd"].loss(inputs, {"T": 3.0, "alpha": 0.4})
+    assert torch.equal(got.loss, kd_terms(s, t, y, 3.0, 0.4).loss)
