@@ -1,7 +1,8 @@
 """The registry of distillation methods: every module here that defines ``METHOD`` (a ``Method``).
 
-Adding a method is adding one module (see ``kd.py`` for the pattern); ``kd.method`` in params.yaml
-picks one by name, and ``kd.<name>.*`` holds its own params.
+Adding a method is adding one module named after it (see ``kd.py`` for a logit method, ``fitnet.py`` for
+one with a live teacher, features and a trainable helper); ``kd.method`` in params.yaml picks one by name,
+and ``kd.<name>.*`` holds its own params. Modules whose name starts with ``_`` hold shared helpers.
 """
 from __future__ import annotations
 
@@ -23,8 +24,8 @@ def _discover() -> dict[str, Method]:
         method = getattr(module, "METHOD", None)
         if not isinstance(method, Method):
             continue
-        if method.name in found or method.name == HARD.name:
-            raise ValueError(f"{module.__name__}: method name {method.name!r} is taken")
+        if method.name != info.name:
+            raise ValueError(f"{module.__name__}: METHOD.name is {method.name!r}; name it after its module")
         found[method.name] = method
     return dict(sorted(found.items(), key=lambda kv: (kv[0] != "kd", kv[0])))  # kd first, then by name
 

@@ -1,0 +1,68 @@
+"""What feature-based methods need to know about a model's intermediate outputs, read from its config.
+
+``hidden_states[0]`` is the input (text models: the embeddings); ``hidden_states[i]`` for i >= 1 the
+output of hidden block i (MLP: hidden layer i; CNN: conv block i, then the dense layer; text models:
+transformer layer i). A layer index in params counts blocks from 1; -1 is the last block (the
+penultimate embedding of MLPs and CNNs).
+"""
+from __future__ import annotations
+
+from torch import nn
+
+
+def arch(model) -> str:
+    """``mlp``, ``cnn`` or ``hf`` (any Hugging Face transformer)."""
+    kind = model.config.model_type
+    return {"distillery-mlp": "mlp", "distillery-cnn": "cnn"}.get(kind, "hf")
+
+
+def num_blocks(model) -> int:
+    """How many hidden blocks the model has (the length of ``hidden_states`` minus one)."""
+    config = model.config
+    if arch(model) == "mlp":
+        return len(config.hidden_sizes)
+    if arch(model) == "cnn":
+        return len(config.channels) + 1
+    return config.num_hidden_layers if hasattr(config, "num_hidden_layers") else config.n_layers
+
+
+def block_index(model, layer: int, where: str) -> int:
+    """``layer`` (1..n, or -1 for the last) as an index into ``hidden_states``; an error text names ``where``."""
+    n = num_blocks(model)
+    index = n if layer == -1 else layer
+    if not 1 <= index <= n:
+        raise ValueError(f"{where} = {layer}: the model has hidden blocks 1..{n} (or -1 for the last)")
+    return index
+
+
+def feature_shape(model, index: int) -> tuple:
+    """The shape of ``hidden_states[index]`` without the batch (and, for text, the sequence) dimension:
+    ``(width,)`` for vectors and token states, ``(channels, height, width)`` for feature maps."""
+    config = model.config
+    kind = arch(model)
+    if kind == "mlp":
+        return (int(_prod(config.input_shape)),) if index == 0 else (config.hidden_sizes[index - 1],)
+    if kind == "cnn":
+        shape = list(config.input_shape)
+        channels, height, width = ([1] + shape) if len(shape) == 2 else shape
+        if index == 0:
+            return (channels, height, width)
+        if index <= len(config.channels):
+            return (config.channels[index - 1], height // 2 ** index, width // 2 ** index)
+        return (config.hidden_size,)
+    return (config.hidden_size if hasattr(config, "hidden_size") else config.dim,)
+
+
+def projection(student_shape: tuple, teacher_shape: tuple) -> nn.Module:
+    """A trainable map from student features to the teacher's width: a 1x1 convolution for feature maps
+    (same spatial size), a linear layer otherwise (applied to the last dimension of token states)."""
+    if len(student_shape) == 3:
+        return nn.Conv2d(student_shape[0], teacher_shape[0], kernel_size=1)
+    return nn.Linear(student_shape[0], teacher_shape[0])
+
+
+def _prod(values) -> int:
+    out = 1
+    for v in values:
+        out *= v
+    return out
