@@ -7,8 +7,6 @@ import numpy as np
 import pandas as pd
 
 COLORS = {"teacher": "tab:gray", "kd": "tab:blue", "hard": "tab:orange"}
-CURVES = [("loss", "training loss"), ("ce", "CE term"), ("kd", "KD term (T²·KL)"),
-          ("eval/accuracy", "validation accuracy")]
 
 
 def _color(name: str) -> str:
@@ -216,13 +214,16 @@ def read_curves(live_dir: Path) -> dict[str, pd.DataFrame]:
     return {str(f.relative_to(root).with_suffix("")): pd.read_csv(f, sep="\t") for f in sorted(root.rglob("*.tsv"))}
 
 
-def training_curves(live_roots: dict[str, Path], path: Path) -> None:
-    """Loss, CE term, KD term and validation accuracy per step: one thin line per seed, the mean bold."""
+def training_curves(live_roots: dict[str, Path], terms: tuple[str, ...], path: Path, method: str = "kd") -> None:
+    """Loss, each term the method logs (``Method.terms``) and validation accuracy per step: one thin line
+    per seed, the mean bold."""
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(5 * len(CURVES), 4))
+    curves = [("loss", "training loss"), *((t, f"{t} term") for t in terms), ("eval/accuracy", "validation accuracy")]
+    fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4))
     for kind, root in live_roots.items():
         runs = [read_curves(d) for d in sorted(Path(root).glob("seed_*"))]
-        for ax, (metric, title) in zip(axes, CURVES):
+        name = f"distilled: {method}" if kind == "kd" else kind
+        for ax, (metric, title) in zip(axes, curves):
             frames = [r[metric] for r in runs if metric in r]
             if not frames:
                 continue
@@ -230,7 +231,7 @@ def training_curves(live_roots: dict[str, Path], path: Path) -> None:
             for f in frames:
                 ax.plot(f["step"], f[column], color=COLORS[kind], alpha=0.25, lw=0.8)
             mean = pd.concat(frames).groupby("step")[column].mean()
-            ax.plot(mean.index, mean.values, color=COLORS[kind], lw=2, label=f"{kind} (mean of {len(frames)})")
+            ax.plot(mean.index, mean.values, color=COLORS[kind], lw=2, label=f"{name} (mean of {len(frames)})")
             ax.set(title=title, xlabel="step")
             ax.legend(fontsize=8)
     _save(fig, path)

@@ -1,6 +1,8 @@
 """``reports/report.md``: the page a person reads first, built from metrics.json, speed.json and params."""
 from __future__ import annotations
 
+from .methods import describe, get_method
+
 MODELS = ("teacher", "kd", "hard")
 # (key, title, digits or None for an integer, group)
 ROWS = [
@@ -47,8 +49,9 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def metrics_table(metrics: dict) -> str:
-    """A Markdown table: one row per metric, one column per model (students as mean ± std over seeds)."""
+def metrics_table(metrics: dict, method: str = "kd") -> str:
+    """A Markdown table: one row per metric, one column per model (students as mean ± std over seeds); the
+    distilled students' column is named after their ``method``."""
     models = [m for m in MODELS if m in metrics]
     rows, group = [], None
     for key, title, digits, g in ROWS:
@@ -56,7 +59,8 @@ def metrics_table(metrics: dict) -> str:
             rows.append([f"**{g}**"] + [""] * len(models))
             group = g
         rows.append([title] + [_cell(metrics[m], key, digits) for m in models])
-    header = ["metric"] + [m if m == "teacher" else f"{m} ({metrics[m].get('seeds', 1)} seeds)" for m in models]
+    names = {"teacher": "teacher", "kd": f"distilled: {method}", "hard": "hard labels"}
+    header = ["metric"] + [m if m == "teacher" else f"{names[m]} ({metrics[m].get('seeds', 1)} seeds)" for m in models]
     return _table(header, rows)
 
 
@@ -70,28 +74,28 @@ def roc_table(metrics: dict, label_names: list[str]) -> str:
     return f"<details><summary>{len(label_names)} classes</summary>\n\n{table}\n\n</details>"
 
 
-def significance_verdict(comparison: dict, seeds: int) -> str:
-    """KD vs hard in plain words: the bootstrap interval decides, McNemar per seed backs it up."""
+def significance_verdict(comparison: dict, seeds: int, method: str = "kd") -> str:
+    """Distilled vs hard in plain words: the bootstrap interval decides, McNemar per seed backs it up."""
     d, lo, hi = (100 * comparison[f"kd_minus_hard_{k}"] for k in ("accuracy", "ci_low", "ci_high"))
     interval = f"95 % CI {lo:+.2f} to {hi:+.2f} points"
     if lo > 0 or hi < 0:
         better = "more" if d > 0 else "less"
-        verdict = (f"**Significant.** The KD students are {better} accurate than the hard-label students by "
+        verdict = (f"**Significant.** The students distilled with `{method}` are {better} accurate than the hard-label students by "
                    f"{abs(d):.2f} percentage points ({interval}); the interval excludes zero, so the difference "
                    "is statistically significant at the 5 % level.")
     else:
-        verdict = (f"**Not significant.** The KD students' accuracy differs from the hard-label students' by "
+        verdict = (f"**Not significant.** The accuracy of the students distilled with `{method}` differs from the hard-label students' by "
                    f"{d:+.2f} percentage points ({interval}); the interval includes zero, so this test set does "
                    "not show a real difference.")
     k = comparison["mcnemar_significant_seeds"]
     return (f"{verdict} McNemar's exact test, seed by seed, finds p < 0.05 on {k} of {seeds} seeds.")
 
 
-def mcnemar_table(comparison: dict) -> str:
+def mcnemar_table(comparison: dict, method: str = "kd") -> str:
     seeds = sorted(int(k.removeprefix("mcnemar_p_seed")) for k in comparison if k.startswith("mcnemar_p_seed"))
     rows = [[str(s), str(comparison[f"mcnemar_kd_only_seed{s}"]), str(comparison[f"mcnemar_hard_only_seed{s}"]),
              f"{comparison[f'mcnemar_p_seed{s}']:.4g}"] for s in seeds]
-    return _table(["seed", "only KD right", "only hard right", "p (exact McNemar)"], rows)
+    return _table(["seed", f"only {method} right", "only hard right", "p (exact McNemar)"], rows)
 
 
 def _describe_model(spec: dict) -> str:
@@ -128,10 +132,9 @@ def setting_table(params: dict, meta: dict, metrics: dict) -> str:
                     else f"; input shape {meta['input_shape']}")],
         ["teacher", f"{teacher_text}; {metrics['teacher']['params']:,} parameters"],
         ["student", f"{_describe_model(params['student']['model'])}; {metrics['kd']['params']:,} parameters"],
-        ["distillation", f"method `{params['kd']['method']}`, T = {params['kd']['T']}, α = {params['kd']['alpha']} "
-                         "(weight of the soft-target term)"],
+        ["distillation", f"method {describe(params['kd'])} ({get_method(params['kd']['method']).paper})"],
         ["student training", f"seeds {params['train']['seeds']}, {params['train']['max_steps']} steps each; "
-                             "KD and hard students share initial weights and data order per seed"],
+                             "distilled and hard students share initial weights and data order per seed"],
     ]
     if meta.get("split_origin"):
         rows.insert(1, ["splits", "; ".join(f"{k}: {v}" for k, v in meta["split_origin"].items())])
@@ -175,10 +178,11 @@ def size_speed_table(metrics: dict, speed: dict | None) -> str:
     return _table(["", "teacher", "student", "student vs teacher"], rows)
 
 
-def summary(metrics: dict, speed: dict | None) -> str:
+def summary(metrics: dict, speed: dict | None, method: str = "kd") -> str:
     teacher, kd, comparison = metrics["teacher"], metrics["kd"], metrics["comparison"]
     kept = 100 * kd["accuracy"] / teacher["accuracy"] if teacher["accuracy"] else float("nan")
-    text = (f"The KD student reaches {kd['accuracy']:.4f} ± {kd['accuracy_std']:.4f} test accuracy against the "
+    text = (f"The student distilled with `{method}` reaches {kd['accuracy']:.4f} ± {kd['accuracy_std']:.4f} "
+            "test accuracy against the "
             f"teacher's {teacher['accuracy']:.4f} ({kept:.1f} % of it) and the hard-label student's "
             f"{metrics['hard']['accuracy']:.4f} ± {metrics['hard']['accuracy_std']:.4f}, with "
             f"{comparison['compression_params']:.1f}× fewer parameters")
@@ -191,31 +195,32 @@ def summary(metrics: dict, speed: dict | None) -> str:
 def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, plots: list[str]) -> str:
     """The whole page. ``plots``: PNG file names present under ``reports/plots`` (linked relatively)."""
     seeds = metrics["kd"].get("seeds", 1)
+    method = params["kd"]["method"]
     parts = [
         "# Distillation report",
-        summary(metrics, speed),
+        summary(metrics, speed, method),
         "## Setting",
         setting_table(params, meta, metrics),
         "## Metrics",
         f"{evaluated_on(meta)}; students are mean ± sample std over {seeds} seeds. Temperature scaling divides the logits "
         "by one T per model, fitted to minimise the validation NLL; accuracy does not change.",
-        metrics_table(metrics),
+        metrics_table(metrics, method),
         "### ROC AUC per class (one-vs-rest)",
         roc_table(metrics, meta["label_names"]),
-        "## KD vs hard labels: is the difference real?",
-        significance_verdict(metrics["comparison"], seeds),
+        f"## Distilled (`{method}`) vs hard labels: is the difference real?",
+        significance_verdict(metrics["comparison"], seeds, method),
         f"The interval is a paired bootstrap over test examples ({metrics['comparison']['bootstrap_samples']:,} "
         "resamples, fixed seed) of the accuracy difference pooled over seeds; it holds the trained seeds fixed, "
-        "so the spread between seeds is the ± in the table above. McNemar compares the KD and hard student of "
+        "so the spread between seeds is the ± in the table above. McNemar compares the distilled and hard student of "
         "the same seed on the same test rows; only the rows where exactly one of them is right count.",
-        mcnemar_table(metrics["comparison"]),
+        mcnemar_table(metrics["comparison"], method),
         "## Size and speed",
         size_speed_table(metrics, speed),
     ]
     if speed is not None:
         parts.append(
             f"Timed on {speed['device']}: median of {speed['repeats']} passes after warm-up, teacher and student "
-            "taking turns in one process (student: the first KD seed; KD and hard students share the "
+            "taking turns in one process (student: the first distilled seed; distilled and hard students share the "
             "architecture). Absolute times vary between runs and machines; compare the ratios."
         )
     available = set(plots)

@@ -1,8 +1,11 @@
 """The sweep report, built from ``dvc exp show --json``: ``reports/sweep.md`` and plots in ``reports/sweep/``.
 
-One row per finished experiment: its name, the params that vary over the experiments (``kd.T``
-and ``kd.alpha`` always), KD and hard-label student accuracy and ECE (mean ± std over seeds, from
-the experiment's ``reports/metrics.json``) and the KD − hard accuracy gap.
+One row per finished experiment: its name, the params that vary over the experiments (``kd.method``,
+``kd.T`` and ``kd.alpha`` always), distilled and hard-label student accuracy and ECE (mean ± std over
+seeds, from the experiment's ``reports/metrics.json``) and the distilled − hard accuracy gap. When the
+sweep compares methods (``kd.method`` varies) a methods table follows: accuracy, the gap to the hard
+students with its paired 95 % interval, ECE, agreement with the teacher and the distill stage's training
+time relative to ``kd`` in the same sweep; when ``kd.T`` varies, plots over T.
 The plots live outside ``reports/plots`` because that directory is the plots stage's output.
 """
 from __future__ import annotations
@@ -20,7 +23,8 @@ from .errors import DistilleryError
 
 METRICS_FILE = "reports/metrics.json"
 PARAMS_FILE = "params.yaml"
-ALWAYS = ("kd.T", "kd.alpha")
+ALWAYS = ("kd.method", "kd.T", "kd.alpha")
+CURVES_ROOT = "reports/training/kd"  # committed (cache: false), so an experiment's commit holds its timings
 REPORT = Path("reports/sweep.md")
 PLOTS = Path("reports/sweep")
 
@@ -55,19 +59,23 @@ def experiments(shown: list[dict], names: list[str] | None = None) -> pd.DataFra
                 continue
             row = {"name": exp.get("name") or rev["rev"][:7], "rev": rev["rev"], "baseline": commit["rev"]}
             row.update({f"param:{k}": v for k, v in _flatten(params).items()})
+            row.setdefault("param:kd.method", "kd")
             for kind in ("kd", "hard"):
-                for key in ("accuracy", "accuracy_std", "ece", "ece_std"):
-                    row[f"{kind}.{key}"] = metrics[kind][key]
+                for key in ("accuracy", "accuracy_std", "ece", "ece_std", "agreement", "agreement_std"):
+                    row[f"{kind}.{key}"] = metrics[kind].get(key)
+            comparison = metrics.get("comparison") or {}
+            row["gain_ci_low"] = comparison.get("kd_minus_hard_ci_low")
+            row["gain_ci_high"] = comparison.get("kd_minus_hard_ci_high")
             rows.append(row)
     if not rows:
         raise DistilleryError("no finished experiments with metrics in `dvc exp show --json` (run `make sweep`)")
     frame = pd.DataFrame(rows)
     frame["gain"] = frame["kd.accuracy"] - frame["hard.accuracy"]
-    return frame.sort_values(["param:kd.alpha", "param:kd.T", "name"], ignore_index=True)
+    return frame.sort_values(["param:kd.method", "param:kd.alpha", "param:kd.T", "name"], ignore_index=True)
 
 
 def swept_params(frame: pd.DataFrame) -> list[str]:
-    """``kd.T``, ``kd.alpha`` and every other param whose value differs between experiments."""
+    """``kd.method``, ``kd.T``, ``kd.alpha`` and every other param whose value differs between experiments."""
     varying = [c[6:] for c in frame.columns if c.startswith("param:")
                and frame[c].map(json.dumps).nunique() > 1 and c[6:] not in ALWAYS]
     return [*ALWAYS, *varying]
@@ -80,7 +88,8 @@ def _mean_std(mean: float, std: float) -> str:
 def sweep_table(frame: pd.DataFrame) -> str:
     """The Markdown table of the experiments."""
     params = swept_params(frame)
-    header = ["experiment", *params, "KD accuracy", "KD ECE", "hard accuracy", "hard ECE", "KD − hard accuracy"]
+    header = ["experiment", *params, "distilled accuracy", "distilled ECE", "hard accuracy", "hard ECE",
+              "distilled − hard accuracy"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
         cells = [r["name"], *(str(r[f"param:{p}"]) for p in params),
@@ -91,6 +100,70 @@ def sweep_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def distill_seconds(rev: str) -> float | None:
+    """The distilled students' training time in an experiment (``train.runtime`` summed over seeds, from the
+    DVCLive files its commit holds), or None when they are not there."""
+    listing = subprocess.run(["git", "ls-tree", "-d", "--name-only", f"{rev}:{CURVES_ROOT}"], capture_output=True,
+                             text=True)
+    seeds = [name for name in listing.stdout.split() if name.startswith("seed_")]
+    total = 0.0
+    for seed in seeds:
+        shown = subprocess.run(["git", "show", f"{rev}:{CURVES_ROOT}/{seed}/metrics.json"], capture_output=True,
+                               text=True)
+        if shown.returncode != 0:
+            return None
+        total += json.loads(shown.stdout).get("train", {}).get("runtime", math.nan)
+    return total if seeds and math.isfinite(total) else None
+
+
+def methods_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
+    """One row per experiment of a methods comparison; ``seconds``: experiment name -> distill training time.
+    Time is relative to the mean of the sweep's ``kd`` experiments."""
+    params = [p for p in swept_params(frame) if p != "kd.method" and frame[f"param:{p}"].map(json.dumps).nunique() > 1]
+    kd_times = [seconds.get(n) for n in frame.loc[frame["param:kd.method"] == "kd", "name"]]
+    kd_times = [t for t in kd_times if t]
+    reference = float(np.mean(kd_times)) if kd_times else None
+    header = ["method", *params, "accuracy", "− hard (95 % CI), points", "ECE", "agreement with teacher",
+              "distill time vs kd"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in frame.iterrows():
+        gap = 100 * r["gain"]
+        interval = "" if pd.isna(r.get("gain_ci_low")) else \
+            f" ({100 * r['gain_ci_low']:+.2f} to {100 * r['gain_ci_high']:+.2f})"
+        agreement = "—" if pd.isna(r.get("kd.agreement")) else _mean_std(r["kd.agreement"], r["kd.agreement_std"])
+        time = seconds.get(r["name"])
+        ratio = f"{time / reference:.2f}×" if time and reference else "—"
+        cells = [f"`{r['param:kd.method']}`", *(str(r[f"param:{p}"]) for p in params),
+                 _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), f"{gap:+.2f}{interval}",
+                 _mean_std(r["kd.ece"], r["kd.ece_std"]), agreement, ratio]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def methods_plot(frame: pd.DataFrame, path: Path) -> None:
+    """Test accuracy of each experiment's distilled students (error bars: std over seeds), the hard-label
+    students as a reference band."""
+    from .plots import _pyplot, _save
+
+    plt = _pyplot()
+    others = [p for p in swept_params(frame) if p != "kd.method"]
+    labels = [r["param:kd.method"] + "".join(f"\n{p.split('.')[-1]}={r[f'param:{p}']}" for p in others
+                                             if frame[f"param:{p}"].map(json.dumps).nunique() > 1)
+              for _, r in frame.iterrows()]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(frame) + 2), 4.5))
+    ax.bar(range(len(frame)), frame["kd.accuracy"], yerr=frame["kd.accuracy_std"], capsize=4, color="tab:blue",
+           alpha=0.8, label="distilled students")
+    hard, hard_std = frame["hard.accuracy"].mean(), frame["hard.accuracy_std"].mean()
+    ax.axhline(hard, color="tab:orange", lw=1.5, label=f"hard labels ({hard:.4f})")
+    ax.axhspan(hard - hard_std, hard + hard_std, color="tab:orange", alpha=0.15, lw=0)
+    low = float(np.nanmin(frame["kd.accuracy"] - frame["kd.accuracy_std"]))
+    ax.set_ylim(min(low, hard - hard_std) - 0.01, min(1.0, float(np.nanmax(frame["kd.accuracy"])) + 0.02))
+    ax.set_xticks(range(len(frame)), labels, fontsize=8)
+    ax.set(ylabel="test accuracy", title="methods: test accuracy (error bars: std over seeds)")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
 def _line_groups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Experiments with alpha > 0 grouped into lines over T: one per alpha (and other swept params)."""
     others = [p for p in swept_params(frame) if p != "kd.T"]
@@ -98,7 +171,8 @@ def _line_groups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     groups = {}
     for key, part in distilled.groupby([f"param:{p}" for p in others], sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{'α' if p == 'kd.alpha' else p} = {v}" for p, v in zip(others, key))
+        label = ", ".join(f"{'α' if p == 'kd.alpha' else p} = {v}" for p, v in zip(others, key)
+                          if frame[f"param:{p}"].map(json.dumps).nunique() > 1 or p == "kd.alpha")
         groups[label] = part.groupby("param:kd.T", as_index=False).mean(numeric_only=True)
     return groups
 
@@ -166,22 +240,25 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
     from .io import write_text
 
     frame = experiments(exp_show(rev), names)
-    metrics_vs_temperature(frame, plots / "metrics_vs_T.png")
-    gain_heatmap(frame, plots / "kd_minus_hard.png")
     relative = Path("sweep") if plots.parent == report.parent else plots
-    text = "\n".join([
-        "# Sweep",
-        "",
-        f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
-        "Students: mean ± std over seeds on the test split.",
-        "",
-        sweep_table(frame),
-        "",
-        f"![accuracy and ECE vs T]({relative / 'metrics_vs_T.png'})",
-        "",
-        f"![KD − hard accuracy]({relative / 'kd_minus_hard.png'})",
-        "",
-    ])
+    parts = ["# Sweep", "",
+             f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
+             "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), ""]
+    if frame["param:kd.method"].nunique() > 1:
+        seconds = {r["name"]: distill_seconds(r["rev"]) for _, r in frame.iterrows()}
+        methods_plot(frame, plots / "methods.png")
+        parts += ["## Methods", "",
+                  "Each method with its default params unless the table says otherwise; the gap to the hard-label "
+                  "students is the paired bootstrap over test examples of the experiment's evaluate stage; the "
+                  "distill time is the Trainer's training time summed over seeds (the stage's imports and "
+                  "loading excluded), relative to the `kd` experiment(s) of this sweep.", "",
+                  methods_table(frame, seconds), "", f"![methods]({relative / 'methods.png'})", ""]
+    if frame["param:kd.T"].nunique() > 1:
+        metrics_vs_temperature(frame, plots / "metrics_vs_T.png")
+        gain_heatmap(frame, plots / "kd_minus_hard.png")
+        parts += [f"![accuracy and ECE vs T]({relative / 'metrics_vs_T.png'})", "",
+                  f"![distilled − hard accuracy]({relative / 'kd_minus_hard.png'})", ""]
+    text = "\n".join(parts)
     write_text(report, text)
     print(f"wrote {report} and {sorted(p.name for p in plots.glob('*.png'))} in {plots}")
     return frame

@@ -38,7 +38,7 @@ def main() -> None:
     speed = measure_speed(models, test if prepared.is_text else test.inputs, ev["batch_size"], ev["timing_repeats"],
                           ev["timing_warmup"], tokenizers)
     write_json(Path("reports/speed.json"), {**speed, **speedups(speed)})
-    print(metrics_table(result.metrics))
+    print(metrics_table(result.metrics, params["kd"]["method"]))
 
 
 if __name__ == "__main__":

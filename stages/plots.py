@@ -8,6 +8,7 @@ from distillery import plots as P
 from distillery.cli import run_stage
 from distillery.prepared import load_prepared
 from distillery.io import read_logits, write_text
+from distillery.methods import get_method
 from distillery.params import load_params
 from distillery.report import render_report
 
@@ -42,7 +43,9 @@ def main() -> None:
         note = f"; students: {runs['kd'][0]}, {runs['hard'][0]}"
         P.prediction_grid(images, test.labels, {m: first[m].argmax(1) for m in MODELS}, names,
                           OUT / "examples.png", note=note)
-    P.training_curves({"kd": Path("reports/training/kd"), "hard": Path("reports/training/hard")}, OUT / "training.png")
+    method = get_method(params["kd"]["method"])
+    P.training_curves({"kd": Path("reports/training/kd"), "hard": Path("reports/training/hard")},
+                      tuple(dict.fromkeys(("ce", *method.terms))), OUT / "training.png", method.name)
 
     metrics = json.loads(Path("reports/metrics.json").read_text())
     speed = json.loads(Path("reports/speed.json").read_text())

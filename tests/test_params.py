@@ -44,7 +44,10 @@ def test_bad_params_name_path_and_value(raw, message):
 
 def test_defaults_fill_missing_keys():
     params = validate({"kd": {"T": 2}})
-    assert params["kd"] == {"method": "kd", "T": 2, "alpha": 0.5}
+    assert {k: params["kd"][k] for k in ("method", "T", "alpha")} == {"method": "kd", "T": 2, "alpha": 0.5}
+    assert params["kd"]["fitnet"] == {"student_layer": -1, "teacher_layer": -1, "weight": 1.0, "hint_steps": 0}
+    with pytest.raises(DistilleryError, match=r"kd.fitnet.weight = -1: must be >= 0"):
+        validate({"kd": {"fitnet": {"weight": -1}}})
 
 
 def test_mixed_precision_without_gpu_is_refused(monkeypatch):

@@ -74,6 +74,23 @@ def test_changing_kd_temperature_reruns_only_distill_evaluate_plots(repo):
     assert "kd.nll" in diff
 
 
+def test_another_method_with_its_own_param_reruns_only_distill_evaluate_plots(repo):
+    """`dvc exp run -S kd.method=fitnet -S ++kd.fitnet.weight=0.5`: a method with a live teacher, features and a
+    trainable regressor, and a param that params.yaml did not have; the report and curves name its terms."""
+    before = json.loads((repo / "reports/metrics.json").read_text())
+    result = run(["dvc", "exp", "run", "-S", "kd.method=fitnet", "-S", "++kd.fitnet.weight=0.5"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"distill", "evaluate", "plots"}, result.stdout
+    after = json.loads((repo / "reports/metrics.json").read_text())
+    assert after["teacher"] == before["teacher"] and after["hard"] == before["hard"]
+    assert after["kd"]["accuracy"] != before["kd"]["accuracy"] or after["kd"]["nll"] != before["kd"]["nll"]
+    assert yaml.safe_load((repo / "params.yaml").read_text())["kd"]["fitnet"] == {"weight": 0.5}
+    report = (repo / "reports/report.md").read_text()
+    assert "student_layer = -1, teacher_layer = -1, weight = 0.5, hint_steps = 0 (Romero" in report
+    assert "| distilled: fitnet (2 seeds) |" in report
+    assert (repo / "reports/training/kd/seed_0/plots/metrics/hint.tsv").exists()
+
+
 TIMINGS = ("reports/training", "reports/speed.json", "reports/teacher_logits.json", "reports/report.md")
 
 

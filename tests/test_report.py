@@ -125,13 +125,13 @@ def test_plots_and_report_render_with_every_section(synthetic, digits, tmp_path)
     text = render_report(params, digits.meta, metrics, speed, pngs)
     (tmp_path / "report.md").write_text(text)
     for heading in ("# Distillation report", "## Setting", "## Metrics", "### ROC AUC per class",
-                    "## KD vs hard labels", "## Size and speed", "## Plots"):
+                    "## Distilled (`kd`) vs hard labels", "## Size and speed", "## Plots"):
         assert f"\n{heading}" in "\n" + text, heading
-    assert "`sklearn:digits`" in text and "T = 4.0, α = 0.5" in text and "seeds [0, 1]" in text
+    assert "`sklearn:digits`" in text and "method `kd`, T = 4.0, alpha = 0.5 (Hinton" in text and "seeds [0, 1]" in text
     assert "4.0× faster" in text and "8.0× faster" in text and "70.2× smaller" in text
     assert re.search(r"\*\*(Not s|S)ignificant\.\*\*", text)
     kd = metrics["kd"]
-    assert "| kd (2 seeds) |" in text and f"{kd['accuracy']:.4f} ± {kd['accuracy_std']:.4f}" in text
+    assert "| distilled: kd (2 seeds) |" in text and f"{kd['accuracy']:.4f} ± {kd['accuracy_std']:.4f}" in text
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert sorted(links) == sorted(f"plots/{p}" for p in pngs)
     assert all((tmp_path / link).is_file() for link in links)  # relative to the report: render on GitHub

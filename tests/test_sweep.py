@@ -95,8 +95,9 @@ def _row_cells(report: str) -> list[list[str]]:
 def test_sweep_report_has_one_row_per_experiment_with_its_params_and_metrics(swept):
     rows = _row_cells((swept / "reports/sweep.md").read_text())
     assert len(rows) == 4
-    assert {(float(r[1]), float(r[2])) for r in rows} == {(1, 0.5), (1, 0.9), (2, 0.5), (2, 0.9)}
-    for name, T, alpha, kd_acc, kd_ece, hard_acc, _, gain in rows:
+    assert {(r[1], float(r[2]), float(r[3])) for r in rows} == {("kd", 1, 0.5), ("kd", 1, 0.9), ("kd", 2, 0.5),
+                                                                ("kd", 2, 0.9)}
+    for name, method, T, alpha, kd_acc, kd_ece, hard_acc, _, gain in rows:
         # the experiment's own commit, read from git: not the JSON the report was built from
         params = yaml.safe_load(run(["git", "show", f"refs/exps/{_ref(swept, name)}:params.yaml"], swept).stdout)
         metrics = json.loads(run(["git", "show", f"refs/exps/{_ref(swept, name)}:reports/metrics.json"], swept).stdout)
@@ -105,7 +106,7 @@ def test_sweep_report_has_one_row_per_experiment_with_its_params_and_metrics(swe
         assert kd_ece == f"{metrics['kd']['ece']:.4f} ± {metrics['kd']['ece_std']:.4f}"
         assert hard_acc.startswith(f"{metrics['hard']['accuracy']:.4f} ± ")
         assert gain == f"{metrics['kd']['accuracy'] - metrics['hard']['accuracy']:+.4f}"
-    assert len({r[3] for r in rows}) > 1, "every experiment reported the same KD accuracy"
+    assert len({r[4] for r in rows}) > 1, "every experiment reported the same KD accuracy"
     for png in ("metrics_vs_T.png", "kd_minus_hard.png"):
         assert (swept / "reports/sweep" / png).stat().st_size > 10_000
 
@@ -163,13 +164,18 @@ def test_wait_polls_until_every_experiment_finished(monkeypatch):
     assert sweep.wait(["a", "b"], poll_seconds=1) == {"a": "Success", "b": "Failed"}
 
 
-def _shown(rows: list[tuple[str, float, float, float, float, str | None]]) -> list[dict]:
-    """``dvc exp show --json`` (dvc 3.67 layout) for experiments (name, T, alpha, kd acc, hard acc, state)."""
+def _shown(rows: list[tuple[str, float, float, float, float, str | None]], method: dict | None = None) -> list[dict]:
+    """``dvc exp show --json`` (dvc 3.67 layout) for experiments (name, T, alpha, kd acc, hard acc, state);
+    ``method``: experiment name -> kd.method (default: none in params.yaml, i.e. kd)."""
     def rev(name, T, alpha, kd, hard):
-        student = lambda acc: {"accuracy": acc, "accuracy_std": 0.01, "ece": 0.1, "ece_std": 0.02}  # noqa: E731
+        student = lambda acc: {"accuracy": acc, "accuracy_std": 0.01, "ece": 0.1, "ece_std": 0.02,  # noqa: E731
+                               "agreement": 0.9, "agreement_std": 0.03}
+        kd_params = {"T": T, "alpha": alpha, **({"method": method[name]} if method else {})}
+        comparison = {"kd_minus_hard_ci_low": kd - hard - 0.01, "kd_minus_hard_ci_high": kd - hard + 0.01}
+        metrics = {"kd": student(kd), "hard": student(hard), "comparison": comparison}
         return {"rev": f"{name}-sha", "name": name, "error": None, "experiments": None,
-                "data": {"rev": f"{name}-sha", "params": {"params.yaml": {"data": {"kd": {"T": T, "alpha": alpha}}}},
-                         "metrics": {"reports/metrics.json": {"data": {"kd": student(kd), "hard": student(hard)}}}}}
+                "data": {"rev": f"{name}-sha", "params": {"params.yaml": {"data": {"kd": kd_params}}},
+                         "metrics": {"reports/metrics.json": {"data": metrics}}}}
     experiments = [{"name": n, "executor": None if state is None else {"state": state},
                     "revs": [rev(n, T, a, kd, hard) if state in (None, "success") else
                              {"rev": f"{n}-sha", "name": n, "error": None, "data": {"rev": f"{n}-sha"}}]}
@@ -191,13 +197,31 @@ def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
     assert list(frame["name"]) == ["c", "a", "b"]  # by alpha, then T; queued and failed ones skipped
     assert frame["gain"].round(6).tolist() == [0.0, -0.05, 0.05]
     rows = _row_cells((tmp_path / "sweep.md").read_text())
-    assert rows[2] == ["b", "2", "0.5", "0.8000 ± 0.0100", "0.1000 ± 0.0200", "0.7500 ± 0.0100",
+    assert rows[2] == ["b", "kd", "2", "0.5", "0.8000 ± 0.0100", "0.1000 ± 0.0200", "0.7500 ± 0.0100",
                        "0.1000 ± 0.0200", "+0.0500"]
     assert "![accuracy and ECE vs T](sweep/metrics_vs_T.png)" in (tmp_path / "sweep.md").read_text()
     for png in ("metrics_vs_T.png", "kd_minus_hard.png"):
         assert (tmp_path / "sweep" / png).stat().st_size > 10_000
     only = sweep_report.write_report(["a"], report=tmp_path / "one.md", plots=tmp_path / "one")
     assert list(only["name"]) == ["a"]
+
+
+def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp_path, monkeypatch):
+    from distillery import sweep_report
+
+    shown = _shown([("e1", 4, 0.5, 0.80, 0.75, None), ("e2", 4, 0.5, 0.78, 0.75, None),
+                    ("e3", 4, 0.5, 0.70, 0.75, None)], method={"e1": "kd", "e2": "dkd", "e3": "fitnet"})
+    monkeypatch.setattr(sweep_report, "exp_show", lambda rev: shown)
+    monkeypatch.setattr(sweep_report, "distill_seconds", {"e1-sha": 10.0, "e2-sha": 11.0, "e3-sha": 25.0}.get)
+    frame = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
+    assert list(frame["param:kd.method"]) == ["dkd", "fitnet", "kd"]
+    text = (tmp_path / "sweep.md").read_text()
+    methods = _row_cells(text.split("## Methods")[1])
+    assert methods[0] == ["`dkd`", "0.7800 ± 0.0100", "+3.00 (+2.00 to +4.00)", "0.1000 ± 0.0200",
+                          "0.9000 ± 0.0300", "1.10×"]
+    assert methods[1][-1] == "2.50×" and methods[2][-1] == "1.00×"
+    assert "![methods](sweep/methods.png)" in text and "metrics_vs_T" not in text  # T did not vary
+    assert (tmp_path / "sweep" / "methods.png").stat().st_size > 10_000
 
 
 def test_wait_stops_when_an_experiment_left_the_idle_queue(monkeypatch):

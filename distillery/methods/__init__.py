@@ -12,7 +12,7 @@ import pkgutil
 from ..errors import DistilleryError
 from .base import HARD, NEEDS, Method, StepInputs
 
-__all__ = ["HARD", "METHODS", "NEEDS", "Method", "StepInputs", "get_method"]
+__all__ = ["HARD", "METHODS", "NEEDS", "Method", "StepInputs", "describe", "get_method"]
 
 
 def _discover() -> dict[str, Method]:
@@ -38,3 +38,10 @@ def get_method(name: str) -> Method:
     if name not in METHODS:
         raise DistilleryError(f"kd.method = {name!r}: unknown method; valid: {', '.join(METHODS)}")
     return METHODS[name]
+
+
+def describe(kd_params: dict) -> str:
+    """The method of a validated ``kd`` block and the params it reads, in words: "`kd`, T = 4.0, alpha = 0.5"."""
+    method = get_method(kd_params["method"])
+    values = ", ".join(f"{k} = {v}" for k, v in method.hyperparams(kd_params).items())
+    return f"`{method.name}`" + (f", {values}" if values else "")
