@@ -21,7 +21,8 @@ def pearson_rows(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def relations(p_student: torch.Tensor, p_teacher: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(inter, intra)``: inter-class relation ``1 − mean_i ρ(p_s[i, :], p_t[i, :])`` (each example's
     predictions over the classes) and intra-class relation ``1 − mean_k ρ(p_s[:, k], p_t[:, k])`` (each
-    class's predictions across the batch), ρ the Pearson correlation."""
+    class's predictions across the batch), ρ the Pearson correlation. With two classes a row's ρ is ±1:
+    the inter-class relation then only sees whether student and teacher favour the same class."""
     inter = 1 - pearson_rows(p_student, p_teacher).mean()
     intra = 1 - pearson_rows(p_student.T, p_teacher.T).mean()
     return inter, intra

@@ -15,7 +15,8 @@ def dkd_parts(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
 
     TCKD = KL(b_t ‖ b_s) on the binary probabilities ``b = [p_y, 1 − p_y]`` of softmax(z/T);
     NCKD = KL(p̂_t ‖ p̂_s) on softmax(z/T) over the non-target classes only (renormalised among them).
-    Per row, the paper's decomposition holds: KL(p_t ‖ p_s) = TCKD + (1 − p_t[y])·NCKD.
+    Per row, the paper's decomposition holds: KL(p_t ‖ p_s) = TCKD + (1 − p_t[y])·NCKD. With two classes
+    NCKD is 0 and TCKD is KD's KL.
     """
     teacher_logits = teacher_logits.to(student_logits.dtype)
     target = F.one_hot(labels, student_logits.shape[-1]).bool()

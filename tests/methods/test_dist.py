@@ -70,6 +70,12 @@ def test_a_batch_of_one_stays_finite():
     assert torch.isfinite(s.grad).all()
 
 
+def test_with_two_classes_a_row_correlates_by_its_leading_class_only():
+    p_s = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.3, 0.7]], dtype=torch.float64)
+    p_t = torch.tensor([[0.55, 0.45], [0.2, 0.8], [0.01, 0.99]], dtype=torch.float64)
+    assert relations(p_s, p_t)[0].item() == pytest.approx(1 - (1 - 1 + 1) / 3, rel=1e-12)  # same, opposite, same leader
+
+
 def test_kd_alpha_is_not_read():
     hp = METHODS["dist"].hyperparams(make_params(kd={"method": "dist", "alpha": 0.2, "T": 1.0})["kd"])
     assert hp == {"T": 1.0, "beta": 1.0, "gamma": 1.0}
