@@ -201,7 +201,8 @@ def test_trains_end_to_end_and_logs_its_terms(text, monkeypatch):
     out = _train(text, "tinybert", kd={"method": "tinybert", "alpha": 0.5, "tinybert": {"intermediate_steps": 5}})
     loss, ce, kd, emb, hidden, attn = (logged(text["root"], "tinybert", k)
                                        for k in ("loss", "ce", "kd", "emb", "hidden", "attn"))
-    assert len(emb) == 2 and all(np.isfinite(x).all() and (x > 0).all() for x in (emb, hidden, attn))
+    assert len(emb) == 2 and all(np.isfinite(x).all() and (x >= 0).all() for x in (emb, hidden, attn))
+    assert (emb > 0).all() and (hidden > 0).all()  # attn may log as 0: near-uniform maps, 6 decimals
     np.testing.assert_allclose(loss[0], emb[0] + hidden[0] + attn[0], rtol=1e-3)  # steps 1-5: the first stage
     np.testing.assert_allclose(loss[1], 0.5 * ce[1] + 0.5 * kd[1] + emb[1] + hidden[1] + attn[1], rtol=1e-3)
     assert not any(k.startswith(("embedding", "hidden", "helpers")) for k in weights(out)), "W_e, W_h are not saved"
