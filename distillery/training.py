@@ -120,6 +120,7 @@ class DistillationTrainer(Trainer):
             peers=outputs.get("peer_outputs"),
             step=self.state.global_step,
             max_steps=self.state.max_steps or 1,
+            inputs=inputs,
         )
         result = self.method.loss(step_inputs, self.hyperparams)
         if model.training:

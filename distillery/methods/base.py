@@ -32,7 +32,8 @@ class StepInputs:
 
     ``student``/``teacher``/``peers`` are model outputs (``.logits`` and, when the method needs them,
     ``.hidden_states`` and ``.attentions``). ``teacher_logits`` are the stored logits, or the live
-    teacher's. ``step`` and ``max_steps`` count optimiser steps (for warm-ups and schedules).
+    teacher's. ``step`` and ``max_steps`` count optimiser steps (for warm-ups and schedules). ``inputs``
+    are the batch's model inputs (text: ``input_ids``, ``attention_mask``, ...), e.g. for a padding mask.
     """
 
     student: Any
@@ -43,6 +44,7 @@ class StepInputs:
     peers: list | None = None
     step: int = 0
     max_steps: int = 1
+    inputs: dict | None = None
 
 
 @dataclass(frozen=True)
