@@ -116,12 +116,13 @@ def test_alpha_zero_and_no_weights_is_the_hard_student(digits, root, monkeypatch
 
 
 @pytest.mark.parametrize("kd, message", [
-    ({"student_layer": 2}, r"kd.rkd.student_layer = 2: the student has hidden blocks 1..1 \(or -1 for the last\)"),
-    ({"teacher_layer": 0}, r"kd.rkd.teacher_layer = 0: the teacher has hidden blocks 1..1"),
+    ({"student_layer": 2}, r"kd.method = 'rkd': kd.rkd.student_layer = 2: the student has hidden blocks 1..1 "
+                           r"\(or -1 for the last\)"),
+    ({"teacher_layer": 0}, r"kd.method = 'rkd': kd.rkd.teacher_layer = 0: the teacher has hidden blocks 1..1"),
     ({"angle_weight": -1.0}, r"kd.rkd.angle_weight = -1.0: must be >= 0"),
 ])
 def test_params_are_refused_at_validation(kd, message):
-    with pytest.raises(DistilleryError, match=r"kd.method = 'rkd': " * ("layer" in message) + message):
+    with pytest.raises(DistilleryError, match=message):
         make_params(kd={"method": "rkd", "rkd": kd})
 
 
