@@ -126,5 +126,14 @@ def spec_blocks(spec: dict) -> int | None:
     return None
 
 
+def in_float32(fn, *tensors, **kwargs):
+    """``fn(*tensors, **kwargs)`` in float32 with autocast off: the distances, norms and Gram matrices of feature
+    losses lose too much in fp16/bf16, and fp16 flushes the clamps that keep their gradients finite to zero."""
+    import torch
+
+    with torch.autocast(tensors[0].device.type, enabled=False):
+        return fn(*(t.float() for t in tensors), **kwargs)
+
+
 def _is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)

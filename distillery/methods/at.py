@@ -50,7 +50,7 @@ def _conv_blocks(hidden_states) -> int:
 def _loss(inputs, hp):
     student, teacher = inputs.student.hidden_states, inputs.teacher.hidden_states
     pairs = _pairs(hp["layers"], _conv_blocks(student), _conv_blocks(teacher))
-    at = torch.stack([at_loss(student[s], teacher[t], hp["p"]) for s, t in pairs]).sum()
+    at = torch.stack([_features.in_float32(at_loss, student[s], teacher[t], p=hp["p"]) for s, t in pairs]).sum()
     return at_terms(inputs.student.logits, inputs.teacher_logits, inputs.labels, at, hp["T"], hp["alpha"],
                     hp["beta"])
 

@@ -11,6 +11,7 @@ from .base import Method
 from .kd import kd_terms
 
 EPS = 1e-12
+MIN_DISTANCE = EPS ** 0.5  # the distance of coincident rows (the square root of the clamp)
 
 
 def pairwise_distances(e: torch.Tensor) -> torch.Tensor:
@@ -33,9 +34,12 @@ def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
 
 def triplet_cosines(e: torch.Tensor) -> torch.Tensor:
     """``cos∠e_i e_j e_k = ⟨(e_i − e_j)/‖e_i − e_j‖, (e_k − e_j)/‖e_k − e_j‖⟩`` (the angle at e_j) for the
-    rows of ``e`` (N, D), over the N(N−1)(N−2) triplets of distinct i, j, k; in the order of (j, i, k)."""
+    rows of ``e`` (N, D), over the N(N−1)(N−2) triplets of distinct i, j, k; in the order of (j, i, k).
+    Rows closer than 1e-6 give no direction: a cosine of 0 that passes no gradient (else it would be ~1e12)."""
     n = len(e)
-    unit = F.normalize(e[None] - e[:, None], dim=-1)  # unit[j, i] = (e_i - e_j) / ‖e_i - e_j‖
+    diff = e[None] - e[:, None]  # diff[j, i] = e_i - e_j
+    norm = diff.norm(dim=-1, keepdim=True)
+    unit = torch.where(norm > MIN_DISTANCE, diff / norm.clamp(min=MIN_DISTANCE), 0.0)
     cos = unit @ unit.transpose(1, 2)  # cos[j, i, k]
     index = torch.arange(n, device=e.device)
     j, i, k = index[:, None, None], index[None, :, None], index[None, None, :]
@@ -62,8 +66,10 @@ def rkd_terms(student_logits, teacher_logits, labels, distance: torch.Tensor, an
 def _loss(inputs, hp):
     student = inputs.student.hidden_states[hp["student_layer"]].flatten(1)
     teacher = inputs.teacher.hidden_states[hp["teacher_layer"]].flatten(1)
-    return rkd_terms(inputs.student.logits, inputs.teacher_logits, inputs.labels, rkd_distance(student, teacher),
-                     rkd_angle(student, teacher), hp["T"], hp["alpha"], hp["distance_weight"], hp["angle_weight"])
+    distance = _features.in_float32(rkd_distance, student, teacher)
+    angle = _features.in_float32(rkd_angle, student, teacher)
+    return rkd_terms(inputs.student.logits, inputs.teacher_logits, inputs.labels, distance, angle, hp["T"],
+                     hp["alpha"], hp["distance_weight"], hp["angle_weight"])
 
 
 def _layer_check(blocks: dict, hp: dict) -> str | None:

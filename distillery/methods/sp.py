@@ -41,7 +41,7 @@ def _pairs(layers, n_student: int, n_teacher: int | None) -> list[tuple[int, int
 def _loss(inputs, hp):
     student, teacher = inputs.student.hidden_states, inputs.teacher.hidden_states
     pairs = _pairs(hp["layers"], len(student) - 1, len(teacher) - 1)
-    sp = torch.stack([sp_loss(student[s], teacher[t]) for s, t in pairs]).sum()
+    sp = torch.stack([_features.in_float32(sp_loss, student[s], teacher[t]) for s, t in pairs]).sum()
     return sp_terms(inputs.student.logits, inputs.teacher_logits, inputs.labels, sp, hp["T"], hp["alpha"],
                     hp["gamma"])
 

@@ -2,9 +2,10 @@
 import numpy as np
 import pytest
 import torch
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from distillery.errors import DistilleryError
-from distillery.methods import METHODS
+from distillery.methods import METHODS, StepInputs
 from distillery.methods.at import at_loss, at_terms, attention_map
 from distillery.methods.kd import kd_terms
 from distillery.models import build_model
@@ -112,3 +113,15 @@ def test_a_ready_teacher_is_checked_on_its_model():
     assert METHODS["at"].check(student, cnn, hp) is None
     assert METHODS["at"].check(student, mlp, hp) == "needs CNN teacher and student (the teacher is an mlp model)"
     assert "the teacher has no block 3" in METHODS["at"].check(student, cnn, {**hp, "layers": [[2, 3]]})
+
+
+def test_bf16_feature_maps_are_compared_in_float32_with_autocast_off():
+    s, t = torch.randn(4, 3, 4, 4) * 30, torch.randn(4, 5, 4, 4)
+    outputs = [SequenceClassifierOutput(logits=torch.randn(4, 3), hidden_states=(None, h.bfloat16())) for h in (s, t)]
+    inputs = StepInputs(student=outputs[0], labels=torch.zeros(4, dtype=torch.long), teacher_logits=outputs[1].logits,
+                        teacher=outputs[1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = METHODS["at"].loss(inputs, METHODS["at"].hyperparams(make_params(**CNNS, kd={"method": "at"})["kd"]))
+    assert got.terms["at"].dtype == torch.float32
+    assert got.terms["at"].item() == pytest.approx(at_loss(s.bfloat16().double(), t.bfloat16().double()).item(),
+                                                   rel=1e-5)

@@ -4,9 +4,10 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from transformers.modeling_outputs import SequenceClassifierOutput
 
 from distillery.errors import DistilleryError
-from distillery.methods import METHODS
+from distillery.methods import METHODS, StepInputs
 from distillery.methods.kd import kd_terms
 from distillery.methods.sp import similarity, sp_loss, sp_terms
 from distillery.models import build_model
@@ -81,7 +82,8 @@ def test_alpha_zero_and_gamma_zero_is_the_hard_student(digits, root, monkeypatch
 
 
 @pytest.mark.parametrize("sp, message", [
-    ({"layers": [2]}, r"kd.method = 'sp': kd.sp.layers: the student has no block 2 \(blocks 1..1, or -1 for the last\)"),
+    ({"layers": [2]}, r"kd.method = 'sp': kd.sp.layers: the student has no block 2 "
+                      r"\(blocks 1..1, or -1 for the last\)"),
     ({"layers": [[1, 0]]}, r"kd.method = 'sp': kd.sp.layers: the teacher has no block 0"),
     ({"layers": []}, r"kd.sp.layers = \[\]: must be a non-empty list"),
     ({"layers": ["a"]}, r"kd.sp.layers = \['a'\]: each entry must be a layer number \(both models\) or a "
@@ -109,3 +111,15 @@ def test_a_ready_teacher_is_checked_on_its_model():
     assert METHODS["sp"].check(student, teacher, hp["sp"]) == \
         "kd.sp.layers: the teacher has no block 3 (blocks 1..2, or -1 for the last)"
     assert METHODS["sp"].check(student, teacher, {**hp["sp"], "layers": [[1, 2]]}) is None
+
+
+def test_bf16_activations_are_compared_in_float32_with_autocast_off():
+    s, t = torch.randn(8, 300) * 30, torch.randn(8, 40)
+    outputs = [SequenceClassifierOutput(logits=torch.randn(8, 3), hidden_states=(None, h.bfloat16())) for h in (s, t)]
+    inputs = StepInputs(student=outputs[0], labels=torch.zeros(8, dtype=torch.long), teacher_logits=outputs[1].logits,
+                        teacher=outputs[1])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = METHODS["sp"].loss(inputs, METHODS["sp"].hyperparams(make_params(kd={"method": "sp"})["kd"]))
+    assert got.terms["sp"].dtype == torch.float32
+    expected = sp_loss(s.bfloat16().double(), t.bfloat16().double()).item()
+    assert got.terms["sp"].item() == pytest.approx(expected, rel=1e-5)
