@@ -23,7 +23,7 @@ def pairwise_distances(e: torch.Tensor) -> torch.Tensor:
 def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Distance-wise term: ``ψ_D(x_i, x_j) = ‖x_i − x_j‖ / μ``, μ the mean distance over the batch's distinct
     pairs; the Huber loss (δ = 1) between the student's and the teacher's ψ_D, averaged over the distinct
-    (ordered) pairs i ≠ j. Invariant to scaling either embedding."""
+    (ordered) pairs i ≠ j (the paper sums over pairs; its code averages). Invariant to scaling either embedding."""
     mask = ~torch.eye(len(student), dtype=torch.bool, device=student.device)
     if not mask.any():
         return student.sum() * 0.0
@@ -48,7 +48,7 @@ def triplet_cosines(e: torch.Tensor) -> torch.Tensor:
 
 def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Angle-wise term: the Huber loss (δ = 1) between the student's and the teacher's ``cos∠x_i x_j x_k``,
-    averaged over the batch's triplets of distinct examples."""
+    averaged over the batch's triplets of distinct examples (the paper sums; its code averages)."""
     if len(student) < 3:
         return student.sum() * 0.0
     return F.smooth_l1_loss(triplet_cosines(student), triplet_cosines(teacher.to(student.dtype)))
