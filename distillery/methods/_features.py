@@ -66,3 +66,74 @@ def _prod(values) -> int:
     for v in values:
         out *= v
     return out
+
+
+def layer_pairs(layers: list) -> list[tuple[int, int]]:
+    """A ``layers`` param as (student layer, teacher layer) pairs: each entry is one layer number for both
+    models or a ``[student, teacher]`` pair. ValueError (the text says why) when it is neither."""
+    if not layers:
+        raise ValueError("must be a non-empty list")
+    pairs = []
+    for entry in layers:
+        if _is_int(entry):
+            pairs.append((entry, entry))
+        elif isinstance(entry, list) and len(entry) == 2 and all(map(_is_int, entry)):
+            pairs.append((entry[0], entry[1]))
+        else:
+            raise ValueError(f"each entry must be a layer number (both models) or a [student, teacher] pair, "
+                             f"got {entry!r}")
+    return pairs
+
+
+def check_layer_pairs(layers) -> str | None:
+    """``layer_pairs`` as a ``Field`` check: the error text, or None."""
+    try:
+        layer_pairs(layers)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def pair_indices(pairs: list[tuple[int, int]], n_student: int, n_teacher: int | None,
+                 where: str) -> list[tuple[int, int]]:
+    """Layer ``pairs`` (blocks 1..n, -1 the last) as indices into the student's and the teacher's ``hidden_states``,
+    given how many blocks each has (``n_teacher`` None: not known yet, left as given). ValueError names ``where``."""
+    out = []
+    for s, t in pairs:
+        indices = []
+        for role, layer, n in (("student", s, n_student), ("teacher", t, n_teacher)):
+            index = layer if n is None else (n if layer == -1 else layer)
+            if n is not None and not 1 <= index <= n:
+                raise ValueError(f"{where}: the {role} has no block {layer} (blocks 1..{n}, or -1 for the last)")
+            indices.append(index)
+        out.append(tuple(indices))
+    return out
+
+
+def described_models(params: dict) -> list[tuple[str, dict]]:
+    """``(role, model param block)`` of the models params describe: the student, and the teacher unless it is a
+    ready ``teacher.checkpoint`` (whose architecture only its config tells)."""
+    roles = ("student",) if params["teacher"]["checkpoint"] else ("student", "teacher")
+    return [(role, params[role]["model"]) for role in roles]
+
+
+def spec_blocks(spec: dict) -> int | None:
+    """``num_blocks`` of the model a ``*.model`` param block builds; None for ``hf`` (its config tells)."""
+    if spec["arch"] == "mlp":
+        return len(spec["hidden_sizes"])
+    if spec["arch"] == "cnn":
+        return len(spec["channels"]) + 1
+    return None
+
+
+def in_float32(fn, *tensors, **kwargs):
+    """``fn(*tensors, **kwargs)`` in float32 with autocast off: the distances, norms and Gram matrices of feature
+    losses lose too much in fp16/bf16, and fp16 flushes the clamps that keep their gradients finite to zero."""
+    import torch
+
+    with torch.autocast(tensors[0].device.type, enabled=False):
+        return fn(*(t.float() for t in tensors), **kwargs)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
