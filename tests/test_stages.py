@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import runpy
-import shutil
 
 import numpy as np
 import pytest
@@ -10,7 +9,7 @@ import yaml
 
 from distillery.io import write_logits
 
-from .conftest import REPO, TINY, deep_merge
+from .conftest import REPO, TINY
 
 STAGES = ("prepare", "teacher", "teacher_logits", "distill", "hard_baseline", "evaluate", "plots")
 

@@ -3,11 +3,9 @@ a tiny BERT teacher fine-tuned, a DistilBERT student with another vocabulary), t
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
-from .conftest import REPO
 from .repo_utils import copy_repo, git_commit, reproduced, run
 from .test_text import _hf_dir
 from .text_utils import sentences, text_params, tiny_checkpoint, train_tokenizer
