@@ -118,7 +118,36 @@ def compare_students(kd_correct: dict[int, np.ndarray], hard_correct: dict[int, 
     return out
 
 
-def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: dict[str, Path]) -> Evaluation:
+TEACHER_KEYS = ("accuracy", "macro_f1", "nll", "ece")
+
+
+def score_teachers(params: dict, prepared: Prepared, teacher_logits: dict[str, np.ndarray], teachers_root: Path) -> dict:
+    """Every ``teachers.<name>`` on test from its stored logits (joined by id), and the ensemble of all teachers
+    (the teacher included) under each combination rule of ``multi_teacher``, at T = 1; weights of the
+    ``accuracy`` rule from validation."""
+    from .io import read_logits
+    from .methods.multi_teacher import RULES, ensemble_targets
+
+    test, val = prepared.splits["test"], prepared.splits["validation"]
+    bins = params["evaluate"]["ece_bins"]
+    per_teacher = {"teacher": teacher_logits}
+    for name in params["teachers"]:
+        per_teacher[name] = {split: read_logits(Path(teachers_root) / name / f"{split}.parquet",
+                                                prepared.splits[split].ids, prepared.num_labels)
+                             for split in ("validation", "test")}
+    accuracies = np.array([(t["validation"].argmax(1) == val.labels).mean() for t in per_teacher.values()])
+    stacked = np.stack([t["test"] for t in per_teacher.values()], axis=1)
+    logits = {name: t["test"] for name, t in per_teacher.items() if name != "teacher"}
+    logits |= {f"ensemble_{rule}": ensemble_targets(stacked, accuracies, 1.0, rule) for rule in RULES}
+    out = {}
+    for name, z in logits.items():
+        row = M.classification_metrics(z, test.labels, prepared.num_labels, bins)
+        out[name] = {k: row[k] for k in TEACHER_KEYS}
+    return out
+
+
+def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: dict[str, Path],
+             teachers_root: Path = Path("data/teachers")) -> Evaluation:
     """Score every model on the test split (temperatures fitted on validation) and compare the students."""
     test, val = prepared.splits["test"], prepared.splits["validation"]
     bins, batch = params["evaluate"]["ece_bins"], params["evaluate"]["batch_size"]
@@ -128,6 +157,9 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
     teacher_val = split_logits(teacher, tokenizer, val, batch, "teacher validation", "teacher-validation")
     teacher_row = score(teacher_test, teacher_val, prepared, bins)
     metrics = {"teacher": {**teacher_row, "params": count_parameters(teacher), "size_bytes": size_on_disk(teacher_dir)}}
+    if params["teachers"]:
+        metrics["teachers"] = score_teachers(params, prepared, {"test": teacher_test, "validation": teacher_val},
+                                             teachers_root)
     test_logits = {"teacher": teacher_test}
     scaled = {"teacher": [M.scale_logits(teacher_test, teacher_row["temperature"])]}
     predictions = pd.DataFrame({"id": test.ids, "label": test.labels, "teacher": teacher_test.argmax(-1)})

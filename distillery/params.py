@@ -11,7 +11,7 @@ import yaml
 
 from .errors import DistilleryError
 from .schema import FLOAT, INT, LIST, STR, Field, non_negative, one_of, open_fraction, positive, \
-    positive_int_list, unit_interval, validate_block
+    positive_int_list, unit_interval, deep_merge, validate_block
 
 
 def _seed_list(v):
@@ -43,6 +43,17 @@ def _names(v):
 def _layers(v):
     if not v or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
         return "must be a non-empty list of teacher layer indices (integers >= 0)"
+    return None
+
+
+def _teacher_names(v):
+    import re
+
+    bad = [name for name in v if not re.fullmatch(r"[A-Za-z0-9_-]+", str(name))]
+    if bad:
+        return f"teacher names must be letters, digits, '_' or '-' (they name directories): {bad}"
+    if not all(isinstance(block, dict) for block in v.values()):
+        return "each teacher is a mapping of overrides of the teacher block (e.g. {seed: 1}), or {}"
     return None
 
 
@@ -140,6 +151,8 @@ SCHEMA: dict = {
         },
     },
     "train": {"seeds": Field(LIST, _seed_list, [0, 1, 2, 3, 4]), **_train_block(1e-2, 64, 1500, 100)},
+    "teachers": Field((dict,), _teacher_names, {},
+                      help="more teachers (kd.method multi_teacher): name -> overrides of the teacher block"),
     "kd": _kd_block(),
     "evaluate": {
         "ece_bins": Field(INT, positive, 15),
@@ -155,12 +168,18 @@ SCHEMA: dict = {
 def validate(raw: dict, source: str = "params.yaml") -> dict:
     """Return the params with defaults filled in, or raise ``DistilleryError`` naming the bad one."""
     params = validate_block(raw, SCHEMA, "", source)
-    teacher_train = params["teacher"]["train"]
-    if params["teacher"]["checkpoint"] is None and teacher_train["eval_steps"] > teacher_train["max_steps"]:
-        raise DistilleryError(
-            f"{source}: teacher.train.eval_steps = {teacher_train['eval_steps']}: must be <= teacher.train.max_steps "
-            f"({teacher_train['max_steps']}), else early stopping never evaluates"
-        )
+    raw_teacher = (raw or {}).get("teacher") or {}
+    params["teachers"] = {
+        name: validate_block(deep_merge(raw_teacher, overrides), SCHEMA["teacher"], f"teachers.{name}", source)
+        for name, overrides in params["teachers"].items()
+    }
+    for where, teacher in [("teacher", params["teacher"])] + [(f"teachers.{n}", t) for n, t in params["teachers"].items()]:
+        train = teacher["train"]
+        if teacher["checkpoint"] is None and train["eval_steps"] > train["max_steps"]:
+            raise DistilleryError(
+                f"{source}: {where}.train.eval_steps = {train['eval_steps']}: must be <= {where}.train.max_steps "
+                f"({train['max_steps']}), else early stopping never evaluates"
+            )
     _check_text(params, source)
     _check_method(params, source)
     return params
@@ -183,8 +202,10 @@ def _check_text(params: dict, source: str) -> None:
         raise DistilleryError(f"{source}: data.source = {data['source']!r} with data.files = {data['files']!r}: "
                               "data.files (split -> file) goes with data.source: files, and only with it")
     text = data["source"].partition(":")[0] in ("hf", "file", "files")
-    for role in ("teacher", "student"):
-        spec = params[role]["model"]
+    roles = {"teacher": params["teacher"], "student": params["student"],
+             **{f"teachers.{name}": block for name, block in params["teachers"].items()}}
+    for role, block in roles.items():
+        spec = block["model"]
         if (spec["arch"] == "hf") != text:
             raise DistilleryError(
                 f"{source}: {role}.model.arch = {spec['arch']!r} with data.source = {data['source']!r}: "

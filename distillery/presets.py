@@ -8,7 +8,6 @@ the result and writes it to ``params.yaml`` atomically, recording ``preset: NAME
 from __future__ import annotations
 
 import argparse
-import copy
 import sys
 from pathlib import Path
 
@@ -17,20 +16,13 @@ import yaml
 from .errors import DistilleryError
 from .io import write_text
 from .params import validate
+from .schema import deep_merge
 
 PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
 
 
 def available(presets_dir: Path = PRESETS_DIR) -> list[str]:
     return sorted(p.stem for p in Path(presets_dir).glob("*.yaml"))
-
-
-def deep_merge(base: dict, override: dict) -> dict:
-    """``override`` merged into a copy of ``base``; nested dicts merge, anything else replaces."""
-    out = copy.deepcopy(base)
-    for key, value in override.items():
-        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def preset_overrides(name: str, presets_dir: Path = PRESETS_DIR, _seen: tuple = ()) -> dict:

@@ -91,6 +91,17 @@ def significance_verdict(comparison: dict, seeds: int, method: str = "kd") -> st
     return (f"{verdict} McNemar's exact test, seed by seed, finds p < 0.05 on {k} of {seeds} seeds.")
 
 
+def teachers_table(metrics: dict) -> str:
+    """The teacher, every ``teachers.<name>`` and their ensembles (T = 1) on test, beside the distilled students."""
+    rows = [["teacher", *(f"{metrics['teacher'][k]:.4f}" for k in ("accuracy", "macro_f1", "nll", "ece"))]]
+    for name, block in metrics["teachers"].items():
+        label = f"ensemble of all teachers, {name.removeprefix('ensemble_')}" if name.startswith("ensemble_") \
+            else f"teachers.{name}"
+        rows.append([label, *(f"{block[k]:.4f}" for k in ("accuracy", "macro_f1", "nll", "ece"))])
+    rows.append(["distilled students", *(_cell(metrics["kd"], k, 4) for k in ("accuracy", "macro_f1", "nll", "ece"))])
+    return _table(["model", "accuracy", "macro-F1", "NLL", "ECE"], rows)
+
+
 def mcnemar_table(comparison: dict, method: str = "kd") -> str:
     seeds = sorted(int(k.removeprefix("mcnemar_p_seed")) for k in comparison if k.startswith("mcnemar_p_seed"))
     rows = [[str(s), str(comparison[f"mcnemar_kd_only_seed{s}"]), str(comparison[f"mcnemar_hard_only_seed{s}"]),
@@ -205,6 +216,10 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
         f"{evaluated_on(meta)}; students are mean ± sample std over {seeds} seeds. Temperature scaling divides the logits "
         "by one T per model, fitted to minimise the validation NLL; accuracy does not change.",
         metrics_table(metrics, method),
+        *(["### Every teacher and their ensemble",
+           "Ensembles combine the teachers' test probabilities (mean; geometric mean of the probabilities, "
+           "renormalised; mean weighted by validation accuracy) at T = 1; `multi_teacher` distils the one "
+           "its `combine` param names, at T.", teachers_table(metrics)] if "teachers" in metrics else []),
         "### ROC AUC per class (one-vs-rest)",
         roc_table(metrics, meta["label_names"]),
         f"## Distilled (`{method}`) vs hard labels: is the difference real?",

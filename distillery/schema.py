@@ -5,6 +5,7 @@ params with ``Field``s too (``distillery/methods/``).
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from dataclasses import dataclass
@@ -98,6 +99,14 @@ def validate_block(raw: Any, schema: dict, path: str, source: str) -> dict:
         if problem:
             raise DistilleryError(f"{source}: {where} = {value!r}: {problem}")
         out[key] = value
+    return out
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """``override`` merged into a copy of ``base``; nested dicts merge, anything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        out[key] = deep_merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 

@@ -23,6 +23,7 @@ from .text_models import build_text_model, copy_teacher_layers, text_tokenizer
 from .training import Distillee, TensorDictDataset, check_precision
 
 TEACHER_DIR = Path("models/teacher")
+TEACHERS_LOGITS = Path("data/teachers")  # teachers.<name>: data/teachers/<name>/<split>.parquet
 
 
 def seed_dir(root: Path, seed: int) -> Path:
@@ -45,6 +46,19 @@ def load_teacher_logits(logits_dir: Path, prepared: Prepared, splits=("train", "
     }
 
 
+def ensemble_logits(method: Method, hp: dict, prepared: Prepared, logits_dir: Path, teachers_root: Path,
+                    names: list[str]) -> dict[str, np.ndarray]:
+    """The targets of a method that combines several teachers: the teacher's and every ``teachers.<name>``'s
+    stored logits (joined by id), stacked (N, K, C) and combined by ``method.combine`` with each teacher's
+    validation accuracy."""
+    per_teacher = [load_teacher_logits(logits_dir, prepared)]
+    per_teacher += [load_teacher_logits(Path(teachers_root) / name, prepared) for name in names]
+    labels = prepared.splits["validation"].labels
+    accuracies = np.array([(t["validation"].argmax(1) == labels).mean() for t in per_teacher])
+    return {split: method.combine(np.stack([t[split] for t in per_teacher], axis=1), accuracies, hp)
+            for split in ("train", "validation")}
+
+
 def train_students(
     method: Method,
     params: dict,
@@ -53,6 +67,7 @@ def train_students(
     live_root: Path | None = None,
     logits_dir: Path | None = None,
     teacher_dir: Path = TEACHER_DIR,
+    teachers_logits_root: Path = TEACHERS_LOGITS,
 ) -> None:
     """Train one student per ``train.seeds`` with ``method`` and save them under ``out_dir/seed_<s>/``
     (atomically, all or none); DVCLive curves under ``live_root/seed_<s>/`` when given.
@@ -70,6 +85,9 @@ def train_students(
     run_parts: list = [method.name, hp]
     if "teacher_logits" in method.needs:
         logits = load_teacher_logits(logits_dir, prepared)
+    if "teachers" in method.needs:
+        logits = ensemble_logits(method, hp, prepared, logits_dir, teachers_logits_root, list(params["teachers"]))
+    if logits["train"] is not None:
         run_parts += [logits["train"], logits["validation"]]
     if spec["arch"] == "hf":
         make_student, text = text_student(spec, prepared, teacher_dir)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import DistilleryError
@@ -14,6 +15,35 @@ from .text_models import build_text_model, check_label_count, saved_tokenizer
 from .training import TensorDictDataset, check_precision
 
 REFERENCE_FILE = "teacher.json"
+
+
+@dataclass(frozen=True)
+class TeacherPaths:
+    """Where a teacher's files live: ``name`` None is the teacher (``teacher``), else ``teachers.<name>``."""
+
+    name: str | None = None
+
+    @property
+    def model(self) -> Path:
+        return Path("models/teacher") if self.name is None else Path("models/teachers") / self.name
+
+    @property
+    def curves(self) -> Path:
+        return Path("reports/training/teacher") if self.name is None else Path("reports/training/teachers") / self.name
+
+    @property
+    def logits(self) -> Path:
+        return Path("data/teacher_logits") if self.name is None else Path("data/teachers") / self.name
+
+
+def teacher_block(params: dict, name: str | None) -> dict:
+    """The validated params of the teacher (``name`` None) or of ``teachers.<name>``."""
+    if name is None:
+        return params["teacher"]
+    if name not in params["teachers"]:
+        known = ", ".join(params["teachers"]) or "none"
+        raise DistilleryError(f"teachers.{name}: no such teacher in params.yaml (teachers: {known})")
+    return params["teachers"][name]
 
 
 def check_checkpoint(checkpoint: str, prepared: Prepared, trust_remote_code: bool = False) -> None:
@@ -32,9 +62,12 @@ def check_checkpoint(checkpoint: str, prepared: Prepared, trust_remote_code: boo
         )
 
 
-def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Path | None = None) -> None:
-    """Write ``out_dir``: a trained teacher (safetensors), or a reference to ``teacher.checkpoint``."""
-    tp = params["teacher"]
+def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Path | None = None,
+                  name: str | None = None) -> None:
+    """Write ``out_dir``: a trained teacher (safetensors), or a reference to ``teacher.checkpoint``; ``name``
+    picks one of ``teachers`` instead of the teacher."""
+    tp = teacher_block(params, name)
+    where = "teacher" if name is None else f"teachers.{name}"
     if tp["checkpoint"]:
         check_checkpoint(tp["checkpoint"], prepared, tp["trust_remote_code"])
         with atomic_dir(out_dir) as tmp:
@@ -42,22 +75,22 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n")
         return
     if tp["model"]["arch"] == "hf" and not tp["finetune"]:
-        check_label_count(tp["model"]["pretrained"], prepared.label_names, "teacher.model.pretrained",
+        check_label_count(tp["model"]["pretrained"], prepared.label_names, f"{where}.model.pretrained",
                           tp["trust_remote_code"])
-        model, tokenizer = build_text_model(tp["model"], prepared.label_names, "teacher.model",
+        model, tokenizer = build_text_model(tp["model"], prepared.label_names, f"{where}.model",
                                             tp["trust_remote_code"], keep_head=True)
         with atomic_dir(out_dir) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         return
-    check_precision(tp["train"]["precision"], "teacher.train.precision")
+    check_precision(tp["train"]["precision"], f"{where}.train.precision")
     train, val = prepared.splits["train"], prepared.splits["validation"]
     run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(tp, train.ids, train.labels, val.ids, live_dir is not None)
     if tp["model"]["arch"] == "hf":
         from .tokenization import tokenize, training_columns
 
         seeded(tp["seed"])
-        model, tokenizer = build_text_model(tp["model"], prepared.label_names, "teacher.model",
+        model, tokenizer = build_text_model(tp["model"], prepared.label_names, f"{where}.model",
                                             tp["trust_remote_code"])
         data = {name: training_columns(tokenize(prepared.splits[name].dataset, tokenizer, f"teacher-{name}"))
                 for name in ("train", "validation")}

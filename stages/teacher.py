@@ -1,17 +1,25 @@
-"""teacher: train the teacher on train (early stopping on validation), or record teacher.checkpoint."""
+"""teacher: train the teacher on train (early stopping on validation), or record teacher.checkpoint.
+
+``--name NAME`` builds ``teachers.NAME`` instead (one DVC stage per extra teacher, for multi_teacher).
+"""
+import argparse
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.prepared import load_prepared
 from distillery.params import load_params
-from distillery.teacher import build_teacher
+from distillery.prepared import load_prepared
+from distillery.teacher import TeacherPaths, build_teacher
 
 
-def main() -> None:
+def main(name: str | None) -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
-    build_teacher(params, prepared, Path("models/teacher"), live_dir=Path("reports/training/teacher"))
+    paths = TeacherPaths(name)
+    build_teacher(params, prepared, paths.model, live_dir=paths.curves, name=name)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", help="one of the teachers under `teachers` in params.yaml")
+    args = parser.parse_args()
+    run_stage(lambda: main(args.name))

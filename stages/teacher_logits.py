@@ -1,34 +1,43 @@
-"""teacher_logits: the teacher's raw logits for every split, keyed by id, computed once (examples/s measured)."""
+"""teacher_logits: the teacher's raw logits for every split, keyed by id, computed once (examples/s measured).
+
+``--name NAME`` scores ``teachers.NAME`` instead, into ``data/teachers/NAME``.
+"""
+import argparse
 import time
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.prepared import SPLITS, load_prepared
 from distillery.inference import split_logits
 from distillery.io import atomic_dir, write_json, write_logits
 from distillery.params import load_params
-from distillery.teacher import load_teacher_and_tokenizer
+from distillery.prepared import SPLITS, load_prepared
+from distillery.teacher import TeacherPaths, load_teacher_and_tokenizer, teacher_block
 
 
-def main() -> None:
+def main(name: str | None) -> None:
     params = load_params()
+    batch_size = teacher_block(params, name)["inference_batch_size"]
     prepared = load_prepared(Path("data/prepared"))
-    teacher, tokenizer = load_teacher_and_tokenizer(Path("models/teacher"))
+    paths = TeacherPaths(name)
+    teacher, tokenizer = load_teacher_and_tokenizer(paths.model)
     throughput = {}
-    with atomic_dir(Path("data/teacher_logits")) as out:
-        for name in SPLITS:
-            split = prepared.splits[name]
+    with atomic_dir(paths.logits) as out:
+        for split_name in SPLITS:
+            split = prepared.splits[split_name]
             start = time.perf_counter()
-            logits = split_logits(teacher, tokenizer, split, params["teacher"]["inference_batch_size"], name,
-                                  f"teacher-{name}")
+            logits = split_logits(teacher, tokenizer, split, batch_size, split_name, f"teacher-{split_name}")
             seconds = time.perf_counter() - start
-            write_logits(out / f"{name}.parquet", split.ids, logits)
-            throughput[name] = {"examples": len(split.ids), "seconds": round(seconds, 3),
-                                "examples_per_s": round(len(split.ids) / seconds, 1)}
-            print(f"{name}: {len(split.ids)} rows in {seconds:.1f} s ({len(split.ids) / seconds:,.0f} examples/s), "
-                  f"teacher accuracy {(logits.argmax(1) == split.labels).mean():.4f}")
-    write_json(Path("reports/teacher_logits.json"), throughput)
+            write_logits(out / f"{split_name}.parquet", split.ids, logits)
+            throughput[split_name] = {"examples": len(split.ids), "seconds": round(seconds, 3),
+                                      "examples_per_s": round(len(split.ids) / seconds, 1)}
+            print(f"{split_name}: {len(split.ids)} rows in {seconds:.1f} s ({len(split.ids) / seconds:,.0f} "
+                  f"examples/s), teacher accuracy {(logits.argmax(1) == split.labels).mean():.4f}")
+    if name is None:
+        write_json(Path("reports/teacher_logits.json"), throughput)
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--name", help="one of the teachers under `teachers` in params.yaml")
+    args = parser.parse_args()
+    run_stage(lambda: main(args.name))

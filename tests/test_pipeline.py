@@ -92,6 +92,25 @@ def test_another_method_with_its_own_param_reruns_only_distill_evaluate_plots(re
     assert (repo / "reports/training/kd/seed_0/plots/metrics/hint.tsv").exists()
 
 
+def test_each_extra_teacher_is_its_own_stage_and_adding_one_trains_only_it(repo):
+    """multi_teacher: `teachers.<name>` entries become `extra_teacher@<name>` stages; adding a second one trains
+    and scores only that one; the report shows every teacher and the ensembles."""
+    def ran(result):
+        return {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+
+    first = run(["dvc", "exp", "run", "-S", "kd.method=multi_teacher", "-S", "++teachers.wide.seed=1",
+                 "-S", "++teachers.wide.model.hidden_sizes=[48]"], repo)
+    assert ran(first) == {"extra_teacher@wide", "extra_teacher_logits@wide", "distill", "evaluate", "plots"}
+    second = run(["dvc", "exp", "run", "-S", "++teachers.deep.seed=2"], repo)
+    assert ran(second) == {"extra_teacher@deep", "extra_teacher_logits@deep", "distill", "evaluate", "plots"}
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics["teachers"]) == {"wide", "deep", "ensemble_mean", "ensemble_geometric", "ensemble_accuracy"}
+    assert all(0.5 < block["accuracy"] <= 1 for block in metrics["teachers"].values())
+    report = (repo / "reports/report.md").read_text()
+    assert "| teachers.wide |" in report and "| ensemble of all teachers, geometric |" in report
+    assert (repo / "data/teachers/deep/train.parquet").exists() and (repo / "models/teachers/wide").is_dir()
+
+
 TIMINGS = ("reports/training", "reports/speed.json", "reports/teacher_logits.json", "reports/report.md")
 
 

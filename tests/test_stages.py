@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import runpy
+import sys
 
 import numpy as np
 import pytest
@@ -14,9 +15,15 @@ from .conftest import REPO, TINY
 STAGES = ("prepare", "teacher", "teacher_logits", "distill", "hard_baseline", "evaluate", "plots")
 
 
-def run_stage_script(stage: str, capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+def run_stage_script(stage: str, capsys, *args: str) -> tuple[int, str]:
+    """Run ``stages/<stage>.py ARGS`` as ``__main__`` in this process; its exit status and stderr."""
+    saved = sys.argv
+    sys.argv = [f"stages/{stage}.py", *args]
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            runpy.run_path(str(REPO / "stages" / f"{stage}.py"), run_name="__main__")
+    finally:
+        sys.argv = saved
     return exit_info.value.code, capsys.readouterr().err
 
 

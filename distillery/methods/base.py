@@ -17,6 +17,8 @@ from ..losses import LossTerms, hard_terms
 
 NEEDS = {
     "teacher_logits": "the teacher's stored logits, joined by id (computed once by the teacher_logits stage)",
+    "teachers": "the stored logits of the teacher and of every `teachers.<name>`, combined into one target "
+                "before training (``combine``)",
     "live_teacher": "the teacher run on every batch under torch.no_grad() (for targets too large to store)",
     "hidden_states": "intermediate outputs of the student (and of the live teacher): hidden states, feature maps",
     "attentions": "attention maps of the student (and of the live teacher): transformer models only",
@@ -61,6 +63,8 @@ class Method:
     - ``check(student, teacher, hp)``: an error text when the method cannot run with these models
       (called by the distill stage before any training), else None.
     - ``make_helpers(student, teacher, hp)``: the trainable helper modules (``needs`` has ``helpers``).
+    - ``combine(logits, accuracies, hp)``: several teachers' stored logits (N, K, C) and their validation
+      accuracies (K,) -> the target logits (N, C) the loss reads as ``teacher_logits`` (``needs`` has ``teachers``).
     """
 
     name: str
@@ -73,6 +77,7 @@ class Method:
     check_params: Callable | None = None
     check: Callable | None = None
     make_helpers: Callable | None = None
+    combine: Callable | None = None
     description: str = ""
 
     def __post_init__(self):
@@ -81,10 +86,12 @@ class Method:
             raise ValueError(f"method {self.name!r}: unknown needs {sorted(unknown)}; known: {sorted(NEEDS)}")
         if ("helpers" in self.needs) != (self.make_helpers is not None):
             raise ValueError(f"method {self.name!r}: needs 'helpers' goes with make_helpers, and only with it")
+        if ("teachers" in self.needs) != (self.combine is not None):
+            raise ValueError(f"method {self.name!r}: needs 'teachers' goes with combine, and only with it")
 
     @property
     def teacher_needed(self) -> bool:
-        return bool({"teacher_logits", "live_teacher"} & self.needs)
+        return bool({"teacher_logits", "teachers", "live_teacher"} & self.needs)
 
     def hyperparams(self, kd_params: dict) -> dict:
         """The params this method reads, from the validated ``kd`` block."""
