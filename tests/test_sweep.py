@@ -130,7 +130,7 @@ def test_teacher_logits_and_hard_baseline_ran_once_for_the_whole_grid(swept):
 
 def test_diff_between_commits_with_other_kd_T_shows_changed_param_and_metric(swept, tmp_path):
     rows = _row_cells((swept / "reports/sweep.md").read_text())
-    name = next(r[0] for r in rows if (float(r[1]), float(r[2])) == (2, 0.5))
+    name = next(r[0] for r in rows if (float(r[2]), float(r[3])) == (2, 0.5))
     git_commit(swept, "baseline: kd.T = 4")
     run(["dvc", "exp", "apply", name], swept)
     git_commit(swept, "kd.T = 2")
