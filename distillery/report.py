@@ -117,10 +117,12 @@ def teacher_warning(metrics: dict) -> str | None:
     hard = metrics["hard"].get("validation_accuracy")
     if teacher is None or hard is None or teacher > hard:
         return None
-    return (f"The teacher is not better than the hard-label students on validation: accuracy {teacher:.4f} against "
+    text = (f"The teacher is not better than the hard-label students on validation: accuracy {teacher:.4f} against "
             f"their mean {hard:.4f}. A teacher that does not beat the students has nothing to teach them, so the "
-            "KD vs hard comparison here says nothing about distillation. Improve the teacher first (training "
-            "budget, size, feature scaling: data.scaling).")
+            "KD vs hard comparison here says nothing about distillation. ")
+    if hard == 1:
+        return text + "The students need no teacher on this data: it is too easy for a comparison."
+    return text + "Improve the teacher first (training budget, size, feature scaling: data.scaling)."
 
 
 def _inputs(meta: dict) -> str:

@@ -175,8 +175,12 @@ def test_a_teacher_no_better_than_the_hard_students_is_warned_about_first(synthe
     title, first, second = render_report(params, digits.meta, level, None, []).split("\n\n")[:3]
     assert (title, first) == ("# Distillation report", f"> **Warning.** {warning}")
     assert second.startswith("The KD student reaches")
+    assert warning.endswith("Improve the teacher first (training budget, size, feature scaling: data.scaling).")
     level["teacher"]["validation_accuracy"] = 0.9001
     assert teacher_warning(level) is None
+    perfect = {"teacher": {"validation_accuracy": 1.0}, "hard": {"validation_accuracy": 1.0}}
+    assert teacher_warning(perfect).endswith("The students need no teacher on this data: it is too easy for a "
+                                             "comparison.")
     del level["teacher"]["validation_accuracy"]  # metrics.json written before the key existed
     assert teacher_warning(level) is None
 
