@@ -1,8 +1,9 @@
 """Data sources and the ``prepare`` stage's logic.
 
-``prepare`` turns a source (``sklearn:digits``, ``npz:<file>``; text sources go to ``text_data``) into
-``train`` / ``validation`` / ``test`` splits (``distillery.prepared``). Every row carries a stable integer
-``id`` (its position in the source, never re-numbered), its input and its ``label``.
+``prepare`` turns a source (``sklearn:digits``, ``npz:<file>``; numeric tables go to ``table_data``, text
+sources to ``text_data``) into ``train`` / ``validation`` / ``test`` splits (``distillery.prepared``), array and
+table inputs scaled by ``data.scaling`` (``distillery.scaling``). Every row carries a stable integer ``id``
+(its position in the source, never re-numbered), its input and its ``label``.
 """
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import numpy as np
 
 from .errors import DistilleryError
 from .prepared import Prepared, Split, save_prepared
+from .scaling import scale_splits
 from .splitting import split_indices
+from .table_data import table_splits
 from .text_data import prepare_text
 from .validation import check_splits_not_empty, integer_labels, validate_arrays
 
@@ -29,13 +32,15 @@ SOURCE_KINDS = {
 
 @dataclass
 class RawData:
-    """A loaded source: inputs (N, ...) float32, integer labels, ids, and an optional fixed test split."""
+    """A loaded source: inputs (N, ...) (float32 pixels in 0..1 or float64 features), integer labels, ids, and an
+    optional fixed test split."""
 
     inputs: np.ndarray
     labels: np.ndarray
     ids: np.ndarray
     label_names: list[str]
     test_mask: np.ndarray | None = None  # True where the source itself puts a row in its test split
+    pixels: bool = False  # pixel intensities already scaled to 0..1 (data.scaling: auto leaves them as they are)
 
 
 def check_source(source: str) -> str | None:
@@ -59,7 +64,7 @@ def load_source(source: str, root: Path = Path(".")) -> RawData:
         digits = load_digits()
         inputs = (digits.images / 16.0).astype(np.float32)  # pixels are 0..16
         labels = digits.target.astype(np.int64)
-        return RawData(inputs, labels, np.arange(len(labels)), [str(n) for n in digits.target_names])
+        return RawData(inputs, labels, np.arange(len(labels)), [str(n) for n in digits.target_names], pixels=True)
     if kind == "npz":
         return _load_npz(root / rest, source)
     raise DistilleryError(f"data.source = {source!r}: {check_source(source)}")
@@ -87,11 +92,11 @@ def _load_npz(path: Path, source: str) -> RawData:
         raise DistilleryError(f"{path}: x_train/x_test must be numeric arrays, got dtype {x.dtype}")
     ids = np.arange(len(x))
     y = integer_labels(np.concatenate([parts["y_train"], parts["y_test"]]), ids, str(path), "y_train/y_test")
-    scale = 255.0 if x.dtype == np.uint8 else 1.0
-    inputs = (x / scale).astype(np.float32)
+    pixels = x.dtype == np.uint8
+    inputs = (x / 255.0).astype(np.float32) if pixels else x.astype(np.float64)
     names = [str(i) for i in range(max(int(y.max()), 0) + 1)]
     test_mask = ids >= len(parts["x_train"])
-    return RawData(inputs, y, ids, names, test_mask)
+    return RawData(inputs, y, ids, names, test_mask, pixels)
 
 
 def validate_raw(raw: RawData, source: str) -> None:
@@ -100,18 +105,20 @@ def validate_raw(raw: RawData, source: str) -> None:
 
 
 def prepare(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
-    """Load the source, split it and save the splits (atomically) under ``out_dir``."""
-    if data_params["source"].partition(":")[0] in TEXT_KINDS:
+    """Load the source, split it, scale array and table inputs and save the splits (atomically) under ``out_dir``."""
+    if data_params["feature_columns"] is not None:
+        splits, label_names, meta = table_splits(data_params, root)
+        pixels = False
+    elif data_params["source"].partition(":")[0] in TEXT_KINDS:
         return prepare_text(data_params, out_dir, root)
-    raw = load_source(data_params["source"], root)
-    validate_raw(raw, data_params["source"])
-    index = split_indices(raw.labels, data_params, raw.test_mask, data_params["source"], raw.label_names)
-    splits = {name: Split(raw.ids[rows], raw.inputs[rows], raw.labels[rows]) for name, rows in index.items()}
-    prepared = Prepared(
-        splits,
-        raw.label_names,
-        list(raw.inputs.shape[1:]),
-        {"source": data_params["source"], "sizes": {k: len(v.ids) for k, v in splits.items()}},
-    )
+    else:
+        raw = load_source(data_params["source"], root)
+        validate_raw(raw, data_params["source"])
+        index = split_indices(raw.labels, data_params, raw.test_mask, data_params["source"], raw.label_names)
+        splits = {name: Split(raw.ids[rows], raw.inputs[rows], raw.labels[rows]) for name, rows in index.items()}
+        label_names, meta, pixels = raw.label_names, {"source": data_params["source"]}, raw.pixels
+    splits, meta["scaling"] = scale_splits(splits, data_params["scaling"], pixels)
+    meta["sizes"] = {k: len(v.ids) for k, v in splits.items()}
+    prepared = Prepared(splits, label_names, list(splits["train"].inputs.shape[1:]), meta)
     save_prepared(prepared, out_dir)
     return prepared

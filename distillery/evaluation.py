@@ -73,6 +73,7 @@ def score(
     for a student (``teacher_test_logits`` given), fidelity to the teacher."""
     test, val = prepared.splits["test"], prepared.splits["validation"]
     row = M.classification_metrics(test_logits, test.labels, prepared.num_labels, n_bins)
+    row["validation_accuracy"] = M.accuracy(val_logits, val.labels)  # report.teacher_warning compares these
     row.update(M.calibration_after_scaling(val_logits, val.labels, test_logits, test.labels, n_bins))
     if teacher_test_logits is not None:
         row["agreement"] = M.agreement(test_logits, teacher_test_logits)

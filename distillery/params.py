@@ -40,6 +40,14 @@ def _names(v):
     return None
 
 
+def _feature_columns(v):
+    if isinstance(v, str):
+        return None if v == "all" else "must be 'all' or a list of column names"
+    if not v or not all(isinstance(c, str) and c for c in v) or len(set(v)) != len(v):
+        return "must be 'all' or a non-empty list of distinct column names"
+    return None
+
+
 def _layers(v):
     if not v or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 0 for x in v):
         return "must be a non-empty list of teacher layer indices (integers >= 0)"
@@ -130,6 +138,13 @@ SCHEMA: dict = {
                              help="class names in index order; labels may be indices or these names"),
         "max_train_examples": Field(INT, positive, None, nullable=True,
                                     help="keep a random subset of train (data.split_seed)"),
+        "feature_columns": Field((list, str), _feature_columns, None, nullable=True,
+                                 help="file:/files sources as numeric tables: the feature columns, or 'all' (every "
+                                      "column but data.label_column and id); null: a text source"),
+        "categorical": Field(STR, one_of("refuse", "onehot"), "refuse",
+                             help="tables: text-valued feature columns are refused or one-hot encoded"),
+        "scaling": Field(STR, one_of("auto", "standard", "minmax", "none"), "auto",
+                         help="array and table features, fitted on train: auto = none for pixels, standard otherwise"),
     },
     "teacher": {
         "checkpoint": Field(STR, None, None, nullable=True, help="a ready model (local dir or Hub id)"),
@@ -180,6 +195,7 @@ def validate(raw: dict, source: str = "params.yaml") -> dict:
                 f"{source}: {where}.train.eval_steps = {train['eval_steps']}: must be <= {where}.train.max_steps "
                 f"({train['max_steps']}), else early stopping never evaluates"
             )
+    _check_table(params, source)
     _check_text(params, source)
     _check_method(params, source)
     return params
@@ -195,13 +211,36 @@ def _check_method(params: dict, source: str) -> None:
         raise DistilleryError(f"{source}: kd.method = {method.name!r}: {problem}")
 
 
+def _check_table(params: dict, source: str) -> None:
+    """Cross-param rules of numeric tables (``data.feature_columns``) and of ``data.scaling``."""
+    data = params["data"]
+    columns = data["feature_columns"]
+    if columns is None:
+        if data["categorical"] != "refuse":
+            raise DistilleryError(f"{source}: data.categorical = {data['categorical']!r} goes with "
+                                  "data.feature_columns (a numeric table)")
+        if data["source"].partition(":")[0] in ("hf", "file", "files") and data["scaling"] not in ("auto", "none"):
+            raise DistilleryError(f"{source}: data.scaling = {data['scaling']!r} with the text source "
+                                  f"{data['source']!r}: scaling applies to array and table features")
+        return
+    if data["source"].partition(":")[0] not in ("file", "files"):
+        raise DistilleryError(f"{source}: data.feature_columns = {columns!r} with data.source = {data['source']!r}: "
+                              "numeric tables come from file:<path> or files sources")
+    if isinstance(columns, list) and data["label_column"] in columns:
+        raise DistilleryError(f"{source}: data.feature_columns = {columns!r} holds the label column "
+                              f"{data['label_column']!r} (data.label_column)")
+    if isinstance(columns, list) and "id" in columns:
+        raise DistilleryError(f"{source}: data.feature_columns = {columns!r}: the column 'id' names the rows, "
+                              "it is no feature")
+
+
 def _check_text(params: dict, source: str) -> None:
     """Cross-param rules of text sources and Hugging Face models."""
     data = params["data"]
     if (data["source"] == "files") != (data["files"] is not None):
         raise DistilleryError(f"{source}: data.source = {data['source']!r} with data.files = {data['files']!r}: "
                               "data.files (split -> file) goes with data.source: files, and only with it")
-    text = data["source"].partition(":")[0] in ("hf", "file", "files")
+    text = data["source"].partition(":")[0] in ("hf", "file", "files") and data["feature_columns"] is None
     roles = {"teacher": params["teacher"], "student": params["student"],
              **{f"teachers.{name}": block for name, block in params["teachers"].items()}}
     for role, block in roles.items():
@@ -209,7 +248,8 @@ def _check_text(params: dict, source: str) -> None:
         if (spec["arch"] == "hf") != text:
             raise DistilleryError(
                 f"{source}: {role}.model.arch = {spec['arch']!r} with data.source = {data['source']!r}: "
-                "text sources (hf:, file:, files) need arch 'hf' models, array sources mlp/cnn")
+                "text sources (hf:, file:, files) need arch 'hf' models, array sources and numeric tables "
+                "(data.feature_columns) mlp/cnn")
         if spec["arch"] == "hf" and not spec["pretrained"]:
             if not (spec["config"] or {}).get("model_type") and not (role == "student"
                                                                       and spec["init_from_teacher_layers"]):

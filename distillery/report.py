@@ -9,6 +9,7 @@ ROWS = [
     ("accuracy", "accuracy", 4, "Accuracy"),
     ("macro_f1", "macro-F1", 4, "Accuracy"),
     ("roc_auc_macro", "ROC AUC (one-vs-rest, macro)", 4, "Accuracy"),
+    ("validation_accuracy", "accuracy on validation", 4, "Accuracy"),
     ("nll", "NLL", 4, "Calibration (test)"),
     ("ece", "ECE (top-label)", 4, "Calibration (test)"),
     ("classwise_ece", "classwise ECE", 4, "Calibration (test)"),
@@ -125,6 +126,43 @@ def _describe_model(spec: dict) -> str:
     return f"CNN, conv channels {channels}, dense {spec['hidden_size']}, dropout {spec['dropout']}"
 
 
+def teacher_warning(metrics: dict) -> str | None:
+    """A warning when the teacher's validation accuracy is not above the hard-label students' mean, else None."""
+    teacher = metrics["teacher"].get("validation_accuracy")
+    hard = metrics["hard"].get("validation_accuracy")
+    if teacher is None or hard is None or teacher > hard:
+        return None
+    text = (f"The teacher is not better than the hard-label students on validation: accuracy {teacher:.4f} against "
+            f"their mean {hard:.4f}. A teacher that does not beat the students has nothing to teach them, so the "
+            "KD vs hard comparison here says nothing about distillation. ")
+    if hard == 1:
+        return text + "The students need no teacher on this data: it is too easy for a comparison."
+    return text + "Improve the teacher first (training budget, size, feature scaling: data.scaling)."
+
+
+def _inputs(meta: dict) -> str:
+    """What each row's input is, for the setting table."""
+    if meta.get("kind") == "text":
+        return f"text columns {meta['text_columns']}"
+    if meta.get("kind") == "table":
+        return f"{len(meta['features'])} features from the columns {meta['feature_columns']}"
+    return f"input shape {meta['input_shape']}"
+
+
+def scaling_text(scaling: dict) -> str:
+    """The ``scaling`` record of meta.json in words, with the range of its statistics."""
+    param = f"`data.scaling: {scaling['param']}`"
+    if scaling["scaler"] == "none":
+        return f"none ({param}" + (": pixel intensities, already 0..1)" if scaling["param"] == "auto" else ")")
+    if scaling["scaler"] == "standard":
+        what, stats = "standardized per feature (scikit-learn `StandardScaler`", ("mean", "scale")
+    else:
+        what, stats = "scaled to 0..1 per feature (scikit-learn `MinMaxScaler`", ("data_min", "data_max")
+    ranges = "; ".join(f"{k} {min(scaling[k]):.4g} to {max(scaling[k]):.4g}" for k in stats)
+    return (f"{what}, {param}), fitted on the {scaling['fitted_on_train_rows']:,} train rows only "
+            f"({ranges}; per feature in `data/prepared/meta.json`)")
+
+
 def setting_table(params: dict, meta: dict, metrics: dict) -> str:
     teacher = params["teacher"]
     if teacher["checkpoint"]:
@@ -139,14 +177,15 @@ def setting_table(params: dict, meta: dict, metrics: dict) -> str:
         ["data", f"`{meta.get('source', params['data']['source'])}`: "
                  + ", ".join(f"{n:,} {split}" for split, n in sizes.items())
                  + f"; {len(meta['label_names'])} classes"
-                 + (f"; text columns {meta['text_columns']}" if meta.get("kind") == "text"
-                    else f"; input shape {meta['input_shape']}")],
+                 + f"; {_inputs(meta)}"],
         ["teacher", f"{teacher_text}; {metrics['teacher']['params']:,} parameters"],
         ["student", f"{_describe_model(params['student']['model'])}; {metrics['kd']['params']:,} parameters"],
         ["distillation", f"method {describe(params['kd'])} ({get_method(params['kd']['method']).paper})"],
         ["student training", f"seeds {params['train']['seeds']}, {params['train']['max_steps']} steps each; "
                              "distilled and hard students share initial weights and data order per seed"],
     ]
+    if meta.get("scaling"):
+        rows.insert(1, ["feature scaling", scaling_text(meta["scaling"])])
     if meta.get("split_origin"):
         rows.insert(1, ["splits", "; ".join(f"{k}: {v}" for k, v in meta["split_origin"].items())])
     return _table(["", "setting"], rows)
@@ -207,8 +246,10 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
     """The whole page. ``plots``: PNG file names present under ``reports/plots`` (linked relatively)."""
     seeds = metrics["kd"].get("seeds", 1)
     method = params["kd"]["method"]
+    warning = teacher_warning(metrics)
     parts = [
         "# Distillation report",
+        *([f"> **Warning.** {warning}"] if warning else []),
         summary(metrics, speed, method),
         "## Setting",
         setting_table(params, meta, metrics),

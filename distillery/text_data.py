@@ -30,10 +30,8 @@ HIDDEN_LABEL = -1
 READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 
 
-def read_table(path: Path):
-    """A CSV/TSV (also ``.gz``), JSON Lines or Parquet file as a DataFrame; text cells stay text ("NA" too)."""
-    import pandas as pd
-
+def file_kind(path: Path) -> str:
+    """``csv``, ``tsv``, ``json`` (JSON Lines) or ``parquet``, from the file name (a ``.gz`` suffix aside)."""
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
@@ -41,6 +39,15 @@ def read_table(path: Path):
     kind = READERS.get(suffixes[-1] if suffixes else "")
     if kind is None:
         raise DistilleryError(f"{path}: unknown file type; expected one of {', '.join(READERS)} (optionally .gz)")
+    return kind
+
+
+def read_table(path: Path):
+    """A CSV/TSV (also ``.gz``), JSON Lines or Parquet file as a DataFrame; text cells stay text ("NA" too)."""
+    import pandas as pd
+
+    path = Path(path)
+    kind = file_kind(path)
     if not path.exists():
         raise DistilleryError(f"{path}: file not found")
     try:
@@ -85,15 +92,16 @@ def load_tables(data_params: dict, root: Path) -> tuple[dict, dict, list[str] | 
             {split: f"{source} (split {split})" for split in dsd}, names)
 
 
-def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list[str] | None) -> list[str]:
-    """Label names, with every table's label column turned into class indices in place (validated first)."""
+def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list[str] | None,
+                    inputs: list[str], rows: dict | None) -> list[str]:
+    """Label names, with every table's label column turned into class indices in place (validated first,
+    with the ``inputs`` columns; ``rows``: split -> how messages name its rows, see ``validate_table``)."""
     import pandas as pd
 
     label = data_params["label_column"]
-    inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
     names = data_params["label_names"] or declared
     for split, df in tables.items():
-        validate_table(df, inputs, label, where[split], names)
+        validate_table(df, inputs, label, where[split], names, rows=(rows or {}).get(split))
     if names is None:
         values = pd.concat([df[label] for df in tables.values()])
         if pd.api.types.is_numeric_dtype(values):
@@ -108,24 +116,30 @@ def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list
     return [str(n) for n in names]
 
 
-def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
-    """Load a text source, validate it, split it (see the module docstring) and save it under ``out_dir``."""
+def number_rows(tables: dict) -> dict:
+    """The tables with an ``id`` column: positions in the source, train rows first, then validation, then test."""
+    offset, numbered = 0, {}
+    for split in SPLITS:
+        if split in tables:
+            numbered[split] = tables[split].assign(id=np.arange(offset, offset + len(tables[split])))
+            offset += len(numbered[split])
+    return numbered
+
+
+def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list[str] | None = None,
+                    inputs: list[str] = (), rows: dict | None = None) -> tuple[dict, list[str], dict, bool]:
+    """The source's tables (with ids) as the prepared splits (see the module docstring), each sorted by id with
+    its labels as class indices: (split -> DataFrame, label names, split -> where it came from in words,
+    whether the source's test labels are hidden). Labels and ``inputs`` are validated first."""
     import pandas as pd
 
     source = data_params["source"]
-    if not data_params["text_column"]:
-        raise DistilleryError(f"data.text_column is required for the text source {source!r}")
-    tables, where, declared = load_tables(data_params, root)
-    offset = 0
-    for split in SPLITS:  # ids: positions in the source, train first
-        if split in tables:
-            tables[split] = tables[split].assign(id=np.arange(offset, offset + len(tables[split])))
-            offset += len(tables[split])
     label = data_params["label_column"]
+    tables = dict(tables)
     hidden = "test" in tables and label in tables["test"] and (tables["test"][label] == HIDDEN_LABEL).all()
     if hidden:
         del tables["test"]
-    names = _labels_as_ints(tables, where, data_params, declared)
+    names = _labels_as_ints(tables, where, data_params, declared, list(inputs), rows)
 
     origin = {}
     if "validation" in tables and "test" in tables:
@@ -156,13 +170,24 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
         keep = np.sort(np.random.default_rng(data_params["split_seed"]).choice(available, cap, replace=False))
         parts["train"] = parts["train"].iloc[keep]
         origin["train"] += f", a random {cap:,} of its {available:,} rows (data.max_train_examples)"
+    return {split: df.sort_values("id") for split, df in parts.items()}, names, origin, bool(hidden)
+
+
+def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
+    """Load a text source, validate it, split it (see the module docstring) and save it under ``out_dir``."""
+    source = data_params["source"]
+    if not data_params["text_column"]:
+        raise DistilleryError(f"data.text_column is required for the text source {source!r}")
+    tables, where, declared = load_tables(data_params, root)
+    inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
+    parts, names, origin, hidden = labelled_splits(number_rows(tables), where, data_params, declared, inputs)
+    label = data_params["label_column"]
 
     columns = {"text": data_params["text_column"]}
     if data_params["text_pair_column"]:
         columns["text_pair"] = data_params["text_pair_column"]
     splits = {}
     for split, df in parts.items():
-        df = df.sort_values("id")
         splits[split] = Split(df["id"].to_numpy(np.int64), None, df[label].to_numpy(np.int64),
                               {name: df[col].astype(str).tolist() for name, col in columns.items()})
     meta = {
@@ -170,7 +195,7 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
         "source": source,
         "sizes": {k: len(v.ids) for k, v in splits.items()},
         "split_origin": origin,
-        "hidden_test_labels": bool(hidden),
+        "hidden_test_labels": hidden,
         "text_columns": list(columns),
     }
     save_text(Prepared(splits, names, [], meta), out_dir)

@@ -79,12 +79,14 @@ def validate_table(
     source: str,
     label_names: Sequence[str] | None = None,
     id_column: str = "id",
+    rows: tuple[str, np.ndarray] | None = None,
 ) -> None:
     """A table read from a file: the columns exist, rows are there, inputs non-empty, labels valid, ids unique.
 
     Labels are integer class indices (``0..len(label_names)-1`` when ``label_names`` is given)
-    or, with ``label_names``, names from that list. Rows are named by ``id_column`` when the
-    table has one, else by their 0-based row number.
+    or, with ``label_names``, names from that list. Rows are named by ``rows`` (a word and one name
+    per row, e.g. ``("lines", ...)``) when given, else by ``id_column`` when the table has one, else
+    by their 0-based row number.
     """
     import pandas as pd
 
@@ -104,6 +106,8 @@ def validate_table(
         check_unique_ids(df[id_column].to_numpy(), source, id_column)
     names = df[id_column].to_numpy() if has_ids else np.arange(len(df))
     which = "ids" if has_ids else "rows"
+    if rows is not None:
+        which, names = rows
 
     for column in input_columns:
         values = df[column]

@@ -9,7 +9,7 @@ from distillery.io import atomic_dir, write_json, write_logits
 from distillery.models import load_model
 from distillery.text_models import saved_tokenizer
 from distillery.params import load_params
-from distillery.report import metrics_table
+from distillery.report import metrics_table, teacher_warning
 from distillery.speed import measure_speed, speedups
 from distillery.students import seed_dir, seeds_in
 from distillery.teacher import load_teacher_and_tokenizer
@@ -39,6 +39,9 @@ def main() -> None:
                           ev["timing_warmup"], tokenizers)
     write_json(Path("reports/speed.json"), {**speed, **speedups(speed)})
     print(metrics_table(result.metrics, params["kd"]["method"]))
+    warning = teacher_warning(result.metrics)
+    if warning:
+        print(f"WARNING: {warning}")
 
 
 if __name__ == "__main__":

@@ -157,3 +157,49 @@ def test_scatter_of_many_classes_uses_true_class_probabilities(tmp_path):
     teacher, student = noisy_logits(labels, 4, 0, 30), noisy_logits(labels, 2, 1, 30)
     P.teacher_student_scatter(teacher, {"kd_seed0": student}, labels, tmp_path / "scatter.png")
     assert (tmp_path / "scatter.png").stat().st_size > 5_000
+
+
+def test_a_teacher_no_better_than_the_hard_students_is_warned_about_first(synthetic, digits):
+    from distillery.report import teacher_warning
+
+    params, metrics, _, _ = synthetic
+    val = digits.splits["validation"]
+    assert metrics["teacher"]["validation_accuracy"] == M.accuracy(noisy_logits(val.labels, 6, 1), val.labels)
+    assert teacher_warning(metrics) is None  # strength 6 against 3: the teacher is far ahead
+    assert "Warning" not in render_report(params, digits.meta, metrics, None, [])
+    level = {**metrics, "teacher": {**metrics["teacher"], "validation_accuracy": 0.9},
+             "hard": {**metrics["hard"], "validation_accuracy": 0.9}}
+    warning = teacher_warning(level)
+    assert warning.startswith("The teacher is not better than the hard-label students on validation: "
+                              "accuracy 0.9000 against their mean 0.9000.")
+    title, first, second = render_report(params, digits.meta, level, None, []).split("\n\n")[:3]
+    assert (title, first) == ("# Distillation report", f"> **Warning.** {warning}")
+    assert second.startswith("The student distilled with `kd` reaches")
+    assert warning.endswith("Improve the teacher first (training budget, size, feature scaling: data.scaling).")
+    level["teacher"]["validation_accuracy"] = 0.9001
+    assert teacher_warning(level) is None
+    perfect = {"teacher": {"validation_accuracy": 1.0}, "hard": {"validation_accuracy": 1.0}}
+    assert teacher_warning(perfect).endswith("The students need no teacher on this data: it is too easy for a "
+                                             "comparison.")
+    del level["teacher"]["validation_accuracy"]  # metrics.json written before the key existed
+    assert teacher_warning(level) is None
+
+
+def test_setting_table_records_the_feature_scaling(synthetic, digits):
+    from distillery.report import scaling_text, setting_table
+
+    params, metrics, _, _ = synthetic
+    assert "| feature scaling | none (`data.scaling: auto`: pixel intensities, already 0..1) |" in \
+        setting_table(params, digits.meta, metrics)
+    record = {"param": "auto", "scaler": "standard", "fitted_on_train_rows": 1200, "mean": [2.0, 20.0, -3.5],
+              "scale": [1.0, 10.0, 0.25]}
+    assert scaling_text(record) == ("standardized per feature (scikit-learn `StandardScaler`, `data.scaling: auto`), "
+                                    "fitted on the 1,200 train rows only (mean -3.5 to 20; scale 0.25 to 10; per "
+                                    "feature in `data/prepared/meta.json`)")
+    minmax = {"param": "minmax", "scaler": "minmax", "fitted_on_train_rows": 5, "data_min": [0, 1], "data_max": [3, 4]}
+    assert scaling_text(minmax).startswith("scaled to 0..1 per feature (scikit-learn `MinMaxScaler`, "
+                                           "`data.scaling: minmax`), fitted on the 5 train rows only (data_min 0 to 1")
+    assert scaling_text({"param": "none", "scaler": "none"}) == "none (`data.scaling: none`)"
+    table = {**digits.meta, "kind": "table", "feature_columns": ["size", "colour"],
+             "features": ["size", "colour_blue", "colour_red"], "input_shape": [3]}
+    assert "; 3 features from the columns ['size', 'colour'] |" in setting_table(params, table, metrics)

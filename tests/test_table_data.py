@@ -1,0 +1,164 @@
+"""Numeric tables as a source: every file format, one file or one per split, one-hot categories, and bad
+values refused before anything is split or written, naming the file, the column and the lines."""
+from __future__ import annotations
+
+import re
+import runpy
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from distillery.data import prepare
+from distillery.errors import DistilleryError
+from distillery.prepared import load_prepared
+
+from .conftest import REPO, make_params
+
+
+def table(n: int = 60) -> pd.DataFrame:
+    """``n`` rows: two numeric features, an id column (no feature) and a two-class label named by text."""
+    i = np.arange(n)
+    return pd.DataFrame({"id": 100 + i, "size": (i % 7) * 1.5, "weight": 1000.0 * (i % 5) + i,
+                         "kind": np.where(i % 2, "pear", "apple")})
+
+
+def params(**data):
+    return make_params(data={"source": "file:t.csv", "feature_columns": "all", "label_column": "kind",
+                             "label_names": ["apple", "pear"], **data})
+
+
+def write(df: pd.DataFrame, path) -> None:
+    suffix = path.name.split(".", 1)[1]
+    {"csv": lambda: df.to_csv(path, index=False), "tsv": lambda: df.to_csv(path, sep="\t", index=False),
+     "jsonl": lambda: df.to_json(path, orient="records", lines=True), "parquet": lambda: df.to_parquet(path)}[suffix]()
+
+
+@pytest.mark.parametrize("suffix", ["csv", "tsv", "jsonl", "parquet"])
+def test_one_file_is_split_with_the_seed_into_its_feature_columns(tmp_path, suffix):
+    df = table()
+    write(df, tmp_path / f"t.{suffix}")
+    prepared = prepare(params(source=f"file:t.{suffix}", scaling="none")["data"], tmp_path / "out", tmp_path)
+    assert prepared.meta["kind"] == "table" and prepared.meta["feature_columns"] == ["size", "weight"]
+    assert prepared.input_shape == [2] and prepared.label_names == ["apple", "pear"]
+    assert prepared.meta["sizes"] == {"train": 40, "validation": 8, "test": 12}  # 12 = 0.2 · 60, 8 = ⌈0.15 · 48⌉
+    assert prepared.meta["scaling"] == {"param": "none", "scaler": "none"}
+    again = load_prepared(tmp_path / "out")
+    for split in ("train", "validation", "test"):
+        rows = again.splits[split].ids  # positions in the file, not its id column
+        np.testing.assert_array_equal(again.splits[split].inputs, df[["size", "weight"]].to_numpy(np.float32)[rows])
+        assert again.splits[split].labels.tolist() == (rows % 2).tolist()  # apple = 0, pear = 1
+
+
+def test_listed_columns_and_one_file_per_split(tmp_path):
+    df = table(80)
+    df.iloc[:60].to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[60:].to_csv(tmp_path / "test.csv", index=False)
+    data = params(source="files", files={"train": "train.csv", "test": "test.csv"}, feature_columns=["weight"],
+                  scaling="none")["data"]
+    prepared = prepare(data, tmp_path / "out", tmp_path)
+    assert prepared.meta["split_origin"]["test"] == "source test"
+    test = prepared.splits["test"]
+    assert test.ids.tolist() == list(range(60, 80))
+    assert test.inputs[:, 0].tolist() == df["weight"].iloc[60:].tolist()
+
+
+def test_categorical_columns_are_one_hot_encoded_with_the_train_categories(tmp_path):
+    df = table(40).assign(colour=np.where(np.arange(40) % 3 == 0, "red", "blue"))
+    df.iloc[:30].to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[30:].assign(colour=["green"] + ["red"] * 9).to_csv(tmp_path / "test.csv", index=False)
+    data = params(source="files", files={"train": "train.csv", "test": "test.csv"}, categorical="onehot",
+                  scaling="none")["data"]
+    prepared = prepare(data, tmp_path / "out", tmp_path)
+    assert prepared.meta["features"] == ["size", "weight", "colour_blue", "colour_red"]
+    assert prepared.meta["categories"] == {"colour": ["blue", "red"]}
+    test = prepared.splits["test"]
+    # id 30: size (30 % 7) * 1.5 = 3.0, weight 1000 * 0 + 30; 'green' is no train category: all zeros
+    assert test.inputs[0].tolist() == [3.0, 30.0, 0.0, 0.0]
+    assert test.inputs[1].tolist() == [4.5, 1031.0, 0.0, 1.0]  # id 31, 'red'
+    train = prepared.splits["train"]
+    assert train.inputs[:, 3].tolist() == (train.ids % 3 == 0).astype(float).tolist()
+
+
+def corrupt(case: str) -> tuple[pd.DataFrame, dict]:
+    """The table with one kind of bad input, and the params that read it."""
+    df = table().astype({"size": object})
+    extra = {}
+    if case == "text_value":
+        df.loc[3, "size"], df.loc[8, "size"] = "oops", "n/a"
+    elif case == "constant":
+        df["size"] = 2.5
+    elif case == "empty":
+        df["size"] = np.nan
+    elif case == "nan":
+        df.loc[[4, 9], "size"] = np.nan
+    elif case == "inf":
+        df.loc[5, "size"] = "inf"
+    elif case == "unknown_column":
+        extra = {"feature_columns": ["size", "height"]}
+    elif case == "categorical":
+        df["colour"], df["shape"] = "red", np.where(df.index % 2, "round", "square")
+    return df, extra
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("text_value", "t.csv: column 'size' has 2 non-numeric values: lines [5, 10] have ['oops', 'n/a']"),
+        ("constant", "t.csv: column 'size' is constant (every row has 2.5)"),
+        ("empty", "t.csv: column 'size' is empty: all 60 values are missing"),
+        ("nan", "t.csv: column 'size' has 2 missing, NaN or infinite values: lines [6, 11] have [nan, nan]"),
+        ("inf", "t.csv: column 'size' has 1 missing, NaN or infinite values: lines [7] have [inf]"),
+        ("unknown_column", "t.csv: missing column(s) ['height'] (data.feature_columns, data.label_column); "
+                           "the file has columns ['id', 'size', 'weight', 'kind']"),
+        ("categorical", "t.csv: column(s) ['colour', 'shape'] hold text, not numbers (e.g. {'colour': 'red', "
+                        "'shape': 'square'}); one-hot encode them with data.categorical: onehot"),
+    ],
+)
+def test_bad_table_is_refused_naming_file_column_and_lines(tmp_path, case, message):
+    df, extra = corrupt(case)
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DistilleryError, match=re.escape(message)):
+        prepare(params(**extra)["data"], tmp_path / "out", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
+def test_parquet_rows_are_named_from_zero_and_labels_by_line(tmp_path):
+    table().assign(size=lambda d: d["size"].where(d.index != 7)).to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DistilleryError, match=re.escape("t.parquet: column 'size' has 1 missing, NaN or infinite "
+                                                        "values: rows [7]")):
+        prepare(params(source="file:t.parquet")["data"], tmp_path / "out", tmp_path)
+    table().assign(kind=lambda d: d["kind"].where(d.index != 2)).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DistilleryError, match=re.escape("t.csv: column 'kind' has 1 missing labels: lines [4]")):
+        prepare(params()["data"], tmp_path / "out", tmp_path)
+
+
+def test_prepare_stage_refuses_a_bad_table_with_status_2_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    corrupt("text_value")[0].to_csv(tmp_path / "t.csv", index=False)
+    raw = {"data": {"source": "file:t.csv", "feature_columns": "all", "label_column": "kind",
+                    "label_names": ["apple", "pear"]}}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / "stages" / "prepare.py"), run_name="__main__")
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("error: t.csv: column 'size' has 2 non-numeric values: lines [5, 10] "
+                                       "have ['oops', 'n/a']\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml", "t.csv"]
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"source": "hf:glue:sst2", "feature_columns": "all"}, "numeric tables come from file:<path> or files"),
+        ({"feature_columns": ["size", "kind"]}, "holds the label column 'kind'"),
+        ({"feature_columns": ["id", "size"]}, "the column 'id' names the rows, it is no feature"),
+        ({"feature_columns": "every"}, "data.feature_columns = 'every': must be 'all' or a list of column names"),
+        ({"feature_columns": None, "categorical": "onehot"}, "data.categorical = 'onehot' goes with "
+                                                             "data.feature_columns"),
+    ],
+)
+def test_table_params_are_checked_together(data, message):
+    with pytest.raises(DistilleryError, match=re.escape(message)):
+        params(**data)
