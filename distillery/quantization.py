@@ -74,13 +74,32 @@ def load_quantized(model: nn.Module, path: Path) -> nn.Module:
     return model.eval()
 
 
+def _tensor_bytes(state: dict) -> tuple[int, int]:
+    """Bytes of a quantized state dict's tensor data as stored (int8 weights + scales + zero points, fp32
+    rest), and as the fp32 model stores them (each tensor at its logical dtype)."""
+    stored = fp32 = 0
+    for value in state.values():
+        if is_int8(value):
+            stored += sum(t.numel() * t.element_size() for t in (value.qdata, value.scale, value.zero_point)
+                          if t is not None)
+        else:
+            stored += value.numel() * value.element_size()
+        fp32 += value.numel() * torch.finfo(value.dtype).bits // 8 if value.is_floating_point() \
+            else value.numel() * value.element_size()
+    return stored, fp32
+
+
 def quantized_size(model_dir: Path, quantized: nn.Module) -> dict:
     """Bytes on disk of the int8 model: ``weights_bytes``, its safetensors file (``weights_bytes_fp32``: the fp32
     model's), and ``size_bytes``, the model directory's size with its fp32 weights replaced by that file
-    (config and tokenizer files count as for the fp32 model, so the two sizes compare)."""
+    (config and tokenizer files count as for the fp32 model, so the two sizes compare). ``tensor_bytes`` /
+    ``tensor_bytes_fp32``: the tensor data alone, without the files' headers (torchao's header describes each
+    quantized tensor in JSON, which weighs for tiny models)."""
     with tempfile.TemporaryDirectory() as tmp:
         weights = save_quantized(quantized, Path(tmp) / WEIGHTS_FILE)
     files = [f for f in Path(model_dir).rglob("*") if f.is_file()]
     fp32_weights = sum(f.stat().st_size for f in files if f.suffix == ".safetensors")
     total = sum(f.stat().st_size for f in files)
-    return {"size_bytes": total - fp32_weights + weights, "weights_bytes": weights, "weights_bytes_fp32": fp32_weights}
+    tensors, tensors_fp32 = _tensor_bytes(quantized.state_dict())
+    return {"size_bytes": total - fp32_weights + weights, "weights_bytes": weights, "weights_bytes_fp32": fp32_weights,
+            "tensor_bytes": tensors, "tensor_bytes_fp32": tensors_fp32}

@@ -197,10 +197,12 @@ def int8_table(metrics: dict, method: str = "kd") -> str:
             f"{fp32['size_bytes']:,} → {int8['size_bytes']:,} ({fp32['size_bytes'] / int8['size_bytes']:.1f}× smaller)",
             f"{int8['weights_bytes_fp32']:,} → {int8['weights_bytes']:,} "
             f"({int8['weights_bytes_fp32'] / int8['weights_bytes']:.1f}× smaller)",
+            f"{int8['tensor_bytes_fp32']:,} → {int8['tensor_bytes']:,} "
+            f"({int8['tensor_bytes_fp32'] / int8['tensor_bytes']:.1f}× smaller)",
         ])
     return _table(["students", "accuracy fp32", "accuracy int8", "drop (points, fp32 − int8)",
                    "top-1 agreement int8 vs fp32", "ECE fp32", "ECE int8", "size on disk (bytes)",
-                   "weights file (bytes)"], rows)
+                   "weights file (bytes)", "tensor data (bytes)"], rows)
 
 
 def int8_section(params: dict, metrics: dict, speed: dict | None) -> list[str]:
@@ -219,8 +221,9 @@ def int8_section(params: dict, metrics: dict, speed: dict | None) -> list[str]:
         "`Int8DynamicActivationInt8WeightConfig`, `student.quantize: int8`): each Linear weight is stored as int8 "
         "with one fp32 scale per output row, and activations are quantized to int8 per row at run time. "
         f"{block['int8_params']:,} of the student's {block['params']:,} parameters are int8; {fp32_rest} stay fp32. "
-        "Sizes: the safetensors state dict (int8 weights, scales and zero points), alone and with the model's "
-        "config" + (" and tokenizer files" if arch == "hf" else "") + ".",
+        "Sizes: the safetensors state dict (int8 weights, scales and zero points) with the model's config"
+        + (" and tokenizer files" if arch == "hf" else "") + ", the file alone, and its tensor data alone "
+        "(the file's header, where torchao describes each quantized tensor in JSON, weighs for small students).",
         int8_table(metrics, params["kd"]["method"]),
     ]
     timing = (speed or {}).get("int8")
@@ -235,8 +238,9 @@ def int8_section(params: dict, metrics: dict, speed: dict | None) -> list[str]:
             ]),
             f"Timed on {timing['device']}: the first distilled seed in fp32 and int8, taking turns in one process, "
             f"median of {timing['repeats']} passes after warm-up (every student shares the architecture). For "
-            "models this small the per-call cost of quantizing the activations can outweigh the int8 matmul; "
-            "compare the ratios, not the absolute times.",
+            "small models the fixed cost per call of the int8 path in eager mode (quantizing the activations, "
+            "dispatching through torchao's tensor subclass) can outweigh the cheaper matmul; compare the ratios, "
+            "not the absolute times.",
         ]
     return parts
 

@@ -87,6 +87,10 @@ def test_size_on_disk_is_about_four_times_smaller_and_the_file_holds_the_model(t
     size = Q.quantized_size(tmp_path / "fp32", quantized)
     assert size["weights_bytes_fp32"] == (tmp_path / "fp32" / "model.safetensors").stat().st_size
     assert 3.6 < size["weights_bytes_fp32"] / size["weights_bytes"] < 4.0
+    weights = 64 * 256 + 256 * 256 + 256 * 10
+    rows, biases = 256 + 256 + 10, 256 + 256 + 10
+    assert size["tensor_bytes_fp32"] == 4 * (weights + biases)
+    assert size["tensor_bytes"] == weights + rows * (4 + 1) + 4 * biases  # int8, fp32 scale + int8 zero point
     config = (tmp_path / "fp32" / "config.json").stat().st_size
     assert size["size_bytes"] == size["weights_bytes"] + config
 
@@ -129,6 +133,7 @@ def test_evaluate_with_int8_adds_blocks_and_none_adds_nothing(trained, digits):
         assert block["accuracy_drop"] == pytest.approx(fp32["accuracy"] - block["accuracy"])
         assert block["agreement_fp32"] >= 0.95 and abs(block["accuracy_drop"]) <= 0.02
         assert block["weights_bytes"] < block["weights_bytes_fp32"] and block["size_bytes"] < fp32["size_bytes"]
+        assert block["tensor_bytes_fp32"] == 4 * fp32["params"] and block["tensor_bytes"] < fp32["params"] * 2
         assert all(v is None or isinstance(v, (int, float)) for v in block.values())
 
     student = load_model(seed_dir(trained / "kd", 0))
