@@ -185,3 +185,20 @@ def test_tiny_bert_student_is_quantized_the_same_way(tmp_path):
     # each of the 2 x 6 quantized matmuls adds the rounding error of the MLP test, and attention's softmax and
     # LayerNorm pass it on: 1.5 % of the largest logit measured; 3 % allowed
     assert 0 < (int8 - fp32).abs().max() <= 0.03 * fp32.abs().max()
+
+    # the evaluate stage's text paths: length-grouped inference on CPU and the fp32/int8 timing
+    import datasets
+
+    from distillery.inference import predict_text_logits
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenized = datasets.Dataset.from_dict(dict(tokenizer(texts)))
+    cpu = torch.device("cpu")
+    grouped = predict_text_logits(quantized, tokenizer, tokenized, batch_size=8, device=cpu)
+    # not bit-equal to the padded batch above: padding changes fp32 attention in the 7th digit, which can move
+    # an activation across an int8 rounding boundary (one step, 1/127 of its token's largest value)
+    assert np.abs(grouped - int8.numpy()).max() <= 0.03 * fp32.abs().max().item()
+    assert (grouped.argmax(1) == fp32.numpy().argmax(1)).mean() >= 0.9
+    split = type("Split", (), {"ids": np.arange(len(texts)), "dataset": datasets.Dataset.from_dict({"text": texts})})
+    speed = int8_speed(model, split, batch_size=8, repeats=2, warmup=1, tokenizer=tokenizer)
+    assert speed["student_int8"]["throughput_per_s"] > 0 and speed["speedup_latency"] > 0
