@@ -4,9 +4,12 @@ Every ``nn.Linear`` weight becomes int8 (symmetric, one float32 scale per output
 quantized to int8 on the fly, per row, at each call, and the product runs as an int8 matmul with int32
 accumulation (``torch._int_mm``). Done with torchao's ``Int8DynamicActivationInt8WeightConfig`` (torchao is
 PyTorch's maintained quantization library; ``torch.ao.quantization.quantize_dynamic``, the older API it
-replaces, still runs in torch 2.13 but is deprecated there, and so are the quantized dtypes it stores). Only Linear layers are quantized: convolutions (the CNN), embeddings, LayerNorm and biases stay
-fp32. The quantized models are scored and timed by the evaluate stage and never saved as outputs; their size
-on disk is that of their state dict written with safetensors (int8 weights + scales, torchao's format).
+replaces, still runs in torch 2.13 but is deprecated there, and so are the quantized dtypes it stores).
+Only Linear layers are quantized: convolutions (the CNN), embeddings, LayerNorm and biases stay fp32.
+The result depends on fp32 noise at rounding boundaries: a change in an activation's 7th digit (another
+padding of a text batch, another kernel) can move it one int8 step. The quantized models are scored and
+timed by the evaluate stage and never saved as outputs; their size on disk is that of their state dict
+written with safetensors (int8 weights + scales, torchao's format).
 """
 from __future__ import annotations
 

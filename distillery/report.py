@@ -194,7 +194,8 @@ def int8_table(metrics: dict, method: str = "kd") -> str:
             f"{100 * int8['accuracy_drop']:+.2f} ± {100 * int8['accuracy_drop_std']:.2f}",
             _cell(int8, "agreement_fp32", 4),
             _cell(fp32, "ece", 4), _cell(int8, "ece", 4),
-            f"{fp32['size_bytes']:,} → {int8['size_bytes']:,} ({fp32['size_bytes'] / int8['size_bytes']:.1f}× smaller)",
+            f"{fp32['size_bytes']:,} → {int8['size_bytes']:,} "
+            f"({fp32['size_bytes'] / int8['size_bytes']:.1f}× smaller)",
             f"{int8['weights_bytes_fp32']:,} → {int8['weights_bytes']:,} "
             f"({int8['weights_bytes_fp32'] / int8['weights_bytes']:.1f}× smaller)",
             f"{int8['tensor_bytes_fp32']:,} → {int8['tensor_bytes']:,} "
