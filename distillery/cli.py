@@ -21,6 +21,17 @@ def set_cpu_threads() -> None:
         torch.set_num_threads(threads)
 
 
+def quiet_torchao() -> None:
+    """transformers imports torchao whenever it is installed (for ``student.quantize``); its import logs a
+    warning for each CUDA-only kernel library that a CPU-only torch cannot load, and torch a deprecation note
+    per enum torchao registers. Neither concerns the CPU int8 path: keep them out of every stage's output."""
+    for name in ("torchao", "torch.utils._pytree"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+quiet_torchao()  # on import: every stage script imports this module before distillery's torch modules
+
+
 def run_stage(main: Callable[[], None], uses_torch: bool = True) -> None:
     """Call ``main``; a ``DistilleryError`` prints ``error: <message>`` and exits with status 2."""
     from .errors import DistilleryError

@@ -14,6 +14,7 @@ from .prepared import Prepared
 from .errors import DistilleryError
 from .inference import split_logits
 from .models import count_parameters, load_model
+from .quantization import int8_parameters, quantize_int8, quantized_size
 from .text_models import saved_tokenizer
 from .students import seed_dir, seeds_in
 from .teacher import REFERENCE_FILE, load_teacher_and_tokenizer
@@ -24,7 +25,8 @@ CONFIDENCE = 0.95  # of the bootstrap interval; McNemar is read at the matching 
 
 @dataclass
 class Evaluation:
-    """What evaluate writes: ``metrics`` (teacher/kd/hard blocks and a ``comparison`` block), per-example
+    """What evaluate writes: ``metrics`` (teacher/kd/hard blocks, ``kd_int8``/``hard_int8`` with
+    ``student.quantize: int8``, and a ``comparison`` block), per-example
     predictions, reliability tables (``<model>`` and ``<model>_scaled`` after temperature scaling, students
     pooled over seeds) and the raw test logits keyed ``teacher`` / ``<kind>_seed<s>``."""
 
@@ -147,11 +149,32 @@ def score_teachers(params: dict, prepared: Prepared, teacher_logits: dict[str, n
     return out
 
 
+def score_int8(model, tokenizer, prepared: Prepared, fp32_test: np.ndarray, fp32_row: dict, n_bins: int,
+               batch: int, teacher_test: np.ndarray, desc: str) -> dict:
+    """The int8 version of a student (``distillery.quantization``, run on CPU) scored like the fp32 one, plus
+    how far it moved from it: ``agreement_fp32`` (top-1), ``accuracy_drop`` (fp32 - int8) and
+    ``logit_max_abs_diff`` (largest change of a test logit)."""
+    import torch
+
+    cpu = torch.device("cpu")
+    quantized = quantize_int8(model)
+    test = split_logits(quantized, tokenizer, prepared.splits["test"], batch, f"{desc} int8 test", "student-test", cpu)
+    val = split_logits(quantized, tokenizer, prepared.splits["validation"], batch, f"{desc} int8 validation",
+                       "student-validation", cpu)
+    row = score(test, val, prepared, n_bins, teacher_test)
+    row["agreement_fp32"] = M.agreement(test, fp32_test)
+    row["accuracy_drop"] = fp32_row["accuracy"] - row["accuracy"]
+    row["logit_max_abs_diff"] = float(np.abs(test - fp32_test).max())
+    return row
+
+
 def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: dict[str, Path],
              teachers_root: Path = Path("data/teachers")) -> Evaluation:
-    """Score every model on the test split (temperatures fitted on validation) and compare the students."""
+    """Score every model on the test split (temperatures fitted on validation) and compare the students;
+    with ``student.quantize: int8`` also the int8 version of every student (blocks ``<kind>_int8``)."""
     test, val = prepared.splits["test"], prepared.splits["validation"]
     bins, batch = params["evaluate"]["ece_bins"], params["evaluate"]["batch_size"]
+    int8 = params["student"]["quantize"] == "int8"
 
     teacher, tokenizer = load_teacher_and_tokenizer(teacher_dir)
     teacher_test = split_logits(teacher, tokenizer, test, batch, "teacher test", "teacher-test")
@@ -166,7 +189,7 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
     predictions = pd.DataFrame({"id": test.ids, "label": test.labels, "teacher": teacher_test.argmax(-1)})
     correct: dict[str, dict[int, np.ndarray]] = {}
     for kind, root in student_dirs.items():
-        per_seed, scaled[kind], correct[kind] = [], [], {}
+        per_seed, int8_rows, scaled[kind], correct[kind] = [], [], [], {}
         seeds = seeds_in(root)
         for seed in seeds:
             model, tokenizer = load_model(seed_dir(root, seed)), saved_tokenizer(seed_dir(root, seed))
@@ -178,12 +201,24 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
             scaled[kind].append(M.scale_logits(out, row["temperature"]))
             predictions[f"{kind}_seed{seed}"] = out.argmax(-1)
             correct[kind][seed] = out.argmax(-1) == test.labels
+            if int8:
+                int8_rows.append(score_int8(model, tokenizer, prepared, out, row, bins, batch, teacher_test,
+                                            f"{kind} seed {seed}"))
         metrics[kind] = {
             **_mean_std(per_seed),
             "params": count_parameters(model),
             "size_bytes": size_on_disk(seed_dir(root, seeds[0])),
             "seeds": len(seeds),
         }
+        if int8:
+            quantized = quantize_int8(model)
+            metrics[f"{kind}_int8"] = {
+                **_mean_std(int8_rows),
+                "params": count_parameters(quantized),
+                "int8_params": int8_parameters(quantized),
+                **quantized_size(seed_dir(root, seeds[-1]), quantized),
+                "seeds": len(seeds),
+            }
     comparison = compare_students(correct["kd"], correct["hard"], params)
     student = metrics["kd"]
     comparison["compression_params"] = metrics["teacher"]["params"] / student["params"]

@@ -15,9 +15,11 @@ def best_device() -> torch.device:
     return torch.device("cpu")
 
 
-def predict_logits(model, inputs: np.ndarray, batch_size: int = 512, desc: str = "inference") -> np.ndarray:
-    """Raw (pre-softmax) float32 logits, shape (N, num_labels), in eval mode under ``inference_mode``."""
-    device = best_device()
+def predict_logits(model, inputs: np.ndarray, batch_size: int = 512, desc: str = "inference",
+                   device: torch.device | None = None) -> np.ndarray:
+    """Raw (pre-softmax) float32 logits, shape (N, num_labels), in eval mode under ``inference_mode``, on
+    ``device`` (default: ``best_device()``)."""
+    device = device or best_device()
     model = model.to(device).eval()
     out = []
     with torch.inference_mode():
@@ -38,14 +40,14 @@ def autocast(device: torch.device):
 
 
 def predict_text_logits(model, tokenizer, tokenized, batch_size: int = 128, desc: str = "inference",
-                        sort_by_length: bool = True) -> np.ndarray:
+                        sort_by_length: bool = True, device: torch.device | None = None) -> np.ndarray:
     """Raw float32 logits of a tokenized split (see ``distillery.tokenization.tokenize``), in its row order.
 
     Rows run in batches of similar length (sorted by token count), each padded only to its longest
     row, under ``inference_mode`` (and autocast on CUDA); the logits are put back in row order.
     ``sort_by_length=False`` runs the rows in order (the reference the fast path is tested against).
     """
-    device = best_device()
+    device = device or best_device()
     model = model.to(device).eval()
     inputs = [c for c in tokenizer.model_input_names if c in tokenized.column_names]
     columns = {c: list(tokenized[c]) for c in inputs}
@@ -61,11 +63,13 @@ def predict_text_logits(model, tokenizer, tokenized, batch_size: int = 128, desc
     return out
 
 
-def split_logits(model, tokenizer, split, batch_size: int, desc: str, name: str = "split") -> np.ndarray:
+def split_logits(model, tokenizer, split, batch_size: int, desc: str, name: str = "split",
+                 device: torch.device | None = None) -> np.ndarray:
     """Logits for a prepared split, whatever the model: arrays for array models, the model's own
     tokenization of the text for text models (``tokenizer`` given)."""
     if tokenizer is None:
-        return predict_logits(model, split.inputs, batch_size, desc)
+        return predict_logits(model, split.inputs, batch_size, desc, device)
     from .tokenization import tokenize
 
-    return predict_text_logits(model, tokenizer, tokenize(split.dataset, tokenizer, name), batch_size, desc)
+    return predict_text_logits(model, tokenizer, tokenize(split.dataset, tokenizer, name), batch_size, desc,
+                               device=device)

@@ -164,6 +164,9 @@ SCHEMA: dict = {
             "init_from_teacher_layers": Field(LIST, _layers, None, nullable=True,
                                               help="hf: copy embeddings, these teacher layers and the head"),
         },
+        "quantize": Field(STR, one_of("none", "int8"), "none",
+                          help="evaluate only: int8 also scores every student with its Linear layers dynamically "
+                               "quantized to int8 (distillery/quantization.py)"),
     },
     "train": {"seeds": Field(LIST, _seed_list, [0, 1, 2, 3, 4]), **_train_block(1e-2, 64, 1500, 100)},
     "teachers": Field((dict,), _teacher_names, {},

@@ -228,6 +228,74 @@ def size_speed_table(metrics: dict, speed: dict | None) -> str:
     return _table(["", "teacher", "student", "student vs teacher"], rows)
 
 
+def _int8_kinds(metrics: dict) -> list[str]:
+    return [kind for kind in ("kd", "hard") if f"{kind}_int8" in metrics]
+
+
+def int8_table(metrics: dict, method: str = "kd") -> str:
+    """fp32 vs int8 for each student kind: accuracy (mean ± std over seeds), the drop, agreement, sizes."""
+    names = {"kd": f"distilled: {method}", "hard": "hard labels"}
+    rows = []
+    for kind in _int8_kinds(metrics):
+        fp32, int8 = metrics[kind], metrics[f"{kind}_int8"]
+        rows.append([
+            f"{names[kind]} ({int8['seeds']} seeds)",
+            _cell(fp32, "accuracy", 4), _cell(int8, "accuracy", 4),
+            f"{100 * int8['accuracy_drop']:+.2f} ± {100 * int8['accuracy_drop_std']:.2f}",
+            _cell(int8, "agreement_fp32", 4),
+            _cell(fp32, "ece", 4), _cell(int8, "ece", 4),
+            f"{fp32['size_bytes']:,} → {int8['size_bytes']:,} "
+            f"({fp32['size_bytes'] / int8['size_bytes']:.1f}× smaller)",
+            f"{int8['weights_bytes_fp32']:,} → {int8['weights_bytes']:,} "
+            f"({int8['weights_bytes_fp32'] / int8['weights_bytes']:.1f}× smaller)",
+            f"{int8['tensor_bytes_fp32']:,} → {int8['tensor_bytes']:,} "
+            f"({int8['tensor_bytes_fp32'] / int8['tensor_bytes']:.1f}× smaller)",
+        ])
+    return _table(["students", "accuracy fp32", "accuracy int8", "drop (points, fp32 − int8)",
+                   "top-1 agreement int8 vs fp32", "ECE fp32", "ECE int8", "size on disk (bytes)",
+                   "weights file (bytes)", "tensor data (bytes)"], rows)
+
+
+def int8_section(params: dict, metrics: dict, speed: dict | None) -> list[str]:
+    """The report's "Quantized students (int8)" section (empty without ``student.quantize: int8`` blocks)."""
+    kinds = _int8_kinds(metrics)
+    if not kinds:
+        return []
+    block = metrics[f"{kinds[0]}_int8"]
+    arch = params["student"]["model"]["arch"]
+    fp32_rest = {"mlp": "biases", "cnn": "biases and the convolutions (dynamic quantization covers Linear layers "
+                                          "only: the CNN's convs stay fp32)",
+                 "hf": "biases, embeddings and LayerNorm"}[arch]
+    parts = [
+        "## Quantized students (int8)",
+        "Every student, each seed, also scored after post-training dynamic int8 quantization (torchao "
+        "`Int8DynamicActivationInt8WeightConfig`, `student.quantize: int8`): each Linear weight is stored as int8 "
+        "with one fp32 scale per output row, and activations are quantized to int8 per row at run time. "
+        f"{block['int8_params']:,} of the student's {block['params']:,} parameters are int8; {fp32_rest} stay fp32. "
+        "Sizes: the safetensors state dict (int8 weights, scales and zero points) with the model's config"
+        + (" and tokenizer files" if arch == "hf" else "") + ", the file alone, and its tensor data alone "
+        "(the file's header, where torchao describes each quantized tensor in JSON, weighs for small students).",
+        int8_table(metrics, params["kd"]["method"]),
+    ]
+    timing = (speed or {}).get("int8")
+    if timing:
+        fp32, int8 = timing["student"], timing["student_int8"]
+        parts += [
+            _table(["", "fp32", "int8", "int8 vs fp32"], [
+                ["latency, batch 1 (ms)", f"{fp32['latency_ms']:.3f}", f"{int8['latency_ms']:.3f}",
+                 _times(timing["speedup_latency"])],
+                [f"throughput, batch {timing['batch_size']} (rows/s)", f"{fp32['throughput_per_s']:,.0f}",
+                 f"{int8['throughput_per_s']:,.0f}", _times(timing["speedup_throughput"])],
+            ]),
+            f"Timed on {timing['device']}: the first distilled seed in fp32 and int8, taking turns in one process, "
+            f"median of {timing['repeats']} passes after warm-up (every student shares the architecture). For "
+            "small models the fixed cost per call of the int8 path in eager mode (quantizing the activations, "
+            "dispatching through torchao's tensor subclass) can outweigh the cheaper matmul; compare the ratios, "
+            "not the absolute times.",
+        ]
+    return parts
+
+
 def summary(metrics: dict, speed: dict | None, method: str = "kd") -> str:
     teacher, kd, comparison = metrics["teacher"], metrics["kd"], metrics["comparison"]
     kept = 100 * kd["accuracy"] / teacher["accuracy"] if teacher["accuracy"] else float("nan")
@@ -279,6 +347,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
             "taking turns in one process (student: the first distilled seed; distilled and hard students share the "
             "architecture). Absolute times vary between runs and machines; compare the ratios."
         )
+    parts += int8_section(params, metrics, speed)
     available = set(plots)
     figures = [f"### {title}\n\n![{title}](plots/{name})" for name, title in PLOTS if name in available]
     if figures:

@@ -56,14 +56,16 @@ def text_batches(tokenizer, split, batch_size: int, device: torch.device) -> dic
     return {"latency": encode(rows[:1]), "throughput": encode(rows[:batch_size])}
 
 
-def measure_speed(models: dict, inputs, batch_size: int, repeats: int, warmup: int, tokenizers: dict | None = None) -> dict:
+def measure_speed(models: dict, inputs, batch_size: int, repeats: int, warmup: int, tokenizers: dict | None = None,
+                  device: torch.device | None = None) -> dict:
     """Median latency at batch size 1 and median throughput at ``batch_size`` for each of ``models``.
 
     ``inputs``: an array, or a prepared text split tokenized with each model's tokenizer from ``tokenizers``.
     After ``warmup`` untimed passes, the models take turns in each of ``repeats`` rounds, so slow phases
-    of a shared machine hit all of them alike; ratios of these medians are what to compare.
+    of a shared machine hit all of them alike; ratios of these medians are what to compare. ``device``:
+    default ``best_device()``.
     """
-    device = best_device()
+    device = device or best_device()
     if tokenizers:
         batches = {name: text_batches(tokenizers[name], inputs, batch_size, device) for name in models}
     else:
@@ -96,3 +98,15 @@ def speedups(speed: dict, reference: str = "teacher", other: str = "student") ->
         "speedup_latency": speed[reference]["latency_ms"] / speed[other]["latency_ms"],
         "speedup_throughput": speed[other]["throughput_per_s"] / speed[reference]["throughput_per_s"],
     }
+
+
+def int8_speed(student, inputs, batch_size: int, repeats: int, warmup: int, tokenizer=None) -> dict:
+    """``measure_speed`` of ``student`` in fp32 (``student``) and with int8 Linear layers (``student_int8``,
+    ``distillery.quantization``), taking turns on CPU, where dynamic int8 quantization runs; with the ratios
+    ``speedup_latency`` / ``speedup_throughput`` of int8 over fp32 (below 1: int8 is slower)."""
+    from .quantization import quantize_int8
+
+    pair = {"student": student, "student_int8": quantize_int8(student)}
+    tokenizers = {name: tokenizer for name in pair} if tokenizer is not None else None
+    speed = measure_speed(pair, inputs, batch_size, repeats, warmup, tokenizers, torch.device("cpu"))
+    return {**speed, **speedups(speed, "student", "student_int8")}

@@ -120,8 +120,9 @@ def train_students(
     with_curves = live_root is not None
     runs = {}
     for seed in params["train"]["seeds"]:
-        run_id = fingerprint(params["student"], params["train"], seed, train.ids, train.labels, val.ids, with_curves,
-                             *run_parts)
+        # {"model": ...}: the value params["student"] had before student.quantize, which only evaluate reads
+        run_id = fingerprint({"model": params["student"]["model"]}, params["train"], seed, train.ids, train.labels,
+                             val.ids, with_curves, *run_parts)
         runs[seed] = CHECKPOINT_ROOT / method.name / run_id
         train_once(runs[seed], make_model, seed=seed, with_curves=with_curves, train_data=train_data,
                    eval_data=eval_data, train_params=params["train"], method=method, hyperparams=hp,

@@ -10,7 +10,7 @@ from distillery.models import load_model
 from distillery.text_models import saved_tokenizer
 from distillery.params import load_params
 from distillery.report import metrics_table, teacher_warning
-from distillery.speed import measure_speed, speedups
+from distillery.speed import int8_speed, measure_speed, speedups
 from distillery.students import seed_dir, seeds_in
 from distillery.teacher import load_teacher_and_tokenizer
 
@@ -35,9 +35,13 @@ def main() -> None:
     models = {"teacher": teacher, "student": load_model(student_dir)}
     test = prepared.splits["test"]
     tokenizers = {"teacher": teacher_tokenizer, "student": saved_tokenizer(student_dir)} if prepared.is_text else None
-    speed = measure_speed(models, test if prepared.is_text else test.inputs, ev["batch_size"], ev["timing_repeats"],
-                          ev["timing_warmup"], tokenizers)
-    write_json(Path("reports/speed.json"), {**speed, **speedups(speed)})
+    inputs = test if prepared.is_text else test.inputs
+    speed = measure_speed(models, inputs, ev["batch_size"], ev["timing_repeats"], ev["timing_warmup"], tokenizers)
+    speed = {**speed, **speedups(speed)}
+    if params["student"]["quantize"] == "int8":
+        speed["int8"] = int8_speed(models["student"], inputs, ev["batch_size"], ev["timing_repeats"],
+                                   ev["timing_warmup"], tokenizers and tokenizers["student"])
+    write_json(Path("reports/speed.json"), speed)
     print(metrics_table(result.metrics, params["kd"]["method"]))
     warning = teacher_warning(result.metrics)
     if warning:
