@@ -47,3 +47,13 @@ def test_kd_loss_reads_the_step_inputs():
     inputs = StepInputs(student=SequenceClassifierOutput(logits=s), labels=y, teacher_logits=t)
     got = METHODS["kd"].loss(inputs, {"T": 3.0, "alpha": 0.4})
     assert torch.equal(got.loss, kd_terms(s, t, y, 3.0, 0.4).loss)
+
+
+def test_readme_methods_table_is_the_one_the_declarations_give():
+    from distillery.methods.__main__ import methods_table
+
+    from ..conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    assert methods_table() in readme, "README's methods table is stale: paste `python -m distillery.methods`"
+    assert methods_table().count("\n") == len(METHODS) + 1
