@@ -10,9 +10,12 @@ from __future__ import annotations
 import torch
 
 from ..losses import LossTerms
+from ..models import ARCH_OPTIONS
 from ..schema import INT, Field
 from .base import Method
 from .kd import kd_terms
+
+TEXT_OPTIONS = ("pretrained", "config", "tokenizer", "max_length")  # arch hf
 
 
 def born_again_terms(
@@ -39,8 +42,9 @@ def _check_params(params):
     if student["init_from_teacher_layers"]:
         return ("each generation starts from its own initialisation: leave student.model.init_from_teacher_layers "
                 "unset")
+    keys = ("arch", *ARCH_OPTIONS.get(teacher["arch"], TEXT_OPTIONS))  # what builds the teacher's architecture
     differ = [f"student.model.{k} {student[k]!r} vs teacher.model.{k} {teacher[k]!r}"
-              for k in teacher if student[k] != teacher[k]]
+              for k in keys if student[k] != teacher[k]]
     if differ:
         return ("the students are generations of the teacher's architecture: set student.model to teacher.model ("
                 + "; ".join(differ) + ")")
