@@ -83,10 +83,17 @@ class Spy:
         self.calls.append({
             "run_dir": run_dir, "finished": (run_dir / FINISHED_MODEL).is_dir(),
             "init": {k: v.clone() for k, v in make_model().state_dict().items()},
-            "train_targets": kwargs["train_data"].columns["teacher_logits"].numpy().copy(),
-            "eval_targets": kwargs["eval_data"].columns["teacher_logits"].numpy().copy(),
+            "train_targets": targets(kwargs["train_data"]), "eval_targets": targets(kwargs["eval_data"]),
         })
         return train_once(run_dir, make_model, seed, **kwargs)
+
+
+def targets(data) -> np.ndarray:
+    """The target logits a training dataset holds (arrays: ``TensorDictDataset``; text: ``datasets.Dataset``)."""
+    columns = getattr(data, "columns", None)
+    if isinstance(columns, dict):
+        return columns["teacher_logits"].numpy().copy()
+    return np.array(data["teacher_logits"], dtype=np.float32)
 
 
 @pytest.fixture(scope="module")
@@ -236,3 +243,41 @@ def test_evaluate_scores_every_generation_and_the_report_shows_them(digits, tmp_
     assert "| generation 2 (the distilled students) |" in section
     assert "| ensemble of generations 1-2 (mean of probabilities) |" in section
     assert "each of the 2 generations of distilled students (2× the hard students' budget)" in text
+
+
+def test_text_generations_learn_from_the_previous_generations_logits(tmp_path, monkeypatch):
+    """Text students: generation 2's targets are generation 1's logits through its own saved tokenizer."""
+    from distillery.data import prepare
+    from distillery.inference import split_logits
+    from distillery.io import write_logits
+    from distillery.prepared import load_prepared
+    from distillery.text_models import saved_tokenizer
+
+    from ..conftest import deep_merge
+    from ..text_utils import sentences, text_params, train_tokenizer
+
+    monkeypatch.chdir(tmp_path)
+    df = sentences(48)
+    df.to_csv(tmp_path / "all.csv", index=False)
+    tok = train_tokenizer(df["sentence"].tolist(), tmp_path / "tok", vocab_size=80)
+    model = {"arch": "hf", "pretrained": None, "tokenizer": str(tok), "max_length": 16,
+             "config": {"model_type": "distilbert", "dim": 16, "n_layers": 1, "n_heads": 2, "hidden_dim": 32,
+                        "max_position_embeddings": 64}}
+    groups = deep_merge(text_params(tok, tok, source="file:all.csv"), {
+        "teacher": {"model": model}, "student": {"model": model}, "kd": {"method": "born_again"},
+        "train": {"seeds": [0], "batch_size": 8, "max_steps": 10, "eval_steps": 10, "logging_steps": 5,
+                  "save_steps": 10}})
+    prepared_dir = tmp_path / "prepared"
+    prepare(make_params(**groups)["data"], prepared_dir, tmp_path)
+    prepared = load_prepared(prepared_dir)
+    rng = np.random.default_rng(0)
+    for name, split in prepared.splits.items():
+        write_logits(tmp_path / "logits" / f"{name}.parquet", split.ids,
+                     rng.normal(size=(len(split.ids), prepared.num_labels)).astype(np.float32))
+    spy = Spy(monkeypatch)
+    out = train("born_again", prepared, tmp_path, "ban", **groups)
+    first = seed_dir(generations_root(out, 1), 0)
+    for name, got in (("train", spy.calls[1]["train_targets"]), ("validation", spy.calls[1]["eval_targets"])):
+        want = split_logits(load_model(first), saved_tokenizer(first), prepared.splits[name], 16, name, f"x-{name}")
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    assert saved_tokenizer(seed_dir(out, 0)) is not None
