@@ -16,7 +16,7 @@ from .inference import split_logits
 from .models import count_parameters, load_model
 from .quantization import int8_parameters, quantize_int8, quantized_size
 from .text_models import saved_tokenizer
-from .students import seed_dir, seeds_in
+from .students import GENERATIONS, generations_root, seed_dir, seeds_in
 from .teacher import REFERENCE_FILE, load_teacher_and_tokenizer
 
 MODELS = ("teacher", "kd", "hard")
@@ -26,7 +26,8 @@ CONFIDENCE = 0.95  # of the bootstrap interval; McNemar is read at the matching 
 @dataclass
 class Evaluation:
     """What evaluate writes: ``metrics`` (teacher/kd/hard blocks, ``kd_int8``/``hard_int8`` with
-    ``student.quantize: int8``, and a ``comparison`` block), per-example
+    ``student.quantize: int8``, ``generations`` when the distilled students have them, and a ``comparison``
+    block), per-example
     predictions, reliability tables (``<model>`` and ``<model>_scaled`` after temperature scaling, students
     pooled over seeds) and the raw test logits keyed ``teacher`` / ``<kind>_seed<s>``."""
 
@@ -149,6 +150,40 @@ def score_teachers(params: dict, prepared: Prepared, teacher_logits: dict[str, n
     return out
 
 
+def generation_roots(root: Path) -> list[Path]:
+    """The students of every generation under ``root`` (``students.generations_root``), in order, the last one
+    (``root`` itself) last; ``[root]`` when there are no generations."""
+    saved = Path(root) / GENERATIONS
+    if not saved.is_dir():
+        return [Path(root)]
+    ks = sorted(int(p.name) for p in saved.iterdir() if p.is_dir() and p.name.isdigit())
+    if ks != list(range(1, len(ks) + 1)):
+        raise DistilleryError(f"{saved}: generations {ks}, expected 1..{len(ks)} (re-run the distill stage)")
+    return [generations_root(root, k) for k in ks] + [Path(root)]
+
+
+def score_generations(test_logits: dict[int, list[np.ndarray]], labels: np.ndarray, num_labels: int,
+                      n_bins: int) -> dict:
+    """Each generation's test logits per seed (``{seed: [generation 1, ..., last]}``) scored as ``generation_<k>``,
+    and each seed's ensemble of its generations (the mean of their probabilities) as ``ensemble``: accuracy,
+    macro-F1, NLL and ECE, mean ± sample std over seeds."""
+    from scipy.special import log_softmax, logsumexp
+
+    def row(logits):
+        scored = M.classification_metrics(logits, labels, num_labels, n_bins)
+        return {k: scored[k] for k in TEACHER_KEYS}
+
+    def ensemble(per_generation):
+        log_p = log_softmax(np.stack(per_generation).astype(np.float64), axis=-1)
+        return logsumexp(log_p, axis=0) - np.log(len(per_generation))
+
+    seeds = sorted(test_logits)
+    count = len(test_logits[seeds[0]])
+    out = {f"generation_{k}": _mean_std([row(test_logits[s][k - 1]) for s in seeds]) for k in range(1, count + 1)}
+    out["ensemble"] = _mean_std([row(ensemble(test_logits[s])) for s in seeds])
+    return out
+
+
 def score_int8(model, tokenizer, prepared: Prepared, fp32_test: np.ndarray, fp32_row: dict, n_bins: int,
                batch: int, teacher_test: np.ndarray, desc: str) -> dict:
     """The int8 version of a student (``distillery.quantization``, run on CPU) scored like the fp32 one, plus
@@ -191,6 +226,12 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
     for kind, root in student_dirs.items():
         per_seed, int8_rows, scaled[kind], correct[kind] = [], [], [], {}
         seeds = seeds_in(root)
+        earlier = generation_roots(root)[:-1]
+        for gen_root in earlier:
+            if seeds_in(gen_root) != seeds:
+                raise DistilleryError(f"{gen_root}: seeds {seeds_in(gen_root)} differ from {root}'s {seeds} "
+                                      "(re-run the distill stage)")
+        generation_logits = {}
         for seed in seeds:
             model, tokenizer = load_model(seed_dir(root, seed)), saved_tokenizer(seed_dir(root, seed))
             out = split_logits(model, tokenizer, test, batch, f"{kind} seed {seed} test", "student-test")
@@ -204,6 +245,11 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
             if int8:
                 int8_rows.append(score_int8(model, tokenizer, prepared, out, row, bins, batch, teacher_test,
                                             f"{kind} seed {seed}"))
+            if earlier:
+                generation_logits[seed] = [
+                    split_logits(load_model(seed_dir(r, seed)), saved_tokenizer(seed_dir(r, seed)), test, batch,
+                                 f"{kind} seed {seed} generation {k} test", "student-test")
+                    for k, r in enumerate(earlier, 1)] + [out]
         metrics[kind] = {
             **_mean_std(per_seed),
             "params": count_parameters(model),
@@ -219,6 +265,8 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
                 **quantized_size(seed_dir(root, seeds[-1]), quantized),
                 "seeds": len(seeds),
             }
+        if earlier:
+            metrics["generations"] = score_generations(generation_logits, test.labels, prepared.num_labels, bins)
     comparison = compare_students(correct["kd"], correct["hard"], params)
     student = metrics["kd"]
     comparison["compression_params"] = metrics["teacher"]["params"] / student["params"]

@@ -103,6 +103,42 @@ def teachers_table(metrics: dict) -> str:
     return _table(["model", "accuracy", "macro-F1", "NLL", "ECE"], rows)
 
 
+def generations_table(metrics: dict) -> str:
+    """The teacher, every generation of the distilled students (the last is the distilled student) and the ensemble
+    of a seed's generations, beside the hard-label students, on test (students: mean ± std over seeds)."""
+    keys = ("accuracy", "macro_f1", "nll", "ece")
+    blocks = metrics["generations"]
+    last = max(int(name.removeprefix("generation_")) for name in blocks if name.startswith("generation_"))
+    rows = [["teacher", *(f"{metrics['teacher'][k]:.4f}" for k in keys)]]
+    for name, block in blocks.items():
+        if name == "ensemble":
+            label = f"ensemble of generations 1-{last} (mean of probabilities)"
+        else:
+            k = int(name.removeprefix("generation_"))
+            label = f"generation {k}" + (" (the distilled students)" if k == last else "")
+        rows.append([label, *(_cell(block, key, 4) for key in keys)])
+    rows.append(["hard labels", *(_cell(metrics["hard"], k, 4) for k in keys)])
+    return _table(["model", "accuracy", "macro-F1", "NLL", "ECE"], rows)
+
+
+def generations_section(params: dict, metrics: dict) -> list[str]:
+    """The report's "Generations" section (empty when the distilled students have no generations)."""
+    if "generations" not in metrics:
+        return []
+    count = sum(name.startswith("generation_") for name in metrics["generations"])
+    steps = params["train"]["max_steps"]
+    return [
+        "### Generations",
+        f"The distilled students are the last of {count} generations of the teacher's architecture, trained one "
+        f"after the other, {steps:,} steps each: generation 1 distilled from the teacher's logits, generation k "
+        "from generation k-1's. **The distilled students used "
+        f"{count}× the hard-label students' training budget** ({count * steps:,} steps against {steps:,}). "
+        "Generation 1 starts from the hard student's initial weights, later generations from other seeds; the "
+        "ensemble averages the probabilities of a seed's generations (T = 1). Mean ± std over seeds, test split.",
+        generations_table(metrics),
+    ]
+
+
 def mcnemar_table(comparison: dict, method: str = "kd") -> str:
     seeds = sorted(int(k.removeprefix("mcnemar_p_seed")) for k in comparison if k.startswith("mcnemar_p_seed"))
     rows = [[str(s), str(comparison[f"mcnemar_kd_only_seed{s}"]), str(comparison[f"mcnemar_hard_only_seed{s}"]),
@@ -184,6 +220,12 @@ def setting_table(params: dict, meta: dict, metrics: dict) -> str:
         ["student training", f"seeds {params['train']['seeds']}, {params['train']['max_steps']} steps each; "
                              "distilled and hard students share initial weights and data order per seed"],
     ]
+    if "generations" in metrics:
+        count = sum(name.startswith("generation_") for name in metrics["generations"])
+        rows[-1][1] = (f"seeds {params['train']['seeds']}, {params['train']['max_steps']} steps for each hard student "
+                       f"and each of the {count} generations of distilled students ({count}× the hard students' "
+                       "budget); generation 1 and the hard students share initial weights per seed, every "
+                       "generation shares their data order")
     if meta.get("scaling"):
         rows.insert(1, ["feature scaling", scaling_text(meta["scaling"])])
     if meta.get("split_origin"):
@@ -329,6 +371,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
            "Ensembles combine the teachers' test probabilities (mean; geometric mean of the probabilities, "
            "renormalised; mean weighted by validation accuracy) at T = 1; `multi_teacher` distils the one "
            "its `combine` param names, at T.", teachers_table(metrics)] if "teachers" in metrics else []),
+        *generations_section(params, metrics),
         "### ROC AUC per class (one-vs-rest)",
         roc_table(metrics, meta["label_names"]),
         f"## Distilled (`{method}`) vs hard labels: is the difference real?",

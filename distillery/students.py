@@ -4,7 +4,7 @@ labels (``hard_baseline``, the method ``HARD``).
 Both share the architecture, initial weights, data order and number of steps for a given seed;
 only the loss (and what it needs) differs. So a method with ``kd.alpha = 0`` reproduces the hard
 student exactly. What a method gets is what it declares (``Method.needs``): stored teacher logits
-joined by id, a live teacher, intermediate outputs, trainable helpers or peers.
+joined by id, a live teacher, intermediate outputs, trainable helpers, peers or generations.
 """
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from .training import Distillee, TensorDictDataset, check_precision
 
 TEACHER_DIR = Path("models/teacher")
 TEACHERS_LOGITS = Path("data/teachers")  # teachers.<name>: data/teachers/<name>/<split>.parquet
+GENERATIONS = "generations"  # <students>/generations/<k>/seed_<s>/: every generation but the last (the student)
+GENERATION_SEED_STEP = 1000  # generation k starts from the initial weights of seed + 1000·(k-1)
 
 
 def seed_dir(root: Path, seed: int) -> Path:
@@ -36,6 +38,24 @@ def seeds_in(root: Path) -> list[int]:
     if not seeds:
         raise DistilleryError(f"{root}: no seed_<s> student directories (run the training stage first)")
     return seeds
+
+
+def generations_root(root: Path, k: int) -> Path:
+    """Where generation ``k`` (not the last) of the students under ``root`` is saved, one ``seed_<s>`` each."""
+    return Path(root) / GENERATIONS / str(k)
+
+
+def generation_logits(model_dir: Path, prepared: Prepared, batch_size: int) -> dict[str, np.ndarray]:
+    """A finished generation's logits on train and validation, in the prepared rows' order (so joined by id):
+    the next generation's targets."""
+    from .inference import split_logits
+    from .models import load_model
+    from .text_models import saved_tokenizer
+
+    model, tokenizer = load_model(model_dir), saved_tokenizer(model_dir)
+    return {name: split_logits(model, tokenizer, prepared.splits[name], batch_size, f"generation logits {name}",
+                               f"student-{name}")
+            for name in ("train", "validation")}
 
 
 def load_teacher_logits(logits_dir: Path, prepared: Prepared, splits=("train", "validation")) -> dict[str, np.ndarray]:
@@ -76,6 +96,13 @@ def train_students(
     middle resumes the interrupted seed and skips the seeds it had finished. The method is checked
     against the models before any training. Text students tokenize with their own tokenizer; with
     ``init_from_teacher_layers`` they start from the teacher in ``teacher_dir``.
+
+    A method that needs ``generations`` trains ``hp["generations"]`` students per seed, one after the other:
+    generation 1 on the teacher's stored logits, from the hard student's initial weights; generation k on
+    generation k-1's logits (``generation_logits``), from the initial weights of seed + 1000·(k-1), same data
+    order. Each generation has its own run directory (the previous one's fingerprint and k), so a killed run
+    resumes the right generation. The last generation is the seed's student; generation k < last is saved under
+    ``generations_root(out_dir, k)`` (curves likewise under ``live_root``), where no stage looks for students.
     """
     check_precision(params["train"]["precision"], "train.precision")
     hp = method.hyperparams(params["kd"]) if method is not HARD else {}
@@ -99,16 +126,19 @@ def train_students(
         run_parts.append(fingerprint(*(v.numpy() for v in teacher.state_dict().values())))
     live_teacher = teacher if "live_teacher" in method.needs else None
 
-    if spec["arch"] == "hf":
+    def datasets(targets: dict) -> dict:
+        """``train_once``'s ``train_data`` and ``eval_data`` with these target logits (None: labels only)."""
+        if spec["arch"] != "hf":
+            return {"train_data": TensorDictDataset.from_split(train, targets["train"]),
+                    "eval_data": TensorDictDataset.from_split(val, targets["validation"])}
         from .tokenization import tokenize, training_columns
 
-        train_data, eval_data = (
-            training_columns(tokenize(prepared.splits[name].dataset, text["tokenizer"], f"student-{name}"),
-                             logits[name])
-            for name in ("train", "validation"))
-    else:
-        train_data = TensorDictDataset.from_split(train, logits["train"])
-        eval_data = TensorDictDataset.from_split(val, logits["validation"])
+        return {key: training_columns(tokenize(prepared.splits[name].dataset, text["tokenizer"], f"student-{name}"),
+                                      targets[name])
+                for key, name in (("train_data", "train"), ("eval_data", "validation"))}
+
+    first_data = datasets(logits)
+    generations = hp["generations"] if "generations" in method.needs else 1
 
     def make_model():
         student = prepare_student(make_student(), method)
@@ -118,24 +148,46 @@ def train_students(
         return student if helpers is None and not peers else Distillee(student, helpers, peers)
 
     with_curves = live_root is not None
-    runs = {}
+    runs: dict[int, list[Path]] = {}  # seed -> the run directory of each generation (one without generations)
     for seed in params["train"]["seeds"]:
         # {"model": ...}: the value params["student"] had before student.quantize, which only evaluate reads
         run_id = fingerprint({"model": params["student"]["model"]}, params["train"], seed, train.ids, train.labels,
                              val.ids, with_curves, *run_parts)
-        runs[seed] = CHECKPOINT_ROOT / method.name / run_id
-        train_once(runs[seed], make_model, seed=seed, with_curves=with_curves, train_data=train_data,
-                   eval_data=eval_data, train_params=params["train"], method=method, hyperparams=hp,
-                   teacher=live_teacher, **text)
+        runs[seed], data, make = [], first_data, make_model
+        for k in range(1, generations + 1):
+            if k > 1:
+                data = datasets(generation_logits(runs[seed][-1] / FINISHED_MODEL, prepared,
+                                                  params["teacher"]["inference_batch_size"]))
+                run_id = fingerprint(run_id, "generation", k)
+                make = _seeded_before(make_model, seed + GENERATION_SEED_STEP * (k - 1))
+            runs[seed].append(CHECKPOINT_ROOT / method.name / run_id)
+            train_once(runs[seed][-1], make, seed=seed, with_curves=with_curves, **data,
+                       train_params=params["train"], method=method, hyperparams=hp, teacher=live_teacher, **text)
+
+    def place(tmp: Path, seed: int, k: int) -> Path:
+        return seed_dir(tmp if k == generations else generations_root(tmp, k), seed)
+
     with atomic_dir(out_dir) as tmp:
-        for seed, run_dir in runs.items():
-            shutil.copytree(run_dir / FINISHED_MODEL, seed_dir(tmp, seed))
+        for seed, run_dirs in runs.items():
+            for k, run_dir in enumerate(run_dirs, 1):
+                shutil.copytree(run_dir / FINISHED_MODEL, place(tmp, seed, k))
     if with_curves:
         with atomic_dir(live_root) as tmp:
-            for seed, run_dir in runs.items():
-                shutil.copytree(run_dir / CURVES, seed_dir(tmp, seed))
-    for run_dir in runs.values():
-        shutil.rmtree(run_dir)
+            for seed, run_dirs in runs.items():
+                for k, run_dir in enumerate(run_dirs, 1):
+                    shutil.copytree(run_dir / CURVES, place(tmp, seed, k))
+    for run_dirs in runs.values():
+        for run_dir in run_dirs:
+            shutil.rmtree(run_dir)
+
+
+def _seeded_before(make_model, init_seed: int):
+    """``make_model`` building from ``seeded(init_seed)``: other initial weights, same data order (``train_once``
+    still trains with the seed's ``TrainingArguments.seed``)."""
+    def make():
+        seeded(init_seed)
+        return make_model()
+    return make
 
 
 def prepare_student(model, method: Method):

@@ -24,6 +24,9 @@ NEEDS = {
     "attentions": "attention maps of the student (and of the live teacher): transformer models only",
     "helpers": "trainable modules (projections, regressors) optimised with the student, not saved with it",
     "peers": "other students trained at the same time, each learning from the others",
+    "generations": "students trained one after the other (``kd.<name>.generations`` of them), generation 1 on what "
+                   "the other needs give (the teacher's stored logits), generation k on generation k-1's logits; "
+                   "the last is saved as the student",
 }
 SHARED = ("T", "alpha")  # kd.T and kd.alpha: the params most methods read
 
