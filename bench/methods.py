@@ -86,9 +86,13 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4")
     parser.add_argument("--T", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--show", type=Path, help="print the table of a results file and stop")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--methods", default=",".join(m for m in METHODS if m not in ("tinybert",)))
     args = parser.parse_args()
+    if args.show:
+        print(table(json.loads(args.show.read_text())))
+        return
 
     import torch
 

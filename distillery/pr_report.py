@@ -45,11 +45,39 @@ def changed_plots(rev: str, out_dir: Path) -> dict[str, dict[str, Path]]:
     return changed
 
 
+def method_at(rev: str | None) -> str:
+    """The distillation method and the params it reads at ``rev`` (None: the workspace), in words."""
+    import subprocess
+
+    import yaml
+
+    from .methods import describe
+    from .params import validate
+
+    if rev is None:
+        text = Path("params.yaml").read_text()
+    else:
+        shown = subprocess.run(["git", "show", f"{rev}:params.yaml"], capture_output=True, text=True)
+        if shown.returncode != 0:
+            return "unknown (no params.yaml)"
+        text = shown.stdout
+    raw = yaml.safe_load(text) or {}
+    try:
+        return describe(validate(raw)["kd"])
+    except Exception:  # an older schema: its method name as written
+        return f"`{(raw.get('kd') or {}).get('method', 'kd')}`"
+
+
 def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path(".")) -> str:
-    """The report: metrics diff, params diff and (with ``plots_dir``) changed plots, each vs ``rev``."""
+    """The report: the distillation method, metrics diff, params diff and (with ``plots_dir``) changed plots,
+    each vs ``rev``."""
     metrics = sorted_table(_dvc("metrics", "diff", rev, "--md"))
     params = sorted_table(_dvc("params", "diff", rev, "--md"))
+    before, after = method_at(rev), method_at(None)
     parts = [
+        f"**Distillation method:** {after}" if before == after else
+        f"**Distillation method:** {before} (`{rev}`) → {after} (this change)",
+        "",
         f"## Metrics: `{rev}` → this change",
         "",
         metrics or "No metric changed.",
