@@ -16,7 +16,7 @@ OUTPUT ?=
 PRESET ?=
 SET ?=
 
-.PHONY: setup repro test bench clean sweep sweep-report diff preset
+.PHONY: setup repro test test-fast bench clean sweep sweep-report diff preset
 
 setup: $(VENV)/.installed
 
@@ -32,6 +32,9 @@ repro: setup
 
 test: setup
 	python -m pytest -q
+
+test-fast: setup   # the unit tests, without the end-to-end ones marked slow
+	python -m pytest -q -m "not slow"
 
 sweep: setup
 	python -m distillery.sweep --grid "$(GRID)" --jobs $(JOBS)

@@ -11,6 +11,8 @@ import yaml
 from .conftest import TINY, deep_merge
 from .repo_utils import copy_repo, reproduced, run
 
+pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
+
 STUDENT_KEYS = {"accuracy", "accuracy_std", "macro_f1", "nll", "ece", "ece_std", "agreement", "params"}
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 import yaml
 
 from distillery.data import prepare
@@ -24,6 +25,8 @@ from distillery.students import train_students
 
 from .conftest import REPO, TINY, deep_merge, make_params
 from .test_students import assert_same_weights, fake_teacher_logits, weights
+
+pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
 
 OVERRIDE = {"train": {"seeds": [0, 1], "max_steps": 60, "save_steps": 20, "eval_steps": 20, "logging_steps": 10}}
 CURVES = ["loss", "ce", "kd", "eval/loss", "eval/accuracy"]

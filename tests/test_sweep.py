@@ -92,6 +92,7 @@ def _row_cells(report: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip("|").split("|")] for line in lines[1:]]
 
 
+@pytest.mark.slow
 def test_sweep_report_has_one_row_per_experiment_with_its_params_and_metrics(swept):
     rows = _row_cells((swept / "reports/sweep.md").read_text())
     assert len(rows) == 4
@@ -118,6 +119,7 @@ def _ref(repo: Path, name: str) -> str:
     return ref.removeprefix("refs/exps/")
 
 
+@pytest.mark.slow
 def test_teacher_logits_and_hard_baseline_ran_once_for_the_whole_grid(swept):
     log = (swept / "sweep.log").read_text()
     assert log.count("Running stage 'teacher':") == 1  # the workspace repro before queueing
@@ -128,6 +130,7 @@ def test_teacher_logits_and_hard_baseline_ran_once_for_the_whole_grid(swept):
         assert ran == {"distill", "evaluate", "plots"}, (name, queue_log[-2000:])
 
 
+@pytest.mark.slow
 def test_diff_between_commits_with_other_kd_T_shows_changed_param_and_metric(swept, tmp_path):
     rows = _row_cells((swept / "reports/sweep.md").read_text())
     name = next(r[0] for r in rows if (float(r[2]), float(r[3])) == (2, 0.5))
