@@ -8,7 +8,6 @@ precision and multi-GPU (``accelerate launch``) come from ``transformers``. The 
 """
 from __future__ import annotations
 
-from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
@@ -97,7 +96,7 @@ class DistillationTrainer(Trainer):
         self.hyperparams = hyperparams or {}
         self.teacher = teacher
         self.output_flags = {f"output_{need}": True for need in ("hidden_states", "attentions") if need in method.needs}
-        self._term_sums: dict[str, float] = defaultdict(float)
+        self._term_sums: dict[str, torch.Tensor] = {}
         self._term_count = 0
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
@@ -123,16 +122,16 @@ class DistillationTrainer(Trainer):
             inputs=inputs,
         )
         result = self.method.loss(step_inputs, self.hyperparams)
-        if model.training:
+        if model.training:  # summed on the device in float64 (no sync per step), read at logging time
             for name, value in result.terms.items():
-                self._term_sums[name] += value.detach().item()
+                self._term_sums[name] = self._term_sums.get(name, 0.0) + value.detach().double()
             self._term_count += 1
         return (result.loss, SequenceClassifierOutput(logits=outputs.logits)) if return_outputs else result.loss
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if "loss" in logs and self._term_count:
             for name, total in self._term_sums.items():
-                logs[name] = round(total / self._term_count, 6)
+                logs[name] = round(float(total) / self._term_count, 6)
             self._term_sums.clear()
             self._term_count = 0
         super().log(logs, start_time)
