@@ -121,6 +121,34 @@ def _kd_block() -> dict:
     }
 
 
+def _probability(v):
+    return None if 0 <= v <= 1 else "must be a probability in [0, 1]"
+
+
+def _transfer_block() -> dict:
+    """``data.transfer``: rows the student learns from through the teacher's soft targets only (distillery/transfer.py)."""
+    return {
+        "rest": Field((bool,), None, False,
+                      help="the train rows data.max_train_examples leaves out, labels dropped (text sources)"),
+        "source": Field(STR, _source, None, nullable=True,
+                        help="another source of the same kind as data.source (hf:, file:, npz:), labels ignored"),
+        "augment": Field(INT, non_negative, 0,
+                         help="augmented variants per labelled train row (text: Tang et al. 2019; images: jitter)"),
+        "seed": Field(INT, non_negative, 0, help="seed of the augmentation"),
+        "mask_prob": Field(FLOAT, _probability, 0.1, help="text: each word replaced by mask_token"),
+        "replace_prob": Field(FLOAT, _probability, 0.1,
+                              help="text: each word replaced by a random word of the labelled train vocabulary"),
+        "ngram_prob": Field(FLOAT, _probability, 0.25, help="text: the variant cut to a random n-gram of it"),
+        "ngram_max": Field(INT, positive, 5, help="text: longest n-gram (n uniform in 1..ngram_max)"),
+        "mask_token": Field(STR, None, "[MASK]", help="text: the student tokenizer's mask token"),
+        "jitter": Field(INT, non_negative, 2, help="images: shift by up to this many pixels each way, zero fill"),
+        "noise": Field(FLOAT, non_negative, 0.0, help="images: std of Gaussian noise added to the shifted image"),
+        "labelled_repeats": Field(INT, positive, 1,
+                                  help="distill: the labelled rows appear this many times in the shuffled union "
+                                       "(1: plain shuffling of labelled and transfer rows)"),
+    }
+
+
 SCHEMA: dict = {
     "preset": Field(STR, None, None, nullable=True, help="the preset params.yaml was written from"),
     "cpu_threads": Field(INT, non_negative, 1, help="torch threads on CPU; 0: one per core"),
@@ -145,6 +173,7 @@ SCHEMA: dict = {
                              help="tables: text-valued feature columns are refused or one-hot encoded"),
         "scaling": Field(STR, one_of("auto", "standard", "minmax", "none"), "auto",
                          help="array and table features, fitted on train: auto = none for pixels, standard otherwise"),
+        "transfer": _transfer_block(),
     },
     "teacher": {
         "checkpoint": Field(STR, None, None, nullable=True, help="a ready model (local dir or Hub id)"),
@@ -200,6 +229,7 @@ def validate(raw: dict, source: str = "params.yaml") -> dict:
             )
     _check_table(params, source)
     _check_text(params, source)
+    _check_transfer(params, source)
     _check_method(params, source)
     return params
 
@@ -212,6 +242,33 @@ def _check_method(params: dict, source: str) -> None:
     problem = method.check_params(params) if method.check_params else None
     if problem:
         raise DistilleryError(f"{source}: kd.method = {method.name!r}: {problem}")
+
+
+def _check_transfer(params: dict, source: str) -> None:
+    """Cross-param rules of ``data.transfer`` (the rest of its checks need the data: distillery/transfer.py)."""
+    data, tp = params["data"], params["data"]["transfer"]
+    text = data["source"].partition(":")[0] in ("hf", "file", "files") and data["feature_columns"] is None
+    on = tp["rest"] or tp["source"] or tp["augment"]
+    if on and data["feature_columns"] is not None:
+        raise DistilleryError(f"{source}: data.transfer with data.feature_columns (a numeric table): transfer sets "
+                              "are text or array (image) rows")
+    if tp["rest"] and not text:
+        raise DistilleryError(f"{source}: data.transfer.rest = true with data.source = {data['source']!r}: the rest "
+                              "of the train rows exists for text sources with data.max_train_examples")
+    if tp["rest"] and data["max_train_examples"] is None:
+        raise DistilleryError(f"{source}: data.transfer.rest = true needs data.max_train_examples (the labelled "
+                              "rows); the rest of the train rows are then the transfer set")
+    if on and params["kd"]["method"] == "multi_teacher":
+        raise DistilleryError(f"{source}: kd.method = 'multi_teacher' with data.transfer: the teachers.<name> are "
+                              "not scored on the transfer set; use one teacher")
+    if tp["source"]:
+        kind = tp["source"].partition(":")[0]
+        if kind == "files":
+            raise DistilleryError(f"{source}: data.transfer.source = 'files': name one file (file:<path>)")
+        if (kind in ("hf", "file")) != text:
+            raise DistilleryError(f"{source}: data.transfer.source = {tp['source']!r} with data.source = "
+                                  f"{data['source']!r}: the transfer source must be of the same kind (text: hf:, "
+                                  "file:; arrays: npz:, sklearn:)")
 
 
 def _check_table(params: dict, source: str) -> None:

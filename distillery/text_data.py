@@ -127,10 +127,13 @@ def number_rows(tables: dict) -> dict:
 
 
 def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list[str] | None = None,
-                    inputs: list[str] = (), rows: dict | None = None) -> tuple[dict, list[str], dict, bool]:
+                    inputs: list[str] = (), rows: dict | None = None,
+                    dropped: dict | None = None) -> tuple[dict, list[str], dict, bool]:
     """The source's tables (with ids) as the prepared splits (see the module docstring), each sorted by id with
     its labels as class indices: (split -> DataFrame, label names, split -> where it came from in words,
-    whether the source's test labels are hidden). Labels and ``inputs`` are validated first."""
+    whether the source's test labels are hidden). Labels and ``inputs`` are validated first. ``dropped``, when
+    given, receives under ``"train"`` the train rows ``data.max_train_examples`` left out (sorted by id; the
+    transfer set's ``rest``)."""
     import pandas as pd
 
     source = data_params["source"]
@@ -168,6 +171,10 @@ def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list
     available = len(parts["train"])
     if cap is not None and cap < available:
         keep = np.sort(np.random.default_rng(data_params["split_seed"]).choice(available, cap, replace=False))
+        if dropped is not None:
+            left_out = np.ones(available, bool)
+            left_out[keep] = False
+            dropped["train"] = parts["train"].iloc[np.flatnonzero(left_out)].sort_values("id")
         parts["train"] = parts["train"].iloc[keep]
         origin["train"] += f", a random {cap:,} of its {available:,} rows (data.max_train_examples)"
     return {split: df.sort_values("id") for split, df in parts.items()}, names, origin, bool(hidden)

@@ -1,0 +1,19 @@
+"""transfer: data.transfer -> data/transfer/ (rows learnt from the teacher's soft targets only; empty when off)."""
+from pathlib import Path
+
+from distillery.cli import run_stage
+from distillery.params import load_params
+from distillery.prepared import load_prepared
+from distillery.transfer import TRANSFER_DIR, build_transfer, describe, save_transfer
+
+
+def main() -> None:
+    params = load_params()
+    prepared = load_prepared(Path("data/prepared"))
+    transfer = build_transfer(params["data"], prepared)
+    save_transfer(transfer, TRANSFER_DIR)
+    print(f"transfer set: {describe(transfer.meta)}")
+
+
+if __name__ == "__main__":
+    run_stage(main, uses_torch=False)
