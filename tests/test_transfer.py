@@ -302,3 +302,17 @@ def test_text_student_trains_on_the_union(text_prepared, text_source, tmp_path, 
     train_students(get_method("kd"), params, text_prepared, tmp_path / "students", logits_dir=tmp_path / "logits",
                    transfer=scored)
     assert (seed_dir(tmp_path / "students", 0) / "config.json").exists()
+
+
+def test_report_setting_says_what_the_students_saw_and_the_teachers_agreement(digits):
+    from distillery.report import setting_table
+
+    params = make_params(data={"transfer": {"augment": 2, "labelled_repeats": 2}})
+    metrics = {"teacher": {"params": 1000}, "kd": {"params": 100}}
+    summary = {"rows": 2442, "origins": {"rest": 0, "source": 0, "augment": 2442}, "labelled_rows": 2442,
+               "agreement": 0.9512, "by_origin": {"augment": {"rows": 2442, "agreement": 0.9512}}}
+    table = setting_table(params, digits.meta, metrics, summary)
+    assert ("| transfer set | the distilled students saw 1,221 labelled rows (2× each per pass) and 2,442 transfer "
+            "rows without labels (2,442 augmented variants of the labelled rows)") in table
+    assert "agrees with the label the row had in its source on 95.1% of the 2,442 transfer rows" in table
+    assert "transfer set" not in setting_table(params, digits.meta, metrics)
