@@ -125,6 +125,14 @@ def _probability(v):
     return None if 0 <= v <= 1 else "must be a probability in [0, 1]"
 
 
+def _omit_classes(v):
+    if not all((isinstance(c, int) and not isinstance(c, bool) and c >= 0) or (isinstance(c, str) and c) for c in v):
+        return "must be a list of class indices (integers >= 0) or class names"
+    if len(set(map(str, v))) != len(v):
+        return "must not repeat a class"
+    return None
+
+
 def _transfer_block() -> dict:
     """``data.transfer``: rows the student learns from through the teacher's soft targets only (distillery/transfer.py)."""
     return {
@@ -174,6 +182,8 @@ SCHEMA: dict = {
         "scaling": Field(STR, one_of("auto", "standard", "minmax", "none"), "auto",
                          help="array and table features, fitted on train: auto = none for pixels, standard otherwise"),
         "transfer": _transfer_block(),
+        "omit_classes": Field(LIST, _omit_classes, [],
+                              help="Hinton's omitted-class experiment: classes (indices or names) no student trains on"),
     },
     "teacher": {
         "checkpoint": Field(STR, None, None, nullable=True, help="a ready model (local dir or Hub id)"),

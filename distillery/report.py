@@ -376,6 +376,33 @@ def summary(metrics: dict, speed: dict | None, method: str = "kd") -> str:
     return text + "."
 
 
+def omitted_section(metrics: dict) -> list[str]:
+    """Hinton et al.'s omitted-class experiment: test errors on every row and on the omitted classes' rows,
+    before and after raising the omitted classes' output bias by the value fitted on validation."""
+    block = metrics.get("omitted_classes")
+    if not block:
+        return []
+    from .omitted import PAPER
+
+    classes = ", ".join(block["classes"])
+    rows = []
+    for kind in ("kd", "hard"):
+        if kind in block:
+            m = block[kind]["mean"]
+            rows.append([f"{kind} (mean of {len(block[kind]['seeds'])} seeds)", f"{m['errors']:.1f}",
+                         f"{m['omitted_errors']:.1f} of {m['omitted_rows']:,.0f}", f"{m['bias']:.2f}",
+                         f"{m['errors_after']:.1f}", f"{m['omitted_errors_after']:.1f}"])
+    rows.append(["Hinton et al. 2015, MNIST without the 3s (distilled)", str(PAPER["errors"]),
+                 f"{PAPER['omitted_errors']} of {PAPER['omitted_rows']:,}", str(PAPER["bias"]),
+                 str(PAPER["errors_after"]), str(PAPER["omitted_errors_after"])])
+    return [f"## Omitted classes ({classes})",
+            f"No student trained on a row of class {classes} (labelled or transfer row with a known label); the "
+            "teacher did. The bias correction adds one value to the omitted classes' logits, fitted on validation "
+            "(highest validation accuracy, grid of 0.1).",
+            _table(["student", "test errors", "on the omitted classes", "bias added", "errors after",
+                    "on the omitted classes after"], rows)]
+
+
 def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, plots: list[str],
                   transfer: dict | None = None) -> str:
     """The whole page. ``plots``: PNG file names present under ``reports/plots`` (linked relatively);
@@ -398,6 +425,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
            "renormalised; mean weighted by validation accuracy) at T = 1; `multi_teacher` distils the one "
            "its `combine` param names, at T.", teachers_table(metrics)] if "teachers" in metrics else []),
         *generations_section(params, metrics),
+        *omitted_section(metrics),
         "### ROC AUC per class (one-vs-rest)",
         roc_table(metrics, meta["label_names"]),
         f"## Distilled (`{method}`) vs hard labels: is the difference real?",

@@ -17,6 +17,7 @@ from .errors import DistilleryError
 from .io import atomic_dir, read_logits
 from .methods import HARD, Method
 from .models import build_model
+from .omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from .prepared import Prepared
 from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, fingerprint, seeded, train_once
 from .text_models import build_text_model, copy_teacher_layers, text_tokenizer
@@ -111,10 +112,10 @@ def train_students(
     """
     check_precision(params["train"]["precision"], "train.precision")
     hp = method.hyperparams(params["kd"]) if method is not HARD else {}
-    train, val = prepared.splits["train"], prepared.splits["validation"]
     spec = params["student"]["model"]
     logits = {"train": None, "validation": None}
     run_parts: list = [method.name, hp]
+    omitted = resolve_omitted(params["data"]["omit_classes"], prepared.label_names)
     if transfer is not None and "teachers" in method.needs:
         raise DistilleryError(f"kd.method = {method.name!r} with data.transfer: the teachers.<name> are not "
                               "scored on the transfer set; use one teacher")
@@ -122,15 +123,21 @@ def train_students(
         logits = load_teacher_logits(logits_dir, prepared)
     if "teachers" in method.needs:
         logits = ensemble_logits(method, hp, prepared, logits_dir, teachers_logits_root, list(params["teachers"]))
+    if omitted:  # Hinton's omitted-class experiment: no student row of these classes (the logits joined first)
+        kept = ~np.isin(prepared.splits["train"].labels, omitted)
+        prepared = without_omitted(prepared, omitted)
+        if logits["train"] is not None:
+            logits = {**logits, "train": logits["train"][kept]}
+        transfer = None if transfer is None else transfer_without_omitted(transfer, omitted)
     if transfer is not None:
         from .transfer import union_logits, with_transfer
 
         rows, rows_logits = transfer
         repeats = params["data"]["transfer"]["labelled_repeats"]
         prepared = with_transfer(prepared, rows, repeats)
-        train = prepared.splits["train"]
         if logits["train"] is not None:
             logits = {**logits, "train": union_logits(logits["train"], rows_logits, repeats)}
+    train, val = prepared.splits["train"], prepared.splits["validation"]
     if logits["train"] is not None:
         run_parts += [logits["train"], logits["validation"]]
     if spec["arch"] == "hf":

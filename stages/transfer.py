@@ -2,6 +2,7 @@
 from pathlib import Path
 
 from distillery.cli import run_stage
+from distillery.omitted import resolve as resolve_omitted
 from distillery.params import load_params
 from distillery.prepared import load_prepared
 from distillery.transfer import TRANSFER_DIR, build_transfer, describe, save_transfer
@@ -10,6 +11,7 @@ from distillery.transfer import TRANSFER_DIR, build_transfer, describe, save_tra
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
+    resolve_omitted(params["data"]["omit_classes"], prepared.label_names)  # refused here, before any training
     transfer = build_transfer(params["data"], prepared)
     save_transfer(transfer, TRANSFER_DIR)
     print(f"transfer set: {describe(transfer.meta)}")
