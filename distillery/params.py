@@ -170,6 +170,9 @@ SCHEMA: dict = {
         "text_column": Field(STR, None, "text", help="text sources: the input text"),
         "text_pair_column": Field(STR, None, None, nullable=True, help="the second text of sentence-pair tasks"),
         "label_column": Field(STR, None, "label"),
+        "id_column": Field(STR, None, None, nullable=True,
+                           help="file and hf sources: a column of integer row ids, kept end to end (logits, "
+                                "predictions, messages); null: rows are numbered by position, messages name lines"),
         "label_names": Field(LIST, _names, None, nullable=True,
                              help="class names in index order; labels may be indices or these names"),
         "max_train_examples": Field(INT, positive, None, nullable=True,
@@ -299,6 +302,9 @@ def _check_table(params: dict, source: str) -> None:
     if isinstance(columns, list) and data["label_column"] in columns:
         raise DistilleryError(f"{source}: data.feature_columns = {columns!r} holds the label column "
                               f"{data['label_column']!r} (data.label_column)")
+    if isinstance(columns, list) and data["id_column"] in columns:
+        raise DistilleryError(f"{source}: data.feature_columns = {columns!r} holds the id column "
+                              f"{data['id_column']!r} (data.id_column)")
     if isinstance(columns, list) and "id" in columns:
         raise DistilleryError(f"{source}: data.feature_columns = {columns!r}: the column 'id' names the rows, "
                               "it is no feature")

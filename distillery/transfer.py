@@ -152,7 +152,8 @@ def _rest_rows(data_params: dict, root: Path) -> "object":
     tables, where, declared = load_tables(data_params, root)
     inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
     dropped: dict = {}
-    labelled_splits(number_rows(tables), where, data_params, declared, inputs, dropped=dropped)
+    labelled_splits(number_rows(tables, data_params["id_column"], where), where, data_params, declared, inputs,
+                    dropped=dropped)
     return dropped.get("train")
 
 
