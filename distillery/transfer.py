@@ -406,3 +406,27 @@ def with_transfer(prepared: Prepared, transfer: TransferSet, labelled_repeats: i
 def union_logits(train_logits: np.ndarray, transfer_logits: np.ndarray, labelled_repeats: int = 1) -> np.ndarray:
     """Target logits in the row order of ``with_transfer``'s train split."""
     return np.concatenate([np.tile(train_logits, (labelled_repeats, 1)), transfer_logits]).astype(np.float32)
+
+
+def with_source_labels(prepared: Prepared, transfer: TransferSet) -> Prepared:
+    """The ceiling reference: ``prepared`` whose train split also holds the ``rest`` rows *with* the labels their
+    source gave them (what a hard student would reach with every label; ``bench/hard_all.py``)."""
+    from dataclasses import replace
+
+    rest = np.flatnonzero(transfer.origins == ORIGINS.index("rest"))
+    if not rest.size:
+        raise DistilleryError("data.transfer.rest: the transfer set has no rest rows, so no extra labels")
+    train = prepared.splits["train"]
+    ids = np.concatenate([train.ids, transfer.ids[rest]])
+    labels = np.concatenate([train.labels, transfer.source_labels[rest]])
+    if prepared.is_text:
+        import datasets
+
+        labelled = train.dataset.cast_column("label", datasets.Value("int64"))
+        extra = transfer.dataset.select(rest).remove_columns("label").add_column("label", transfer.source_labels[rest])
+        union = datasets.concatenate_datasets([labelled, extra.cast_column("label", datasets.Value("int64"))
+                                               .select_columns(labelled.column_names)])
+        split = Split(ids, None, labels, union)
+    else:
+        split = Split(ids, np.concatenate([train.inputs, transfer.inputs[rest]]), labels)
+    return replace(prepared, splits={**prepared.splits, "train": split})

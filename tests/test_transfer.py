@@ -316,3 +316,17 @@ def test_report_setting_says_what_the_students_saw_and_the_teachers_agreement(di
             "rows without labels (2,442 augmented variants of the labelled rows)") in table
     assert "agrees with the label the row had in its source on 95.1% of the 2,442 transfer rows" in table
     assert "transfer set" not in setting_table(params, digits.meta, metrics)
+
+
+def test_ceiling_puts_the_rest_rows_labels_back(text_prepared, text_source, tmp_path):
+    from distillery.transfer import with_source_labels
+
+    transfer = build_transfer(_text_params(rest=True, augment=1), text_prepared, text_source)
+    save_transfer(transfer, tmp_path / "t")
+    loaded = load_transfer(tmp_path / "t")
+    everything = with_source_labels(text_prepared, loaded)
+    rest = loaded.origins == ORIGINS.index("rest")
+    train = everything.splits["train"]
+    assert len(train.ids) == 30 + rest.sum() and (train.labels >= 0).all()
+    assert train.dataset["label"][30:] == loaded.source_labels[rest].tolist()
+    assert train.dataset["text"][30:] == [t for t, r in zip(loaded.dataset["text"], rest) if r]
