@@ -88,3 +88,25 @@ def test_students_never_see_the_omitted_class(digits, tmp_path, monkeypatch):
     n_train = int((digits.splits["train"].labels != 3).sum())
     assert not (seen["labels"] == 3).any()
     assert len(seen["labels"]) == 2 * n_train  # labelled rows without the 3s, then their jittered variants
+
+
+def test_evaluate_reports_the_omitted_classes_for_both_students(digits, tmp_path, monkeypatch):
+    from distillery.evaluation import evaluate
+    from distillery.methods import HARD
+    from distillery.report import render_report
+
+    monkeypatch.chdir(tmp_path)
+    root = setup_teacher(digits, tmp_path / "t", teacher={"train": {"max_steps": 10, "eval_steps": 5}})
+    params = make_params(data={"omit_classes": [3]}, evaluate={"bootstrap_samples": 50},
+                         train={"seeds": [0], "max_steps": 2, "eval_steps": 2, "logging_steps": 1, "save_steps": 2})
+    kw = dict(logits_dir=root / "logits", teacher_dir=root / "models/teacher")
+    train_students(get_method("kd"), params, digits, tmp_path / "kd", **kw)
+    train_students(HARD, params, digits, tmp_path / "hard", **kw)
+    result = evaluate(params, digits, root / "models/teacher", {"kd": tmp_path / "kd", "hard": tmp_path / "hard"})
+    block = result.metrics["omitted_classes"]
+    threes = int((digits.splits["test"].labels == 3).sum())
+    assert block["classes"] == ["3"] and block["kd"]["mean"]["omitted_rows"] == threes
+    for kind in ("kd", "hard"):
+        m = block[kind]["mean"]
+        assert m["omitted_errors"] <= m["errors"] and m["omitted_errors_after"] <= m["omitted_rows"]
+    assert "## Omitted classes (3)" in render_report(params, digits.meta, result.metrics, None, [])
