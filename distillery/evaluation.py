@@ -14,6 +14,7 @@ from .prepared import Prepared
 from .errors import DistilleryError
 from .inference import split_logits
 from .models import count_parameters, load_model
+from .omitted import omitted_table, resolve as resolve_omitted
 from .quantization import int8_parameters, quantize_int8, quantized_size
 from .text_models import saved_tokenizer
 from .students import GENERATIONS, generations_root, seed_dir, seeds_in
@@ -223,6 +224,7 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
     scaled = {"teacher": [M.scale_logits(teacher_test, teacher_row["temperature"])]}
     predictions = pd.DataFrame({"id": test.ids, "label": test.labels, "teacher": teacher_test.argmax(-1)})
     correct: dict[str, dict[int, np.ndarray]] = {}
+    student_logits: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # kind -> (test, validation) per seed
     for kind, root in student_dirs.items():
         per_seed, int8_rows, scaled[kind], correct[kind] = [], [], [], {}
         seeds = seeds_in(root)
@@ -238,6 +240,7 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
             val_out = split_logits(model, tokenizer, val, batch, f"{kind} seed {seed} validation", "student-validation")
             row = score(out, val_out, prepared, bins, teacher_test)
             per_seed.append(row)
+            student_logits.setdefault(kind, []).append((out, val_out))
             test_logits[f"{kind}_seed{seed}"] = out
             scaled[kind].append(M.scale_logits(out, row["temperature"]))
             predictions[f"{kind}_seed{seed}"] = out.argmax(-1)
@@ -267,6 +270,13 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
             }
         if earlier:
             metrics["generations"] = score_generations(generation_logits, test.labels, prepared.num_labels, bins)
+    omitted = resolve_omitted(params["data"]["omit_classes"], prepared.label_names)
+    if omitted:
+        metrics["omitted_classes"] = {
+            "classes": [prepared.label_names[c] for c in omitted],
+            **{kind: omitted_table([t for t, _ in runs], [v for _, v in runs], test.labels, val.labels, omitted)
+               for kind, runs in student_logits.items()},
+        }
     comparison = compare_students(correct["kd"], correct["hard"], params)
     student = metrics["kd"]
     comparison["compression_params"] = metrics["teacher"]["params"] / student["params"]

@@ -25,7 +25,23 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
 
 
+UNLABELLED = -100  # the label of transfer rows (data.transfer): F.cross_entropy's default ignore_index
+
+
+def labelled_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the labelled rows of the batch only (mean over them); rows labelled ``UNLABELLED``
+    (transfer rows, learnt from the teacher's soft targets only) are masked out. A batch without a labelled
+    row gives 0 (F.cross_entropy would give 0/0 = NaN), with a gradient of 0. A fully labelled batch takes
+    the plain ``F.cross_entropy`` path, so runs without a transfer set are unchanged bit for bit."""
+    labelled = labels != UNLABELLED
+    if bool(labelled.all()):
+        return F.cross_entropy(student_logits, labels)
+    if not bool(labelled.any()):
+        return student_logits.sum() * 0.0
+    return F.cross_entropy(student_logits, labels, ignore_index=UNLABELLED)
+
+
 def hard_terms(student_logits: torch.Tensor, teacher_logits, labels: torch.Tensor) -> LossTerms:
     """Cross-entropy on the hard labels only: the baseline; ignores any teacher."""
-    ce = F.cross_entropy(student_logits, labels)
+    ce = labelled_ce(student_logits, labels)
     return LossTerms(ce, {"ce": ce})

@@ -121,6 +121,42 @@ def _kd_block() -> dict:
     }
 
 
+def _probability(v):
+    return None if 0 <= v <= 1 else "must be a probability in [0, 1]"
+
+
+def _omit_classes(v):
+    if not all((isinstance(c, int) and not isinstance(c, bool) and c >= 0) or (isinstance(c, str) and c) for c in v):
+        return "must be a list of class indices (integers >= 0) or class names"
+    if len(set(map(str, v))) != len(v):
+        return "must not repeat a class"
+    return None
+
+
+def _transfer_block() -> dict:
+    """``data.transfer``: rows the student learns from through the teacher's soft targets only (distillery/transfer.py)."""
+    return {
+        "rest": Field((bool,), None, False,
+                      help="the train rows data.max_train_examples leaves out, labels dropped (text sources)"),
+        "source": Field(STR, _source, None, nullable=True,
+                        help="another source of the same kind as data.source (hf:, file:, npz:), labels ignored"),
+        "augment": Field(INT, non_negative, 0,
+                         help="augmented variants per labelled train row (text: Tang et al. 2019; images: jitter)"),
+        "seed": Field(INT, non_negative, 0, help="seed of the augmentation"),
+        "mask_prob": Field(FLOAT, _probability, 0.1, help="text: each word replaced by mask_token"),
+        "replace_prob": Field(FLOAT, _probability, 0.1,
+                              help="text: each word replaced by a random word of the labelled train vocabulary"),
+        "ngram_prob": Field(FLOAT, _probability, 0.25, help="text: the variant cut to a random n-gram of it"),
+        "ngram_max": Field(INT, positive, 5, help="text: longest n-gram (n uniform in 1..ngram_max)"),
+        "mask_token": Field(STR, None, "[MASK]", help="text: the student tokenizer's mask token"),
+        "jitter": Field(INT, non_negative, 2, help="images: shift by up to this many pixels each way, zero fill"),
+        "noise": Field(FLOAT, non_negative, 0.0, help="images: std of Gaussian noise added to the shifted image"),
+        "labelled_repeats": Field(INT, positive, 1,
+                                  help="distill: the labelled rows appear this many times in the shuffled union "
+                                       "(1: plain shuffling of labelled and transfer rows)"),
+    }
+
+
 SCHEMA: dict = {
     "preset": Field(STR, None, None, nullable=True, help="the preset params.yaml was written from"),
     "cpu_threads": Field(INT, non_negative, 1, help="torch threads on CPU; 0: one per core"),
@@ -134,6 +170,9 @@ SCHEMA: dict = {
         "text_column": Field(STR, None, "text", help="text sources: the input text"),
         "text_pair_column": Field(STR, None, None, nullable=True, help="the second text of sentence-pair tasks"),
         "label_column": Field(STR, None, "label"),
+        "id_column": Field(STR, None, None, nullable=True,
+                           help="file and hf sources: a column of integer row ids, kept end to end (logits, "
+                                "predictions, messages); null: rows are numbered by position, messages name lines"),
         "label_names": Field(LIST, _names, None, nullable=True,
                              help="class names in index order; labels may be indices or these names"),
         "max_train_examples": Field(INT, positive, None, nullable=True,
@@ -145,6 +184,9 @@ SCHEMA: dict = {
                              help="tables: text-valued feature columns are refused or one-hot encoded"),
         "scaling": Field(STR, one_of("auto", "standard", "minmax", "none"), "auto",
                          help="array and table features, fitted on train: auto = none for pixels, standard otherwise"),
+        "transfer": _transfer_block(),
+        "omit_classes": Field(LIST, _omit_classes, [],
+                              help="Hinton's omitted-class experiment: classes (indices or names) no student trains on"),
     },
     "teacher": {
         "checkpoint": Field(STR, None, None, nullable=True, help="a ready model (local dir or Hub id)"),
@@ -200,6 +242,7 @@ def validate(raw: dict, source: str = "params.yaml") -> dict:
             )
     _check_table(params, source)
     _check_text(params, source)
+    _check_transfer(params, source)
     _check_method(params, source)
     return params
 
@@ -212,6 +255,33 @@ def _check_method(params: dict, source: str) -> None:
     problem = method.check_params(params) if method.check_params else None
     if problem:
         raise DistilleryError(f"{source}: kd.method = {method.name!r}: {problem}")
+
+
+def _check_transfer(params: dict, source: str) -> None:
+    """Cross-param rules of ``data.transfer`` (the rest of its checks need the data: distillery/transfer.py)."""
+    data, tp = params["data"], params["data"]["transfer"]
+    text = data["source"].partition(":")[0] in ("hf", "file", "files") and data["feature_columns"] is None
+    on = tp["rest"] or tp["source"] or tp["augment"]
+    if on and data["feature_columns"] is not None:
+        raise DistilleryError(f"{source}: data.transfer with data.feature_columns (a numeric table): transfer sets "
+                              "are text or array (image) rows")
+    if tp["rest"] and not text:
+        raise DistilleryError(f"{source}: data.transfer.rest = true with data.source = {data['source']!r}: the rest "
+                              "of the train rows exists for text sources with data.max_train_examples")
+    if tp["rest"] and data["max_train_examples"] is None:
+        raise DistilleryError(f"{source}: data.transfer.rest = true needs data.max_train_examples (the labelled "
+                              "rows); the rest of the train rows are then the transfer set")
+    if on and params["kd"]["method"] == "multi_teacher":
+        raise DistilleryError(f"{source}: kd.method = 'multi_teacher' with data.transfer: the teachers.<name> are "
+                              "not scored on the transfer set; use one teacher")
+    if tp["source"]:
+        kind = tp["source"].partition(":")[0]
+        if kind == "files":
+            raise DistilleryError(f"{source}: data.transfer.source = 'files': name one file (file:<path>)")
+        if (kind in ("hf", "file")) != text:
+            raise DistilleryError(f"{source}: data.transfer.source = {tp['source']!r} with data.source = "
+                                  f"{data['source']!r}: the transfer source must be of the same kind (text: hf:, "
+                                  "file:; arrays: npz:, sklearn:)")
 
 
 def _check_table(params: dict, source: str) -> None:
@@ -232,6 +302,9 @@ def _check_table(params: dict, source: str) -> None:
     if isinstance(columns, list) and data["label_column"] in columns:
         raise DistilleryError(f"{source}: data.feature_columns = {columns!r} holds the label column "
                               f"{data['label_column']!r} (data.label_column)")
+    if isinstance(columns, list) and data["id_column"] in columns:
+        raise DistilleryError(f"{source}: data.feature_columns = {columns!r} holds the id column "
+                              f"{data['id_column']!r} (data.id_column)")
     if isinstance(columns, list) and "id" in columns:
         raise DistilleryError(f"{source}: data.feature_columns = {columns!r}: the column 'id' names the rows, "
                               "it is no feature")

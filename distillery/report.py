@@ -199,7 +199,29 @@ def scaling_text(scaling: dict) -> str:
             f"({ranges}; per feature in `data/prepared/meta.json`)")
 
 
-def setting_table(params: dict, meta: dict, metrics: dict) -> str:
+def transfer_text(params: dict, meta: dict, transfer: dict) -> str:
+    """The transfer-set row of the setting table: how many labelled and transfer rows the distilled students saw,
+    where the transfer rows came from, and the teacher's agreement with the labels the rows had in their source
+    (``transfer``: data/transfer_logits/summary.json)."""
+    labelled = meta.get("sizes", {}).get("train", 0)
+    repeats = params["data"]["transfer"]["labelled_repeats"]
+    origins = ", ".join(f"{n:,} {ORIGIN_WORDS[o]}" for o, n in transfer["origins"].items() if n)
+    text = (f"the distilled students saw {labelled:,} labelled rows" + (f" ({repeats}× each per pass)" if repeats > 1
+                                                                      else "")
+            + f" and {transfer['rows']:,} transfer rows without labels ({origins}), shuffled together; the hard "
+            f"students saw the {labelled:,} labelled rows only")
+    if transfer.get("agreement") is not None:
+        parts = "; ".join(f"{o}: {v['agreement']:.1%} of {v['rows']:,}" for o, v in transfer["by_origin"].items())
+        text += (f". The teacher agrees with the label the row had in its source on {transfer['agreement']:.1%} of "
+                 f"the {transfer['labelled_rows']:,} transfer rows that have one ({parts}); no student trains on them")
+    return text
+
+
+ORIGIN_WORDS = {"rest": "train rows beyond data.max_train_examples, labels dropped",
+                "source": "rows of data.transfer.source", "augment": "augmented variants of the labelled rows"}
+
+
+def setting_table(params: dict, meta: dict, metrics: dict, transfer: dict | None = None) -> str:
     teacher = params["teacher"]
     if teacher["checkpoint"]:
         teacher_text = f"checkpoint `{teacher['checkpoint']}`"
@@ -226,6 +248,8 @@ def setting_table(params: dict, meta: dict, metrics: dict) -> str:
                        f"and each of the {count} generations of distilled students ({count}× the hard students' "
                        "budget); generation 1 and the hard students share initial weights per seed, every "
                        "generation shares their data order")
+    if transfer and transfer.get("rows"):
+        rows.insert(4, ["transfer set", transfer_text(params, meta, transfer)])
     if meta.get("scaling"):
         rows.insert(1, ["feature scaling", scaling_text(meta["scaling"])])
     if meta.get("split_origin"):
@@ -352,8 +376,37 @@ def summary(metrics: dict, speed: dict | None, method: str = "kd") -> str:
     return text + "."
 
 
-def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, plots: list[str]) -> str:
-    """The whole page. ``plots``: PNG file names present under ``reports/plots`` (linked relatively)."""
+def omitted_section(metrics: dict) -> list[str]:
+    """Hinton et al.'s omitted-class experiment: test errors on every row and on the omitted classes' rows,
+    before and after raising the omitted classes' output bias by the value fitted on validation."""
+    block = metrics.get("omitted_classes")
+    if not block:
+        return []
+    from .omitted import PAPER
+
+    classes = ", ".join(block["classes"])
+    rows = []
+    for kind in ("kd", "hard"):
+        if kind in block:
+            m = block[kind]["mean"]
+            rows.append([f"{kind} (mean of {len(block[kind]['seeds'])} seeds)", f"{m['errors']:.1f}",
+                         f"{m['omitted_errors']:.1f} of {m['omitted_rows']:,.0f}", f"{m['bias']:.2f}",
+                         f"{m['errors_after']:.1f}", f"{m['omitted_errors_after']:.1f}"])
+    rows.append(["Hinton et al. 2015, MNIST without the 3s (distilled)", str(PAPER["errors"]),
+                 f"{PAPER['omitted_errors']} of {PAPER['omitted_rows']:,}", str(PAPER["bias"]),
+                 str(PAPER["errors_after"]), str(PAPER["omitted_errors_after"])])
+    return [f"## Omitted classes ({classes})",
+            f"No student trained on a row of class {classes} (labelled or transfer row with a known label); the "
+            "teacher did. The bias correction adds one value to the omitted classes' logits, fitted on validation "
+            "(highest validation accuracy, grid of 0.1).",
+            _table(["student", "test errors", "on the omitted classes", "bias added", "errors after",
+                    "on the omitted classes after"], rows)]
+
+
+def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, plots: list[str],
+                  transfer: dict | None = None) -> str:
+    """The whole page. ``plots``: PNG file names present under ``reports/plots`` (linked relatively);
+    ``transfer``: the transfer set's summary (data/transfer_logits/summary.json) when data.transfer is on."""
     seeds = metrics["kd"].get("seeds", 1)
     method = params["kd"]["method"]
     warning = teacher_warning(metrics)
@@ -362,7 +415,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
         *([f"> **Warning.** {warning}"] if warning else []),
         summary(metrics, speed, method),
         "## Setting",
-        setting_table(params, meta, metrics),
+        setting_table(params, meta, metrics, transfer),
         "## Metrics",
         f"{evaluated_on(meta)}; students are mean ± sample std over {seeds} seeds. Temperature scaling divides the logits "
         "by one T per model, fitted to minimise the validation NLL; accuracy does not change.",
@@ -372,6 +425,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
            "renormalised; mean weighted by validation accuracy) at T = 1; `multi_teacher` distils the one "
            "its `combine` param names, at T.", teachers_table(metrics)] if "teachers" in metrics else []),
         *generations_section(params, metrics),
+        *omitted_section(metrics),
         "### ROC AUC per class (one-vs-rest)",
         roc_table(metrics, meta["label_names"]),
         f"## Distilled (`{method}`) vs hard labels: is the difference real?",

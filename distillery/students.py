@@ -17,6 +17,7 @@ from .errors import DistilleryError
 from .io import atomic_dir, read_logits
 from .methods import HARD, Method
 from .models import build_model
+from .omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from .prepared import Prepared
 from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, fingerprint, seeded, train_once
 from .text_models import build_text_model, copy_teacher_layers, text_tokenizer
@@ -88,6 +89,7 @@ def train_students(
     logits_dir: Path | None = None,
     teacher_dir: Path = TEACHER_DIR,
     teachers_logits_root: Path = TEACHERS_LOGITS,
+    transfer: tuple | None = None,
 ) -> None:
     """Train one student per ``train.seeds`` with ``method`` and save them under ``out_dir/seed_<s>/``
     (atomically, all or none); DVCLive curves under ``live_root/seed_<s>/`` when given.
@@ -103,17 +105,39 @@ def train_students(
     order. Each generation has its own run directory (the previous one's fingerprint and k), so a killed run
     resumes the right generation. The last generation is the seed's student; generation k < last is saved under
     ``generations_root(out_dir, k)`` (curves likewise under ``live_root``), where no stage looks for students.
+
+    ``transfer`` (a transfer set and the teacher's logits on it, ``distillery.transfer.load_scored``): the students
+    train on the labelled rows and the transfer rows, the latter labelled -100 (masked out of every method's
+    hard-label term); ``data.transfer.labelled_repeats`` sets how often the labelled rows appear in the union.
     """
     check_precision(params["train"]["precision"], "train.precision")
     hp = method.hyperparams(params["kd"]) if method is not HARD else {}
-    train, val = prepared.splits["train"], prepared.splits["validation"]
     spec = params["student"]["model"]
     logits = {"train": None, "validation": None}
     run_parts: list = [method.name, hp]
+    omitted = resolve_omitted(params["data"]["omit_classes"], prepared.label_names)
+    if transfer is not None and "teachers" in method.needs:
+        raise DistilleryError(f"kd.method = {method.name!r} with data.transfer: the teachers.<name> are not "
+                              "scored on the transfer set; use one teacher")
     if "teacher_logits" in method.needs:
         logits = load_teacher_logits(logits_dir, prepared)
     if "teachers" in method.needs:
         logits = ensemble_logits(method, hp, prepared, logits_dir, teachers_logits_root, list(params["teachers"]))
+    if omitted:  # Hinton's omitted-class experiment: no student row of these classes (the logits joined first)
+        kept = ~np.isin(prepared.splits["train"].labels, omitted)
+        prepared = without_omitted(prepared, omitted)
+        if logits["train"] is not None:
+            logits = {**logits, "train": logits["train"][kept]}
+        transfer = None if transfer is None else transfer_without_omitted(transfer, omitted)
+    if transfer is not None:
+        from .transfer import union_logits, with_transfer
+
+        rows, rows_logits = transfer
+        repeats = params["data"]["transfer"]["labelled_repeats"]
+        prepared = with_transfer(prepared, rows, repeats)
+        if logits["train"] is not None:
+            logits = {**logits, "train": union_logits(logits["train"], rows_logits, repeats)}
+    train, val = prepared.splits["train"], prepared.splits["validation"]
     if logits["train"] is not None:
         run_parts += [logits["train"], logits["validation"]]
     if spec["arch"] == "hf":

@@ -38,7 +38,7 @@ def feature_columns(df, data_params: dict, where: str) -> list[str]:
     label = data_params["label_column"]
     columns = data_params["feature_columns"]
     if columns == "all":
-        columns = [str(c) for c in df.columns if c not in (label, ID_COLUMN)]
+        columns = [str(c) for c in df.columns if c not in (label, ID_COLUMN, data_params["id_column"])]
         if not columns:
             raise DistilleryError(f"{where}: data.feature_columns = 'all' but the file has no column besides "
                                   f"the label {label!r} and {ID_COLUMN!r}")
@@ -132,11 +132,13 @@ def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[
     columns = feature_columns(tables["train"], data_params, where["train"])
     kinds = column_kinds(tables["train"], columns, data_params["categorical"], where["train"])
     rows = {}
+    id_column = data_params["id_column"]
     for split, df in tables.items():
         check_columns_present(df, columns, label, where[split])
-        rows[split] = row_names(df, where[split])
+        rows[split] = (id_column, df[id_column].to_numpy()) if id_column in df.columns else row_names(df, where[split])
         check_values(df, kinds, where[split], rows[split], constant=split == "train")
-    parts, label_names, origin, hidden = labelled_splits(number_rows(tables), where, data_params, rows=rows)
+    parts, label_names, origin, hidden = labelled_splits(number_rows(tables, id_column, where), where, data_params,
+                                                         rows=rows)
 
     numeric = [c for c in columns if kinds[c] == "numeric"]
     text = [c for c in columns if kinds[c] == "categorical"]

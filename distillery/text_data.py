@@ -24,7 +24,7 @@ from .prepared import META_FILE, SPLITS, Prepared, Split, load_prepared
 from .splitting import split_indices
 from .errors import DistilleryError
 from .io import atomic_dir
-from .validation import validate_table
+from .validation import _few, validate_table
 
 HIDDEN_LABEL = -1
 READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -116,8 +116,11 @@ def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list
     return [str(n) for n in names]
 
 
-def number_rows(tables: dict) -> dict:
-    """The tables with an ``id`` column: positions in the source, train rows first, then validation, then test."""
+def number_rows(tables: dict, id_column: str | None = None, where: dict | None = None) -> dict:
+    """The tables with an ``id`` column: positions in the source, train rows first, then validation, then test;
+    or, with ``data.id_column``, the values of that column (integers, unique over every split)."""
+    if id_column is not None:
+        return _own_ids(tables, id_column, where or {split: split for split in tables})
     offset, numbered = 0, {}
     for split in SPLITS:
         if split in tables:
@@ -126,11 +129,75 @@ def number_rows(tables: dict) -> dict:
     return numbered
 
 
+def _own_ids(tables: dict, id_column: str, where: dict) -> dict:
+    """``data.id_column``'s values as the row ids, checked: present, no gaps, integers, unique."""
+    import pandas as pd
+
+    numbered, seen = {}, []
+    for split in SPLITS:
+        if split not in tables:
+            continue
+        df = tables[split]
+        if id_column not in df.columns:
+            raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r}: no such column; the file has "
+                                  f"columns {list(map(str, df.columns))}")
+        values = df[id_column]
+        kind, names = row_names_of(df, where[split])
+        empty = np.flatnonzero(values.isna().to_numpy())
+        if empty.size:
+            raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r} is empty at {kind} "
+                                  f"{_few(names[empty])}")
+        numeric = pd.to_numeric(values, errors="coerce")
+        bad = np.flatnonzero(numeric.isna().to_numpy() | (numeric.fillna(0) % 1 != 0).to_numpy())
+        if bad.size:
+            raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r} must hold integers (they key the "
+                                  f"logits and predictions): {kind} {_few(names[bad])} have "
+                                  f"{_few(values.to_numpy()[bad])}")
+        ids = numeric.to_numpy(np.int64)
+        numbered[split] = df.assign(id=ids)
+        seen.append(ids)
+    everything = np.concatenate(seen)
+    unique, counts = np.unique(everything, return_counts=True)
+    if (counts > 1).any():
+        raise DistilleryError(f"data.id_column = {id_column!r}: {int((counts > 1).sum())} ids appear more than once "
+                              f"(over every split): {_few(unique[counts > 1])}")
+    return numbered
+
+
+def row_names_of(df, where: str) -> tuple[str, np.ndarray]:
+    """How messages name the rows of a source table: lines of a CSV/TSV/JSON Lines file, else 0-based rows."""
+    try:
+        from .table_data import row_names
+
+        return row_names(df, where)
+    except DistilleryError:  # not a file: a Hugging Face dataset split
+        return "rows", np.arange(len(df))
+
+
+def row_labels(tables: dict, where: dict, id_column: str | None) -> dict:
+    """split -> how ``validate_table`` names the rows: by ``data.id_column`` when given, else by line/row."""
+    if id_column is not None:
+        return {split: (id_column, df[id_column].to_numpy()) for split, df in tables.items()}
+    return {split: row_names_of(df, where[split]) for split, df in tables.items()}
+
+
+def check_columns(tables: dict, where: dict, columns: list[str]) -> None:
+    """The named columns are in every table (listed with the file's own columns, before any id is added)."""
+    for split, df in tables.items():
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise DistilleryError(f"{where[split]}: missing column(s) {missing}; the file has columns "
+                                  f"{list(map(str, df.columns))}")
+
+
 def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list[str] | None = None,
-                    inputs: list[str] = (), rows: dict | None = None) -> tuple[dict, list[str], dict, bool]:
+                    inputs: list[str] = (), rows: dict | None = None,
+                    dropped: dict | None = None) -> tuple[dict, list[str], dict, bool]:
     """The source's tables (with ids) as the prepared splits (see the module docstring), each sorted by id with
     its labels as class indices: (split -> DataFrame, label names, split -> where it came from in words,
-    whether the source's test labels are hidden). Labels and ``inputs`` are validated first."""
+    whether the source's test labels are hidden). Labels and ``inputs`` are validated first. ``dropped``, when
+    given, receives under ``"train"`` the train rows ``data.max_train_examples`` left out (sorted by id; the
+    transfer set's ``rest``)."""
     import pandas as pd
 
     source = data_params["source"]
@@ -168,6 +235,10 @@ def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list
     available = len(parts["train"])
     if cap is not None and cap < available:
         keep = np.sort(np.random.default_rng(data_params["split_seed"]).choice(available, cap, replace=False))
+        if dropped is not None:
+            left_out = np.ones(available, bool)
+            left_out[keep] = False
+            dropped["train"] = parts["train"].iloc[np.flatnonzero(left_out)].sort_values("id")
         parts["train"] = parts["train"].iloc[keep]
         origin["train"] += f", a random {cap:,} of its {available:,} rows (data.max_train_examples)"
     return {split: df.sort_values("id") for split, df in parts.items()}, names, origin, bool(hidden)
@@ -180,8 +251,12 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
         raise DistilleryError(f"data.text_column is required for the text source {source!r}")
     tables, where, declared = load_tables(data_params, root)
     inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
-    parts, names, origin, hidden = labelled_splits(number_rows(tables), where, data_params, declared, inputs)
     label = data_params["label_column"]
+    id_column = data_params["id_column"]
+    check_columns({k: v for k, v in tables.items() if k != "test" or label in v}, where, [*inputs, label])
+    numbered = number_rows(tables, id_column, where)
+    parts, names, origin, hidden = labelled_splits(numbered, where, data_params, declared, inputs,
+                                                   row_labels(tables, where, id_column))
 
     columns = {"text": data_params["text_column"]}
     if data_params["text_pair_column"]:

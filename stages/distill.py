@@ -1,5 +1,5 @@
 """distill: one student per seed, trained with ``kd.method`` (stored teacher logits joined by id, or
-whatever else the method declares it needs)."""
+whatever else the method declares it needs), on the labelled rows and the transfer set (data.transfer) when on."""
 from pathlib import Path
 
 from distillery.cli import run_stage
@@ -7,13 +7,15 @@ from distillery.methods import get_method
 from distillery.params import load_params
 from distillery.prepared import load_prepared
 from distillery.students import train_students
+from distillery.transfer import enabled, load_scored
 
 
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
     train_students(get_method(params["kd"]["method"]), params, prepared, Path("models/students/kd"),
-                   live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"))
+                   live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"),
+                   transfer=load_scored(prepared) if enabled(params["data"]["transfer"]) else None)
 
 
 if __name__ == "__main__":

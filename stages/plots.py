@@ -11,6 +11,7 @@ from distillery.io import read_logits, write_text
 from distillery.methods import get_method
 from distillery.params import load_params
 from distillery.report import render_report
+from distillery.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
 
 OUT = Path("reports/plots")
 EVAL = Path("reports/eval")
@@ -50,7 +51,9 @@ def main() -> None:
     metrics = json.loads(Path("reports/metrics.json").read_text())
     speed = json.loads(Path("reports/speed.json").read_text())
     pngs = sorted(p.name for p in OUT.glob("*.png"))
-    write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, speed, pngs))
+    summary = TRANSFER_LOGITS / SUMMARY_FILE
+    transfer = json.loads(summary.read_text()) if enabled(params["data"]["transfer"]) and summary.exists() else None
+    write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, speed, pngs, transfer))
     print(f"wrote {pngs} to {OUT} and reports/report.md")
 
 

@@ -12,7 +12,8 @@ from distillery.io import write_logits
 
 from .conftest import REPO, TINY
 
-STAGES = ("prepare", "teacher", "teacher_logits", "distill", "hard_baseline", "evaluate", "plots")
+STAGES = ("prepare", "transfer", "teacher", "teacher_logits", "transfer_logits", "distill", "hard_baseline", "evaluate",
+          "plots")
 
 
 def run_stage_script(stage: str, capsys, *args: str) -> tuple[int, str]:

@@ -133,12 +133,13 @@ def test_sentence_pairs_are_tokenized_as_pairs(assets, tmp_path):
 @pytest.mark.parametrize(
     "frame_edit, data, message",
     [
-        (lambda df: df.rename(columns={"sentence": "txt"}), {}, "missing column(s) ['sentence']; the file has columns"),
-        (lambda df: df.assign(sentence=df["sentence"].where(df.index != 7, "   ")), {}, "empty or NaN inputs: ids [7]"),
+        (lambda df: df.rename(columns={"sentence": "txt"}), {},
+         "missing column(s) ['sentence']; the file has columns ['txt', 'label']"),
+        (lambda df: df.assign(sentence=df["sentence"].where(df.index != 7, "   ")), {}, "empty or NaN inputs: lines [9]"),
         (lambda df: df.assign(label=df["label"].where(df.index != 11, 5)), {"label_names": ["neg", "pos"]},
-         "labels outside 0..1: ids [11] have [5]"),
+         "labels outside 0..1: lines [13] have [5]"),
         (lambda df: df.assign(label=df["label"].map({0: "neg", 1: "pos"}).where(df.index != 3, "meh")),
-         {"label_names": ["neg", "pos"]}, "labels outside the label set ['neg', 'pos']: ids [3]"),
+         {"label_names": ["neg", "pos"]}, "labels outside the label set ['neg', 'pos']: lines [5]"),
     ],
 )
 def test_bad_text_data_names_file_column_and_ids(assets, tmp_path, frame_edit, data, message):

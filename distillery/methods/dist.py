@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..losses import LossTerms
+from ..losses import LossTerms, labelled_ce
 from ..schema import FLOAT, Field, non_negative
 from .base import Method
 
@@ -32,7 +32,7 @@ def dist_terms(student_logits, teacher_logits, labels, T: float, beta: float, ga
     """Huang et al. (2022): ``CE(y, s) + β·T²·inter + γ·T²·intra`` on ``softmax(s/T)`` and ``softmax(t/T)``
     (see ``relations``; the paper's τ is 1 on ImageNet). As in the official code, CE keeps weight 1 and
     ``kd.alpha`` is not read. ``terms`` holds the unweighted ``ce`` and the T²-scaled ``inter`` and ``intra``."""
-    ce = F.cross_entropy(student_logits, labels)
+    ce = labelled_ce(student_logits, labels)
     p_student = F.softmax(student_logits / T, dim=-1)
     p_teacher = F.softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
     inter, intra = (r * (T * T) for r in relations(p_student, p_teacher))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..losses import LossTerms, soft_kl
+from ..losses import UNLABELLED, LossTerms, labelled_ce, soft_kl
 from ..schema import FLOAT, INT, Field, non_negative
 from .base import Method
 
@@ -16,9 +16,11 @@ def dkd_parts(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     TCKD = KL(b_t ‖ b_s) on the binary probabilities ``b = [p_y, 1 − p_y]`` of softmax(z/T);
     NCKD = KL(p̂_t ‖ p̂_s) on softmax(z/T) over the non-target classes only (renormalised among them).
     Per row, the paper's decomposition holds: KL(p_t ‖ p_s) = TCKD + (1 − p_t[y])·NCKD. With two classes
-    NCKD is 0 and TCKD is KD's KL.
+    NCKD is 0 and TCKD is KD's KL. Unlabelled (transfer) rows take the teacher's top class as their target
+    class for this split (the decomposition holds for any class).
     """
     teacher_logits = teacher_logits.to(student_logits.dtype)
+    labels = torch.where(labels == UNLABELLED, teacher_logits.argmax(-1), labels)
     target = F.one_hot(labels, student_logits.shape[-1]).bool()
     rows, others = len(labels), student_logits.shape[-1] - 1
 
@@ -38,7 +40,7 @@ def dkd_terms(student_logits, teacher_logits, labels, T: float, alpha: float, be
     """Zhao et al. (2022): ``CE(y, s) + w·(α·T²·TCKD + β·T²·NCKD)`` (see ``dkd_parts``), where ``w`` in
     [0, 1] is the linear warm-up of the official implementation (mdistiller). ``terms`` holds the
     unweighted ``ce`` and the T²-scaled ``tckd`` and ``nckd``."""
-    ce = F.cross_entropy(student_logits, labels)
+    ce = labelled_ce(student_logits, labels)
     tckd, nckd = (part * (T * T) for part in dkd_parts(student_logits, teacher_logits, labels, T))
     return LossTerms(ce + warmup * (alpha * tckd + beta * nckd), {"ce": ce, "tckd": tckd, "nckd": nckd})
 

@@ -9,9 +9,8 @@ as long as the student has no dropout (the peers draw dropout masks from the sam
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..losses import LossTerms, hard_terms, soft_kl
+from ..losses import LossTerms, hard_terms, labelled_ce, soft_kl
 from ..schema import INT, Field
 from .base import Method
 
@@ -32,7 +31,7 @@ def dml_terms(logits: list[torch.Tensor], labels: torch.Tensor, T: float, alpha:
     targets = [s.detach() for s in logits]
     losses, ces, kls = [], [], []
     for k, s in enumerate(logits):
-        ce = F.cross_entropy(s, labels)
+        ce = labelled_ce(s, labels)
         kl = sum(soft_kl(s, targets[l], T) for l in range(len(logits)) if l != k) * (T * T / (len(logits) - 1))
         losses.append((1.0 - alpha) * ce + alpha * kl)
         ces.append(ce)

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..losses import LossTerms, soft_kl
+from ..losses import LossTerms, labelled_ce, soft_kl
 from .base import Method
 
 
@@ -20,7 +19,7 @@ def kd_terms(
     The T² factor keeps the gradient of the soft term on the same scale whatever T is.
     ``terms`` holds the unweighted ``ce`` and the T²-scaled ``kd`` term.
     """
-    ce = F.cross_entropy(student_logits, labels)
+    ce = labelled_ce(student_logits, labels)
     kd = soft_kl(student_logits, teacher_logits, T) * (T * T)
     return LossTerms((1.0 - alpha) * ce + alpha * kd, {"ce": ce, "kd": kd})
 

@@ -1,0 +1,70 @@
+"""The ceiling of a transfer-set run: hard-label students trained on every label the source has (the labelled
+rows and the ``rest`` rows with their labels put back), beside the distilled and hard students of the run.
+
+Run after `dvc repro` of a preset with ``data.transfer.rest: true`` (e.g. sst2-minilm-transfer), from the repo
+root; it reads params.yaml, data/prepared, data/transfer and reports/metrics.json, trains the students with the
+hard_baseline stage's own function (same architecture, seeds and steps) in a temporary directory and writes
+bench/results/hard_all_<preset>.json:
+
+  make preset PRESET=sst2-minilm-transfer && dvc repro && python bench/hard_all.py
+
+It prints the accuracies and the fraction of the teacher–hard gap that KD closes, (KD − hard) / (teacher − hard),
+and the same for the all-labels student.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from distillery.inference import split_logits  # noqa: E402
+from distillery.io import write_json  # noqa: E402
+from distillery.methods import HARD  # noqa: E402
+from distillery.models import load_model  # noqa: E402
+from distillery.params import load_params  # noqa: E402
+from distillery.prepared import load_prepared  # noqa: E402
+from distillery.students import seed_dir, train_students  # noqa: E402
+from distillery.text_models import saved_tokenizer  # noqa: E402
+from distillery.transfer import TRANSFER_DIR, load_transfer, with_source_labels  # noqa: E402
+
+
+def main() -> None:
+    params = load_params()
+    prepared = load_prepared(Path("data/prepared"))
+    everything = with_source_labels(prepared, load_transfer(TRANSFER_DIR))
+    test = prepared.splits["test"]
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "hard_all"
+        train_students(HARD, params, everything, out)
+        accuracies = []
+        for seed in params["train"]["seeds"]:
+            model = load_model(seed_dir(out, seed))
+            logits = split_logits(model, saved_tokenizer(seed_dir(out, seed)), test,
+                                  params["evaluate"]["batch_size"], f"hard_all seed {seed}", "student-test")
+            accuracies.append(float((logits.argmax(1) == test.labels).mean()))
+    metrics = json.loads(Path("reports/metrics.json").read_text())
+    teacher, kd, hard = (metrics[k]["accuracy"] for k in ("teacher", "kd", "hard"))
+    result = {
+        "preset": params.get("preset"), "labelled_rows": len(prepared.splits["train"].ids),
+        "all_label_rows": len(everything.splits["train"].ids), "seeds": params["train"]["seeds"],
+        "teacher": teacher, "kd": kd, "hard": hard,
+        "hard_all": float(np.mean(accuracies)), "hard_all_std": float(np.std(accuracies, ddof=1)) if len(accuracies) > 1
+        else 0.0, "hard_all_per_seed": accuracies,
+        "kd_gap_closed": (kd - hard) / (teacher - hard) if teacher != hard else None,
+        "hard_all_gap_closed": (float(np.mean(accuracies)) - hard) / (teacher - hard) if teacher != hard else None,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    write_json(REPO / "bench/results" / f"hard_all_{params.get('preset') or 'params'}.json", result)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""transfer_logits: the teacher's raw logits on the transfer set (data/transfer), keyed by id, computed once.
+
+A separate stage from teacher_logits, so that changing only data.transfer re-scores only the transfer rows.
+Writes data/transfer_logits/transfer.parquet and summary.json (rows, the teacher's agreement with the
+labels the rows had in their source, where there were any).
+"""
+import time
+from pathlib import Path
+
+import numpy as np
+
+from distillery.cli import run_stage
+from distillery.errors import DistilleryError
+from distillery.inference import split_logits
+from distillery.io import atomic_dir, write_logits
+from distillery.params import load_params
+from distillery.prepared import load_prepared
+from distillery.teacher import TeacherPaths, load_teacher_and_tokenizer
+from distillery.transfer import LOGITS_FILE, SUMMARY_FILE, TRANSFER_DIR, TRANSFER_LOGITS, agreement, load_transfer
+from distillery.io import write_json
+
+
+def main() -> None:
+    params = load_params()
+    prepared = load_prepared(Path("data/prepared"))
+    transfer = load_transfer(TRANSFER_DIR)
+    summary = {"rows": len(transfer), "origins": transfer.meta["counts"]}
+    if len(transfer):
+        teacher, tokenizer = load_teacher_and_tokenizer(TeacherPaths(None).model)
+        classes = teacher.config.num_labels
+        if classes != prepared.num_labels:
+            raise DistilleryError(f"data.transfer: the teacher has {classes} output classes but the data has "
+                                  f"{prepared.num_labels} labels {prepared.label_names}: its soft targets do not fit "
+                                  "the student (teacher.checkpoint?)")
+        start = time.perf_counter()
+        logits = split_logits(teacher, tokenizer, transfer.as_split(), params["teacher"]["inference_batch_size"],
+                              "transfer", "teacher-transfer")
+        seconds = time.perf_counter() - start
+        summary.update(agreement(logits, transfer))
+        print(f"transfer: {len(transfer)} rows in {seconds:.1f} s; teacher agreement with the source labels "
+              f"{summary['agreement']} on {summary['labelled_rows']} rows")
+    else:
+        logits = np.zeros((0, prepared.num_labels), np.float32)
+    with atomic_dir(TRANSFER_LOGITS) as out:
+        write_logits(out / LOGITS_FILE, transfer.ids, logits)
+        write_json(out / SUMMARY_FILE, summary)
+
+
+if __name__ == "__main__":
+    run_stage(main)

@@ -1,0 +1,64 @@
+"""data.id_column: a user's own id column (e.g. ``ticket_id``) is the row id end to end; without it, messages
+name rows by their line in the file, never by internal row numbers."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from distillery.errors import DistilleryError
+from distillery.params import SCHEMA
+from distillery.prepared import load_prepared
+from distillery.schema import validate_block
+from distillery.text_data import prepare_text
+from distillery.transfer import build_transfer
+
+from .text_utils import sentences
+
+
+def data(**extra) -> dict:
+    return validate_block({"source": "file:tickets.csv", "text_column": "sentence", "validation_fraction": 0.2,
+                           "test_fraction": 0.2, **extra}, SCHEMA["data"], "data", "test")
+
+
+def tickets(n=60):
+    df = sentences(n)
+    df.insert(0, "ticket_id", 5000 + 7 * np.arange(n))
+    return df
+
+
+def test_own_ids_are_the_row_ids_and_transfer_ids_go_above_them(tmp_path):
+    tickets().to_csv(tmp_path / "tickets.csv", index=False)
+    prepare_text(data(id_column="ticket_id", max_train_examples=20), tmp_path / "prepared", tmp_path)
+    prepared = load_prepared(tmp_path / "prepared")
+    ids = np.concatenate([s.ids for s in prepared.splits.values()])
+    assert set(ids) <= set(5000 + 7 * np.arange(60)) and len(set(ids)) == len(ids) == 60 - 18  # 18: the rest
+    text = dict(zip(tickets()["ticket_id"], tickets()["sentence"]))
+    train = prepared.splits["train"]
+    assert all(text[i] == t for i, t in zip(train.ids, train.dataset["text"]))  # each id keeps its own text
+    transfer = build_transfer(data(id_column="ticket_id", max_train_examples=20, transfer={"rest": True, "augment": 1}),
+                              prepared, tmp_path)
+    rest = transfer.origins == 0
+    assert set(transfer.ids[rest]) <= set(text) and transfer.ids[~rest].min() == 5000 + 7 * 59 + 1
+
+
+@pytest.mark.parametrize("edit, extra, message", [
+    (lambda df: df.assign(sentence=df["sentence"].where(df.index != 7, " ")), {"id_column": "ticket_id"},
+     "column 'sentence' has 1 empty or NaN inputs: ticket_id [5049]"),
+    (lambda df: df.assign(sentence=df["sentence"].where(df.index != 7, " ")), {},
+     "column 'sentence' has 1 empty or NaN inputs: lines [9]"),
+    (lambda df: df, {"id_column": "id"},
+     "data.id_column = 'id': no such column; the file has columns ['ticket_id', 'sentence', 'label']"),
+    (lambda df: df.assign(ticket_id=df["ticket_id"].astype(str).where(df.index != 4, "T-4")),
+     {"id_column": "ticket_id"}, "data.id_column = 'ticket_id' must hold integers (they key the logits and "
+                                 "predictions): lines [6] have ['T-4']"),
+    (lambda df: df.assign(ticket_id=df["ticket_id"].where(df.index != 4, 5000)), {"id_column": "ticket_id"},
+     "data.id_column = 'ticket_id': 1 ids appear more than once (over every split): [5000]"),
+    (lambda df: df.rename(columns={"label": "y"}), {"id_column": "ticket_id"},
+     "missing column(s) ['label']; the file has columns ['ticket_id', 'sentence', 'y']"),
+])
+def test_messages_name_the_users_ids_or_lines(tmp_path, edit, extra, message):
+    edit(tickets()).to_csv(tmp_path / "tickets.csv", index=False)
+    with pytest.raises(DistilleryError) as info:
+        prepare_text(data(**extra), tmp_path / "prepared", tmp_path)
+    assert message in str(info.value)
+    assert not (tmp_path / "prepared").exists()

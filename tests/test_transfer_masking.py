@@ -1,0 +1,69 @@
+"""Transfer rows (label -100) are masked out of every method's hard-label term; a batch of transfer rows
+only gives a cross-entropy of 0 and a finite loss."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from distillery.losses import UNLABELLED, hard_terms, labelled_ce
+from distillery.methods.dist import dist_terms
+from distillery.methods.dkd import dkd_parts, dkd_terms
+from distillery.methods.dml import dml_terms
+from distillery.methods.kd import kd_terms
+from distillery.methods.label_smoothing import label_smoothing_terms
+
+
+def _batch(seed=0, n=6, c=4):
+    g = torch.Generator().manual_seed(seed)
+    s = torch.randn(n, c, generator=g, requires_grad=True)
+    t = torch.randn(n, c, generator=g)
+    y = torch.randint(0, c, (n,), generator=g)
+    return s, t, y
+
+
+def test_labelled_ce_ignores_transfer_rows():
+    s, _, y = _batch()
+    mixed = y.clone()
+    mixed[3:] = UNLABELLED
+    assert torch.allclose(labelled_ce(s, mixed), F.cross_entropy(s[:3], y[:3]))
+    assert torch.equal(labelled_ce(s, y), F.cross_entropy(s, y))  # the plain path when every row is labelled
+
+
+def test_transfer_only_batch_gives_zero_ce_and_zero_gradient():
+    s, _, _ = _batch()
+    none = torch.full((len(s),), UNLABELLED)
+    ce = labelled_ce(s, none)
+    assert ce.item() == 0.0
+    ce.backward()
+    assert torch.equal(s.grad, torch.zeros_like(s))
+
+
+LOSSES = {
+    "hard": lambda s, t, y: hard_terms(s, None, y),
+    "kd": lambda s, t, y: kd_terms(s, t, y, 2.0, 0.5),
+    "dkd": lambda s, t, y: dkd_terms(s, t, y, 2.0, 1.0, 8.0),
+    "dist": lambda s, t, y: dist_terms(s, t, y, 2.0, 1.0, 1.0),
+    "label_smoothing": lambda s, t, y: label_smoothing_terms(s, y, 2.0, 0.5),
+    "dml": lambda s, t, y: dml_terms([s, s.detach() + t], y, 2.0, 0.5),
+}
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_every_logit_loss_masks_transfer_rows(name):
+    s, t, y = _batch()
+    mixed = y.clone()
+    mixed[::2] = UNLABELLED
+    out = LOSSES[name](s, t, mixed)
+    assert torch.isfinite(out.loss)
+    assert torch.allclose(out.terms["ce"], F.cross_entropy(s[1::2], y[1::2]))
+    only = LOSSES[name](s, t, torch.full_like(y, UNLABELLED))
+    assert torch.isfinite(only.loss) and only.terms["ce"].item() == 0.0
+
+
+def test_dkd_splits_transfer_rows_at_the_teachers_top_class():
+    s, t, _ = _batch()
+    none = torch.full((len(s),), UNLABELLED)
+    got = dkd_parts(s, t, none, 2.0)
+    want = dkd_parts(s, t, t.argmax(-1), 2.0)
+    assert all(torch.allclose(a, b) for a, b in zip(got, want))
