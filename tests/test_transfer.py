@@ -2,7 +2,6 @@
 method training on labelled ∪ transfer rows."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
