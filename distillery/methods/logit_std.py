@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from ..losses import LossTerms, soft_kl
+from ..losses import LossTerms, labelled_ce, soft_kl
 from .base import Method
 
 
@@ -18,7 +17,7 @@ def logit_std_terms(student_logits, teacher_logits, labels, T: float, alpha: flo
     ``(1-α)·CE(y, s) + α·T²·KL(softmax(Z(t)/T) ‖ softmax(Z(s)/T))``: the student matches the teacher's logit
     *relations*, not their range, so a teacher's scale or shift per row does not change the target.
     ``terms``: the unweighted ``ce`` and the T²-scaled ``kd`` term."""
-    ce = F.cross_entropy(student_logits, labels)
+    ce = labelled_ce(student_logits, labels)
     kd = soft_kl(standardize(student_logits), standardize(teacher_logits.to(student_logits.dtype)), T) * (T * T)
     return LossTerms((1.0 - alpha) * ce + alpha * kd, {"ce": ce, "kd": kd})
 

@@ -24,6 +24,19 @@ def test_matches_numpy(batch, T, alpha):
     assert got.loss.item() == pytest.approx((1 - alpha) * ce + alpha * T * T * kl, rel=1e-9)
 
 
+def test_unlabelled_transfer_rows_count_in_the_kd_term_only(batch):
+    from distillery.losses import UNLABELLED
+
+    s, t, y = (torch.tensor(a) for a in batch)
+    masked = y.clone()
+    masked[3:] = UNLABELLED
+    got = logit_std_terms(s, t, masked, 2.0, 0.5)
+    assert got.terms["ce"].item() == pytest.approx(torch.nn.functional.cross_entropy(s[:3], y[:3]).item())
+    assert got.terms["kd"].item() == logit_std_terms(s, t, y, 2.0, 0.5).terms["kd"].item()
+    none = logit_std_terms(s, t, torch.full_like(y, UNLABELLED), 2.0, 0.5)
+    assert none.terms["ce"].item() == 0.0 and torch.isfinite(none.loss)
+
+
 def test_standardized_rows_have_mean_zero_and_unit_std(batch):
     z = standardize(torch.tensor(batch[0]))
     np.testing.assert_allclose(z.mean(-1), 0, atol=1e-12)
