@@ -94,7 +94,7 @@ class DistillationTrainer(Trainer):
         super().__init__(*args, **kwargs)
         self.method = method
         self.hyperparams = hyperparams or {}
-        self.teacher = teacher
+        self.teacher = None if teacher is None else teacher.to(self.args.device)  # once, not per step
         self.output_flags = {f"output_{need}": True for need in ("hidden_states", "attentions") if need in method.needs}
         self._term_sums: dict[str, torch.Tensor] = {}
         self._term_count = 0
@@ -106,7 +106,6 @@ class DistillationTrainer(Trainer):
         outputs = model(**inputs, **self.output_flags)
         teacher_out = None
         if self.teacher is not None:
-            self.teacher.to(outputs.logits.device)
             with torch.no_grad():
                 teacher_out = self.teacher(**inputs, **self.output_flags)
         distillee = self.accelerator.unwrap_model(model)
