@@ -165,8 +165,8 @@ def train_students(
     generations = hp["generations"] if "generations" in method.needs else 1
 
     def make_model():
-        student = prepare_student(make_student(), method)
-        peers = [prepare_student(make_student(), method) for _ in range(hp.get("peers", 1))] \
+        student = with_attention_maps(make_student(), method)
+        peers = [with_attention_maps(make_student(), method) for _ in range(hp.get("peers", 1))] \
             if "peers" in method.needs else []
         helpers = method.make_helpers(student, teacher, hp) if method.make_helpers else None
         return student if helpers is None and not peers else Distillee(student, helpers, peers)
@@ -214,8 +214,9 @@ def _seeded_before(make_model, init_seed: int):
     return make
 
 
-def prepare_student(model, method: Method):
-    """Text models return attention maps only with the eager attention implementation."""
+def with_attention_maps(model, method: Method):
+    """``model`` set to return attention maps when the method needs them (text models: the eager attention
+    implementation only returns them); the student, its peers and the live teacher all go through it."""
     if "attentions" in method.needs and hasattr(model, "set_attn_implementation"):
         model.set_attn_implementation("eager")
     return model
@@ -234,7 +235,7 @@ def prepare_teacher(method: Method, hp: dict, make_student, student_tokenizer, t
             raise DistilleryError(f"kd.method = {method.name!r} needs the teacher: {teacher_dir} not found "
                                   "(run the teacher stage)")
         teacher, teacher_tokenizer = load_teacher_and_tokenizer(teacher_dir)
-        teacher = prepare_student(teacher, method).eval().requires_grad_(False)
+        teacher = with_attention_maps(teacher, method).eval().requires_grad_(False)
         if "live_teacher" in method.needs and student_tokenizer is not None:
             from .tokenization import tokenizer_key
 
@@ -245,7 +246,7 @@ def prepare_teacher(method: Method, hp: dict, make_student, student_tokenizer, t
                     "student.model.init_from_teacher_layers")
     if method.check is not None:
         seeded(0)
-        problem = method.check(prepare_student(make_student(), method), teacher, hp)
+        problem = method.check(with_attention_maps(make_student(), method), teacher, hp)
         if problem:
             raise DistilleryError(f"kd.method = {method.name!r}: {problem}")
     return teacher

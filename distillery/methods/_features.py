@@ -7,6 +7,8 @@ penultimate embedding of MLPs and CNNs).
 """
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 
@@ -41,7 +43,7 @@ def feature_shape(model, index: int) -> tuple:
     config = model.config
     kind = arch(model)
     if kind == "mlp":
-        return (int(_prod(config.input_shape)),) if index == 0 else (config.hidden_sizes[index - 1],)
+        return (math.prod(config.input_shape),) if index == 0 else (config.hidden_sizes[index - 1],)
     if kind == "cnn":
         shape = list(config.input_shape)
         channels, height, width = ([1] + shape) if len(shape) == 2 else shape
@@ -60,12 +62,6 @@ def projection(student_shape: tuple, teacher_shape: tuple) -> nn.Module:
         return nn.Conv2d(student_shape[0], teacher_shape[0], kernel_size=1)
     return nn.Linear(student_shape[0], teacher_shape[0])
 
-
-def _prod(values) -> int:
-    out = 1
-    for v in values:
-        out *= v
-    return out
 
 
 def layer_pairs(layers: list) -> list[tuple[int, int]]:
