@@ -197,6 +197,8 @@ SCHEMA: dict = {
         "train": {
             **_train_block(1e-3, 64, 4000, 100),
             "early_stopping_patience": Field(INT, positive, 15),
+            "jitter": Field(INT, non_negative, 0, help="images: every training batch shifted afresh by up to this "
+                                                       "many pixels each way, zero fill (Hinton et al. 2015)"),
         },
         "inference_batch_size": Field(INT, positive, 512),
     },
@@ -240,6 +242,9 @@ def validate(raw: dict, source: str = "params.yaml") -> dict:
                 f"{source}: {where}.train.eval_steps = {train['eval_steps']}: must be <= {where}.train.max_steps "
                 f"({train['max_steps']}), else early stopping never evaluates"
             )
+        if train["jitter"] and teacher["model"]["arch"] == "hf":
+            raise DistilleryError(f"{source}: {where}.train.jitter = {train['jitter']}: jitter shifts images; "
+                                  f"{where}.model.arch is hf (text)")
     _check_table(params, source)
     _check_text(params, source)
     _check_transfer(params, source)

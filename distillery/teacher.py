@@ -6,13 +6,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .augment import check_jitter, jittering
 from .errors import DistilleryError
 from .io import atomic_dir
 from .models import build_model, check_safetensors, load_model
 from .prepared import Prepared
 from .runs import CHECKPOINT_ROOT, CURVES, fingerprint, seeded, train_once
 from .text_models import build_text_model, check_label_count, saved_tokenizer
-from .training import TensorDictDataset, check_precision
+from .training import TensorDictDataset, check_precision, collate
 
 REFERENCE_FILE = "teacher.json"
 
@@ -96,8 +97,10 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
                 for name in ("train", "validation")}
         inputs = dict(make_model=lambda: model, tokenizer=tokenizer, data_collator=text_collator(tokenizer))
     else:
+        check_jitter(tp["train"]["jitter"], prepared.input_shape, f"{where}.train")
         data = {"train": TensorDictDataset.from_split(train), "validation": TensorDictDataset.from_split(val)}
-        inputs = dict(make_model=lambda: build_model(tp["model"], prepared.input_shape, prepared.label_names))
+        inputs = dict(make_model=lambda: build_model(tp["model"], prepared.input_shape, prepared.label_names),
+                      data_collator=jittering(collate, tp["train"]["jitter"]) if tp["train"]["jitter"] else collate)
     finished = train_once(
         run_dir,
         seed=tp["seed"],

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .augment import shift_image
 from .errors import DistilleryError
 from .io import atomic_dir
 from .losses import UNLABELLED
@@ -111,15 +112,6 @@ def augment_texts(columns: dict[str, list[str]], tp: dict) -> tuple[dict[str, li
                 out[name].append(text)
             origin.append(row)
     return out, np.asarray(origin, np.int64)
-
-
-def shift_image(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    """``image`` (..., H, W) moved ``dy`` rows down and ``dx`` columns right; what comes in is 0."""
-    out = np.zeros_like(image)
-    h, w = image.shape[-2:]
-    out[..., max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
-        image[..., max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)]
-    return out
 
 
 def jitter_images(images: np.ndarray, tp: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -13,8 +13,9 @@ from distillery.methods import METHODS, get_method
 from distillery.prepared import load_prepared
 from distillery.students import seed_dir, train_students
 from distillery.text_data import prepare_text
+from distillery.augment import shift_image
 from distillery.transfer import (ORIGINS, augment_texts, build_transfer, jitter_images, load_scored, load_transfer,
-                                 save_transfer, shift_image, with_transfer)
+                                 save_transfer, with_transfer)
 
 from .conftest import make_params
 from .methods.training import setup_teacher

@@ -1,0 +1,81 @@
+"""Image jitter: the transfer set's shifts and the teacher's on-the-fly batch jitter."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from distillery.augment import check_jitter, jitter_batch, jittering, shift_image
+from distillery.errors import DistilleryError
+from distillery.models import load_model
+from distillery.teacher import build_teacher
+from distillery.training import collate
+
+from .conftest import make_params
+
+
+def test_shift_image_by_hand():
+    image = np.arange(1, 10).reshape(3, 3)
+    assert shift_image(image, 1, 0).tolist() == [[0, 0, 0], [1, 2, 3], [4, 5, 6]]
+    assert shift_image(image, 0, -1).tolist() == [[2, 3, 0], [5, 6, 0], [8, 9, 0]]
+    assert shift_image(image, -1, 1).tolist() == [[0, 4, 5], [0, 7, 8], [0, 0, 0]]
+
+
+def test_jitter_batch_shifts_each_image_within_the_range():
+    torch.manual_seed(0)
+    images = torch.rand(400, 2, 7, 7) + 1  # no zeros, so a shift is identified by where the zero fill is
+    out = jitter_batch(images, 2)
+    assert out.shape == images.shape
+    seen = set()
+    for image, moved in zip(images.numpy(), out.numpy()):
+        matches = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                   if np.array_equal(moved, shift_image(image, dy, dx))]
+        assert len(matches) == 1
+        seen.add(matches[0])
+    assert len(seen) == 25  # every shift in [-2, 2]^2 is drawn, (0, 0) included
+
+
+def test_jitter_batch_follows_the_torch_seed():
+    images = torch.rand(64, 8, 8)
+    torch.manual_seed(3)
+    a = jitter_batch(images, 1)
+    torch.manual_seed(3)
+    assert torch.equal(a, jitter_batch(images, 1))
+    assert not torch.equal(a, jitter_batch(images, 1))
+
+
+def test_jittering_collates_then_shifts_only_the_features():
+    rows = [{"features": torch.ones(4, 4), "labels": torch.tensor(i)} for i in range(8)]
+    torch.manual_seed(0)
+    batch = jittering(collate, 1)(rows)
+    assert batch["labels"].tolist() == list(range(8))
+    assert batch["features"].shape == (8, 4, 4)
+    assert (batch["features"].sum((1, 2)) < 16).any()  # some rows shifted: zero fill came in
+
+
+def test_check_jitter_refuses_non_images():
+    check_jitter(2, [8, 8], "teacher.train")
+    check_jitter(0, [64], "teacher.train")
+    with pytest.raises(DistilleryError, match=r"teacher.train.jitter = 2: jitter shifts images; the inputs have shape \[64\]"):
+        check_jitter(2, [64], "teacher.train")
+
+
+def test_params_refuse_jitter_for_a_text_teacher():
+    with pytest.raises(DistilleryError, match="teacher.train.jitter = 2: jitter shifts images; teacher.model.arch is hf"):
+        make_params(teacher={"model": {"arch": "hf", "pretrained": "x"}, "train": {"jitter": 2}})
+    with pytest.raises(DistilleryError, match="teacher.train.jitter"):
+        make_params(teacher={"train": {"jitter": -1}})
+
+
+def test_teacher_trains_with_jitter_reproducibly(digits, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+
+    def teacher(jitter: int, name: str) -> dict:
+        build_teacher(make_params(teacher={"train": {"jitter": jitter}}), digits, Path(name))
+        return load_model(Path(name)).state_dict()
+
+    plain, jittered, again = teacher(0, "plain"), teacher(1, "jittered"), teacher(1, "again")
+    assert all(torch.equal(jittered[k], again[k]) for k in jittered)
+    assert not all(torch.equal(plain[k], jittered[k]) for k in plain)
