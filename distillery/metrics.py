@@ -168,6 +168,7 @@ def paired_bootstrap_ci(
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_labels: int, n_bins: int = 15) -> dict:
     return {
         "accuracy": accuracy(logits, labels),
+        "errors": int((np.asarray(logits).argmax(-1) != np.asarray(labels)).sum()),
         "macro_f1": macro_f1(logits, labels, num_labels),
         "nll": nll(logits, labels),
         "ece": ece(logits, labels, n_bins),

@@ -7,6 +7,7 @@ MODELS = ("teacher", "kd", "hard")
 # (key, title, digits or None for an integer, group)
 ROWS = [
     ("accuracy", "accuracy", 4, "Accuracy"),
+    ("errors", "test errors (of the scored rows)", 1, "Accuracy"),
     ("macro_f1", "macro-F1", 4, "Accuracy"),
     ("roc_auc_macro", "ROC AUC (one-vs-rest, macro)", 4, "Accuracy"),
     ("validation_accuracy", "accuracy on validation", 4, "Accuracy"),

@@ -38,6 +38,7 @@ def test_accuracy_nll_agreement_f1():
     assert M.agreement(logits, logits_for([[0.1, 0.9], [0.4, 0.6], [0.9, 0.1]])) == pytest.approx(2 / 3)
     # class 0: tp 1, fp 1, fn 1 -> F1 0.5; class 1: tp 0 -> F1 0  => macro 0.25
     assert M.macro_f1(logits, labels, 2) == pytest.approx(0.25)
+    assert M.classification_metrics(logits, labels, 2)["errors"] == 2  # rows 2 and 3 are wrong
 
 
 def test_brier_by_hand():
