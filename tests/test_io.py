@@ -14,6 +14,9 @@ def test_logits_round_trip_joins_by_id(tmp_path):
     table = pq.read_table(tmp_path / "l.parquet")
     assert table.schema.field("id").type == pa.int64()
     assert table.schema.field("logits").type == pa.list_(pa.float32(), 2)
+    columns = pq.ParquetFile(tmp_path / "l.parquet").metadata.row_group(0)
+    assert "DELTA_BINARY_PACKED" in columns.column(0).encodings and columns.column(0).compression == "ZSTD"
+    assert "BYTE_STREAM_SPLIT" in columns.column(1).encodings and columns.column(1).compression == "ZSTD"
     got = read_logits(tmp_path / "l.parquet", np.array([3, 7, 10]), num_labels=2)
     np.testing.assert_array_equal(got, [[3, 4], [5, 6], [1, 2]])
 
