@@ -65,6 +65,10 @@ def _teacher_names(v):
     return None
 
 
+def _top_k(v):
+    return None if v >= 1 else "must be >= 1 (or null: store every logit)"
+
+
 def _source(v):
     from .data import check_source  # data imports params; keep the cycle lazy
 
@@ -201,6 +205,9 @@ SCHEMA: dict = {
                                                        "many pixels each way, zero fill (Hinton et al. 2015)"),
         },
         "inference_batch_size": Field(INT, positive, 512),
+        "logits_top_k": Field(INT, _top_k, None, nullable=True,
+                              help="store only the k largest logits per row and the rest's mean and log-sum-exp "
+                                   "(large label sets; distillery/logits_top_k.py); null: every logit"),
     },
     "student": {
         "model": {
@@ -249,7 +256,22 @@ def validate(raw: dict, source: str = "params.yaml") -> dict:
     _check_text(params, source)
     _check_transfer(params, source)
     _check_method(params, source)
+    _check_top_k(params, source)
     return params
+
+
+def _check_top_k(params: dict, source: str) -> None:
+    """``logits_top_k`` < the number of classes when data.label_names gives it (else the teacher_logits stage
+    checks it on the prepared data, before running the teacher)."""
+    from .logits_top_k import check_top_k
+
+    names = params["data"]["label_names"]
+    teachers = [("teacher", params["teacher"])] + [(f"teachers.{n}", t) for n, t in params["teachers"].items()]
+    for where, teacher in teachers if names else []:
+        try:
+            check_top_k(teacher["logits_top_k"], len(names), f"{where}.logits_top_k")
+        except DistilleryError as exc:
+            raise DistilleryError(f"{source}: {exc}") from None
 
 
 def _check_method(params: dict, source: str) -> None:

@@ -59,12 +59,19 @@ def generation_logits(model_dir: Path, prepared: Prepared, batch_size: int) -> d
             for name in ("train", "validation")}
 
 
-def load_teacher_logits(logits_dir: Path, prepared: Prepared, splits=("train", "validation")) -> dict[str, np.ndarray]:
-    """Teacher logits for each split, joined to the prepared rows by id and checked (see ``read_logits``)."""
+def load_teacher_logits(logits_dir: Path, prepared: Prepared, splits=("train", "validation"),
+                        T: float = 1.0) -> dict[str, np.ndarray]:
+    """Teacher logits for each split, joined to the prepared rows by id and checked (see ``read_logits``);
+    top-k files (``teacher.logits_top_k``) rebuilt for a loss at temperature ``T``."""
     return {
-        name: read_logits(Path(logits_dir) / f"{name}.parquet", prepared.splits[name].ids, prepared.num_labels)
+        name: read_logits(Path(logits_dir) / f"{name}.parquet", prepared.splits[name].ids, prepared.num_labels, T)
         for name in splits
     }
+
+
+def target_temperature(hp: dict) -> float:
+    """The temperature stored top-k logits are rebuilt for: the method's ``T`` (1 for a method without one)."""
+    return hp.get("T", 1.0)
 
 
 def ensemble_logits(method: Method, hp: dict, prepared: Prepared, logits_dir: Path, teachers_root: Path,
@@ -72,8 +79,9 @@ def ensemble_logits(method: Method, hp: dict, prepared: Prepared, logits_dir: Pa
     """The targets of a method that combines several teachers: the teacher's and every ``teachers.<name>``'s
     stored logits (joined by id), stacked (N, K, C) and combined by ``method.combine`` with each teacher's
     validation accuracy."""
-    per_teacher = [load_teacher_logits(logits_dir, prepared)]
-    per_teacher += [load_teacher_logits(Path(teachers_root) / name, prepared) for name in names]
+    T = target_temperature(hp)
+    per_teacher = [load_teacher_logits(logits_dir, prepared, T=T)]
+    per_teacher += [load_teacher_logits(Path(teachers_root) / name, prepared, T=T) for name in names]
     labels = prepared.splits["validation"].labels
     accuracies = np.array([(t["validation"].argmax(1) == labels).mean() for t in per_teacher])
     return {split: method.combine(np.stack([t[split] for t in per_teacher], axis=1), accuracies, hp)
@@ -120,7 +128,7 @@ def train_students(
         raise DistilleryError(f"kd.method = {method.name!r} with data.transfer: the teachers.<name> are not "
                               "scored on the transfer set; use one teacher")
     if "teacher_logits" in method.needs:
-        logits = load_teacher_logits(logits_dir, prepared)
+        logits = load_teacher_logits(logits_dir, prepared, T=target_temperature(hp))
     if "teachers" in method.needs:
         logits = ensemble_logits(method, hp, prepared, logits_dir, teachers_logits_root, list(params["teachers"]))
     if omitted:  # Hinton's omitted-class experiment: no student row of these classes (the logits joined first)

@@ -360,15 +360,16 @@ def agreement(logits: np.ndarray, transfer: TransferSet) -> dict:
     return out
 
 
-def load_scored(prepared: Prepared, transfer_dir: Path = TRANSFER_DIR,
-                logits_dir: Path = TRANSFER_LOGITS) -> tuple[TransferSet, np.ndarray] | None:
-    """The transfer set and the teacher's logits on it (joined by id), or None when ``data.transfer`` is off."""
+def load_scored(prepared: Prepared, transfer_dir: Path = TRANSFER_DIR, logits_dir: Path = TRANSFER_LOGITS,
+                T: float = 1.0) -> tuple[TransferSet, np.ndarray] | None:
+    """The transfer set and the teacher's logits on it (joined by id; top-k files rebuilt for temperature ``T``,
+    see ``read_logits``), or None when ``data.transfer`` is off."""
     from .io import read_logits
 
     transfer = load_transfer(transfer_dir)
     if not transfer.meta.get("enabled") or not len(transfer):
         return None
-    return transfer, read_logits(Path(logits_dir) / LOGITS_FILE, transfer.ids, prepared.num_labels)
+    return transfer, read_logits(Path(logits_dir) / LOGITS_FILE, transfer.ids, prepared.num_labels, T)
 
 
 def with_transfer(prepared: Prepared, transfer: TransferSet, labelled_repeats: int = 1) -> Prepared:

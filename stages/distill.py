@@ -6,16 +6,18 @@ from distillery.cli import run_stage
 from distillery.methods import get_method
 from distillery.params import load_params
 from distillery.prepared import load_prepared
-from distillery.students import train_students
+from distillery.students import target_temperature, train_students
 from distillery.transfer import enabled, load_scored
 
 
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
-    train_students(get_method(params["kd"]["method"]), params, prepared, Path("models/students/kd"),
+    method = get_method(params["kd"]["method"])
+    T = target_temperature(method.hyperparams(params["kd"]))  # top-k logits are rebuilt for the method's T
+    train_students(method, params, prepared, Path("models/students/kd"),
                    live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"),
-                   transfer=load_scored(prepared) if enabled(params["data"]["transfer"]) else None)
+                   transfer=load_scored(prepared, T=T) if enabled(params["data"]["transfer"]) else None)
 
 
 if __name__ == "__main__":

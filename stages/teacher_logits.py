@@ -1,4 +1,5 @@
-"""teacher_logits: the teacher's raw logits for every split, keyed by id, computed once (examples/s measured).
+"""teacher_logits: the teacher's raw logits for every split, keyed by id, computed once (examples/s measured);
+only the top k per row and the rest's mass with teacher.logits_top_k.
 
 ``--name NAME`` scores ``teachers.NAME`` instead, into ``data/teachers/NAME``.
 """
@@ -9,6 +10,7 @@ from pathlib import Path
 from distillery.cli import run_stage
 from distillery.inference import split_logits
 from distillery.io import atomic_dir, write_json, write_logits
+from distillery.logits_top_k import check_top_k
 from distillery.params import load_params
 from distillery.prepared import SPLITS, load_prepared
 from distillery.teacher import TeacherPaths, load_teacher_and_tokenizer, teacher_block
@@ -16,8 +18,10 @@ from distillery.teacher import TeacherPaths, load_teacher_and_tokenizer, teacher
 
 def main(name: str | None) -> None:
     params = load_params()
-    batch_size = teacher_block(params, name)["inference_batch_size"]
+    block = teacher_block(params, name)
+    batch_size, top_k = block["inference_batch_size"], block["logits_top_k"]
     prepared = load_prepared(Path("data/prepared"))
+    check_top_k(top_k, prepared.num_labels, f"{'teacher' if name is None else f'teachers.{name}'}.logits_top_k")
     paths = TeacherPaths(name)
     teacher, tokenizer = load_teacher_and_tokenizer(paths.model)
     throughput = {}
@@ -27,7 +31,7 @@ def main(name: str | None) -> None:
             start = time.perf_counter()
             logits = split_logits(teacher, tokenizer, split, batch_size, split_name, f"teacher-{split_name}")
             seconds = time.perf_counter() - start
-            write_logits(out / f"{split_name}.parquet", split.ids, logits)
+            write_logits(out / f"{split_name}.parquet", split.ids, logits, top_k)
             throughput[split_name] = {"examples": len(split.ids), "seconds": round(seconds, 3),
                                       "examples_per_s": round(len(split.ids) / seconds, 1)}
             print(f"{split_name}: {len(split.ids)} rows in {seconds:.1f} s ({len(split.ids) / seconds:,.0f} "

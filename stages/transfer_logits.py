@@ -13,6 +13,7 @@ from distillery.cli import run_stage
 from distillery.errors import DistilleryError
 from distillery.inference import split_logits
 from distillery.io import atomic_dir, write_logits
+from distillery.logits_top_k import check_top_k
 from distillery.params import load_params
 from distillery.prepared import load_prepared
 from distillery.teacher import TeacherPaths, load_teacher_and_tokenizer
@@ -25,6 +26,8 @@ def main() -> None:
     prepared = load_prepared(Path("data/prepared"))
     transfer = load_transfer(TRANSFER_DIR)
     summary = {"rows": len(transfer), "origins": transfer.meta["counts"]}
+    top_k = params["teacher"]["logits_top_k"]
+    check_top_k(top_k, prepared.num_labels)
     if len(transfer):
         teacher, tokenizer = load_teacher_and_tokenizer(TeacherPaths(None).model)
         classes = teacher.config.num_labels
@@ -42,7 +45,7 @@ def main() -> None:
     else:
         logits = np.zeros((0, prepared.num_labels), np.float32)
     with atomic_dir(TRANSFER_LOGITS) as out:
-        write_logits(out / LOGITS_FILE, transfer.ids, logits)
+        write_logits(out / LOGITS_FILE, transfer.ids, logits, top_k)
         write_json(out / SUMMARY_FILE, summary)
 
 

@@ -13,9 +13,52 @@ def test_logits_round_trip_joins_by_id(tmp_path):
     write_logits(tmp_path / "l.parquet", ids, logits)
     table = pq.read_table(tmp_path / "l.parquet")
     assert table.schema.field("id").type == pa.int64()
-    assert table.schema.field("logits").type == pa.list_(pa.float32())
+    assert table.schema.field("logits").type == pa.list_(pa.float32(), 2)
+    columns = pq.ParquetFile(tmp_path / "l.parquet").metadata.row_group(0)
+    assert "DELTA_BINARY_PACKED" in columns.column(0).encodings and columns.column(0).compression == "ZSTD"
+    assert "BYTE_STREAM_SPLIT" in columns.column(1).encodings and columns.column(1).compression == "ZSTD"
     got = read_logits(tmp_path / "l.parquet", np.array([3, 7, 10]), num_labels=2)
     np.testing.assert_array_equal(got, [[3, 4], [5, 6], [1, 2]])
+
+
+@pytest.mark.parametrize("top_k", [None, 2])
+def test_shuffled_ids_round_trip_by_id(tmp_path, top_k):
+    rng = np.random.default_rng(0)
+    ids = rng.permutation(10_000)[:500] * 7 + 3
+    logits = rng.normal(size=(500, 3)).astype(np.float32)
+    write_logits(tmp_path / "l.parquet", ids, logits, top_k)  # k = C - 1: exact
+    order = rng.permutation(500)
+    got = read_logits(tmp_path / "l.parquet", ids[order], num_labels=3, T=5.0)
+    np.testing.assert_allclose(got, logits[order], rtol=0, atol=1e-6 if top_k else 0)
+
+
+def test_old_variable_list_files_still_read(tmp_path):
+    table = pa.table({"id": pa.array([5, 1], pa.int64()),
+                      "logits": pa.array([[1.0, 2.0], [3.0, 4.0]], pa.list_(pa.float32()))})
+    pq.write_table(table, tmp_path / "old.parquet")
+    np.testing.assert_array_equal(read_logits(tmp_path / "old.parquet", np.array([1, 5]), 2), [[3, 4], [1, 2]])
+
+
+@pytest.mark.parametrize("classes, bound", [(2, 16), (10, 48), (1000, 4008)])
+def test_full_logits_take_at_most_4c_bytes_and_the_id_per_row(tmp_path, classes, bound):
+    rng = np.random.default_rng(0)
+    rows = 20_000 if classes < 1000 else 1000
+    logits = (3 * rng.normal(size=(rows, classes))).astype(np.float32)
+    write_logits(tmp_path / "l.parquet", rng.permutation(rows * 2)[:rows], logits)
+    assert (tmp_path / "l.parquet").stat().st_size / rows <= bound  # 8 bytes for the int64 id
+
+
+def test_top_k_file_keeps_k_logits_and_the_rest(tmp_path):
+    logits = np.array([[0.0, 3.0, 1.0, -2.0, 0.5]], np.float32)
+    write_logits(tmp_path / "l.parquet", np.array([4]), logits, top_k=2)
+    table = pq.read_table(tmp_path / "l.parquet")
+    assert table.column_names == ["id", "top_k_index", "top_k_logits", "rest_mean", "rest_lse"]
+    assert table.column("top_k_index").to_pylist() == [[1, 2]]
+    assert table.column("top_k_logits").to_pylist() == [[3.0, 1.0]]
+    assert table.column("rest_mean").to_pylist() == [pytest.approx(-0.5)]
+    assert table.column("rest_lse").to_pylist() == [pytest.approx(np.log(1 + np.exp(-2) + np.exp(0.5)))]
+    with pytest.raises(DistilleryError, match="logits have 5 classes but the data has 4 labels"):
+        read_logits(tmp_path / "l.parquet", np.array([4]), num_labels=4)
 
 
 @pytest.mark.parametrize(

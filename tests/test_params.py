@@ -38,6 +38,15 @@ def test_repo_params_are_valid():
         ({"kd": {"temperature": 4}}, "unknown param 'kd.temperature'"),
         ({"kd": {"alhpa": 0.5}}, "unknown param 'kd.alhpa'; did you mean 'kd.alpha'"),
         ({"studnet": {}}, "did you mean 'student'"),
+        ({"teacher": {"logits_top_k": 0}}, "teacher.logits_top_k = 0: must be >= 1 \\(or null: store every logit\\)"),
+        ({"teacher": {"logits_top_k": 2.5}}, "teacher.logits_top_k = 2.5: must be of type int"),
+        ({"data": {"label_names": ["a", "b", "c"]}, "teacher": {"logits_top_k": 3}},
+         "teacher.logits_top_k = 3: must be between 1 and 2 \\(the data has 3 classes"),
+        ({"data": {"label_names": ["a", "b", "c"]}, "teachers": {"wide": {"logits_top_k": 5}}},
+         "teachers.wide.logits_top_k = 5: must be between 1 and 2"),
+        ({"teacher": {"logits_top_k": 3}, "kd": {"method": "logit_std"}},
+         "kd.method = 'logit_std': it Z-scores the teacher's logits with their mean and std over every class, "
+         "which teacher.logits_top_k does not keep"),
     ],
 )
 def test_bad_params_name_path_and_value(raw, message):

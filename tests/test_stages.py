@@ -116,3 +116,13 @@ def test_bad_logits_stop_distill_before_training(distill_dir, digits, case, mess
     assert code == 2
     assert message in err and err.startswith("error: data/teacher_logits/")
     assert files_under(distill_dir) == before, "nothing written: no model, no curves, no checkpoint"
+
+
+def test_top_k_not_below_the_classes_stops_teacher_logits_before_the_teacher(distill_dir, capsys):
+    (distill_dir / "params.yaml").write_text(yaml.safe_dump({**TINY, "teacher": {**TINY["teacher"], "logits_top_k": 10}}))
+    before = files_under(distill_dir)
+    code, err = run_stage_script("teacher_logits", capsys)
+    assert code == 2
+    assert err == ("error: teacher.logits_top_k = 10: must be between 1 and 9 (the data has 10 classes; null stores "
+                   "every logit)\n")
+    assert files_under(distill_dir) == before

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from distillery.io import write_logits
+from distillery.io import read_logits, write_logits
 from distillery.models import load_model
 from distillery.methods import HARD, get_method
 from distillery.students import seed_dir, train_students
@@ -98,3 +98,23 @@ def test_ce_and_kd_terms_are_logged_separately(digits, tmp_path):
     # loss = 0.5*ce + 0.5*kd, each averaged over the same 10 steps
     np.testing.assert_allclose(loss["loss"], 0.5 * ce["ce"] + 0.5 * kd["kd"], rtol=1e-3)
     assert ((acc["accuracy"] >= 0) & (acc["accuracy"] <= 1)).all()
+
+
+def test_top_k_logits_reach_the_loss_rebuilt_at_kd_t(digits, tmp_path, monkeypatch):
+    """k = C − 1 files rebuild the full logits exactly: the same student as from full logits; and the files are
+    read for the method's temperature (kd.T)."""
+    import distillery.students as students
+
+    params = make_params(train={"seeds": [0]}, kd={"T": 3.0})
+    (tmp_path / "full").mkdir(), (tmp_path / "top").mkdir()
+    fake_teacher_logits(digits, tmp_path / "full")
+    for name, split in digits.splits.items():
+        full = students.read_logits(tmp_path / "full" / f"{name}.parquet", split.ids)
+        write_logits(tmp_path / "top" / f"{name}.parquet", split.ids, full, top_k=digits.num_labels - 1)
+    temperatures = []
+    monkeypatch.setattr(students, "read_logits",
+                        lambda *args: temperatures.append(args[3]) or read_logits(*args))
+    full = train("kd", params, digits, tmp_path, "full_student", tmp_path / "full")
+    top = train("kd", params, digits, tmp_path, "top_student", tmp_path / "top")
+    assert temperatures == [3.0] * 4
+    assert_same_weights(weights(full, 0), weights(top, 0))

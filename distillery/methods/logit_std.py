@@ -22,11 +22,20 @@ def logit_std_terms(student_logits, teacher_logits, labels, T: float, alpha: flo
     return LossTerms((1.0 - alpha) * ce + alpha * kd, {"ce": ce, "kd": kd})
 
 
+def _check_params(params):
+    if params["teacher"]["logits_top_k"] is not None:
+        return ("it Z-scores the teacher's logits with their mean and std over every class, which "
+                "teacher.logits_top_k does not keep (only the rest's mean and log-sum-exp): set teacher.logits_top_k "
+                "to null")
+    return None
+
+
 METHOD = Method(
     name="logit_std",
     paper="Sun, Ren, Li, Wang & Cao 2024, Logit Standardization in Knowledge Distillation (CVPR)",
     loss=lambda inputs, hp: logit_std_terms(inputs.student.logits, inputs.teacher_logits, inputs.labels,
                                             hp["T"], hp["alpha"]),
     terms=("ce", "kd"),
+    check_params=_check_params,
     description="Hinton's KD on Z-scored student and teacher logits (stored teacher logits)",
 )
