@@ -50,8 +50,11 @@ sweep-report: setup
 diff: setup
 	@python -m distillery.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)")
 
-pull push: setup
-	python -m distillery.remote $@ $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)
+pull: setup
+	python -m distillery.remote pull $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)
+
+push: setup
+	python -m distillery.remote push $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)
 
 preset: setup
 	@test -n "$(PRESET)" || { echo "error: give PRESET=<name>; available: $$(ls presets | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
@@ -63,6 +66,7 @@ bench: setup
 	python bench/trainer_overhead.py
 	python bench/threads_under_load.py
 	python bench/text_step_threads.py
+	python bench/remote_pull.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized

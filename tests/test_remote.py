@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
@@ -88,13 +87,6 @@ def test_fresh_clone_pulls_everything_and_repro_runs_nothing(team):
 
 
 @pytest.mark.slow
-def test_pulled_models_evaluate_to_the_committed_metrics_byte_for_byte(team, tmp_path):
-    b = shutil.copytree(team.b, tmp_path / "b", symlinks=True)
-    run(["dvc", "repro", "--force", "--single-item", "evaluate"], b, env=aws_env(team.root))
-    assert (b / "reports/metrics.json").read_bytes() == (team.a / "reports/metrics.json").read_bytes()
-
-
-@pytest.mark.slow
 def test_a_push_leaves_no_secret_in_any_tracked_file(team):
     secret, key = team.s3["secret"], team.s3["key"]
     for repo in (team.a, team.b, team.root / "origin.git"):
@@ -142,10 +134,11 @@ def test_a_remote_that_cannot_be_used_fails_named_and_leaves_the_workspace_as_it
     assert snapshot(repo) == before
 
 
+@pytest.mark.slow
 def test_no_remote_and_an_unknown_remote_are_refused_naming_them(tmp_path):
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
-    with pytest.raises(DistilleryError, match="no remote specified.*dvc remote add -d"):
+    with pytest.raises(DistilleryError, match=r"(?s)no remote specified.*dvc remote add -d"):
         check_remote(root=str(tmp_path))
     with pytest.raises(DistilleryError, match="remote 'elsewhere' doesn't exist"):
         check_remote("elsewhere", root=str(tmp_path))

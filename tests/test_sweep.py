@@ -70,7 +70,7 @@ def test_pr_workflow_is_valid_yaml_and_calls_the_make_targets():
     assert any(s.get("uses", "").startswith("iterative/setup-cml") for s in steps)
     commands = "\n".join(s.get("run", "") for s in steps)
     called = re.findall(r"\bmake ([\w-]+)", commands)
-    assert called == ["setup", "repro", "diff"]
+    assert called == ["setup", "pull", "repro", "diff", "push"]
     assert set(called) <= _make_targets((REPO / "Makefile").read_text())
     assert "OUTPUT=report.md" in commands and "cml comment create report.md" in commands
 
