@@ -175,3 +175,14 @@ def test_pulled_experiment_is_shown_diffed_and_applied(shared_experiment):
     assert yaml.safe_load((c / "params.yaml").read_text())["kd"]["T"] == 2
     assert (c / "reports/metrics.json").read_text() == shared_experiment.metrics
     assert UP_TO_DATE in run(["dvc", "status"], c, env=env).stdout  # its students came from S3
+
+
+def test_each_failure_to_list_the_remote_is_named_with_what_to_fix():
+    from botocore.exceptions import EndpointConnectionError, NoCredentialsError
+
+    from distillery.remote import _problem
+
+    assert _problem(NoCredentialsError(), "storage").startswith("has no credentials: set AWS_ACCESS_KEY_ID")
+    assert "`dvc remote modify --local storage ...`" in _problem(NoCredentialsError(), "storage")
+    assert _problem(PermissionError("Forbidden"), "storage").startswith("refused the credentials: check")
+    assert _problem(EndpointConnectionError(endpoint_url="http://x"), "storage").startswith("is unreachable")
