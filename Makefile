@@ -12,11 +12,16 @@ REV ?= main
 PLOTS_DIR ?=
 OUTPUT ?=
 
+# Remote: `make pull` / `make push` check the DVC remote (REMOTE, default: the default remote) answers, then run
+# `dvc pull` / `dvc push` with DVC_ARGS (e.g. DVC_ARGS=--allow-missing).
+REMOTE ?=
+DVC_ARGS ?=
+
 # Preset: `make preset PRESET=sst2-minilm [SET="train.seeds=[0] kd.T=4"]` rewrites params.yaml (see presets/).
 PRESET ?=
 SET ?=
 
-.PHONY: setup repro test test-fast bench clean sweep sweep-report diff preset
+.PHONY: setup repro test test-fast bench clean sweep sweep-report diff preset pull push
 
 setup: $(VENV)/.installed
 
@@ -45,6 +50,12 @@ sweep-report: setup
 diff: setup
 	@python -m distillery.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)")
 
+pull: setup
+	python -m distillery.remote pull $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)
+
+push: setup
+	python -m distillery.remote push $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)
+
 preset: setup
 	@test -n "$(PRESET)" || { echo "error: give PRESET=<name>; available: $$(ls presets | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
 	python -m distillery.presets "$(PRESET)" $(foreach s,$(SET),--set '$(s)')
@@ -55,6 +66,7 @@ bench: setup
 	python bench/trainer_overhead.py
 	python bench/threads_under_load.py
 	python bench/text_step_threads.py
+	python bench/remote_pull.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized

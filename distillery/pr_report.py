@@ -46,10 +46,10 @@ def changed_plots(rev: str, out_dir: Path) -> dict[str, dict[str, Path]]:
 
 
 def method_at(rev: str | None) -> str:
-    """The distillation method and the params it reads at ``rev`` (None: the workspace), in words."""
-    import subprocess
-
+    """The distillation method and the params it reads at ``rev`` (None: the workspace; a commit, branch or
+    experiment name), in words."""
     import yaml
+    from dvc.scm import SCM, RevError, resolve_rev
 
     from .methods import describe
     from .params import validate
@@ -57,7 +57,11 @@ def method_at(rev: str | None) -> str:
     if rev is None:
         text = Path("params.yaml").read_text()
     else:
-        shown = subprocess.run(["git", "show", f"{rev}:params.yaml"], capture_output=True, text=True)
+        try:
+            commit = resolve_rev(SCM("."), rev)  # git's names and DVC experiment names
+        except RevError:
+            return "unknown (no such revision)"
+        shown = subprocess.run(["git", "show", f"{commit}:params.yaml"], capture_output=True, text=True)
         if shown.returncode != 0:
             return "unknown (no params.yaml)"
         text = shown.stdout

@@ -13,11 +13,15 @@ from .conftest import REPO, deep_merge
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+# `make TARGET` with the running interpreter's environment; -o: never re-run `make setup` here.
+MAKE = ["make", "--no-print-directory", f"VENV={BIN.parent}", "-o", f"{BIN.parent}/.installed"]
 
 
-def run(cmd: list[str], cwd: Path, check=True) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in ``cwd`` importing ``distillery`` from ``cwd`` (not from wherever it is installed)."""
-    result = subprocess.run(cmd, cwd=cwd, env={**ENV, "PYTHONPATH": str(cwd)}, capture_output=True, text=True)
+def run(cmd: list[str], cwd: Path, check=True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in ``cwd`` (environment ``env``, default ``ENV``) importing ``distillery`` from ``cwd``
+    (not from wherever it is installed)."""
+    result = subprocess.run(cmd, cwd=cwd, env={**(env or ENV), "PYTHONPATH": str(cwd)}, capture_output=True,
+                            text=True)
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

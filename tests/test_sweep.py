@@ -12,11 +12,8 @@ from distillery.errors import DistilleryError
 from distillery.sweep import DEFAULT_GRID, check_grid, grid_points, parse_grid
 
 from .conftest import REPO, TINY, deep_merge
-from .repo_utils import BIN, copy_repo, git_commit, run
+from .repo_utils import MAKE, copy_repo, git_commit, run
 
-VENV = BIN.parent
-# `make TARGET` with the running interpreter's environment; -o: never re-run `make setup` here.
-MAKE = ["make", "--no-print-directory", f"VENV={VENV}", "-o", f"{VENV}/.installed"]
 GRID = "kd.T=1,2 kd.alpha=0.5,0.9"
 
 
@@ -73,7 +70,7 @@ def test_pr_workflow_is_valid_yaml_and_calls_the_make_targets():
     assert any(s.get("uses", "").startswith("iterative/setup-cml") for s in steps)
     commands = "\n".join(s.get("run", "") for s in steps)
     called = re.findall(r"\bmake ([\w-]+)", commands)
-    assert called == ["setup", "repro", "diff"]
+    assert called == ["setup", "pull", "repro", "diff", "push"]
     assert set(called) <= _make_targets((REPO / "Makefile").read_text())
     assert "OUTPUT=report.md" in commands and "cml comment create report.md" in commands
 
