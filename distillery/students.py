@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .distributed import is_main
 from .errors import DistilleryError
 from .io import atomic_dir, read_logits
 from .methods import HARD, Method
@@ -191,6 +192,8 @@ def train_students(
     def place(tmp: Path, seed: int, k: int) -> Path:
         return seed_dir(tmp if k == generations else generations_root(tmp, k), seed)
 
+    if not is_main():  # several processes: the main one writes the outputs
+        return
     with atomic_dir(out_dir) as tmp:
         for seed, run_dirs in runs.items():
             for k, run_dir in enumerate(run_dirs, 1):
