@@ -118,7 +118,8 @@ def train_once(
     training ends, the saved model. A run killed part-way resumes from its last checkpoint; a model
     finished by a run killed later (e.g. during the next seed) is reused as is. ``make_model``
     returns the model to train: a ``PreTrainedModel``, or a ``training.Distillee`` whose student is
-    saved. The caller copies the results to its outputs, then deletes ``run_dir``.
+    saved. The caller copies the results to its outputs, then deletes ``run_dir``. With several processes
+    (``compute.processes``) every process trains and the main one writes; all return once the model is saved.
     """
     from . import distributed
     from .io import atomic_dir

@@ -110,6 +110,8 @@ def train_students(
     ``transfer`` (a transfer set and the teacher's logits on it, ``distillery.transfer.load_scored``): the students
     train on the labelled rows and the transfer rows, the latter labelled -100 (masked out of every method's
     hard-label term); ``data.transfer.labelled_repeats`` sets how often the labelled rows appear in the union.
+
+    With several processes (``compute.processes``) every process trains and only the main one writes the outputs.
     """
     check_precision(params["train"]["precision"], "train.precision")
     hp = method.hyperparams(params["kd"]) if method is not HARD else {}
