@@ -55,6 +55,7 @@ bench: setup
 	python bench/trainer_overhead.py
 	python bench/threads_under_load.py
 	python bench/text_step_threads.py
+	python bench/processes.py --preset digits-mlp --steps 1500
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized
