@@ -28,7 +28,7 @@ def test_one_process_is_plain_python():
 def test_several_processes_go_through_accelerate_launch(cuda, env):
     cmd, extra = launch.command(3, ["stages/distill.py"], cuda=cuda, threads=2)
     assert cmd[:3] == [sys.executable, "-m", "accelerate.commands.launch"] and cmd[-1] == "stages/distill.py"
-    flags = dict(zip(cmd[3:-1:], cmd[4:-1]))
+    flags = dict(zip(cmd[3:-1], cmd[4:-1]))  # each flag with the word after it
     assert flags["--num_processes"] == "3" and flags["--num_cpu_threads_per_process"] == "2"
     assert "--multi_gpu" in cmd and int(flags["--main_process_port"]) > 0
     assert extra == env  # CPU processes (gloo) only where there is no CUDA GPU
