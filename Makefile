@@ -67,6 +67,7 @@ bench: setup
 	python bench/threads_under_load.py
 	python bench/text_step_threads.py
 	python bench/remote_pull.py
+	python bench/processes.py --preset digits-mlp --steps 1500
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized

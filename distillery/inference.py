@@ -64,12 +64,26 @@ def predict_text_logits(model, tokenizer, tokenized, batch_size: int = 128, desc
 
 
 def split_logits(model, tokenizer, split, batch_size: int, desc: str, name: str = "split",
-                 device: torch.device | None = None) -> np.ndarray:
-    """Logits for a prepared split, whatever the model: arrays for array models, the model's own
-    tokenization of the text for text models (``tokenizer`` given)."""
+                 device: torch.device | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+    """Logits for a prepared split (or its row positions ``rows``), whatever the model: arrays for array models,
+    the model's own tokenization of the text for text models (``tokenizer`` given)."""
     if tokenizer is None:
-        return predict_logits(model, split.inputs, batch_size, desc, device)
+        return predict_logits(model, split.inputs if rows is None else split.inputs[rows], batch_size, desc, device)
     from .tokenization import tokenize
 
-    return predict_text_logits(model, tokenizer, tokenize(split.dataset, tokenizer, name), batch_size, desc,
-                               device=device)
+    tokenized = tokenize(split.dataset, tokenizer, name)
+    return predict_text_logits(model, tokenizer, tokenized if rows is None else tokenized.select(rows), batch_size,
+                               desc, device=device)
+
+
+def split_logits_across_processes(model, tokenizer, split, batch_size: int, desc: str,
+                                  name: str = "split") -> np.ndarray | None:
+    """``split_logits`` with the rows split across the stage's processes (``compute.processes``), each on its
+    own device, and joined by id on the main process (None on the others); one process: ``split_logits``."""
+    from . import distributed
+
+    if distributed.processes() == 1:
+        return split_logits(model, tokenizer, split, batch_size, desc, name)
+    rows = distributed.my_rows(len(split.ids))
+    logits = split_logits(model, tokenizer, split, batch_size, desc, name, distributed.state().device, rows)
+    return distributed.gather_by_id(split.ids[rows], logits, split.ids, f"{name} logits")

@@ -69,6 +69,10 @@ def _top_k(v):
     return None if v >= 1 else "must be >= 1 (or null: store every logit)"
 
 
+def _at_least_one(v):
+    return None if v >= 1 else "must be >= 1"
+
+
 def _source(v):
     from .data import check_source  # data imports params; keep the cycle lazy
 
@@ -164,6 +168,10 @@ def _transfer_block() -> dict:
 SCHEMA: dict = {
     "preset": Field(STR, None, None, nullable=True, help="the preset params.yaml was written from"),
     "cpu_threads": Field(INT, non_negative, 1, help="torch threads on CPU; 0: one per core"),
+    "compute": {
+        "processes": Field(INT, _at_least_one, 1,
+                           help="processes per training and inference stage (accelerate launch; GPUs: one each)"),
+    },
     "data": {
         "source": Field(STR, _source, "sklearn:digits"),
         "validation_fraction": Field(FLOAT, open_fraction, 0.15),
@@ -257,6 +265,7 @@ def validate(raw: dict, source: str = "params.yaml") -> dict:
     _check_transfer(params, source)
     _check_method(params, source)
     _check_top_k(params, source)
+    _check_processes(params, source)
     return params
 
 
@@ -272,6 +281,17 @@ def _check_top_k(params: dict, source: str) -> None:
             check_top_k(teacher["logits_top_k"], len(names), f"{where}.logits_top_k")
         except DistilleryError as exc:
             raise DistilleryError(f"{source}: {exc}") from None
+
+
+def _check_processes(params: dict, source: str) -> None:
+    """Several processes split each batch between them (distillery/training.py): it must split evenly."""
+    n = params["compute"]["processes"]
+    blocks = [("train", params["train"]), ("teacher.train", params["teacher"]["train"])]
+    blocks += [(f"teachers.{name}.train", t["train"]) for name, t in params["teachers"].items()]
+    for where, block in blocks:
+        if block["batch_size"] % n:
+            raise DistilleryError(f"{source}: {where}.batch_size = {block['batch_size']}: must be a multiple of "
+                                  f"compute.processes ({n}), which split each batch between them")
 
 
 def _check_method(params: dict, source: str) -> None:

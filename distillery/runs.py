@@ -118,29 +118,35 @@ def train_once(
     training ends, the saved model. A run killed part-way resumes from its last checkpoint; a model
     finished by a run killed later (e.g. during the next seed) is reused as is. ``make_model``
     returns the model to train: a ``PreTrainedModel``, or a ``training.Distillee`` whose student is
-    saved. The caller copies the results to its outputs, then deletes ``run_dir``.
+    saved. The caller copies the results to its outputs, then deletes ``run_dir``. With several processes
+    (``compute.processes``) every process trains and the main one writes; all return once the model is saved.
     """
+    from . import distributed
     from .io import atomic_dir
     from .training import Distillee, train_model
 
     finished = Path(run_dir) / FINISHED_MODEL
-    if finished.is_dir():
-        logger.info("reusing %s, finished before an interruption", finished)
-        return finished
     checkpoint_dir = Path(run_dir) / TRAINER_OUTPUT
-    resume = last_complete_checkpoint(checkpoint_dir)
+    with distributed.main_process_first():  # the main process deletes broken checkpoints before the others look
+        if finished.is_dir():
+            logger.info("reusing %s, finished before an interruption", finished)
+            return finished
+        resume = last_complete_checkpoint(checkpoint_dir)
     resume_step = None if resume is None else checkpoint_step(resume)
     if resume is not None:
         logger.info("resuming from %s: step %d of %d", resume, resume_step, train_kwargs["train_params"]["max_steps"])
-    callbacks = [live_callback(Path(run_dir) / CURVES, resume_step)] if with_curves else []
+    main = distributed.is_main()  # several processes: only the main one writes curves, checkpoints and the model
+    callbacks = [live_callback(Path(run_dir) / CURVES, resume_step)] if with_curves and main else []
     seeded(seed)
     model = train_model(make_model(), seed=seed, checkpoint_dir=checkpoint_dir, resume_from=resume,
                         callbacks=callbacks, tokenizer=tokenizer, **train_kwargs)
-    shutil.rmtree(checkpoint_dir, ignore_errors=True)
-    if isinstance(model, Distillee):
-        model = model.student
-    with atomic_dir(finished) as tmp:
-        model.save_pretrained(tmp)
-        if tokenizer is not None:  # text models: saved together, so every later stage tokenizes alike
-            tokenizer.save_pretrained(tmp)
+    if main:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        if isinstance(model, Distillee):
+            model = model.student
+        with atomic_dir(finished) as tmp:
+            model.save_pretrained(tmp)
+            if tokenizer is not None:  # text models: saved together, so every later stage tokenizes alike
+                tokenizer.save_pretrained(tmp)
+    distributed.barrier()
     return finished

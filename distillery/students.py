@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .distributed import is_main
 from .errors import DistilleryError
 from .io import atomic_dir, read_logits
 from .methods import HARD, Method
@@ -117,6 +118,8 @@ def train_students(
     ``transfer`` (a transfer set and the teacher's logits on it, ``distillery.transfer.load_scored``): the students
     train on the labelled rows and the transfer rows, the latter labelled -100 (masked out of every method's
     hard-label term); ``data.transfer.labelled_repeats`` sets how often the labelled rows appear in the union.
+
+    With several processes (``compute.processes``) every process trains and only the main one writes the outputs.
     """
     check_precision(params["train"]["precision"], "train.precision")
     hp = method.hyperparams(params["kd"]) if method is not HARD else {}
@@ -199,6 +202,8 @@ def train_students(
     def place(tmp: Path, seed: int, k: int) -> Path:
         return seed_dir(tmp if k == generations else generations_root(tmp, k), seed)
 
+    if not is_main():  # several processes: the main one writes the outputs
+        return
     with atomic_dir(out_dir) as tmp:
         for seed, run_dirs in runs.items():
             for k, run_dir in enumerate(run_dirs, 1):

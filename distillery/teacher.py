@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .augment import check_jitter, jittering
+from .distributed import is_main
 from .errors import DistilleryError
 from .io import atomic_dir
 from .models import build_model, check_safetensors, load_model
@@ -71,6 +72,8 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
     where = "teacher" if name is None else f"teachers.{name}"
     if tp["checkpoint"]:
         check_checkpoint(tp["checkpoint"], prepared, tp["trust_remote_code"])
+        if not is_main():  # several processes: the main one writes the outputs
+            return
         with atomic_dir(out_dir) as tmp:
             reference = {"checkpoint": tp["checkpoint"], "trust_remote_code": tp["trust_remote_code"]}
             (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n")
@@ -80,6 +83,8 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
                           tp["trust_remote_code"])
         model, tokenizer = build_text_model(tp["model"], prepared.label_names, f"{where}.model",
                                             tp["trust_remote_code"], keep_head=True)
+        if not is_main():
+            return
         with atomic_dir(out_dir) as tmp:
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
@@ -111,6 +116,8 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         early_stopping_patience=tp["train"]["early_stopping_patience"],
         **inputs,
     )
+    if not is_main():
+        return
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(finished, tmp, dirs_exist_ok=True)
     if live_dir is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .distributed import main_process_first
 from .runs import fingerprint
 
 TOKENIZED_ROOT = Path(".cache/tokenized")
@@ -44,8 +45,9 @@ def tokenize(dataset, tokenizer, name: str, cache_root: Path = TOKENIZED_ROOT):
         return tokenizer(*[batch[c] for c in texts], truncation=True, max_length=tokenizer.model_max_length)
 
     datasets.disable_progress_bars()
-    out = dataset.map(encode, batched=True, remove_columns=texts, cache_file_name=str(cache),
-                      load_from_cache_file=True, desc=f"tokenizing {name}")
+    with main_process_first():  # several processes: the main one writes the cache file, the others read it
+        out = dataset.map(encode, batched=True, remove_columns=texts, cache_file_name=str(cache),
+                          load_from_cache_file=True, desc=f"tokenizing {name}")
     return out.rename_column("label", "labels")
 
 

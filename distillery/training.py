@@ -129,8 +129,12 @@ class DistillationTrainer(Trainer):
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if "loss" in logs and self._term_count:
-            for name, total in self._term_sums.items():
-                logs[name] = round(float(total) / self._term_count, 6)
+            names = list(self._term_sums)
+            totals = torch.stack([self._term_sums[name] for name in names])
+            if self.accelerator.num_processes > 1:  # every process calls log at the same step
+                totals = self.accelerator.reduce(totals, reduction="mean")
+            for name, total in zip(names, totals.tolist()):
+                logs[name] = round(total / self._term_count, 6)
             self._term_sums.clear()
             self._term_count = 0
         super().log(logs, start_time)
@@ -176,13 +180,19 @@ def train_model(
     best checkpoint on validation accuracy is kept (teacher); without it the full ``max_steps``
     budget runs (students).
     """
+    from .distributed import processes
+
     early = early_stopping_patience is not None
     save_steps = train_params["eval_steps"] if early else train_params["save_steps"]
+    n = processes()
+    # several processes: batch_size rows per step in all, split between them (accelerate's split_batches), so
+    # each step sees the same rows as with one process
+    several = {"accelerator_config": {"split_batches": True}} if n > 1 else {}
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         max_steps=train_params["max_steps"],
         per_device_train_batch_size=train_params["batch_size"],
-        per_device_eval_batch_size=max(256, train_params["batch_size"]),
+        per_device_eval_batch_size=-(-max(256, train_params["batch_size"]) // n) * n,  # a multiple of n
         learning_rate=train_params["learning_rate"],
         weight_decay=train_params["weight_decay"],
         max_grad_norm=train_params["max_grad_norm"],
@@ -206,6 +216,7 @@ def train_model(
         remove_unused_columns=False,
         dataloader_pin_memory=False,
         **_precision_flags(train_params["precision"]),
+        **several,
     )
     callbacks = list(callbacks)
     if early:

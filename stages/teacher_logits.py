@@ -8,7 +8,8 @@ import time
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.inference import split_logits
+from distillery.distributed import is_main
+from distillery.inference import split_logits_across_processes
 from distillery.io import atomic_dir, write_json, write_logits
 from distillery.logits_top_k import check_top_k
 from distillery.params import load_params
@@ -24,18 +25,24 @@ def main(name: str | None) -> None:
     check_top_k(top_k, prepared.num_labels, f"{'teacher' if name is None else f'teachers.{name}'}.logits_top_k")
     paths = TeacherPaths(name)
     teacher, tokenizer = load_teacher_and_tokenizer(paths.model)
-    throughput = {}
+    throughput, logits, seconds = {}, {}, {}
+    for split_name in SPLITS:  # several processes (compute.processes): each scores a share of the rows
+        split = prepared.splits[split_name]
+        start = time.perf_counter()
+        logits[split_name] = split_logits_across_processes(teacher, tokenizer, split, batch_size, split_name,
+                                                           f"teacher-{split_name}")
+        seconds[split_name] = time.perf_counter() - start
+        throughput[split_name] = {"examples": len(split.ids), "seconds": round(seconds[split_name], 3),
+                                  "examples_per_s": round(len(split.ids) / seconds[split_name], 1)}
+    if not is_main():  # the main process holds every row and writes the one file per split
+        return
     with atomic_dir(paths.logits) as out:
-        for split_name in SPLITS:
+        for split_name, split_logits in logits.items():
             split = prepared.splits[split_name]
-            start = time.perf_counter()
-            logits = split_logits(teacher, tokenizer, split, batch_size, split_name, f"teacher-{split_name}")
-            seconds = time.perf_counter() - start
-            write_logits(out / f"{split_name}.parquet", split.ids, logits, top_k)
-            throughput[split_name] = {"examples": len(split.ids), "seconds": round(seconds, 3),
-                                      "examples_per_s": round(len(split.ids) / seconds, 1)}
-            print(f"{split_name}: {len(split.ids)} rows in {seconds:.1f} s ({len(split.ids) / seconds:,.0f} "
-                  f"examples/s), teacher accuracy {(logits.argmax(1) == split.labels).mean():.4f}")
+            write_logits(out / f"{split_name}.parquet", split.ids, split_logits, top_k)
+            print(f"{split_name}: {len(split.ids)} rows in {seconds[split_name]:.1f} s "
+                  f"({len(split.ids) / seconds[split_name]:,.0f} "
+                  f"examples/s), teacher accuracy {(split_logits.argmax(1) == split.labels).mean():.4f}")
     if name is None:
         write_json(Path("reports/teacher_logits.json"), throughput)
 

@@ -11,7 +11,8 @@ import numpy as np
 
 from distillery.cli import run_stage
 from distillery.errors import DistilleryError
-from distillery.inference import split_logits
+from distillery.distributed import is_main
+from distillery.inference import split_logits_across_processes
 from distillery.io import atomic_dir, write_logits
 from distillery.logits_top_k import check_top_k
 from distillery.params import load_params
@@ -36,14 +37,19 @@ def main() -> None:
                                   f"{prepared.num_labels} labels {prepared.label_names}: its soft targets do not fit "
                                   "the student (teacher.checkpoint?)")
         start = time.perf_counter()
-        logits = split_logits(teacher, tokenizer, transfer.as_split(), params["teacher"]["inference_batch_size"],
-                              "transfer", "teacher-transfer")
+        logits = split_logits_across_processes(teacher, tokenizer, transfer.as_split(),
+                                               params["teacher"]["inference_batch_size"], "transfer",
+                                               "teacher-transfer")
         seconds = time.perf_counter() - start
+        if not is_main():  # several processes (compute.processes): the main one holds every row and writes
+            return
         summary.update(agreement(logits, transfer))
         print(f"transfer: {len(transfer)} rows in {seconds:.1f} s; teacher agreement with the source labels "
               f"{summary['agreement']} on {summary['labelled_rows']} rows")
     else:
         logits = np.zeros((0, prepared.num_labels), np.float32)
+        if not is_main():
+            return
     with atomic_dir(TRANSFER_LOGITS) as out:
         write_logits(out / LOGITS_FILE, transfer.ids, logits, top_k)
         write_json(out / SUMMARY_FILE, summary)

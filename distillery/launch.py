@@ -1,0 +1,74 @@
+"""``python -m distillery.launch --processes N stages/x.py [args]``: how dvc.yaml runs the training and inference
+stages (``N`` is the ``compute.processes`` param, put in each stage's ``cmd`` by DVC templating).
+
+One process: the script runs in this process (``exec`` of plain ``python``, no launcher). Several: ``accelerate
+launch`` starts N processes of it (``torchrun`` underneath): one per GPU where CUDA is available (NCCL), else N
+CPU processes (gloo), each with ``cpu_threads`` torch threads; ``distillery.distributed`` is what the stages do
+with them.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import sys
+
+from .errors import DistilleryError
+
+
+def process_count(value: str) -> int:
+    """The ``compute.processes`` value, refused unless it is an integer >= 1."""
+    try:
+        count = int(value)
+    except ValueError:
+        count = None
+    if count is None or count < 1:
+        raise DistilleryError(f"compute.processes = {value}: must be an integer >= 1 (processes per training and "
+                              "inference stage)")
+    return count
+
+
+def free_port() -> int:
+    """A TCP port free now on this machine: where the processes of this run meet (29500, accelerate's default,
+    would collide with another run on the same machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def command(processes: int, script: list[str], cuda: bool, threads: int) -> tuple[list[str], dict]:
+    """The command line and the extra environment that run ``script`` (a script and its arguments) in
+    ``processes`` processes."""
+    if processes == 1:
+        return [sys.executable, *script], {}
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+              "--num_cpu_threads_per_process", str(threads), "--main_process_port", str(free_port())]
+    return [*launch, *script], {} if cuda else {"ACCELERATE_USE_CPU": "true"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m distillery.launch", description=__doc__.splitlines()[0])
+    parser.add_argument("--processes", required=True, help="the compute.processes param")
+    parser.add_argument("script", nargs=argparse.REMAINDER, help="the stage script and its arguments")
+    args = parser.parse_args(argv)
+    try:
+        processes = process_count(args.processes)
+        cuda = threads = None
+        if processes > 1:
+            import torch
+
+            from .params import load_params
+
+            cuda = torch.cuda.is_available()
+            threads = load_params()["cpu_threads"] or max(1, (os.cpu_count() or 1) // processes)
+    except DistilleryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    cmd, env = command(processes, args.script, cuda, threads)
+    sys.stdout.flush()
+    os.execve(cmd[0], cmd, {**os.environ, **env})
+
+
+if __name__ == "__main__":
+    main()
