@@ -7,6 +7,8 @@ export PATH := $(BIN):$(PATH)
 # Sweep: GRID is ';'-separated groups of key=v1,v2 overrides; DVC queues every combination of a group.
 GRID ?= kd.T=1,2,4 kd.alpha=0.5,0.9; kd.alpha=0
 JOBS ?= 1
+# Tune: an Optuna study over params.yaml's tune.space with JOBS workers here; TRIALS overrides tune.trials.
+TRIALS ?=
 # Diff: the revision `make diff` compares the workspace with; PLOTS_DIR renders changed plots, OUTPUT writes a file.
 REV ?= main
 PLOTS_DIR ?=
@@ -21,7 +23,7 @@ DVC_ARGS ?=
 PRESET ?=
 SET ?=
 
-.PHONY: setup repro test test-fast bench clean sweep sweep-report diff preset pull push
+.PHONY: setup repro test test-fast bench clean sweep sweep-report tune diff preset pull push
 
 setup: $(VENV)/.installed
 
@@ -46,6 +48,9 @@ sweep: setup
 
 sweep-report: setup
 	python -m distillery.sweep_report
+
+tune: setup
+	python -m distillery.tune --jobs $(JOBS) $(if $(TRIALS),--trials $(TRIALS))
 
 diff: setup
 	@python -m distillery.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)")

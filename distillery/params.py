@@ -165,6 +165,54 @@ def _transfer_block() -> dict:
     }
 
 
+def _tune_space_shape(v):
+    if not v:
+        return "must map at least one param path to [low, high], [low, high, log] or {choices: [...]}"
+    return None
+
+
+def _study_name(v):
+    import re
+
+    return None if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", v) else \
+        "must be letters, digits, '_' or '-' (it names the trials' DVC experiments)"
+
+
+def _storage_url(v):
+    import re
+
+    return None if re.fullmatch(r"[a-z][a-z0-9+_]*://.*", v) else \
+        "must be a database URL Optuna supports, e.g. sqlite:///reports/tune.db or postgresql://user@host/db"
+
+
+def _validation_metric(v):
+    parts = v.split(".")
+    if len(parts) < 2 or not all(parts) or not parts[-1].startswith("validation_"):
+        return ("must name a validation metric of reports/metrics.json, e.g. kd.validation_accuracy "
+                "(tuning on a test metric would leak the test split into the choice)")
+    return None
+
+
+def _tune_block() -> dict:
+    """``tune``: the Optuna study of ``make tune`` (distillery/tune.py); no stage reads it."""
+    return {
+        "space": Field((dict,), _tune_space_shape, {"kd.T": [1, 20, "log"], "kd.alpha": [0, 1]},
+                       help="param path -> [low, high], [low, high, log] or {choices: [...]}"),
+        "trials": Field(INT, positive, 20, help="the study's budget: trials run, over all workers and runs"),
+        "metric": Field(STR, _validation_metric, "kd.validation_accuracy",
+                        help="a validation metric of reports/metrics.json (never a test metric)"),
+        "direction": Field(STR, one_of("maximize", "minimize"), "maximize"),
+        "sampler": Field(STR, one_of("tpe", "random"), "tpe"),
+        "startup_trials": Field(INT, non_negative, 10, help="tpe: random trials before TPE models the results"),
+        "seed": Field(INT, non_negative, 0, help="each trial samples with a seed drawn from this and its number"),
+        "study": Field(STR, _study_name, "kd-T-alpha", help="the study's name in the storage; names the experiments"),
+        "storage": Field(STR, _storage_url, "sqlite:///reports/tune.db",
+                         help="an Optuna database URL; machines pointing at one URL share the study"),
+        "heartbeat_seconds": Field(INT, positive, 30,
+                                   help="a trial whose worker is silent for 3x this long is failed and run again"),
+    }
+
+
 SCHEMA: dict = {
     "preset": Field(STR, None, None, nullable=True, help="the preset params.yaml was written from"),
     "cpu_threads": Field(INT, non_negative, 1, help="torch threads on CPU; 0: one per core"),
@@ -239,11 +287,19 @@ SCHEMA: dict = {
         "timing_repeats": Field(INT, positive, 30, help="timed passes per model; the median is reported"),
         "timing_warmup": Field(INT, non_negative, 5, help="untimed passes before timing"),
     },
+    "tune": _tune_block(),
 }
 
 
 def validate(raw: dict, source: str = "params.yaml") -> dict:
     """Return the params with defaults filled in, or raise ``DistilleryError`` naming the bad one."""
+    params = _validate_pipeline(raw, source)
+    tune_space(params, raw, source)
+    return params
+
+
+def _validate_pipeline(raw: dict, source: str) -> dict:
+    """``validate`` but for the cross-checks of ``tune.space`` (which call this on each end of a range)."""
     params = validate_block(raw, SCHEMA, "", source)
     raw_teacher = (raw or {}).get("teacher") or {}
     params["teachers"] = {
@@ -292,6 +348,70 @@ def _check_processes(params: dict, source: str) -> None:
         if block["batch_size"] % n:
             raise DistilleryError(f"{source}: {where}.batch_size = {block['batch_size']}: must be a multiple of "
                                   f"compute.processes ({n}), which split each batch between them")
+
+
+def param_field(path: str, where: str) -> Field:
+    """The schema ``Field`` of a dotted param path such as ``kd.T``; an unknown path or a group is an error."""
+    import difflib
+
+    node: Field | dict = SCHEMA
+    for depth, name in enumerate(path.split(".")):
+        if not isinstance(node, dict) or name not in node:
+            prefix = ".".join(path.split(".")[:depth])
+            if not isinstance(node, dict):
+                raise DistilleryError(f"{where}: {prefix} is a param, not a group")
+            close = difflib.get_close_matches(name, node, n=1)
+            hint = f"; did you mean '{'.'.join(filter(None, [prefix, close[0]]))}'?" if close else ""
+            raise DistilleryError(f"{where}: unknown param '{path}'{hint}")
+        node = node[name]
+    if isinstance(node, dict):
+        raise DistilleryError(f"{where}: '{path}' is a param group; name one of its params")
+    return node
+
+
+def tune_space(params: dict, raw: dict | None, source: str) -> dict[str, tuple]:
+    """``tune.space`` checked against the schema: param path -> ``("float"|"int", low, high, log)`` or
+    ``("choices", values)``. Each end of a range and each choice must be a valid value of the param."""
+    base = {key: value for key, value in (raw or {}).items() if key != "tune"}
+    space = {}
+    for path, spec in params["tune"]["space"].items():
+        where = f"{source}: tune.space.{path}"
+        if str(path).split(".")[0] == "tune":
+            raise DistilleryError(f"{where}: the tune block is not a pipeline param")
+        field = param_field(str(path), where)
+        if isinstance(spec, dict) and set(spec) == {"choices"}:
+            values = spec["choices"]
+            if not isinstance(values, list) or not values or len({repr(v) for v in values}) != len(values) \
+                    or not all(isinstance(v, (str, int, float, bool)) for v in values):
+                raise DistilleryError(f"{where} = {spec!r}: choices must be a non-empty list of distinct scalars")
+            space[path] = ("choices", values)
+        elif isinstance(spec, list) and len(spec) in (2, 3) and (len(spec) == 2 or spec[2] == "log"):
+            low, high = spec[:2]
+            if field.types not in (INT, FLOAT):
+                raise DistilleryError(f"{where} = {spec!r}: a range needs a numeric param; use {{choices: [...]}}")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+                raise DistilleryError(f"{where} = {spec!r}: the ends of a range must be numbers")
+            if not low < high:
+                raise DistilleryError(f"{where} = {spec!r}: empty range (low must be < high)")
+            if len(spec) == 3 and low <= 0:
+                raise DistilleryError(f"{where} = {spec!r}: a log range needs low > 0")
+            values = [low, high]
+            space[path] = ("int" if field.types == INT else "float", low, high, len(spec) == 3)
+        else:
+            raise DistilleryError(f"{where} = {spec!r}: must be [low, high], [low, high, log] or {{choices: [...]}}")
+        for value in values:
+            point: dict = {}
+            node = point
+            *parents, leaf = str(path).split(".")
+            for name in parents:
+                node = node.setdefault(name, {})
+            node[leaf] = value
+            try:
+                _validate_pipeline(deep_merge(base, point), "@")
+            except DistilleryError as exc:
+                raise DistilleryError(f"{where}: {value!r} is not a valid value "
+                                      f"({str(exc).removeprefix('@: ')})") from None
+    return space
 
 
 def _check_method(params: dict, source: str) -> None:

@@ -5,7 +5,9 @@ One row per finished experiment: its name, the params that vary over the experim
 seeds, from the experiment's ``reports/metrics.json``) and the distilled − hard accuracy gap. When the
 sweep compares methods (``kd.method`` varies) a methods table follows: accuracy, the gap to the hard
 students with its paired 95 % interval, ECE, agreement with the teacher and the distill stage's training
-time relative to ``kd`` in the same sweep; when ``kd.T`` varies, plots over T.
+time relative to ``kd`` in the same sweep; when ``kd.T`` varies, plots over T. After ``make tune`` the
+grid plots give way to the tuning section: the best trial, its params and ``dvc exp apply`` command, every
+trial, and the tuning history plot (``reports/sweep/tune_history.png``).
 The plots live outside ``reports/plots`` because that directory is the plots stage's output.
 """
 from __future__ import annotations
@@ -234,17 +236,77 @@ def exp_show(rev: str = "HEAD") -> list[dict]:
     return json.loads(result.stdout)
 
 
+def tuning_history(study, metric: str, path: Path) -> None:
+    """Optuna's optimization history plot: every trial's value and the best so far."""
+    import optuna
+
+    from .plots import _pyplot, _save
+
+    _pyplot()  # the Agg backend before Optuna imports pyplot
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study, target_name=metric)
+    ax.set_title(f"tuning history: {study.study_name} ({metric}, validation)")
+    _save(ax.figure, path)
+
+
+def _value(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def tuning_section(study, tune: dict, plots: Path, relative: Path) -> list[str]:
+    """The Markdown lines of the tuning section; draws the history plot when a trial is complete."""
+    from optuna.trial import TrialState
+
+    from .tune import apply_command, best
+
+    trials = study.get_trials(deepcopy=False)
+    states = pd.Series([t.state.name.lower() for t in trials]).value_counts().to_dict()
+    space = list(tune["space"])
+    parts = [f"## Tuning: study `{study.study_name}`", "",
+             f"{len(trials)} trials ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))}) of the budget "
+             f"{tune['trials']} in `{tune['storage']}`, {tune['sampler'].upper()} sampler seeded with {tune['seed']}, "
+             f"{tune['direction']} `{tune['metric']}` (validation split; the tables above are test numbers).", ""]
+    top = best(study)
+    if top:
+        settings = ", ".join(f"`{k}` = {_value(v)}" for k, v in top["params"].items())
+        parts += [f"**Best:** trial {top['number']}, experiment `{top['experiment']}`: `{tune['metric']}` = "
+                  f"{top['value']:.4f} with {settings}. Apply it: `{apply_command(top)}`", ""]
+    header = ["trial", "state", *space, tune["metric"], "experiment"]
+    parts += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for t in trials:
+        value = f"{t.value:.4f}" if t.state == TrialState.COMPLETE else "—"
+        cells = [str(t.number), t.state.name.lower(), *(_value(t.params[k]) if k in t.params else "—" for k in space),
+                 value, f"`{t.user_attrs['experiment']}`" if "experiment" in t.user_attrs else "—"]
+        parts.append("| " + " | ".join(cells) + " |")
+    parts.append("")
+    if top:
+        tuning_history(study, tune["metric"], plots / "tune_history.png")
+        parts += [f"![tuning history]({relative / 'tune_history.png'})", ""]
+    return parts
+
+
 def write_report(names: list[str] | None = None, report: Path = REPORT, plots: Path = PLOTS,
-                 rev: str = "HEAD") -> pd.DataFrame:
-    """Write the Markdown report and both plots for the experiments in ``names`` (default: all) on baseline ``rev``."""
+                 rev: str = "HEAD", study=None, tune: dict | None = None) -> pd.DataFrame | None:
+    """Write the Markdown report and its plots for the experiments in ``names`` (default: all) on baseline
+    ``rev``; with an Optuna ``study`` (and its ``tune`` params) the tuning section replaces the grid plots, and
+    the report is written even when none of the study's experiments hangs off ``rev`` (another machine's)."""
     from .io import write_text
 
-    frame = experiments(exp_show(rev), names)
     relative = Path("sweep") if plots.parent == report.parent else plots
-    parts = ["# Sweep", "",
-             f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
-             "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), ""]
-    if frame["param:kd.method"].nunique() > 1:
+    try:
+        frame = experiments(exp_show(rev), names)
+    except DistilleryError:
+        if study is None:
+            raise
+        frame = None
+    parts = ["# Sweep", ""]
+    if frame is not None:
+        parts += [f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
+                  "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), ""]
+    if frame is not None and frame["param:kd.method"].nunique() > 1:
         seconds = {r["name"]: distill_seconds(r["rev"]) for _, r in frame.iterrows()}
         methods_plot(frame, plots / "methods.png")
         parts += ["## Methods", "",
@@ -253,7 +315,9 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
                   "distill time is the Trainer's training time summed over seeds (the stage's imports and "
                   "loading excluded), relative to the `kd` experiment(s) of this sweep.", "",
                   methods_table(frame, seconds), "", f"![methods]({relative / 'methods.png'})", ""]
-    if frame["param:kd.T"].nunique() > 1:
+    if study is not None:
+        parts += tuning_section(study, tune, plots, relative)
+    elif frame["param:kd.T"].nunique() > 1:
         metrics_vs_temperature(frame, plots / "metrics_vs_T.png")
         gain_heatmap(frame, plots / "kd_minus_hard.png")
         parts += [f"![accuracy and ECE vs T]({relative / 'metrics_vs_T.png'})", "",

@@ -1,0 +1,226 @@
+"""make tune: the tune params, the budget, the per-trial sampler, the report, and a real 2-worker study that is
+resumed, survives a killed worker and whose trials are DVC experiments."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState, create_trial
+
+from distillery.errors import DistilleryError
+from distillery.params import validate
+from distillery.tune import _override, make_sampler, open_storage, spent, suggest
+
+from .conftest import TINY, deep_merge
+from .repo_utils import ENV, copy_repo, run
+from .test_sweep import MAKE, _shown
+
+TUNE = {"space": {"kd.T": [1, 8, "log"], "kd.alpha": [0, 1]}, "trials": 4, "startup_trials": 2, "seed": 0,
+        "study": "t", "heartbeat_seconds": 5}
+
+
+@pytest.mark.parametrize(
+    "tune, message",
+    [
+        ({"space": {"kd.alfa": [0, 1]}}, r"tune.space.kd.alfa: unknown param 'kd.alfa'; did you mean 'kd.alpha'\?"),
+        ({"space": {"kd.T": [4, 4]}}, r"tune.space.kd.T = \[4, 4\]: empty range"),
+        ({"space": {"kd.T": [8, 1]}}, r"tune.space.kd.T = \[8, 1\]: empty range"),
+        ({"space": {"kd.T": [0, 8]}}, r"tune.space.kd.T: 0 is not a valid value \(kd.T = 0: must be > 0\)"),
+        ({"space": {"kd.alpha": [0, 2]}}, r"tune.space.kd.alpha: 2 is not a valid value \(kd.alpha = 2: must be in"),
+        ({"space": {"kd.T": [-1, 8, "log"]}}, r"tune.space.kd.T = \[-1, 8, 'log'\]: a log range needs low > 0"),
+        ({"space": {"kd.T": [1, 8, "lin"]}}, r"must be \[low, high\], \[low, high, log\] or \{choices"),
+        ({"space": {"kd": [0, 1]}}, r"tune.space.kd: 'kd' is a param group"),
+        ({"space": {"kd.method": [0, 1]}}, r"a range needs a numeric param; use \{choices"),
+        ({"space": {"kd.method": {"choices": []}}}, r"choices must be a non-empty list"),
+        ({"space": {"kd.method": {"choices": ["kd", "kdd"]}}}, r"'kdd' is not a valid value \(kd.method = 'kdd'"),
+        ({"space": {"train.max_steps": [10, 20.5]}}, r"20.5 is not a valid value \(train.max_steps = 20.5: must be "
+                                                     r"of type int\)"),
+        ({"space": {"tune.trials": [1, 5]}}, r"tune.space.tune.trials: the tune block is not a pipeline param"),
+        ({"space": {}}, r"tune.space = \{\}: must map at least one param path"),
+        ({"trials": 0}, r"tune.trials = 0: must be > 0"),
+        ({"metric": "kd.accuracy"}, r"tune.metric = 'kd.accuracy': must name a validation metric"),
+        ({"storage": "reports/tune.db"}, r"tune.storage = 'reports/tune.db': must be a database URL"),
+        ({"study": "my study"}, r"tune.study = 'my study': must be letters, digits"),
+        ({"direction": "up"}, r"tune.direction = 'up': must be one of 'maximize', 'minimize'"),
+    ],
+)
+def test_bad_tune_params_are_refused_naming_the_param(tune, message):
+    with pytest.raises(DistilleryError, match=message):
+        validate({"tune": tune})
+
+
+def test_a_storage_that_cannot_be_opened_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    from distillery import tune
+
+    missing = f"sqlite:///{tmp_path}/no/such/dir/tune.db"
+    with pytest.raises(DistilleryError, match=r"tune.storage = '.*/no/such/dir/tune.db': cannot be opened: "
+                                              r".*unable to open database file"):
+        open_storage(validate({"tune": {"storage": missing}})["tune"])
+    (tmp_path / "params.yaml").write_text(json.dumps({"tune": {"storage": missing}}))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tune, "refuse_untracked", lambda: pytest.fail("went on past the storage"))
+    with pytest.raises(SystemExit) as exit_:
+        tune.main(["--jobs", "2"])
+    assert exit_.value.code == 2
+    assert "error: params.yaml: tune.storage = " in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, message", [(["--jobs", "0"], "JOBS = 0: must be >= 1"),
+                                           (["--trials", "0"], "TRIALS = 0: must be >= 1")])
+def test_bad_jobs_or_trials_are_refused(args, message, capsys):
+    from distillery import tune
+
+    with pytest.raises(SystemExit) as exit_:
+        tune.main(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def _study_with(*trials) -> optuna.Study:
+    study = optuna.create_study(direction="maximize")
+    for state, system_attrs in trials:
+        study.add_trial(create_trial(state=state, value=0.5 if state == TrialState.COMPLETE else None,
+                                     system_attrs=system_attrs))
+    return study
+
+
+def test_budget_counts_each_run_trial_once():
+    C, F, R, P, W = TrialState.COMPLETE, TrialState.FAIL, TrialState.RUNNING, TrialState.PRUNED, TrialState.WAITING
+    study = _study_with((C, {}), (F, {}), (R, {}), (P, {}), (F, {}),  # 0..4; trial 4 killed, retried as 5
+                        (W, {"failed_trial": 4, "retry_history": [4]}))
+    trials = study.get_trials(deepcopy=False)
+    # complete 0, failed 1 (a pipeline error: spent), running 2, waiting retry 5; not pruned 3, not retried 4
+    assert spent(trials) == 4
+    assert spent(trials, before=3) == 3 and spent(trials, before=5) == 3
+
+
+def test_each_trial_samples_with_its_own_seed_whichever_worker_runs_it():
+    tune = validate({"tune": {"space": {"kd.T": [1, 8, "log"], "train.max_steps": [10, 20],
+                                        "kd.method": {"choices": ["kd", "dkd"]}}}})
+    from distillery.params import tune_space
+
+    space = tune_space(tune, {"tune": tune["tune"]}, "params.yaml")
+    assert space == {"kd.T": ("float", 1, 8, True), "train.max_steps": ("int", 10, 20, False),
+                     "kd.method": ("choices", ["kd", "dkd"])}
+
+    def draw(number):
+        study = optuna.create_study(sampler=make_sampler(tune["tune"], number))
+        trial = study.ask()
+        return {path: suggest(trial, path, dim) for path, dim in space.items()}, trial.distributions
+
+    first, distributions = draw(3)
+    assert draw(3)[0] == first and draw(4)[0] != first
+    assert distributions["kd.T"].log and isinstance(first["train.max_steps"], int) and first["kd.method"] in ("kd", "dkd")
+
+
+def test_overrides_add_keys_params_yaml_leaves_to_their_defaults():
+    assert _override("kd.T", 2.5) == "++kd.T=2.5"
+    assert _override("train.max_steps", 30) == "++train.max_steps=30"
+    assert _override("kd.method", "dkd") == "++kd.method=dkd"
+
+
+def test_report_gains_the_tuning_section_with_the_best_trial_and_history(tmp_path, monkeypatch):
+    from distillery import sweep_report, tune
+
+    study = optuna.create_study(study_name="s", direction="maximize")
+    for number, (T, alpha, value) in enumerate([(2.0, 0.5, 0.70), (4.0, 0.9, 0.80), (1.5, 0.1, 0.75)]):
+        study.add_trial(create_trial(params={"kd.T": T, "kd.alpha": alpha}, value=value,
+                                     distributions={"kd.T": optuna.distributions.FloatDistribution(1, 8, log=True),
+                                                    "kd.alpha": optuna.distributions.FloatDistribution(0, 1)},
+                                     user_attrs={"experiment": f"s-{number}"}))
+    study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={"experiment": "s-3", "error": "boom"}))
+    monkeypatch.setattr(sweep_report, "exp_show", lambda rev: _shown([("s-0", 2.0, 0.5, 0.7, 0.7, None),
+                                                                      ("s-1", 4.0, 0.9, 0.8, 0.7, None),
+                                                                      ("s-2", 1.5, 0.1, 0.75, 0.7, None)]))
+    monkeypatch.setattr(tune, "apply_command", lambda best: f"dvc exp apply {best['experiment']}")
+    params = validate({"tune": {"trials": 5}})["tune"]
+    frame = sweep_report.write_report(["s-0", "s-1", "s-2"], report=tmp_path / "sweep.md", plots=tmp_path / "sweep",
+                                      study=study, tune=params)
+    assert sorted(frame["name"]) == ["s-0", "s-1", "s-2"]
+    text = (tmp_path / "sweep.md").read_text()
+    tuning = text.split("## Tuning: study `s`")[1]
+    assert "4 trials (3 complete, 1 fail) of the budget 5" in tuning
+    assert "**Best:** trial 1, experiment `s-1`: `kd.validation_accuracy` = 0.8000 with `kd.T` = 4, `kd.alpha` = 0.9. " \
+           "Apply it: `dvc exp apply s-1`" in tuning
+    assert "| 3 | fail | — | — | — | `s-3` |" in tuning
+    assert "![tuning history](sweep/tune_history.png)" in tuning and "metrics_vs_T" not in text
+    assert (tmp_path / "sweep" / "tune_history.png").stat().st_size > 10_000
+
+
+# ---- end to end: a tiny repo, 4 trials on 2 workers, then a killed worker and a resumed study ----
+
+def _study(repo: Path) -> optuna.Study:
+    return optuna.load_study(study_name="t", storage=f"sqlite:///{repo}/reports/tune.db")
+
+
+def _exp_show(repo: Path) -> dict[str, dict]:
+    """Experiment name -> its ``data`` in ``dvc exp show --json``."""
+    shown = json.loads(run(["dvc", "exp", "show", "--json"], repo).stdout)
+    return {e["name"]: e["revs"][0]["data"] for c in shown for e in c.get("experiments") or []}
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """A tiny repo (one seed) after `make tune JOBS=2` with a budget of 4 trials."""
+    repo = copy_repo(tmp_path_factory.mktemp("tune"), deep_merge(TINY, {
+        "train": {"seeds": [0]}, "tune": TUNE,
+        "evaluate": {"bootstrap_samples": 200, "timing_repeats": 1, "timing_warmup": 0}}))
+    (repo / "reports").mkdir()
+    result = run([*MAKE, "tune", "JOBS=2"], repo)
+    (repo / "tune.log").write_text(result.stdout + result.stderr)
+    return repo
+
+
+@pytest.mark.slow
+def test_two_workers_complete_the_study_and_every_trial_is_an_experiment(tuned):
+    trials = _study(tuned).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert len({t.user_attrs["host"] for t in trials}) == 1
+    shown = _exp_show(tuned)
+    for t in trials:
+        data = shown[f"t-{t.number}"]
+        kd = data["params"]["params.yaml"]["data"]["kd"]
+        assert (kd["T"], kd["alpha"]) == (t.params["kd.T"], t.params["kd.alpha"])
+        metric = data["metrics"]["reports/metrics.json"]["data"]["kd"]["validation_accuracy"]
+        assert t.value == metric
+    assert len({t.value for t in trials}) > 1, "every trial gave the same validation accuracy"
+    best = _study(tuned).best_trial
+    log = (tuned / "tune.log").read_text()
+    assert f"apply it: dvc exp apply t-{best.number}\n" in log
+    queue_log = log.split("tune: trial 0 (t-0): kd.T")[1]
+    assert "Running stage 'teacher'" not in queue_log  # trials restore the shared stages from the cache
+    report = (tuned / "reports/sweep.md").read_text()
+    assert f"**Best:** trial {best.number}, experiment `t-{best.number}`" in report
+    assert (tuned / "reports/sweep/tune_history.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_a_failed_trial_that_the_resumed_study_runs_again(tuned):
+    again = run([*MAKE, "tune"], tuned)  # the budget is spent: nothing runs
+    assert "4 of 4 trials spent" in again.stdout and "dvc repro" not in again.stdout
+    assert len(_study(tuned).get_trials()) == 4
+    env = {**ENV, "PYTHONPATH": str(tuned)}
+    worker = subprocess.Popen([*MAKE, "tune", "TRIALS=5"], cwd=tuned, env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not [t for t in _study(tuned).get_trials() if t.state == TrialState.RUNNING]:
+        assert worker.poll() is None and time.time() < deadline, "trial 4 never started"
+        time.sleep(1)
+    time.sleep(15)  # well into `dvc exp run`
+    os.killpg(worker.pid, signal.SIGKILL)
+    worker.wait()
+    run(["dvc", "exp", "show"], tuned)  # still works
+    time.sleep(3 * TUNE["heartbeat_seconds"] + 1)  # the killed trial's heartbeat is stale
+    resumed = run([*MAKE, "tune", "TRIALS=5"], tuned)
+    trials = _study(tuned).get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4 + [TrialState.FAIL, TrialState.COMPLETE]
+    killed, retry = trials[4], trials[5]
+    assert retry.system_attrs["failed_trial"] == 4 and retry.params == killed.params
+    assert spent(trials) == 5 and re.search(r"4 of 5 trials spent", resumed.stdout)
+    assert "t-5" in _exp_show(tuned)
