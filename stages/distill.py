@@ -3,6 +3,7 @@ whatever else the method declares it needs), on the labelled rows and the transf
 from pathlib import Path
 
 from distillery.cli import run_stage
+from distillery.io import DISTILL_SECONDS_LINE
 from distillery.methods import get_method
 from distillery.params import load_params
 from distillery.prepared import load_prepared
@@ -13,9 +14,10 @@ from distillery.transfer import enabled, load_scored
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
-    train_students(get_method(params["kd"]["method"]), params, prepared, Path("models/students/kd"),
-                   live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"),
-                   transfer=load_scored(prepared) if enabled(params["data"]["transfer"]) else None)
+    seconds = train_students(get_method(params["kd"]["method"]), params, prepared, Path("models/students/kd"),
+                             live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"),
+                             transfer=load_scored(prepared) if enabled(params["data"]["transfer"]) else None)
+    print(f"{DISTILL_SECONDS_LINE}{seconds:.2f} s")
 
 
 if __name__ == "__main__":

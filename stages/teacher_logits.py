@@ -1,4 +1,5 @@
-"""teacher_logits: the teacher's raw logits for every split, keyed by id, computed once (examples/s measured).
+"""teacher_logits: the teacher's raw logits for every split, keyed by id, computed once (examples/s measured, into
+reports/timings/teacher_logits.json: git-ignored, as timings differ run to run).
 
 ``--name NAME`` scores ``teachers.NAME`` instead, into ``data/teachers/NAME``.
 """
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from distillery.cli import run_stage
 from distillery.inference import split_logits
-from distillery.io import atomic_dir, write_json, write_logits
+from distillery.io import TIMINGS_ROOT, atomic_dir, write_json, write_logits
 from distillery.params import load_params
 from distillery.prepared import SPLITS, load_prepared
 from distillery.teacher import TeacherPaths, load_teacher_and_tokenizer, teacher_block
@@ -33,7 +34,7 @@ def main(name: str | None) -> None:
             print(f"{split_name}: {len(split.ids)} rows in {seconds:.1f} s ({len(split.ids) / seconds:,.0f} "
                   f"examples/s), teacher accuracy {(logits.argmax(1) == split.labels).mean():.4f}")
     if name is None:
-        write_json(Path("reports/teacher_logits.json"), throughput)
+        write_json(TIMINGS_ROOT / "teacher_logits.json", throughput)
 
 
 if __name__ == "__main__":
