@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import runpy
+import subprocess
 import sys
 
 import numpy as np
@@ -116,3 +117,17 @@ def test_bad_logits_stop_distill_before_training(distill_dir, digits, case, mess
     assert code == 2
     assert message in err and err.startswith("error: data/teacher_logits/")
     assert files_under(distill_dir) == before, "nothing written: no model, no curves, no checkpoint"
+
+
+@pytest.mark.parametrize("stage, absent", [
+    ("prepare", ("transformers", "datasets", "torchao")),
+    ("transfer", ("transformers", "datasets", "torchao")),
+    ("plots", ("transformers", "datasets", "torchao")),
+    ("evaluate", ("transformers.trainer", "datasets")),  # loads PreTrainedModels, trains none
+])
+def test_stage_imports_only_what_the_default_uses(stage, absent):
+    """A stage's imports are paid on every run: ~10 s of transformers for stages that never train or tokenize."""
+    code = (f"import runpy, sys; runpy.run_path('stages/{stage}.py', run_name='imported'); "
+            f"print(sorted(m for m in {absent!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout
