@@ -77,12 +77,17 @@ def live_callback(run_dir: Path, resume_step: int | None):
 
 def save_timings(run_dir: Path, curves_dir: Path) -> None:
     """Copy a run's timings to where the curves at ``curves_dir`` have theirs: ``reports/training/kd/seed_0`` ->
-    ``reports/timings/training/kd/seed_0.json`` (nothing when the run logged none)."""
-    source = Path(run_dir) / TIMINGS
-    if source.exists():
-        target = TIMINGS_ROOT / Path(curves_dir).relative_to("reports").with_suffix(".json")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+    ``reports/timings/training/kd/seed_0.json``; curves outside ``reports/`` get them beside, in
+    ``<curves_dir>.timings.json``. Nothing when the run logged none."""
+    source, curves_dir = Path(run_dir) / TIMINGS, Path(curves_dir)
+    if not source.exists():
+        return
+    if curves_dir.parts[:1] == ("reports",):
+        target = TIMINGS_ROOT / curves_dir.relative_to("reports").with_suffix(".json")
+    else:
+        target = curves_dir.with_name(f"{curves_dir.name}.timings.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
 
 
 def train_runtime(run_dir: Path) -> float:

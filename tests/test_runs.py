@@ -75,3 +75,16 @@ def test_no_committed_result_holds_a_timing():
             timed += [f"{path}: {key}" for key in keys(json.loads((REPO / path).read_text()))
                       if is_timing(key.rsplit(".", 1)[-1]) or key.endswith(("_per_s", "seconds", "latency_ms"))]
     assert timed == []
+
+
+def test_timings_are_copied_beside_the_curves_outside_git(tmp_path, monkeypatch):
+    from distillery.runs import save_timings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / TIMINGS).write_text('{"20": {"train_runtime": 4.0}}')
+    save_timings(tmp_path / "run", "reports/training/kd/seed_0")
+    save_timings(tmp_path / "run", tmp_path / "curves/seed_1")
+    save_timings(tmp_path / "nothing", "reports/training/hard/seed_0")  # no timings logged: nothing written
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json") if "run" not in p.parts) == [
+        "curves/seed_1.timings.json", "reports/timings/training/kd/seed_0.json"]
