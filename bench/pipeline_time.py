@@ -28,6 +28,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 LOOP = ["dvc", "exp", "run", "-S", "kd.T=2"]  # the change a person tries first
+RESULTS = REPO / "bench/results/pipeline_time.json"
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -60,18 +61,25 @@ def copy_revision(rev: str, work: Path) -> Path:
     return git_repo(work)
 
 
-def stage_times(copies: dict[str, Path]) -> dict[str, dict[str, float]]:
+def save(result: dict) -> None:
+    """Write the raw results so far (after every timing: a run cut short keeps what it measured)."""
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def stage_times(copies: dict[str, Path], result: dict) -> dict[str, dict[str, float]]:
     """Each stage forced on its own (dvc.yaml order), the copies taking turns; then the everyday loop."""
     stages = list(yaml.safe_load((next(iter(copies.values())) / "dvc.yaml").read_text())["stages"])
     stages = [s for s in stages if s not in ("extra_teacher", "extra_teacher_logits")]  # foreach over {}: none
-    times: dict[str, dict[str, float]] = {name: {} for name in copies}
+    times: dict[str, dict[str, float]] = result.setdefault("seconds", {name: {} for name in copies})
     for stage in stages:
         for name, work in copies.items():
             times[name][stage] = timed(["dvc", "repro", "--force", "--single-item", "--no-run-cache", stage], work)
             print(f"{name} {stage}: {times[name][stage]:.1f} s", flush=True)
+            save(result)
     for name, work in copies.items():
         times[name][" ".join(LOOP)] = timed(LOOP, work)
         print(f"{name} {' '.join(LOOP)}: {times[name][' '.join(LOOP)]:.1f} s", flush=True)
+        save(result)
     return times
 
 
@@ -79,20 +87,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", help="a git revision to time side by side with the working tree, e.g. main")
     args = parser.parse_args()
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join(["python", "bench/pipeline_time.py", *sys.argv[1:]]),
+              "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the start"}
     with contextlib.ExitStack() as stack:
         copies = {}
         if args.base:
             copies[f"base ({args.base})"] = copy_revision(args.base, Path(stack.enter_context(tempfile.TemporaryDirectory())))
         copies["this tree"] = copy_worktree(Path(stack.enter_context(tempfile.TemporaryDirectory())))
-        times = stage_times(copies)
+        times = stage_times(copies, result)
         work = copies["this tree"]
         imports = {
             "import torch": timed([sys.executable, "-c", "import torch"], work),
             "from transformers import Trainer": timed([sys.executable, "-c", "from transformers import Trainer"], work),
         }
     names = list(times)
-    machine = f"{os.cpu_count()} CPUs ({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the end"
-    print(f"{machine}, python {sys.version.split()[0]}")
+    result["machine"] += f", {os.getloadavg()[0]:.1f} at the end"
+    print(f"{result['machine']}, python {sys.version.split()[0]}")
     print("| stage | " + " | ".join(f"{n} (s)" for n in names) + (" | ratio |" if len(names) == 2 else " |"))
     print("|---|" + "---|" * (len(names) + (len(names) == 2)))
     steps = list(times[names[-1]])
@@ -103,11 +114,8 @@ def main() -> None:
         print(f"| {row if row.startswith('**') else f'`{row}`'} | " + " | ".join(f"{v:.1f}" for v in values) + f"{ratio} |")
     for what, seconds in imports.items():
         print(f"| fresh process: `{what}` | {seconds:.1f} |")
-    out = REPO / "bench/results/pipeline_time.json"
-    out.write_text(json.dumps({"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine,
-                               "command": " ".join(["python", "bench/pipeline_time.py", *sys.argv[1:]]),
-                               "seconds": times, "imports": imports}, indent=2) + "\n")
-    print(f"wrote {out.relative_to(REPO)}")
+    save(result | {"imports": imports})
+    print(f"wrote {RESULTS.relative_to(REPO)}")
 
 
 if __name__ == "__main__":
