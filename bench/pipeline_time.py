@@ -1,23 +1,34 @@
-"""Wall time of each stage of `dvc repro` on the default params, in a fresh copy of the repo.
+"""Wall time of each stage of `dvc repro` on the default params, in a fresh copy of the repo, and of the
+everyday loop: `dvc exp run -S kd.T=2` after the full pipeline.
 
-Run: `make bench` (or `python bench/pipeline_time.py`). Also times a bare `import torch` and
-`from transformers import Trainer` in fresh processes, the fixed cost every torch stage pays.
+Run: `make bench` (or `python bench/pipeline_time.py`). `--base REV` also times a fresh copy of git revision
+REV, stage by stage interleaved with the working tree's (REV's stage, then ours, ...), so both see the same
+machine load: read the ratios. Also times a bare `import torch` and `from transformers import Trainer` in fresh
+processes, the fixed cost every stage that needs them pays. Raw results: bench/results/pipeline_time.json.
 """
 from __future__ import annotations
 
+import argparse
 import contextlib
+import io
+import json
 import os
+import platform
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+LOOP = ["dvc", "exp", "run", "-S", "kd.T=2"]  # the change a person tries first
+RESULTS = REPO / "bench/results/pipeline_time.json"
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -26,37 +37,85 @@ def timed(cmd: list[str], cwd: Path) -> float:
     return time.perf_counter() - start
 
 
-@contextlib.contextmanager
-def fresh_copy():
-    """A temporary git repo holding the tracked files of this one (no outputs, no cache)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        for name in subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split():
-            if (REPO / name).is_file():
-                (work / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(REPO / name, work / name)
-        for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "b"]):
-            subprocess.run(cmd, cwd=work, check=True)
-        yield work
+def git_repo(work: Path) -> Path:
+    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "-c", "user.name=b", "-c", "user.email=b@b",
+                                                              "commit", "-qm", "b"]):
+        subprocess.run(cmd, cwd=work, check=True)
+    return work
+
+
+def copy_worktree(work: Path) -> Path:
+    """The tracked files of this working tree (uncommitted edits included; no outputs, no cache)."""
+    for name in subprocess.run(["git", "ls-files"], cwd=REPO, capture_output=True, text=True).stdout.split():
+        if (REPO / name).is_file():
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, work / name)
+    return git_repo(work)
+
+
+def copy_revision(rev: str, work: Path) -> Path:
+    """The files of git revision ``rev`` (``git archive``)."""
+    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(work, filter="data")
+    return git_repo(work)
+
+
+def save(result: dict) -> None:
+    """Write the raw results so far (after every timing: a run cut short keeps what it measured)."""
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def stage_times(copies: dict[str, Path], result: dict) -> dict[str, dict[str, float]]:
+    """Each stage forced on its own (dvc.yaml order), the copies taking turns; then the everyday loop."""
+    stages = list(yaml.safe_load((next(iter(copies.values())) / "dvc.yaml").read_text())["stages"])
+    stages = [s for s in stages if s not in ("extra_teacher", "extra_teacher_logits")]  # foreach over {}: none
+    times: dict[str, dict[str, float]] = result.setdefault("seconds", {name: {} for name in copies})
+    for stage in stages:
+        for name, work in copies.items():
+            times[name][stage] = timed(["dvc", "repro", "--force", "--single-item", "--no-run-cache", stage], work)
+            print(f"{name} {stage}: {times[name][stage]:.1f} s", flush=True)
+            save(result)
+    for name, work in copies.items():
+        times[name][" ".join(LOOP)] = timed(LOOP, work)
+        print(f"{name} {' '.join(LOOP)}: {times[name][' '.join(LOOP)]:.1f} s", flush=True)
+        save(result)
+    return times
 
 
 def main() -> None:
-    with fresh_copy() as work:
-        stages = list(yaml.safe_load((work / "dvc.yaml").read_text())["stages"])
-        rows = [(s, timed(["dvc", "repro", "--force", "--single-item", "--no-run-cache", s], work)) for s in stages]
-        total = timed(["dvc", "repro", "--force", "--no-run-cache"], work)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", help="a git revision to time side by side with the working tree, e.g. main")
+    args = parser.parse_args()
+    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "command": " ".join(["python", "bench/pipeline_time.py", *sys.argv[1:]]),
+              "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the start"}
+    with contextlib.ExitStack() as stack:
+        copies = {}
+        if args.base:
+            copies[f"base ({args.base})"] = copy_revision(args.base, Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        copies["this tree"] = copy_worktree(Path(stack.enter_context(tempfile.TemporaryDirectory())))
+        times = stage_times(copies, result)
+        work = copies["this tree"]
         imports = {
             "import torch": timed([sys.executable, "-c", "import torch"], work),
             "from transformers import Trainer": timed([sys.executable, "-c", "from transformers import Trainer"], work),
         }
-    print(f"{os.cpu_count()} CPUs, python {sys.version.split()[0]}")
-    print("| stage | seconds |\n|---|---|")
-    for stage, seconds in rows:
-        print(f"| {stage} | {seconds:.1f} |")
-    print(f"| **sum of stages** | {sum(s for _, s in rows):.1f} |")
-    print(f"| **`dvc repro --force` (whole pipeline)** | {total:.1f} |")
+    names = list(times)
+    result["machine"] += f", {os.getloadavg()[0]:.1f} at the end"
+    print(f"{result['machine']}, python {sys.version.split()[0]}")
+    print("| stage | " + " | ".join(f"{n} (s)" for n in names) + (" | ratio |" if len(names) == 2 else " |"))
+    print("|---|" + "---|" * (len(names) + (len(names) == 2)))
+    steps = list(times[names[-1]])
+    rows = [*steps[:-1], "**sum of stages**", steps[-1]]
+    for row in rows:
+        values = [sum(t[s] for s in steps[:-1]) if row == "**sum of stages**" else t[row] for t in times.values()]
+        ratio = f" | {values[1] / values[0]:.2f}" if len(values) == 2 else ""
+        print(f"| {row if row.startswith('**') else f'`{row}`'} | " + " | ".join(f"{v:.1f}" for v in values) + f"{ratio} |")
     for what, seconds in imports.items():
         print(f"| fresh process: `{what}` | {seconds:.1f} |")
+    save(result | {"imports": imports})
+    print(f"wrote {RESULTS.relative_to(REPO)}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """What every stage script shares: run ``main``, turn bad input into a one-line error and exit 2."""
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from typing import Callable
@@ -37,6 +38,7 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True) -> None:
     from .errors import DistilleryError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    gc.freeze()  # the imports' objects: the full collection accelerate runs after every training run skips them
     try:
         if uses_torch:
             import torch

@@ -1,9 +1,11 @@
-"""``reports/report.md``: the page a person reads first, built from metrics.json, speed.json and params."""
+"""``reports/report.md``: the page a person reads first, built from metrics.json and params (timings: ``main``)."""
 from __future__ import annotations
 
+from .io import TIMINGS_ROOT
 from .methods import describe, get_method
 
 MODELS = ("teacher", "kd", "hard")
+SPEED_FILE = TIMINGS_ROOT / "speed.json"  # written by the evaluate stage
 # (key, title, digits or None for an integer, group)
 ROWS = [
     ("accuracy", "accuracy", 4, "Accuracy"),
@@ -439,12 +441,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
         "## Size and speed",
         size_speed_table(metrics, speed),
     ]
-    if speed is not None:
-        parts.append(
-            f"Timed on {speed['device']}: median of {speed['repeats']} passes after warm-up, teacher and student "
-            "taking turns in one process (student: the first distilled seed; distilled and hard students share the "
-            "architecture). Absolute times vary between runs and machines; compare the ratios."
-        )
+    parts.append(speed_note(speed))
     parts += int8_section(params, metrics, speed)
     available = set(plots)
     figures = [f"### {title}\n\n![{title}](plots/{name})" for name, title in PLOTS if name in available]
@@ -453,15 +450,30 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
     return "\n\n".join(parts) + "\n"
 
 
+def speed_note(speed: dict | None) -> str:
+    """How the speed rows were timed, or (``speed`` None: the committed page) where the timings are."""
+    if speed is None:
+        return (f"Latency and throughput are timed on every run of the evaluate stage into `{SPEED_FILE}`, which git "
+                "ignores since timings differ run to run; `make repro` (`python -m distillery.report`) prints them.")
+    return (f"Timed on {speed['device']}: median of {speed['repeats']} passes after warm-up, teacher and student "
+            "taking turns in one process (student: the first distilled seed; distilled and hard students share the "
+            "architecture). Absolute times vary between runs and machines; compare the ratios.")
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m distillery.report reports/metrics.json``: print the metrics table."""
+    """``python -m distillery.report reports/metrics.json``: print the metrics table, then the size and speed table
+    when this workspace's evaluate stage timed the models (``reports/timings/speed.json``)."""
     import json
     import sys
 
     args = sys.argv[1:] if argv is None else argv
     path = args[0] if args else "reports/metrics.json"
     with open(path) as f:
-        print(metrics_table(json.load(f)))
+        metrics = json.load(f)
+    print(metrics_table(metrics))
+    if SPEED_FILE.exists():
+        speed = json.loads(SPEED_FILE.read_text())
+        print(f"\n{size_speed_table(metrics, speed)}\n\n{speed_note(speed)}")
 
 
 if __name__ == "__main__":

@@ -20,9 +20,8 @@ from .methods import HARD, Method
 from .models import build_model
 from .omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from .prepared import Prepared
-from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, fingerprint, seeded, train_once
+from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, fingerprint, save_timings, seeded, train_once, train_runtime
 from .text_models import build_text_model, copy_teacher_layers, text_tokenizer
-from .training import Distillee, TensorDictDataset, check_precision
 
 TEACHER_DIR = Path("models/teacher")
 TEACHERS_LOGITS = Path("data/teachers")  # teachers.<name>: data/teachers/<name>/<split>.parquet
@@ -99,9 +98,11 @@ def train_students(
     teacher_dir: Path = TEACHER_DIR,
     teachers_logits_root: Path = TEACHERS_LOGITS,
     transfer: tuple | None = None,
-) -> None:
-    """Train one student per ``train.seeds`` with ``method`` and save them under ``out_dir/seed_<s>/``
-    (atomically, all or none); DVCLive curves under ``live_root/seed_<s>/`` when given.
+) -> float:
+    """Train one student per ``train.seeds`` with ``method``, save them under ``out_dir/seed_<s>/``
+    (atomically, all or none) and return the Trainer's training time summed over seeds and generations (``nan`` when
+    unknown: a seed finished before an interruption); DVCLive curves under ``live_root/seed_<s>/`` when given (their
+    timings under ``reports/timings/``, ``runs.save_timings``).
 
     Each seed trains in its own checkpoint directory (see ``train_once``), so a run killed in the
     middle resumes the interrupted seed and skips the seeds it had finished. The method is checked
@@ -121,6 +122,8 @@ def train_students(
 
     With several processes (``compute.processes``) every process trains and only the main one writes the outputs.
     """
+    from .training import Distillee, TensorDictDataset, check_precision  # the Trainer: not for evaluate's imports
+
     check_precision(params["train"]["precision"], "train.precision")
     hp = method.hyperparams(params["kd"]) if method is not HARD else {}
     spec = params["student"]["model"]
@@ -213,9 +216,12 @@ def train_students(
             for seed, run_dirs in runs.items():
                 for k, run_dir in enumerate(run_dirs, 1):
                     shutil.copytree(run_dir / CURVES, place(tmp, seed, k))
+                    save_timings(run_dir, place(live_root, seed, k))
+    seconds = sum(train_runtime(run_dir) for run_dirs in runs.values() for run_dir in run_dirs)
     for run_dirs in runs.values():
         for run_dir in run_dirs:
             shutil.rmtree(run_dir)
+    return seconds
 
 
 def _seeded_before(make_model, init_seed: int):

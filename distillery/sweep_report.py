@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import subprocess
 from pathlib import Path
 
@@ -22,11 +23,11 @@ import numpy as np
 import pandas as pd
 
 from .errors import DistilleryError
+from .io import DISTILL_SECONDS_LINE
 
 METRICS_FILE = "reports/metrics.json"
 PARAMS_FILE = "params.yaml"
 ALWAYS = ("kd.method", "kd.T", "kd.alpha")
-CURVES_ROOT = "reports/training/kd"  # committed (cache: false), so an experiment's commit holds its timings
 REPORT = Path("reports/sweep.md")
 PLOTS = Path("reports/sweep")
 
@@ -102,20 +103,13 @@ def sweep_table(frame: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def distill_seconds(rev: str) -> float | None:
-    """The distilled students' training time in an experiment (``train.runtime`` summed over seeds, from the
-    DVCLive files its commit holds), or None when they are not there."""
-    listing = subprocess.run(["git", "ls-tree", "-d", "--name-only", f"{rev}:{CURVES_ROOT}"], capture_output=True,
-                             text=True)
-    seeds = [name for name in listing.stdout.split() if name.startswith("seed_")]
-    total = 0.0
-    for seed in seeds:
-        shown = subprocess.run(["git", "show", f"{rev}:{CURVES_ROOT}/{seed}/metrics.json"], capture_output=True,
-                               text=True)
-        if shown.returncode != 0:
-            return None
-        total += json.loads(shown.stdout).get("train", {}).get("runtime", math.nan)
-    return total if seeds and math.isfinite(total) else None
+def distill_seconds(name: str) -> float | None:
+    """The distilled students' training time in experiment ``name`` (the Trainer's ``train_runtime`` summed over
+    seeds, as its distill stage printed it in ``dvc queue logs NAME``), or None when its log does not hold it.
+    Timings are kept out of every committed file (README, "Where timings go"), so an experiment's commit has none."""
+    log = subprocess.run(["dvc", "queue", "logs", name], capture_output=True, text=True).stdout
+    found = re.findall(rf"^{re.escape(DISTILL_SECONDS_LINE)}([0-9.]+|nan) s$", log, flags=re.MULTILINE)
+    return float(found[-1]) if found and found[-1] != "nan" else None
 
 
 def methods_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
@@ -307,7 +301,7 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
         parts += [f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
                   "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), ""]
     if frame is not None and frame["param:kd.method"].nunique() > 1:
-        seconds = {r["name"]: distill_seconds(r["rev"]) for _, r in frame.iterrows()}
+        seconds = {r["name"]: distill_seconds(r["name"]) for _, r in frame.iterrows()}
         methods_plot(frame, plots / "methods.png")
         parts += ["## Methods", "",
                   "Each method with its default params unless the table says otherwise; the gap to the hard-label "

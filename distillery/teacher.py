@@ -12,9 +12,8 @@ from .errors import DistilleryError
 from .io import atomic_dir
 from .models import build_model, check_safetensors, load_model
 from .prepared import Prepared
-from .runs import CHECKPOINT_ROOT, CURVES, fingerprint, seeded, train_once
+from .runs import CHECKPOINT_ROOT, CURVES, fingerprint, save_timings, seeded, train_once
 from .text_models import build_text_model, check_label_count, saved_tokenizer
-from .training import TensorDictDataset, check_precision, collate
 
 REFERENCE_FILE = "teacher.json"
 
@@ -89,6 +88,8 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         return
+    from .training import TensorDictDataset, check_precision, collate  # the Trainer: not for the stages that load a teacher
+
     check_precision(tp["train"]["precision"], f"{where}.train.precision")
     train, val = prepared.splits["train"], prepared.splits["validation"]
     run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(tp, train.ids, train.labels, val.ids, live_dir is not None)
@@ -123,6 +124,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
     if live_dir is not None:
         with atomic_dir(live_dir) as tmp:
             shutil.copytree(run_dir / CURVES, tmp, dirs_exist_ok=True)
+        save_timings(run_dir, live_dir)
     shutil.rmtree(run_dir)
 
 

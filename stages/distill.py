@@ -3,6 +3,7 @@ whatever else the method declares it needs), on the labelled rows and the transf
 from pathlib import Path
 
 from distillery.cli import run_stage
+from distillery.io import DISTILL_SECONDS_LINE
 from distillery.methods import get_method
 from distillery.params import load_params
 from distillery.prepared import load_prepared
@@ -15,9 +16,10 @@ def main() -> None:
     prepared = load_prepared(Path("data/prepared"))
     method = get_method(params["kd"]["method"])
     T = target_temperature(method.hyperparams(params["kd"]))  # top-k logits are rebuilt for the method's T
-    train_students(method, params, prepared, Path("models/students/kd"),
-                   live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"),
-                   transfer=load_scored(prepared, T=T) if enabled(params["data"]["transfer"]) else None)
+    seconds = train_students(method, params, prepared, Path("models/students/kd"),
+                             live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"),
+                             transfer=load_scored(prepared, T=T) if enabled(params["data"]["transfer"]) else None)
+    print(f"{DISTILL_SECONDS_LINE}{seconds:.2f} s")
 
 
 if __name__ == "__main__":

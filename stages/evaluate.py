@@ -1,11 +1,12 @@
-"""evaluate: teacher, KD and hard students on validation and test -> reports/metrics.json (deterministic),
-reports/speed.json (timings, which vary run to run) and per-example files under reports/eval."""
+"""evaluate: teacher, KD and hard students on validation and test -> reports/metrics.json and reports/headline.json
+(deterministic), per-example files under reports/eval, and reports/timings/speed.json (timings: they vary run to run,
+so git ignores them)."""
 from pathlib import Path
 
 from distillery.cli import run_stage
 from distillery.prepared import load_prepared
-from distillery.evaluation import evaluate
-from distillery.io import atomic_dir, write_json, write_logits
+from distillery.evaluation import evaluate, headline
+from distillery.io import TIMINGS_ROOT, atomic_dir, write_json, write_logits
 from distillery.models import load_model
 from distillery.text_models import saved_tokenizer
 from distillery.params import load_params
@@ -28,6 +29,7 @@ def main() -> None:
         for name, logits in result.test_logits.items():
             write_logits(out / "logits" / f"{name}.parquet", test_ids, logits)
     write_json(Path("reports/metrics.json"), result.metrics)
+    write_json(Path("reports/headline.json"), headline(result.metrics))
 
     ev = params["evaluate"]
     student_dir = seed_dir(students["kd"], seeds_in(students["kd"])[0])
@@ -41,7 +43,7 @@ def main() -> None:
     if params["student"]["quantize"] == "int8":
         speed["int8"] = int8_speed(models["student"], inputs, ev["batch_size"], ev["timing_repeats"],
                                    ev["timing_warmup"], tokenizers and tokenizers["student"])
-    write_json(Path("reports/speed.json"), speed)
+    write_json(TIMINGS_ROOT / "speed.json", speed)
     print(metrics_table(result.metrics, params["kd"]["method"]))
     warning = teacher_warning(result.metrics)
     if warning:

@@ -49,11 +49,10 @@ def main() -> None:
                       tuple(dict.fromkeys(("ce", *method.terms))), OUT / "training.png", method.name)
 
     metrics = json.loads(Path("reports/metrics.json").read_text())
-    speed = json.loads(Path("reports/speed.json").read_text())
     pngs = sorted(p.name for p in OUT.glob("*.png"))
     summary = TRANSFER_LOGITS / SUMMARY_FILE
     transfer = json.loads(summary.read_text()) if enabled(params["data"]["transfer"]) and summary.exists() else None
-    write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, speed, pngs, transfer))
+    write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, None, pngs, transfer))
     print(f"wrote {pngs} to {OUT} and reports/report.md")
 
 

@@ -1,5 +1,6 @@
-"""teacher_logits: the teacher's raw logits for every split, keyed by id, computed once (examples/s measured);
-only the top k per row and the rest's mass with teacher.logits_top_k.
+"""teacher_logits: the teacher's raw logits for every split, keyed by id, computed once (examples/s measured, into
+reports/timings/teacher_logits.json: git-ignored, as timings differ run to run); only the top k per row and the
+rest's mass with teacher.logits_top_k.
 
 ``--name NAME`` scores ``teachers.NAME`` instead, into ``data/teachers/NAME``.
 """
@@ -10,7 +11,7 @@ from pathlib import Path
 from distillery.cli import run_stage
 from distillery.distributed import is_main
 from distillery.inference import split_logits_across_processes
-from distillery.io import atomic_dir, write_json, write_logits
+from distillery.io import TIMINGS_ROOT, atomic_dir, write_json, write_logits
 from distillery.logits_top_k import check_top_k
 from distillery.params import load_params
 from distillery.prepared import SPLITS, load_prepared
@@ -44,7 +45,7 @@ def main(name: str | None) -> None:
                   f"({len(split.ids) / seconds[split_name]:,.0f} "
                   f"examples/s), teacher accuracy {(split_logits.argmax(1) == split.labels).mean():.4f}")
     if name is None:
-        write_json(Path("reports/teacher_logits.json"), throughput)
+        write_json(TIMINGS_ROOT / "teacher_logits.json", throughput)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The evaluation's comparison, the speed measurement, every plot and reports/report.md, on synthetic logits."""
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -203,3 +204,23 @@ def test_setting_table_records_the_feature_scaling(synthetic, digits):
     table = {**digits.meta, "kind": "table", "feature_columns": ["size", "colour"],
              "features": ["size", "colour_blue", "colour_red"], "input_shape": [3]}
     assert "; 3 features from the columns ['size', 'colour'] |" in setting_table(params, table, metrics)
+
+
+def test_report_cli_prints_speed_only_when_this_workspace_timed_it(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from distillery import report
+
+    from .conftest import REPO
+
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "reports/metrics.json", tmp_path / "metrics.json")
+    report.main(["metrics.json"])
+    assert "latency" not in capsys.readouterr().out
+    report.SPEED_FILE.parent.mkdir(parents=True)
+    report.SPEED_FILE.write_text(json.dumps({
+        "device": "cpu", "batch_size": 512, "repeats": 30, "teacher": {"latency_ms": 0.4, "throughput_per_s": 1e5},
+        "student": {"latency_ms": 0.1, "throughput_per_s": 8e5}, "speedup_latency": 4.0, "speedup_throughput": 8.0}))
+    report.main(["metrics.json"])
+    out = capsys.readouterr().out
+    assert "| latency, batch 1 (ms) | 0.400 | 0.100 | 4.0× faster |" in out and "Timed on cpu" in out

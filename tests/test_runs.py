@@ -1,9 +1,13 @@
-"""The run lifecycle: which checkpoint is used after a crash, and how DVCLive curves are cut back to it."""
+"""The run lifecycle: which checkpoint is used after a crash, how DVCLive curves are cut back to it, and
+timings kept out of the curves."""
 import json
+import subprocess
 
 import pandas as pd
 
-from distillery.runs import last_complete_checkpoint, truncate_curves
+from distillery.runs import CURVES, TIMINGS, is_timing, last_complete_checkpoint, live_callback, truncate_curves
+
+from .conftest import REPO
 
 
 def checkpoint(root, step, state=True, broken=False):
@@ -31,3 +35,56 @@ def test_curves_are_cut_back_to_the_resumed_step(tmp_path):
     truncate_curves(tmp_path, 20)
     assert pd.read_csv(metrics / "loss.tsv", sep="\t").to_dict("list") == {"step": [10, 20], "loss": [3.0, 2.0]}
     assert pd.read_csv(metrics / "eval/accuracy.tsv", sep="\t").to_dict("list") == {"step": [20], "accuracy": [0.5]}
+
+
+def test_timings_go_to_their_own_file_and_not_into_the_curves(tmp_path):
+    from transformers import TrainerControl, TrainerState
+
+    callback = live_callback(tmp_path, resume_step=None)
+    callback._initialized = True  # skip logging the TrainingArguments: none here
+    state, control = TrainerState(), TrainerControl()
+    for step, logs in [(10, {"loss": 2.0}), (20, {"eval_loss": 1.5, "eval_runtime": 0.3, "eval_samples_per_second": 9.0}),
+                       (20, {"train_runtime": 4.0, "train_steps_per_second": 5.0, "train_loss": 1.8})]:
+        state.global_step = step
+        callback.on_log(None, state, control, logs=logs)
+    callback.on_train_end(None, state, control)
+    curves = tmp_path / CURVES
+    assert json.loads((curves / "metrics.json").read_text()) == {"loss": 2.0, "step": 20, "eval": {"loss": 1.5},
+                                                                 "train": {"loss": 1.8}}
+    assert sorted(p.relative_to(curves / "plots/metrics").as_posix() for p in curves.rglob("*.tsv")) == [
+        "eval/loss.tsv", "loss.tsv", "train/loss.tsv"]
+    assert json.loads((tmp_path / TIMINGS).read_text()) == {
+        "20": {"eval_runtime": 0.3, "eval_samples_per_second": 9.0, "train_runtime": 4.0, "train_steps_per_second": 5.0}}
+
+
+def test_no_committed_result_holds_a_timing():
+    """Timings differ run to run: in a committed output they would show as modified after every `make repro`."""
+    tracked = subprocess.run(["git", "ls-files", "reports", "dvc.lock"], cwd=REPO, capture_output=True, text=True,
+                             check=True).stdout.split()
+    assert "reports/metrics.json" in tracked and not any(path.startswith("reports/timings/") for path in tracked)
+
+    def keys(value, prefix=""):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                yield from keys(inner, f"{prefix}{key}.")
+        yield prefix.rstrip(".")
+
+    timed = [path for path in tracked if is_timing(path.rsplit("/", 1)[-1].removesuffix(".tsv"))]
+    for path in tracked:
+        if path.endswith(".json"):
+            timed += [f"{path}: {key}" for key in keys(json.loads((REPO / path).read_text()))
+                      if is_timing(key.rsplit(".", 1)[-1]) or key.endswith(("_per_s", "seconds", "latency_ms"))]
+    assert timed == []
+
+
+def test_timings_are_copied_beside_the_curves_outside_git(tmp_path, monkeypatch):
+    from distillery.runs import save_timings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / TIMINGS).write_text('{"20": {"train_runtime": 4.0}}')
+    save_timings(tmp_path / "run", "reports/training/kd/seed_0")
+    save_timings(tmp_path / "run", tmp_path / "curves/seed_1")
+    save_timings(tmp_path / "nothing", "reports/training/hard/seed_0")  # no timings logged: nothing written
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json") if "run" not in p.parts) == [
+        "curves/seed_1.timings.json", "reports/timings/training/kd/seed_0.json"]

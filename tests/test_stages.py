@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import runpy
+import subprocess
 import sys
 
 import numpy as np
@@ -126,3 +127,17 @@ def test_top_k_not_below_the_classes_stops_teacher_logits_before_the_teacher(dis
     assert err == ("error: teacher.logits_top_k = 10: must be between 1 and 9 (the data has 10 classes; null stores "
                    "every logit)\n")
     assert files_under(distill_dir) == before
+
+
+@pytest.mark.parametrize("stage, absent", [
+    ("prepare", ("transformers", "datasets", "torchao")),
+    ("transfer", ("transformers", "datasets", "torchao")),
+    ("plots", ("transformers", "datasets", "torchao")),
+    ("evaluate", ("transformers.trainer", "datasets")),  # loads PreTrainedModels, trains none
+])
+def test_stage_imports_only_what_the_default_uses(stage, absent):
+    """A stage's imports are paid on every run: ~10 s of transformers for stages that never train or tokenize."""
+    code = (f"import runpy, sys; runpy.run_path('stages/{stage}.py', run_name='imported'); "
+            f"print(sorted(m for m in {absent!r} if m in sys.modules))")
+    result = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]", result.stdout

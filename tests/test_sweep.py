@@ -214,7 +214,7 @@ def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp
     shown = _shown([("e1", 4, 0.5, 0.80, 0.75, None), ("e2", 4, 0.5, 0.78, 0.75, None),
                     ("e3", 4, 0.5, 0.70, 0.75, None)], method={"e1": "kd", "e2": "dkd", "e3": "fitnet"})
     monkeypatch.setattr(sweep_report, "exp_show", lambda rev: shown)
-    monkeypatch.setattr(sweep_report, "distill_seconds", {"e1-sha": 10.0, "e2-sha": 11.0, "e3-sha": 25.0}.get)
+    monkeypatch.setattr(sweep_report, "distill_seconds", {"e1": 10.0, "e2": 11.0, "e3": 25.0}.get)
     frame = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
     assert list(frame["param:kd.method"]) == ["dkd", "fitnet", "kd"]
     text = (tmp_path / "sweep.md").read_text()
@@ -224,6 +224,26 @@ def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp
     assert methods[1][-1] == "2.50×" and methods[2][-1] == "1.00×"
     assert "![methods](sweep/methods.png)" in text and "metrics_vs_T" not in text  # T did not vary
     assert (tmp_path / "sweep" / "methods.png").stat().st_size > 10_000
+
+
+def test_distill_seconds_come_from_the_experiment_queue_log(monkeypatch):
+    import subprocess
+    from types import SimpleNamespace
+
+    from distillery import sweep_report
+
+    logs = {"a": "Running stage 'distill':\n{'train_runtime': '1.0'}\ndistill: the students trained in 12.50 s\n",
+            "b": "Running stage 'distill':\nerror: kd.T = 0: must be > 0\n",
+            "c": "distill: the students trained in nan s\n"}
+    commands = []
+
+    def fake_run(cmd, **kwargs):
+        commands.append(cmd)
+        return SimpleNamespace(stdout=logs[cmd[-1]], returncode=0)
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    assert [sweep_report.distill_seconds(n) for n in "abc"] == [12.5, None, None]
+    assert commands[0] == ["dvc", "queue", "logs", "a"]
 
 
 def test_wait_stops_when_an_experiment_left_the_idle_queue(monkeypatch):

@@ -35,11 +35,11 @@ def test_text_repro_writes_metrics_report_and_throughput(repo):
     report = (repo / "reports/report.md").read_text()
     assert "Scored on the source's validation split (its test labels are hidden)" in report
     assert "](plots/reliability.png)" in report and "examples.png" not in report
-    throughput = json.loads((repo / "reports/teacher_logits.json").read_text())
+    throughput = json.loads((repo / "reports/timings/teacher_logits.json").read_text())
     assert throughput["train"]["examples"] == 80 and throughput["train"]["examples_per_s"] > 0
     assert (repo / "models/teacher/tokenizer.json").exists()
     assert (repo / "models/students/kd/seed_1/tokenizer.json").exists()
-    speed = json.loads((repo / "reports/speed.json").read_text())
+    speed = json.loads((repo / "reports/timings/speed.json").read_text())
     assert speed["teacher"]["latency_ms"] > 0 and speed["student"]["throughput_per_s"] > 0
 
 

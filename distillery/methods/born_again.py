@@ -10,7 +10,6 @@ from __future__ import annotations
 import torch
 
 from ..losses import LossTerms
-from ..models import ARCH_OPTIONS
 from ..schema import INT, Field
 from .base import Method
 from .kd import kd_terms
@@ -42,6 +41,8 @@ def _check_params(params):
     if student["init_from_teacher_layers"]:
         return ("each generation starts from its own initialisation: leave student.model.init_from_teacher_layers "
                 "unset")
+    from ..models import ARCH_OPTIONS  # models imports transformers: only when a born_again run is checked
+
     keys = ("arch", *ARCH_OPTIONS.get(teacher["arch"], TEXT_OPTIONS))  # what builds the teacher's architecture
     differ = [f"student.model.{k} {student[k]!r} vs teacher.model.{k} {teacher[k]!r}"
               for k in keys if student[k] != teacher[k]]
