@@ -55,6 +55,10 @@ bench: setup
 	python bench/trainer_overhead.py
 	python bench/threads_under_load.py
 	python bench/text_step_threads.py
+	python bench/caching.py
+	python bench/live_teacher.py
+	python bench/teacher_throughput.py
+	python bench/trainer_step_minilm.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized

@@ -95,7 +95,8 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         seeded(tp["seed"])
         model, tokenizer = build_text_model(tp["model"], prepared.label_names, f"{where}.model",
                                             tp["trust_remote_code"])
-        data = {name: training_columns(tokenize(prepared.splits[name].dataset, tokenizer, f"teacher-{name}"))
+        data = {name: training_columns(tokenize(prepared.splits[name].dataset, tokenizer, f"teacher-{name}"),
+                                       by_length=name == "validation")
                 for name in ("train", "validation")}
         inputs = dict(make_model=lambda: model, tokenizer=tokenizer, data_collator=text_collator(tokenizer))
     else:
