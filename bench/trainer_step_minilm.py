@@ -94,6 +94,27 @@ def plain_loop(model, data, collator, tp: dict, steps: int) -> list[float]:
     return list(np.diff(starts))
 
 
+def profile(make_model, tokenizer, tp: dict, steps: int) -> None:
+    """cProfile of the plain loop and of the Trainer path (no evaluation or checkpoint), top functions by own time."""
+    import cProfile
+    import pstats
+
+    tp = {**tp, "eval_steps": 10 * steps}
+    with tempfile.TemporaryDirectory() as tmp:
+        train = training_columns(tokenize(sst2_data.sentences(steps * tp["batch_size"] + 64), tokenizer, "bench-step",
+                                          Path(tmp)))
+        val = train.select(range(64))
+        runs = {"plain": lambda: plain_loop(make_model()[0], train, text_collator(tokenizer), tp, steps),
+                "trainer": lambda: train_model(make_model()[0], train, val, tp, seed=0, checkpoint_dir=Path(tmp) / "t",
+                                               callbacks=[live_callback(Path(tmp) / "live", None)], tokenizer=tokenizer,
+                                               data_collator=text_collator(tokenizer))}
+        for name, run in runs.items():
+            profiler = cProfile.Profile()
+            profiler.runcall(run)
+            print(f"--- {name}: {steps} steps")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(12)
+
+
 def summary(times: list[list[float]], lengths: list[int], eval_at: int | None = None) -> dict:
     """Median and mean step over the runs, leaving out each run's first step (warm-up) and, with ``eval_at``, the
     interval holding the evaluation and checkpoint after step ``eval_at`` and the last (the end of training);
@@ -112,6 +133,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--eval-rows", type=int, default=1010, help="the preset's validation: 1.5 %% of SST-2 train")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead: cProfile each path over --steps steps without evaluation; print the top functions")
     args = parser.parse_args()
     params = sst2_data.preset()
     tp = {**params["teacher"]["train"], "max_steps": args.steps, "eval_steps": args.steps // 2}
@@ -127,6 +150,8 @@ def main() -> None:
     paths = {"plain": None, "trainer_eval_in_order": False, "trainer": True}  # Trainer: eval rows by length?
     times = {k: [] for k in paths}
     lengths = {k: PaddedLengths(text_collator(tokenizer), tp["batch_size"]) for k in paths}
+    if args.profile:
+        return profile(make_model, tokenizer, tp, args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         tokenized = tokenize(sst2_data.sentences(n_train + args.eval_rows), tokenizer, "bench-step", Path(tmp))
         train = training_columns(tokenized.select(range(n_train)))
