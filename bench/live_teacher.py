@@ -6,7 +6,8 @@ checkpoints every 500, 1 thread). SST-2 (`sst2-minilm` preset: MiniLM-L6 teacher
 a short budget (`--text-steps`, default 100 steps of 32 sentences, no evaluation or checkpoints), on that many
 batches of a fixed random subset of SST-2 train. The live teacher is plain KD declared with `needs` live_teacher
 (the path fitnet/at/rkd/sp/tinybert take); its stored logits are the same teacher's, so both KD runs train the
-same student. The three runs alternate and repeat; medians. Writes bench/results/live_teacher.json.
+same student. The three runs alternate and repeat; medians. Writes bench/results/live_teacher.json
+(`--skip-text`: live_teacher_digits.json).
 
 Run: `python bench/live_teacher.py [--repeats 3] [--text-steps 100] [--text-repeats 3]`
 """
@@ -116,14 +117,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--text-steps", type=int, default=100)
     parser.add_argument("--text-repeats", type=int, default=None, help="SST-2's repeats (default: --repeats)")
-    parser.add_argument("--skip-text", action="store_true", help="digits only (no ../shared/data or MiniLM needed)")
+    parser.add_argument("--skip-text", action="store_true",
+                        help="digits only (no ../shared/data or MiniLM needed), into live_teacher_digits.json")
     args = parser.parse_args()
     torch.set_flush_denormal(True)  # as every stage does (distillery.cli)
     cases = [digits_case(args.repeats)]
     if not args.skip_text:
         cases.append(sst2_case(args.text_repeats or args.repeats, args.text_steps))
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "torch": torch.__version__,
+    out = RESULTS.with_name("live_teacher_digits.json") if args.skip_text else RESULTS
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps({"date": time.strftime("%Y-%m-%d"), "cpus": os.cpu_count(), "torch": torch.__version__,
                                    "cases": cases}, indent=2) + "\n")
     print(f"{os.cpu_count()} CPUs, torch {torch.__version__}; medians of alternating runs")
     print("| case | steps × batch | threads | runs | hard s | KD stored s | KD live s | stored / hard | live / stored |")
