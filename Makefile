@@ -73,6 +73,10 @@ bench: setup
 	python bench/text_step_threads.py
 	python bench/remote_pull.py
 	python bench/processes.py --preset digits-mlp --steps 1500
+	python bench/caching.py
+	python bench/live_teacher.py
+	python bench/teacher_throughput.py
+	python bench/trainer_step_minilm.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized

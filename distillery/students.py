@@ -172,7 +172,7 @@ def train_students(
         from .tokenization import tokenize, training_columns
 
         return {key: training_columns(tokenize(prepared.splits[name].dataset, text["tokenizer"], f"student-{name}"),
-                                      targets[name])
+                                      targets[name], by_length=key == "eval_data")
                 for key, name in (("train_data", "train"), ("eval_data", "validation"))}
 
     first_data = datasets(logits)

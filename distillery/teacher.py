@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from .runs import CHECKPOINT_ROOT, CURVES, fingerprint, save_timings, seeded, tr
 from .text_models import build_text_model, check_label_count, saved_tokenizer
 
 REFERENCE_FILE = "teacher.json"
+COUNT_FORWARDS = "DISTILLERY_COUNT_FORWARDS"  # env: a file every loaded teacher appends its forward passes to
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,8 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         seeded(tp["seed"])
         model, tokenizer = build_text_model(tp["model"], prepared.label_names, f"{where}.model",
                                             tp["trust_remote_code"])
-        data = {name: training_columns(tokenize(prepared.splits[name].dataset, tokenizer, f"teacher-{name}"))
+        data = {name: training_columns(tokenize(prepared.splits[name].dataset, tokenizer, f"teacher-{name}"),
+                                       by_length=name == "validation")
                 for name in ("train", "validation")}
         inputs = dict(make_model=lambda: model, tokenizer=tokenizer, data_collator=text_collator(tokenizer))
     else:
@@ -136,12 +140,29 @@ def text_collator(tokenizer):
 
 
 def load_teacher_and_tokenizer(path: Path):
-    """The teacher and its tokenizer (None for array models) from ``models/teacher``."""
+    """The teacher and its tokenizer (None for array models) from ``models/teacher``; with the environment
+    variable ``DISTILLERY_COUNT_FORWARDS`` set, its forward passes are logged to that file (``count_forwards``)."""
     path = Path(path)
     reference = path / REFERENCE_FILE
     if reference.exists():
         info = json.loads(reference.read_text())
         target, trust = info["checkpoint"], info["trust_remote_code"]
         tokenizer = saved_tokenizer(target, trust) if Path(target).is_dir() else None
-        return load_model(target, trust_remote_code=trust), tokenizer
-    return load_model(path), saved_tokenizer(path)
+        model = load_model(target, trust_remote_code=trust)
+    else:
+        model, tokenizer = load_model(path), saved_tokenizer(path)
+    if os.environ.get(COUNT_FORWARDS):
+        count_forwards(model, Path(os.environ[COUNT_FORWARDS]))
+    return model, tokenizer
+
+
+def count_forwards(model, log: Path) -> None:
+    """Append a line ``<script name>\t<rows>`` to ``log`` on every forward pass of ``model`` (how benchmarks
+    count the teacher's passes: set ``DISTILLERY_COUNT_FORWARDS`` to the file)."""
+    script = Path(sys.argv[0]).stem
+
+    def hook(module, args, kwargs, output):
+        with open(log, "a") as f:
+            f.write(f"{script}\t{len(output.logits)}\n")
+
+    model.register_forward_hook(hook, with_kwargs=True)

@@ -51,9 +51,15 @@ def tokenize(dataset, tokenizer, name: str, cache_root: Path = TOKENIZED_ROOT):
     return out.rename_column("label", "labels")
 
 
-def training_columns(tokenized, teacher_logits: np.ndarray | None = None):
-    """The columns a model trains on (its inputs and ``labels``), plus ``teacher_logits`` when given (row order)."""
+def training_columns(tokenized, teacher_logits: np.ndarray | None = None, by_length: bool = False):
+    """The columns a model trains on (its inputs and ``labels``), plus ``teacher_logits`` when given (row order).
+
+    ``by_length``: the rows sorted by token count, for evaluation, whose batches are each padded to their longest row
+    (SST-2 in batches of 256: 3.9 times the real tokens in random order, 1.6 times sorted); metrics ignore the order.
+    """
     out = tokenized.remove_columns(["id"])
     if teacher_logits is not None:
         out = out.add_column("teacher_logits", [row for row in teacher_logits.astype(np.float32)])
+    if by_length:
+        out = out.select(np.argsort([len(ids) for ids in out["input_ids"]], kind="stable"))
     return out

