@@ -6,8 +6,6 @@ the teacher's on-the-fly jitter (``teacher.train.jitter``: every training batch 
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import numpy as np
 import torch
 
@@ -33,13 +31,26 @@ def jitter_batch(images: torch.Tensor, pixels: int) -> torch.Tensor:
                         for i in range(n)])
 
 
-def jittering(collate: Callable, pixels: int) -> Callable:
-    """``collate`` followed by ``jitter_batch`` of the batch's ``features``."""
-    def collate_and_jitter(rows):
-        batch = dict(collate(rows))
-        batch["features"] = jitter_batch(batch["features"], pixels)
+class Jittered(torch.utils.data.Dataset):
+    """A training dataset whose batches' ``features`` are shifted by ``jitter_batch``; the rest passes unchanged.
+
+    Jitter lives in the training dataset, not in the collator, which the Trainer also uses for evaluation."""
+
+    def __init__(self, dataset, pixels: int):
+        self.dataset, self.pixels = dataset, pixels
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index) -> dict:
+        row = dict(self.dataset[index])
+        row["features"] = jitter_batch(row["features"][None], self.pixels)[0]
+        return row
+
+    def __getitems__(self, indices: list[int]) -> dict:
+        batch = dict(self.dataset.__getitems__(indices))
+        batch["features"] = jitter_batch(batch["features"], self.pixels)
         return batch
-    return collate_and_jitter
 
 
 def check_jitter(pixels: int, input_shape: list[int], where: str) -> None:

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .augment import check_jitter, jittering
+from .augment import Jittered, check_jitter
 from .distributed import is_main
 from .errors import DistilleryError
 from .io import atomic_dir
@@ -91,7 +91,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
         return
-    from .training import TensorDictDataset, check_precision, collate  # the Trainer: not for the stages that load a teacher
+    from .training import TensorDictDataset, check_precision  # the Trainer: not for the stages that load a teacher
 
     check_precision(tp["train"]["precision"], f"{where}.train.precision")
     train, val = prepared.splits["train"], prepared.splits["validation"]
@@ -109,8 +109,9 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
     else:
         check_jitter(tp["train"]["jitter"], prepared.input_shape, f"{where}.train")
         data = {"train": TensorDictDataset.from_split(train), "validation": TensorDictDataset.from_split(val)}
-        inputs = dict(make_model=lambda: build_model(tp["model"], prepared.input_shape, prepared.label_names),
-                      data_collator=jittering(collate, tp["train"]["jitter"]) if tp["train"]["jitter"] else collate)
+        if tp["train"]["jitter"]:  # training batches only: validation (early stopping) sees the images as they are
+            data["train"] = Jittered(data["train"], tp["train"]["jitter"])
+        inputs = dict(make_model=lambda: build_model(tp["model"], prepared.input_shape, prepared.label_names))
     finished = train_once(
         run_dir,
         seed=tp["seed"],

@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from distillery.augment import check_jitter, jitter_batch, jittering, shift_image
+from distillery.augment import Jittered, check_jitter, jitter_batch, shift_image
 from distillery.errors import DistilleryError
 from distillery.models import load_model
 from distillery.teacher import build_teacher
-from distillery.training import collate
+from distillery.training import TensorDictDataset, collate
 
 from .conftest import make_params
 
@@ -46,13 +46,35 @@ def test_jitter_batch_follows_the_torch_seed():
     assert not torch.equal(a, jitter_batch(images, 1))
 
 
-def test_jittering_collates_then_shifts_only_the_features():
-    rows = [{"features": torch.ones(4, 4), "labels": torch.tensor(i)} for i in range(8)]
+def test_jittered_dataset_shifts_only_the_features_of_its_batches_and_rows():
+    data = Jittered(TensorDictDataset(features=torch.ones(8, 4, 4), labels=torch.arange(8)), 1)
     torch.manual_seed(0)
-    batch = jittering(collate, 1)(rows)
+    batch = data.__getitems__(list(range(8)))
     assert batch["labels"].tolist() == list(range(8))
     assert batch["features"].shape == (8, 4, 4)
     assert (batch["features"].sum((1, 2)) < 16).any()  # some rows shifted: zero fill came in
+    row = data[3]
+    assert row["labels"] == 3 and row["features"].shape == (4, 4) and len(data) == 8
+
+
+def test_teacher_jitter_leaves_validation_images_as_they_are(digits, tmp_path, monkeypatch):
+    """Early stopping scores the validation images unshifted: the Trainer's collator serves evaluation too."""
+    import distillery.training as training
+
+    seen = []
+    original = training.train_model
+
+    def spy(model, train_data, eval_data, *args, **kwargs):
+        seen.append((train_data, eval_data, kwargs.get("data_collator")))
+        return original(model, train_data, eval_data, *args, **kwargs)
+
+    monkeypatch.setattr(training, "train_model", spy)
+    monkeypatch.chdir(tmp_path)
+    build_teacher(make_params(teacher={"train": {"jitter": 1, "max_steps": 20, "eval_steps": 20}}), digits,
+                  Path("teacher"))
+    (train_data, eval_data, collator), = seen
+    assert isinstance(train_data, Jittered) and not isinstance(eval_data, Jittered)
+    assert collator in (None, collate)
 
 
 def test_check_jitter_refuses_non_images():
