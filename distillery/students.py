@@ -69,7 +69,7 @@ def load_teacher_logits(logits_dir: Path, prepared: Prepared, splits=("train", "
     }
 
 
-def target_temperature(hp: dict) -> float:
+def target_temperature(hp: dict) -> float | None:
     """The temperature stored top-k logits are rebuilt for: the method's ``T`` (1 for a method without one)."""
     return hp.get("T", 1.0)
 
@@ -98,10 +98,10 @@ def train_students(
     teacher_dir: Path = TEACHER_DIR,
     teachers_logits_root: Path = TEACHERS_LOGITS,
     transfer: tuple | None = None,
-) -> float:
+) -> float | None:
     """Train one student per ``train.seeds`` with ``method``, save them under ``out_dir/seed_<s>/``
     (atomically, all or none) and return the Trainer's training time summed over seeds and generations (``nan`` when
-    unknown: a seed finished before an interruption); DVCLive curves under ``live_root/seed_<s>/`` when given (their
+    unknown: a seed finished before an interruption; None in all but the main process of several); DVCLive curves under ``live_root/seed_<s>/`` when given (their
     timings under ``reports/timings/``, ``runs.save_timings``).
 
     Each seed trains in its own checkpoint directory (see ``train_once``), so a run killed in the
@@ -205,8 +205,8 @@ def train_students(
     def place(tmp: Path, seed: int, k: int) -> Path:
         return seed_dir(tmp if k == generations else generations_root(tmp, k), seed)
 
-    if not is_main():  # several processes: the main one writes the outputs
-        return
+    if not is_main():  # several processes: the main one writes the outputs and reports the time
+        return None
     with atomic_dir(out_dir) as tmp:
         for seed, run_dirs in runs.items():
             for k, run_dir in enumerate(run_dirs, 1):

@@ -19,7 +19,8 @@ def main() -> None:
     seconds = train_students(method, params, prepared, Path("models/students/kd"),
                              live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"),
                              transfer=load_scored(prepared, T=T) if enabled(params["data"]["transfer"]) else None)
-    print(f"{DISTILL_SECONDS_LINE}{seconds:.2f} s")
+    if seconds is not None:  # None in the other processes of compute.processes > 1
+        print(f"{DISTILL_SECONDS_LINE}{seconds:.2f} s")
 
 
 if __name__ == "__main__":
