@@ -1,14 +1,15 @@
 """Transfer sets: what a bigger one costs — the teacher scoring it, the logits file, and distill's time.
 
 The labelled rows stay fixed (the default's digits split); the transfer set is N jittered copies of each
-labelled row (``data.transfer.augment = N``) for each N given. For each size, one run of the stages' own
+labelled row (``data.transfer.augment = N``, shifted by up to 1 pixel, plus Gaussian noise so that no two copies
+repeat) for each N given. For each size, one run of the stages' own
 functions, in one process: the transfer set built (the transfer stage's `build_transfer`), scored by one
 trained teacher (transfer_logits' `split_logits`), written as that stage writes it (bytes per row on disk),
 and KD students trained for a fixed number of EPOCHS over labelled ∪ transfer (steps grow with the set;
 with a fixed `train.max_steps` instead, distill's time would stay flat). Growth is the slope of a
 least-squares line through log(time) against log(rows): 1 is linear.
 
-  python bench/transfer_scaling.py                      # N = 1, 4, 16 on digits
+  python bench/transfer_scaling.py                      # N = 1, 4, 16, 64 on digits, 20 epochs
   python bench/transfer_scaling.py --augment 1,2,4,8 --epochs 3
 
 Writes bench/results/transfer_scaling.json and bench/results/transfer_scaling.png and prints the table.
@@ -78,8 +79,11 @@ def plot(result: dict, path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--augment", default="1,4,16", help="transfer-set sizes: jittered copies per labelled row")
-    parser.add_argument("--epochs", type=int, default=2, help="passes of the students over labelled ∪ transfer")
+    parser.add_argument("--augment", default="1,4,16,64", help="transfer-set sizes: jittered copies per labelled row")
+    parser.add_argument("--epochs", type=int, default=20, help="passes of the students over labelled ∪ transfer")
+    parser.add_argument("--noise", type=float, default=0.1,
+                        help="Gaussian noise on each copy (digits' 8x8 images have only 8 one-pixel shifts, so without "
+                             "it many copies repeat and the logits file compresses them)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     counts = [int(x) for x in args.augment.split(",")]
@@ -98,7 +102,7 @@ def main() -> None:
         labelled = len(prepared.splits["train"].ids)
         for n in counts:
             params = validate({"train": {"seeds": [args.seed]}, "cpu_threads": 1,
-                               "data": {"transfer": {"augment": n, "jitter": 1}}}, "bench")
+                               "data": {"transfer": {"augment": n, "jitter": 1, "noise": args.noise}}}, "bench")
             transfer = build_transfer(params["data"], prepared)
             start = time.perf_counter()
             logits = split_logits(teacher, tokenizer, transfer.as_split(), params["teacher"]["inference_batch_size"],
@@ -122,7 +126,7 @@ def main() -> None:
     result = {
         "name": "transfer_scaling", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/transfer_scaling.py " + " ".join(sys.argv[1:]), "machine": platform.processor()
-        or platform.machine(), "data": base["data"]["source"], "classes": prepared.num_labels, "epochs": args.epochs,
+        or platform.machine(), "data": base["data"]["source"], "classes": prepared.num_labels, "epochs": args.epochs, "noise": args.noise,
         "teacher_seconds": teacher_seconds, "runs": runs,
         "growth": {key: growth(rows, [r[key] for r in runs]) for key in ("score_seconds", "distill_seconds")},
     }
