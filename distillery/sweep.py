@@ -18,6 +18,7 @@ import argparse
 import itertools
 import re
 import subprocess
+import tempfile
 import sys
 import time
 from pathlib import Path
@@ -158,8 +159,17 @@ def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> tuple[str, dic
     names = queue(groups)
     if len(names) != len(points):
         raise DistilleryError(f"expected {len(points)} queued experiments, dvc queued {len(names)}: {names}")
-    dvc("queue", "start", "-j", str(jobs))
+    start_workers(jobs)
     return baseline, wait(names, poll_seconds)
+
+
+def start_workers(jobs: int) -> None:
+    """``dvc queue start -j JOBS`` with its output in a file, not a pipe: the workers it starts inherit the
+    output and hold it open while they live (an idle second worker lingers), so reading a pipe to its end hangs."""
+    with tempfile.TemporaryFile("w+") as out:
+        if subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=out, stderr=out).returncode != 0:
+            out.seek(0)
+            raise DistilleryError(f"`dvc queue start -j {jobs}` failed:\n{out.read().strip()}")
 
 
 def report_failures(status: dict[str, str]) -> list[str]:
