@@ -18,8 +18,8 @@ import argparse
 import itertools
 import re
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
