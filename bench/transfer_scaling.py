@@ -41,15 +41,7 @@ from distillery.runs import seeded  # noqa: E402
 from distillery.students import train_students  # noqa: E402
 from distillery.teacher import build_teacher, load_teacher_and_tokenizer  # noqa: E402
 from distillery.transfer import build_transfer  # noqa: E402
-
-
-def stored_logits(out: Path, teacher, prepared, batch_size: int) -> Path:
-    """The teacher's logits on the labelled splits, written once as the teacher_logits stage writes them."""
-    out.mkdir()
-    for name, split in prepared.splits.items():
-        write_logits(out / f"{name}.parquet", split.ids, split_logits(teacher, None, split, batch_size, name,
-                                                                      f"teacher-{name}"))
-    return out
+from bench.methods import score_logits  # noqa: E402
 
 
 def growth(rows: list[int], values: list[float]) -> float:
@@ -98,7 +90,9 @@ def main() -> None:
         build_teacher(base, prepared, tmp / "teacher")
         teacher_seconds = time.perf_counter() - start
         teacher, tokenizer = load_teacher_and_tokenizer(tmp / "teacher")
-        logits_dir = stored_logits(tmp / "logits", teacher, prepared, base["teacher"]["inference_batch_size"])
+        logits_dir = tmp / "logits"
+        logits_dir.mkdir()
+        score_logits(base, prepared, tmp / "teacher", logits_dir)  # the labelled splits, as bench/methods.py does
         labelled = len(prepared.splits["train"].ids)
         for n in counts:
             params = validate({"train": {"seeds": [args.seed]}, "cpu_threads": 1,
