@@ -35,7 +35,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 repro: setup
 	dvc repro
-	python -m distillery.report reports/metrics.json
+	python -m distillery.evaluation.report reports/metrics.json
 
 test: setup
 	python -m pytest -q
@@ -44,26 +44,26 @@ test-fast: setup   # the unit tests, without the end-to-end ones marked slow
 	python -m pytest -q -m "not slow"
 
 sweep: setup
-	python -m distillery.sweep --grid "$(GRID)" --jobs $(JOBS)
+	python -m distillery.experiments.sweep --grid "$(GRID)" --jobs $(JOBS)
 
 sweep-report: setup
-	python -m distillery.sweep_report
+	python -m distillery.experiments.sweep_report
 
 tune: setup
-	python -m distillery.tune --jobs $(JOBS) $(if $(TRIALS),--trials $(TRIALS))
+	python -m distillery.experiments.tune --jobs $(JOBS) $(if $(TRIALS),--trials $(TRIALS))
 
 diff: setup
-	@python -m distillery.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)")
+	@python -m distillery.experiments.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)")
 
 pull: setup
-	python -m distillery.remote pull $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)
+	python -m distillery.experiments.remote pull $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)
 
 push: setup
-	python -m distillery.remote push $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)
+	python -m distillery.experiments.remote push $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)
 
 preset: setup
 	@test -n "$(PRESET)" || { echo "error: give PRESET=<name>; available: $$(ls presets | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
-	python -m distillery.presets "$(PRESET)" $(foreach s,$(SET),--set '$(s)')
+	python -m distillery.experiments.presets "$(PRESET)" $(foreach s,$(SET),--set '$(s)')
 
 bench: setup
 	python bench/pipeline_time.py

@@ -1,7 +1,7 @@
 """What the cache buys on the default params: a full `dvc repro`, then `dvc exp run -S kd.T=<new>`, in a fresh copy.
 
 Times both and counts the teacher's forward passes in each, per stage: every stage that loads the teacher
-(`distillery.teacher.load_teacher_and_tokenizer`) logs its passes to the file named by
+(`distillery.training.teacher.load_teacher_and_tokenizer`) logs its passes to the file named by
 `DISTILLERY_COUNT_FORWARDS`. Also lists the stages DVC ran. Writes bench/results/caching.json.
 
 Run: `python bench/caching.py [--T 2.0]`

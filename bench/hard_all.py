@@ -24,15 +24,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distillery.inference import split_logits  # noqa: E402
+from distillery.models.inference import split_logits  # noqa: E402
 from distillery.io import write_json  # noqa: E402
 from distillery.methods import HARD  # noqa: E402
-from distillery.models import load_model  # noqa: E402
+from distillery.models.zoo import load_model  # noqa: E402
 from distillery.params import load_params  # noqa: E402
-from distillery.prepared import load_prepared  # noqa: E402
-from distillery.students import seed_dir, train_students  # noqa: E402
-from distillery.text_models import saved_tokenizer  # noqa: E402
-from distillery.transfer import TRANSFER_DIR, load_transfer, with_source_labels  # noqa: E402
+from distillery.data.prepared import load_prepared  # noqa: E402
+from distillery.training.students import seed_dir, train_students  # noqa: E402
+from distillery.models.text import saved_tokenizer  # noqa: E402
+from distillery.data.transfer import TRANSFER_DIR, load_transfer, with_source_labels  # noqa: E402
 
 
 def main() -> None:

@@ -1,5 +1,5 @@
 """Stored vs live teacher: training wall time of KD on stored logits, KD with the teacher run on every batch,
-and the hard-label student, for the same steps, through `distillery.training.train_model`.
+and the hard-label student, for the same steps, through `distillery.training.trainer.train_model`.
 
 Digits: the default params (teacher MLP 256-256, student MLP 16, 1,500 steps of 64, evaluation every 100 steps,
 checkpoints every 500, 1 thread). SST-2 (`sst2-minilm` preset: MiniLM-L6 teacher, 2-layer BERT student, 2 threads):
@@ -25,12 +25,12 @@ import numpy as np
 import torch
 from sklearn.datasets import load_digits
 
-from distillery.inference import predict_logits, predict_text_logits
+from distillery.models.inference import predict_logits, predict_text_logits
 from distillery.methods import HARD, Method, get_method
-from distillery.models import build_model
+from distillery.models.zoo import build_model
 from distillery.params import validate
-from distillery.runs import seeded
-from distillery.training import TensorDictDataset, train_model
+from distillery.training.runs import seeded
+from distillery.training.trainer import TensorDictDataset, train_model
 
 KD = get_method("kd")
 KD_LIVE = Method(name="kd_live", paper=KD.paper, loss=KD.loss, needs=frozenset({"live_teacher"}),
@@ -88,9 +88,9 @@ def digits_case(repeats: int) -> dict:
 
 def sst2_case(repeats: int, steps: int) -> dict:
     import sst2_data
-    from distillery.teacher import text_collator
-    from distillery.text_models import build_text_model
-    from distillery.tokenization import tokenize, training_columns
+    from distillery.training.teacher import text_collator
+    from distillery.models.text import build_text_model
+    from distillery.models.tokenization import tokenize, training_columns
 
     params = sst2_data.preset()
     torch.set_num_threads(params["cpu_threads"])

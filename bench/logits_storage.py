@@ -35,16 +35,16 @@ from scipy.special import softmax
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distillery.data import prepare  # noqa: E402
-from distillery.evaluation import evaluate  # noqa: E402
-from distillery.inference import split_logits  # noqa: E402
+from distillery.data.prepare import prepare  # noqa: E402
+from distillery.evaluation.evaluate import evaluate  # noqa: E402
+from distillery.models.inference import split_logits  # noqa: E402
 from distillery.io import write_logits  # noqa: E402
 from distillery.logits_top_k import compress, rebuild  # noqa: E402
 from distillery.methods import HARD, get_method  # noqa: E402
 from distillery.params import validate  # noqa: E402
-from distillery.prepared import SPLITS, load_prepared  # noqa: E402
-from distillery.students import train_students  # noqa: E402
-from distillery.teacher import build_teacher, load_teacher_and_tokenizer  # noqa: E402
+from distillery.data.prepared import SPLITS, load_prepared  # noqa: E402
+from distillery.training.students import train_students  # noqa: E402
+from distillery.training.teacher import build_teacher, load_teacher_and_tokenizer  # noqa: E402
 
 TEMPERATURES = (1.0, 4.0, 20.0)
 

@@ -39,7 +39,7 @@ def sh(cmd: list[str], work: Path) -> str:
 
 def set_params(work: Path, preset: str, steps: int, processes: int, threads: int) -> None:
     sets = [f"train.max_steps={steps}", "train.seeds=[0]", f"compute.processes={processes}", f"cpu_threads={threads}"]
-    sh([sys.executable, "-m", "distillery.presets", preset, *[a for s in sets for a in ("--set", s)]], work)
+    sh([sys.executable, "-m", "distillery.experiments.presets", preset, *[a for s in sets for a in ("--set", s)]], work)
     params = work / "params.yaml"  # ../shared/data is beside this repo, not beside the copy
     params.write_text(params.read_text().replace("../shared/", f"{REPO.parent}/shared/"))
 
@@ -47,7 +47,7 @@ def set_params(work: Path, preset: str, steps: int, processes: int, threads: int
 def random_logits(work: Path) -> None:
     """data/teacher_logits: seeded random logits for every prepared row, keyed by id."""
     code = ("import numpy as np; from pathlib import Path; from distillery.io import write_logits; "
-            "from distillery.prepared import SPLITS, load_prepared; p = load_prepared(Path('data/prepared')); "
+            "from distillery.data.prepared import SPLITS, load_prepared; p = load_prepared(Path('data/prepared')); "
             "rng = np.random.default_rng(0)\n"
             "for s in SPLITS: write_logits(Path('data/teacher_logits') / f'{s}.parquet', p.splits[s].ids, "
             "rng.normal(size=(len(p.splits[s].ids), p.num_labels)))")

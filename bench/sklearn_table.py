@@ -37,7 +37,7 @@ def main() -> None:
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
         env = {**ENV, "PYTHONPATH": str(work)}
         repro = subprocess.run(["dvc", "repro"], cwd=work, env=env, check=True, capture_output=True, text=True)
-        table = subprocess.run([sys.executable, "-m", "distillery.report", "reports/metrics.json"], cwd=work,
+        table = subprocess.run([sys.executable, "-m", "distillery.evaluation.report", "reports/metrics.json"], cwd=work,
                                env=env, check=True, capture_output=True, text=True).stdout
         setting = [line for line in (work / "reports/report.md").read_text().splitlines()
                    if line.startswith(("| data |", "| feature scaling |"))]

@@ -1,5 +1,5 @@
 """Teacher inference on SST-2 train with the `sst2-minilm` teacher (MiniLM-L6): what the teacher_logits stage does
-(`distillery.tokenization.tokenize` + `distillery.inference.predict_text_logits`: rows sorted by length, batches of
+(`distillery.models.tokenization.tokenize` + `distillery.models.inference.predict_text_logits`: rows sorted by length, batches of
 `teacher.inference_batch_size` padded to their longest row) vs the loop common in notebooks (rows in order, batches of
 16, every row padded to 128 tokens, `torch.no_grad`). Both include tokenizing (the stage's cache starts empty).
 
@@ -21,10 +21,10 @@ import numpy as np
 import torch
 
 import sst2_data
-from distillery.inference import predict_text_logits
-from distillery.runs import seeded
-from distillery.text_models import build_text_model
-from distillery.tokenization import tokenize
+from distillery.models.inference import predict_text_logits
+from distillery.training.runs import seeded
+from distillery.models.text import build_text_model
+from distillery.models.tokenization import tokenize
 
 RESULTS = Path(__file__).resolve().parent / "results" / "teacher_throughput.json"
 

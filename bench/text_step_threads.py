@@ -17,7 +17,7 @@ import time
 import torch
 from transformers import AutoModelForSequenceClassification
 
-from distillery.text_models import resolve_pretrained
+from distillery.models.text import resolve_pretrained
 
 
 def step_seconds(model: torch.nn.Module, optimizer: torch.optim.Optimizer, batch: dict) -> float:

@@ -1,7 +1,7 @@
 """Per-step cost of the Hugging Face `Trainer` against a plain PyTorch loop, on the default student.
 
 Same model (MLP 64-16-10), data (all of digits), batch size, optimiser (AdamW, the default constant lr)
-and number of steps, both with the KD loss from `distillery.losses`; no evaluation or checkpoints
+and number of steps, both with the KD loss from `distillery.methods.losses`; no evaluation or checkpoints
 in either. Side by side in one process, interleaved and repeated, so the ratio is what to read on a noisy machine.
 
 Run: `python bench/trainer_overhead.py [--steps 1500]`
@@ -21,9 +21,9 @@ from sklearn.datasets import load_digits
 
 from distillery.methods import get_method
 from distillery.methods.kd import kd_terms
-from distillery.models import build_model
+from distillery.models.zoo import build_model
 from distillery.params import validate
-from distillery.training import TensorDictDataset, train_model
+from distillery.training.trainer import TensorDictDataset, train_model
 
 LABELS = [str(i) for i in range(10)]
 SPEC = {"arch": "mlp", "hidden_sizes": [16], "dropout": 0.0}
@@ -86,7 +86,7 @@ def main() -> None:
           f"median of {args.repeats} interleaved runs")
     print("| loop | ms/step | ratio |\n|---|---|---|")
     print(f"| plain PyTorch loop | {ms(plain):.2f} | 1.00 |")
-    print(f"| `Trainer` (`distillery.training.train_model`, no eval/checkpoints) | {ms(trainer):.2f} | {trainer / plain:.2f} |")
+    print(f"| `Trainer` (`distillery.training.trainer.train_model`, no eval/checkpoints) | {ms(trainer):.2f} | {trainer / plain:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 """Training-step cost of the one training path on a real model: the `sst2-minilm` teacher (MiniLM-L6) fine-tuned
-through `distillery.training.train_model` as the teacher stage calls it (via `distillery.runs.train_once`: Trainer,
+through `distillery.training.trainer.train_model` as the teacher stage calls it (via `distillery.training.runs.train_once`: Trainer,
 DVCLive curves, early stopping, evaluation and checkpoints) vs a plain PyTorch loop over batches of the same data.
 
 Same model and initial weights, data (random SST-2 train sentences, max_length 64), collator (dynamic padding),
@@ -30,11 +30,11 @@ import torch
 from transformers import TrainerCallback, get_linear_schedule_with_warmup
 
 import sst2_data
-from distillery.runs import live_callback, seeded
-from distillery.teacher import text_collator
-from distillery.text_models import build_text_model
-from distillery.tokenization import tokenize, training_columns
-from distillery.training import train_model
+from distillery.training.runs import live_callback, seeded
+from distillery.training.teacher import text_collator
+from distillery.models.text import build_text_model
+from distillery.models.tokenization import tokenize, training_columns
+from distillery.training.trainer import train_model
 
 RESULTS = Path(__file__).resolve().parent / "results" / "trainer_step_minilm.json"
 

@@ -31,16 +31,16 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from distillery.data import prepare  # noqa: E402
-from distillery.inference import split_logits  # noqa: E402
+from distillery.data.prepare import prepare  # noqa: E402
+from distillery.models.inference import split_logits  # noqa: E402
 from distillery.io import write_logits  # noqa: E402
 from distillery.methods import get_method  # noqa: E402
 from distillery.params import validate  # noqa: E402
-from distillery.prepared import load_prepared  # noqa: E402
-from distillery.runs import seeded  # noqa: E402
-from distillery.students import train_students  # noqa: E402
-from distillery.teacher import build_teacher, load_teacher_and_tokenizer  # noqa: E402
-from distillery.transfer import build_transfer  # noqa: E402
+from distillery.data.prepared import load_prepared  # noqa: E402
+from distillery.training.runs import seeded  # noqa: E402
+from distillery.training.students import train_students  # noqa: E402
+from distillery.training.teacher import build_teacher, load_teacher_and_tokenizer  # noqa: E402
+from distillery.data.transfer import build_transfer  # noqa: E402
 from bench.methods import score_logits  # noqa: E402
 
 

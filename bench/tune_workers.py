@@ -1,7 +1,7 @@
 """`make tune` with 1 and with 2 workers for the same trial budget, side by side in one run.
 
 In a fresh copy of the repo with small settings (one seed, short student training): `dvc repro` once, so
-both runs start from the same cached teacher, then `python -m distillery.tune --jobs J --trials N` for
+both runs start from the same cached teacher, then `python -m distillery.experiments.tune --jobs J --trials N` for
 J = 1 and 2, each its own study (same seed) in its own SQLite file. Writes bench/results/tune_workers.json
 and prints a Markdown table. The load average beside each time says how busy the machine was.
 
@@ -47,7 +47,7 @@ def tune(work: Path, jobs: int, trials: int, env: dict) -> dict:
     set_params(work, {"tune": {"study": f"bench-j{jobs}", "storage": f"sqlite:///reports/tune-j{jobs}.db"}})
     load = os.getloadavg()[0]
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "distillery.tune", "--jobs", str(jobs), "--trials", str(trials)], cwd=work,
+    subprocess.run([sys.executable, "-m", "distillery.experiments.tune", "--jobs", str(jobs), "--trials", str(trials)], cwd=work,
                    env=env, check=True, capture_output=True)
     seconds = time.perf_counter() - start
     return {"jobs": jobs, "trials": trials, "seconds": seconds, "load_before": load, "load_after": os.getloadavg()[0]}

@@ -16,7 +16,7 @@ from .errors import DistilleryError
 
 TIMINGS_ROOT = Path("reports/timings")  # git-ignored, no DVC output: timings differ run to run (README)
 DISTILL_SECONDS_LINE = "distill: the students trained in "  # + "<seconds> s": the distill stage's log, read by
-                                                             # distillery.sweep_report from `dvc queue logs`
+                                                             # distillery.experiments.sweep_report from `dvc queue logs`
 
 
 def _remove_stale_temporaries(path: Path) -> None:

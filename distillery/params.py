@@ -25,7 +25,7 @@ def _seed_list(v):
 
 
 def _split_files(v):
-    from .prepared import SPLITS
+    from .data.prepared import SPLITS
 
     if "train" not in v or set(v) - set(SPLITS):
         return f"must map 'train' and optionally 'validation', 'test' to files, got keys {sorted(v)}"
@@ -74,7 +74,7 @@ def _at_least_one(v):
 
 
 def _source(v):
-    from .data import check_source  # data imports params; keep the cycle lazy
+    from .data.prepare import check_source  # data imports params; keep the cycle lazy
 
     return check_source(v)
 
@@ -142,7 +142,7 @@ def _omit_classes(v):
 
 
 def _transfer_block() -> dict:
-    """``data.transfer``: rows the student learns from through the teacher's soft targets only (distillery/transfer.py)."""
+    """``data.transfer``: rows the student learns from through the teacher's soft targets only (distillery/data/transfer.py)."""
     return {
         "rest": Field((bool,), None, False,
                       help="the train rows data.max_train_examples leaves out, labels dropped (text sources)"),
@@ -194,7 +194,7 @@ def _validation_metric(v):
 
 
 def _tune_block() -> dict:
-    """``tune``: the Optuna study of ``make tune`` (distillery/tune.py); no stage reads it."""
+    """``tune``: the Optuna study of ``make tune`` (distillery/experiments/tune.py); no stage reads it."""
     return {
         "space": Field((dict,), _tune_space_shape, {"kd.T": [1, 20, "log"], "kd.alpha": [0, 1]},
                        help="param path -> [low, high], [low, high, log] or {choices: [...]}"),
@@ -273,7 +273,7 @@ SCHEMA: dict = {
         },
         "quantize": Field(STR, one_of("none", "int8"), "none",
                           help="evaluate only: int8 also scores every student with its Linear layers dynamically "
-                               "quantized to int8 (distillery/quantization.py)"),
+                               "quantized to int8 (distillery/evaluation/quantization.py)"),
     },
     "train": {"seeds": Field(LIST, _seed_list, [0, 1, 2, 3, 4]), **_train_block(1e-2, 64, 1500, 100)},
     "teachers": Field((dict,), _teacher_names, {},
@@ -340,7 +340,7 @@ def _check_top_k(params: dict, source: str) -> None:
 
 
 def _check_processes(params: dict, source: str) -> None:
-    """Several processes split each batch between them (distillery/training.py): it must split evenly."""
+    """Several processes split each batch between them (distillery/training/trainer.py): it must split evenly."""
     n = params["compute"]["processes"]
     blocks = [("train", params["train"]), ("teacher.train", params["teacher"]["train"])]
     blocks += [(f"teachers.{name}.train", t["train"]) for name, t in params["teachers"].items()]
@@ -425,7 +425,7 @@ def _check_method(params: dict, source: str) -> None:
 
 
 def _check_transfer(params: dict, source: str) -> None:
-    """Cross-param rules of ``data.transfer`` (the rest of its checks need the data: distillery/transfer.py)."""
+    """Cross-param rules of ``data.transfer`` (the rest of its checks need the data: distillery/data/transfer.py)."""
     data, tp = params["data"], params["data"]["transfer"]
     text = data["source"].partition(":")[0] in ("hf", "file", "files") and data["feature_columns"] is None
     on = tp["rest"] or tp["source"] or tp["augment"]

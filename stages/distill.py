@@ -6,9 +6,9 @@ from distillery.cli import run_stage
 from distillery.io import DISTILL_SECONDS_LINE
 from distillery.methods import get_method
 from distillery.params import load_params
-from distillery.prepared import load_prepared
-from distillery.students import target_temperature, train_students
-from distillery.transfer import enabled, load_scored
+from distillery.data.prepared import load_prepared
+from distillery.training.students import target_temperature, train_students
+from distillery.data.transfer import enabled, load_scored
 
 
 def main() -> None:

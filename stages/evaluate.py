@@ -4,16 +4,16 @@ so git ignores them)."""
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.prepared import load_prepared
-from distillery.evaluation import evaluate, headline
+from distillery.data.prepared import load_prepared
+from distillery.evaluation.evaluate import evaluate, headline
 from distillery.io import TIMINGS_ROOT, atomic_dir, write_json, write_logits
-from distillery.models import load_model
-from distillery.text_models import saved_tokenizer
+from distillery.models.zoo import load_model
+from distillery.models.text import saved_tokenizer
 from distillery.params import load_params
-from distillery.report import metrics_table, teacher_warning
-from distillery.speed import int8_speed, measure_speed, speedups
-from distillery.students import seed_dir, seeds_in
-from distillery.teacher import load_teacher_and_tokenizer
+from distillery.evaluation.report import metrics_table, teacher_warning
+from distillery.evaluation.speed import int8_speed, measure_speed, speedups
+from distillery.training.students import seed_dir, seeds_in
+from distillery.training.teacher import load_teacher_and_tokenizer
 
 
 def main() -> None:

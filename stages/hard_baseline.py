@@ -4,8 +4,8 @@ from pathlib import Path
 from distillery.cli import run_stage
 from distillery.methods import HARD
 from distillery.params import load_params
-from distillery.prepared import load_prepared
-from distillery.students import train_students
+from distillery.data.prepared import load_prepared
+from distillery.training.students import train_students
 
 
 def main() -> None:

@@ -4,14 +4,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from distillery import plots as P
+from distillery.evaluation import plots as P
 from distillery.cli import run_stage
-from distillery.prepared import load_prepared
+from distillery.data.prepared import load_prepared
 from distillery.io import read_logits, write_text
 from distillery.methods import get_method
 from distillery.params import load_params
-from distillery.report import render_report
-from distillery.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
+from distillery.evaluation.report import render_report
+from distillery.data.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
 
 OUT = Path("reports/plots")
 EVAL = Path("reports/eval")

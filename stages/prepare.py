@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.data import prepare
+from distillery.data.prepare import prepare
 from distillery.params import load_params
 
 

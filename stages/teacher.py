@@ -7,8 +7,8 @@ from pathlib import Path
 
 from distillery.cli import run_stage
 from distillery.params import load_params
-from distillery.prepared import load_prepared
-from distillery.teacher import TeacherPaths, build_teacher
+from distillery.data.prepared import load_prepared
+from distillery.training.teacher import TeacherPaths, build_teacher
 
 
 def main(name: str | None) -> None:

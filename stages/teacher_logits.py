@@ -10,12 +10,12 @@ from pathlib import Path
 
 from distillery.cli import run_stage
 from distillery.distributed import is_main
-from distillery.inference import split_logits_across_processes
+from distillery.models.inference import split_logits_across_processes
 from distillery.io import TIMINGS_ROOT, atomic_dir, write_json, write_logits
 from distillery.logits_top_k import check_top_k
 from distillery.params import load_params
-from distillery.prepared import SPLITS, load_prepared
-from distillery.teacher import TeacherPaths, load_teacher_and_tokenizer, teacher_block
+from distillery.data.prepared import SPLITS, load_prepared
+from distillery.training.teacher import TeacherPaths, load_teacher_and_tokenizer, teacher_block
 
 
 def main(name: str | None) -> None:

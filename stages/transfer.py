@@ -2,10 +2,10 @@
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.omitted import resolve as resolve_omitted
+from distillery.data.omitted import resolve as resolve_omitted
 from distillery.params import load_params
-from distillery.prepared import load_prepared
-from distillery.transfer import TRANSFER_DIR, build_transfer, describe, save_transfer
+from distillery.data.prepared import load_prepared
+from distillery.data.transfer import TRANSFER_DIR, build_transfer, describe, save_transfer
 
 
 def main() -> None:

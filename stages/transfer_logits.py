@@ -12,13 +12,13 @@ import numpy as np
 from distillery.cli import run_stage
 from distillery.errors import DistilleryError
 from distillery.distributed import is_main
-from distillery.inference import split_logits_across_processes
+from distillery.models.inference import split_logits_across_processes
 from distillery.io import atomic_dir, write_logits
 from distillery.logits_top_k import check_top_k
 from distillery.params import load_params
-from distillery.prepared import load_prepared
-from distillery.teacher import TeacherPaths, load_teacher_and_tokenizer
-from distillery.transfer import LOGITS_FILE, SUMMARY_FILE, TRANSFER_DIR, TRANSFER_LOGITS, agreement, load_transfer
+from distillery.data.prepared import load_prepared
+from distillery.training.teacher import TeacherPaths, load_teacher_and_tokenizer
+from distillery.data.transfer import LOGITS_FILE, SUMMARY_FILE, TRANSFER_DIR, TRANSFER_LOGITS, agreement, load_transfer
 from distillery.io import write_json
 
 

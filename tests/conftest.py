@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from distillery.data import prepare
-from distillery.prepared import load_prepared
+from distillery.data.prepare import prepare
+from distillery.data.prepared import load_prepared
 from distillery.params import validate
 
 REPO = Path(__file__).resolve().parents[1]

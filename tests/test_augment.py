@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 
-from distillery.augment import Jittered, check_jitter, jitter_batch, shift_image
+from distillery.data.augment import Jittered, check_jitter, jitter_batch, shift_image
 from distillery.errors import DistilleryError
-from distillery.models import load_model
-from distillery.teacher import build_teacher
-from distillery.training import TensorDictDataset, collate
+from distillery.models.zoo import load_model
+from distillery.training.teacher import build_teacher
+from distillery.training.trainer import TensorDictDataset, collate
 
 from .conftest import make_params
 
@@ -59,7 +59,7 @@ def test_jittered_dataset_shifts_only_the_features_of_its_batches_and_rows():
 
 def test_teacher_jitter_leaves_validation_images_as_they_are(digits, tmp_path, monkeypatch):
     """Early stopping scores the validation images unshifted: the Trainer's collator serves evaluation too."""
-    import distillery.training as training
+    import distillery.training.trainer as training
 
     seen = []
     original = training.train_model

@@ -13,9 +13,9 @@ import pytest
 
 from distillery import distributed
 from distillery.errors import DistilleryError
-from distillery.inference import split_logits, split_logits_across_processes
+from distillery.models.inference import split_logits, split_logits_across_processes
 from distillery.io import read_logits
-from distillery.models import build_model
+from distillery.models.zoo import build_model
 
 from .conftest import REPO, TINY, deep_merge, make_params
 from .repo_utils import ENV, copy_repo
@@ -107,8 +107,8 @@ def leftovers(repo) -> list[str]:
 
 @pytest.mark.slow
 def test_two_processes_train_the_teacher(repo):
-    from distillery.models import load_model
-    from distillery.prepared import load_prepared
+    from distillery.models.zoo import load_model
+    from distillery.data.prepared import load_prepared
 
     test = load_prepared(repo / "data/prepared").splits["test"]
     teacher = load_model(repo / "models/teacher")
@@ -120,7 +120,7 @@ def test_two_processes_train_the_teacher(repo):
 
 @pytest.mark.slow
 def test_two_processes_write_the_one_process_logits(repo, logits):
-    from distillery.prepared import SPLITS, load_prepared
+    from distillery.data.prepared import SPLITS, load_prepared
 
     prepared = load_prepared(repo / "data/prepared")
     one, two = logits
@@ -133,8 +133,8 @@ def test_two_processes_write_the_one_process_logits(repo, logits):
 
 @pytest.mark.slow
 def test_two_processes_train_the_one_process_students(repo, students):
-    from distillery.models import load_model
-    from distillery.prepared import load_prepared
+    from distillery.models.zoo import load_model
+    from distillery.data.prepared import load_prepared
 
     test = load_prepared(repo / "data/prepared").splits["test"]
     one, two = students

@@ -7,10 +7,10 @@ import pytest
 
 from distillery.errors import DistilleryError
 from distillery.params import SCHEMA
-from distillery.prepared import load_prepared
+from distillery.data.prepared import load_prepared
 from distillery.schema import validate_block
-from distillery.text_data import prepare_text
-from distillery.transfer import build_transfer
+from distillery.data.text import prepare_text
+from distillery.data.transfer import build_transfer
 
 from .text_utils import sentences
 

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from distillery.losses import hard_terms, soft_kl
+from distillery.methods.losses import hard_terms, soft_kl
 
 from .methods.reference import np_log_softmax
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from distillery import metrics as M
+from distillery.evaluation import metrics as M
 
 
 def logits_for(probs):

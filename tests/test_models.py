@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from distillery.errors import DistilleryError
-from distillery.models import build_model, count_parameters, load_model
-from distillery.teacher import check_checkpoint
+from distillery.models.zoo import build_model, count_parameters, load_model
+from distillery.training.teacher import check_checkpoint
 
 LABELS = [str(i) for i in range(10)]
 

@@ -6,10 +6,10 @@ import pytest
 
 from distillery.errors import DistilleryError
 from distillery.methods import get_method
-from distillery.omitted import PAPER, corrected, errors, fit_bias, omitted_table, resolve, without_omitted
-from distillery.report import omitted_section
-from distillery.students import train_students
-from distillery.transfer import build_transfer
+from distillery.data.omitted import PAPER, corrected, errors, fit_bias, omitted_table, resolve, without_omitted
+from distillery.evaluation.report import omitted_section
+from distillery.training.students import train_students
+from distillery.data.transfer import build_transfer
 
 from .conftest import make_params
 from .methods.training import setup_teacher
@@ -73,7 +73,7 @@ def test_students_never_see_the_omitted_class(digits, tmp_path, monkeypatch):
                          train={"seeds": [0], "max_steps": 2, "eval_steps": 2, "logging_steps": 1, "save_steps": 2})
     transfer = build_transfer(params["data"], digits)
     seen = {}
-    import distillery.students as S
+    import distillery.training.students as S
 
     real = S.train_once
 
@@ -91,9 +91,9 @@ def test_students_never_see_the_omitted_class(digits, tmp_path, monkeypatch):
 
 
 def test_evaluate_reports_the_omitted_classes_for_both_students(digits, tmp_path, monkeypatch):
-    from distillery.evaluation import evaluate
+    from distillery.evaluation.evaluate import evaluate
     from distillery.methods import HARD
-    from distillery.report import render_report
+    from distillery.evaluation.report import render_report
 
     monkeypatch.chdir(tmp_path)
     root = setup_teacher(digits, tmp_path / "t", teacher={"train": {"max_steps": 10, "eval_steps": 5}})

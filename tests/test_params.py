@@ -65,7 +65,7 @@ def test_defaults_fill_missing_keys():
 def test_mixed_precision_without_gpu_is_refused(monkeypatch):
     import torch
 
-    from distillery.training import check_precision
+    from distillery.training.trainer import check_precision
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(DistilleryError, match="train.precision = 'bf16': needs a CUDA GPU"):

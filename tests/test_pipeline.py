@@ -160,7 +160,7 @@ def test_bad_param_stops_stage_with_clear_error(repo, tmp_path, stage, override,
 
 
 def test_teacher_checkpoint_with_other_label_count_is_refused(repo, tmp_path):
-    from distillery.models import build_model
+    from distillery.models.zoo import build_model
 
     build_model({"arch": "mlp", "hidden_sizes": [4]}, [8, 8], ["a", "b", "c"]).save_pretrained(tmp_path / "t3")
     params_path = repo / "params.yaml"

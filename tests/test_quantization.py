@@ -9,15 +9,15 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from distillery import quantization as Q
+from distillery.evaluation import quantization as Q
 from distillery.errors import DistilleryError
-from distillery.evaluation import evaluate
-from distillery.inference import predict_logits
+from distillery.evaluation.evaluate import evaluate
+from distillery.models.inference import predict_logits
 from distillery.methods import HARD, get_method
-from distillery.models import build_model, load_model
-from distillery.report import render_report
-from distillery.speed import int8_speed
-from distillery.students import seed_dir, train_students
+from distillery.models.zoo import build_model, load_model
+from distillery.evaluation.report import render_report
+from distillery.evaluation.speed import int8_speed
+from distillery.training.students import seed_dir, train_students
 
 from .conftest import make_params
 from .test_students import fake_teacher_logits
@@ -189,7 +189,7 @@ def test_tiny_bert_student_is_quantized_the_same_way(tmp_path):
     # the evaluate stage's text paths: length-grouped inference on CPU and the fp32/int8 timing
     import datasets
 
-    from distillery.inference import predict_text_logits
+    from distillery.models.inference import predict_text_logits
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     tokenized = datasets.Dataset.from_dict(dict(tokenizer(texts)))

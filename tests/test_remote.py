@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from distillery.errors import DistilleryError
-from distillery.remote import check_remote
+from distillery.experiments.remote import check_remote
 
 from .conftest import TINY, deep_merge
 from .repo_utils import ENV, MAKE, copy_repo, git_commit, run
@@ -180,7 +180,7 @@ def test_pulled_experiment_is_shown_diffed_and_applied(shared_experiment):
 def test_each_failure_to_list_the_remote_is_named_with_what_to_fix():
     from botocore.exceptions import EndpointConnectionError, NoCredentialsError
 
-    from distillery.remote import _problem
+    from distillery.experiments.remote import _problem
 
     assert _problem(NoCredentialsError(), "storage").startswith("has no credentials: set AWS_ACCESS_KEY_ID")
     assert "`dvc remote modify --local storage ...`" in _problem(NoCredentialsError(), "storage")

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from distillery import evaluation as E
-from distillery import metrics as M
-from distillery import plots as P
+from distillery.evaluation import evaluate as E
+from distillery.evaluation import metrics as M
+from distillery.evaluation import plots as P
 from distillery.errors import DistilleryError
-from distillery.report import ROWS, render_report, significance_verdict
+from distillery.evaluation.report import ROWS, render_report, significance_verdict
 
 from .conftest import make_params
 
@@ -86,8 +86,8 @@ def test_significance_verdict_in_plain_words():
 def test_speed_is_measured_for_both_models_and_ratios_follow():
     import torch
 
-    from distillery.models import build_model
-    from distillery.speed import measure_speed, speedups
+    from distillery.models.zoo import build_model
+    from distillery.evaluation.speed import measure_speed, speedups
 
     torch.manual_seed(0)
     models = {"teacher": build_model({"arch": "mlp", "hidden_sizes": [64], "dropout": 0.0}, [8, 8], list("ab")),
@@ -161,7 +161,7 @@ def test_scatter_of_many_classes_uses_true_class_probabilities(tmp_path):
 
 
 def test_a_teacher_no_better_than_the_hard_students_is_warned_about_first(synthetic, digits):
-    from distillery.report import teacher_warning
+    from distillery.evaluation.report import teacher_warning
 
     params, metrics, _, _ = synthetic
     val = digits.splits["validation"]
@@ -187,7 +187,7 @@ def test_a_teacher_no_better_than_the_hard_students_is_warned_about_first(synthe
 
 
 def test_setting_table_records_the_feature_scaling(synthetic, digits):
-    from distillery.report import scaling_text, setting_table
+    from distillery.evaluation.report import scaling_text, setting_table
 
     params, metrics, _, _ = synthetic
     assert "| feature scaling | none (`data.scaling: auto`: pixel intensities, already 0..1) |" in \
@@ -209,7 +209,7 @@ def test_setting_table_records_the_feature_scaling(synthetic, digits):
 def test_report_cli_prints_speed_only_when_this_workspace_timed_it(tmp_path, monkeypatch, capsys):
     import shutil
 
-    from distillery import report
+    from distillery.evaluation import report
 
     from .conftest import REPO
 

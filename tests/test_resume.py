@@ -19,9 +19,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from distillery.data import prepare
+from distillery.data.prepare import prepare
 from distillery.methods import get_method
-from distillery.students import train_students
+from distillery.training.students import train_students
 
 from .conftest import REPO, TINY, deep_merge, make_params
 from .test_students import assert_same_weights, fake_teacher_logits, weights

@@ -5,7 +5,7 @@ import subprocess
 
 import pandas as pd
 
-from distillery.runs import CURVES, TIMINGS, is_timing, last_complete_checkpoint, live_callback, truncate_curves
+from distillery.training.runs import CURVES, TIMINGS, is_timing, last_complete_checkpoint, live_callback, truncate_curves
 
 from .conftest import REPO
 
@@ -78,7 +78,7 @@ def test_no_committed_result_holds_a_timing():
 
 
 def test_timings_are_copied_beside_the_curves_outside_git(tmp_path, monkeypatch):
-    from distillery.runs import save_timings
+    from distillery.training.runs import save_timings
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run").mkdir()

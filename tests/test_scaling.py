@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from distillery.data import prepare
-from distillery.prepared import Split
-from distillery.scaling import resolve, scale_splits
+from distillery.data.prepare import prepare
+from distillery.data.prepared import Split
+from distillery.data.scaling import resolve, scale_splits
 
 from .conftest import make_params
 
@@ -108,12 +108,12 @@ def wildly_scaled_table(n: int = 600) -> pd.DataFrame:
 
 def validation_accuracies(tmp_path, scaling: str) -> tuple[float, float]:
     """Teacher and mean hard-student accuracy on validation, trained as the pipeline trains them."""
-    from distillery import metrics as M
-    from distillery.inference import predict_logits
+    from distillery.evaluation import metrics as M
+    from distillery.models.inference import predict_logits
     from distillery.methods import HARD
-    from distillery.models import load_model
-    from distillery.students import seed_dir, train_students
-    from distillery.teacher import build_teacher
+    from distillery.models.zoo import load_model
+    from distillery.training.students import seed_dir, train_students
+    from distillery.training.teacher import build_teacher
 
     root = tmp_path / scaling
     params = make_params(
@@ -145,7 +145,7 @@ def one_thread():
 
 
 def test_scaling_gives_a_teacher_that_beats_the_hard_students(tmp_path, monkeypatch, one_thread):
-    from distillery.report import teacher_warning
+    from distillery.evaluation.report import teacher_warning
 
     monkeypatch.chdir(tmp_path)  # training checkpoints go to ./.cache
     wildly_scaled_table().to_csv(tmp_path / "t.csv", index=False)

@@ -71,7 +71,7 @@ def test_bad_param_names_path_and_value(stage, params, message, tmp_path, monkey
 @pytest.fixture
 def distill_dir(tmp_path, monkeypatch, digits):
     """A scratch repo for the distill stage: tiny params and prepared digits (logits are up to each test)."""
-    from distillery.prepared import save_prepared
+    from distillery.data.prepared import save_prepared
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(TINY))

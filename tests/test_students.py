@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from distillery.io import read_logits, write_logits
-from distillery.models import load_model
+from distillery.models.zoo import load_model
 from distillery.methods import HARD, get_method
-from distillery.students import seed_dir, train_students
+from distillery.training.students import seed_dir, train_students
 
 from .conftest import make_params
 
@@ -103,7 +103,7 @@ def test_ce_and_kd_terms_are_logged_separately(digits, tmp_path):
 def test_top_k_logits_reach_the_loss_rebuilt_at_kd_t(digits, tmp_path, monkeypatch):
     """k = C − 1 files rebuild the full logits exactly: the same student as from full logits; and the files are
     read for the method's temperature (kd.T)."""
-    import distillery.students as students
+    import distillery.training.students as students
 
     params = make_params(train={"seeds": [0]}, kd={"T": 3.0})
     (tmp_path / "full").mkdir(), (tmp_path / "top").mkdir()

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from distillery.errors import DistilleryError
-from distillery.sweep import DEFAULT_GRID, check_grid, grid_points, parse_grid
+from distillery.experiments.sweep import DEFAULT_GRID, check_grid, grid_points, parse_grid
 
 from .conftest import REPO, TINY, deep_merge
 from .repo_utils import MAKE, copy_repo, git_commit, run
@@ -157,7 +157,7 @@ def test_diff_between_commits_with_other_kd_T_shows_changed_param_and_metric(swe
 
 
 def test_wait_polls_until_every_experiment_finished(monkeypatch):
-    from distillery import sweep
+    from distillery.experiments import sweep
 
     polls = iter([{"a": "Queued", "b": "Running"}, {"a": "Running", "b": "Failed"},
                   {"a": "Success", "b": "Failed", "old": "Success"}])
@@ -187,7 +187,7 @@ def _shown(rows: list[tuple[str, float, float, float, float, str | None]], metho
 
 
 def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
-    from distillery import sweep_report
+    from distillery.experiments import sweep_report
 
     shown = _shown([("b", 2, 0.5, 0.80, 0.75, "success"), ("a", 1, 0.5, 0.70, 0.75, None),
                     ("c", 4, 0.0, 0.75, 0.75, None), ("queued", 8, 0.5, 0, 0, "queued"),
@@ -209,7 +209,7 @@ def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
 
 
 def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp_path, monkeypatch):
-    from distillery import sweep_report
+    from distillery.experiments import sweep_report
 
     shown = _shown([("e1", 4, 0.5, 0.80, 0.75, None), ("e2", 4, 0.5, 0.78, 0.75, None),
                     ("e3", 4, 0.5, 0.70, 0.75, None)], method={"e1": "kd", "e2": "dkd", "e3": "fitnet"})
@@ -230,7 +230,7 @@ def test_distill_seconds_come_from_the_experiment_queue_log(monkeypatch):
     import subprocess
     from types import SimpleNamespace
 
-    from distillery import sweep_report
+    from distillery.experiments import sweep_report
 
     logs = {"a": "Running stage 'distill':\n{'train_runtime': '1.0'}\ndistill: the students trained in 12.50 s\n",
             "b": "Running stage 'distill':\nerror: kd.T = 0: must be > 0\n",
@@ -247,7 +247,7 @@ def test_distill_seconds_come_from_the_experiment_queue_log(monkeypatch):
 
 
 def test_wait_stops_when_an_experiment_left_the_idle_queue(monkeypatch):
-    from distillery import sweep
+    from distillery.experiments import sweep
 
     monkeypatch.setattr(sweep, "queue_status", lambda: {"a": "Success"})
     assert sweep.wait(["a", "b"], poll_seconds=1) == {"a": "Success", "b": "Missing"}
@@ -256,7 +256,7 @@ def test_wait_stops_when_an_experiment_left_the_idle_queue(monkeypatch):
 def test_failed_experiments_are_named_with_their_queue_logs(monkeypatch, capsys):
     import subprocess
 
-    from distillery import sweep
+    from distillery.experiments import sweep
 
     calls = []
 
@@ -274,7 +274,7 @@ def test_failed_experiments_are_named_with_their_queue_logs(monkeypatch, capsys)
 
 
 def test_changed_plots_leave_out_identical_images(tmp_path, monkeypatch):
-    from distillery import pr_report
+    from distillery.experiments import pr_report
 
     for name, content in [("main_a.png", b"A"), ("workspace_a.png", b"A"), ("main_b.png", b"B1"),
                           ("workspace_b.png", b"B2"), ("workspace_c.png", b"C")]:
@@ -290,7 +290,7 @@ def test_changed_plots_leave_out_identical_images(tmp_path, monkeypatch):
 
 
 def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch):
-    from distillery import pr_report
+    from distillery.experiments import pr_report
 
     header = "| Path | Metric | main | workspace | Change |\n|---|---|---|---|---|"
     rows = ["| reports/metrics.json | kd.nll | 0.9 | 1.0 | 0.1 |", "| reports/speed.json | student.latency_ms | 0.2 | 0.4 | 0.2 |",

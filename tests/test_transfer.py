@@ -8,13 +8,13 @@ import pytest
 
 from distillery.errors import DistilleryError
 from distillery.io import write_logits
-from distillery.losses import UNLABELLED
+from distillery.methods.losses import UNLABELLED
 from distillery.methods import METHODS, get_method
-from distillery.prepared import load_prepared
-from distillery.students import seed_dir, train_students
-from distillery.text_data import prepare_text
-from distillery.augment import shift_image
-from distillery.transfer import (ORIGINS, augment_texts, build_transfer, jitter_images, load_scored, load_transfer,
+from distillery.data.prepared import load_prepared
+from distillery.training.students import seed_dir, train_students
+from distillery.data.text import prepare_text
+from distillery.data.augment import shift_image
+from distillery.data.transfer import (ORIGINS, augment_texts, build_transfer, jitter_images, load_scored, load_transfer,
                                  save_transfer, with_transfer)
 
 from .conftest import make_params
@@ -305,7 +305,7 @@ def test_text_student_trains_on_the_union(text_prepared, text_source, tmp_path, 
 
 
 def test_report_setting_says_what_the_students_saw_and_the_teachers_agreement(digits):
-    from distillery.report import setting_table
+    from distillery.evaluation.report import setting_table
 
     params = make_params(data={"transfer": {"augment": 2, "labelled_repeats": 2}})
     metrics = {"teacher": {"params": 1000}, "kd": {"params": 100}}
@@ -319,7 +319,7 @@ def test_report_setting_says_what_the_students_saw_and_the_teachers_agreement(di
 
 
 def test_ceiling_puts_the_rest_rows_labels_back(text_prepared, text_source, tmp_path):
-    from distillery.transfer import with_source_labels
+    from distillery.data.transfer import with_source_labels
 
     transfer = build_transfer(_text_params(rest=True, augment=1), text_prepared, text_source)
     save_transfer(transfer, tmp_path / "t")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from distillery.losses import UNLABELLED, hard_terms, labelled_ce
+from distillery.methods.losses import UNLABELLED, hard_terms, labelled_ce
 from distillery.methods.dist import dist_terms
 from distillery.methods.dkd import dkd_parts, dkd_terms
 from distillery.methods.dml import dml_terms

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from distillery.data import prepare
-from distillery.presets import resolve
-from distillery.transfer import build_transfer
+from distillery.data.prepare import prepare
+from distillery.experiments.presets import resolve
+from distillery.data.transfer import build_transfer
 
 from .conftest import REPO
 

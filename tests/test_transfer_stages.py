@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from distillery.io import read_logits
-from distillery.prepared import save_prepared
+from distillery.data.prepared import save_prepared
 
 from .conftest import TINY, deep_merge
 from .conftest import REPO
@@ -39,7 +39,7 @@ def repo(tmp_path, monkeypatch, digits):
 
 
 def save_teacher(path, label_names, digits):
-    from distillery.models import build_model
+    from distillery.models.zoo import build_model
 
     build_model({"arch": "mlp", "hidden_sizes": [4], "dropout": 0.0}, digits.input_shape, label_names) \
         .save_pretrained(path)
@@ -54,7 +54,7 @@ def test_transfer_then_transfer_logits_score_each_row_once(repo, digits, capsys)
     meta = json.loads((repo / "data/transfer/meta.json").read_text())
     n = len(digits.splits["train"].ids)
     assert meta["rows"] == n and meta["counts"]["augment"] == n
-    from distillery.transfer import load_transfer
+    from distillery.data.transfer import load_transfer
 
     transfer = load_transfer(repo / "data/transfer")
     logits = read_logits(repo / "data/transfer_logits/transfer.parquet", transfer.ids, 10)

@@ -16,7 +16,7 @@ from optuna.trial import TrialState, create_trial
 
 from distillery.errors import DistilleryError
 from distillery.params import validate
-from distillery.tune import _override, make_sampler, open_storage, spent, suggest
+from distillery.experiments.tune import _override, make_sampler, open_storage, spent, suggest
 
 from .conftest import TINY, deep_merge
 from .repo_utils import ENV, copy_repo, run
@@ -57,7 +57,7 @@ def test_bad_tune_params_are_refused_naming_the_param(tune, message):
 
 
 def test_a_storage_that_cannot_be_opened_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
-    from distillery import tune
+    from distillery.experiments import tune
 
     missing = f"sqlite:///{tmp_path}/no/such/dir/tune.db"
     with pytest.raises(DistilleryError, match=r"tune.storage = '.*/no/such/dir/tune.db': cannot be opened: "
@@ -75,7 +75,7 @@ def test_a_storage_that_cannot_be_opened_is_refused_before_any_work(tmp_path, mo
 @pytest.mark.parametrize("args, message", [(["--jobs", "0"], "JOBS = 0: must be >= 1"),
                                            (["--trials", "0"], "TRIALS = 0: must be >= 1")])
 def test_bad_jobs_or_trials_are_refused(args, message, capsys):
-    from distillery import tune
+    from distillery.experiments import tune
 
     with pytest.raises(SystemExit) as exit_:
         tune.main(args)
@@ -126,7 +126,7 @@ def test_overrides_add_keys_params_yaml_leaves_to_their_defaults():
 
 
 def test_report_gains_the_tuning_section_with_the_best_trial_and_history(tmp_path, monkeypatch):
-    from distillery import sweep_report, tune
+    from distillery.experiments import sweep_report, tune
 
     study = optuna.create_study(study_name="s", direction="maximize")
     for number, (T, alpha, value) in enumerate([(2.0, 0.5, 0.70), (4.0, 0.9, 0.80), (1.5, 0.1, 0.75)]):

@@ -5,9 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from distillery.data import prepare
+from distillery.data.prepare import prepare
 from distillery.errors import DistilleryError
-from distillery.validation import check_stratifiable, validate_arrays, validate_table
+from distillery.data.validation import check_stratifiable, validate_arrays, validate_table
 
 from .conftest import make_params
 

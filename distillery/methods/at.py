@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..losses import LossTerms
+from .losses import LossTerms
 from ..schema import FLOAT, LIST, Field, non_negative, positive
 from . import _features
 from .base import Method

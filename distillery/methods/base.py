@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from ..losses import LossTerms, hard_terms
+from .losses import LossTerms, hard_terms
 
 NEEDS = {
     "teacher_logits": "the teacher's stored logits, joined by id (computed once by the teacher_logits stage)",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import LossTerms
+from .losses import LossTerms
 from ..schema import INT, Field
 from .base import Method
 from .kd import kd_terms
@@ -41,7 +41,7 @@ def _check_params(params):
     if student["init_from_teacher_layers"]:
         return ("each generation starts from its own initialisation: leave student.model.init_from_teacher_layers "
                 "unset")
-    from ..models import ARCH_OPTIONS  # models imports transformers: only when a born_again run is checked
+    from ..models.zoo import ARCH_OPTIONS  # models imports transformers: only when a born_again run is checked
 
     keys = ("arch", *ARCH_OPTIONS.get(teacher["arch"], TEXT_OPTIONS))  # what builds the teacher's architecture
     differ = [f"student.model.{k} {student[k]!r} vs teacher.model.{k} {teacher[k]!r}"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..losses import LossTerms, labelled_ce
+from .losses import LossTerms, labelled_ce
 from ..schema import FLOAT, Field, non_negative
 from .base import Method
 

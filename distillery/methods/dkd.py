@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..losses import UNLABELLED, LossTerms, labelled_ce, soft_kl
+from .losses import UNLABELLED, LossTerms, labelled_ce, soft_kl
 from ..schema import FLOAT, INT, Field, non_negative
 from .base import Method
 

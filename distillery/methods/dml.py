@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import LossTerms, hard_terms, labelled_ce, soft_kl
+from .losses import LossTerms, hard_terms, labelled_ce, soft_kl
 from ..schema import INT, Field
 from .base import Method
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..losses import LossTerms
+from .losses import LossTerms
 from ..schema import FLOAT, INT, Field, non_negative
 from . import _features
 from .base import Method

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..losses import LossTerms, labelled_ce, soft_kl
+from .losses import LossTerms, labelled_ce, soft_kl
 from .base import Method
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..losses import LossTerms
+from .losses import LossTerms
 from ..schema import FLOAT, INT, LIST, Field, non_negative, positive_int_list
 from . import _features
 from .base import Method

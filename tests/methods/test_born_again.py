@@ -5,18 +5,18 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from distillery import students as S
+from distillery.training import students as S
 from distillery.errors import DistilleryError
-from distillery.evaluation import evaluate, score_generations
-from distillery.inference import predict_logits
+from distillery.evaluation.evaluate import evaluate, score_generations
+from distillery.models.inference import predict_logits
 from distillery.io import read_logits
 from distillery.methods import METHODS, StepInputs
 from distillery.methods.born_again import born_again_terms
 from distillery.methods.kd import kd_terms
-from distillery.models import build_model, load_model
-from distillery.report import render_report
-from distillery.runs import CHECKPOINT_ROOT, FINISHED_MODEL, seeded, train_once
-from distillery.students import generations_root, seed_dir
+from distillery.models.zoo import build_model, load_model
+from distillery.evaluation.report import render_report
+from distillery.training.runs import CHECKPOINT_ROOT, FINISHED_MODEL, seeded, train_once
+from distillery.training.students import generations_root, seed_dir
 
 from ..conftest import make_params
 from ..test_students import fake_teacher_logits
@@ -247,14 +247,14 @@ def test_evaluate_scores_every_generation_and_the_report_shows_them(digits, tmp_
 
 def test_text_generations_learn_from_the_previous_generations_logits(tmp_path, monkeypatch):
     """Text students: generation 2's targets are generation 1's logits through its own saved tokenizer."""
-    from distillery.data import prepare
-    from distillery.inference import split_logits
+    from distillery.data.prepare import prepare
+    from distillery.models.inference import split_logits
     from distillery.io import write_logits
-    from distillery.prepared import load_prepared
-    from distillery.text_models import saved_tokenizer
+    from distillery.data.prepared import load_prepared
+    from distillery.models.text import saved_tokenizer
 
     from ..conftest import deep_merge
-    from distillery.tokenization import tokenize
+    from distillery.models.tokenization import tokenize
 
     from ..text_utils import sentences, text_params, train_tokenizer
 

@@ -5,7 +5,7 @@ import torch
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from distillery.errors import DistilleryError
-from distillery.losses import soft_kl
+from distillery.methods.losses import soft_kl
 from distillery.methods import METHODS, StepInputs
 from distillery.methods.dkd import dkd_parts, dkd_terms
 

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from distillery.errors import DistilleryError
 from distillery.methods import METHODS, StepInputs
 from distillery.methods.dml import dml_terms
-from distillery.students import train_students
+from distillery.training.students import train_students
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..conftest import make_params
@@ -140,7 +140,7 @@ def test_a_killed_cohort_resumes_its_peers_from_the_checkpoint(digits, tmp_path,
     saved = load_file(checkpoint / "model.safetensors")
     student = {k.removeprefix("student.") for k in saved if k.startswith("student.")}
     assert student and {k.removeprefix("peers.0.") for k in saved if not k.startswith("student.")} == student
-    with caplog.at_level(logging.INFO, logger="distillery.runs"):
+    with caplog.at_level(logging.INFO, logger="distillery.training.runs"):
         train_students(METHODS["dml"], params, digits, Path("out"))
     assert "step 20 of 40" in caplog.text
     assert not any(Path(".cache/checkpoints/dml").iterdir())

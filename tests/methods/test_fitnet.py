@@ -7,7 +7,7 @@ from torch import nn
 from distillery.errors import DistilleryError
 from distillery.methods.fitnet import fitnet_terms, hint_loss
 from distillery.methods.kd import kd_terms
-from distillery.models import build_model
+from distillery.models.zoo import build_model
 
 from ..conftest import make_params
 from .training import logged, same_weights, setup_teacher, train, weights

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from distillery.losses import hard_terms
+from distillery.methods.losses import hard_terms
 from distillery.methods.kd import kd_terms
 
 from .reference import np_log_softmax

@@ -25,7 +25,7 @@ def test_matches_numpy(batch, T, alpha):
 
 
 def test_unlabelled_transfer_rows_count_in_the_kd_term_only(batch):
-    from distillery.losses import UNLABELLED
+    from distillery.methods.losses import UNLABELLED
 
     s, t, y = (torch.tensor(a) for a in batch)
     masked = y.clone()

@@ -73,7 +73,7 @@ def root(digits, tmp_path_factory):
 
 def run(digits, root, name, **groups):
     from distillery.methods import get_method
-    from distillery.students import train_students
+    from distillery.training.students import train_students
 
     params = make_params(teachers={"b": {}, "c": {}}, **groups)
     out = root / name
@@ -95,7 +95,7 @@ def test_trains_on_the_combined_targets_and_alpha_zero_is_the_hard_student(digit
 
 def test_a_missing_teachers_logits_are_named(digits, root, monkeypatch):
     from distillery.methods import get_method
-    from distillery.students import train_students
+    from distillery.training.students import train_students
 
     monkeypatch.chdir(root)
     params = make_params(teachers={"b": {}, "missing": {}}, kd={"method": "multi_teacher"})

@@ -11,7 +11,7 @@ from distillery.errors import DistilleryError
 from distillery.methods import METHODS, StepInputs
 from distillery.methods.kd import kd_terms
 from distillery.methods.rkd import pairwise_distances, rkd_angle, rkd_distance, rkd_terms, triplet_cosines
-from distillery.models import build_model
+from distillery.models.zoo import build_model
 
 from ..conftest import make_params
 from .training import logged, same_weights, setup_teacher, train, weights

@@ -10,7 +10,7 @@ from distillery.errors import DistilleryError
 from distillery.methods import METHODS, StepInputs
 from distillery.methods.kd import kd_terms
 from distillery.methods.sp import similarity, sp_loss, sp_terms
-from distillery.models import build_model
+from distillery.models.zoo import build_model
 
 from ..conftest import make_params
 from .training import logged, same_weights, setup_teacher, train, weights

@@ -8,12 +8,12 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertForSequenceClassification
 
-from distillery.data import prepare
+from distillery.data.prepare import prepare
 from distillery.errors import DistilleryError
 from distillery.methods import METHODS, StepInputs
 from distillery.methods.kd import kd_terms
 from distillery.methods.tinybert import attention_mse, hidden_mse, tinybert_terms, uniform_layer_map
-from distillery.teacher import build_teacher
+from distillery.training.teacher import build_teacher
 
 from ..conftest import deep_merge, make_params
 from ..text_utils import sentences, text_params, tiny_checkpoint, train_tokenizer

@@ -8,10 +8,10 @@ import pandas as pd
 import torch
 
 from distillery.methods import HARD, get_method
-from distillery.models import load_model
-from distillery.runs import seeded
-from distillery.students import seed_dir, train_students
-from distillery.teacher import build_teacher
+from distillery.models.zoo import load_model
+from distillery.training.runs import seeded
+from distillery.training.students import seed_dir, train_students
+from distillery.training.teacher import build_teacher
 
 from ..conftest import make_params
 from ..test_students import fake_teacher_logits

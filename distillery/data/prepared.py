@@ -1,0 +1,101 @@
+"""Prepared data: the ``train`` / ``validation`` / ``test`` splits every stage after ``prepare`` reads.
+
+The bottom of the data modules: array sources (``data.py``) and text sources (``text_data.py``) both
+build a ``Prepared`` and save it here; every later stage loads it with ``load_prepared``. Splits are saved
+with ``datasets`` (Arrow, memory-mapped on load); every row carries a stable integer ``id``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DistilleryError
+from ..io import atomic_dir
+
+SPLITS = ("train", "validation", "test")
+META_FILE = "meta.json"
+
+
+@dataclass
+class Split:
+    """One prepared split, rows in id order: NumPy arrays, and for text the ``datasets.Dataset`` itself
+    (columns ``id``, ``text``, optionally ``text_pair``, ``label``; ``inputs`` is then None)."""
+
+    ids: np.ndarray
+    inputs: np.ndarray | None
+    labels: np.ndarray
+    dataset: object = None
+
+
+@dataclass
+class Prepared:
+    splits: dict[str, Split]
+    label_names: list[str]
+    input_shape: list[int]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.label_names)
+
+    @property
+    def is_text(self) -> bool:
+        return self.meta.get("kind") == "text"
+
+
+def save_prepared(prepared: Prepared, out_dir: Path) -> None:
+    import datasets
+    import pyarrow as pa
+
+    width = int(np.prod(prepared.input_shape))
+    features = datasets.Features(
+        {
+            "id": datasets.Value("int64"),
+            "features": datasets.List(datasets.Value("float32"), length=width),
+            "label": datasets.ClassLabel(names=prepared.label_names),
+        }
+    )
+    tables = {}
+    for name, split in prepared.splits.items():
+        table = pa.table(
+            {
+                "id": pa.array(split.ids.astype(np.int64)),
+                "features": pa.FixedSizeListArray.from_arrays(pa.array(split.inputs.reshape(-1)), width),
+                "label": pa.array(split.labels.astype(np.int64)),
+            }
+        ).cast(features.arrow_schema)
+        tables[name] = datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
+    meta = {**prepared.meta, "input_shape": prepared.input_shape, "label_names": prepared.label_names}
+    datasets.disable_progress_bars()
+    with atomic_dir(out_dir) as tmp:
+        datasets.DatasetDict(tables).save_to_disk(str(tmp))
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_prepared(path: Path) -> Prepared:
+    """Read the splits written by ``prepare`` (memory-mapped Arrow) into NumPy arrays."""
+    import datasets
+
+    path = Path(path)
+    if not (path / META_FILE).exists():
+        raise DistilleryError(f"{path}: no prepared data here (run the prepare stage first)")
+    meta = json.loads((path / META_FILE).read_text())
+    dsd = datasets.load_from_disk(str(path))
+    splits = {}
+    if meta.get("kind") == "text":
+        for name in SPLITS:
+            ids = dsd[name].data.column("id").to_numpy().copy()
+            labels = dsd[name].data.column("label").to_numpy().astype(np.int64)
+            splits[name] = Split(ids, None, labels, dsd[name])
+        return Prepared(splits, meta["label_names"], meta["input_shape"], meta)
+    for name in SPLITS:
+        table = dsd[name].data
+        n = table.num_rows
+        inputs = table.column("features").combine_chunks().flatten().to_numpy().reshape(n, *meta["input_shape"])
+        # copies: Arrow memory is read-only, torch wants writable arrays
+        ids = table.column("id").to_numpy().copy()
+        splits[name] = Split(ids, inputs.copy(), table.column("label").to_numpy().astype(np.int64))
+    return Prepared(splits, meta["label_names"], meta["input_shape"], meta)

@@ -1,0 +1,164 @@
+"""Numeric tables for ``prepare``: ``file:<path>`` and ``files`` sources with ``data.feature_columns``.
+
+Each row of a CSV/TSV/JSON Lines/Parquet file is one example: its feature columns (a list, or ``all``:
+every column but ``data.label_column`` and ``id``) make its input vector, ``data.label_column`` its label
+(indices or ``data.label_names``, as for text). Files are split as text files are
+(``text_data.labelled_splits``) and ids are positions in the source, train rows first. Columns that hold
+text are categorical: refused, or with ``data.categorical: onehot`` one-hot encoded after the numeric
+columns, with the categories seen in train (others encode as all zeros).
+
+Every value is checked before anything is split or trained. Messages name the file, the column and the
+rows: lines of a CSV/TSV (the header is line 1) or JSON Lines file, 0-based rows of a Parquet file.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DistilleryError
+from .prepared import Split
+from .text import file_kind, labelled_splits, load_tables, number_rows
+from .validation import _few
+
+ID_COLUMN = "id"
+
+
+def row_names(df, path: str) -> tuple[str, np.ndarray]:
+    """How messages name the rows of ``df`` read from ``path``: ("lines", line numbers) or ("rows", 0-based)."""
+    positions = np.arange(len(df))
+    kind = file_kind(Path(path))
+    if kind == "parquet":
+        return "rows", positions
+    return "lines", positions + (2 if kind in ("csv", "tsv") else 1)
+
+
+def feature_columns(df, data_params: dict, where: str) -> list[str]:
+    """``data.feature_columns`` resolved on ``df`` (``all``: every column but the label and id)."""
+    label = data_params["label_column"]
+    columns = data_params["feature_columns"]
+    if columns == "all":
+        columns = [str(c) for c in df.columns if c not in (label, ID_COLUMN, data_params["id_column"])]
+        if not columns:
+            raise DistilleryError(f"{where}: data.feature_columns = 'all' but the file has no column besides "
+                                  f"the label {label!r} and {ID_COLUMN!r}")
+    check_columns_present(df, columns, label, where)
+    return list(columns)
+
+
+def check_columns_present(df, columns: list[str], label: str, where: str) -> None:
+    missing = [c for c in [*columns, label] if c not in df.columns]
+    if missing:
+        raise DistilleryError(f"{where}: missing column(s) {missing} (data.feature_columns, data.label_column); "
+                              f"the file has columns {list(map(str, df.columns))}")
+
+
+def parse_numbers(values) -> tuple[np.ndarray, np.ndarray]:
+    """A column as float64 (missing cells NaN, ``True``/``False`` 1/0, text parsed with ``float``) and a mask of
+    the cells that hold something that is not a number."""
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(values):  # booleans too
+        return values.to_numpy(dtype=np.float64, na_value=np.nan), np.zeros(len(values), bool)
+    numbers, failed = np.full(len(values), np.nan), np.zeros(len(values), bool)
+    for i, value in enumerate(values.to_numpy(dtype=object)):
+        if pd.isna(value):
+            continue
+        try:
+            numbers[i] = float(value)
+        except (TypeError, ValueError):
+            failed[i] = True
+    return numbers, failed
+
+
+def column_kinds(df, columns: list[str], categorical: str, where: str) -> dict[str, str]:
+    """Column -> ``numeric`` or ``categorical`` (no cell of it is a number), decided on the train table;
+    categorical columns are refused unless ``data.categorical`` is ``onehot``."""
+    kinds, examples = {}, {}
+    for column in columns:
+        present = df[column].notna().to_numpy()
+        _, failed = parse_numbers(df[column])
+        kinds[column] = "categorical" if present.any() and failed[present].all() else "numeric"
+        if kinds[column] == "categorical":
+            examples[column] = df[column][present].iloc[0]
+    if examples and categorical == "refuse":
+        raise DistilleryError(
+            f"{where}: column(s) {list(examples)} hold text, not numbers (e.g. {examples}); one-hot encode them "
+            "with data.categorical: onehot, or leave them out of data.feature_columns")
+    return kinds
+
+
+def check_values(df, kinds: dict[str, str], where: str, rows: tuple[str, np.ndarray], constant: bool) -> None:
+    """Every feature cell of ``df`` present and finite, numeric columns numbers only; with ``constant``
+    (the train table) no column may hold one value in every row."""
+    which, names = rows
+    for column, kind in kinds.items():
+        values = df[column]
+        missing = values.isna().to_numpy()
+        if missing.all():
+            raise DistilleryError(f"{where}: column '{column}' is empty: all {len(df)} values are missing")
+        if kind == "numeric":
+            numbers, failed = parse_numbers(values)
+            bad = np.flatnonzero(failed)
+            if bad.size:
+                raise DistilleryError(
+                    f"{where}: column '{column}' has {bad.size} non-numeric values: {which} {_few(names[bad])} "
+                    f"have {_few(values.to_numpy()[bad])}")
+            bad = np.flatnonzero(~np.isfinite(numbers))
+            if bad.size:
+                raise DistilleryError(
+                    f"{where}: column '{column}' has {bad.size} missing, NaN or infinite values: "
+                    f"{which} {_few(names[bad])} have {_few(numbers[bad])}")
+            distinct = np.unique(numbers)
+        else:
+            bad = np.flatnonzero(missing)
+            if bad.size:
+                raise DistilleryError(
+                    f"{where}: column '{column}' has {bad.size} missing values: {which} {_few(names[bad])}")
+            distinct = values.astype(str).unique()
+        if constant and len(distinct) == 1:
+            raise DistilleryError(
+                f"{where}: column '{column}' is constant (every row has {_few(distinct)[0]!r}), so it cannot tell "
+                "the classes apart; leave it out of data.feature_columns")
+
+
+def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[str], dict]:
+    """Load, check, split and encode a numeric table source: (split -> ``Split`` with float64 features,
+    label names, meta for meta.json). Scaling is ``prepare``'s next step."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    tables, where, _ = load_tables(data_params, root)
+    label = data_params["label_column"]
+    columns = feature_columns(tables["train"], data_params, where["train"])
+    kinds = column_kinds(tables["train"], columns, data_params["categorical"], where["train"])
+    rows = {}
+    id_column = data_params["id_column"]
+    for split, df in tables.items():
+        check_columns_present(df, columns, label, where[split])
+        rows[split] = (id_column, df[id_column].to_numpy()) if id_column in df.columns else row_names(df, where[split])
+        check_values(df, kinds, where[split], rows[split], constant=split == "train")
+    parts, label_names, origin, hidden = labelled_splits(number_rows(tables, id_column, where), where, data_params,
+                                                         rows=rows)
+
+    numeric = [c for c in columns if kinds[c] == "numeric"]
+    text = [c for c in columns if kinds[c] == "categorical"]
+    encoder = OneHotEncoder(handle_unknown="ignore", sparse_output=False).fit(parts["train"][text].astype(str)) \
+        if text else None
+    splits = {}
+    for split, df in parts.items():
+        blocks = [np.column_stack([parse_numbers(df[c])[0] for c in numeric])] if numeric else []
+        if encoder is not None:
+            blocks.append(encoder.transform(df[text].astype(str)))
+        splits[split] = Split(df["id"].to_numpy(np.int64, copy=True), np.hstack(blocks),
+                              df[label].to_numpy(np.int64, copy=True))  # copies: pandas' arrays are read-only
+    meta = {
+        "kind": "table",
+        "source": data_params["source"],
+        "split_origin": origin,
+        "hidden_test_labels": hidden,
+        "feature_columns": columns,
+        "features": numeric + ([] if encoder is None else [str(f) for f in encoder.get_feature_names_out()]),
+    }
+    if encoder is not None:
+        meta["categories"] = {c: [str(v) for v in cats] for c, cats in zip(text, encoder.categories_)}
+    return splits, label_names, meta

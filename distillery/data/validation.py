@@ -1,0 +1,172 @@
+"""Checks on loaded data, run by ``prepare`` before any split is saved.
+
+Each check raises ``DistilleryError`` naming the source (file), the column and the first
+offending ids (or row numbers when the data has no id column). They take plain arrays or
+DataFrames, so every source (arrays from ``.npz``, tables from CSV/Parquet/JSON) uses the same ones.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from ..errors import DistilleryError
+
+SHOWN = 5  # offending ids/values shown in a message
+
+
+def _few(values) -> list:
+    return np.asarray(values)[:SHOWN].tolist()
+
+
+def integer_labels(labels, ids, source: str, column: str = "label") -> np.ndarray:
+    """``labels`` as int64, or an error if any is missing, fractional or not a number."""
+    labels = np.asarray(labels)
+    ids = np.asarray(ids)
+    if labels.dtype.kind in "iu":
+        return labels.astype(np.int64)
+    if labels.dtype.kind == "b" or labels.dtype.kind not in "f":
+        shown = [v for v in labels[:SHOWN].tolist()]
+        raise DistilleryError(
+            f"{source}: column '{column}' must hold integer class indices, got dtype {labels.dtype} "
+            f"(first values {shown})"
+        )
+    bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
+    if bad.size:
+        raise DistilleryError(
+            f"{source}: column '{column}' has {bad.size} labels that are not integers: "
+            f"ids {_few(ids[bad])} have {_few(labels[bad])}"
+        )
+    return labels.astype(np.int64)
+
+
+def validate_arrays(ids, inputs, labels, label_names: Sequence[str], source: str) -> None:
+    """Rows of a loaded source: same length, not empty, finite inputs, labels in the label set, unique ids."""
+    ids, inputs, labels = np.asarray(ids), np.asarray(inputs), np.asarray(labels)
+    lengths = {"ids": len(ids), "inputs": len(inputs), "labels": len(labels)}
+    if len(set(lengths.values())) != 1:
+        raise DistilleryError(f"{source}: inputs and labels differ in length: {lengths}")
+    if len(ids) == 0:
+        raise DistilleryError(f"{source}: no rows")
+    flat = inputs.reshape(len(inputs), -1)
+    if flat.dtype.kind not in "iuf":
+        raise DistilleryError(f"{source}: inputs must be numeric, got dtype {flat.dtype}")
+    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+    if bad.size:
+        raise DistilleryError(f"{source}: {bad.size} rows have NaN/inf inputs: ids {_few(ids[bad])}")
+    labels = integer_labels(labels, ids, source)
+    bad = np.flatnonzero((labels < 0) | (labels >= len(label_names)))
+    if bad.size:
+        raise DistilleryError(
+            f"{source}: {bad.size} labels outside the label set 0..{len(label_names) - 1}: "
+            f"ids {_few(ids[bad])} have {_few(labels[bad])}"
+        )
+    check_unique_ids(ids, source)
+
+
+def check_unique_ids(ids, source: str, column: str = "id") -> None:
+    unique, counts = np.unique(np.asarray(ids), return_counts=True)
+    if (counts > 1).any():
+        repeated = unique[counts > 1]
+        raise DistilleryError(f"{source}: column '{column}' has {repeated.size} duplicate ids: {_few(repeated)}")
+
+
+def validate_table(
+    df,
+    input_columns: Sequence[str],
+    label_column: str,
+    source: str,
+    label_names: Sequence[str] | None = None,
+    id_column: str = "id",
+    rows: tuple[str, np.ndarray] | None = None,
+) -> None:
+    """A table read from a file: the columns exist, rows are there, inputs non-empty, labels valid, ids unique.
+
+    Labels are integer class indices (``0..len(label_names)-1`` when ``label_names`` is given)
+    or, with ``label_names``, names from that list. Rows are named by ``rows`` (a word and one name
+    per row, e.g. ``("lines", ...)``) when given, else by ``id_column`` when the table has one, else
+    by their 0-based row number.
+    """
+    import pandas as pd
+
+    columns = [*input_columns, label_column]
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DistilleryError(
+            f"{source}: missing column(s) {missing}; the file has columns {list(map(str, df.columns))}"
+        )
+    if len(df) == 0:
+        raise DistilleryError(f"{source}: no rows")
+    has_ids = id_column in df.columns
+    if has_ids:
+        if df[id_column].isna().any():
+            rows = np.flatnonzero(df[id_column].isna().to_numpy())
+            raise DistilleryError(f"{source}: column '{id_column}' is empty at rows {_few(rows)}")
+        check_unique_ids(df[id_column].to_numpy(), source, id_column)
+    names = df[id_column].to_numpy() if has_ids else np.arange(len(df))
+    which = "ids" if has_ids else "rows"
+    if rows is not None:
+        which, names = rows
+
+    for column in input_columns:
+        values = df[column]
+        empty = values.isna().to_numpy().copy()
+        if values.dtype == object or pd.api.types.is_string_dtype(values):
+            empty |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+        elif pd.api.types.is_numeric_dtype(values):
+            empty |= ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        bad = np.flatnonzero(empty)
+        if bad.size:
+            raise DistilleryError(
+                f"{source}: column '{column}' has {bad.size} empty or NaN inputs: {which} {_few(names[bad])}"
+            )
+
+    labels = df[label_column]
+    bad = np.flatnonzero(labels.isna().to_numpy())
+    if bad.size:
+        raise DistilleryError(f"{source}: column '{label_column}' has {bad.size} missing labels: {which} {_few(names[bad])}")
+    if label_names is not None and not pd.api.types.is_numeric_dtype(labels):
+        known = set(map(str, label_names))
+        bad = np.flatnonzero(~labels.astype(str).isin(known).to_numpy())
+        if bad.size:
+            raise DistilleryError(
+                f"{source}: column '{label_column}' has {bad.size} labels outside the label set {list(label_names)}: "
+                f"{which} {_few(names[bad])} have {_few(labels.to_numpy()[bad])}"
+            )
+        return
+    values = integer_labels(labels.to_numpy(), names, source, label_column)
+    upper = math.inf if label_names is None else len(label_names)
+    bad = np.flatnonzero((values < 0) | (values >= upper))
+    if bad.size:
+        allowed = "non-negative" if label_names is None else f"0..{len(label_names) - 1}"
+        raise DistilleryError(
+            f"{source}: column '{label_column}' has {bad.size} labels outside {allowed}: "
+            f"{which} {_few(names[bad])} have {_few(values[bad])}"
+        )
+
+
+def check_stratifiable(labels, fraction: float, split: str, source: str, label_names: Sequence[str]) -> None:
+    """Raise if ``labels`` cannot be split off a stratified ``fraction`` for ``split`` (what scikit-learn needs)."""
+    labels = np.asarray(labels)
+    n, classes = len(labels), np.unique(labels)
+    counts = {int(c): int((labels == c).sum()) for c in classes}
+    scarce = {label_names[c] if 0 <= c < len(label_names) else c: k for c, k in counts.items() if k < 2}
+    if scarce:
+        raise DistilleryError(
+            f"{source}: too few rows to split off a stratified {split} split: classes {scarce} "
+            "have fewer than 2 rows (give more data or fewer classes)"
+        )
+    n_split = math.ceil(fraction * n)
+    if n_split < len(classes) or n - n_split < len(classes):
+        raise DistilleryError(
+            f"{source}: {n} rows are too few for a stratified {split} split of fraction {fraction}: "
+            f"it would get {n_split} rows and leave {n - n_split}, but each side needs at least one row "
+            f"of each of the {len(classes)} classes"
+        )
+
+
+def check_splits_not_empty(sizes: dict[str, int], source: str) -> None:
+    empty = [name for name, size in sizes.items() if size == 0]
+    if empty:
+        raise DistilleryError(f"{source}: empty split(s) {empty} (sizes {sizes})")

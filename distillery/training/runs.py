@@ -1,0 +1,190 @@
+"""The run lifecycle: where a training run keeps its checkpoints, how a killed run resumes, and
+how its results are kept until the stage copies them to its outputs.
+
+A run directory (under ``CHECKPOINT_ROOT``, outside every DVC output) is named by a
+``fingerprint`` of everything the training depends on, so a re-run after ``kill -9`` finds it.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from transformers import set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from ..io import TIMINGS_ROOT, atomic_dir, atomic_path, write_json
+
+CHECKPOINT_ROOT = Path(".cache/checkpoints")
+TRAINER_STATE = "trainer_state.json"
+FINISHED_MODEL, CURVES, TIMINGS, TRAINER_OUTPUT = "model", "live", "timings.json", "trainer"
+TIMING_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second")  # of the Trainer's log keys
+logger = logging.getLogger(__name__)
+
+
+def fingerprint(*parts) -> str:
+    """A short stable hash of JSON-able values and arrays: names a run's checkpoint directory."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
+    return digest.hexdigest()[:16]
+
+
+def is_timing(key: str) -> bool:
+    """Whether a Trainer log key is a timing (``eval_runtime``, ``train_samples_per_second``, ...)."""
+    return key.endswith(TIMING_SUFFIXES)
+
+
+def live_callback(run_dir: Path, resume_step: int | None):
+    """DVCLive's Trainer callback, writing the curves under ``run_dir/live``, with rows keyed by the Trainer's
+    global step; the timings the Trainer logs go to ``run_dir/timings.json`` instead (``{step: {key: value}}``),
+    so the curves hold the same bytes on every run with the same params.
+
+    ``dvcyaml=None`` keeps DVCLive from touching ``dvc.yaml``; ``save_dvc_exp=False`` from making experiments.
+    When resuming from the checkpoint at ``resume_step`` the curves logged up to it are kept and continued;
+    rows logged after it (before the crash) are dropped, since the resumed run logs those steps again.
+    """
+    from dvclive import Live
+    from transformers.integrations import DVCLiveCallback
+
+    live_dir, timings_path = Path(run_dir) / CURVES, Path(run_dir) / TIMINGS
+    timings = json.loads(timings_path.read_text()) if resume_step is not None and timings_path.exists() else {}
+    timings = {step: row for step, row in timings.items() if int(step) <= (resume_step or 0)}
+
+    class GlobalStepDVCLiveCallback(DVCLiveCallback):
+        def on_log(self, args, state, control, model=None, logs=None, **kwargs):
+            if self.live is not None:
+                self.live.step = state.global_step  # the library counts log calls instead
+            timed = {k: v for k, v in (logs or {}).items() if is_timing(k)}
+            if timed:
+                timings.setdefault(str(state.global_step), {}).update(timed)
+                write_json(timings_path, timings)
+            logs = {k: v for k, v in (logs or {}).items() if not is_timing(k)}
+            super().on_log(args, state, control, model=model, logs=logs, **kwargs)
+
+    if resume_step is not None:
+        truncate_curves(live_dir, resume_step)
+    live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume_step is not None)
+    return GlobalStepDVCLiveCallback(live=live)
+
+
+def save_timings(run_dir: Path, curves_dir: Path) -> None:
+    """Copy a run's timings to where the curves at ``curves_dir`` have theirs: ``reports/training/kd/seed_0`` ->
+    ``reports/timings/training/kd/seed_0.json``; curves outside ``reports/`` get them beside, in
+    ``<curves_dir>.timings.json``. Nothing when the run logged none."""
+    source, curves_dir = Path(run_dir) / TIMINGS, Path(curves_dir)
+    if not source.exists():
+        return
+    if curves_dir.parts[:1] == ("reports",):
+        target = TIMINGS_ROOT / curves_dir.relative_to("reports").with_suffix(".json")
+    else:
+        target = curves_dir.with_name(f"{curves_dir.name}.timings.json")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+
+
+def train_runtime(run_dir: Path) -> float:
+    """The Trainer's ``train_runtime`` of the run in ``run_dir`` in seconds (``nan`` when it logged none)."""
+    path = Path(run_dir) / TIMINGS
+    rows = json.loads(path.read_text()).values() if path.exists() else []
+    return next((row["train_runtime"] for row in rows if "train_runtime" in row), float("nan"))
+
+
+def truncate_curves(live_dir: Path, last_step: int) -> None:
+    """Drop the rows with ``step > last_step`` from every DVCLive metric file under ``live_dir``."""
+    import pandas as pd
+
+    for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
+        table = pd.read_csv(tsv, sep="\t")
+        kept = table[table["step"] <= last_step]
+        if len(kept) < len(table):
+            with atomic_path(tsv) as tmp:
+                kept.to_csv(tmp, sep="\t", index=False)
+
+
+def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:
+    """The newest ``checkpoint-<step>`` under ``checkpoint_dir`` that was saved completely, else None.
+
+    The Trainer writes ``trainer_state.json`` last and not atomically, so a checkpoint killed while
+    being saved lacks it or holds broken JSON; such checkpoints are deleted.
+    """
+    if not Path(checkpoint_dir).is_dir():
+        return None
+    candidates = []
+    for path in Path(checkpoint_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if path.is_dir() and step.isdigit():
+            candidates.append((int(step), path))
+    for step, path in sorted(candidates, reverse=True):
+        try:
+            saved_step = json.loads((path / TRAINER_STATE).read_text())["global_step"]
+        except (OSError, ValueError, KeyError):
+            saved_step = None
+        if saved_step == step:
+            return path
+        logger.warning("ignoring the incomplete checkpoint %s (interrupted while being saved)", path)
+        shutil.rmtree(path)
+    return None
+
+
+def checkpoint_step(checkpoint: Path) -> int:
+    return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"]
+
+
+def seeded(seed: int) -> None:
+    """Seed Python, NumPy and torch before building a model, so its initial weights depend on the seed only."""
+    set_seed(seed)
+
+
+def train_once(
+    run_dir: Path,
+    make_model: Callable[[], object],
+    seed: int,
+    with_curves: bool,
+    tokenizer=None,
+    **train_kwargs,
+) -> Path:
+    """Train one model in ``run_dir`` and return the directory of the finished model (``run_dir/model``).
+
+    ``run_dir`` holds the Trainer's checkpoints, the DVCLive curves (``run_dir/live``), the timings
+    (``run_dir/timings.json``) and, once training ends, the saved model. A run killed part-way resumes from its last checkpoint; a model
+    finished by a run killed later (e.g. during the next seed) is reused as is. ``make_model``
+    returns the model to train: a ``PreTrainedModel``, or a ``training.Distillee`` whose student is
+    saved. The caller copies the results to its outputs, then deletes ``run_dir``. With several processes
+    (``compute.processes``) every process trains and the main one writes; all return once the model is saved.
+    """
+    from .. import distributed
+    from .trainer import Distillee, train_model
+
+    finished = Path(run_dir) / FINISHED_MODEL
+    checkpoint_dir = Path(run_dir) / TRAINER_OUTPUT
+    with distributed.main_process_first():  # the main process deletes broken checkpoints before the others look
+        if finished.is_dir():
+            logger.info("reusing %s, finished before an interruption", finished)
+            return finished
+        resume = last_complete_checkpoint(checkpoint_dir)
+    resume_step = None if resume is None else checkpoint_step(resume)
+    if resume is not None:
+        logger.info("resuming from %s: step %d of %d", resume, resume_step, train_kwargs["train_params"]["max_steps"])
+    main = distributed.is_main()  # several processes: only the main one writes curves, checkpoints and the model
+    callbacks = [live_callback(Path(run_dir), resume_step)] if with_curves and main else []
+    seeded(seed)
+    model = train_model(make_model(), seed=seed, checkpoint_dir=checkpoint_dir, resume_from=resume,
+                        callbacks=callbacks, tokenizer=tokenizer, **train_kwargs)
+    if main:
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        if isinstance(model, Distillee):
+            model = model.student
+        with atomic_dir(finished) as tmp:
+            model.save_pretrained(tmp)
+            if tokenizer is not None:  # text models: saved together, so every later stage tokenizes alike
+                tokenizer.save_pretrained(tmp)
+    distributed.barrier()
+    return finished
