@@ -126,7 +126,7 @@ def test_overrides_add_keys_params_yaml_leaves_to_their_defaults():
 
 
 def test_report_gains_the_tuning_section_with_the_best_trial_and_history(tmp_path, monkeypatch):
-    from distillery.experiments import sweep_report, tune
+    from distillery.experiments import study as study_module, sweep_report
 
     study = optuna.create_study(study_name="s", direction="maximize")
     for number, (T, alpha, value) in enumerate([(2.0, 0.5, 0.70), (4.0, 0.9, 0.80), (1.5, 0.1, 0.75)]):
@@ -138,7 +138,7 @@ def test_report_gains_the_tuning_section_with_the_best_trial_and_history(tmp_pat
     monkeypatch.setattr(sweep_report, "exp_show", lambda rev: _shown([("s-0", 2.0, 0.5, 0.7, 0.7, None),
                                                                       ("s-1", 4.0, 0.9, 0.8, 0.7, None),
                                                                       ("s-2", 1.5, 0.1, 0.75, 0.7, None)]))
-    monkeypatch.setattr(tune, "apply_command", lambda best: f"dvc exp apply {best['experiment']}")
+    monkeypatch.setattr(study_module, "apply_command", lambda best: f"dvc exp apply {best['experiment']}")
     params = validate({"tune": {"trials": 5}})["tune"]
     frame = sweep_report.write_report(["s-0", "s-1", "s-2"], report=tmp_path / "sweep.md", plots=tmp_path / "sweep",
                                       study=study, tune=params)

@@ -1,7 +1,7 @@
 """Data sources and the ``prepare`` stage's logic.
 
-``prepare`` turns a source (``sklearn:digits``, ``npz:<file>``; numeric tables go to ``table_data``, text
-sources to ``text_data``) into ``train`` / ``validation`` / ``test`` splits (``distillery.data.prepared``), array and
+``prepare`` turns a source (``sklearn:digits``, ``npz:<file>``; numeric tables go to ``data.tables``, text
+sources to ``data.text``) into ``train`` / ``validation`` / ``test`` splits (``distillery.data.prepared``), array and
 table inputs scaled by ``data.scaling`` (``distillery.data.scaling``). Every row carries a stable integer ``id``
 (its position in the source, never re-numbered), its input and its ``label``.
 """

@@ -1,7 +1,7 @@
 """Prepared data: the ``train`` / ``validation`` / ``test`` splits every stage after ``prepare`` reads.
 
-The bottom of the data modules: array sources (``data.py``) and text sources (``text_data.py``) both
-build a ``Prepared`` and save it here; every later stage loads it with ``load_prepared``. Splits are saved
+The bottom of the data modules: array sources (``data.prepare``), numeric tables (``data.tables``) and
+text sources (``data.text``) build a ``Prepared`` and save it here; every later stage loads it with ``load_prepared``. Splits are saved
 with ``datasets`` (Arrow, memory-mapped on load); every row carries a stable integer ``id``.
 """
 from __future__ import annotations
@@ -17,6 +17,7 @@ from ..io import atomic_dir
 
 SPLITS = ("train", "validation", "test")
 META_FILE = "meta.json"
+UNLABELLED = -100  # the label of transfer rows (data.transfer): F.cross_entropy's default ignore_index
 
 
 @dataclass

@@ -3,7 +3,7 @@
 Each row of a CSV/TSV/JSON Lines/Parquet file is one example: its feature columns (a list, or ``all``:
 every column but ``data.label_column`` and ``id``) make its input vector, ``data.label_column`` its label
 (indices or ``data.label_names``, as for text). Files are split as text files are
-(``text_data.labelled_splits``) and ids are positions in the source, train rows first. Columns that hold
+(``data.files.labelled_splits``) and ids are positions in the source, train rows first. Columns that hold
 text are categorical: refused, or with ``data.categorical: onehot`` one-hot encoded after the numeric
 columns, with the categories seen in train (others encode as all zeros).
 
@@ -18,19 +18,10 @@ import numpy as np
 
 from ..errors import DistilleryError
 from .prepared import Split
-from .text import file_kind, labelled_splits, load_tables, number_rows
+from .files import labelled_splits, load_tables, number_rows, row_names
 from .validation import _few
 
 ID_COLUMN = "id"
-
-
-def row_names(df, path: str) -> tuple[str, np.ndarray]:
-    """How messages name the rows of ``df`` read from ``path``: ("lines", line numbers) or ("rows", 0-based)."""
-    positions = np.arange(len(df))
-    kind = file_kind(Path(path))
-    if kind == "parquet":
-        return "rows", positions
-    return "lines", positions + (2 if kind in ("csv", "tsv") else 1)
 
 
 def feature_columns(df, data_params: dict, where: str) -> list[str]:

@@ -33,8 +33,7 @@ import numpy as np
 from .augment import shift_image
 from ..errors import DistilleryError
 from ..io import atomic_dir
-from ..methods.losses import UNLABELLED
-from .prepared import Prepared, Split
+from .prepared import UNLABELLED, Prepared, Split
 
 TRANSFER_DIR = Path("data/transfer")
 TRANSFER_LOGITS = Path("data/transfer_logits")
@@ -139,7 +138,7 @@ def _refuse(param: str, problem: str):
 
 def _rest_rows(data_params: dict, root: Path) -> "object":
     """The DataFrame of train rows ``data.max_train_examples`` leaves out (text sources), labels as indices."""
-    from .text import labelled_splits, load_tables, number_rows
+    from .files import labelled_splits, load_tables, number_rows
 
     tables, where, declared = load_tables(data_params, root)
     inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
@@ -151,7 +150,7 @@ def _rest_rows(data_params: dict, root: Path) -> "object":
 
 def _source_texts(tp: dict, data_params: dict, columns: dict, root: Path) -> dict[str, list[str]]:
     """The text column(s) of every split of the transfer source (labels ignored)."""
-    from .text import load_tables
+    from .files import load_tables
 
     spec = tp["source"]
     kind, _, rest = spec.partition(":")

@@ -14,7 +14,8 @@ def _color(name: str) -> str:
     return COLORS.get(name.split("_seed")[0], "tab:green")
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the Agg backend (files only, no display)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -23,12 +24,13 @@ def _pyplot():
     return plt
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """``fig`` written atomically to ``path`` as PNG, then closed."""
     from ..io import atomic_path
 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    _pyplot().close(fig)
+    pyplot().close(fig)
 
 
 def student_columns(predictions: pd.DataFrame, kind: str) -> list[str]:
@@ -37,7 +39,7 @@ def student_columns(predictions: pd.DataFrame, kind: str) -> list[str]:
 
 def confusion_matrices(predictions: pd.DataFrame, label_names: list[str], path: Path) -> None:
     """Row-normalised confusion matrices of the teacher and both students (students pooled over seeds)."""
-    plt = _pyplot()
+    plt = pyplot()
     n = len(label_names)
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.8))
     for ax, kind in zip(axes, ("teacher", "kd", "hard")):
@@ -58,13 +60,13 @@ def confusion_matrices(predictions: pd.DataFrame, label_names: list[str], path: 
         ax.set_ylabel("true")
         seeds = "" if kind == "teacher" else f" ({len(columns)} seeds pooled)"
         ax.set_title(f"{kind}: accuracy {(pred == truth).mean():.3f}{seeds}")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def reliability_diagrams(rows: dict[str, dict[str, pd.DataFrame]], path: Path) -> None:
     """Accuracy vs confidence per bin, one row of panels per ``rows`` entry (e.g. before / after temperature
     scaling) and one panel per model, with the diagonal of perfect calibration."""
-    plt = _pyplot()
+    plt = pyplot()
     ncols = max(len(tables) for tables in rows.values())
     fig, axes = plt.subplots(len(rows), ncols, figsize=(5 * ncols, 4.6 * len(rows)), squeeze=False)
     for ax_row, (row_title, tables) in zip(axes, rows.items()):
@@ -80,7 +82,7 @@ def reliability_diagrams(rows: dict[str, dict[str, pd.DataFrame]], path: Path) -
             ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence", ylabel="accuracy",
                    title=f"{name}, {row_title}: ECE {ece:.4f}")
             ax.legend(loc="upper left", fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def roc_curves(logits: dict[str, np.ndarray], labels: np.ndarray, label_names: list[str], path: Path) -> None:
@@ -89,7 +91,7 @@ def roc_curves(logits: dict[str, np.ndarray], labels: np.ndarray, label_names: l
 
     from .metrics import probabilities, roc_auc_per_class
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(logits), figsize=(5 * len(logits), 4.8), squeeze=False)
     colors = plt.get_cmap("tab10" if len(label_names) <= 10 else "viridis", len(label_names))
     for ax, (name, z) in zip(axes[0], logits.items()):
@@ -103,7 +105,7 @@ def roc_curves(logits: dict[str, np.ndarray], labels: np.ndarray, label_names: l
                title=f"{name}: macro AUC {np.nanmean(auc):.4f}")
         if len(label_names) <= 12:
             ax.legend(title="class: AUC", fontsize=7, loc="lower right")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def teacher_student_scatter(teacher: np.ndarray, students: dict[str, np.ndarray], labels: np.ndarray,
@@ -112,7 +114,7 @@ def teacher_student_scatter(teacher: np.ndarray, students: dict[str, np.ndarray]
     classes, else the probability each model gives the true class."""
     from .metrics import probabilities
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students), 5), squeeze=False)
     n_classes = teacher.shape[1]
     m = max(1, max_points // n_classes)  # the first rows in id order: deterministic
@@ -132,7 +134,7 @@ def teacher_student_scatter(teacher: np.ndarray, students: dict[str, np.ndarray]
             ax.set(xlabel="teacher p(true class)", ylabel=f"{name} p(true class)")
         r = np.corrcoef(x, y)[0, 1]
         ax.set_title(f"{name} vs teacher: Pearson r = {r:.3f}")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def confidence_histograms(runs: dict[str, list[np.ndarray]], labels: np.ndarray, path: Path) -> None:
@@ -141,7 +143,7 @@ def confidence_histograms(runs: dict[str, list[np.ndarray]], labels: np.ndarray,
 
     from .metrics import probabilities
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(runs), figsize=(5.5 * len(runs), 4), squeeze=False)
     edges = np.linspace(0, 1, 26)
     for ax, (name, logits) in zip(axes[0], runs.items()):
@@ -159,7 +161,7 @@ def confidence_histograms(runs: dict[str, list[np.ndarray]], labels: np.ndarray,
         ax.set(xlabel="top-label confidence", ylabel="test predictions (log scale)",
                title=f"{name}{pooled}: mean confidence {confidence.mean():.3f}")
         ax.legend(fontsize=8, loc="upper left")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def as_image(inputs: np.ndarray, input_shape: list[int]) -> np.ndarray | None:
@@ -180,7 +182,7 @@ def prediction_grid(images: np.ndarray, labels: np.ndarray, predictions: dict[st
                     label_names: list[str], path: Path, n: int = 24, note: str = "") -> None:
     """``n`` test images with each model's prediction: up to two thirds are rows some model gets wrong
     (framed red, wrong predictions in red), the rest rows all get right, each group in id order."""
-    plt = _pyplot()
+    plt = pyplot()
     wrong = np.any([p != labels for p in predictions.values()], axis=0)
     mistakes = np.flatnonzero(wrong)[: 2 * n // 3]
     chosen = np.concatenate([mistakes, np.flatnonzero(~wrong)])[:n]
@@ -205,7 +207,7 @@ def prediction_grid(images: np.ndarray, labels: np.ndarray, predictions: dict[st
                 spine.set(color="tab:red", linewidth=2)
     fig.suptitle(f"test examples: some model wrong (red frame), then all right{note}", fontsize=10)
     fig.subplots_adjust(hspace=0.9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def read_curves(live_dir: Path) -> dict[str, pd.DataFrame]:
@@ -217,7 +219,7 @@ def read_curves(live_dir: Path) -> dict[str, pd.DataFrame]:
 def training_curves(live_roots: dict[str, Path], terms: tuple[str, ...], path: Path, method: str = "kd") -> None:
     """Loss, each term the method logs (``Method.terms``) and validation accuracy per step: one thin line
     per seed, the mean bold."""
-    plt = _pyplot()
+    plt = pyplot()
     curves = [("loss", "training loss"), *((t, f"{t} term") for t in terms), ("eval/accuracy", "validation accuracy")]
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4))
     for kind, root in live_roots.items():
@@ -234,4 +236,4 @@ def training_curves(live_roots: dict[str, Path], terms: tuple[str, ...], path: P
             ax.plot(mean.index, mean.values, color=COLORS[kind], lw=2, label=f"{name} (mean of {len(frames)})")
             ax.set(title=title, xlabel="step")
             ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)

@@ -139,9 +139,9 @@ def methods_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
 def methods_plot(frame: pd.DataFrame, path: Path) -> None:
     """Test accuracy of each experiment's distilled students (error bars: std over seeds), the hard-label
     students as a reference band."""
-    from ..evaluation.plots import _pyplot, _save
+    from ..evaluation.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     others = [p for p in swept_params(frame) if p != "kd.method"]
     labels = [r["param:kd.method"] + "".join(f"\n{p.split('.')[-1]}={r[f'param:{p}']}" for p in others
                                              if frame[f"param:{p}"].map(json.dumps).nunique() > 1)
@@ -157,7 +157,7 @@ def methods_plot(frame: pd.DataFrame, path: Path) -> None:
     ax.set_xticks(range(len(frame)), labels, fontsize=8)
     ax.set(ylabel="test accuracy", title="methods: test accuracy (error bars: std over seeds)")
     ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _line_groups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
@@ -175,9 +175,9 @@ def _line_groups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
 
 def metrics_vs_temperature(frame: pd.DataFrame, path: Path) -> None:
     """Accuracy and ECE vs T, one line per alpha with error bars over seeds; hard baseline and α = 0 as references."""
-    from ..evaluation.plots import _pyplot, _save
+    from ..evaluation.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     ablation = frame[frame["param:kd.alpha"] == 0]
     for ax, (metric, title) in zip(axes, [("accuracy", "test accuracy"), ("ece", "test ECE")]):
@@ -195,14 +195,14 @@ def metrics_vs_temperature(frame: pd.DataFrame, path: Path) -> None:
         ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
         ax.set(xlabel="temperature T", ylabel=title, title=f"{title} vs T (error bars: std over seeds)")
         ax.legend(fontsize=8)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def gain_heatmap(frame: pd.DataFrame, path: Path) -> None:
     """KD − hard test accuracy over the (alpha, T) grid; blank where the grid has no experiment."""
-    from ..evaluation.plots import _pyplot, _save
+    from ..evaluation.plots import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     grid = frame.pivot_table(index="param:kd.alpha", columns="param:kd.T", values="gain", aggfunc="mean")
     fig, ax = plt.subplots(figsize=(1.3 * grid.shape[1] + 3, 0.9 * grid.shape[0] + 2))
     values = grid.to_numpy(dtype=float)
@@ -219,7 +219,7 @@ def gain_heatmap(frame: pd.DataFrame, path: Path) -> None:
     ax.set_yticks(range(grid.shape[0]), [f"{a:g}" for a in grid.index])
     ax.set(xlabel="temperature T", ylabel="α", title="KD − hard-label test accuracy")
     fig.colorbar(image, ax=ax)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def exp_show(rev: str = "HEAD") -> list[dict]:
@@ -234,16 +234,16 @@ def tuning_history(study, metric: str, path: Path) -> None:
     """Optuna's optimization history plot: every trial's value and the best so far."""
     import optuna
 
-    from ..evaluation.plots import _pyplot, _save
+    from ..evaluation.plots import pyplot, save_figure
 
-    _pyplot()  # the Agg backend before Optuna imports pyplot
+    pyplot()  # the Agg backend before Optuna imports pyplot
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         ax = optuna.visualization.matplotlib.plot_optimization_history(study, target_name=metric)
     ax.set_title(f"tuning history: {study.study_name} ({metric}, validation)")
-    _save(ax.figure, path)
+    save_figure(ax.figure, path)
 
 
 def _value(v) -> str:
@@ -254,7 +254,7 @@ def tuning_section(study, tune: dict, plots: Path, relative: Path) -> list[str]:
     """The Markdown lines of the tuning section; draws the history plot when a trial is complete."""
     from optuna.trial import TrialState
 
-    from .tune import apply_command, best
+    from .study import apply_command, best
 
     trials = study.get_trials(deepcopy=False)
     states = pd.Series([t.state.name.lower() for t in trials]).value_counts().to_dict()

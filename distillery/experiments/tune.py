@@ -31,6 +31,7 @@ import yaml
 
 from ..cli import quiet_torchao
 from ..errors import DistilleryError
+from .study import apply_command, best
 from .sweep import refuse_untracked
 
 METRICS_FILE = "reports/metrics.json"
@@ -191,26 +192,6 @@ def refuse_taken_names(study, tune: dict) -> None:
         raise DistilleryError(f"params.yaml: tune.study = {tune['study']!r}: the study is new in {tune['storage']} but "
                               f"experiments of that name exist ({', '.join(taken[:5])}): name another study, or "
                               f"`dvc exp remove {' '.join(taken[:5])}`")
-
-
-def best(study) -> dict | None:
-    """The best complete trial as ``{number, value, params, experiment, rev, host}``, or None."""
-    from optuna.trial import TrialState
-
-    if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        return None
-    trial = study.best_trial
-    return {"number": trial.number, "value": trial.value, "params": trial.params, **trial.user_attrs}
-
-
-def apply_command(best_trial: dict) -> str:
-    """The one command that puts the best trial's params and outputs into the workspace."""
-    name = best_trial["experiment"]
-    local = subprocess.run(["git", "for-each-ref", "--format=%(refname)", "refs/exps"], capture_output=True,
-                           text=True).stdout.split()
-    if any(ref.endswith(f"/{name}") for ref in local):
-        return f"dvc exp apply {name}"
-    return f"dvc exp pull origin {name} && dvc exp apply {name}"  # run on another machine
 
 
 def run_tune(jobs: int, trials: int | None) -> int:

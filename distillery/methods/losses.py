@@ -10,6 +10,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from ..data.prepared import UNLABELLED
+
 
 class LossTerms(NamedTuple):
     """The loss to optimise and its parts, each a scalar tensor (every part is logged per step)."""
@@ -25,7 +27,6 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
 
 
-UNLABELLED = -100  # the label of transfer rows (data.transfer): F.cross_entropy's default ignore_index
 
 
 def labelled_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

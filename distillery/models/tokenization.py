@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..distributed import main_process_first
-from ..training.runs import fingerprint
+from ..io import fingerprint
 
 TOKENIZED_ROOT = Path(".cache/tokenized")
 TEXT_COLUMNS = ("text", "text_pair")

@@ -2,18 +2,16 @@
 how its results are kept until the stage copies them to its outputs.
 
 A run directory (under ``CHECKPOINT_ROOT``, outside every DVC output) is named by a
-``fingerprint`` of everything the training depends on, so a re-run after ``kill -9`` finds it.
+``fingerprint`` (``distillery.io``) of everything the training depends on, so a re-run after ``kill -9`` finds it.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 from transformers import set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -24,17 +22,6 @@ TRAINER_STATE = "trainer_state.json"
 FINISHED_MODEL, CURVES, TIMINGS, TRAINER_OUTPUT = "model", "live", "timings.json", "trainer"
 TIMING_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second")  # of the Trainer's log keys
 logger = logging.getLogger(__name__)
-
-
-def fingerprint(*parts) -> str:
-    """A short stable hash of JSON-able values and arrays: names a run's checkpoint directory."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            digest.update(np.ascontiguousarray(part).tobytes())
-        else:
-            digest.update(json.dumps(part, sort_keys=True, default=str).encode())
-    return digest.hexdigest()[:16]
 
 
 def is_timing(key: str) -> bool:

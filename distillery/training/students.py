@@ -15,12 +15,12 @@ import numpy as np
 
 from ..distributed import is_main
 from ..errors import DistilleryError
-from ..io import atomic_dir, read_logits
+from ..io import atomic_dir, fingerprint, read_logits
 from ..methods import HARD, Method
 from ..models.zoo import build_model
 from ..data.omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from ..data.prepared import Prepared
-from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, fingerprint, save_timings, seeded, train_once, train_runtime
+from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, save_timings, seeded, train_once, train_runtime
 from ..models.text import build_text_model, copy_teacher_layers, text_tokenizer
 
 TEACHER_DIR = Path("models/teacher")

@@ -11,10 +11,10 @@ from pathlib import Path
 from ..data.augment import Jittered, check_jitter
 from ..distributed import is_main
 from ..errors import DistilleryError
-from ..io import atomic_dir
+from ..io import atomic_dir, fingerprint
 from ..models.zoo import build_model, check_safetensors, load_model
 from ..data.prepared import Prepared
-from .runs import CHECKPOINT_ROOT, CURVES, fingerprint, save_timings, seeded, train_once
+from .runs import CHECKPOINT_ROOT, CURVES, save_timings, seeded, train_once
 from ..models.text import build_text_model, check_label_count, saved_tokenizer
 
 REFERENCE_FILE = "teacher.json"

@@ -1,0 +1,251 @@
+"""Source files and datasets as labelled tables: reading CSV/TSV/JSON Lines/Parquet files (or a Hugging Face
+dataset), numbering their rows with stable ids, turning labels into class indices and splitting them into the
+prepared train/validation/test splits. Text sources (``data.text``) and numeric tables (``data.tables``) both
+build on this module and never import each other.
+
+Ids are positions in the source (train rows first, then validation, then test), so they never change with the
+split seed; or, with ``data.id_column``, that column's integers. Which prepared split comes from where:
+
+- the source has labelled train, validation and test splits: used as they are;
+- its test labels are hidden (GLUE: all -1) or it has no test split: its validation split becomes the
+  prepared ``test`` split and a stratified ``data.validation_fraction`` of train the prepared
+  ``validation`` split (model selection never sees the rows that are scored);
+- train and test only: validation is split off train;
+- one file (or train only): the usual stratified three-way split with ``data.split_seed``.
+
+``data.max_train_examples`` then keeps a random subset (``data.split_seed``) of the prepared train split.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DistilleryError
+from .prepared import SPLITS
+from .splitting import split_indices
+from .validation import _few, validate_table
+
+HIDDEN_LABEL = -1
+READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
+
+
+def file_kind(path: Path) -> str:
+    """``csv``, ``tsv``, ``json`` (JSON Lines) or ``parquet``, from the file name (a ``.gz`` suffix aside)."""
+    path = Path(path)
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    kind = READERS.get(suffixes[-1] if suffixes else "")
+    if kind is None:
+        raise DistilleryError(f"{path}: unknown file type; expected one of {', '.join(READERS)} (optionally .gz)")
+    return kind
+
+
+def read_table(path: Path):
+    """A CSV/TSV (also ``.gz``), JSON Lines or Parquet file as a DataFrame; text cells stay text ("NA" too)."""
+    import pandas as pd
+
+    path = Path(path)
+    kind = file_kind(path)
+    if not path.exists():
+        raise DistilleryError(f"{path}: file not found")
+    try:
+        if kind in ("csv", "tsv"):
+            import csv
+
+            return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", keep_default_na=False, na_values=[""],
+                               quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
+        if kind == "json":
+            return pd.read_json(path, lines=True, dtype=False)
+        return pd.read_parquet(path)
+    except (ValueError, OSError) as exc:
+        raise DistilleryError(f"{path}: cannot read it as {kind}: {exc}") from None
+
+
+def load_tables(data_params: dict, root: Path) -> tuple[dict, dict, list[str] | None]:
+    """Source split name -> DataFrame, split name -> where it came from (for messages), and the label names
+    the source itself declares (a ``ClassLabel``), if any."""
+    source = data_params["source"]
+    kind, _, rest = source.partition(":")
+    if kind == "file":
+        return {"train": read_table(root / rest)}, {"train": str(root / rest)}, None
+    if kind == "files":
+        files = data_params["files"]
+        return ({split: read_table(root / path) for split, path in files.items()},
+                {split: str(root / path) for split, path in files.items()}, None)
+    import datasets
+
+    name, _, config = rest.partition(":")
+    local = (root / name).is_dir()
+    try:
+        dsd = datasets.load_dataset(str(root / name) if local else name, config or None)
+    except Exception as exc:  # datasets raises many types: offline, unknown name, bad config
+        raise DistilleryError(f"data.source = {source!r}: cannot load it with datasets.load_dataset: {exc}") from None
+    unknown = sorted(set(dsd) - set(SPLITS))
+    if unknown or "train" not in dsd:
+        raise DistilleryError(f"data.source = {source!r}: splits {sorted(dsd)}; expected train and optionally "
+                              "validation and test")
+    feature = dsd["train"].features.get(data_params["label_column"])
+    names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
+    return ({split: dsd[split].to_pandas() for split in dsd},
+            {split: f"{source} (split {split})" for split in dsd}, names)
+
+
+def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list[str] | None,
+                    inputs: list[str], rows: dict | None) -> list[str]:
+    """Label names, with every table's label column turned into class indices in place (validated first,
+    with the ``inputs`` columns; ``rows``: split -> how messages name its rows, see ``validate_table``)."""
+    import pandas as pd
+
+    label = data_params["label_column"]
+    names = data_params["label_names"] or declared
+    for split, df in tables.items():
+        validate_table(df, inputs, label, where[split], names, rows=(rows or {}).get(split))
+    if names is None:
+        values = pd.concat([df[label] for df in tables.values()])
+        if pd.api.types.is_numeric_dtype(values):
+            names = [str(i) for i in range(int(values.max()) + 1)]
+        else:
+            names = sorted(values.astype(str).unique())
+    index = {str(n): i for i, n in enumerate(names)}
+    for df in tables.values():
+        if not pd.api.types.is_numeric_dtype(df[label]):
+            df[label] = df[label].astype(str).map(index)
+        df[label] = df[label].astype(np.int64)
+    return [str(n) for n in names]
+
+
+def number_rows(tables: dict, id_column: str | None = None, where: dict | None = None) -> dict:
+    """The tables with an ``id`` column: positions in the source, train rows first, then validation, then test;
+    or, with ``data.id_column``, the values of that column (integers, unique over every split)."""
+    if id_column is not None:
+        return _own_ids(tables, id_column, where or {split: split for split in tables})
+    offset, numbered = 0, {}
+    for split in SPLITS:
+        if split in tables:
+            numbered[split] = tables[split].assign(id=np.arange(offset, offset + len(tables[split])))
+            offset += len(numbered[split])
+    return numbered
+
+
+def _own_ids(tables: dict, id_column: str, where: dict) -> dict:
+    """``data.id_column``'s values as the row ids, checked: present, no gaps, integers, unique."""
+    import pandas as pd
+
+    numbered, seen = {}, []
+    for split in SPLITS:
+        if split not in tables:
+            continue
+        df = tables[split]
+        if id_column not in df.columns:
+            raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r}: no such column; the file has "
+                                  f"columns {list(map(str, df.columns))}")
+        values = df[id_column]
+        kind, names = row_names_of(df, where[split])
+        empty = np.flatnonzero(values.isna().to_numpy())
+        if empty.size:
+            raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r} is empty at {kind} "
+                                  f"{_few(names[empty])}")
+        numeric = pd.to_numeric(values, errors="coerce")
+        bad = np.flatnonzero(numeric.isna().to_numpy() | (numeric.fillna(0) % 1 != 0).to_numpy())
+        if bad.size:
+            raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r} must hold integers (they key the "
+                                  f"logits and predictions): {kind} {_few(names[bad])} have "
+                                  f"{_few(values.to_numpy()[bad])}")
+        ids = numeric.to_numpy(np.int64)
+        numbered[split] = df.assign(id=ids)
+        seen.append(ids)
+    everything = np.concatenate(seen)
+    unique, counts = np.unique(everything, return_counts=True)
+    if (counts > 1).any():
+        raise DistilleryError(f"data.id_column = {id_column!r}: {int((counts > 1).sum())} ids appear more than once "
+                              f"(over every split): {_few(unique[counts > 1])}")
+    return numbered
+
+
+def row_names(df, path: str) -> tuple[str, np.ndarray]:
+    """How messages name the rows of ``df`` read from ``path``: ("lines", line numbers) or ("rows", 0-based)."""
+    positions = np.arange(len(df))
+    kind = file_kind(Path(path))
+    if kind == "parquet":
+        return "rows", positions
+    return "lines", positions + (2 if kind in ("csv", "tsv") else 1)
+
+
+def row_names_of(df, where: str) -> tuple[str, np.ndarray]:
+    """How messages name the rows of a source table: lines of a CSV/TSV/JSON Lines file, else 0-based rows."""
+    try:
+        return row_names(df, where)
+    except DistilleryError:  # not a file: a Hugging Face dataset split
+        return "rows", np.arange(len(df))
+
+
+def row_labels(tables: dict, where: dict, id_column: str | None) -> dict:
+    """split -> how ``validate_table`` names the rows: by ``data.id_column`` when given, else by line/row."""
+    if id_column is not None:
+        return {split: (id_column, df[id_column].to_numpy()) for split, df in tables.items()}
+    return {split: row_names_of(df, where[split]) for split, df in tables.items()}
+
+
+def check_columns(tables: dict, where: dict, columns: list[str]) -> None:
+    """The named columns are in every table (listed with the file's own columns, before any id is added)."""
+    for split, df in tables.items():
+        missing = [c for c in columns if c not in df.columns]
+        if missing:
+            raise DistilleryError(f"{where[split]}: missing column(s) {missing}; the file has columns "
+                                  f"{list(map(str, df.columns))}")
+
+
+def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list[str] | None = None,
+                    inputs: list[str] = (), rows: dict | None = None,
+                    dropped: dict | None = None) -> tuple[dict, list[str], dict, bool]:
+    """The source's tables (with ids) as the prepared splits (see the module docstring), each sorted by id with
+    its labels as class indices: (split -> DataFrame, label names, split -> where it came from in words,
+    whether the source's test labels are hidden). Labels and ``inputs`` are validated first. ``dropped``, when
+    given, receives under ``"train"`` the train rows ``data.max_train_examples`` left out (sorted by id; the
+    transfer set's ``rest``)."""
+    import pandas as pd
+
+    source = data_params["source"]
+    label = data_params["label_column"]
+    tables = dict(tables)
+    hidden = "test" in tables and label in tables["test"] and (tables["test"][label] == HIDDEN_LABEL).all()
+    if hidden:
+        del tables["test"]
+    names = _labels_as_ints(tables, where, data_params, declared, list(inputs), rows)
+
+    origin = {}
+    if "validation" in tables and "test" in tables:
+        parts = {split: tables[split] for split in SPLITS}
+        origin = {split: f"source {split}" for split in SPLITS}
+    else:
+        rest = tables["train"]
+        held_out = {"test": tables["test"]} if "test" in tables else (
+            {"test": tables["validation"]} if "validation" in tables else {})
+        test_mask = np.zeros(len(rest), bool)
+        if held_out:
+            rest = pd.concat([rest, held_out["test"]], ignore_index=True)
+            test_mask = np.r_[test_mask, np.ones(len(held_out["test"]), bool)]
+        index = split_indices(rest[label].to_numpy(), data_params, test_mask if held_out else None, source, names)
+        parts = {split: rest.iloc[rows] for split, rows in index.items()}
+        percent = f"{data_params['validation_fraction'] * 100:g} %"
+        origin = {"train": "source train", "validation": f"{percent} of source train (stratified)"}
+        if "test" in tables:
+            origin["test"] = "source test"
+        elif "validation" in tables:
+            origin["test"] = "source validation" + (" (the source's test labels are hidden)" if hidden else "")
+        else:
+            origin = {"train": "source train", "validation": f"{percent} of the non-test rows",
+                      "test": f"{data_params['test_fraction'] * 100:g} % of the rows (stratified)"}
+    cap = data_params["max_train_examples"]
+    available = len(parts["train"])
+    if cap is not None and cap < available:
+        keep = np.sort(np.random.default_rng(data_params["split_seed"]).choice(available, cap, replace=False))
+        if dropped is not None:
+            left_out = np.ones(available, bool)
+            left_out[keep] = False
+            dropped["train"] = parts["train"].iloc[np.flatnonzero(left_out)].sort_values("id")
+        parts["train"] = parts["train"].iloc[keep]
+        origin["train"] += f", a random {cap:,} of its {available:,} rows (data.max_train_examples)"
+    return {split: df.sort_values("id") for split, df in parts.items()}, names, origin, bool(hidden)
