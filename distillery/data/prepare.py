@@ -13,22 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DistilleryError
+from .params import TEXT_KINDS, check_source
 from .prepared import Prepared, Split, save_prepared
 from .scaling import scale_splits
 from .splitting import split_indices
 from .tables import table_splits
 from .text import prepare_text
 from .validation import check_splits_not_empty, integer_labels, validate_arrays
-
-TEXT_KINDS = ("hf", "file", "files")
-SOURCE_KINDS = {
-    "sklearn": "sklearn:digits (bundled with scikit-learn, offline)",
-    "npz": "npz:<file.npz> with x_train, y_train, x_test, y_test (MNIST layout)",
-    "hf": "hf:<dataset>[:<config>] (datasets.load_dataset: a Hub id, cached for offline use, or a local directory)",
-    "file": "file:<path> (one CSV/TSV/JSON Lines/Parquet file, optionally .gz, split with data.split_seed)",
-    "files": "files (one file per split, named by data.files)",
-}
-
 
 @dataclass
 class RawData:
@@ -41,18 +32,6 @@ class RawData:
     label_names: list[str]
     test_mask: np.ndarray | None = None  # True where the source itself puts a row in its test split
     pixels: bool = False  # pixel intensities already scaled to 0..1 (data.scaling: auto leaves them as they are)
-
-
-def check_source(source: str) -> str | None:
-    """An error text if ``data.source`` is not of a known form, else None (used by the params schema)."""
-    kind, _, rest = source.partition(":")
-    if kind == "files" and not rest:
-        return None
-    if kind not in SOURCE_KINDS or kind == "files" or not rest:
-        return "unknown data source; expected one of: " + "; ".join(SOURCE_KINDS.values())
-    if kind == "sklearn" and rest != "digits":
-        return "the only scikit-learn source is 'sklearn:digits'"
-    return None
 
 
 def load_source(source: str, root: Path = Path(".")) -> RawData:

@@ -18,7 +18,7 @@ from ..io import write_text
 from ..params import validate
 from ..schema import deep_merge
 
-PRESETS_DIR = Path(__file__).resolve().parents[1] / "presets"
+PRESETS_DIR = Path("presets")  # of the repository, like params.yaml: every command runs from its root
 
 
 def available(presets_dir: Path = PRESETS_DIR) -> list[str]:

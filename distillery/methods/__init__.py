@@ -2,7 +2,8 @@
 
 Adding a method is adding one module named after it (see ``kd.py`` for a logit method, ``fitnet.py`` for
 one with a live teacher, features and a trainable helper); ``kd.method`` in params.yaml picks one by name,
-and ``kd.<name>.*`` holds its own params. Modules whose name starts with ``_`` hold shared helpers.
+and ``kd.<name>.*`` holds its own params. ``base`` (the declaration) and ``losses`` (the loss primitives several
+methods share) are the seam itself; modules whose name starts with ``_`` hold shared helpers.
 """
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ import importlib
 import pkgutil
 
 from ..errors import DistilleryError
+from ..schema import FLOAT, STR, Field, positive, unit_interval
 from .base import HARD, NEEDS, Method, StepInputs
 
-__all__ = ["HARD", "METHODS", "NEEDS", "Method", "StepInputs", "describe", "get_method"]
+__all__ = ["HARD", "METHODS", "NEEDS", "Method", "StepInputs", "check_method_params", "describe", "get_method",
+           "kd_schema"]
+
+
+SEAM_MODULES = ("base", "losses")  # the declaration and the shared losses; every other public module is a method
 
 
 def _discover() -> dict[str, Method]:
     found = {}
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
-        if info.name.startswith("_") or info.name == "base":
+        if info.name.startswith("_") or info.name in SEAM_MODULES:
             continue
         module = importlib.import_module(f"{__name__}.{info.name}")
         method = getattr(module, "METHOD", None)
@@ -45,3 +51,26 @@ def describe(kd_params: dict) -> str:
     method = get_method(kd_params["method"])
     values = ", ".join(f"{k} = {v}" for k, v in method.hyperparams(kd_params).items())
     return f"`{method.name}`" + (f", {values}" if values else "")
+
+
+def kd_schema() -> dict:
+    """The ``kd`` block of params.yaml: the method, the params most methods share, and each method's own block
+    ``kd.<name>`` as its module declares it."""
+
+    def known_method(name):
+        return None if name in METHODS else f"unknown method; valid: {', '.join(METHODS)}"
+
+    return {
+        "method": Field(STR, known_method, "kd", help="a distillation method (distillery/methods/)"),
+        "T": Field(FLOAT, positive, 4.0, help="softmax temperature of the methods that read it"),
+        "alpha": Field(FLOAT, unit_interval, 0.5, help="weight of the distillation term: (1-α)·CE + α·term"),
+        **{name: dict(method.params) for name, method in METHODS.items() if method.params},
+    }
+
+
+def check_method_params(params: dict, source: str) -> None:
+    """The chosen method's own rules on the rest of the params (e.g. attention transfer needs CNNs)."""
+    method = METHODS[params["kd"]["method"]]
+    problem = method.check_params(params) if method.check_params else None
+    if problem:
+        raise DistilleryError(f"{source}: kd.method = {method.name!r}: {problem}")

@@ -1,0 +1,174 @@
+"""The ``data`` block of params.yaml: its schema and the rules between its params.
+
+Read by ``prepare`` and ``transfer`` (and, for ``data.omit_classes`` and ``data.transfer.labelled_repeats``,
+by the students); ``distillery.params`` assembles it with the other blocks.
+"""
+from __future__ import annotations
+
+from ..errors import DistilleryError
+from ..schema import FLOAT, INT, LIST, STR, Field, non_negative, one_of, open_fraction, positive
+from .prepared import SPLITS
+
+TEXT_KINDS = ("hf", "file", "files")
+SOURCE_KINDS = {
+    "sklearn": "sklearn:digits (bundled with scikit-learn, offline)",
+    "npz": "npz:<file.npz> with x_train, y_train, x_test, y_test (MNIST layout)",
+    "hf": "hf:<dataset>[:<config>] (datasets.load_dataset: a Hub id, cached for offline use, or a local directory)",
+    "file": "file:<path> (one CSV/TSV/JSON Lines/Parquet file, optionally .gz, split with data.split_seed)",
+    "files": "files (one file per split, named by data.files)",
+}
+
+
+def check_source(source: str) -> str | None:
+    """An error text if ``data.source`` is not of a known form, else None (used by the params schema)."""
+    kind, _, rest = source.partition(":")
+    if kind == "files" and not rest:
+        return None
+    if kind not in SOURCE_KINDS or kind == "files" or not rest:
+        return "unknown data source; expected one of: " + "; ".join(SOURCE_KINDS.values())
+    if kind == "sklearn" and rest != "digits":
+        return "the only scikit-learn source is 'sklearn:digits'"
+    return None
+
+
+def is_text(data: dict) -> bool:
+    """Whether a validated ``data`` block is a text source (hf:, file:, files without data.feature_columns)."""
+    return data["source"].partition(":")[0] in TEXT_KINDS and data["feature_columns"] is None
+
+
+def _split_files(v):
+    if "train" not in v or set(v) - set(SPLITS):
+        return f"must map 'train' and optionally 'validation', 'test' to files, got keys {sorted(v)}"
+    if not all(isinstance(p, str) and p for p in v.values()):
+        return "file paths must be non-empty strings"
+    return None
+
+
+def _names(v):
+    if not v or len(set(map(str, v))) != len(v):
+        return "must be a non-empty list of distinct names"
+    return None
+
+
+def _feature_columns(v):
+    if isinstance(v, str):
+        return None if v == "all" else "must be 'all' or a list of column names"
+    if not v or not all(isinstance(c, str) and c for c in v) or len(set(v)) != len(v):
+        return "must be 'all' or a non-empty list of distinct column names"
+    return None
+
+
+def _probability(v):
+    return None if 0 <= v <= 1 else "must be a probability in [0, 1]"
+
+
+def _omit_classes(v):
+    if not all((isinstance(c, int) and not isinstance(c, bool) and c >= 0) or (isinstance(c, str) and c) for c in v):
+        return "must be a list of class indices (integers >= 0) or class names"
+    if len(set(map(str, v))) != len(v):
+        return "must not repeat a class"
+    return None
+
+
+TRANSFER = {  # rows the student learns from through the teacher's soft targets only (data/transfer.py)
+    "rest": Field((bool,), None, False,
+                  help="the train rows data.max_train_examples leaves out, labels dropped (text sources)"),
+    "source": Field(STR, check_source, None, nullable=True,
+                    help="another source of the same kind as data.source (hf:, file:, npz:), labels ignored"),
+    "augment": Field(INT, non_negative, 0,
+                     help="augmented variants per labelled train row (text: Tang et al. 2019; images: jitter)"),
+    "seed": Field(INT, non_negative, 0, help="seed of the augmentation"),
+    "mask_prob": Field(FLOAT, _probability, 0.1, help="text: each word replaced by mask_token"),
+    "replace_prob": Field(FLOAT, _probability, 0.1,
+                          help="text: each word replaced by a random word of the labelled train vocabulary"),
+    "ngram_prob": Field(FLOAT, _probability, 0.25, help="text: the variant cut to a random n-gram of it"),
+    "ngram_max": Field(INT, positive, 5, help="text: longest n-gram (n uniform in 1..ngram_max)"),
+    "mask_token": Field(STR, None, "[MASK]", help="text: the student tokenizer's mask token"),
+    "jitter": Field(INT, non_negative, 2, help="images: shift by up to this many pixels each way, zero fill"),
+    "noise": Field(FLOAT, non_negative, 0.0, help="images: std of Gaussian noise added to the shifted image"),
+    "labelled_repeats": Field(INT, positive, 1,
+                              help="distill: the labelled rows appear this many times in the shuffled union "
+                                   "(1: plain shuffling of labelled and transfer rows)"),
+}
+
+DATA = {
+    "source": Field(STR, check_source, "sklearn:digits"),
+    "validation_fraction": Field(FLOAT, open_fraction, 0.15),
+    "test_fraction": Field(FLOAT, open_fraction, 0.2),
+    "split_seed": Field(INT, non_negative, 0),
+    "files": Field((dict,), _split_files, None, nullable=True,
+                   help="source 'files': split -> file (CSV/TSV/JSONL/Parquet, optionally .gz)"),
+    "text_column": Field(STR, None, "text", help="text sources: the input text"),
+    "text_pair_column": Field(STR, None, None, nullable=True, help="the second text of sentence-pair tasks"),
+    "label_column": Field(STR, None, "label"),
+    "id_column": Field(STR, None, None, nullable=True,
+                       help="file and hf sources: a column of integer row ids, kept end to end (logits, "
+                            "predictions, messages); null: rows are numbered by position, messages name lines"),
+    "label_names": Field(LIST, _names, None, nullable=True,
+                         help="class names in index order; labels may be indices or these names"),
+    "max_train_examples": Field(INT, positive, None, nullable=True,
+                                help="keep a random subset of train (data.split_seed)"),
+    "feature_columns": Field((list, str), _feature_columns, None, nullable=True,
+                             help="file:/files sources as numeric tables: the feature columns, or 'all' (every "
+                                  "column but data.label_column and id); null: a text source"),
+    "categorical": Field(STR, one_of("refuse", "onehot"), "refuse",
+                         help="tables: text-valued feature columns are refused or one-hot encoded"),
+    "scaling": Field(STR, one_of("auto", "standard", "minmax", "none"), "auto",
+                     help="array and table features, fitted on train: auto = none for pixels, standard otherwise"),
+    "transfer": TRANSFER,
+    "omit_classes": Field(LIST, _omit_classes, [],
+                          help="Hinton's omitted-class experiment: classes (indices or names) no student trains on"),
+}
+
+
+def check_data(data: dict, source: str) -> None:
+    """Rules between params of the ``data`` block: numeric tables (``data.feature_columns``), ``data.scaling``,
+    ``data.files`` and ``data.transfer`` (the checks that need the data itself run in ``prepare``)."""
+    if (data["source"] == "files") != (data["files"] is not None):
+        raise DistilleryError(f"{source}: data.source = {data['source']!r} with data.files = {data['files']!r}: "
+                              "data.files (split -> file) goes with data.source: files, and only with it")
+    _check_transfer(data, source)
+    columns = data["feature_columns"]
+    if columns is None:
+        if data["categorical"] != "refuse":
+            raise DistilleryError(f"{source}: data.categorical = {data['categorical']!r} goes with "
+                                  "data.feature_columns (a numeric table)")
+        if is_text(data) and data["scaling"] not in ("auto", "none"):
+            raise DistilleryError(f"{source}: data.scaling = {data['scaling']!r} with the text source "
+                                  f"{data['source']!r}: scaling applies to array and table features")
+        return
+    if data["source"].partition(":")[0] not in ("file", "files"):
+        raise DistilleryError(f"{source}: data.feature_columns = {columns!r} with data.source = {data['source']!r}: "
+                              "numeric tables come from file:<path> or files sources")
+    if isinstance(columns, list) and data["label_column"] in columns:
+        raise DistilleryError(f"{source}: data.feature_columns = {columns!r} holds the label column "
+                              f"{data['label_column']!r} (data.label_column)")
+    if isinstance(columns, list) and data["id_column"] in columns:
+        raise DistilleryError(f"{source}: data.feature_columns = {columns!r} holds the id column "
+                              f"{data['id_column']!r} (data.id_column)")
+    if isinstance(columns, list) and "id" in columns:
+        raise DistilleryError(f"{source}: data.feature_columns = {columns!r}: the column 'id' names the rows, "
+                              "it is no feature")
+
+
+def _check_transfer(data: dict, source: str) -> None:
+    """Rules of ``data.transfer`` that params alone show (the rest need the data: ``data.transfer``)."""
+    tp = data["transfer"]
+    on = tp["rest"] or tp["source"] or tp["augment"]
+    if on and data["feature_columns"] is not None:
+        raise DistilleryError(f"{source}: data.transfer with data.feature_columns (a numeric table): transfer sets "
+                              "are text or array (image) rows")
+    if tp["rest"] and not is_text(data):
+        raise DistilleryError(f"{source}: data.transfer.rest = true with data.source = {data['source']!r}: the rest "
+                              "of the train rows exists for text sources with data.max_train_examples")
+    if tp["rest"] and data["max_train_examples"] is None:
+        raise DistilleryError(f"{source}: data.transfer.rest = true needs data.max_train_examples (the labelled "
+                              "rows); the rest of the train rows are then the transfer set")
+    if tp["source"]:
+        kind = tp["source"].partition(":")[0]
+        if kind == "files":
+            raise DistilleryError(f"{source}: data.transfer.source = 'files': name one file (file:<path>)")
+        if (kind in ("hf", "file")) != is_text(data):
+            raise DistilleryError(f"{source}: data.transfer.source = {tp['source']!r} with data.source = "
+                                  f"{data['source']!r}: the transfer source must be of the same kind (text: hf:, "
+                                  "file:; arrays: npz:, sklearn:)")

@@ -1,0 +1,16 @@
+"""The evaluation params of params.yaml: the ``evaluate`` block and ``student.quantize`` (read by evaluate only)."""
+from __future__ import annotations
+
+from ..schema import INT, STR, Field, non_negative, one_of, positive
+
+EVALUATE = {
+    "ece_bins": Field(INT, positive, 15),
+    "batch_size": Field(INT, positive, 512, help="inference batch, also the throughput batch"),
+    "bootstrap_samples": Field(INT, positive, 10000, help="resamples for the KD - hard accuracy interval"),
+    "bootstrap_seed": Field(INT, non_negative, 0),
+    "timing_repeats": Field(INT, positive, 30, help="timed passes per model; the median is reported"),
+    "timing_warmup": Field(INT, non_negative, 5, help="untimed passes before timing"),
+}
+QUANTIZE = Field(STR, one_of("none", "int8"), "none",
+                 help="evaluate only: int8 also scores every student with its Linear layers dynamically "
+                      "quantized to int8 (distillery/evaluation/quantization.py)")
