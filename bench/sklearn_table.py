@@ -3,7 +3,7 @@
 `wine`: 178 wines, 13 measurements on scales from about 0.1 (hue) to 1,680 (proline), 3 cultivars;
 `breast_cancer`: 569 tumours, 30 measurements from about 0.001 to 4,254 (worst area), 2 classes. In a
 fresh copy of the repo the script writes `<table>.csv` (the label in column `class`), sets the params of
-the README's "your own table" example (all else default), runs the whole pipeline and prints the metrics
+docs/data.md's "your own table" example (all else default), runs the whole pipeline and prints the metrics
 table and the evaluate stage's warning, if any. `--scaling none` shows what unscaled features do.
 
 Run: `python bench/sklearn_table.py [--table wine|breast_cancer] [--scaling auto|standard|minmax|none]`

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import DistilleryError
 
-TIMINGS_ROOT = Path("reports/timings")  # git-ignored, no DVC output: timings differ run to run (README)
+TIMINGS_ROOT = Path("reports/timings")  # git-ignored, no DVC output: timings differ run to run (docs/layout.md)
 DISTILL_SECONDS_LINE = "distill: the students trained in "  # + "<seconds> s": the distill stage's log, read by
                                                              # distillery.experiments.sweep_report from `dvc queue logs`
 

@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from distillery.cli import run_stage
-from distillery.methods import HARD
+from distillery.methods.base import HARD
 from distillery.params import load_params
 from distillery.data.prepared import load_prepared
 from distillery.training.students import train_students

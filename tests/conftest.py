@@ -47,3 +47,19 @@ def digits(tmp_path_factory):
     out = tmp_path_factory.mktemp("prepared") / "prepared"
     prepare(make_params()["data"], out)
     return load_prepared(out)
+
+
+@pytest.fixture(scope="module")
+def text_assets(tmp_path_factory):
+    """Text tests (tests/data/test_text.py, tests/models/test_text.py): sentences, two tokenizers with different vocabularies, a tiny BERT teacher checkpoint."""
+    from .text_utils import sentences, tiny_checkpoint, train_tokenizer
+
+    root = tmp_path_factory.mktemp("text")
+    df = sentences(160)
+    texts = df["sentence"].tolist()
+    tok_a = train_tokenizer(texts, root / "tok_a", vocab_size=120)
+    tok_b = train_tokenizer(texts, root / "tok_b", vocab_size=70, lowercase=False)
+    teacher = tiny_checkpoint(root / "teacher", tok_a, "bert", layers=3)
+    df.iloc[:120].to_csv(root / "train.tsv.gz", sep="\t", index=False)
+    df.iloc[120:].to_csv(root / "validation.tsv", sep="\t", index=False)
+    return {"root": root, "df": df, "tok_a": tok_a, "tok_b": tok_b, "teacher": teacher}

@@ -95,3 +95,13 @@ def text_params(teacher: Path, student_tokenizer: Path, **data) -> dict:
                   "logging_steps": 10, "save_steps": 10},
         "evaluate": {"batch_size": 16, "bootstrap_samples": 200, "timing_repeats": 2, "timing_warmup": 1},
     }
+
+
+def prepare_text_source(tmp_path, root, **data):
+    """``data`` (a text source under ``root``) prepared into ``tmp_path / "prepared"``."""
+    from distillery.data.prepare import prepare
+
+    from .conftest import make_params
+
+    params = make_params(**text_params(Path("unused"), Path("unused"), **data))
+    return prepare(params["data"], tmp_path / "prepared", root)

@@ -40,7 +40,7 @@ def check_remote(name: str | None = None, root: str = ".") -> str:
         try:
             remote = repo.cloud.get_remote(name)
         except RemoteConfigError as exc:
-            raise DistilleryError(f"{exc} (README: Team set-up)") from None
+            raise DistilleryError(f"{exc} (docs/team.md)") from None
         config = repo.config["remote"][remote.name]
         where = config["url"] + (f" at {config['endpointurl']}" if config.get("endpointurl") else "")
         try:

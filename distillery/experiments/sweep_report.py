@@ -106,7 +106,7 @@ def sweep_table(frame: pd.DataFrame) -> str:
 def distill_seconds(name: str) -> float | None:
     """The distilled students' training time in experiment ``name`` (the Trainer's ``train_runtime`` summed over
     seeds, as its distill stage printed it in ``dvc queue logs NAME``), or None when its log does not hold it.
-    Timings are kept out of every committed file (README, "Where timings go"), so an experiment's commit has none."""
+    Timings are kept out of every committed file (docs/layout.md, "Where timings go"), so an experiment's commit has none."""
     log = subprocess.run(["dvc", "queue", "logs", name], capture_output=True, text=True).stdout
     found = re.findall(rf"^{re.escape(DISTILL_SECONDS_LINE)}([0-9.]+|nan) s$", log, flags=re.MULTILINE)
     return float(found[-1]) if found and found[-1] != "nan" else None

@@ -1,4 +1,4 @@
-"""``python -m distillery.methods``: the methods table of the README, from the declarations."""
+"""``python -m distillery.methods``: the methods table of docs/methods.md, from the declarations."""
 from __future__ import annotations
 
 from . import METHODS

@@ -19,7 +19,7 @@ from distillery.training.runs import CHECKPOINT_ROOT, FINISHED_MODEL, seeded, tr
 from distillery.training.students import generations_root, seed_dir
 
 from ..conftest import make_params
-from ..test_students import fake_teacher_logits
+from ..training.test_students import fake_teacher_logits
 from .reference import np_log_softmax, np_softmax
 from .training import logged, same_weights, train, weights
 

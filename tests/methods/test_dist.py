@@ -8,7 +8,7 @@ from distillery.methods import METHODS
 from distillery.methods.dist import dist_terms, relations
 
 from ..conftest import make_params
-from ..test_students import fake_teacher_logits
+from ..training.test_students import fake_teacher_logits
 from .reference import np_log_softmax, np_softmax
 from .training import logged, same_weights, train, weights
 

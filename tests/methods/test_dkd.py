@@ -10,7 +10,7 @@ from distillery.methods import METHODS, StepInputs
 from distillery.methods.dkd import dkd_parts, dkd_terms
 
 from ..conftest import make_params
-from ..test_students import fake_teacher_logits
+from ..training.test_students import fake_teacher_logits
 from .reference import np_log_softmax, np_softmax
 from .training import logged, same_weights, train, weights
 

@@ -14,7 +14,7 @@ from distillery.training.students import seed_dir, train_students
 from distillery.training.teacher import build_teacher
 
 from ..conftest import make_params
-from ..test_students import fake_teacher_logits
+from ..training.test_students import fake_teacher_logits
 
 
 def setup_teacher(prepared, root: Path, **groups) -> Path:

@@ -14,7 +14,7 @@ from distillery.evaluation import plots as P
 from distillery.errors import DistilleryError
 from distillery.evaluation.report import ROWS, render_report, significance_verdict
 
-from .conftest import make_params
+from ..conftest import make_params
 
 
 def noisy_logits(labels: np.ndarray, strength: float, seed: int, n_classes: int = 10) -> np.ndarray:
@@ -211,7 +211,7 @@ def test_report_cli_prints_speed_only_when_this_workspace_timed_it(tmp_path, mon
 
     from distillery.evaluation import report
 
-    from .conftest import REPO
+    from ..conftest import REPO
 
     monkeypatch.chdir(tmp_path)
     shutil.copy(REPO / "reports/metrics.json", tmp_path / "metrics.json")

@@ -19,8 +19,8 @@ from distillery.evaluation.report import render_report
 from distillery.evaluation.speed import int8_speed
 from distillery.training.students import seed_dir, train_students
 
-from .conftest import make_params
-from .test_students import fake_teacher_logits
+from ..conftest import make_params
+from ..training.test_students import fake_teacher_logits
 
 
 def mlp(hidden, dropout=0.0):
@@ -166,7 +166,7 @@ def test_tiny_bert_student_is_quantized_the_same_way(tmp_path):
     embeddings and LayerNorm fp32, on (batch, tokens, hidden) activations; built offline."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .text_utils import sentences, tiny_checkpoint, train_tokenizer
+    from ..text_utils import sentences, tiny_checkpoint, train_tokenizer
 
     texts = sentences(64)["sentence"].tolist()
     tok = train_tokenizer(texts, tmp_path / "tok")

@@ -18,9 +18,9 @@ import yaml
 from distillery.errors import DistilleryError
 from distillery.experiments.remote import check_remote
 
-from .conftest import TINY, deep_merge
-from .repo_utils import ENV, MAKE, copy_repo, git_commit, run
-from .s3_utils import free_port, s3_server
+from ..conftest import TINY, deep_merge
+from ..repo_utils import ENV, MAKE, copy_repo, git_commit, run
+from ..s3_utils import free_port, s3_server
 
 BUCKET = "distillery-cache"
 UP_TO_DATE = "Data and pipelines are up to date."

@@ -11,8 +11,8 @@ import yaml
 from distillery.errors import DistilleryError
 from distillery.experiments.sweep import DEFAULT_GRID, check_grid, grid_points, parse_grid
 
-from .conftest import REPO, TINY, deep_merge
-from .repo_utils import MAKE, copy_repo, git_commit, run
+from ..conftest import REPO, TINY, deep_merge
+from ..repo_utils import MAKE, copy_repo, git_commit, run
 
 GRID = "kd.T=1,2 kd.alpha=0.5,0.9"
 

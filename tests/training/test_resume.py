@@ -23,7 +23,7 @@ from distillery.data.prepare import prepare
 from distillery.methods import get_method
 from distillery.training.students import train_students
 
-from .conftest import REPO, TINY, deep_merge, make_params
+from ..conftest import REPO, TINY, deep_merge, make_params
 from .test_students import assert_same_weights, fake_teacher_logits, weights
 
 pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)

@@ -13,8 +13,8 @@ from distillery.errors import DistilleryError
 from distillery.params import load_params
 from distillery.experiments.presets import available, resolve, write_preset
 
-from .conftest import REPO
-from .text_utils import sentences, tiny_checkpoint, train_tokenizer
+from ..conftest import REPO
+from ..text_utils import sentences, tiny_checkpoint, train_tokenizer
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 

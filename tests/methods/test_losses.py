@@ -5,7 +5,7 @@ import torch
 
 from distillery.methods.losses import hard_terms, soft_kl
 
-from .methods.reference import np_log_softmax
+from .reference import np_log_softmax
 
 
 def test_hard_terms_is_cross_entropy():

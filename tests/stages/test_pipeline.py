@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .conftest import TINY, deep_merge
-from .repo_utils import copy_repo, reproduced, run
+from ..conftest import TINY, deep_merge
+from ..repo_utils import copy_repo, reproduced, run
 
 pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
 
@@ -66,6 +66,22 @@ def test_logits_are_raw_and_keyed_by_id(repo):
     assert logits.shape == (360, 10)
     assert not np.allclose(logits.sum(axis=1), 1.0)  # not probabilities
     assert (logits < 0).any()  # not probabilities either
+
+
+@pytest.mark.parametrize("module, stages", [
+    ("distillery/evaluation/metrics.py", {"evaluate", "plots"}),   # an evaluation module: evaluate and plots only
+    ("distillery/data/text.py", {"prepare", "transfer"}),          # a data source: prepare (and the transfer set's
+])                                                                 # build), then what their outputs feed
+def test_editing_a_module_reruns_only_the_stages_that_run_it(repo, module, stages):
+    path = repo / module
+    source = path.read_text()
+    path.write_text(source + "\n# edited\n")
+    try:
+        changed = json.loads(run(["dvc", "status", "--json"], repo).stdout)
+    finally:
+        path.write_text(source)
+    assert set(changed) == stages, changed
+    assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
 
 
 def test_changing_kd_temperature_reruns_only_distill_evaluate_plots(repo):

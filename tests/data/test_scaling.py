@@ -11,7 +11,7 @@ from distillery.data.prepare import prepare
 from distillery.data.prepared import Split
 from distillery.data.scaling import resolve, scale_splits
 
-from .conftest import make_params
+from ..conftest import make_params
 
 
 def splits(test_row):

@@ -18,8 +18,8 @@ from distillery.errors import DistilleryError
 from distillery.params import validate
 from distillery.experiments.tune import _override, make_sampler, open_storage, spent, suggest
 
-from .conftest import TINY, deep_merge
-from .repo_utils import ENV, copy_repo, run
+from ..conftest import TINY, deep_merge
+from ..repo_utils import ENV, copy_repo, run
 from .test_sweep import MAKE, _shown
 
 TUNE = {"space": {"kd.T": [1, 8, "log"], "kd.alpha": [0, 1]}, "trials": 4, "startup_trials": 2, "seed": 0,

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from .conftest import TINY
-from .repo_utils import copy_repo, reproduced, run
+from ..conftest import TINY
+from ..repo_utils import copy_repo, reproduced, run
 
 
 def ran(result) -> set[str]:

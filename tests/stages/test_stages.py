@@ -11,7 +11,7 @@ import yaml
 
 from distillery.io import write_logits
 
-from .conftest import REPO, TINY
+from ..conftest import REPO, TINY
 
 STAGES = ("prepare", "transfer", "teacher", "teacher_logits", "transfer_logits", "distill", "hard_baseline", "evaluate",
           "plots")

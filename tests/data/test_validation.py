@@ -9,7 +9,7 @@ from distillery.data.prepare import prepare
 from distillery.errors import DistilleryError
 from distillery.data.validation import check_stratifiable, validate_arrays, validate_table
 
-from .conftest import make_params
+from ..conftest import make_params
 
 NAMES = ["neg", "pos"]
 

@@ -17,9 +17,9 @@ from distillery.data.augment import shift_image
 from distillery.data.transfer import (ORIGINS, augment_texts, build_transfer, jitter_images, load_scored, load_transfer,
                                  save_transfer, with_transfer)
 
-from .conftest import make_params
-from .methods.training import setup_teacher
-from .text_utils import sentences
+from ..conftest import make_params
+from ..methods.training import setup_teacher
+from ..text_utils import sentences
 
 AUG = {"augment": 3, "seed": 0, "mask_prob": 0.1, "replace_prob": 0.1, "ngram_prob": 0.25, "ngram_max": 5,
        "mask_token": "[MASK]", "jitter": 2, "noise": 0.0}
@@ -277,7 +277,7 @@ def test_transfer_rows_change_the_kd_student_and_transfer_only_data_trains(digit
 
 
 def test_text_student_trains_on_the_union(text_prepared, text_source, tmp_path, monkeypatch):
-    from .text_utils import text_params, tiny_checkpoint, train_tokenizer
+    from ..text_utils import text_params, tiny_checkpoint, train_tokenizer
 
     monkeypatch.chdir(tmp_path)
     tok = train_tokenizer(sentences(200)["sentence"].tolist(), tmp_path / "tok")

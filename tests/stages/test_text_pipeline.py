@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from .repo_utils import copy_repo, git_commit, reproduced, run
-from .test_text import _hf_dir
-from .text_utils import sentences, text_params, tiny_checkpoint, train_tokenizer
+from ..repo_utils import copy_repo, git_commit, reproduced, run
+from ..data.test_text import _hf_dir
+from ..text_utils import sentences, text_params, tiny_checkpoint, train_tokenizer
 
 pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
 

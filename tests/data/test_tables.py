@@ -14,7 +14,7 @@ from distillery.data.prepare import prepare
 from distillery.errors import DistilleryError
 from distillery.data.prepared import load_prepared
 
-from .conftest import REPO, make_params
+from ..conftest import REPO, make_params
 
 
 def table(n: int = 60) -> pd.DataFrame:

@@ -8,7 +8,7 @@ from distillery.models.zoo import load_model
 from distillery.methods import HARD, get_method
 from distillery.training.students import seed_dir, train_students
 
-from .conftest import make_params
+from ..conftest import make_params
 
 
 @pytest.fixture(autouse=True)

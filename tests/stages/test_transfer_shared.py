@@ -9,7 +9,7 @@ from distillery.data.prepare import prepare
 from distillery.experiments.presets import resolve
 from distillery.data.transfer import build_transfer
 
-from .conftest import REPO
+from ..conftest import REPO
 
 SHARED_DATA = REPO.parent / "shared" / "data"
 

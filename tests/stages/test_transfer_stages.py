@@ -9,8 +9,8 @@ import yaml
 from distillery.io import read_logits
 from distillery.data.prepared import save_prepared
 
-from .conftest import TINY, deep_merge
-from .conftest import REPO
+from ..conftest import TINY, deep_merge
+from ..conftest import REPO
 from .test_stages import files_under
 
 

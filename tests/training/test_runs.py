@@ -7,7 +7,7 @@ import pandas as pd
 
 from distillery.training.runs import CURVES, TIMINGS, is_timing, last_complete_checkpoint, live_callback, truncate_curves
 
-from .conftest import REPO
+from ..conftest import REPO
 
 
 def checkpoint(root, step, state=True, broken=False):

@@ -13,7 +13,7 @@ from distillery.models.zoo import load_model
 from distillery.training.teacher import build_teacher
 from distillery.training.trainer import TensorDictDataset, collate
 
-from .conftest import make_params
+from ..conftest import make_params
 
 
 def test_shift_image_by_hand():

@@ -11,8 +11,8 @@ from distillery.evaluation.report import omitted_section
 from distillery.training.students import train_students
 from distillery.data.transfer import build_transfer
 
-from .conftest import make_params
-from .methods.training import setup_teacher
+from ..conftest import make_params
+from ..methods.training import setup_teacher
 
 
 def test_bias_correction_against_a_hand_computation():

@@ -12,7 +12,7 @@ from distillery.schema import validate_block
 from distillery.data.text import prepare_text
 from distillery.data.transfer import build_transfer
 
-from .text_utils import sentences
+from ..text_utils import sentences
 
 
 def data(**extra) -> dict:

@@ -1,0 +1,65 @@
+"""dvc.yaml's code deps: they exist, and every package module a stage script imports is one of its deps, so editing
+a module re-runs the stages that run it (the end-to-end check with ``dvc status`` is in tests/stages/test_pipeline.py)."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from .conftest import REPO
+
+STAGE_RUNTIME = {  # read by every stage, changing no output: the params schema (params are DVC params already),
+    "distillery.cli", "distillery.params", "distillery.errors",  # the stage runner and the error type
+}
+PRINT_ONLY = {"evaluate": {"distillery.evaluation.report"}}  # evaluate prints the metrics table with it, writes nothing
+
+
+def stages() -> dict[str, dict]:
+    raw = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    return {name: stage.get("do", stage) for name, stage in raw.items()}
+
+
+def script_of(stage: dict) -> Path:
+    (script,) = [word for word in stage["cmd"].split() if word.startswith("stages/")]
+    return REPO / script
+
+
+def module_file(module: str) -> str:
+    """``distillery.data.text`` -> ``distillery/data/text.py`` (a package: its folder)."""
+    path = module.replace(".", "/")
+    return f"{path}.py" if (REPO / f"{path}.py").exists() else path
+
+
+def imported_modules(script: Path) -> set[str]:
+    """The distillery modules a stage script imports (``from distillery.x import name``: x, or x.name if a module)."""
+    found = set()
+    for node in ast.walk(ast.parse(script.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "distillery":
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                path = REPO / sub.replace(".", "/")
+                is_module = path.with_suffix(".py").exists() or path.is_dir()
+                found.add(sub if is_module else node.module)
+    return found
+
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_code_deps_exist(name):
+    missing = [dep for dep in stages()[name]["deps"] if dep.startswith(("distillery/", "stages/"))
+               and not (REPO / dep).exists()]
+    assert not missing, f"dvc.yaml stage {name}: deps that do not exist {missing}"
+
+
+@pytest.mark.parametrize("name", sorted(stages()))
+def test_every_module_a_stage_imports_is_a_dep(name):
+    stage = stages()[name]
+    deps = set(stage["deps"])
+    modules = imported_modules(script_of(stage))
+    if "distillery.launch" in stage["cmd"]:
+        modules.add("distillery.launch")
+    assert modules, f"{name}: found no distillery import in {script_of(stage).name}"
+    missing = sorted(m for m in modules - STAGE_RUNTIME - PRINT_ONLY.get(name, set())
+                     if not any(module_file(m) == d or module_file(m).startswith(d.rstrip("/") + "/") for d in deps))
+    assert not missing, f"dvc.yaml stage {name}: {script_of(stage).relative_to(REPO)} imports {missing}, not in its deps"
