@@ -8,6 +8,7 @@ from distillery.evaluation import plots as P
 from distillery.cli import run_stage
 from distillery.data.prepared import load_prepared
 from distillery.io import read_logits, write_text
+from distillery.training.runs import load_selections
 from distillery.methods import get_method
 from distillery.params import load_params
 from distillery.evaluation.report import render_report
@@ -52,7 +53,9 @@ def main() -> None:
     pngs = sorted(p.name for p in OUT.glob("*.png"))
     summary = TRANSFER_LOGITS / SUMMARY_FILE
     transfer = json.loads(summary.read_text()) if enabled(params["data"]["transfer"]) and summary.exists() else None
-    write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, None, pngs, transfer))
+    selections = {kind: load_selections(Path("reports/training") / kind) for kind in ("kd", "hard")}
+    write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, None, pngs, transfer,
+                                                        selections))
     print(f"wrote {pngs} to {OUT} and reports/report.md")
 
 

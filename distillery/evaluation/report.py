@@ -224,7 +224,43 @@ ORIGIN_WORDS = {"rest": "train rows beyond data.max_train_examples, labels dropp
                 "source": "rows of data.transfer.source", "augment": "augmented variants of the labelled rows"}
 
 
-def setting_table(params: dict, meta: dict, metrics: dict, transfer: dict | None = None) -> str:
+KIND_WORDS = {"kd": "distilled", "hard": "hard"}
+
+
+def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
+    """The checkpoint row of the setting table: ``train.select``'s rule, and per model (``selections``: kind ->
+    each seed's ``selection.json``) the step it picked and its validation accuracy there."""
+    if train["select"] == "best":
+        rule = (f"`train.select: best`: each student at its highest validation accuracy over the evaluations every "
+                f"{train['eval_steps']} steps (ties: the earlier step)")
+    else:
+        rule = f"`train.select: last`: each student at step {train['max_steps']}, whatever validation says"
+    parts = []
+    for kind, records in selections.items():
+        if records:
+            steps = ", ".join(f"{r['step']:,}" for r in records)
+            accuracy = sum(r["validation_accuracy"] for r in records) / len(records)
+            parts.append(f"{KIND_WORDS.get(kind, kind)}: steps {steps} (seeds "
+                         f"{', '.join(str(r['seed']) for r in records)}; validation accuracy there {accuracy:.4f})")
+    text = rule + ("; picked " + "; ".join(parts) if parts else "")
+    at_end = sum(r["step"] == r["last_step"] for records in selections.values() for r in records)
+    if train["select"] == "best" and at_end:
+        text += (f". {at_end} of {sum(map(len, selections.values()))} students peaked at their last evaluation: "
+                 "their best may lie beyond `train.max_steps`")
+    return text
+
+
+def budget_text(train: dict) -> str:
+    """How the students' training budgets were chosen, in words."""
+    if train["select"] == "best":
+        return (f"the same ceiling for both, `train.max_steps` = {train['max_steps']:,}; within it each student's "
+                "budget is chosen on validation (the step of its best validation accuracy, above), never on test")
+    return (f"the same for both, `train.max_steps` = {train['max_steps']:,}, fixed in params.yaml and not chosen on "
+            "validation here (`train.select: best` picks each student's step on validation)")
+
+
+def setting_table(params: dict, meta: dict, metrics: dict, transfer: dict | None = None,
+                  selections: dict[str, list[dict]] | None = None) -> str:
     teacher = params["teacher"]
     if teacher["checkpoint"]:
         teacher_text = f"checkpoint `{teacher['checkpoint']}`"
@@ -251,6 +287,9 @@ def setting_table(params: dict, meta: dict, metrics: dict, transfer: dict | None
                        f"and each of the {count} generations of distilled students ({count}× the hard students' "
                        "budget); generation 1 and the hard students share initial weights per seed, every "
                        "generation shares their data order")
+    rows.append(["student budget", budget_text(params["train"])])
+    if selections is not None:
+        rows.append(["student checkpoint", selection_text(params["train"], selections)])
     if transfer and transfer.get("rows"):
         rows.insert(4, ["transfer set", transfer_text(params, meta, transfer)])
     if meta.get("scaling"):
@@ -407,9 +446,10 @@ def omitted_section(metrics: dict) -> list[str]:
 
 
 def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, plots: list[str],
-                  transfer: dict | None = None) -> str:
+                  transfer: dict | None = None, selections: dict[str, list[dict]] | None = None) -> str:
     """The whole page. ``plots``: PNG file names present under ``reports/plots`` (linked relatively);
-    ``transfer``: the transfer set's summary (data/transfer_logits/summary.json) when data.transfer is on."""
+    ``transfer``: the transfer set's summary (data/transfer_logits/summary.json) when data.transfer is on;
+    ``selections``: kind -> each seed's checkpoint record (``training.runs.load_selections``)."""
     seeds = metrics["kd"].get("seeds", 1)
     method = params["kd"]["method"]
     warning = teacher_warning(metrics)
@@ -418,7 +458,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
         *([f"> **Warning.** {warning}"] if warning else []),
         summary(metrics, speed, method),
         "## Setting",
-        setting_table(params, meta, metrics, transfer),
+        setting_table(params, meta, metrics, transfer, selections),
         "## Metrics",
         f"{evaluated_on(meta)}; students are mean ± sample std over {seeds} seeds. Temperature scaling divides the logits "
         "by one T per model, fitted to minimise the validation NLL; accuracy does not change.",

@@ -20,6 +20,7 @@ from ..io import TIMINGS_ROOT, atomic_dir, atomic_path, write_json
 CHECKPOINT_ROOT = Path(".cache/checkpoints")
 TRAINER_STATE = "trainer_state.json"
 FINISHED_MODEL, CURVES, TIMINGS, TRAINER_OUTPUT = "model", "live", "timings.json", "trainer"
+SELECTION = "selection.json"  # which checkpoint a run ended with (``selection_recorder``)
 TIMING_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second")  # of the Trainer's log keys
 logger = logging.getLogger(__name__)
 
@@ -60,6 +61,35 @@ def live_callback(run_dir: Path, resume_step: int | None):
         truncate_curves(live_dir, resume_step)
     live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume_step is not None)
     return GlobalStepDVCLiveCallback(live=live)
+
+
+def selection_recorder(rule: str, path: Path):
+    """A Trainer callback that writes, when training ends, which checkpoint the model is: ``rule`` (``best``:
+    the highest validation accuracy, ties to the earlier step; ``last``), the step, its validation accuracy,
+    and every evaluation (step -> accuracy). A resumed run has the evaluations before the crash in its state."""
+    from transformers import TrainerCallback
+
+    class SelectionRecorder(TrainerCallback):
+        def on_train_end(self, args, state, control, **kwargs):
+            evaluations = {entry["step"]: entry["eval_accuracy"] for entry in state.log_history
+                           if "eval_accuracy" in entry}
+            step = state.best_global_step if rule == "best" and state.best_global_step else state.global_step
+            write_json(path, {"rule": rule, "step": step, "validation_accuracy": evaluations.get(step),
+                              "last_step": state.global_step,
+                              "evaluations": {str(s): a for s, a in sorted(evaluations.items())}})
+
+    return SelectionRecorder()
+
+
+def copy_selection(run_dir: Path, curves_dir: Path) -> None:
+    """A run's ``selection.json`` beside its curves (``reports/training/kd/seed_0/selection.json``)."""
+    shutil.copyfile(Path(run_dir) / SELECTION, Path(curves_dir) / SELECTION)
+
+
+def load_selections(curves_root: Path) -> list[dict]:
+    """Each seed's ``selection.json`` under a students' curves root (``reports/training/kd``), in seed order."""
+    paths = sorted(Path(curves_root).glob(f"seed_*/{SELECTION}"), key=lambda p: int(p.parent.name.split("_")[1]))
+    return [{"seed": int(p.parent.name.split("_")[1]), **json.loads(p.read_text())} for p in paths]
 
 
 def save_timings(run_dir: Path, curves_dir: Path) -> None:
@@ -136,12 +166,14 @@ def train_once(
     seed: int,
     with_curves: bool,
     tokenizer=None,
+    select: str = "last",
     **train_kwargs,
 ) -> Path:
     """Train one model in ``run_dir`` and return the directory of the finished model (``run_dir/model``).
 
     ``run_dir`` holds the Trainer's checkpoints, the DVCLive curves (``run_dir/live``), the timings
-    (``run_dir/timings.json``) and, once training ends, the saved model. A run killed part-way resumes from its last checkpoint; a model
+    (``run_dir/timings.json``), which checkpoint the model is (``run_dir/selection.json``: ``select`` is
+    ``train.select``; early stopping always selects the best) and, once training ends, the saved model. A run killed part-way resumes from its last checkpoint; a model
     finished by a run killed later (e.g. during the next seed) is reused as is. ``make_model``
     returns the model to train: a ``PreTrainedModel``, or a ``training.Distillee`` whose student is
     saved. The caller copies the results to its outputs, then deletes ``run_dir``. With several processes
@@ -162,9 +194,12 @@ def train_once(
         logger.info("resuming from %s: step %d of %d", resume, resume_step, train_kwargs["train_params"]["max_steps"])
     main = distributed.is_main()  # several processes: only the main one writes curves, checkpoints and the model
     callbacks = [live_callback(Path(run_dir), resume_step)] if with_curves and main else []
+    rule = "best" if train_kwargs.get("early_stopping_patience") is not None else select
+    if main:
+        callbacks.append(selection_recorder(rule, Path(run_dir) / SELECTION))
     seeded(seed)
     model = train_model(make_model(), seed=seed, checkpoint_dir=checkpoint_dir, resume_from=resume,
-                        callbacks=callbacks, tokenizer=tokenizer, **train_kwargs)
+                        callbacks=callbacks, tokenizer=tokenizer, select=select, **train_kwargs)
     if main:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         if isinstance(model, Distillee):

@@ -20,7 +20,8 @@ from ..methods import HARD, Method
 from ..models.zoo import build_model
 from ..data.omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from ..data.prepared import Prepared
-from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, save_timings, seeded, train_once, train_runtime
+from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, copy_selection, save_timings, seeded, train_once, \
+    train_runtime
 from ..models.text import build_text_model, copy_teacher_layers, text_tokenizer
 
 TEACHER_DIR = Path("models/teacher")
@@ -200,7 +201,8 @@ def train_students(
                 make = _seeded_before(make_model, seed + GENERATION_SEED_STEP * (k - 1))
             runs[seed].append(CHECKPOINT_ROOT / method.name / run_id)
             train_once(runs[seed][-1], make, seed=seed, with_curves=with_curves, **data,
-                       train_params=params["train"], method=method, hyperparams=hp, teacher=live_teacher, **text)
+                       select=params["train"]["select"], train_params=params["train"], method=method, hyperparams=hp,
+                       teacher=live_teacher, **text)
 
     def place(tmp: Path, seed: int, k: int) -> Path:
         return seed_dir(tmp if k == generations else generations_root(tmp, k), seed)
@@ -216,6 +218,7 @@ def train_students(
             for seed, run_dirs in runs.items():
                 for k, run_dir in enumerate(run_dirs, 1):
                     shutil.copytree(run_dir / CURVES, place(tmp, seed, k))
+                    copy_selection(run_dir, place(tmp, seed, k))
                     save_timings(run_dir, place(live_root, seed, k))
     seconds = sum(train_runtime(run_dir) for run_dirs in runs.values() for run_dir in run_dirs)
     for run_dirs in runs.values():

@@ -14,7 +14,7 @@ from ..errors import DistilleryError
 from ..io import atomic_dir, fingerprint
 from ..models.zoo import build_model, check_safetensors, load_model
 from ..data.prepared import Prepared
-from .runs import CHECKPOINT_ROOT, CURVES, save_timings, seeded, train_once
+from .runs import CHECKPOINT_ROOT, CURVES, copy_selection, save_timings, seeded, train_once
 from ..models.text import build_text_model, check_label_count, saved_tokenizer
 
 REFERENCE_FILE = "teacher.json"
@@ -129,6 +129,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
     if live_dir is not None:
         with atomic_dir(live_dir) as tmp:
             shutil.copytree(run_dir / CURVES, tmp, dirs_exist_ok=True)
+            copy_selection(run_dir, tmp)
         save_timings(run_dir, live_dir)
     shutil.rmtree(run_dir)
 

@@ -170,20 +170,24 @@ def train_model(
     resume_from: Path | None = None,
     callbacks: list = (),
     early_stopping_patience: int | None = None,
+    select: str = "last",
     data_collator: Callable = collate,
     tokenizer=None,
 ):
     """Train ``model`` in place with the ``Trainer`` and return it.
 
     Checkpoints go to ``checkpoint_dir``; ``resume_from`` continues a crashed run from one of them
-    (same weights, optimizer, RNG state and data position). With ``early_stopping_patience`` the
-    best checkpoint on validation accuracy is kept (teacher); without it the full ``max_steps``
-    budget runs (students).
+    (same weights, optimizer, RNG state and data position). With ``early_stopping_patience`` training stops
+    once validation accuracy has not improved for that many evaluations (teacher); without it the full
+    ``max_steps`` budget runs (students). The model returned is the one at the best validation accuracy (ties:
+    the earlier step) with early stopping or ``select="best"`` (a checkpoint is then saved at every evaluation),
+    else the one at the last step.
     """
     from ..distributed import processes
 
     early = early_stopping_patience is not None
-    save_steps = train_params["eval_steps"] if early else train_params["save_steps"]
+    best = early or select == "best"
+    save_steps = train_params["eval_steps"] if best else train_params["save_steps"]
     n = processes()
     # several processes: batch_size rows per step in all, split between them (accelerate's split_batches), so
     # each step sees the same rows as with one process
@@ -205,10 +209,10 @@ def train_model(
         logging_steps=train_params["logging_steps"],
         save_strategy="steps",
         save_steps=save_steps,
-        save_total_limit=2 if early else 1,
-        load_best_model_at_end=early,
-        metric_for_best_model="accuracy" if early else None,
-        greater_is_better=True if early else None,
+        save_total_limit=2 if best else 1,
+        load_best_model_at_end=best,
+        metric_for_best_model="accuracy" if best else None,
+        greater_is_better=True if best else None,
         seed=seed,
         data_seed=seed,
         full_determinism=train_params["full_determinism"],
