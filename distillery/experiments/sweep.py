@@ -10,7 +10,8 @@
 4. queues each ``;``-separated group with ``dvc exp run --queue -S key=v1,v2 ...`` (DVC expands
    the comma lists into every combination), runs ``dvc queue start -j JOBS`` and waits;
 5. prints the log of every failed experiment (``dvc queue logs NAME``), writes the sweep report
-   (``distillery.experiments.sweep_report``) and exits 1 if any experiment failed.
+   (``distillery.experiments.sweep_report``), which lists every queued experiment, and exits 1 if any failed
+   or has no metrics in ``dvc exp show`` (named with what DVC says of it).
 """
 from __future__ import annotations
 
@@ -195,13 +196,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         baseline, status = run_sweep(args.grid, args.jobs, args.poll)
         failed = report_failures(status)
-        succeeded = [name for name, state in status.items() if state == "Success"]
-        if succeeded:
-            write_report(succeeded, rev=baseline)
+        _, missing = write_report(list(status), rev=baseline, queue_states=status)  # every queued experiment
     except DistilleryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    sys.exit(1 if failed else 0)
+    unexplained = {name: reason for name, reason in missing.items() if name not in failed}
+    for name, reason in unexplained.items():  # succeeded in the queue, yet no metrics: never dropped silently
+        print(f"sweep: experiment {name} finished but has no metrics: {reason}", file=sys.stderr)
+    sys.exit(1 if failed or unexplained else 0)
 
 
 if __name__ == "__main__":

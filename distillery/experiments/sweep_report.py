@@ -77,6 +77,23 @@ def experiments(shown: list[dict], names: list[str] | None = None) -> pd.DataFra
     return frame.sort_values(["param:kd.method", "param:kd.alpha", "param:kd.T", "name"], ignore_index=True)
 
 
+def missing_reason(shown: list[dict], name: str) -> str:
+    """Why experiment ``name`` has no row: what ``dvc exp show --json`` says of it (absent, its executor's state,
+    its error, or no metrics)."""
+    for commit in shown:
+        for exp in commit.get("experiments") or []:
+            if exp.get("name") != name:
+                continue
+            state = (exp.get("executor") or {}).get("state")
+            rev = exp["revs"][0]
+            if rev.get("error"):
+                return f"`dvc exp show` reports an error: {rev['error']}"
+            if state not in (None, "success"):
+                return f"`dvc exp show` lists it as {state}"
+            return f"`dvc exp show` lists it without {METRICS_FILE} or {PARAMS_FILE}"
+    return "`dvc exp show --json` does not list it on this baseline"
+
+
 def swept_params(frame: pd.DataFrame) -> list[str]:
     """``kd.method``, ``kd.T``, ``kd.alpha`` and every other param whose value differs between experiments."""
     varying = [c[6:] for c in frame.columns if c.startswith("param:")
@@ -283,20 +300,36 @@ def tuning_section(study, tune: dict, plots: Path, relative: Path) -> list[str]:
 
 
 def write_report(names: list[str] | None = None, report: Path = REPORT, plots: Path = PLOTS,
-                 rev: str = "HEAD", study=None, tune: dict | None = None) -> pd.DataFrame | None:
+                 rev: str = "HEAD", study=None, tune: dict | None = None,
+                 queue_states: dict[str, str] | None = None) -> tuple[pd.DataFrame | None, dict[str, str]]:
     """Write the Markdown report and its plots for the experiments in ``names`` (default: all) on baseline
     ``rev``; with an Optuna ``study`` (and its ``tune`` params) the tuning section replaces the grid plots, and
-    the report is written even when none of the study's experiments hangs off ``rev`` (another machine's)."""
+    the report is written even when none of the study's experiments hangs off ``rev`` (another machine's).
+    Every experiment of ``names`` without metrics is listed as missing, with what DVC says of it (and its
+    ``dvc queue status`` state from ``queue_states``); returns the rows and ``{missing name: reason}``."""
     from ..io import write_text
 
     relative = Path("sweep") if plots.parent == report.parent else plots
+    shown = exp_show(rev)
     try:
-        frame = experiments(exp_show(rev), names)
+        frame = experiments(shown, names)
     except DistilleryError:
-        if study is None:
+        if study is None and not names:
             raise
         frame = None
+    found = set() if frame is None else set(frame["name"])
+    missing = {name: missing_reason(shown, name) for name in names or [] if name not in found}
+    for name in missing:
+        if queue_states and name in queue_states:
+            missing[name] += f"; `dvc queue status`: {queue_states[name]}"
     parts = ["# Sweep", ""]
+    if names:
+        parts += [f"{len(names)} experiments queued, {len(found)} with metrics"
+                  + (f", **{len(missing)} missing**" if missing else "") + ".", ""]
+    if missing:
+        parts += ["## Missing experiments", "", "Queued by the sweep but without metrics in `dvc exp show`; "
+                  "`dvc queue logs NAME` has the run's output.", "",
+                  *[f"- `{name}`: {reason}" for name, reason in missing.items()], ""]
     if frame is not None:
         parts += [f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
                   "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), ""]
@@ -311,7 +344,7 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
                   methods_table(frame, seconds), "", f"![methods]({relative / 'methods.png'})", ""]
     if study is not None:
         parts += tuning_section(study, tune, plots, relative)
-    elif frame["param:kd.T"].nunique() > 1:
+    elif frame is not None and frame["param:kd.T"].nunique() > 1:
         metrics_vs_temperature(frame, plots / "metrics_vs_T.png")
         gain_heatmap(frame, plots / "kd_minus_hard.png")
         parts += [f"![accuracy and ECE vs T]({relative / 'metrics_vs_T.png'})", "",
@@ -319,7 +352,7 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
     text = "\n".join(parts)
     write_text(report, text)
     print(f"wrote {report} and {sorted(p.name for p in plots.glob('*.png'))} in {plots}")
-    return frame
+    return frame, missing
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -194,7 +194,7 @@ def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
                     ("broken", 8, 0.9, 0, 0, "failed")])
     baselines = []
     monkeypatch.setattr(sweep_report, "exp_show", lambda rev: baselines.append(rev) or shown)
-    frame = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep", rev="base-sha")
+    frame, _ = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep", rev="base-sha")
     assert baselines == ["base-sha"]  # the experiments of the sweep's baseline, even after new commits
     assert list(frame["name"]) == ["c", "a", "b"]  # by alpha, then T; queued and failed ones skipped
     assert frame["gain"].round(6).tolist() == [0.0, -0.05, 0.05]
@@ -204,7 +204,7 @@ def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
     assert "![accuracy and ECE vs T](sweep/metrics_vs_T.png)" in (tmp_path / "sweep.md").read_text()
     for png in ("metrics_vs_T.png", "kd_minus_hard.png"):
         assert (tmp_path / "sweep" / png).stat().st_size > 10_000
-    only = sweep_report.write_report(["a"], report=tmp_path / "one.md", plots=tmp_path / "one")
+    only, _ = sweep_report.write_report(["a"], report=tmp_path / "one.md", plots=tmp_path / "one")
     assert list(only["name"]) == ["a"]
 
 
@@ -215,7 +215,7 @@ def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp
                     ("e3", 4, 0.5, 0.70, 0.75, None)], method={"e1": "kd", "e2": "dkd", "e3": "fitnet"})
     monkeypatch.setattr(sweep_report, "exp_show", lambda rev: shown)
     monkeypatch.setattr(sweep_report, "distill_seconds", {"e1": 10.0, "e2": 11.0, "e3": 25.0}.get)
-    frame = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
+    frame, _ = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
     assert list(frame["param:kd.method"]) == ["dkd", "fitnet", "kd"]
     text = (tmp_path / "sweep.md").read_text()
     methods = _row_cells(text.split("## Methods")[1])
@@ -303,3 +303,36 @@ def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch):
     table = reports[0].split("## Params")[0]
     assert table.index("kd.ece") < table.index("kd.nll") < table.index("student.latency_ms")
     assert table.index("| Path |") < table.index("|---|") < table.index("kd.ece")
+
+
+def test_an_experiment_without_metrics_is_named_missing_and_the_sweep_fails(tmp_path, monkeypatch, capsys):
+    """Seen on a loaded machine: the queue said Success for 4 experiments, `dvc exp show` returned 3 with metrics,
+    and the sweep exited 0 with a 3-row report. Now the report lists all 4, names the missing one with what DVC
+    says, and the sweep exits 1."""
+    import subprocess
+
+    from distillery.experiments import sweep, sweep_report
+
+    shown = _shown([("e1", 1, 0.5, 0.70, 0.75, None), ("e2", 2, 0.5, 0.80, 0.75, None),
+                    ("e3", 4, 0.5, 0.75, 0.75, None), ("e5", 4, 0.9, 0, 0, "failed")])
+    monkeypatch.setattr(sweep_report, "exp_show", lambda rev: shown)
+    frame, missing = sweep_report.write_report(["e1", "e2", "e3", "e4", "e5"], report=tmp_path / "sweep.md",
+                                               plots=tmp_path / "sweep", rev="base-sha",
+                                               queue_states={"e4": "Success", "e5": "Success"})
+    assert sorted(frame["name"]) == ["e1", "e2", "e3"]
+    assert missing == {"e4": "`dvc exp show --json` does not list it on this baseline; `dvc queue status`: Success",
+                       "e5": "`dvc exp show` lists it as failed; `dvc queue status`: Success"}
+    text = (tmp_path / "sweep.md").read_text()
+    assert "5 experiments queued, 3 with metrics, **2 missing**." in text
+    assert "- `e4`: `dvc exp show --json` does not list it on this baseline" in text
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sweep, "run_sweep", lambda grid, jobs, poll: ("base-sha", {n: "Success" for n in
+                                                                                  ("e1", "e2", "e3", "e4")}))
+    monkeypatch.setattr(sweep, "dvc", lambda *args, check=True: subprocess.CompletedProcess(args, 0, "", ""))
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["--grid", "kd.T=1,2,4,8"])
+    assert exit_.value.code == 1
+    assert "sweep: experiment e4 finished but has no metrics: `dvc exp show --json` does not list it" in \
+        capsys.readouterr().err
+    assert "4 experiments queued, 3 with metrics, **1 missing**." in (tmp_path / "reports/sweep.md").read_text()

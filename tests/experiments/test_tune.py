@@ -140,7 +140,7 @@ def test_report_gains_the_tuning_section_with_the_best_trial_and_history(tmp_pat
                                                                       ("s-2", 1.5, 0.1, 0.75, 0.7, None)]))
     monkeypatch.setattr(study_module, "apply_command", lambda best: f"dvc exp apply {best['experiment']}")
     params = validate({"tune": {"trials": 5}})["tune"]
-    frame = sweep_report.write_report(["s-0", "s-1", "s-2"], report=tmp_path / "sweep.md", plots=tmp_path / "sweep",
+    frame, _ = sweep_report.write_report(["s-0", "s-1", "s-2"], report=tmp_path / "sweep.md", plots=tmp_path / "sweep",
                                       study=study, tune=params)
     assert sorted(frame["name"]) == ["s-0", "s-1", "s-2"]
     text = (tmp_path / "sweep.md").read_text()
