@@ -18,6 +18,8 @@ from .errors import DistilleryError
 TIMINGS_ROOT = Path("reports/timings")  # git-ignored, no DVC output: timings differ run to run (docs/layout.md)
 DISTILL_SECONDS_LINE = "distill: the students trained in "  # + "<seconds> s": the distill stage's log, read by
                                                              # distillery.experiments.sweep_report from `dvc queue logs`
+SELECTION_FILE = "selection.json"  # beside a run's curves: the checkpoint it ended with (train.select), written by
+                                   # distillery.training.runs, read by the report
 
 
 def _remove_stale_temporaries(path: Path) -> None:

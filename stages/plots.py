@@ -8,10 +8,9 @@ from distillery.evaluation import plots as P
 from distillery.cli import run_stage
 from distillery.data.prepared import load_prepared
 from distillery.io import read_logits, write_text
-from distillery.training.runs import load_selections
 from distillery.methods import get_method
 from distillery.params import load_params
-from distillery.evaluation.report import render_report
+from distillery.evaluation.report import load_selections, render_report
 from distillery.data.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
 
 OUT = Path("reports/plots")

@@ -1,7 +1,10 @@
 """``reports/report.md``: the page a person reads first, built from metrics.json and params (timings: ``main``)."""
 from __future__ import annotations
 
-from ..io import TIMINGS_ROOT
+import json
+from pathlib import Path
+
+from ..io import SELECTION_FILE, TIMINGS_ROOT
 from ..methods import describe, get_method
 
 MODELS = ("teacher", "kd", "hard")
@@ -227,6 +230,13 @@ ORIGIN_WORDS = {"rest": "train rows beyond data.max_train_examples, labels dropp
 KIND_WORDS = {"kd": "distilled", "hard": "hard"}
 
 
+def load_selections(curves_root: Path) -> list[dict]:
+    """Each seed's checkpoint record (``selection.json``, written by ``training.runs``) under a students' curves
+    root such as ``reports/training/kd``, in seed order."""
+    paths = sorted(Path(curves_root).glob(f"seed_*/{SELECTION_FILE}"), key=lambda p: int(p.parent.name.split("_")[1]))
+    return [{"seed": int(p.parent.name.split("_")[1]), **json.loads(p.read_text())} for p in paths]
+
+
 def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
     """The checkpoint row of the setting table: ``train.select``'s rule, and per model (``selections``: kind ->
     each seed's ``selection.json``) the step it picked and its validation accuracy there."""
@@ -250,11 +260,16 @@ def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
     return text
 
 
+def _at_most(train: dict) -> str:
+    return "at most " if train["select"] == "best" else ""
+
+
 def budget_text(train: dict) -> str:
     """How the students' training budgets were chosen, in words."""
     if train["select"] == "best":
         return (f"the same ceiling for both, `train.max_steps` = {train['max_steps']:,}; within it each student's "
-                "budget is chosen on validation (the step of its best validation accuracy, above), never on test")
+                "budget is chosen on validation (the step of its best validation accuracy: the checkpoint row), "
+                "never on test")
     return (f"the same for both, `train.max_steps` = {train['max_steps']:,}, fixed in params.yaml and not chosen on "
             "validation here (`train.select: best` picks each student's step on validation)")
 
@@ -278,12 +293,14 @@ def setting_table(params: dict, meta: dict, metrics: dict, transfer: dict | None
         ["teacher", f"{teacher_text}; {metrics['teacher']['params']:,} parameters"],
         ["student", f"{_describe_model(params['student']['model'])}; {metrics['kd']['params']:,} parameters"],
         ["distillation", f"method {describe(params['kd'])} ({get_method(params['kd']['method']).paper})"],
-        ["student training", f"seeds {params['train']['seeds']}, {params['train']['max_steps']} steps each; "
+        ["student training", f"seeds {params['train']['seeds']}, {_at_most(params['train'])}{params['train']['max_steps']} "
+                             "steps each; "
                              "distilled and hard students share initial weights and data order per seed"],
     ]
     if "generations" in metrics:
         count = sum(name.startswith("generation_") for name in metrics["generations"])
-        rows[-1][1] = (f"seeds {params['train']['seeds']}, {params['train']['max_steps']} steps for each hard student "
+        rows[-1][1] = (f"seeds {params['train']['seeds']}, {_at_most(params['train'])}{params['train']['max_steps']} "
+                       "steps for each hard student "
                        f"and each of the {count} generations of distilled students ({count}× the hard students' "
                        "budget); generation 1 and the hard students share initial weights per seed, every "
                        "generation shares their data order")
@@ -503,7 +520,6 @@ def speed_note(speed: dict | None) -> str:
 def main(argv: list[str] | None = None) -> None:
     """``python -m distillery.evaluation.report reports/metrics.json``: print the metrics table, then the size and speed table
     when this workspace's evaluate stage timed the models (``reports/timings/speed.json``)."""
-    import json
     import sys
 
     args = sys.argv[1:] if argv is None else argv

@@ -84,7 +84,7 @@ STUDENT_MODEL = student_model_block()
 TRAIN = {
     "seeds": Field(LIST, _seed_list, [0, 1, 2, 3, 4]),
     **train_block(1e-2, 64, 1500, 100),
-    "select": Field(STR, one_of("last", "best"), "last",
+    "select": Field(STR, one_of("last", "best"), "best",
                     help="the checkpoint each student (distilled, hard, peers, generations) ends with: last = the "
                          "step max_steps; best = the highest validation accuracy at the evaluations every "
                          "eval_steps (ties: the earlier step; a checkpoint is saved at each)"),

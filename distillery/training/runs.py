@@ -15,12 +15,11 @@ from typing import Callable
 from transformers import set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
-from ..io import TIMINGS_ROOT, atomic_dir, atomic_path, write_json
+from ..io import SELECTION_FILE, TIMINGS_ROOT, atomic_dir, atomic_path, write_json
 
 CHECKPOINT_ROOT = Path(".cache/checkpoints")
 TRAINER_STATE = "trainer_state.json"
 FINISHED_MODEL, CURVES, TIMINGS, TRAINER_OUTPUT = "model", "live", "timings.json", "trainer"
-SELECTION = "selection.json"  # which checkpoint a run ended with (``selection_recorder``)
 TIMING_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second")  # of the Trainer's log keys
 logger = logging.getLogger(__name__)
 
@@ -83,13 +82,7 @@ def selection_recorder(rule: str, path: Path):
 
 def copy_selection(run_dir: Path, curves_dir: Path) -> None:
     """A run's ``selection.json`` beside its curves (``reports/training/kd/seed_0/selection.json``)."""
-    shutil.copyfile(Path(run_dir) / SELECTION, Path(curves_dir) / SELECTION)
-
-
-def load_selections(curves_root: Path) -> list[dict]:
-    """Each seed's ``selection.json`` under a students' curves root (``reports/training/kd``), in seed order."""
-    paths = sorted(Path(curves_root).glob(f"seed_*/{SELECTION}"), key=lambda p: int(p.parent.name.split("_")[1]))
-    return [{"seed": int(p.parent.name.split("_")[1]), **json.loads(p.read_text())} for p in paths]
+    shutil.copyfile(Path(run_dir) / SELECTION_FILE, Path(curves_dir) / SELECTION_FILE)
 
 
 def save_timings(run_dir: Path, curves_dir: Path) -> None:
@@ -196,7 +189,7 @@ def train_once(
     callbacks = [live_callback(Path(run_dir), resume_step)] if with_curves and main else []
     rule = "best" if train_kwargs.get("early_stopping_patience") is not None else select
     if main:
-        callbacks.append(selection_recorder(rule, Path(run_dir) / SELECTION))
+        callbacks.append(selection_recorder(rule, Path(run_dir) / SELECTION_FILE))
     seeded(seed)
     model = train_model(make_model(), seed=seed, checkpoint_dir=checkpoint_dir, resume_from=resume,
                         callbacks=callbacks, tokenizer=tokenizer, select=select, **train_kwargs)

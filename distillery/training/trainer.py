@@ -218,6 +218,7 @@ def train_model(
         full_determinism=train_params["full_determinism"],
         report_to="none",
         remove_unused_columns=False,
+        label_names=["labels"],  # a Distillee's forward(**inputs) hides them: evaluation scores it too
         dataloader_pin_memory=False,
         **_precision_flags(train_params["precision"]),
         **several,

@@ -9,11 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distillery.evaluation.report import budget_text, selection_text, setting_table
+from distillery.evaluation.report import budget_text, load_selections, selection_text, setting_table
 from distillery.methods import HARD, get_method
 from distillery.models.inference import predict_logits
 from distillery.models.zoo import load_model
-from distillery.training.runs import load_selections
 from distillery.training.students import seed_dir, train_students
 
 from ..conftest import make_params
