@@ -31,6 +31,9 @@ def test_repro_writes_metrics_schema_and_plots(repo):
         assert metrics[kind]["params"] < metrics["teacher"]["params"]
         assert 0.1 < metrics[kind]["accuracy"] <= 1
     assert metrics["teacher"]["accuracy"] > 0.8
+    report = (repo / "reports/report.md").read_text()  # train.select: best, each student's step named
+    assert "| student checkpoint | `train.select: best`" in report and "distilled: steps " in report
+    assert (repo / "reports/training/hard/seed_0/selection.json").exists()
     assert {"kd_minus_hard_ci_low", "mcnemar_p_seed0", "mcnemar_p_seed1", "compression_params"} <= set(
         metrics["comparison"]
     )
