@@ -9,11 +9,14 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from .errors import DistilleryError
+
+if TYPE_CHECKING:  # imported where used: pyarrow is slow to import
+    import pyarrow as pa
 
 TIMINGS_ROOT = Path("reports/timings")  # git-ignored, no DVC output: timings differ run to run (docs/layout.md)
 DISTILL_SECONDS_LINE = "distill: the students trained in "  # + "<seconds> s": the distill stage's log, read by

@@ -103,7 +103,8 @@ def _validate_pipeline(raw: dict, source: str) -> dict:
     check_training(params, source)
     check_data(params["data"], source)
     _check_models(params, source)
-    if params["kd"]["method"] == "multi_teacher" and any(params["data"]["transfer"][k] for k in ("rest", "source", "augment")):
+    transfer_on = any(params["data"]["transfer"][k] for k in ("rest", "source", "augment"))
+    if params["kd"]["method"] == "multi_teacher" and transfer_on:
         raise DistilleryError(f"{source}: kd.method = 'multi_teacher' with data.transfer: the teachers.<name> are "
                               "not scored on the transfer set; use one teacher")
     check_method_params(params, source)

@@ -1,8 +1,8 @@
 """Prepared data: the ``train`` / ``validation`` / ``test`` splits every stage after ``prepare`` reads.
 
-The bottom of the data modules: array sources (``data.prepare``), numeric tables (``data.tables``) and
-text sources (``data.text``) build a ``Prepared`` and save it here; every later stage loads it with ``load_prepared``. Splits are saved
-with ``datasets`` (Arrow, memory-mapped on load); every row carries a stable integer ``id``.
+The bottom of the data modules: array sources (``data.prepare``), numeric tables (``data.tables``) and text
+sources (``data.text``) build a ``Prepared`` and save it here; every later stage loads it with ``load_prepared``.
+Splits are saved with ``datasets`` (Arrow, memory-mapped on load); every row carries a stable integer ``id``.
 """
 from __future__ import annotations
 

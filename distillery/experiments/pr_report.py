@@ -105,7 +105,8 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.pr_report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.pr_report",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--rev", default="main", help="the revision to compare the workspace with (default: main)")
     parser.add_argument("--plots", type=Path, help="render changed plots into this directory and link them")
     parser.add_argument("--output", type=Path, help="write the Markdown here (default: print it)")

@@ -185,7 +185,8 @@ def report_failures(status: dict[str, str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.sweep", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.sweep",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--grid", default=DEFAULT_GRID,
                         help=f"';'-separated groups of key=v1,v2 overrides (default: {DEFAULT_GRID!r})")
     parser.add_argument("--jobs", type=int, default=1, help="queue workers (dvc queue start -j)")

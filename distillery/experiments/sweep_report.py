@@ -123,7 +123,8 @@ def sweep_table(frame: pd.DataFrame) -> str:
 def distill_seconds(name: str) -> float | None:
     """The distilled students' training time in experiment ``name`` (the Trainer's ``train_runtime`` summed over
     seeds, as its distill stage printed it in ``dvc queue logs NAME``), or None when its log does not hold it.
-    Timings are kept out of every committed file (docs/layout.md, "Where timings go"), so an experiment's commit has none."""
+    Timings are kept out of every committed file (docs/layout.md, "Where timings go"), so an experiment's commit
+    has none."""
     log = subprocess.run(["dvc", "queue", "logs", name], capture_output=True, text=True).stdout
     found = re.findall(rf"^{re.escape(DISTILL_SECONDS_LINE)}([0-9.]+|nan) s$", log, flags=re.MULTILINE)
     return float(found[-1]) if found and found[-1] != "nan" else None
@@ -356,7 +357,8 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.sweep_report", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.sweep_report",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("names", nargs="*", help="experiments to include (default: all on the baseline commit)")
     parser.add_argument("--rev", default="HEAD", help="the sweep's baseline commit (default: HEAD)")
     args = parser.parse_args(argv)

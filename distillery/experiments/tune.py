@@ -244,7 +244,8 @@ def run_tune(jobs: int, trials: int | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.tune", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m distillery.experiments.tune",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--jobs", type=int, default=1, help="workers on this machine (default 1)")
     parser.add_argument("--trials", type=int, default=None, help="the budget (default: tune.trials)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of run_tune's workers
