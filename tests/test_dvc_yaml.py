@@ -63,3 +63,15 @@ def test_every_module_a_stage_imports_is_a_dep(name):
     missing = sorted(m for m in modules - STAGE_RUNTIME - PRINT_ONLY.get(name, set())
                      if not any(module_file(m) == d or module_file(m).startswith(d.rstrip("/") + "/") for d in deps))
     assert not missing, f"dvc.yaml stage {name}: {script_of(stage).relative_to(REPO)} imports {missing}, not in its deps"
+
+
+def test_dvc_lock_records_the_committed_code():
+    """Every code file dvc.lock lists has the md5 it records: the committed outputs were made by this code, so
+    `make repro` on a fresh clone changes nothing (after a code change: `dvc repro`, then commit dvc.lock)."""
+    import hashlib
+
+    lock = yaml.safe_load((REPO / "dvc.lock").read_text())["stages"]
+    stale = sorted({dep["path"] for stage in lock.values() for dep in stage.get("deps", [])
+                    if dep["path"].endswith(".py") and (REPO / dep["path"]).is_file()
+                    and hashlib.md5((REPO / dep["path"]).read_bytes()).hexdigest() != dep["md5"]})
+    assert not stale, f"dvc.lock records other versions of {stale}: run `dvc repro` and commit dvc.lock"
