@@ -62,14 +62,16 @@ def live_callback(run_dir: Path, resume_step: int | None):
     return GlobalStepDVCLiveCallback(live=live)
 
 
-def selection_recorder(rule: str, path: Path):
-    """A Trainer callback that writes, when training ends, which checkpoint the model is: ``rule`` (``best``:
-    the highest validation accuracy, ties to the earlier step; ``last``), the step, its validation accuracy,
-    and every evaluation (step -> accuracy). A resumed run has the evaluations before the crash in its state."""
+def selection_recorder(path: Path):
+    """A Trainer callback that writes, when training ends, which checkpoint the model is: the rule (``best`` when
+    the Trainer loads the best model at the end: the highest validation accuracy, ties to the earlier step; else
+    ``last``), the step, its validation accuracy and every evaluation (step -> accuracy). A resumed run has the
+    evaluations before the crash in its state."""
     from transformers import TrainerCallback
 
     class SelectionRecorder(TrainerCallback):
         def on_train_end(self, args, state, control, **kwargs):
+            rule = "best" if args.load_best_model_at_end else "last"
             evaluations = {entry["step"]: entry["eval_accuracy"] for entry in state.log_history
                            if "eval_accuracy" in entry}
             step = state.best_global_step if rule == "best" and state.best_global_step else state.global_step
@@ -159,14 +161,14 @@ def train_once(
     seed: int,
     with_curves: bool,
     tokenizer=None,
-    select: str = "last",
     **train_kwargs,
 ) -> Path:
     """Train one model in ``run_dir`` and return the directory of the finished model (``run_dir/model``).
 
     ``run_dir`` holds the Trainer's checkpoints, the DVCLive curves (``run_dir/live``), the timings
-    (``run_dir/timings.json``), which checkpoint the model is (``run_dir/selection.json``: ``select`` is
-    ``train.select``; early stopping always selects the best) and, once training ends, the saved model. A run killed part-way resumes from its last checkpoint; a model
+    (``run_dir/timings.json``), which checkpoint the model is (``run_dir/selection.json``: ``train_model``'s
+    ``select``; early stopping always selects the best) and, once training ends, the saved model. A run killed
+    part-way resumes from its last checkpoint; a model
     finished by a run killed later (e.g. during the next seed) is reused as is. ``make_model``
     returns the model to train: a ``PreTrainedModel``, or a ``training.Distillee`` whose student is
     saved. The caller copies the results to its outputs, then deletes ``run_dir``. With several processes
@@ -187,12 +189,11 @@ def train_once(
         logger.info("resuming from %s: step %d of %d", resume, resume_step, train_kwargs["train_params"]["max_steps"])
     main = distributed.is_main()  # several processes: only the main one writes curves, checkpoints and the model
     callbacks = [live_callback(Path(run_dir), resume_step)] if with_curves and main else []
-    rule = "best" if train_kwargs.get("early_stopping_patience") is not None else select
     if main:
-        callbacks.append(selection_recorder(rule, Path(run_dir) / SELECTION_FILE))
+        callbacks.append(selection_recorder(Path(run_dir) / SELECTION_FILE))
     seeded(seed)
     model = train_model(make_model(), seed=seed, checkpoint_dir=checkpoint_dir, resume_from=resume,
-                        callbacks=callbacks, tokenizer=tokenizer, select=select, **train_kwargs)
+                        callbacks=callbacks, tokenizer=tokenizer, **train_kwargs)
     if main:
         shutil.rmtree(checkpoint_dir, ignore_errors=True)
         if isinstance(model, Distillee):
