@@ -9,10 +9,12 @@ GRID ?= kd.T=1,2,4 kd.alpha=0.5,0.9; kd.alpha=0
 JOBS ?= 1
 # Tune: an Optuna study over params.yaml's tune.space with JOBS workers here; TRIALS overrides tune.trials.
 TRIALS ?=
-# Diff: the revision `make diff` compares the workspace with; PLOTS_DIR renders changed plots, OUTPUT writes a file.
+# Diff: the revision `make diff` compares the workspace with; PLOTS_DIR renders changed plots, OUTPUT writes a file,
+# TOLERANCE overrides diff.tolerance of params.yaml (a metric difference at most this is float noise).
 REV ?= main
 PLOTS_DIR ?=
 OUTPUT ?=
+TOLERANCE ?=
 
 # Remote: `make pull` / `make push` check the DVC remote (REMOTE, default: the default remote) answers, then run
 # `dvc pull` / `dvc push` with DVC_ARGS (e.g. DVC_ARGS=--allow-missing).
@@ -53,7 +55,7 @@ tune: setup
 	python -m distillery.experiments.tune --jobs $(JOBS) $(if $(TRIALS),--trials $(TRIALS))
 
 diff: setup
-	@python -m distillery.experiments.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)")
+	@python -m distillery.experiments.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)") $(if $(TOLERANCE),--tolerance "$(TOLERANCE)")
 
 pull: setup
 	python -m distillery.experiments.remote pull $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)

@@ -5,9 +5,9 @@ Each block's schema lives next to what reads it: ``data`` in ``distillery/data/p
 ``distillery/models/params.py``, ``kd`` in the methods registry (each method declares its own ``kd.<name>``),
 ``cpu_threads``, ``compute``, ``teacher``, ``teachers``, ``student.model`` and ``train`` in
 ``distillery/training/params.py``, ``evaluate`` and ``student.quantize`` in ``distillery/evaluation/params.py``.
-Here: the ``tune`` block (its space names params of every block), the rules that span blocks, ``validate`` and
-``load_params``. Unknown keys are rejected with a "did you mean" suggestion, and every error names the param path
-and value. ``python -m distillery.params`` prints the whole schema with its defaults.
+Here: the ``tune`` block (its space names params of every block), ``diff`` (read by ``make diff``), the rules that
+span blocks, ``validate`` and ``load_params``. Unknown keys are rejected with a "did you mean" suggestion, and every
+error names the param path and value. ``python -m distillery.params`` prints the whole schema with its defaults.
 """
 from __future__ import annotations
 
@@ -69,6 +69,11 @@ TUNE = {  # the Optuna study of `make tune` (experiments/tune.py); no stage read
                                help="a trial whose worker is silent for 3x this long is failed and run again"),
 }
 
+DIFF = {  # `make diff` and the pull-request comment (experiments/pr_report.py); no stage reads it
+    "tolerance": Field(FLOAT, non_negative, 1.0e-6,
+                       help="absolute: a metric whose |new - old| is at most this is 'same' (float noise)"),
+}
+
 
 SCHEMA: dict = {
     "preset": Field(STR, None, None, nullable=True, help="the preset params.yaml was written from"),
@@ -82,6 +87,7 @@ SCHEMA: dict = {
     "kd": kd_schema(),
     "evaluate": EVALUATE,
     "tune": TUNE,
+    "diff": DIFF,
 }
 
 

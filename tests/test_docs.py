@@ -26,7 +26,7 @@ PAGES = [REPO / "README.md", REPO / "BENCHMARKS.md", *sorted((REPO / "docs").glo
 
 # The top-level blocks of params.yaml: a dotted token starting with one of these names a param.
 BLOCKS = ("cpu_threads", "compute", "data", "teacher", "teachers", "student", "train", "kd", "evaluate", "tune",
-          "preset")
+          "diff", "preset")
 # A token whose last part is one of these is a file name (train.csv, kd.py), not a param.
 FILE_SUFFIXES = {"py", "md", "yaml", "yml", "json", "jsonl", "csv", "tsv", "parquet", "gz", "npz", "npy", "png",
                  "txt", "db", "lock", "toml", "cfg", "ini", "sh", "safetensors", "bin", "arrow"}
@@ -255,7 +255,8 @@ def test_the_checks_see_the_docs():
     code = [piece for page in PAGES for piece in split_page(page.read_text())[1]]
     params = {token for piece in code for _, token in params_named(piece)}
     targets = {target for piece in code for _, target in make_targets_named(piece)}
-    assert {"kd.T", "kd.alpha", "data.transfer.augment", "compute.processes", "teacher.logits_top_k"} <= params
+    assert {"kd.T", "kd.alpha", "data.transfer.augment", "compute.processes", "teacher.logits_top_k",
+            "diff.tolerance"} <= params
     assert {"repro", "test", "sweep", "tune", "diff", "preset", "pull", "push"} <= targets
     assert {"repro", "test", "test-fast", "sweep", "bench"} <= makefile_targets()
 

@@ -3,12 +3,17 @@
 ``python -m distillery.experiments.pr_report --rev main`` (``make diff``) prints what the pull-request comment
 says; the workflow adds ``--plots plots_diff --output report.md`` and posts it with
 ``cml comment create``, which uploads the images the Markdown links to.
+
+A metric whose old and new values are numbers at most ``diff.tolerance`` apart (params.yaml, absolute; or
+``--tolerance``) is marked "same": float noise, not a change. One line above the metrics table says whether any
+difference exceeds the tolerance.
 """
 from __future__ import annotations
 
 import argparse
 import filecmp
 import json
+import math
 import os
 import subprocess
 import sys
@@ -22,6 +27,76 @@ def _dvc(*args: str) -> str:
     if result.returncode != 0:
         raise DistilleryError(f"`dvc {' '.join(args)}` failed:\n{result.stderr.strip() or result.stdout.strip()}")
     return result.stdout.strip()
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def classify_metrics(diff: dict, tolerance: float) -> list[dict]:
+    """The rows of ``dvc metrics diff --json`` (``{path: {metric: {"old": .., "new": ..}}}``), sorted by path and
+    metric, each with ``status``: ``same`` when old and new are both numbers and ``|new - old| <= tolerance``, else
+    ``changed`` (a metric added or removed, a non-number, a larger difference); ``delta`` is ``new - old`` for
+    numbers, else None."""
+    rows = []
+    for path, metrics in sorted((diff or {}).items()):
+        for metric, values in sorted((metrics or {}).items()):
+            old, new = values.get("old"), values.get("new")
+            delta = new - old if _is_number(old) and _is_number(new) else None
+            same = delta is not None and abs(delta) <= tolerance
+            rows.append({"path": path, "metric": metric, "old": old, "new": new, "delta": delta,
+                         "status": "same" if same else "changed"})
+    return rows
+
+
+def _value(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _change(row: dict) -> str:
+    if row["delta"] is not None:
+        return f"{row['delta']:+.3g}"
+    if row["old"] is None:
+        return "added"
+    if row["new"] is None:
+        return "removed"
+    return "-"
+
+
+def metrics_markdown(diff: dict, rev: str, tolerance: float, name: str = "diff.tolerance") -> str:
+    """The metrics section: one line (all float noise, or how many differences exceed the tolerance) over a table
+    of every difference, the noise rows marked "same (|Δ| ≤ tolerance)". ``name`` is where the tolerance came
+    from (the param, or ``--tolerance``)."""
+    rows = classify_metrics(diff, tolerance)
+    if not rows:
+        return "No metric changed."
+    n, exceed = len(rows), sum(row["status"] == "changed" for row in rows)
+    noise, bound = n - exceed, f"{tolerance:g}"
+    if exceed == 0:
+        top = ("The one metric difference is float noise" if n == 1 else
+               f"All {n} metric differences are float noise") + \
+            f" (|Δ| ≤ {bound}, `{name}`): the results are the same."
+    else:
+        top = (f"{exceed} of {n} metric difference{'s' if n != 1 else ''} "
+               f"exceed{'s' if exceed == 1 else ''} `{name}` ({bound}); {noise} {'is' if noise == 1 else 'are'} "
+               "float noise.")
+    lines = [top, "", f"| Path | Metric | {rev} | workspace | Change | Verdict |", "|---|---|---|---|---|---|"]
+    for row in rows:
+        verdict = f"same (\\|Δ\\| ≤ {bound})" if row["status"] == "same" else "**changed**"
+        lines.append(f"| {row['path']} | {row['metric']} | {_value(row['old'])} | {_value(row['new'])} | "
+                     f"{_change(row)} | {verdict} |")
+    return "\n".join(lines)
+
+
+def workspace_tolerance() -> float:
+    """``diff.tolerance`` of the workspace's params.yaml."""
+    from ..params import load_params
+
+    return load_params()["diff"]["tolerance"]
 
 
 def sorted_table(markdown: str) -> str:
@@ -72,10 +147,13 @@ def method_at(rev: str | None) -> str:
         return f"`{(raw.get('kd') or {}).get('method', 'kd')}`"
 
 
-def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path(".")) -> str:
+def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."),
+                  tolerance: float | None = None) -> str:
     """The report: the distillation method, metrics diff, params diff and (with ``plots_dir``) changed plots,
-    each vs ``rev``."""
-    metrics = sorted_table(_dvc("metrics", "diff", rev, "--md"))
+    each vs ``rev``. A metric difference within ``tolerance`` (None: ``diff.tolerance`` of params.yaml) is noise."""
+    name = "diff.tolerance" if tolerance is None else "--tolerance"
+    tolerance = workspace_tolerance() if tolerance is None else tolerance
+    metrics = metrics_markdown(json.loads(_dvc("metrics", "diff", rev, "--json") or "{}"), rev, tolerance, name)
     params = sorted_table(_dvc("params", "diff", rev, "--md"))
     before, after = method_at(rev), method_at(None)
     parts = [
@@ -84,7 +162,7 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
         "",
         f"## Metrics: `{rev}` → this change",
         "",
-        metrics or "No metric changed.",
+        metrics,
         "",
         f"## Params: `{rev}` → this change",
         "",
@@ -110,10 +188,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rev", default="main", help="the revision to compare the workspace with (default: main)")
     parser.add_argument("--plots", type=Path, help="render changed plots into this directory and link them")
     parser.add_argument("--output", type=Path, help="write the Markdown here (default: print it)")
+    parser.add_argument("--tolerance", type=float,
+                        help="a metric difference at most this (absolute) is float noise (default: diff.tolerance "
+                             "of params.yaml)")
     args = parser.parse_args(argv)
+    if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
+        parser.error(f"--tolerance {args.tolerance}: must be a finite number >= 0")
     try:
         base = args.output.parent if args.output else Path(".")
-        text = diff_markdown(args.rev, args.plots, base)
+        text = diff_markdown(args.rev, args.plots, base, args.tolerance)
     except DistilleryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -273,38 +273,6 @@ def test_failed_experiments_are_named_with_their_queue_logs(monkeypatch, capsys)
     assert "2 of 3 experiments failed: bad-exp, gone-exp" in err
 
 
-def test_changed_plots_leave_out_identical_images(tmp_path, monkeypatch):
-    from distillery.experiments import pr_report
-
-    for name, content in [("main_a.png", b"A"), ("workspace_a.png", b"A"), ("main_b.png", b"B1"),
-                          ("workspace_b.png", b"B2"), ("workspace_c.png", b"C")]:
-        (tmp_path / name).write_bytes(content)
-    entry = lambda rev, name: {"type": "image", "revisions": [rev], "url": str(tmp_path / name)}  # noqa: E731
-    rendered = {"data": {"a.png": [entry("workspace", "workspace_a.png"), entry("main", "main_a.png")],
-                         "b.png": [entry("workspace", "workspace_b.png"), entry("main", "main_b.png")],
-                         "c.png": [entry("workspace", "workspace_c.png")]}}
-    monkeypatch.setattr(pr_report, "_dvc", lambda *args: json.dumps(rendered))
-    changed = pr_report.changed_plots("main", tmp_path)
-    assert sorted(changed) == ["b.png", "c.png"]  # a.png is byte-identical in both revisions
-    assert changed["b.png"] == {"workspace": tmp_path / "workspace_b.png", "main": tmp_path / "main_b.png"}
-
-
-def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch):
-    from distillery.experiments import pr_report
-
-    header = "| Path | Metric | main | workspace | Change |\n|---|---|---|---|---|"
-    rows = ["| reports/metrics.json | kd.nll | 0.9 | 1.0 | 0.1 |", "| reports/speed.json | student.latency_ms | 0.2 | 0.4 | 0.2 |",
-            "| reports/metrics.json | kd.ece | 0.1 | 0.2 | 0.1 |"]
-    reports = []
-    for order in (rows, rows[::-1]):
-        monkeypatch.setattr(pr_report, "_dvc", lambda *args, order=order: "\n".join([header, *order]))
-        reports.append(pr_report.diff_markdown("main"))
-    assert reports[0] == reports[1]
-    table = reports[0].split("## Params")[0]
-    assert table.index("kd.ece") < table.index("kd.nll") < table.index("student.latency_ms")
-    assert table.index("| Path |") < table.index("|---|") < table.index("kd.ece")
-
-
 def test_an_experiment_without_metrics_is_named_missing_and_the_sweep_fails(tmp_path, monkeypatch, capsys):
     """Seen on a loaded machine: the queue said Success for 4 experiments, `dvc exp show` returned 3 with metrics,
     and the sweep exited 0 with a 3-row report. Now the report lists all 4, names the missing one with what DVC

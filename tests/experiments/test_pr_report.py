@@ -1,0 +1,147 @@
+"""The pull-request report (``make diff``): float noise within ``diff.tolerance`` is "same", one line says whether
+anything really changed, the rows keep one order, and only the plots whose images differ are shown."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from distillery.experiments import pr_report
+from distillery.params import validate
+
+from ..conftest import REPO
+from ..repo_utils import ENV, git_commit
+
+NOISE = {"reports/metrics.json": {"kd.accuracy": {"old": 0.9, "new": 0.9 + 1e-9, "diff": 1e-9},
+                                  "hard.nll": {"old": 0.25, "new": 0.25 - 1e-9, "diff": -1e-9}}}
+CHANGED = {"reports/speed.json": {"student.latency_ms": {"old": 0.2, "new": 0.201, "diff": 1e-3}},
+           **NOISE}
+
+
+def _rows(markdown: str) -> dict[str, list[str]]:
+    """The table's rows by metric: [path, metric, old, new, change, verdict]."""
+    lines = [line for line in markdown.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    cells = [[c.strip() for c in line.strip().strip("|").split(" | ")] for line in lines]
+    return {row[1]: row for row in cells}
+
+
+def test_a_change_within_the_tolerance_is_same_and_a_larger_one_changed():
+    rows = pr_report.classify_metrics(CHANGED, 1e-6)
+    assert [(r["path"], r["metric"], r["status"]) for r in rows] == [
+        ("reports/metrics.json", "hard.nll", "same"), ("reports/metrics.json", "kd.accuracy", "same"),
+        ("reports/speed.json", "student.latency_ms", "changed")]  # sorted by path and metric
+    assert rows[1]["delta"] == pytest.approx(1e-9)
+    assert [r["status"] for r in pr_report.classify_metrics(CHANGED, 0)] == ["changed"] * 3
+
+
+def test_added_removed_and_non_numbers_are_changed():
+    diff = {"m.json": {"new": {"old": None, "new": 4}, "gone": {"old": 3, "new": None},
+                       "name": {"old": "x", "new": "y"}, "flag": {"old": None, "new": True},
+                       "same_bool": {"old": False, "new": True}}}
+    rows = pr_report.classify_metrics(diff, 1e9)
+    assert {r["metric"]: r["status"] for r in rows} == dict.fromkeys(["flag", "gone", "name", "new", "same_bool"],
+                                                                     "changed")
+    table = _rows(pr_report.metrics_markdown(diff, "main", 1e9))
+    assert table["new"][2:5] == ["-", "4", "added"]
+    assert table["gone"][2:5] == ["3", "-", "removed"]
+    assert table["name"][2:5] == ["x", "y", "-"]
+
+
+def test_all_noise_says_so_in_one_line_at_the_top():
+    text = pr_report.metrics_markdown(NOISE, "main", 1e-6)
+    assert text.splitlines()[0] == ("All 2 metric differences are float noise (|Δ| ≤ 1e-06, `diff.tolerance`): "
+                                    "the results are the same.")
+    assert text.splitlines()[2] == "| Path | Metric | main | workspace | Change | Verdict |"
+    rows = _rows(text)
+    assert rows["kd.accuracy"] == ["reports/metrics.json", "kd.accuracy", "0.9", "0.9", "+1e-09",
+                                   "same (\\|Δ\\| ≤ 1e-06)"]
+    assert rows["hard.nll"][4:] == ["-1e-09", "same (\\|Δ\\| ≤ 1e-06)"]
+
+
+def test_a_real_change_is_counted_in_the_top_line_and_marked():
+    text = pr_report.metrics_markdown(CHANGED, "main", 1e-6)
+    assert text.splitlines()[0] == "1 of 3 metric differences exceeds `diff.tolerance` (1e-06); 2 are float noise."
+    assert _rows(text)["student.latency_ms"][2:] == ["0.2", "0.201", "+0.001", "**changed**"]
+    zero = pr_report.metrics_markdown(CHANGED, "main", 0, "--tolerance")
+    assert zero.splitlines()[0] == "3 of 3 metric differences exceed `--tolerance` (0); 0 are float noise."
+    assert all(row[5] == "**changed**" for row in _rows(zero).values())
+    assert pr_report.metrics_markdown({}, "main", 1e-6) == "No metric changed."
+
+
+def test_the_tolerance_param_defaults_to_1e_6_and_is_never_negative():
+    from distillery.errors import DistilleryError
+
+    assert validate({})["diff"] == {"tolerance": 1e-6}
+    assert validate({"diff": {"tolerance": 0}})["diff"]["tolerance"] == 0
+    with pytest.raises(DistilleryError, match=r"diff.tolerance = -1e-06: must be >= 0"):
+        validate({"diff": {"tolerance": -1e-6}})
+
+
+def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch):
+    header = "| Path | Param | main | workspace |\n|---|---|---|---|"
+    params = ["| params.yaml | kd.T | 4 | 2 |", "| params.yaml | kd.alpha | 0.5 | 0.9 |"]
+    metrics = [("reports/metrics.json", "kd.nll", 0.9, 1.0), ("reports/speed.json", "student.latency_ms", 0.2, 0.4),
+               ("reports/metrics.json", "kd.ece", 0.1, 0.2)]
+    reports = []
+    for order in (metrics, metrics[::-1]):
+        diff: dict = {}
+        for path, metric, old, new in order:
+            diff.setdefault(path, {})[metric] = {"old": old, "new": new, "diff": new - old}
+        answers = {"metrics": json.dumps(diff), "params": "\n".join([header, *(params if order is metrics
+                                                                                else params[::-1])])}
+        monkeypatch.setattr(pr_report, "_dvc", lambda *args, answers=answers: answers[args[0]])
+        reports.append(pr_report.diff_markdown("main", tolerance=1e-6))
+    assert reports[0] == reports[1]
+    table = reports[0].split("## Params")[0]
+    assert table.index("kd.ece") < table.index("kd.nll") < table.index("student.latency_ms")
+    assert table.index("3 of 3 metric differences") < table.index("| Path |") < table.index("|---|") < \
+        table.index("kd.ece")
+    params_section = reports[0].split("## Params")[1]
+    assert params_section.index("kd.T") < params_section.index("kd.alpha")
+
+
+def test_changed_plots_leave_out_identical_images(tmp_path, monkeypatch):
+    for name, content in [("main_a.png", b"A"), ("workspace_a.png", b"A"), ("main_b.png", b"B1"),
+                          ("workspace_b.png", b"B2"), ("workspace_c.png", b"C")]:
+        (tmp_path / name).write_bytes(content)
+    entry = lambda rev, name: {"type": "image", "revisions": [rev], "url": str(tmp_path / name)}  # noqa: E731
+    rendered = {"data": {"a.png": [entry("workspace", "workspace_a.png"), entry("main", "main_a.png")],
+                         "b.png": [entry("workspace", "workspace_b.png"), entry("main", "main_b.png")],
+                         "c.png": [entry("workspace", "workspace_c.png")]}}
+    monkeypatch.setattr(pr_report, "_dvc", lambda *args: json.dumps(rendered))
+    changed = pr_report.changed_plots("main", tmp_path)
+    assert sorted(changed) == ["b.png", "c.png"]  # a.png is byte-identical in both revisions
+    assert changed["b.png"] == {"workspace": tmp_path / "workspace_b.png", "main": tmp_path / "main_b.png"}
+
+
+@pytest.mark.slow
+def test_real_dvc_metrics_diff_of_noise_and_a_change(tmp_path):
+    """End to end on a tiny DVC repo: the real ``dvc metrics diff --json``, params.yaml's diff.tolerance and
+    ``--tolerance``."""
+    def report(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "distillery.experiments.pr_report", "--rev", "HEAD", *args],
+                              cwd=tmp_path, env={**ENV, "PYTHONPATH": str(REPO)}, capture_output=True, text=True)
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=tmp_path, env=ENV, check=True)
+    (tmp_path / "dvc.yaml").write_text("metrics:\n  - metrics.json\n")
+    (tmp_path / "params.yaml").write_text("diff:\n  tolerance: 1.0e-6\n")
+    (tmp_path / "metrics.json").write_text(json.dumps({"kd": {"accuracy": 0.9, "nll": 0.25}}))
+    git_commit(tmp_path, "baseline")
+    assert "No metric changed." in report().stdout
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"kd": {"accuracy": 0.9 + 1e-9, "nll": 0.25}}))
+    printed = report()
+    assert printed.returncode == 0, printed.stderr
+    assert ("The one metric difference is float noise (|Δ| ≤ 1e-06, `diff.tolerance`): the results are the same."
+            in printed.stdout), printed.stdout
+    assert "| metrics.json | kd.accuracy | 0.9 | 0.9 | +1e-09 | same (\\|Δ\\| ≤ 1e-06) |" in printed.stdout
+
+    (tmp_path / "metrics.json").write_text(json.dumps({"kd": {"accuracy": 0.9 + 1e-9, "nll": 0.26}}))
+    assert "1 of 2 metric differences exceeds `diff.tolerance` (1e-06); 1 is float noise." in report().stdout
+    assert "2 of 2 metric differences exceed `--tolerance` (0); 0 are float noise." in \
+        report("--tolerance", "0").stdout
+    refused = report("--tolerance", "-1")
+    assert refused.returncode == 2 and "--tolerance -1.0: must be a finite number >= 0" in refused.stderr
