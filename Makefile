@@ -79,6 +79,7 @@ bench: setup
 	python bench/live_teacher.py
 	python bench/teacher_throughput.py
 	python bench/trainer_step_minilm.py
+	python bench/cpu_numerics.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized

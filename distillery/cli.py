@@ -3,8 +3,12 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Callable
+
+from .numerics import RECORD_FILE, environment, pin, record as record_numerics
 
 
 def set_cpu_threads() -> None:
@@ -33,19 +37,39 @@ def quiet_torchao() -> None:
 quiet_torchao()  # on import: every stage script imports this module before distillery's torch modules
 
 
-def run_stage(main: Callable[[], None], uses_torch: bool = True) -> None:
-    """Call ``main``; a ``DistilleryError`` prints ``error: <message>`` and exits with status 2."""
+def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | None = None) -> None:
+    """Pin the numerics (``reproducible_cpu``, ``cpu_threads``), call ``main``, then write what was in force to
+    ``record/numerics.json`` (the stage's output folder). A ``DistilleryError`` prints ``error: <message>`` and
+    exits with status 2."""
     from .errors import DistilleryError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     gc.freeze()  # the imports' objects: the full collection accelerate runs after every training run skips them
     try:
+        from .params import load_params
+
+        level = load_params()["reproducible_cpu"]
         if uses_torch:
             import torch
 
+            pin(level)
             torch.set_flush_denormal(True)  # denormals slow small CPU runs by about half
             set_cpu_threads()
+        else:
+            os.environ.update(environment(level))
         main()
+        if record is not None:
+            write_record(record, level)
     except DistilleryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+
+
+def write_record(folder: Path, level: str) -> None:
+    """``folder/numerics.json``: the numerics the stage ran under (``distillery.numerics.record``), written by the
+    main process."""
+    from .distributed import is_main
+    from .io import write_json
+
+    if is_main():
+        write_json(folder / RECORD_FILE, record_numerics(level))

@@ -1,5 +1,8 @@
-"""``python -m distillery.launch --processes N stages/x.py [args]``: how dvc.yaml runs the training and inference
-stages (``N`` is the ``compute.processes`` param, put in each stage's ``cmd`` by DVC templating).
+"""``python -m distillery.launch [--processes N] stages/x.py [args]``: how dvc.yaml runs every stage (``N``, for the
+training and inference stages, is the ``compute.processes`` param, put in each stage's ``cmd`` by DVC templating).
+
+The stage's processes start with the environment that pins their CPU numerics (the ``reproducible_cpu`` param,
+``distillery.numerics``), so every library reads it before its first work.
 
 One process: the script runs in this process (``exec`` of plain ``python``, no launcher). Several: ``accelerate
 launch`` starts N processes of it (``torchrun`` underneath): one per GPU where CUDA is available (NCCL), else N
@@ -14,6 +17,7 @@ import socket
 import sys
 
 from .errors import DistilleryError
+from .numerics import environment, level_in
 
 
 def process_count(value: str) -> int:
@@ -49,11 +53,12 @@ def command(processes: int, script: list[str], cuda: bool, threads: int) -> tupl
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m distillery.launch", description=__doc__.splitlines()[0])
-    parser.add_argument("--processes", required=True, help="the compute.processes param")
+    parser.add_argument("--processes", default="1", help="the compute.processes param (default 1)")
     parser.add_argument("script", nargs=argparse.REMAINDER, help="the stage script and its arguments")
     args = parser.parse_args(argv)
     try:
         processes = process_count(args.processes)
+        pinned = environment(level_in())
         cuda = threads = None
         if processes > 1:
             import torch
@@ -67,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     cmd, env = command(processes, args.script, cuda, threads)
     sys.stdout.flush()
-    os.execve(cmd[0], cmd, {**os.environ, **env})
+    os.execve(cmd[0], cmd, {**os.environ, **pinned, **env})
 
 
 if __name__ == "__main__":

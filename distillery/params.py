@@ -19,6 +19,7 @@ from .data.params import DATA, check_data, is_text
 from .errors import DistilleryError
 from .evaluation.params import EVALUATE, QUANTIZE
 from .methods import check_method_params, kd_schema
+from .numerics import DEFAULT_LEVEL, LEVELS
 from .schema import INT, FLOAT, STR, Field, deep_merge, non_negative, one_of, positive, validate_block
 from .training.params import COMPUTE, CPU_THREADS, STUDENT_MODEL, TEACHER, TEACHERS, TRAIN, check_training, \
     teacher_blocks
@@ -77,6 +78,9 @@ DIFF = {  # `make diff` and the pull-request comment (experiments/pr_report.py);
 
 SCHEMA: dict = {
     "preset": Field(STR, None, None, nullable=True, help="the preset params.yaml was written from"),
+    "reproducible_cpu": Field(STR, one_of(*LEVELS), DEFAULT_LEVEL,
+                              help="the CPU kernels every stage runs: avx2 | baseline (same bits on any x86-64 CPU "
+                                   "that runs them) | native (this CPU's own)"),
     "cpu_threads": CPU_THREADS,
     "compute": COMPUTE,
     "data": DATA,

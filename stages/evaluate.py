@@ -1,5 +1,6 @@
 """evaluate: teacher, KD and hard students on validation and test -> reports/metrics.json and reports/headline.json
-(deterministic), per-example files under reports/eval, and reports/timings/speed.json (timings: they vary run to run,
+(deterministic), the predictions and reliability tables under reports/eval, each model's test logits under
+data/eval_logits, and reports/timings/speed.json (timings: they vary run to run,
 so git ignores them)."""
 from pathlib import Path
 
@@ -26,8 +27,9 @@ def main() -> None:
         result.predictions.to_csv(out / "predictions.csv", index=False)
         for name, table in result.reliability.items():
             table.to_csv(out / f"reliability_{name}.csv", index=False, float_format="%.6g")
+    with atomic_dir(Path("data/eval_logits")) as out:  # per-row test logits: intermediate, in the DVC cache
         for name, logits in result.test_logits.items():
-            write_logits(out / "logits" / f"{name}.parquet", test_ids, logits)
+            write_logits(out / f"{name}.parquet", test_ids, logits)
     write_json(Path("reports/metrics.json"), result.metrics)
     write_json(Path("reports/headline.json"), headline(result.metrics))
 
@@ -51,4 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, record=Path("reports/eval"))

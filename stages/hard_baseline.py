@@ -15,4 +15,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main)
+    run_stage(main, record=Path("reports/training/hard"))

@@ -9,12 +9,14 @@ from distillery.cli import run_stage
 from distillery.data.prepared import load_prepared
 from distillery.io import read_logits, write_text
 from distillery.methods import get_method
+from distillery.numerics import RECORD_FILE
 from distillery.params import load_params
 from distillery.evaluation.report import load_selections, render_report
 from distillery.data.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
 
 OUT = Path("reports/plots")
 EVAL = Path("reports/eval")
+EVAL_LOGITS = Path("data/eval_logits")
 MODELS = ("teacher", "kd", "hard")
 
 
@@ -24,7 +26,7 @@ def main() -> None:
     test, names = prepared.splits["test"], prepared.label_names
     predictions = pd.read_csv(EVAL / "predictions.csv")
     runs = {"teacher": ["teacher"]} | {k: P.student_columns(predictions, k) for k in ("kd", "hard")}
-    logits = {name: [read_logits(EVAL / "logits" / f"{c}.parquet", test.ids, prepared.num_labels) for c in cols]
+    logits = {name: [read_logits(EVAL_LOGITS / f"{c}.parquet", test.ids, prepared.num_labels) for c in cols]
               for name, cols in runs.items()}
     first = {name: logits[name][0] for name in MODELS}  # the teacher and each student's first seed
     first_names = {name: name if name == "teacher" else runs[name][0] for name in MODELS}
@@ -53,8 +55,10 @@ def main() -> None:
     summary = TRANSFER_LOGITS / SUMMARY_FILE
     transfer = json.loads(summary.read_text()) if enabled(params["data"]["transfer"]) and summary.exists() else None
     selections = {kind: load_selections(Path("reports/training") / kind) for kind in ("kd", "hard")}
+    record = EVAL / RECORD_FILE
+    numerics = json.loads(record.read_text()) if record.exists() else None
     write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, None, pngs, transfer,
-                                                        selections))
+                                                        selections, numerics))
     print(f"wrote {pngs} to {OUT} and reports/report.md")
 
 

@@ -66,10 +66,12 @@ def test_batch_size_must_split_evenly_between_processes(group, where):
     assert validate(both)["compute"]["processes"] == 3
 
 
-def test_dvc_yaml_launches_the_training_and_inference_stages_only():
+def test_dvc_yaml_launches_every_stage_and_only_training_and_inference_in_several_processes():
+    """Every stage starts through the launcher (its numerics pinned); only training and inference take processes."""
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
     for name, stage in stages.items():
         cmd = stage.get("do", stage)["cmd"]
+        assert cmd.startswith("python -m distillery.launch "), (name, cmd)
         launched = cmd.startswith("python -m distillery.launch --processes ${compute.processes} stages/")
         assert launched == (name in LAUNCHED), (name, cmd)
 
@@ -81,4 +83,4 @@ def test_dvc_resolves_the_process_count_into_each_command(tmp_path):
     commands = {stage.name: stage.cmd for stage in Repo(str(repo)).index.stages}
     assert commands["distill"] == "python -m distillery.launch --processes 2 stages/distill.py"
     assert commands["extra_teacher@wide"] == "python -m distillery.launch --processes 2 stages/teacher.py --name wide"
-    assert commands["evaluate"] == "python stages/evaluate.py"
+    assert commands["evaluate"] == "python -m distillery.launch stages/evaluate.py"  # one process, numerics pinned

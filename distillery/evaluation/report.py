@@ -274,8 +274,23 @@ def budget_text(train: dict) -> str:
             "validation here (`train.select: best` picks each student's step on validation)")
 
 
+def numerics_text(record: dict) -> str:
+    """The CPU numerics a stage ran under (its ``numerics.json``, ``distillery.numerics.record``), in words."""
+    level, env = record["reproducible_cpu"], record["environment"]
+    threads = f"{record['torch_threads']} torch thread{'s' if record['torch_threads'] != 1 else ''}"
+    kernels = f"torch's {record['torch_cpu_capability']} kernels"
+    if level == "native" or not record["applies"]:
+        why = "" if record["applies"] else " (not an x86 CPU: the pinned paths do not apply)"
+        return (f"`reproducible_cpu: {level}`{why}: this CPU's own code paths ({kernels}), {threads}; "
+                "another CPU may give other bits")
+    pinned = ", ".join(f"{name}={value}" for name, value in env.items() if value and name != "ATEN_CPU_CAPABILITY")
+    deterministic = "deterministic algorithms" if record["deterministic_algorithms"] else "default algorithms"
+    return (f"`reproducible_cpu: {level}`: {kernels}, {pinned}, {deterministic}, {threads}: the same bits on any "
+            "x86-64 CPU that runs them ([docs/reproducibility.md](../docs/reproducibility.md))")
+
+
 def setting_table(params: dict, meta: dict, metrics: dict, transfer: dict | None = None,
-                  selections: dict[str, list[dict]] | None = None) -> str:
+                  selections: dict[str, list[dict]] | None = None, numerics: dict | None = None) -> str:
     teacher = params["teacher"]
     if teacher["checkpoint"]:
         teacher_text = f"checkpoint `{teacher['checkpoint']}`"
@@ -307,6 +322,8 @@ def setting_table(params: dict, meta: dict, metrics: dict, transfer: dict | None
     rows.append(["student budget", budget_text(params["train"])])
     if selections is not None:
         rows.append(["student checkpoint", selection_text(params["train"], selections)])
+    if numerics is not None:
+        rows.append(["CPU numerics", numerics_text(numerics)])
     if transfer and transfer.get("rows"):
         rows.insert(4, ["transfer set", transfer_text(params, meta, transfer)])
     if meta.get("scaling"):
@@ -463,10 +480,12 @@ def omitted_section(metrics: dict) -> list[str]:
 
 
 def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, plots: list[str],
-                  transfer: dict | None = None, selections: dict[str, list[dict]] | None = None) -> str:
+                  transfer: dict | None = None, selections: dict[str, list[dict]] | None = None,
+                  numerics: dict | None = None) -> str:
     """The whole page. ``plots``: PNG file names present under ``reports/plots`` (linked relatively);
     ``transfer``: the transfer set's summary (data/transfer_logits/summary.json) when data.transfer is on;
-    ``selections``: kind -> each seed's checkpoint record (``training.runs.load_selections``)."""
+    ``selections``: kind -> each seed's checkpoint record (``training.runs.load_selections``);
+    ``numerics``: the evaluate stage's record of its CPU numerics (reports/eval/numerics.json)."""
     seeds = metrics["kd"].get("seeds", 1)
     method = params["kd"]["method"]
     warning = teacher_warning(metrics)
@@ -475,7 +494,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
         *([f"> **Warning.** {warning}"] if warning else []),
         summary(metrics, speed, method),
         "## Setting",
-        setting_table(params, meta, metrics, transfer, selections),
+        setting_table(params, meta, metrics, transfer, selections, numerics),
         "## Metrics",
         f"{evaluated_on(meta)}; students are mean ± sample std over {seeds} seeds. Temperature scaling divides the logits "
         "by one T per model, fitted to minimise the validation NLL; accuracy does not change.",

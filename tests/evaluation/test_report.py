@@ -224,3 +224,21 @@ def test_report_cli_prints_speed_only_when_this_workspace_timed_it(tmp_path, mon
     report.main(["metrics.json"])
     out = capsys.readouterr().out
     assert "| latency, batch 1 (ms) | 0.400 | 0.100 | 4.0× faster |" in out and "Timed on cpu" in out
+
+
+def test_the_setting_says_which_cpu_numerics_made_the_results():
+    from distillery.evaluation.report import numerics_text
+
+    pinned = {"reproducible_cpu": "avx2", "applies": True, "torch_cpu_capability": "AVX2", "torch_threads": 1,
+              "deterministic_algorithms": True,
+              "environment": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+                              "OPENBLAS_CORETYPE": "Haswell"}}
+    assert numerics_text(pinned).startswith("`reproducible_cpu: avx2`: torch's AVX2 kernels, MKL_CBWR=AVX2, "
+                                            "ONEDNN_MAX_CPU_ISA=AVX2, OPENBLAS_CORETYPE=Haswell, deterministic "
+                                            "algorithms, 1 torch thread: the same bits on any x86-64 CPU")
+    native = {**pinned, "reproducible_cpu": "native", "torch_cpu_capability": "AVX512", "torch_threads": 2,
+              "environment": dict.fromkeys(pinned["environment"])}
+    assert numerics_text(native) == ("`reproducible_cpu: native`: this CPU's own code paths (torch's AVX512 kernels), "
+                                     "2 torch threads; another CPU may give other bits")
+    arm = {**native, "reproducible_cpu": "avx2", "applies": False, "torch_cpu_capability": "DEFAULT"}
+    assert "(not an x86 CPU: the pinned paths do not apply)" in numerics_text(arm)

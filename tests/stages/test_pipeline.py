@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ..conftest import TINY, deep_merge
-from ..repo_utils import copy_repo, reproduced, run
+from ..repo_utils import ENV, copy_repo, reproduced, run
 
 pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
 
@@ -193,3 +193,46 @@ def test_teacher_checkpoint_with_other_label_count_is_refused(repo, tmp_path):
     assert result.returncode == 2
     assert "the model has 3 labels but the data has 10" in result.stderr
     assert "teacher.checkpoint" in result.stderr
+
+
+# Another CPU, simulated here by capping each library's instruction set through its own environment variable
+# (what it reads to pick its code path). AVX2_ONLY is a CPU like most laptops and CI runners; NO_AVX2 an older one.
+AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "OPENBLAS_CORETYPE": "Haswell"}
+NO_AVX2 = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
+           "OPENBLAS_CORETYPE": "Prescott"}
+
+
+def on_cpu(cpu: dict) -> dict:
+    """The tests' environment as on that CPU."""
+    return {**{k: v for k, v in ENV.items() if k not in {*AVX2_ONLY, "MKL_CBWR"}}, **cpu}
+
+
+def student_hashes(repo: Path) -> dict:
+    """md5 of every student's weights."""
+    import hashlib
+
+    return {str(p.relative_to(repo)): hashlib.md5(p.read_bytes()).hexdigest()
+            for p in sorted((repo / "models/students").rglob("*.safetensors"))}
+
+
+def test_pinned_numerics_give_the_same_bits_on_another_cpu(repo):
+    """`reproducible_cpu: avx2` (the default): the pipeline run again as on an AVX2-only CPU gives byte-identical
+    metrics, students and every other output (on a CPU without AVX-512 both runs take the same paths anyway)."""
+    first, hashes, students = (repo / "reports/metrics.json").read_bytes(), output_hashes(repo), student_hashes(repo)
+    run(["dvc", "repro", "--force", "--no-run-cache"], repo, env=on_cpu(AVX2_ONLY))
+    assert (repo / "reports/metrics.json").read_bytes() == first
+    assert student_hashes(repo) == students and output_hashes(repo) == hashes
+    record = json.loads((repo / "reports/eval/numerics.json").read_text())
+    assert record["torch_cpu_capability"] == "AVX2" and record["environment"]["MKL_CBWR"] == "AVX2"
+
+
+def test_native_numerics_give_other_bits_on_another_cpu(tmp_path):
+    """The problem the pinning solves: with `reproducible_cpu: native` the same students trained on this CPU and on
+    one without AVX2 (torch's default kernels, MKL's and oneDNN's SSE paths) end with other weights."""
+    native = copy_repo(tmp_path, deep_merge(TINY, {"reproducible_cpu": "native", "train": {"seeds": [0]}}))
+    run(["dvc", "repro", "distill"], native)
+    here = student_hashes(native)
+    run(["dvc", "repro", "--force", "--no-run-cache", "distill"], native, env=on_cpu(NO_AVX2))
+    assert student_hashes(native).keys() == here.keys() and student_hashes(native) != here
+    assert json.loads((native / "reports/training/kd/numerics.json").read_text())["torch_cpu_capability"] == "DEFAULT"

@@ -1,0 +1,85 @@
+"""distillery/numerics.py: the environment each level pins, its checks, and what a stage records."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from distillery.errors import DistilleryError
+from distillery.numerics import LEVELS, environment, is_x86, level_in
+
+from .conftest import REPO
+
+AVX2_CPU = {"avx2", "fma", "sse4_1", "sse4_2"}
+OLD_CPU = {"sse4_1", "sse4_2"}
+
+
+def test_avx2_pins_every_library_and_native_pins_nothing():
+    assert environment("avx2", "x86_64", AVX2_CPU | {"avx512f"}) == {
+        "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
+    assert environment("baseline", "x86_64", OLD_CPU)["ATEN_CPU_CAPABILITY"] == "default"
+    assert environment("native", "x86_64", AVX2_CPU) == {}
+
+
+def test_a_cpu_without_avx2_is_refused_naming_the_param_and_the_flags():
+    with pytest.raises(DistilleryError, match=r"reproducible_cpu = avx2: this CPU lacks avx2, fma.*baseline"):
+        environment("avx2", "x86_64", OLD_CPU)
+
+
+def test_off_x86_nothing_is_pinned():
+    assert environment("avx2", "arm64", set()) == {}
+
+
+def test_the_level_is_read_from_params_yaml_without_torch(tmp_path):
+    params = tmp_path / "params.yaml"
+    assert level_in(params) == "avx2"  # no file: the default
+    params.write_text("cpu_threads: 1\n")
+    assert level_in(params) == "avx2"
+    params.write_text("reproducible_cpu: native\n")
+    assert level_in(params) == "native"
+    params.write_text("reproducible_cpu: avx512\n")
+    with pytest.raises(DistilleryError, match=r"reproducible_cpu = 'avx512': must be one of avx2, baseline, native"):
+        level_in(params)
+
+
+def python(code: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    clean = {k: v for k, v in os.environ.items() if k not in LEVELS["avx2"]}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                          env={**clean, **(env or {})})
+
+
+x86_only = pytest.mark.skipif(not is_x86(), reason="the pinned code paths are x86-64's")
+
+
+@x86_only
+def test_pin_makes_torch_dispatch_the_pinned_kernels_and_records_them():
+    result = python("import json; import torch; from distillery.numerics import pin, record; pin('baseline'); "
+                    "torch.ones(4).sum(); print(json.dumps(record('baseline')))")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["torch_cpu_capability"] == "DEFAULT" and record["deterministic_algorithms"] is True
+    assert record["environment"]["MKL_CBWR"] == "COMPATIBLE" and record["reproducible_cpu"] == "baseline"
+
+
+@x86_only
+def test_pin_refuses_when_torch_already_picked_other_kernels():
+    result = python("import torch; torch.ones(4).sum(); from distillery.numerics import pin; pin('avx2')",
+                    {"ATEN_CPU_CAPABILITY": "default"})
+    assert result.returncode != 0
+    assert "torch dispatches DEFAULT kernels, not AVX2" in result.stderr
+
+
+def test_the_launcher_starts_the_stage_with_the_pinned_environment(tmp_path):
+    import os
+
+    (tmp_path / "show.py").write_text("import os; print(os.environ.get('MKL_CBWR'), os.environ.get('OPENBLAS_CORETYPE'))\n")
+    env = {**{k: v for k, v in os.environ.items() if k not in LEVELS["avx2"]}, "PYTHONPATH": str(REPO)}
+    for level, shown in (("baseline", "COMPATIBLE Prescott"), ("native", "None None")):
+        (tmp_path / "params.yaml").write_text(f"reproducible_cpu: {level}\n")
+        result = subprocess.run([sys.executable, "-m", "distillery.launch", "show.py"], cwd=tmp_path, env=env,
+                                capture_output=True, text=True)
+        assert result.stdout.strip() == shown, result.stderr
