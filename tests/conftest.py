@@ -2,10 +2,17 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
-import pytest
-import torch
+from distillery.numerics import DEFAULT_LEVEL, environment
+
+# The tests' own torch runs the kernels every stage pins (docs/reproducibility.md), set before torch first runs:
+# stages called in this process (run_stage) and results compared with a stage's subprocess need the same ones.
+os.environ.update(environment(DEFAULT_LEVEL))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from distillery.data.prepare import prepare
 from distillery.data.prepared import load_prepared
