@@ -183,8 +183,9 @@ def test_tiny_bert_student_is_quantized_the_same_way(tmp_path):
         fp32, int8 = model(**batch).logits, quantized(**batch).logits
     assert (fp32.argmax(1) == int8.argmax(1)).float().mean() >= 0.9
     # each of the 2 x 6 quantized matmuls adds the rounding error of the MLP test, and attention's softmax and
-    # LayerNorm pass it on: 1.5 % of the largest logit measured; 3 % allowed
-    assert 0 < (int8 - fp32).abs().max() <= 0.03 * fp32.abs().max()
+    # LayerNorm pass it on: 3.7 % of the largest logit measured with 7-bit activations (1.5 % with 8 bits, which
+    # overflow on AVX2); 5 % allowed
+    assert 0 < (int8 - fp32).abs().max() <= 0.05 * fp32.abs().max()
 
     # the evaluate stage's text paths: length-grouped inference on CPU and the fp32/int8 timing
     import datasets
