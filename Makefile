@@ -80,6 +80,7 @@ bench: setup
 	python bench/teacher_throughput.py
 	python bench/trainer_step_minilm.py
 	python bench/cpu_numerics.py
+	python bench/cpu_paths.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized

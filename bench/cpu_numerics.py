@@ -84,12 +84,12 @@ def main() -> None:
 
 
 def cpu_model() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                flags = Path("/proc/cpuinfo").read_text()
-                return line.split(":", 1)[1].strip() + (" with AVX-512" if "avx512f" in flags else "")
-    return platform.processor() or "unknown CPU"
+    from distillery.numerics import cpu_flags
+
+    names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+             if line.startswith("model name")] if Path("/proc/cpuinfo").is_file() else []
+    return (names[0] if names else platform.processor() or "unknown CPU") + \
+        (" with AVX-512" if "avx512f" in (cpu_flags() or set()) else "")
 
 
 if __name__ == "__main__":

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Callable
 
-from .numerics import RECORD_FILE, environment, pin, record as record_numerics
+from .numerics import RECORD_FILE, pin, record as record_numerics
 
 
 def set_cpu_threads() -> None:
@@ -49,14 +48,12 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
         from .params import load_params
 
         level = load_params()["reproducible_cpu"]
-        if uses_torch:
+        if uses_torch:  # the others (numpy only) run as the launcher started them: OpenBLAS reads its pin on loading
             import torch
 
             pin(level)
             torch.set_flush_denormal(True)  # denormals slow small CPU runs by about half
             set_cpu_threads()
-        else:
-            os.environ.update(environment(level))
         main()
         if record is not None:
             write_record(record, level)

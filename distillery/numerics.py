@@ -34,8 +34,7 @@ LEVELS: dict[str, dict[str, str]] = {
     "native": {},
 }
 DEFAULT_LEVEL = "avx2"
-CPU_FLAGS = {"avx2": ("avx2", "fma"), "baseline": (), "native": ()}  # /proc/cpuinfo flags a level needs
-TORCH_CAPABILITY = {"avx2": "AVX2", "baseline": "DEFAULT"}  # torch.backends.cpu.get_cpu_capability() when pinned
+CPU_FLAGS = {"avx2": ("avx2", "fma")}  # /proc/cpuinfo flags a level needs beyond x86-64's
 RECORD_FILE = "numerics.json"
 
 
@@ -77,7 +76,8 @@ def environment(level: str, machine: str | None = None, flags: set[str] | None =
     check_level(level)
     if not is_x86(machine):
         return {}
-    missing = sorted(set(CPU_FLAGS[level]) - (flags if flags is not None else cpu_flags() or set(CPU_FLAGS[level])))
+    have = flags if flags is not None else cpu_flags()  # None: not listed here; torch's check in ``pin`` remains
+    missing = sorted(set(CPU_FLAGS.get(level, ())) - have) if have is not None else []
     if missing:
         raise DistilleryError(f"reproducible_cpu = {level}: this CPU lacks {', '.join(missing)}, so it cannot run "
                               f"the pinned kernels; set reproducible_cpu: baseline (any x86-64 CPU) or native "
@@ -88,10 +88,11 @@ def environment(level: str, machine: str | None = None, flags: set[str] | None =
 def pin(level: str) -> None:
     """Set ``level``'s environment in this process (read by each library when it first runs) and check that torch,
     if it has already picked its kernels, picked the pinned ones; then torch's deterministic algorithms on CPU."""
-    os.environ.update(environment(level))
+    pinned = environment(level)
+    os.environ.update(pinned)
     import torch
 
-    expected = TORCH_CAPABILITY.get(level) if is_x86() else None
+    expected = pinned.get("ATEN_CPU_CAPABILITY", "").upper()  # torch.backends.cpu.get_cpu_capability()'s spelling
     actual = torch.backends.cpu.get_cpu_capability()
     if expected and actual != expected:
         raise DistilleryError(f"reproducible_cpu = {level}: torch dispatches {actual} kernels, not {expected}: "

@@ -7,8 +7,8 @@ PyTorch's maintained quantization library; ``torch.ao.quantization.quantize_dyna
 replaces, still runs in torch 2.13 but is deprecated there, and so are the quantized dtypes it stores).
 Activations use 7 bits (``reduce_range``): oneDNN's int8 matmul on CPUs without AVX-512 VNNI (AVX2 laptops and
 runners, and every CPU under ``reproducible_cpu: avx2``) adds pairs of u8·s8 products in int16, which full
-8-bit activations overflow: an MLP's predictions then agreed with fp32 on 84 % of rows instead of 99.6 %. With
-7 bits they agree on 98.8 % on AVX-512, AVX2 and SSE4.1 paths alike, bit for bit.
+8-bit activations overflow: an MLP's predictions then agreed with fp32 on 78.9 % of rows instead of 98.4 %
+(`python bench/cpu_paths.py`). With 7 bits they agree on 99.2 % on every path, bit for bit on AVX-512 and AVX2.
 Only Linear layers are quantized: convolutions (the CNN), embeddings, LayerNorm and biases stay fp32.
 The result depends on fp32 noise at rounding boundaries: a change in an activation's 7th digit (another
 padding of a text batch, another kernel) can move it one int8 step. The quantized models are scored and
