@@ -212,7 +212,7 @@ def test_a_killed_worker_leaves_a_failed_trial_that_the_resumed_study_runs_again
     while not [t for t in _study(tuned).get_trials() if t.state == TrialState.RUNNING]:
         assert worker.poll() is None and time.time() < deadline, "trial 4 never started"
         time.sleep(1)
-    time.sleep(15)  # well into `dvc exp run`
+    time.sleep(5)  # into `dvc exp run` (a tiny trial can finish within 15 s on an idle machine: a race once seen)
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
     run(["dvc", "exp", "show"], tuned)  # still works
