@@ -1,7 +1,6 @@
 """What every stage script shares: run ``main``, turn bad input into a one-line error and exit 2."""
 from __future__ import annotations
 
-import gc
 import logging
 import sys
 from pathlib import Path
@@ -43,7 +42,6 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
     from .errors import DistilleryError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    gc.freeze()  # the imports' objects: the full collection accelerate runs after every training run skips them
     try:
         from .params import load_params
 

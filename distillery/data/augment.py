@@ -23,12 +23,18 @@ def shift_image(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
 
 def jitter_batch(images: torch.Tensor, pixels: int) -> torch.Tensor:
     """Each image of ``images`` (N, ..., H, W) shifted by its own (dy, dx), each uniform in [-pixels, pixels],
-    zero fill. Draws from torch's global generator, which the Trainer seeds and restores on resume."""
+    zero fill, in one indexing operation on the images' device. Draws from torch's global CPU generator, which
+    the Trainer seeds and restores on resume (the same draws wherever the images are)."""
     n, (h, w) = len(images), images.shape[-2:]
-    dy, dx = torch.randint(-pixels, pixels + 1, (2, n)).tolist()
-    padded = torch.nn.functional.pad(images, (pixels, pixels, pixels, pixels))
-    return torch.stack([padded[i, ..., pixels - dy[i] : pixels - dy[i] + h, pixels - dx[i] : pixels - dx[i] + w]
-                        for i in range(n)])
+    dy, dx = torch.randint(-pixels, pixels + 1, (2, n)).to(images.device)
+    padded = torch.nn.functional.pad(images, (pixels, pixels, pixels, pixels)).reshape(n, -1, h + 2 * pixels,
+                                                                                        w + 2 * pixels)
+    arange = lambda size: torch.arange(size, device=images.device)  # noqa: E731
+    rows = (arange(h) + pixels)[None, :] - dy[:, None]  # (N, H): the padded rows image i's output rows read
+    cols = (arange(w) + pixels)[None, :] - dx[:, None]
+    out = padded[arange(n)[:, None, None, None], arange(padded.shape[1])[None, :, None, None],
+                 rows[:, None, :, None], cols[:, None, None, :]]
+    return out.reshape(images.shape)
 
 
 class Jittered(torch.utils.data.Dataset):
@@ -41,6 +47,11 @@ class Jittered(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.dataset)
+
+    def to(self, device: torch.device) -> "Jittered":
+        """The underlying dataset's tensors moved to ``device`` (see ``TensorDictDataset.to``)."""
+        self.dataset.to(device)
+        return self
 
     def __getitem__(self, index) -> dict:
         row = dict(self.dataset[index])

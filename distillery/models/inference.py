@@ -18,15 +18,18 @@ def best_device() -> torch.device:
 def predict_logits(model, inputs: np.ndarray, batch_size: int = 512, desc: str = "inference",
                    device: torch.device | None = None) -> np.ndarray:
     """Raw (pre-softmax) float32 logits, shape (N, num_labels), in eval mode under ``inference_mode``, on
-    ``device`` (default: ``best_device()``)."""
+    ``device`` (default: ``best_device()``). The inputs go to the device once and the logits come back once;
+    batches are slices there."""
     device = device or best_device()
     model = model.to(device).eval()
+    if not len(inputs):
+        return np.zeros((0, model.config.num_labels), np.float32)
+    features = torch.from_numpy(np.ascontiguousarray(inputs)).to(device)
     out = []
     with torch.inference_mode():
         for start in tqdm(range(0, len(inputs), batch_size), desc=desc, leave=False, disable=len(inputs) <= batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(inputs[start : start + batch_size])).to(device)
-            out.append(model(features=batch).logits.float().cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, model.config.num_labels), np.float32)
+            out.append(model(features=features[start : start + batch_size]).logits.float())
+    return torch.cat(out).cpu().numpy()
 
 
 def autocast(device: torch.device):

@@ -8,20 +8,31 @@ precision and multi-GPU (``accelerate launch``) come from ``transformers``. The 
 """
 from __future__ import annotations
 
+import functools
+import gc
 from pathlib import Path
 from typing import Callable
 
+import accelerate.optimizer
 import numpy as np
 import torch
+import transformers.trainer
 from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from ..data.augment import Jittered
 from ..methods.base import HARD, Method, StepInputs
+
+# Each step, accelerate asks importlib whether the package lomo_optim is installed (twice: 0.2 ms on two CPU cores,
+# half a small student's step) and transformers parses SageMaker's variables; neither answer changes during a run
+accelerate.optimizer.is_lomo_available = functools.cache(accelerate.optimizer.is_lomo_available)
+transformers.trainer.is_sagemaker_mp_enabled = functools.cache(transformers.trainer.is_sagemaker_mp_enabled)
 
 
 class TensorDictDataset(torch.utils.data.Dataset):
-    """Equal-length tensors served as dict batches; ``__getitems__`` fetches a whole batch at once."""
+    """Equal-length tensors served as dict batches; ``__getitems__`` fetches a whole batch at once, as an index
+    slice on the device the tensors live on (``to``: the training device, once per run)."""
 
     def __init__(self, **columns: torch.Tensor):
         lengths = {len(v) for v in columns.values()}
@@ -40,11 +51,20 @@ class TensorDictDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(next(iter(self.columns.values())))
 
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.columns.values())).device
+
+    def to(self, device: torch.device | str) -> "TensorDictDataset":
+        """Every column moved to ``device`` (in place; a no-op where they are): no copy per batch afterwards."""
+        self.columns = {k: v.to(device) for k, v in self.columns.items()}
+        return self
+
     def __getitem__(self, index):
         return {k: v[index] for k, v in self.columns.items()}
 
     def __getitems__(self, indices: list[int]):
-        index = torch.as_tensor(indices)
+        index = torch.as_tensor(indices, device=self.device)
         return {k: v[index] for k, v in self.columns.items()}
 
 
@@ -85,7 +105,9 @@ class DistillationTrainer(Trainer):
     """A ``Trainer`` whose loss is ``method.loss(StepInputs, hyperparams)``.
 
     The loss's named terms (for KD: ``ce`` and ``kd``) are averaged between two logging steps
-    and logged beside ``loss``.
+    and logged beside ``loss``. A step does no work the run does not use: no host sync (the loss's NaN check,
+    the terms and the gradient norm are read at logging steps only), no count of label tokens (the losses are
+    per-batch means) and the parameter count for the FLOPs estimate taken once.
     """
 
     loss_is_scaled_for_ga = False  # the losses return per-batch means
@@ -96,8 +118,11 @@ class DistillationTrainer(Trainer):
         self.hyperparams = hyperparams or {}
         self.teacher = None if teacher is None else teacher.to(self.args.device)  # once, not per step
         self.output_flags = {f"output_{need}": True for need in ("hidden_states", "attentions") if need in method.needs}
-        self._term_sums: dict[str, torch.Tensor] = {}
-        self._term_count = 0
+        self._term_names: list[str] = []
+        self._term_steps: list[torch.Tensor] = []  # one row of the loss's terms per training step since the last log
+        self.model_accepts_loss_kwargs = False  # no num_items_in_batch: counting labels costs a step time (and a
+                                                # gather across processes) for a number compute_loss does not use
+        self._parameters_without_embeddings: int | None = None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
@@ -121,22 +146,42 @@ class DistillationTrainer(Trainer):
             inputs=inputs,
         )
         result = self.method.loss(step_inputs, self.hyperparams)
-        if model.training:  # summed on the device in float64 (no sync per step), read at logging time
-            for name, value in result.terms.items():
-                self._term_sums[name] = self._term_sums.get(name, 0.0) + value.detach().double()
-            self._term_count += 1
+        if model.training:  # kept on the device (no sync per step), summed at logging time
+            self._term_names = list(result.terms)
+            self._term_steps.append(torch.stack([value.detach() for value in result.terms.values()]))
         return (result.loss, SequenceClassifierOutput(logits=outputs.logits)) if return_outputs else result.loss
 
+    def get_decay_parameter_names(self, model) -> list[str]:
+        """Without weight decay every parameter is in the one decayed group (decay 0), so an optimizer step is one
+        update call instead of two (the Trainer's group of biases and norms stays empty)."""
+        if self.args.weight_decay == 0:
+            return [name for name, _ in model.named_parameters()]
+        return super().get_decay_parameter_names(model)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        """The gradient norm is only logged: without clipping it is computed on logging steps alone."""
+        if grad_norm is None and (self.state.global_step + 1) % self.state.logging_steps:
+            return None
+        return super()._get_grad_norm(model, grad_norm)
+
+    def floating_point_ops(self, inputs: dict) -> int:
+        """The ``Trainer``'s estimate (6 x input elements x parameters without embeddings), counting the
+        parameters once instead of at every step."""
+        main_input = getattr(self.model, "main_input_name", "input_ids")
+        if main_input not in inputs or not hasattr(self.model, "num_parameters"):
+            return 0
+        if self._parameters_without_embeddings is None:
+            self._parameters_without_embeddings = self.model.num_parameters(exclude_embeddings=True)
+        return 6 * inputs[main_input].numel() * self._parameters_without_embeddings
+
     def log(self, logs: dict, start_time: float | None = None) -> None:
-        if "loss" in logs and self._term_count:
-            names = list(self._term_sums)
-            totals = torch.stack([self._term_sums[name] for name in names])
+        if "loss" in logs and self._term_steps:
+            totals = functools.reduce(torch.add, torch.stack(self._term_steps).double())  # in float64, step by step
             if self.accelerator.num_processes > 1:  # every process calls log at the same step
                 totals = self.accelerator.reduce(totals, reduction="mean")
-            for name, total in zip(names, totals.tolist()):
-                logs[name] = round(total / self._term_count, 6)
-            self._term_sums.clear()
-            self._term_count = 0
+            for name, total in zip(self._term_names, totals.tolist()):
+                logs[name] = round(total / len(self._term_steps), 6)
+            self._term_steps.clear()
         super().log(logs, start_time)
 
 
@@ -211,6 +256,7 @@ def train_model(
         save_steps=save_steps,
         save_total_limit=2 if best else 1,
         load_best_model_at_end=best,
+        logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (its check would sync with the GPU each step)
         metric_for_best_model="accuracy" if best else None,
         greater_is_better=True if best else None,
         seed=seed,
@@ -223,6 +269,9 @@ def train_model(
         **_precision_flags(train_params["precision"]),
         **several,
     )
+    for data in (train_data, eval_data):  # arrays: resident on the training device for the whole run
+        if isinstance(data, (TensorDictDataset, Jittered)):
+            data.to(args.device)
     callbacks = list(callbacks)
     if early:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=early_stopping_patience))
@@ -239,5 +288,11 @@ def train_model(
         hyperparams=hyperparams,
         teacher=teacher,
     )
-    trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
+    # the Trainer starts and ends with a full garbage collection (accelerate's free_memory), which scans every
+    # object of the imported libraries (0.25 s on two CPU cores); frozen during the run, they are left out
+    gc.freeze()
+    try:
+        trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
+    finally:
+        gc.unfreeze()  # what became garbage meanwhile is collected as usual afterwards
     return trainer.model

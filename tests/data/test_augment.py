@@ -101,3 +101,16 @@ def test_teacher_trains_with_jitter_reproducibly(digits, tmp_path, monkeypatch):
     plain, jittered, again = teacher(0, "plain"), teacher(1, "jittered"), teacher(1, "again")
     assert all(torch.equal(jittered[k], again[k]) for k in jittered)
     assert not all(torch.equal(plain[k], jittered[k]) for k in plain)
+
+
+def test_jitter_batch_draws_as_the_loop_over_images_did():
+    """The vectorised shift equals shifting image by image with the same draws (so seeded runs keep their bits)."""
+    images = torch.rand(50, 3, 6, 5)
+    torch.manual_seed(7)
+    out = jitter_batch(images, 2)
+    torch.manual_seed(7)
+    dy, dx = torch.randint(-2, 3, (2, 50)).tolist()
+    expected = np.stack([shift_image(image, y, x) for image, y, x in zip(images.numpy(), dy, dx)])
+    assert np.array_equal(out.numpy(), expected)
+    torch.manual_seed(7)
+    assert torch.equal(jitter_batch(images[:, 0], 2), out[:, 0])  # (N, H, W) images: the same shifts

@@ -16,3 +16,107 @@ def test_full_determinism_param_turns_on_deterministic_algorithms(tmp_path, monk
         train_model(build_model({"arch": "mlp", "hidden_sizes": [2]}, [4], ["a", "b"]), data, data, params,
                     seed=0, method=HARD, checkpoint_dir=tmp_path / str(flag))
     assert calls == [True]  # only the run with full_determinism: true asked for deterministic kernels
+
+
+def _tiny_run(tmp_path, name: str, steps: int = 6, **train):
+    """A 4-2 MLP trained ``steps`` steps on 8 rows; returns (model, trainer args' log history)."""
+    from transformers import TrainerCallback
+
+    class History(TrainerCallback):
+        logs: list = []
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            self.logs.append(dict(logs))
+
+    history = History()
+    history.logs = []
+    data = TensorDictDataset(features=torch.rand(8, 4, generator=torch.Generator().manual_seed(0)),
+                             labels=torch.tensor([0, 1] * 4))
+    params = validate({})["train"] | {"max_steps": steps, "batch_size": 4, "logging_steps": 2, "eval_steps": 100,
+                                       "save_steps": 100} | train
+    model = train_model(build_model({"arch": "mlp", "hidden_sizes": [2]}, [4], ["a", "b"]), data, data, params,
+                        seed=0, method=HARD, checkpoint_dir=tmp_path / name, callbacks=[history])
+    return model, history.logs
+
+
+def test_the_gradient_norm_is_computed_on_logging_steps_only_and_logged_there(tmp_path, monkeypatch):
+    import accelerate
+
+    norms = []
+    original = accelerate.Accelerator.clip_grad_norm_
+
+    def spy(self, parameters, max_norm, *args, **kwargs):
+        norms.append(max_norm)
+        return original(self, parameters, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(accelerate.Accelerator, "clip_grad_norm_", spy)
+    _, logs = _tiny_run(tmp_path, "plain")
+    assert norms == [float("inf")] * 3  # steps 2, 4, 6 of 6 (logging_steps 2): no norm on the other steps
+    assert [round(log["grad_norm"], 6) > 0 for log in logs if "loss" in log] == [True] * 3
+    norms.clear()
+    _tiny_run(tmp_path, "clipped", max_grad_norm=1.0)
+    assert norms == [1.0] * 6  # clipping needs the norm at every step
+
+
+def test_without_weight_decay_one_parameter_group_and_the_same_weights(tmp_path, monkeypatch):
+    from distillery.training import trainer as training
+
+    groups = []
+    original = training.DistillationTrainer.create_optimizer
+
+    def spy(self, model=None):
+        optimizer = original(self, model)
+        groups.append([len(group["params"]) for group in optimizer.param_groups])
+        return optimizer
+
+    monkeypatch.setattr(training.DistillationTrainer, "create_optimizer", spy)
+    one, _ = _tiny_run(tmp_path, "one")
+    monkeypatch.setattr(training.DistillationTrainer, "get_decay_parameter_names",
+                        training.Trainer.get_decay_parameter_names)  # the Trainer's own split: weights | biases
+    two, _ = _tiny_run(tmp_path, "two")
+    assert groups == [[4, 0], [2, 2]]
+    for a, b in zip(one.state_dict().values(), two.state_dict().values()):
+        assert torch.equal(a, b)  # decay 0 either way: grouping is bookkeeping, not maths
+    _tiny_run(tmp_path, "decay", weight_decay=0.1)
+    assert groups[-1] == [2, 2]  # with decay, biases keep their own group without it
+
+
+def test_cached_environment_checks_answer_as_the_originals():
+    import accelerate.optimizer
+    import transformers.trainer
+
+    for cached in (accelerate.optimizer.is_lomo_available, transformers.trainer.is_sagemaker_mp_enabled):
+        assert cached.__wrapped__() == cached()
+
+
+def test_a_nan_loss_is_logged_as_nan(tmp_path):
+    """No per-step NaN check (a host sync on a GPU): a NaN loss shows in the log instead of being smoothed over."""
+    import math
+
+    _, logs = _tiny_run(tmp_path, "nan", learning_rate=1e30, steps=4)
+    assert any(math.isnan(log["loss"]) for log in logs if "loss" in log)
+
+
+def test_array_datasets_are_moved_to_the_training_device_once(tmp_path, monkeypatch):
+    from distillery.data.augment import Jittered
+
+    moved = []
+    original = TensorDictDataset.to
+
+    def spy(self, device):
+        moved.append(str(device))
+        return original(self, device)
+
+    monkeypatch.setattr(TensorDictDataset, "to", spy)
+    data = TensorDictDataset(features=torch.rand(8, 2, 2), labels=torch.tensor([0, 1] * 4))
+    params = validate({})["train"] | {"max_steps": 3, "batch_size": 4}
+    train_model(build_model({"arch": "mlp", "hidden_sizes": [2]}, [2, 2], ["a", "b"]), Jittered(data, 1), data,
+                params, seed=0, method=HARD, checkpoint_dir=tmp_path)
+    assert moved == ["cpu", "cpu"]  # the training rows (through the jitter wrapper) and the validation rows
+
+
+def test_a_batch_is_an_index_slice_on_the_datasets_device():
+    data = TensorDictDataset(features=torch.arange(12.0).reshape(6, 2), labels=torch.arange(6)).to("cpu")
+    batch = data.__getitems__([4, 1])
+    assert batch["features"].tolist() == [[8.0, 9.0], [2.0, 3.0]] and batch["labels"].tolist() == [4, 1]
+    assert data.device == batch["labels"].device == torch.device("cpu")
