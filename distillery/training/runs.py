@@ -41,6 +41,13 @@ def live_callback(run_dir: Path, resume_step: int | None):
     from dvclive import Live
     from transformers.integrations import DVCLiveCallback
 
+    class CurvesLive(Live):
+        def post_data_to_studio(self):
+            """DVCLive gathers Studio's payload at every log call (parsing the run's params.yaml and every curve so
+            far: half a small student's training time) even when no Studio is configured, then drops it."""
+            if "data" not in self._studio_events_to_skip:
+                super().post_data_to_studio()
+
     live_dir, timings_path = Path(run_dir) / CURVES, Path(run_dir) / TIMINGS
     timings = json.loads(timings_path.read_text()) if resume_step is not None and timings_path.exists() else {}
     timings = {step: row for step, row in timings.items() if int(step) <= (resume_step or 0)}
@@ -58,7 +65,7 @@ def live_callback(run_dir: Path, resume_step: int | None):
 
     if resume_step is not None:
         truncate_curves(live_dir, resume_step)
-    live = Live(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume_step is not None)
+    live = CurvesLive(str(live_dir), dvcyaml=None, save_dvc_exp=False, report=None, resume=resume_step is not None)
     return GlobalStepDVCLiveCallback(live=live)
 
 

@@ -57,6 +57,28 @@ def test_timings_go_to_their_own_file_and_not_into_the_curves(tmp_path):
         "20": {"eval_runtime": 0.3, "eval_samples_per_second": 9.0, "train_runtime": 4.0, "train_steps_per_second": 5.0}}
 
 
+def test_curves_gather_no_studio_payload_without_studio(tmp_path, monkeypatch):
+    """DVCLive would parse the run's params and every curve at each log call for Studio, configured or not."""
+    from dvclive import Live
+    from transformers import TrainerControl, TrainerState
+
+    for name in ("DVC_STUDIO_TOKEN", "STUDIO_TOKEN", "DVC_STUDIO_REPO_URL", "STUDIO_REPO_URL"):
+        monkeypatch.delenv(name, raising=False)
+    gathered = []
+    monkeypatch.setattr(Live, "_get_live_data", lambda self: gathered.append(self.step) or {})
+    callback = live_callback(tmp_path, resume_step=None)
+    callback._initialized = True
+    state, control = TrainerState(), TrainerControl()
+    for step in (10, 20, 30):
+        state.global_step = step
+        callback.on_log(None, state, control, logs={"loss": 1.0 / step})
+    assert gathered == []
+    assert pd.read_csv(tmp_path / CURVES / "plots/metrics/loss.tsv", sep="\t")["step"].tolist() == [10, 20, 30]
+    callback.live._studio_events_to_skip.discard("data")  # Studio configured: its payload goes as before
+    callback.on_log(None, state, control, logs={"loss": 0.01})
+    assert gathered == [30]
+
+
 def test_no_committed_result_holds_a_timing():
     """Timings differ run to run: in a committed output they would show as modified after every `make repro`."""
     tracked = subprocess.run(["git", "ls-files", "reports", "dvc.lock"], cwd=REPO, capture_output=True, text=True,
