@@ -1,10 +1,13 @@
-"""Per-step cost of the Hugging Face `Trainer` against a plain PyTorch loop, on the default student.
+"""Per-step cost of the Hugging Face `Trainer` against a plain PyTorch loop, on a digits student.
 
-Same model (MLP 64-16-10), data (all of digits), batch size, optimiser (AdamW, the default constant lr)
-and number of steps, both with the KD loss from `distillery.methods.losses`; no evaluation or checkpoints
-in either. Side by side in one process, interleaved and repeated, so the ratio is what to read on a noisy machine.
+Same model (MLP 64-<hidden>-10; the default 16 is the default student, `--hidden 800 800` Hinton's), data (all of
+digits, resident on the device for both: batches are index slices there), batch size, optimiser (AdamW, the
+default constant lr), number of steps and KD loss (`distillery.methods.kd`); no evaluation or checkpoints in
+either. Side by side in one process, interleaved and repeated, so the ratio is what to read on a noisy machine.
+`--compile` adds the `Trainer` with `train.compile: true` (torch.compile of the student), timed after one
+untimed run that compiles (its time is printed).
 
-Run: `python bench/trainer_overhead.py [--steps 1500]`
+Run: `python bench/trainer_overhead.py [--steps 1500] [--hidden 800 800] [--device cuda] [--compile]`
 """
 from __future__ import annotations
 
@@ -21,27 +24,33 @@ from sklearn.datasets import load_digits
 
 from distillery.methods import get_method
 from distillery.methods.kd import kd_terms
+from distillery.models.inference import best_device
 from distillery.models.zoo import build_model
 from distillery.params import validate
 from distillery.training.trainer import TensorDictDataset, train_model
 
 LABELS = [str(i) for i in range(10)]
-SPEC = {"arch": "mlp", "hidden_sizes": [16], "dropout": 0.0}
 
 
-def data() -> TensorDictDataset:
+def data(device: torch.device) -> TensorDictDataset:
     digits = load_digits()
     x = torch.from_numpy((digits.data / 16.0).astype(np.float32)).reshape(-1, 8, 8)
     y = torch.from_numpy(digits.target.astype(np.int64))
     teacher = torch.randn(len(y), 10, generator=torch.Generator().manual_seed(0))
-    return TensorDictDataset(features=x, labels=y, teacher_logits=teacher)
+    return TensorDictDataset(features=x, labels=y, teacher_logits=teacher).to(device)
 
 
-def plain_loop(dataset: TensorDictDataset, steps: int, batch_size: int) -> float:
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def plain_loop(dataset: TensorDictDataset, spec: dict, steps: int, batch_size: int) -> float:
     torch.manual_seed(0)
-    model = build_model(SPEC, [8, 8], LABELS).train()
+    model = build_model(spec, [8, 8], LABELS).to(dataset.device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
     loader = torch.utils.data.DataLoader(range(len(dataset)), batch_size=batch_size, shuffle=True, drop_last=False)
+    synchronize(dataset.device)
     start, done = time.perf_counter(), 0
     while done < steps:
         for index in loader:
@@ -54,18 +63,20 @@ def plain_loop(dataset: TensorDictDataset, steps: int, batch_size: int) -> float
             done += 1
             if done == steps:
                 break
+    synchronize(dataset.device)
     return time.perf_counter() - start
 
 
-def with_trainer(dataset: TensorDictDataset, steps: int, batch_size: int) -> float:
+def with_trainer(dataset: TensorDictDataset, spec: dict, steps: int, batch_size: int, compile: bool = False) -> float:
     torch.manual_seed(0)
-    model = build_model(SPEC, [8, 8], LABELS)
+    model = build_model(spec, [8, 8], LABELS)
     params = validate({})["train"] | {"max_steps": steps, "batch_size": batch_size, "eval_steps": 10 * steps,
-                                       "save_steps": 10 * steps, "precision": "fp32"}
+                                       "save_steps": 10 * steps, "precision": "fp32", "compile": compile}
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         train_model(model, dataset, dataset, params, seed=0, method=get_method("kd"),
                     hyperparams={"T": 4.0, "alpha": 0.5}, checkpoint_dir=Path(tmp))
+        synchronize(dataset.device)
         return time.perf_counter() - start
 
 
@@ -74,19 +85,35 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--hidden", type=int, nargs="+", default=[16], help="the student's hidden layer sizes")
+    parser.add_argument("--device", default=None, help="default: CUDA if present, else CPU")
+    parser.add_argument("--compile", action="store_true", help="also time the Trainer with train.compile: true")
     args = parser.parse_args()
     torch.set_flush_denormal(True)
-    dataset = data()
-    plain_loop(dataset, 50, args.batch_size)  # warm-up
-    runs = [(plain_loop(dataset, args.steps, args.batch_size), with_trainer(dataset, args.steps, args.batch_size))
-            for _ in range(args.repeats)]  # interleaved, so both see the same machine load
-    plain, trainer = (statistics.median(times) for times in zip(*runs))
+    device = torch.device(args.device) if args.device else best_device()
+    spec = {"arch": "mlp", "hidden_sizes": args.hidden, "dropout": 0.0}
+    dataset = data(device)
+    plain_loop(dataset, spec, 50, args.batch_size)  # warm-up
+    with_trainer(dataset, spec, 50, args.batch_size)
+    if args.compile:
+        compiling = with_trainer(dataset, spec, 50, args.batch_size, compile=True)
+    loops = [("plain PyTorch loop", lambda: plain_loop(dataset, spec, args.steps, args.batch_size)),
+             ("`Trainer` (`distillery.training.trainer.train_model`, no eval/checkpoints)",
+              lambda: with_trainer(dataset, spec, args.steps, args.batch_size))]
+    if args.compile:
+        loops.append(("`Trainer`, `train.compile: true`",
+                      lambda: with_trainer(dataset, spec, args.steps, args.batch_size, compile=True)))
+    runs = [[run() for _, run in loops] for _ in range(args.repeats)]  # interleaved: all see the same load
+    medians = [statistics.median(times) for times in zip(*runs)]
     ms = lambda seconds: 1000 * seconds / args.steps  # noqa: E731
-    print(f"{os.cpu_count()} CPUs, torch {torch.__version__}; {args.steps} steps, batch {args.batch_size}; "
-          f"median of {args.repeats} interleaved runs")
+    name = torch.cuda.get_device_name() if device.type == "cuda" else f"{os.cpu_count()} CPUs"
+    print(f"{name}, torch {torch.__version__}; MLP 64-{'-'.join(map(str, args.hidden))}-10, {args.steps} steps, "
+          f"batch {args.batch_size}; median of {args.repeats} interleaved runs")
+    if args.compile:
+        print(f"first compiled run (50 steps, compiling included): {compiling:.1f} s")
     print("| loop | ms/step | ratio |\n|---|---|---|")
-    print(f"| plain PyTorch loop | {ms(plain):.2f} | 1.00 |")
-    print(f"| `Trainer` (`distillery.training.trainer.train_model`, no eval/checkpoints) | {ms(trainer):.2f} | {trainer / plain:.2f} |")
+    for (label, _), seconds in zip(loops, medians):
+        print(f"| {label} | {ms(seconds):.2f} | {seconds / medians[0]:.2f} |")
 
 
 if __name__ == "__main__":

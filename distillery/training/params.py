@@ -53,6 +53,9 @@ def train_block(lr, batch, steps, eval_steps) -> dict:
         "precision": Field(STR, one_of("auto", "fp32", "fp16", "bf16"), "auto"),
         "full_determinism": Field((bool,), None, False,
                                   help="GPU: deterministic kernels only (slower); CPU runs are deterministic anyway"),
+        "compile": Field((bool,), None, False,
+                         help="torch.compile the model trained and a live teacher (GPU: fewer kernel launches per "
+                              "step; compiling takes a while first, and the bits differ from eager ones)"),
     }
 
 

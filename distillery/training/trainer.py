@@ -117,6 +117,9 @@ class DistillationTrainer(Trainer):
         self.method = method
         self.hyperparams = hyperparams or {}
         self.teacher = None if teacher is None else teacher.to(self.args.device)  # once, not per step
+        if self.teacher is not None and self.args.torch_compile:  # as the Trainer compiles the student
+            self.teacher = torch.compile(self.teacher, backend=self.args.torch_compile_backend,
+                                         mode=self.args.torch_compile_mode)
         self.output_flags = {f"output_{need}": True for need in ("hidden_states", "attentions") if need in method.needs}
         self._term_names: list[str] = []
         self._term_steps: list[torch.Tensor] = []  # one row of the loss's terms per training step since the last log
@@ -262,6 +265,7 @@ def train_model(
         seed=seed,
         data_seed=seed,
         full_determinism=train_params["full_determinism"],
+        torch_compile=train_params["compile"],
         report_to="none",
         remove_unused_columns=False,
         label_names=["labels"],  # a Distillee's forward(**inputs) hides them: evaluation scores it too

@@ -120,3 +120,19 @@ def test_a_batch_is_an_index_slice_on_the_datasets_device():
     batch = data.__getitems__([4, 1])
     assert batch["features"].tolist() == [[8.0, 9.0], [2.0, 3.0]] and batch["labels"].tolist() == [4, 1]
     assert data.device == batch["labels"].device == torch.device("cpu")
+
+
+def test_train_compile_compiles_the_student_and_a_live_teacher(tmp_path, monkeypatch):
+    """``train.compile``: torch.compile of the model trained (by the Trainer) and of a live teacher (here: recorded,
+    not compiled, to keep the test fast; bench/trainer_overhead.py --compile measures the real thing)."""
+    from distillery.methods import get_method
+
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: compiled.append(type(module).__name__) or module)
+    data = TensorDictDataset(features=torch.rand(8, 4), labels=torch.tensor([0, 1] * 4))
+    build = lambda: build_model({"arch": "mlp", "hidden_sizes": [2]}, [4], ["a", "b"])  # noqa: E731
+    for flag in (False, True):
+        params = validate({})["train"] | {"max_steps": 2, "batch_size": 4, "compile": flag}
+        train_model(build(), data, data, params, seed=0, method=get_method("kd"), hyperparams={"T": 2.0, "alpha": 0.5},
+                    teacher=build(), checkpoint_dir=tmp_path / str(flag))
+        assert compiled == ([] if not flag else ["MLPForClassification", "MLPForClassification"])

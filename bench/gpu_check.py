@@ -1,0 +1,235 @@
+"""GPU check: chosen presets end to end with `dvc repro` on one GPU, within a time budget.
+
+Each preset runs in its own fresh copy of this working tree (tracked files, uncommitted edits included), stage by
+stage (`python -m dvc repro --single-item STAGE`, dvc.yaml order), with `precision: auto` (bf16 on a GPU that has
+it). `--budget-s` is the whole check's wall time: each preset gets a share, and its schedule (teacher and student
+`max_steps`, with `eval_steps`, `save_steps` and `warmup_steps` in proportion) is the full one or the largest
+fraction of it that the share fits by the estimate below. The estimate: `--stage-s` per stage (start-up, imports,
+data, inference) plus every training step at `--step-ms` (array models) or `--text-step-ms` (text models); the
+results record what each step really cost, to calibrate the next check. A stage still running when the budget is
+spent is stopped, and the preset reported as cut short.
+
+Per preset, `bench/results/gpu_<preset>.json` (written after every stage, so a check cut short keeps what it
+measured): the GPU, the versions, the schedule, each stage's seconds, and `reports/metrics.json`; each stage's
+output goes to `<out>/logs/`. The presets read `../shared/data`, which a GPU machine may not have: `--data DIR`
+names where the files are (the copy's params point there).
+
+Run: `python bench/gpu_check.py --budget-s 480 [--presets mnist-hinton sst2-minilm-transfer] [--data DIR]
+[--set train.seeds=[0] ...]`. Needs a CUDA GPU (`--allow-cpu` runs the same on a CPU, to try the check itself).
+Installs: requirements.txt, after the CUDA build of torch (README).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # distillery, when run as `python bench/gpu_check.py`
+from bench.pipeline_time import copy_worktree  # noqa: E402
+from distillery.experiments.presets import resolve  # noqa: E402
+
+PRESETS = ["mnist-hinton", "sst2-minilm-transfer"]
+PRESETS_DIR = REPO / "presets"
+PAPER_TEST_ERRORS = {"mnist-hinton": {"teacher": 67, "hard": 146, "kd": 74}}  # Hinton et al. 2015, section 3
+SHARED_DATA = "../shared/data"  # how the presets name the shared files
+SCALED = ("max_steps", "eval_steps", "save_steps", "warmup_steps")  # a train block's keys a schedule scales
+MIN_FRACTION = 0.002
+
+
+def training_steps(params: dict) -> tuple[int, int]:
+    """(teacher steps, student steps) of the full schedule: the teacher's max_steps when it trains here (early
+    stopping may end it sooner), and each seed's distilled and hard student."""
+    teacher = params["teacher"]
+    trains_teacher = teacher["checkpoint"] is None and (teacher["model"]["arch"] != "hf" or teacher["finetune"])
+    students = 2 * len(params["train"]["seeds"]) * params["train"]["max_steps"]
+    return (teacher["train"]["max_steps"] if trains_teacher else 0), students
+
+
+def is_text(params: dict) -> bool:
+    return params["student"]["model"]["arch"] == "hf"
+
+
+def estimate_s(params: dict, fraction: float, stages: int, stage_s: float, step_ms: float, text_step_ms: float) -> float:
+    """Seconds the preset should take at ``fraction`` of its schedule (see the module's docstring)."""
+    per_step = text_step_ms if is_text(params) else step_ms
+    return stages * stage_s + fraction * sum(training_steps(params)) * per_step / 1000
+
+
+def fraction_for(params: dict, share_s: float, stages: int, stage_s: float, step_ms: float,
+                 text_step_ms: float) -> float:
+    """The largest fraction of the schedule (at most 1, at least ``MIN_FRACTION``) that fits ``share_s``."""
+    full = estimate_s(params, 1.0, stages, stage_s, step_ms, text_step_ms)
+    fixed = estimate_s(params, 0.0, stages, stage_s, step_ms, text_step_ms)
+    if full <= share_s:
+        return 1.0
+    return max(MIN_FRACTION, (share_s - fixed) / (full - fixed))
+
+
+def allocate(costs: dict[str, float], budget_s: float) -> dict[str, float]:
+    """Each preset's share of ``budget_s``: the cheapest first, each at most its full cost, what one leaves over
+    goes to the rest in equal parts."""
+    shares, left = {}, budget_s
+    for i, name in enumerate(sorted(costs, key=costs.get)):
+        shares[name] = min(costs[name], left / (len(costs) - i))
+        left -= shares[name]
+    return {name: shares[name] for name in costs}
+
+
+def schedule_sets(params: dict, fraction: float) -> list[str]:
+    """``--set`` overrides for ``fraction`` of the schedule: the teacher's and the students' step counts scaled
+    (at least 1; eval and save steps no more than max_steps)."""
+    if fraction >= 1.0:
+        return []
+    sets = []
+    for where, block in (("teacher.train", params["teacher"]["train"]), ("train", params["train"])):
+        steps = max(1, round(block["max_steps"] * fraction))
+        for key in SCALED:
+            value = steps if key == "max_steps" else round(block[key] * fraction)
+            if key in ("eval_steps", "save_steps"):
+                value = min(steps, max(1, value))
+            sets.append(f"{where}.{key}={value}")
+    return sets
+
+
+def point_at(value, data: Path):
+    """``value`` (a params tree) with every ``../shared/data`` path pointing at ``data`` instead."""
+    if isinstance(value, dict):
+        return {k: point_at(v, data) for k, v in value.items()}
+    if isinstance(value, list):
+        return [point_at(v, data) for v in value]
+    if isinstance(value, str) and SHARED_DATA in value:
+        return value.replace(SHARED_DATA, str(data))
+    return value
+
+
+def environment(work: Path) -> dict:
+    """The stages' environment: the copy's package first on PYTHONPATH (instead of this tree's), the rest kept."""
+    kept = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != REPO]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(work), *kept]), "PYTHONUNBUFFERED": "1"}
+
+
+def stage_names(work: Path) -> list[str]:
+    stages = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]
+    return [name for name, stage in stages.items() if "foreach" not in stage and "matrix" not in stage]
+
+
+def step_costs(work: Path) -> dict[str, float]:
+    """Milliseconds per training step of each run (the Trainer's train_runtime over its steps: evaluations and
+    checkpoints included), from the timings the training stages keep beside the curves."""
+    costs = {}
+    for path in sorted((work / "reports/timings/training").rglob("*.json")):
+        finals = [row for row in json.loads(path.read_text()).values() if "train_steps_per_second" in row]
+        if finals:
+            name = path.relative_to(work / "reports/timings/training").with_suffix("").as_posix()
+            costs[name] = round(1000 / finals[-1]["train_steps_per_second"], 3)
+    return costs
+
+
+def device_facts() -> dict:
+    import torch
+
+    facts = {"torch": torch.__version__, "cuda": torch.version.cuda, "cpus": os.cpu_count()}
+    if torch.cuda.is_available():
+        facts |= {"gpu": torch.cuda.get_device_name(), "bf16": torch.cuda.is_bf16_supported()}
+    return facts
+
+
+def run_preset(name: str, sets: list[str], share_s: float, deadline: float, args, out: Path, facts: dict) -> dict:
+    """One preset in a fresh copy, stage by stage; the record is saved after every stage."""
+    result = {"preset": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **facts,
+              "command": " ".join(["python", "bench/gpu_check.py", *sys.argv[1:]]), "share_s": round(share_s, 1)}
+    path = out / f"gpu_{name}.json"
+    save = lambda: path.write_text(json.dumps(result, indent=2) + "\n")  # noqa: E731
+    with tempfile.TemporaryDirectory(prefix=f"gpu-check-{name}-") as tmp:
+        work = copy_worktree(Path(tmp))
+        stages = stage_names(work)
+        params = resolve(name, sets, PRESETS_DIR)
+        fraction = fraction_for(params, share_s, len(stages), args.stage_s, args.step_ms, args.text_step_ms)
+        full_steps = training_steps(params)
+        params = resolve(name, [*sets, *schedule_sets(params, fraction)], PRESETS_DIR)
+        params = point_at(params, args.data)
+        (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
+        result |= {"sets": sets, "schedule_fraction": round(fraction, 4), "full_schedule_steps":
+                   dict(zip(("teacher", "students"), full_steps)),
+                   "steps": dict(zip(("teacher", "students"), training_steps(params))),
+                   "precision": params["train"]["precision"], "seconds": {}}
+        save()
+        start = time.perf_counter()
+        for stage in stages:
+            left = deadline - time.monotonic()
+            log = out / "logs" / f"{name}-{stage}.log"
+            t0 = time.perf_counter()
+            with log.open("w") as handle:
+                try:
+                    subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", stage], cwd=work,
+                                   env=environment(work), stdout=handle, stderr=subprocess.STDOUT, check=True,
+                                   timeout=max(1.0, left))
+                except subprocess.TimeoutExpired:
+                    result["cut_short"] = f"the budget ran out during stage {stage!r}"
+                except subprocess.CalledProcessError as exc:
+                    result["failed"] = f"stage {stage!r} exited {exc.returncode}: see {log}"
+            result["seconds"][stage] = round(time.perf_counter() - t0, 2)
+            print(f"{name} {stage}: {result['seconds'][stage]:.1f} s", flush=True)
+            save()
+            if "cut_short" in result or "failed" in result:
+                break
+        result["seconds"]["total"] = round(time.perf_counter() - start, 2)
+        result["ms_per_step"] = step_costs(work)
+        metrics = work / "reports/metrics.json"
+        if metrics.exists():
+            result["metrics"] = json.loads(metrics.read_text())
+            result["test_errors"] = {who: result["metrics"][who].get("errors") for who in ("teacher", "kd", "hard")}
+            if name in PAPER_TEST_ERRORS:
+                result["paper_test_errors"] = PAPER_TEST_ERRORS[name]
+        save()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--presets", nargs="+", default=PRESETS)
+    parser.add_argument("--budget-s", type=float, default=480.0, help="the whole check's wall time")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a param override for every preset, e.g. --set train.seeds=[0] (repeatable)")
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data",
+                        help="where the presets' ../shared/data files are")
+    parser.add_argument("--out", type=Path, default=REPO / "bench/results")
+    parser.add_argument("--stage-s", type=float, default=8.0, help="estimate: seconds per stage beyond training")
+    parser.add_argument("--step-ms", type=float, default=1.5, help="estimate: ms per training step, array models")
+    parser.add_argument("--text-step-ms", type=float, default=12.0, help="estimate: ms per step, text models")
+    parser.add_argument("--allow-cpu", action="store_true", help="run without a GPU (to try the check itself)")
+    args = parser.parse_args()
+    deadline = time.monotonic() + args.budget_s
+    facts = device_facts()
+    if "gpu" not in facts and not args.allow_cpu:
+        sys.exit("error: no CUDA GPU here (--allow-cpu runs the check on the CPU anyway)")
+    args.data = args.data.resolve()
+    (args.out / "logs").mkdir(parents=True, exist_ok=True)
+    stages = len(stage_names(REPO))
+    costs = {name: estimate_s(resolve(name, args.sets, PRESETS_DIR), 1.0, stages, args.stage_s, args.step_ms, args.text_step_ms)
+             for name in args.presets}
+    shares = allocate(costs, args.budget_s)
+    print(f"{facts}; budget {args.budget_s:.0f} s: " + ", ".join(
+        f"{name} {shares[name]:.0f} s (full schedule ~{costs[name]:.0f} s)" for name in args.presets), flush=True)
+    for name in args.presets:
+        if time.monotonic() >= deadline:
+            print(f"{name}: skipped, the budget is spent", flush=True)
+            continue
+        result = run_preset(name, args.sets, shares[name], deadline, args, args.out, facts)
+        paper = f" (the paper: {result['paper_test_errors']})" if "paper_test_errors" in result else ""
+        print(f"{name}: {result['seconds'].get('total', 0):.0f} s at {result['schedule_fraction']:.3g} of the "
+              f"schedule; test errors {result.get('test_errors')}{paper}; ms per step {result.get('ms_per_step')} "
+              f"{result.get('cut_short', result.get('failed', ''))}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

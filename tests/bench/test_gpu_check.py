@@ -1,0 +1,46 @@
+"""bench/gpu_check.py: how a budget becomes each preset's schedule, and where the shared data is read."""
+from pathlib import Path
+
+import pytest
+
+from bench.gpu_check import (PRESETS_DIR, allocate, estimate_s, fraction_for, point_at, schedule_sets,
+                             training_steps)
+from distillery.experiments.presets import resolve
+
+
+def test_training_steps_of_the_full_mnist_hinton_schedule():
+    params = resolve("mnist-hinton", [], PRESETS_DIR)
+    assert training_steps(params) == (45000, 2 * 3 * 22500)  # teacher; distilled and hard student per seed
+    assert training_steps(resolve("mnist-hinton", ["train.seeds=[0]"], PRESETS_DIR)) == (45000, 45000)
+
+
+def test_a_budget_below_the_full_cost_scales_both_schedules_and_the_result_validates():
+    params = resolve("mnist-hinton", ["train.seeds=[0]"], PRESETS_DIR)
+    # 9 stages x 8 s = 72 s fixed; 90,000 steps x 1.5 ms = 135 s: 207 s in full
+    assert estimate_s(params, 1.0, 9, 8.0, 1.5, 12.0) == pytest.approx(207.0)
+    fraction = fraction_for(params, 99.0, 9, 8.0, 1.5, 12.0)
+    assert fraction == pytest.approx(27 / 135)
+    assert fraction_for(params, 500.0, 9, 8.0, 1.5, 12.0) == 1.0 and schedule_sets(params, 1.0) == []
+    scaled = resolve("mnist-hinton", ["train.seeds=[0]", *schedule_sets(params, fraction)], PRESETS_DIR)
+    assert scaled["teacher"]["train"]["max_steps"] == 9000 and scaled["teacher"]["train"]["eval_steps"] == 200
+    assert scaled["train"]["max_steps"] == 4500 and scaled["train"]["eval_steps"] == scaled["train"]["save_steps"] == 300
+    assert estimate_s(scaled, 1.0, 9, 8.0, 1.5, 12.0) == pytest.approx(99.0)
+
+
+def test_a_tiny_fraction_keeps_at_least_one_step_and_evaluates_within_it():
+    params = resolve("digits-mlp", [], PRESETS_DIR)
+    scaled = resolve("digits-mlp", schedule_sets(params, 0.0001), PRESETS_DIR)
+    assert scaled["train"]["max_steps"] == 1 and scaled["train"]["eval_steps"] == 1
+    assert scaled["teacher"]["train"]["max_steps"] == 1 and scaled["teacher"]["train"]["eval_steps"] == 1
+
+
+def test_shares_give_the_cheap_preset_its_full_cost_and_the_rest_to_the_others():
+    assert allocate({"big": 1000.0, "small": 50.0}, 300.0) == {"big": 250.0, "small": 50.0}
+    assert allocate({"a": 400.0, "b": 400.0}, 300.0) == {"a": 150.0, "b": 150.0}
+
+
+def test_shared_data_paths_point_at_the_given_folder():
+    params = resolve("sst2-minilm-shared", [], PRESETS_DIR)
+    moved = point_at(params, Path("/data"))
+    assert moved["data"]["files"] == {"train": "/data/sst2_train.tsv.gz", "validation": "/data/sst2_validation.tsv.gz"}
+    assert point_at({"data": {"source": "npz:../shared/data/mnist.npz"}}, Path("/d")) == {"data": {"source": "npz:/d/mnist.npz"}}
