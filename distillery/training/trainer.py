@@ -154,12 +154,15 @@ class DistillationTrainer(Trainer):
             self._term_steps.append(torch.stack([value.detach() for value in result.terms.values()]))
         return (result.loss, SequenceClassifierOutput(logits=outputs.logits)) if return_outputs else result.loss
 
-    def get_decay_parameter_names(self, model) -> list[str]:
-        """Without weight decay every parameter is in the one decayed group (decay 0), so an optimizer step is one
-        update call instead of two (the Trainer's group of biases and norms stays empty)."""
-        if self.args.weight_decay == 0:
-            return [name for name, _ in model.named_parameters()]
-        return super().get_decay_parameter_names(model)
+    def create_optimizer(self, model=None):
+        """Without weight decay, one parameter group: the Trainer's two (weights with decay; biases and norms
+        without) would be the same update in two optimizer calls, one of them for nothing."""
+        model = self.model if model is None else model
+        if self.optimizer is None and self.args.weight_decay == 0 and self.optimizer_cls_and_kwargs is None:
+            optimizer_cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+            self.optimizer = optimizer_cls([p for p in model.parameters() if p.requires_grad], **kwargs,
+                                           weight_decay=0.0)
+        return super().create_optimizer(model)
 
     def _get_grad_norm(self, model, grad_norm=None):
         """The gradient norm is only logged: without clipping it is computed on logging steps alone."""
