@@ -1,6 +1,7 @@
 """What every stage script shares: run ``main``, turn bad input into a one-line error and exit 2."""
 from __future__ import annotations
 
+import gc
 import logging
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ quiet_torchao()  # on import: every stage script imports this module before dist
 def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | None = None) -> None:
     """Pin the numerics (``reproducible_cpu``, ``cpu_threads``), call ``main``, then write what was in force to
     ``record/numerics.json`` (the stage's output folder). A ``DistilleryError`` prints ``error: <message>`` and
-    exits with status 2."""
+    exits with status 2. The stage's objects are then frozen: the interpreter's last garbage collections at exit
+    would scan every object of the imported libraries (1.3 s with torch and transformers on two CPU cores)."""
     from .errors import DistilleryError
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -55,6 +57,7 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
         main()
         if record is not None:
             write_record(record, level)
+        gc.freeze()
     except DistilleryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
