@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,19 @@ def stage_names(work: Path) -> list[str]:
     return [name for name, stage in stages.items() if "foreach" not in stage and "matrix" not in stage]
 
 
+def run_command(cmd: list[str], work: Path, log, timeout_s: float) -> int | None:
+    """``cmd`` in ``work``, output to ``log``; its exit status, or None when it ran past ``timeout_s`` (then its
+    whole process group is stopped: for a stage, dvc and the stage's own process)."""
+    process = subprocess.Popen(cmd, cwd=work, env=environment(work), stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    try:
+        return process.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        return None
+
+
 def step_costs(work: Path) -> dict[str, float]:
     """Milliseconds per training step of each run (the Trainer's train_runtime over its steps: evaluations and
     checkpoints included), from the timings the training stages keep beside the curves."""
@@ -169,14 +183,12 @@ def run_preset(name: str, sets: list[str], share_s: float, deadline: float, args
             log = out / "logs" / f"{name}-{stage}.log"
             t0 = time.perf_counter()
             with log.open("w") as handle:
-                try:
-                    subprocess.run([sys.executable, "-m", "dvc", "repro", "--single-item", stage], cwd=work,
-                                   env=environment(work), stdout=handle, stderr=subprocess.STDOUT, check=True,
-                                   timeout=max(1.0, left))
-                except subprocess.TimeoutExpired:
-                    result["cut_short"] = f"the budget ran out during stage {stage!r}"
-                except subprocess.CalledProcessError as exc:
-                    result["failed"] = f"stage {stage!r} exited {exc.returncode}: see {log}"
+                returncode = run_command([sys.executable, "-m", "dvc", "repro", "--single-item", stage], work,
+                                         handle, max(1.0, left))
+            if returncode is None:
+                result["cut_short"] = f"the budget ran out during stage {stage!r}"
+            elif returncode:
+                result["failed"] = f"stage {stage!r} exited {returncode}: see {log}"
             result["seconds"][stage] = round(time.perf_counter() - t0, 2)
             print(f"{name} {stage}: {result['seconds'][stage]:.1f} s", flush=True)
             save()

@@ -44,3 +44,25 @@ def test_shared_data_paths_point_at_the_given_folder():
     moved = point_at(params, Path("/data"))
     assert moved["data"]["files"] == {"train": "/data/sst2_train.tsv.gz", "validation": "/data/sst2_validation.tsv.gz"}
     assert point_at({"data": {"source": "npz:../shared/data/mnist.npz"}}, Path("/d")) == {"data": {"source": "npz:/d/mnist.npz"}}
+
+
+def test_a_stage_past_its_time_is_stopped_with_its_children(tmp_path):
+    """The budget stops dvc and the stage process it started (a training run left behind would hold the GPU)."""
+    import subprocess
+    import sys
+    import time
+
+    from bench.gpu_check import run_command
+
+    marker = tmp_path / "child.pid"
+    script = (f"import subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+              f" open({str(marker)!r}, 'w').write(str(p.pid)); time.sleep(60)")
+    with (tmp_path / "log").open("w") as log:
+        start = time.monotonic()
+        assert run_command([sys.executable, "-c", script], tmp_path, log, timeout_s=3.0) is None
+        assert time.monotonic() - start < 10
+        assert run_command([sys.executable, "-c", "raise SystemExit(3)"], tmp_path, log, timeout_s=30.0) == 3
+    child = int(marker.read_text())
+    time.sleep(0.2)
+    state = subprocess.run(["ps", "-o", "stat=", "-p", str(child)], capture_output=True, text=True).stdout.strip()
+    assert state in ("", "Z")  # gone (or a zombie until init reaps it)
