@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # distillery, when run as `python bench/gpu_check.py`
 from bench.pipeline_time import copy_worktree  # noqa: E402
 from distillery.experiments.presets import resolve  # noqa: E402
+from distillery.io import TIMINGS_ROOT  # noqa: E402
 
 PRESETS = ["mnist-hinton", "sst2-minilm-transfer"]
 PRESETS_DIR = REPO / "presets"
@@ -140,10 +141,10 @@ def step_costs(work: Path) -> dict[str, float]:
     """Milliseconds per training step of each run (the Trainer's train_runtime over its steps: evaluations and
     checkpoints included), from the timings the training stages keep beside the curves."""
     costs = {}
-    for path in sorted((work / "reports/timings/training").rglob("*.json")):
+    for path in sorted((work / TIMINGS_ROOT / "training").rglob("*.json")):
         finals = [row for row in json.loads(path.read_text()).values() if "train_steps_per_second" in row]
         if finals:
-            name = path.relative_to(work / "reports/timings/training").with_suffix("").as_posix()
+            name = path.relative_to(work / TIMINGS_ROOT / "training").with_suffix("").as_posix()
             costs[name] = round(1000 / finals[-1]["train_steps_per_second"], 3)
     return costs
 

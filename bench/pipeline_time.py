@@ -4,7 +4,9 @@ everyday loop: `dvc exp run -S kd.T=2` after the full pipeline.
 Run: `make bench` (or `python bench/pipeline_time.py`). `--base REV` also times a fresh copy of git revision
 REV, stage by stage interleaved with the working tree's (REV's stage, then ours, ...), so both see the same
 machine load: read the ratios. Also times a bare `import torch` and `from transformers import Trainer` in fresh
-processes, the fixed cost every stage that needs them pays. Raw results: bench/results/pipeline_time.json.
+processes, start to exit, the fixed cost every stage that needs them pays; the same with the objects frozen before
+exit and with torchao hidden from `transformers` (`--imports-only`: these rows alone). Raw results:
+bench/results/pipeline_time.json.
 """
 from __future__ import annotations
 
@@ -29,6 +31,14 @@ REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
 LOOP = ["dvc", "exp", "run", "-S", "kd.T=2"]  # the change a person tries first
 RESULTS = REPO / "bench/results/pipeline_time.json"
+TRAINER = "from transformers import Trainer"
+IMPORT_PROBES = {  # what a stage pays in a fresh process before any work, and at its exit
+    "import torch": "import torch",
+    TRAINER: TRAINER,
+    f"{TRAINER}, objects frozen before exit, as run_stage does": f"{TRAINER}; import gc; gc.freeze()",
+    f"{TRAINER}, torchao hidden from transformers": "import transformers.utils as u, transformers.utils.import_utils "
+    f"as i; i.is_torchao_available = u.is_torchao_available = lambda *a, **k: False; {TRAINER}",
+}
 
 
 def timed(cmd: list[str], cwd: Path) -> float:
@@ -83,10 +93,21 @@ def stage_times(copies: dict[str, Path], result: dict) -> dict[str, dict[str, fl
     return times
 
 
+def import_times(work: Path, repeats: int = 3) -> dict[str, float]:
+    """Each of ``IMPORT_PROBES`` in a fresh process, start to exit: the median of ``repeats``."""
+    return {what: sorted(timed([sys.executable, "-c", code], work) for _ in range(repeats))[repeats // 2]
+            for what, code in IMPORT_PROBES.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--base", help="a git revision to time side by side with the working tree, e.g. main")
+    parser.add_argument("--imports-only", action="store_true", help="only the fresh-process import rows")
     args = parser.parse_args()
+    if args.imports_only:
+        for what, seconds in import_times(REPO).items():
+            print(f"| fresh process: `{what}` | {seconds:.2f} |")
+        return
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join(["python", "bench/pipeline_time.py", *sys.argv[1:]]),
               "machine": f"{os.cpu_count()} CPUs ({platform.machine()}), load average {os.getloadavg()[0]:.1f} at the start"}
@@ -97,10 +118,7 @@ def main() -> None:
         copies["this tree"] = copy_worktree(Path(stack.enter_context(tempfile.TemporaryDirectory())))
         times = stage_times(copies, result)
         work = copies["this tree"]
-        imports = {
-            "import torch": timed([sys.executable, "-c", "import torch"], work),
-            "from transformers import Trainer": timed([sys.executable, "-c", "from transformers import Trainer"], work),
-        }
+        imports = import_times(work)
     names = list(times)
     result["machine"] += f", {os.getloadavg()[0]:.1f} at the end"
     print(f"{result['machine']}, python {sys.version.split()[0]}")

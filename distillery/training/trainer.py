@@ -150,7 +150,8 @@ class DistillationTrainer(Trainer):
         )
         result = self.method.loss(step_inputs, self.hyperparams)
         if model.training:  # kept on the device (no sync per step), summed at logging time
-            self._term_names = list(result.terms)
+            if not self._term_steps:  # the names once per logging window
+                self._term_names = list(result.terms)
             self._term_steps.append(torch.stack([value.detach() for value in result.terms.values()]))
         return (result.loss, SequenceClassifierOutput(logits=outputs.logits)) if return_outputs else result.loss
 
