@@ -40,6 +40,16 @@ def compress(logits: np.ndarray, k: int) -> dict[str, np.ndarray]:
     }
 
 
+def rest_logits(top: np.ndarray, rest_mean: np.ndarray, rest_lse: np.ndarray, num_labels: int,
+                T: float) -> np.ndarray:
+    """The one logit ``r_T`` that ``rebuild`` gives every other class of a row, float64 (N,) (see there)."""
+    m = num_labels - top.shape[1]
+    mu, lse = rest_mean.astype(np.float64), rest_lse.astype(np.float64)
+    bounds = np.stack([lse - np.log(m), lse - T * np.log(m)])
+    rest = np.clip(mu + (lse - np.log(m) - mu) / T, bounds.min(0), bounds.max(0))
+    return np.minimum(rest, top[:, -1].astype(np.float64))
+
+
 def rebuild(index: np.ndarray, top: np.ndarray, rest_mean: np.ndarray, rest_lse: np.ndarray, num_labels: int,
             T: float) -> np.ndarray:
     """Full (N, C) float32 logits for a loss at temperature ``T``: the stored top-k logits, and every one of the
@@ -61,12 +71,7 @@ def rebuild(index: np.ndarray, top: np.ndarray, rest_mean: np.ndarray, rest_lse:
     the estimate above. With k = C − 1 the row is exact at every T (one rest class: ``μ = ℓ``). Rebuilt at T,
     the logits are meant for ``softmax(z/T)``.
     """
-    n, k = top.shape
-    m = num_labels - k
-    mu, lse = rest_mean.astype(np.float64), rest_lse.astype(np.float64)
-    bounds = np.stack([lse - np.log(m), lse - T * np.log(m)])
-    rest = np.clip(mu + (lse - np.log(m) - mu) / T, bounds.min(0), bounds.max(0))
-    rest = np.minimum(rest, top[:, -1].astype(np.float64))
+    rest = rest_logits(top, rest_mean, rest_lse, num_labels, T)
     out = np.repeat(rest[:, None], num_labels, axis=1)
     np.put_along_axis(out, index.astype(np.int64), top.astype(np.float64), axis=1)
     return out.astype(np.float32)

@@ -70,6 +70,8 @@ TUNE = {  # the Optuna study of `make tune` (experiments/tune.py); no stage read
                                help="a trial whose worker is silent for 3x this long is failed and run again"),
 }
 
+TASKS = ("classification", "causal_lm")
+
 DIFF = {  # `make diff` and the pull-request comment (experiments/pr_report.py); no stage reads it
     "tolerance": Field(FLOAT, non_negative, 1.0e-6,
                        help="absolute: a metric whose |new - old| is at most this is 'same' (float noise)"),
@@ -78,6 +80,9 @@ DIFF = {  # `make diff` and the pull-request comment (experiments/pr_report.py);
 
 SCHEMA: dict = {
     "preset": Field(STR, None, None, nullable=True, help="the preset params.yaml was written from"),
+    "task": Field(STR, one_of(*TASKS), "classification",
+                  help="classification: one label per row | causal_lm: next-token prediction on a text corpus, one "
+                       "teacher distribution per token (docs/language-models.md)"),
     "reproducible_cpu": Field(STR, one_of(*LEVELS), DEFAULT_LEVEL,
                               help="the CPU kernels every stage runs: avx2 | baseline (same bits on any x86-64 CPU "
                                    "that runs them) | native (this CPU's own)"),
@@ -112,7 +117,10 @@ def _validate_pipeline(raw: dict, source: str) -> dict:
     }
     check_training(params, source)
     check_data(params["data"], source)
-    _check_models(params, source)
+    if params["task"] == "causal_lm":
+        _check_causal_lm(params, source)
+    else:
+        _check_models(params, source)
     transfer_on = any(params["data"]["transfer"][k] for k in ("rest", "source", "augment"))
     if params["kd"]["method"] == "multi_teacher" and transfer_on:
         raise DistilleryError(f"{source}: kd.method = 'multi_teacher' with data.transfer: the teachers.<name> are "
@@ -197,6 +205,46 @@ def _check_top_k(params: dict, source: str) -> None:
             check_top_k(teacher["logits_top_k"], len(names), f"{where}.logits_top_k")
         except DistilleryError as exc:
             raise DistilleryError(f"{source}: {exc}") from None
+
+
+def _check_causal_lm(params: dict, source: str) -> None:
+    """``task: causal_lm``: a text corpus, Hugging Face causal LMs (a checkpoint or a config with model_type) sharing
+    the prepared tokenizer, and a method that reads only the teacher's stored per-token logits (or none)."""
+    from .methods import get_method
+
+    data = params["data"]
+    where = f"{source}: task = 'causal_lm'"
+    if not is_text(data):
+        raise DistilleryError(f"{where} with data.source = {data['source']!r}: a language model learns from a text "
+                              "source (hf:, file:, files without data.feature_columns)")
+    transfer_on = any(data["transfer"][k] for k in ("rest", "source", "augment"))
+    unsupported = {
+        "data.transfer": transfer_on,
+        "data.omit_classes": bool(data["omit_classes"]),
+        "data.text_pair_column": bool(data["text_pair_column"]),
+        "teachers": bool(params["teachers"]),
+        "student.quantize": params["student"]["quantize"] != "none",
+        "student.model.init_from_teacher_layers": bool(params["student"]["model"]["init_from_teacher_layers"]),
+    }
+    for name, used in unsupported.items():
+        if used:
+            raise DistilleryError(f"{where} with {name} set: not supported for language models; leave it at its "
+                                  "default")
+    for role, block in (("teacher", params["teacher"]), ("student", params["student"])):
+        spec = block["model"]
+        if spec["arch"] != "hf":
+            raise DistilleryError(f"{where}: {role}.model.arch = {spec['arch']!r}: language models are Hugging Face "
+                                  "models (arch: hf, with pretrained or config.model_type)")
+        if not spec["pretrained"] and not (spec["config"] or {}).get("model_type"):
+            raise DistilleryError(f"{where}: {role}.model: give pretrained (a checkpoint) or config with model_type "
+                                  "(e.g. gpt2, llama: a model built from scratch)")
+        if spec["tokenizer"]:
+            raise DistilleryError(f"{where}: {role}.model.tokenizer = {spec['tokenizer']!r}: every model of a "
+                                  "language-model run reads the tokens prepare wrote with data.tokenizer; set that")
+    method = get_method(params["kd"]["method"])
+    if not method.needs <= {"teacher_logits"}:
+        raise DistilleryError(f"{where}: kd.method = {method.name!r} needs {', '.join(sorted(method.needs))}; over "
+                              "tokens only the methods that read the stored teacher logits (or nothing) run")
 
 
 def _check_models(params: dict, source: str) -> None:

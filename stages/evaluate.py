@@ -20,6 +20,8 @@ from distillery.training.teacher import load_teacher_and_tokenizer
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
+    if prepared.is_lm:
+        return evaluate_language_models(params, prepared)
     students = {"kd": Path("models/students/kd"), "hard": Path("models/students/hard")}
     result = evaluate(params, prepared, Path("models/teacher"), students)
     test_ids = prepared.splits["test"].ids
@@ -50,6 +52,49 @@ def main() -> None:
     warning = teacher_warning(result.metrics)
     if warning:
         print(f"WARNING: {warning}")
+
+
+def evaluate_language_models(params: dict, prepared) -> None:
+    """task causal_lm: perplexity and the rest per token, the KD-vs-hard bootstrap, continuations and speed."""
+    from distillery.evaluation.causal_lm import continuations, evaluate_lm, lm_speed
+    from distillery.models.causal_lm import load_causal_lm
+    from distillery.models.inference import best_device
+    from distillery.data.prepared import token_arrays
+    from distillery.training.causal_lm import load_lm_teacher, prepared_tokenizer
+
+    ev, device, tokenizer = params["evaluate"], best_device(), prepared_tokenizer()
+    max_length = prepared.meta["max_length"]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    teacher = load_lm_teacher()
+    students = {kind: {seed: load_causal_lm(seed_dir(Path(f"models/students/{kind}"), seed))
+                       for seed in seeds_in(Path(f"models/students/{kind}"))} for kind in ("kd", "hard")}
+    splits = {name: token_arrays(prepared.splits[name]) for name in ("validation", "test")}
+    metrics, tables = evaluate_lm(teacher, students, splits, pad, ev["batch_size"], ev["bootstrap_samples"],
+                                  ev["bootstrap_seed"], device)
+    first = {"teacher": teacher, **{f"{kind}_seed{next(iter(seeds))}": next(iter(seeds.values()))
+                                    for kind, seeds in students.items()}}
+    with atomic_dir(Path("reports/eval")) as out:
+        write_json(out / "continuations.json", continuations(first, tokenizer, splits["validation"], max_length, device))
+    with atomic_dir(Path("data/eval_logits")) as out:  # per sequence: tokens and each model's summed NLL, by id
+        for name, table in tables.items():
+            table.insert(0, "id", prepared.splits[name].ids)
+            table.to_parquet(out / f"sequence_nll_{name}.parquet", index=False)
+    write_json(Path("reports/metrics.json"), metrics)
+    comparison = metrics["comparison"]
+    write_json(Path("reports/headline.json"), {
+        "perplexity": {name: metrics[name]["perplexity"] for name in ("kd", "hard", "teacher")},
+        "validation_perplexity": {name: metrics[name]["validation_perplexity"] for name in ("kd", "hard", "teacher")},
+        "kd_minus_hard_nll": comparison["kd_minus_hard_nll"], "gap_closure": comparison["gap_closure"]})
+    write_json(TIMINGS_ROOT / "speed.json", lm_speed(first, splits["test"], pad, min(ev["batch_size"], 32),
+                                                     ev["timing_repeats"], ev["timing_warmup"], tokenizer, max_length,
+                                                     device))
+    for name in ("teacher", "kd", "hard"):
+        print(f"{name:8s} perplexity validation {metrics[name]['validation_perplexity']:.3f}, test "
+              f"{metrics[name]['perplexity']:.3f}")
+    print(f"KD - hard NLL per token (validation): {comparison['validation_kd_minus_hard_nll']:+.4f} "
+          f"[{comparison['validation_kd_minus_hard_nll_ci_low']:+.4f}, "
+          f"{comparison['validation_kd_minus_hard_nll_ci_high']:+.4f}], gap closed "
+          f"{comparison['validation_gap_closure']:.2f}")
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ from distillery.training.students import train_students
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
+    if prepared.is_lm:
+        from distillery.training.causal_lm import train_lm_students
+
+        train_lm_students(HARD, params, prepared, Path("models/students/hard"), live_root=Path("reports/training/hard"))
+        return
     train_students(HARD, params, prepared, Path("models/students/hard"), live_root=Path("reports/training/hard"))
 
 

@@ -23,6 +23,8 @@ MODELS = ("teacher", "kd", "hard")
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
+    if prepared.is_lm:
+        return language_model_plots(params, prepared.meta)
     test, names = prepared.splits["test"], prepared.label_names
     predictions = pd.read_csv(EVAL / "predictions.csv")
     runs = {"teacher": ["teacher"]} | {k: P.student_columns(predictions, k) for k in ("kd", "hard")}
@@ -59,6 +61,26 @@ def main() -> None:
     numerics = json.loads(record.read_text()) if record.exists() else None
     write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, None, pngs, transfer,
                                                         selections, numerics))
+    print(f"wrote {pngs} to {OUT} and reports/report.md")
+
+
+def language_model_plots(params: dict, meta: dict) -> None:
+    """task causal_lm: training curves (validation perplexity), the perplexities, and the report."""
+    from distillery.evaluation.lm_report import render_lm_report
+    from distillery.methods import describe
+
+    method = get_method(params["kd"]["method"])
+    metrics = json.loads(Path("reports/metrics.json").read_text())
+    OUT.mkdir(parents=True, exist_ok=True)
+    P.training_curves({"kd": Path("reports/training/kd"), "hard": Path("reports/training/hard")},
+                      tuple(dict.fromkeys(("ce", *method.terms))), OUT / "training.png", method.name,
+                      validation=("eval/perplexity", "validation perplexity"))
+    P.perplexities(metrics, OUT / "perplexity.png")
+    continuations = json.loads((EVAL / "continuations.json").read_text())
+    selections = {kind: load_selections(Path("reports/training") / kind) for kind in ("kd", "hard")}
+    pngs = ["training.png", "perplexity.png"]
+    write_text(Path("reports/report.md"), render_lm_report(params, meta, metrics, continuations, pngs, selections,
+                                                           describe(params["kd"])))
     print(f"wrote {pngs} to {OUT} and reports/report.md")
 
 

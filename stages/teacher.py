@@ -15,7 +15,12 @@ def main(name: str | None) -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
     paths = TeacherPaths(name)
-    build_teacher(params, prepared, paths.model, live_dir=paths.curves, name=name)
+    if prepared.is_lm:
+        from distillery.training.causal_lm import build_lm_teacher
+
+        build_lm_teacher(params, params["teacher"], prepared, paths.model, paths.curves)
+    else:
+        build_teacher(params, prepared, paths.model, live_dir=paths.curves, name=name)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,8 @@ def main(name: str | None) -> None:
     block = teacher_block(params, name)
     batch_size, top_k = block["inference_batch_size"], block["logits_top_k"]
     prepared = load_prepared(Path("data/prepared"))
+    if prepared.is_lm:
+        return token_logits(prepared, batch_size, top_k)
     check_top_k(top_k, prepared.num_labels, f"{'teacher' if name is None else f'teachers.{name}'}.logits_top_k")
     paths = TeacherPaths(name)
     teacher, tokenizer = load_teacher_and_tokenizer(paths.model)
@@ -46,6 +48,36 @@ def main(name: str | None) -> None:
                   f"examples/s), teacher accuracy {(split_logits.argmax(1) == split.labels).mean():.4f}")
     if name is None:
         write_json(TIMINGS_ROOT / "teacher_logits.json", throughput)
+
+
+def token_logits(prepared, batch_size: int, top_k: int | None) -> None:
+    """Language models: the teacher's logits at every token with a next token, keyed by (id, position)."""
+    from distillery.models.causal_lm import split_token_logits
+    from distillery.token_logits import check_token_top_k, write_token_logits
+    from distillery.data.prepared import token_arrays
+    from distillery.training.causal_lm import load_lm_teacher, prepared_tokenizer
+
+    tokenizer, teacher = prepared_tokenizer(), load_lm_teacher()
+    check_token_top_k(top_k, teacher.config.vocab_size)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    throughput, scored = {}, {}
+    for split_name in SPLITS:
+        split = prepared.splits[split_name]
+        start = time.perf_counter()
+        scored[split_name] = split_token_logits(teacher, *token_arrays(split), split.ids, top_k, pad, batch_size,
+                                                f"teacher-{split_name}")
+        seconds = time.perf_counter() - start
+        tokens = len(scored[split_name]["id"])
+        throughput[split_name] = {"tokens": tokens, "seconds": round(seconds, 3),
+                                  "tokens_per_s": round(tokens / seconds, 1)}
+    with atomic_dir(TeacherPaths().logits) as out:
+        for split_name, result in scored.items():
+            stored = write_token_logits(out / f"{split_name}.parquet", result["id"], result["position"],
+                                        result["parts"], vocab_size=teacher.config.vocab_size)
+            print(f"{split_name}: {len(result['id'])} tokens of {len(prepared.splits[split_name].ids)} sequences in "
+                  f"{throughput[split_name]['seconds']:.1f} s, {stored.bytes_per_token} bytes per token stored "
+                  f"(+ {stored.key_bytes} of key)")
+    write_json(TIMINGS_ROOT / "teacher_logits.json", throughput)
 
 
 if __name__ == "__main__":

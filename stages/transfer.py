@@ -11,7 +11,8 @@ from distillery.data.transfer import TRANSFER_DIR, build_transfer, describe, sav
 def main() -> None:
     params = load_params()
     prepared = load_prepared(Path("data/prepared"))
-    resolve_omitted(params["data"]["omit_classes"], prepared.label_names)  # refused here, before any training
+    if not prepared.is_lm:  # language models: no classes, and no transfer set (the params refuse one)
+        resolve_omitted(params["data"]["omit_classes"], prepared.label_names)  # refused here, before any training
     transfer = build_transfer(params["data"], prepared)
     save_transfer(transfer, TRANSFER_DIR)
     print(f"transfer set: {describe(transfer.meta)}")

@@ -28,6 +28,10 @@ def main() -> None:
     transfer = load_transfer(TRANSFER_DIR)
     summary = {"rows": len(transfer), "origins": transfer.meta["counts"]}
     top_k = params["teacher"]["logits_top_k"]
+    if prepared.is_lm:  # language models have no transfer set (the params refuse one): its summary only
+        with atomic_dir(TRANSFER_LOGITS) as out:
+            write_json(out / SUMMARY_FILE, summary)
+        return
     check_top_k(top_k, prepared.num_labels)
     if len(transfer):
         teacher, tokenizer = load_teacher_and_tokenizer(TeacherPaths(None).model)

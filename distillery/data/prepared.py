@@ -1,8 +1,9 @@
 """Prepared data: the ``train`` / ``validation`` / ``test`` splits every stage after ``prepare`` reads.
 
 The bottom of the data modules: array sources (``data.prepare``), numeric tables (``data.tables``) and text
-sources (``data.text``) build a ``Prepared`` and save it here; every later stage loads it with ``load_prepared``.
-Splits are saved with ``datasets`` (Arrow, memory-mapped on load); every row carries a stable integer ``id``.
+sources (``data.text``) build a ``Prepared`` and save it here, language-model corpora (``data.corpus``) save their
+token sequences themselves; every later stage loads it with ``load_prepared``. Splits are saved with ``datasets``
+(Arrow, memory-mapped on load); every row carries a stable integer ``id``.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ UNLABELLED = -100  # the label of transfer rows (data.transfer): F.cross_entropy
 @dataclass
 class Split:
     """One prepared split, rows in id order: NumPy arrays, and for text the ``datasets.Dataset`` itself
-    (columns ``id``, ``text``, optionally ``text_pair``, ``label``; ``inputs`` is then None)."""
+    (columns ``id``, ``text``, optionally ``text_pair``, ``label``; ``inputs`` is then None). A language-model
+    corpus: the ``datasets.Dataset`` of token sequences (``id``, ``input_ids``), every label ``UNLABELLED``."""
 
     ids: np.ndarray
     inputs: np.ndarray | None
@@ -45,6 +47,35 @@ class Prepared:
     @property
     def is_text(self) -> bool:
         return self.meta.get("kind") == "text"
+
+    @property
+    def is_lm(self) -> bool:
+        """A language-model corpus (``task: causal_lm``): token sequences, no labels."""
+        return self.meta.get("kind") == "causal_lm"
+
+
+def sequence_lengths(split) -> np.ndarray:
+    """Tokens per row (int64) of a corpus split (a ``Split`` or its ``datasets.Dataset``), from the Arrow list
+    offsets of ``input_ids`` (no loop over rows)."""
+    import pyarrow.compute as pc
+
+    dataset = split.dataset if isinstance(split, Split) else split
+    if dataset is None or "input_ids" not in dataset.column_names:
+        raise DistilleryError("sequence_lengths: the split holds no token sequences (a language-model corpus)")
+    # a selection (Dataset.select, shuffle) keeps the whole table and an index mapping: read the selected rows
+    table = dataset.data if dataset._indices is None else dataset.with_format("arrow")[:]
+    return pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)
+
+
+def token_arrays(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """A corpus split's tokens as one flat int64 array and the (rows + 1,) offsets of each sequence in it."""
+    lengths = sequence_lengths(split)
+    dataset = split.dataset
+    table = dataset.data if dataset._indices is None else dataset.with_format("arrow")[:]
+    column = table.column("input_ids").combine_chunks()
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    start = column.offsets[0].as_py()
+    return column.values.to_numpy().astype(np.int64)[start:start + offsets[-1]], offsets
 
 
 def save_prepared(prepared: Prepared, out_dir: Path) -> None:
@@ -86,6 +117,11 @@ def load_prepared(path: Path) -> Prepared:
     meta = json.loads((path / META_FILE).read_text())
     dsd = datasets.load_from_disk(str(path))
     splits = {}
+    if meta.get("kind") == "causal_lm":
+        for name in SPLITS:
+            ids = dsd[name].data.column("id").to_numpy().copy()
+            splits[name] = Split(ids, None, np.full(len(ids), UNLABELLED, np.int64), dsd[name])
+        return Prepared(splits, meta["label_names"], meta["input_shape"], meta)
     if meta.get("kind") == "text":
         for name in SPLITS:
             ids = dsd[name].data.column("id").to_numpy().copy()

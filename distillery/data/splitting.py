@@ -1,4 +1,5 @@
-"""Stratified train/validation/test splits of a source's rows, from ``data.split_seed``."""
+"""Train/validation/test splits of a source's rows, from ``data.split_seed``: stratified by label, or plain random
+splits for rows without labels (a language-model corpus)."""
 from __future__ import annotations
 
 import numpy as np
@@ -34,6 +35,26 @@ def split_indices(
         )
     except ValueError as exc:
         raise DistilleryError(f"{source}: cannot make stratified splits from {len(labels)} rows: {exc}") from None
+    index = {"train": np.sort(train), "validation": np.sort(validation), "test": np.sort(test)}
+    check_splits_not_empty({name: len(rows) for name, rows in index.items()}, source)
+    return index
+
+
+def random_split_indices(n: int, data_params: dict, test_mask: np.ndarray | None,
+                         source: str = "data") -> dict[str, np.ndarray]:
+    """Like ``split_indices`` for ``n`` rows without labels: plain random splits from ``data.split_seed``."""
+    from sklearn.model_selection import train_test_split
+
+    seed = data_params["split_seed"]
+    rows = np.arange(n)
+    try:
+        if test_mask is None:
+            rest, test = train_test_split(rows, test_size=data_params["test_fraction"], random_state=seed)
+        else:
+            rest, test = rows[~test_mask], rows[test_mask]
+        train, validation = train_test_split(rest, test_size=data_params["validation_fraction"], random_state=seed)
+    except ValueError as exc:
+        raise DistilleryError(f"{source}: cannot split {n} rows into train/validation/test: {exc}") from None
     index = {"train": np.sort(train), "validation": np.sort(validation), "test": np.sort(test)}
     check_splits_not_empty({name: len(rows) for name, rows in index.items()}, source)
     return index

@@ -216,11 +216,12 @@ def read_curves(live_dir: Path) -> dict[str, pd.DataFrame]:
     return {str(f.relative_to(root).with_suffix("")): pd.read_csv(f, sep="\t") for f in sorted(root.rglob("*.tsv"))}
 
 
-def training_curves(live_roots: dict[str, Path], terms: tuple[str, ...], path: Path, method: str = "kd") -> None:
-    """Loss, each term the method logs (``Method.terms``) and validation accuracy per step: one thin line
-    per seed, the mean bold."""
+def training_curves(live_roots: dict[str, Path], terms: tuple[str, ...], path: Path, method: str = "kd",
+                    validation: tuple[str, str] = ("eval/accuracy", "validation accuracy")) -> None:
+    """Loss, each term the method logs (``Method.terms``) and a validation metric (``validation``: the curve and
+    its title) per step: one thin line per seed, the mean bold."""
     plt = pyplot()
-    curves = [("loss", "training loss"), *((t, f"{t} term") for t in terms), ("eval/accuracy", "validation accuracy")]
+    curves = [("loss", "training loss"), *((t, f"{t} term") for t in terms), validation]
     fig, axes = plt.subplots(1, len(curves), figsize=(5 * len(curves), 4))
     for kind, root in live_roots.items():
         runs = [read_curves(d) for d in sorted(Path(root).glob("seed_*"))]
@@ -236,4 +237,21 @@ def training_curves(live_roots: dict[str, Path], terms: tuple[str, ...], path: P
             ax.plot(mean.index, mean.values, color=COLORS[kind], lw=2, label=f"{name} (mean of {len(frames)})")
             ax.set(title=title, xlabel="step")
             ax.legend(fontsize=8)
+    save_figure(fig, path)
+
+
+def perplexities(metrics: dict, path: Path) -> None:
+    """Validation and test perplexity of the teacher and of each student seed (dots) with the seeds' mean (bar)."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, (prefix, title) in zip(axes, (("validation_", "validation"), ("", "test"))):
+        for x, name in enumerate(("teacher", "kd", "hard")):
+            block = metrics[name]
+            ax.bar(x, block[f"{prefix}perplexity"], color=COLORS[name], alpha=0.6)
+            ax.text(x, block[f"{prefix}perplexity"], f"{block[prefix + 'perplexity']:.2f}", ha="center",
+                    va="bottom", fontsize=8)
+            for value in block.get(f"{prefix}perplexity_seeds", []):
+                ax.plot(x, value, "k.", ms=4)
+        ax.set(xticks=range(3), xticklabels=["teacher", "distilled", "hard"], ylabel="perplexity (lower is better)",
+               title=f"{title}: token-weighted perplexity")
     save_figure(fig, path)

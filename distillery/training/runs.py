@@ -69,20 +69,21 @@ def live_callback(run_dir: Path, resume_step: int | None):
     return GlobalStepDVCLiveCallback(live=live)
 
 
-def selection_recorder(path: Path):
+def selection_recorder(path: Path, metric: str = "accuracy"):
     """A Trainer callback that writes, when training ends, which checkpoint the model is: the rule (``best`` when
-    the Trainer loads the best model at the end: the highest validation accuracy, ties to the earlier step; else
-    ``last``), the step, its validation accuracy and every evaluation (step -> accuracy). A resumed run has the
-    evaluations before the crash in its state."""
+    the Trainer loads the best model at the end: the best validation ``metric`` (highest accuracy, lowest NLL), ties
+    to the earlier step; else ``last``), the step, its validation ``metric`` and every evaluation (step -> value). A
+    resumed run has the evaluations before the crash in its state."""
     from transformers import TrainerCallback
+
+    key = f"eval_{metric}"
 
     class SelectionRecorder(TrainerCallback):
         def on_train_end(self, args, state, control, **kwargs):
             rule = "best" if args.load_best_model_at_end else "last"
-            evaluations = {entry["step"]: entry["eval_accuracy"] for entry in state.log_history
-                           if "eval_accuracy" in entry}
+            evaluations = {entry["step"]: entry[key] for entry in state.log_history if key in entry}
             step = state.best_global_step if rule == "best" and state.best_global_step else state.global_step
-            write_json(path, {"rule": rule, "step": step, "validation_accuracy": evaluations.get(step),
+            write_json(path, {"rule": rule, "step": step, f"validation_{metric}": evaluations.get(step),
                               "last_step": state.global_step,
                               "evaluations": {str(s): a for s, a in sorted(evaluations.items())}})
 
@@ -197,7 +198,7 @@ def train_once(
     main = distributed.is_main()  # several processes: only the main one writes curves, checkpoints and the model
     callbacks = [live_callback(Path(run_dir), resume_step)] if with_curves and main else []
     if main:
-        callbacks.append(selection_recorder(Path(run_dir) / SELECTION_FILE))
+        callbacks.append(selection_recorder(Path(run_dir) / SELECTION_FILE, train_kwargs.get("metric", "accuracy")))
     seeded(seed)
     model = train_model(make_model(), seed=seed, checkpoint_dir=checkpoint_dir, resume_from=resume,
                         callbacks=callbacks, tokenizer=tokenizer, **train_kwargs)

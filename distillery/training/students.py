@@ -204,11 +204,20 @@ def train_students(
                        select=params["train"]["select"], train_params=params["train"], method=method, hyperparams=hp,
                        teacher=live_teacher, **text)
 
+    if not is_main():  # several processes: the main one writes the outputs and reports the time
+        return None
+    return publish_students(runs, out_dir, live_root, generations)
+
+
+def publish_students(runs: dict[int, list[Path]], out_dir: Path, live_root: Path | None, generations: int) -> float:
+    """Copy finished runs (seed -> the run directory of each generation) to ``out_dir`` (atomically, all or none)
+    and their curves, selections and timings under ``live_root``; delete the runs and return their summed training
+    time."""
+    with_curves = live_root is not None
+
     def place(tmp: Path, seed: int, k: int) -> Path:
         return seed_dir(tmp if k == generations else generations_root(tmp, k), seed)
 
-    if not is_main():  # several processes: the main one writes the outputs and reports the time
-        return None
     with atomic_dir(out_dir) as tmp:
         for seed, run_dirs in runs.items():
             for k, run_dir in enumerate(run_dirs, 1):

