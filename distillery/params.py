@@ -18,7 +18,7 @@ import yaml
 from .data.params import DATA, check_data, is_text
 from .errors import DistilleryError
 from .evaluation.params import EVALUATE, QUANTIZE
-from .methods import check_method_params, kd_schema
+from .methods import check_method_params, get_method, kd_schema
 from .numerics import DEFAULT_LEVEL, LEVELS
 from .schema import INT, FLOAT, STR, Field, deep_merge, non_negative, one_of, positive, validate_block
 from .training.params import COMPUTE, CPU_THREADS, STUDENT_MODEL, TEACHER, TEACHERS, TRAIN, check_training, \
@@ -121,6 +121,9 @@ def _validate_pipeline(raw: dict, source: str) -> dict:
         _check_causal_lm(params, source)
     else:
         _check_models(params, source)
+        if params["teacher"]["generate"]["sequences"] or "generated" in get_method(params["kd"]["method"]).needs:
+            raise DistilleryError(f"{source}: teacher.generate and kd.method = 'seqkd' (the teacher's generated "
+                                  "sequences) are for language models: task = 'causal_lm'")
     transfer_on = any(params["data"]["transfer"][k] for k in ("rest", "source", "augment"))
     if params["kd"]["method"] == "multi_teacher" and transfer_on:
         raise DistilleryError(f"{source}: kd.method = 'multi_teacher' with data.transfer: the teachers.<name> are "
@@ -210,8 +213,6 @@ def _check_top_k(params: dict, source: str) -> None:
 def _check_causal_lm(params: dict, source: str) -> None:
     """``task: causal_lm``: a text corpus, Hugging Face causal LMs (a checkpoint or a config with model_type) sharing
     the prepared tokenizer, and a method that reads only the teacher's stored per-token logits (or none)."""
-    from .methods import get_method
-
     data = params["data"]
     where = f"{source}: task = 'causal_lm'"
     if not is_text(data):
@@ -242,9 +243,16 @@ def _check_causal_lm(params: dict, source: str) -> None:
             raise DistilleryError(f"{where}: {role}.model.tokenizer = {spec['tokenizer']!r}: every model of a "
                                   "language-model run reads the tokens prepare wrote with data.tokenizer; set that")
     method = get_method(params["kd"]["method"])
-    if not method.needs <= {"teacher_logits"}:
+    if not method.needs <= {"teacher_logits", "generated"}:
         raise DistilleryError(f"{where}: kd.method = {method.name!r} needs {', '.join(sorted(method.needs))}; over "
                               "tokens only the methods that read the stored teacher logits (or nothing) run")
+    generate = params["teacher"]["generate"]
+    if "generated" in method.needs and not generate["sequences"]:
+        raise DistilleryError(f"{where}: kd.method = {method.name!r} trains on the teacher's generated sequences: set "
+                              "teacher.generate.sequences (how many training prompts the teacher continues)")
+    if generate["prompt_tokens"] >= data["max_length"]:
+        raise DistilleryError(f"{where}: teacher.generate.prompt_tokens = {generate['prompt_tokens']} leaves no room "
+                              f"to generate within data.max_length = {data['max_length']}")
 
 
 def _check_models(params: dict, source: str) -> None:

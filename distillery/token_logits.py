@@ -329,3 +329,12 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
     if bad.any():
         raise DistilleryError(f"{path}: NaN/inf logits at keys {split_keys(np.flatnonzero(bad))}")
     return data
+
+
+def concat_token_logits(first: TokenLogits, second: TokenLogits) -> TokenLogits:
+    """Two stores' rows one after the other (a training split and the teacher's generated sequences)."""
+    if (first.vocab_size, first.top_k) != (second.vocab_size, second.top_k):
+        raise ValueError(f"concat_token_logits: vocabulary {first.vocab_size} top-k {first.top_k} vs "
+                         f"{second.vocab_size} top-k {second.top_k}")
+    return TokenLogits(np.concatenate([first.row_ids, second.row_ids]), np.concatenate([first.lengths, second.lengths]),
+                       first.vocab_size, {k: np.concatenate([first.parts[k], second.parts[k]]) for k in first.parts})

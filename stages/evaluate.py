@@ -64,7 +64,7 @@ def evaluate_language_models(params: dict, prepared) -> None:
 
     ev, device, tokenizer = params["evaluate"], best_device(), prepared_tokenizer()
     max_length = prepared.meta["max_length"]
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id  # prepare gives every corpus tokenizer one (its end-of-text token if it has none)
     teacher = load_lm_teacher()
     students = {kind: {seed: load_causal_lm(seed_dir(Path(f"models/students/{kind}"), seed))
                        for seed in seeds_in(Path(f"models/students/{kind}"))} for kind in ("kd", "hard")}

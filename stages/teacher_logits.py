@@ -59,7 +59,7 @@ def token_logits(prepared, batch_size: int, top_k: int | None) -> None:
 
     tokenizer, teacher = prepared_tokenizer(), load_lm_teacher()
     check_token_top_k(top_k, teacher.config.vocab_size)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id  # prepare gives every corpus tokenizer one (its end-of-text token if it has none)
     throughput, scored = {}, {}
     for split_name in SPLITS:
         split = prepared.splits[split_name]

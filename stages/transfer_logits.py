@@ -18,7 +18,8 @@ from distillery.logits_top_k import check_top_k
 from distillery.params import load_params
 from distillery.data.prepared import load_prepared
 from distillery.training.teacher import TeacherPaths, load_teacher_and_tokenizer
-from distillery.data.transfer import LOGITS_FILE, SUMMARY_FILE, TRANSFER_DIR, TRANSFER_LOGITS, agreement, load_transfer
+from distillery.data.transfer import GENERATED_LOGITS, GENERATED_SEQUENCES, LOGITS_FILE, SUMMARY_FILE, TRANSFER_DIR, \
+    TRANSFER_LOGITS, agreement, load_transfer
 from distillery.io import write_json
 
 
@@ -28,10 +29,8 @@ def main() -> None:
     transfer = load_transfer(TRANSFER_DIR)
     summary = {"rows": len(transfer), "origins": transfer.meta["counts"]}
     top_k = params["teacher"]["logits_top_k"]
-    if prepared.is_lm:  # language models have no transfer set (the params refuse one): its summary only
-        with atomic_dir(TRANSFER_LOGITS) as out:
-            write_json(out / SUMMARY_FILE, summary)
-        return
+    if prepared.is_lm:  # language models: the teacher's generated sequences are their transfer set
+        return generated_transfer(params, prepared)
     check_top_k(top_k, prepared.num_labels)
     if len(transfer):
         teacher, tokenizer = load_teacher_and_tokenizer(TeacherPaths(None).model)
@@ -56,6 +55,41 @@ def main() -> None:
             return
     with atomic_dir(TRANSFER_LOGITS) as out:
         write_logits(out / LOGITS_FILE, transfer.ids, logits, top_k)
+        write_json(out / SUMMARY_FILE, summary)
+
+
+def generated_transfer(params: dict, prepared) -> None:
+    """task causal_lm: the teacher continues teacher.generate.sequences training prompts (sampled, seeded) and scores
+    its own sequences once per token (sequence-level KD's data, kd.method seqkd); only the summary when off."""
+    generate = params["teacher"]["generate"]
+    summary = {"rows": 0}
+    if generate["sequences"]:
+        from distillery.data.corpus import write_sequences
+        from distillery.data.prepared import token_arrays
+        from distillery.models.causal_lm import sample_continuations, split_token_logits
+        from distillery.token_logits import write_token_logits
+        from distillery.training.causal_lm import load_lm_teacher, prepared_tokenizer
+
+        tokenizer, teacher = prepared_tokenizer(), load_lm_teacher()
+        train = prepared.splits["train"]
+        batch_size = params["teacher"]["inference_batch_size"]
+        start = time.perf_counter()
+        ids, tokens, offsets = sample_continuations(teacher, *token_arrays(train), train.ids, generate,
+                                                    prepared.meta["max_length"], tokenizer.eos_token_id, batch_size)
+        sampled = time.perf_counter() - start
+        scored = split_token_logits(teacher, tokens, offsets, ids, params["teacher"]["logits_top_k"],
+                                    tokenizer.eos_token_id, batch_size, "teacher-generated")
+        lengths = np.diff(offsets)
+        summary = {"rows": len(ids), "tokens": int(lengths.sum()),
+                   "mean_length": round(float(lengths.mean()), 3) if len(ids) else 0.0,
+                   "ended": int(sum(tokens[end - 1] == tokenizer.eos_token_id for end in offsets[1:]))}
+        print(f"generated: {len(ids)} sequences of {summary['mean_length']:.1f} tokens on average in {sampled:.1f} s "
+              f"({summary['ended']} ended with the end-of-text token), scored once")
+    with atomic_dir(TRANSFER_LOGITS) as out:
+        if generate["sequences"]:
+            write_sequences(out / GENERATED_SEQUENCES, ids, tokens, offsets)
+            write_token_logits(out / GENERATED_LOGITS, scored["id"], scored["position"], scored["parts"],
+                               vocab_size=teacher.config.vocab_size)
         write_json(out / SUMMARY_FILE, summary)
 
 

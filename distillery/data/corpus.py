@@ -243,3 +243,29 @@ def load_tokenizer(prepared_dir: Path):
     if not path.is_dir():
         raise DistilleryError(f"{prepared_dir}: no tokenizer here (prepare a corpus first: task: causal_lm)")
     return checkpoint_tokenizer(path, where="the prepared tokenizer")
+
+
+def write_sequences(path: Path, ids: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> None:
+    """Token sequences (``id``, ``input_ids``) to one Parquet file, atomically: the teacher's generated ones."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from ..io import atomic_path
+
+    table = pa.table({"id": pa.array(np.asarray(ids, np.int64)),
+                      "input_ids": pa.ListArray.from_arrays(pa.array(np.asarray(offsets, np.int32)),
+                                                            pa.array(np.asarray(tokens, np.int32)))})
+    with atomic_path(Path(path)) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_sequences(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``write_sequences``' file: ids, flat int64 tokens and the (rows + 1,) offsets."""
+    import pyarrow.parquet as pq
+
+    if not Path(path).exists():
+        raise DistilleryError(f"{path}: not found (the transfer_logits stage writes it when teacher.generate is on)")
+    column = pq.read_table(path).column("input_ids").combine_chunks()
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    ids = pq.read_table(path, columns=["id"]).column("id").to_numpy()
+    return ids, column.values.to_numpy().astype(np.int64)[offsets[0]:offsets[-1]], offsets - offsets[0]

@@ -39,6 +39,7 @@ TRANSFER_DIR = Path("data/transfer")
 TRANSFER_LOGITS = Path("data/transfer_logits")
 LOGITS_FILE = "transfer.parquet"
 SUMMARY_FILE = "summary.json"
+GENERATED_SEQUENCES, GENERATED_LOGITS = "generated_sequences.parquet", "generated.parquet"  # language models' (seqkd)
 META_FILE = "meta.json"
 ORIGINS = ("rest", "source", "augment")
 NO_LABEL = -1  # source_label of rows whose source has no label

@@ -24,6 +24,8 @@ NEEDS = {
     "attentions": "attention maps of the student (and of the live teacher): transformer models only",
     "helpers": "trainable modules (projections, regressors) optimised with the student, not saved with it",
     "peers": "other students trained at the same time, each learning from the others",
+    "generated": "language models: the teacher's sampled continuations of training prompts (teacher.generate), "
+                 "scored once by the transfer_logits stage, added to the training sequences",
     "generations": "students trained one after the other (``kd.<name>.generations`` of them), generation 1 on what "
                    "the other needs give (the teacher's stored logits), generation k on generation k-1's logits; "
                    "the last is saved as the student",

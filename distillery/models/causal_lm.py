@@ -187,3 +187,44 @@ def split_token_logits(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.n
     ranked = np.lexsort((key_positions, key_ids))
     return {"id": key_ids[ranked], "position": key_positions[ranked].astype(np.int32),
             "parts": {name: values[ranked] for name, values in stored.items()}}
+
+
+def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.ndarray, generate: dict,
+                         max_length: int, eos_id: int, batch_size: int, device: torch.device | None = None):
+    """Sequence-level KD's data (Kim & Rush 2016): the model's sampled continuation of the first
+    ``generate["prompt_tokens"]`` tokens of ``generate["sequences"]`` sequences (drawn with ``generate["seed"]``
+    among those longer than the prompt), up to ``max_length`` tokens and cut after the first end-of-text token.
+    Returns the sequences' ids (their prompts' rows'), flat tokens and offsets, in id order; the same on every run
+    with the same seed, device and batch size."""
+    from tqdm.auto import tqdm
+
+    from .inference import best_device
+
+    device = device or best_device()
+    model = model.to(device).eval()
+    prompt_tokens, lengths = generate["prompt_tokens"], np.diff(offsets)
+    candidates = np.flatnonzero(lengths > prompt_tokens)
+    rng = np.random.default_rng(generate["seed"])
+    chosen = np.sort(rng.choice(candidates, size=min(generate["sequences"], len(candidates)), replace=False))
+    tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
+    generator_seed = torch.initial_seed()
+    torch.manual_seed(generate["seed"])  # generate() samples from the global generator
+    sequences = []
+    starts = range(0, len(chosen), batch_size)
+    try:
+        with torch.inference_mode():
+            for start in tqdm(starts, desc="teacher-generate", leave=False, disable=len(starts) <= 1):
+                rows = chosen[start:start + batch_size]
+                prompts = torch.stack([tokens_t[offsets[r]:offsets[r] + prompt_tokens] for r in rows]).to(device)
+                out = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True,
+                                     temperature=generate["temperature"], top_p=generate["top_p"], top_k=0,
+                                     max_new_tokens=max_length - prompt_tokens, pad_token_id=eos_id,
+                                     eos_token_id=eos_id).cpu().numpy()
+                for sequence in out:
+                    ends = np.flatnonzero(sequence[prompt_tokens:] == eos_id)
+                    sequences.append(sequence[:prompt_tokens + ends[0] + 1] if len(ends) else sequence)
+    finally:
+        torch.manual_seed(generator_seed)
+    new_offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
+    flat = np.concatenate(sequences).astype(np.int64) if sequences else np.zeros(0, np.int64)
+    return np.asarray(ids)[chosen], flat, new_offsets

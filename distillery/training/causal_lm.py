@@ -80,7 +80,7 @@ def lm_train_kwargs(prepared: Prepared, tokenizer, targets: dict | None = None, 
     from .trainer import collate
 
     targets = targets or {}
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad = tokenizer.pad_token_id  # prepare gives every corpus tokenizer one (its end-of-text token if it has none)
     return {
         "train_data": TokenSequences.from_split(prepared.splits["train"], pad, targets.get("train"), T),
         "eval_data": TokenSequences.from_split(prepared.splits["validation"], pad, targets.get("validation"), T),
@@ -173,7 +173,8 @@ def lm_teacher_config(path: Path = TEACHER):
 
 
 def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir: Path, live_root: Path | None,
-                      logits_dir: Path | None = None, teacher_dir: Path = TEACHER) -> float | None:
+                      logits_dir: Path | None = None, teacher_dir: Path = TEACHER,
+                      generated_dir: Path = Path("data/transfer_logits")) -> float | None:
     """One student per ``train.seeds`` trained with ``method`` on the prepared sequences (the teacher's stored
     per-token logits joined by (id, position) when the method reads them), saved under ``out_dir/seed_<s>/``;
     returns the summed training time (None in all but the main process). Same seeds, initial weights, data order
@@ -198,6 +199,9 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
                 run_parts.append(hashlib.file_digest(stored, "sha256").hexdigest())
     del probe
     data = lm_train_kwargs(prepared, tokenizer, targets, T)
+    if "generated" in method.needs:  # sequence-level KD: the teacher's own sequences beside the corpus
+        data["train_data"], key = with_generated(data["train_data"], Path(generated_dir), targets["train"].vocab_size)
+        run_parts.append(key)
     data_key = [a for name in ("train", "validation") for a in token_arrays(prepared.splits[name])]
     with_curves = live_root is not None
     runs: dict[int, list[Path]] = {}
@@ -211,3 +215,22 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
     if not is_main():
         return None
     return publish_students(runs, out_dir, live_root, generations=1)
+
+
+def with_generated(train: TokenSequences, transfer_dir: Path, vocab_size: int) -> tuple[TokenSequences, str]:
+    """The training sequences followed by the teacher's generated ones (``teacher.generate``) with their stored
+    per-token logits, and a digest of those files for the run's fingerprint."""
+    from ..data.corpus import read_sequences
+    from ..data.transfer import GENERATED_LOGITS, GENERATED_SEQUENCES
+    from ..token_logits import concat_token_logits
+
+    ids, tokens, offsets = read_sequences(transfer_dir / GENERATED_SEQUENCES)
+    stored = load_token_logits(transfer_dir / GENERATED_LOGITS, ids, np.diff(offsets), vocab_size)
+    digest = hashlib.sha256()
+    for name in (GENERATED_SEQUENCES, GENERATED_LOGITS):
+        with open(transfer_dir / name, "rb") as f:
+            digest.update(hashlib.file_digest(f, "sha256").digest())
+    union = TokenSequences(np.concatenate([train.tokens.numpy(), tokens]),
+                           np.concatenate([train.offsets, train.offsets[-1] + offsets[1:]]), train.pad_id,
+                           concat_token_logits(train.targets, stored), train.T)
+    return union, digest.hexdigest()

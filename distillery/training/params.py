@@ -33,6 +33,10 @@ def _top_k(v):
     return None if v >= 1 else "must be >= 1 (or null: store every logit)"
 
 
+def _open_unit(v):
+    return None if 0 < v <= 1 else "must be in (0, 1]"
+
+
 def _at_least_one(v):
     return None if v >= 1 else "must be >= 1"
 
@@ -80,6 +84,15 @@ TEACHER = {
     "logits_top_k": Field(INT, _top_k, None, nullable=True,
                           help="store only the k largest logits per row and the rest's mean and log-sum-exp "
                                "(large label sets; distillery/logits_top_k.py); null: every logit"),
+    "generate": {  # sequence-level KD (kd.method seqkd): the transfer_logits stage samples and scores them once
+        "sequences": Field(INT, non_negative, 0,
+                           help="task causal_lm: training sequences whose first prompt_tokens the teacher continues "
+                                "(one sampled continuation each, kd.method seqkd trains on them); 0: none"),
+        "prompt_tokens": Field(INT, positive, 8, help="tokens of each training sequence kept as its prompt"),
+        "temperature": Field(FLOAT, positive, 1.0, help="sampling temperature"),
+        "top_p": Field(FLOAT, _open_unit, 1.0, help="nucleus sampling: the smallest set of tokens with this mass"),
+        "seed": Field(INT, non_negative, 0, help="which sequences are prompts, and the sampling"),
+    },
 }
 TEACHERS = Field((dict,), _teacher_names, {},
                  help="more teachers (kd.method multi_teacher): name -> overrides of the teacher block")

@@ -87,3 +87,18 @@ def test_kd_change_reruns_only_distill_evaluate_plots(repo):
     result = run(["dvc", "exp", "run", "-S", "kd.T=2"], repo)
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"distill", "evaluate", "plots"}, result.stdout
+
+
+def test_sequence_level_kd_samples_and_scores_once_then_trains_on_the_teacher_s_sequences(repo):
+    git_commit(repo, "after the kd change")
+    result = run(["dvc", "exp", "run", "-S", "kd.method=seqkd", "-S", "teacher.generate.sequences=40",
+                  "-S", "teacher.generate.prompt_tokens=3"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"transfer_logits", "distill", "evaluate", "plots"}, result.stdout
+    summary = json.loads((repo / "data/transfer_logits/summary.json").read_text())
+    assert summary["rows"] == 40 and 3 < summary["mean_length"] <= 12
+    assert "generated: 40 sequences" in result.stdout
+    result = run(["dvc", "exp", "run", "-S", "kd.method=seqkd", "-S", "teacher.generate.sequences=40",
+                  "-S", "teacher.generate.prompt_tokens=3", "-S", "kd.alpha=0"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"distill", "evaluate", "plots"}, result.stdout  # sampled and scored once

@@ -1,0 +1,120 @@
+"""Causal language models: building from a config or a checkpoint, the refusals before any training, per-token logits
+and sampled continuations."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
+
+from distillery.errors import DistilleryError
+from distillery.models.causal_lm import (build_causal_lm, check_same_vocabulary, first_differing_token, padded,
+                                         padded_batches, sample_continuations, split_token_logits)
+from distillery.token_logits import compress_tokens
+
+WORDS = ["<|endoftext|>", "a", "b", "c", "d", "e", "f", "g"]
+
+
+def word_tokenizer(words=WORDS) -> PreTrainedTokenizerFast:
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    tok = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=words[0]))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=words[0], pad_token=words[0])
+
+
+def spec(**config) -> dict:
+    return {"pretrained": None, "config": {"model_type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 8, **config}}
+
+
+def test_a_model_from_a_config_takes_the_tokenizer_s_vocabulary_and_max_length_positions():
+    model = build_causal_lm(spec(), word_tokenizer(), 12, "student.model")
+    assert model.config.vocab_size == len(WORDS) and model.config.n_positions == 12
+    assert model.config.eos_token_id == 0 and model.config.pad_token_id == 0
+
+
+def test_max_length_above_the_model_s_positions_is_refused():
+    with pytest.raises(DistilleryError, match=r"data.max_length = 32 is above the model's 16 positions"):
+        build_causal_lm(spec(n_positions=16), word_tokenizer(), 32, "teacher.model")
+
+
+def test_a_checkpoint_with_another_tokenizer_is_refused_naming_the_first_differing_token(tmp_path):
+    other = word_tokenizer(WORDS[:3] + ["x"] + WORDS[4:])
+    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=len(WORDS), n_layer=1, n_head=2, n_embd=8,
+                                                        n_positions=16))
+    model.save_pretrained(tmp_path)
+    other.save_pretrained(tmp_path)
+    with pytest.raises(DistilleryError, match=r"token id 3 is 'x' in one and 'c' in the other"):
+        build_causal_lm({"pretrained": str(tmp_path), "config": None}, word_tokenizer(), 12, "teacher.model")
+
+
+def test_a_vocabulary_smaller_than_the_tokenizer_is_refused(tmp_path):
+    model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=4, n_layer=1, n_head=2, n_embd=8))
+    model.save_pretrained(tmp_path)
+    with pytest.raises(DistilleryError, match=r"vocabulary has 4 tokens but the tokenizer .* has 8"):
+        build_causal_lm({"pretrained": str(tmp_path), "config": None}, word_tokenizer(), 12, "teacher.model")
+
+
+def test_a_student_of_another_vocabulary_size_is_refused_naming_both():
+    with pytest.raises(DistilleryError, match=r"student's vocabulary has 8 tokens, the teacher's 50257"):
+        check_same_vocabulary(GPT2Config(vocab_size=8), GPT2Config())
+
+
+def test_first_differing_token():
+    assert first_differing_token({"a": 0, "b": 1}, {"a": 0, "b": 1}) is None
+    assert first_differing_token({"a": 0, "b": 1}, {"a": 0}) == "token id 1 is 'b' in one and None in the other"
+
+
+def test_padded_batches_group_by_length_within_both_limits():
+    offsets = np.array([0, 5, 7, 12, 13, 15])  # lengths 5, 2, 5, 1, 2
+    batches = list(padded_batches(offsets, batch_size=2, max_tokens=8))
+    assert [b.tolist() for b in batches] == [[3, 1], [4], [0], [2]]  # (2+1)*5 > 8 splits the long ones
+
+
+def test_padded_right_pads_with_the_pad_id():
+    tokens = torch.arange(10, 17)
+    input_ids, mask = padded(tokens, np.array([0, 3, 7]), np.array([1, 0]), pad_id=0)
+    assert input_ids.tolist() == [[13, 14, 15, 16], [10, 11, 12, 0]]
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+
+
+@pytest.fixture(scope="module")
+def tiny_lm():
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(GPT2Config(vocab_size=8, n_layer=1, n_head=2, n_embd=8, n_positions=16,
+                                                       eos_token_id=0, pad_token_id=0)).eval()
+
+
+def test_split_token_logits_keys_every_position_with_a_next_token_and_matches_the_model(tiny_lm):
+    tokens = np.array([1, 2, 3, 0, 4, 5, 0, 6, 7, 1, 2, 0])
+    offsets, ids = np.array([0, 4, 7, 12]), np.array([30, 10, 20])
+    stored = split_token_logits(tiny_lm, tokens, offsets, ids, None, 0, batch_size=2, desc="t",
+                                device=torch.device("cpu"))
+    assert stored["id"].tolist() == [10, 10, 20, 20, 20, 20, 30, 30, 30]  # (id, position) order
+    assert stored["position"].tolist() == [0, 1, 0, 1, 2, 3, 0, 1, 2]
+    with torch.inference_mode():
+        row = tiny_lm(input_ids=torch.tensor([[6, 7, 1, 2, 0]])).logits[0, :4]
+    np.testing.assert_allclose(stored["parts"]["logits"][2:6], row.numpy(), atol=1e-5)
+    top = split_token_logits(tiny_lm, tokens, offsets, ids, 3, 0, batch_size=8, desc="t", device=torch.device("cpu"))
+    expected = compress_tokens(torch.from_numpy(stored["parts"]["logits"]), 3)
+    np.testing.assert_array_equal(top["parts"]["index"], expected["index"])
+
+
+def test_sampled_continuations_are_seeded_start_with_their_prompt_and_stop_at_the_end_of_text(tiny_lm):
+    tokens = np.array([1, 2, 3, 4, 0, 5, 6, 7, 0, 1, 0, 2, 3, 4, 5, 0])
+    offsets, ids = np.array([0, 5, 9, 11, 16]), np.array([7, 8, 9, 10])
+    generate = {"sequences": 3, "prompt_tokens": 2, "temperature": 1.0, "top_p": 1.0, "seed": 3}
+    first = sample_continuations(tiny_lm, tokens, offsets, ids, generate, 10, 0, 2, torch.device("cpu"))
+    again = sample_continuations(tiny_lm, tokens, offsets, ids, generate, 10, 0, 2, torch.device("cpu"))
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)
+    chosen, flat, new_offsets = first
+    assert chosen.tolist() == [7, 8, 10]  # row 9 (two tokens) is no longer than its prompt
+    sources = {7: [1, 2], 8: [5, 6], 10: [2, 3]}
+    for i, row_id in enumerate(chosen):
+        sequence = flat[new_offsets[i]:new_offsets[i + 1]]
+        assert sequence[:2].tolist() == sources[row_id] and 2 < len(sequence) <= 10
+        assert (sequence[2:-1] != 0).all()  # cut after the first end-of-text token
+    other = sample_continuations(tiny_lm, tokens, offsets, ids, {**generate, "seed": 4}, 10, 0, 2,
+                                 torch.device("cpu"))
+    assert not np.array_equal(other[1], flat) or other[0].tolist() != chosen.tolist()
