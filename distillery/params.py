@@ -246,6 +246,10 @@ def _check_causal_lm(params: dict, source: str) -> None:
     if not method.needs <= {"teacher_logits", "generated"}:
         raise DistilleryError(f"{where}: kd.method = {method.name!r} needs {', '.join(sorted(method.needs))}; over "
                               "tokens only the methods that read the stored teacher logits (or nothing) run")
+    top_k = params["teacher"]["logits_top_k"]
+    if top_k is not None and data["tokenizer"] is None and top_k >= data["vocab_size"]:
+        raise DistilleryError(f"{where}: teacher.logits_top_k = {top_k} is not below data.vocab_size = "
+                              f"{data['vocab_size']} (the tokens of the BPE trained in prepare); null stores every logit")
     generate = params["teacher"]["generate"]
     if "generated" in method.needs and not generate["sequences"]:
         raise DistilleryError(f"{where}: kd.method = {method.name!r} trains on the teacher's generated sequences: set "

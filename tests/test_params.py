@@ -71,3 +71,39 @@ def test_mixed_precision_without_gpu_is_refused(monkeypatch):
     with pytest.raises(DistilleryError, match="train.precision = 'bf16': needs a CUDA GPU"):
         check_precision("bf16", "train.precision")
     check_precision("auto", "train.precision")
+
+
+LM = {"task": "causal_lm", "data": {"source": "file:corpus.tsv", "vocab_size": 300, "max_length": 16},
+      "teacher": {"model": {"arch": "hf", "config": {"model_type": "gpt2", "n_layer": 1}}},
+      "student": {"model": {"arch": "hf", "config": {"model_type": "gpt2", "n_layer": 1}}}}
+
+
+def lm(**changes) -> dict:
+    from .conftest import deep_merge
+
+    return deep_merge(LM, changes)
+
+
+def test_a_language_model_setting_validates():
+    params = validate(lm())
+    assert params["task"] == "causal_lm" and params["data"]["packing"] == "truncate"
+
+
+@pytest.mark.parametrize("raw, message", [
+    (lm(data={"source": "sklearn:digits"}), "a language model learns from a text source"),
+    (lm(student={"model": {"arch": "mlp"}}), r"student.model.arch = 'mlp': language models are Hugging Face"),
+    (lm(teacher={"model": {"config": {"n_layer": 1, "model_type": None}}}), "teacher.model: give pretrained"),
+    (lm(student={"model": {"tokenizer": "x"}}), "every model of a language-model run reads the tokens prepare"),
+    (lm(kd={"method": "fitnet"}), "kd.method = 'fitnet' needs .*only the methods that read the stored teacher"),
+    (lm(kd={"method": "seqkd"}), "trains on the teacher's generated sequences: set teacher.generate.sequences"),
+    (lm(teacher={"logits_top_k": 300}), r"teacher.logits_top_k = 300 is not below data.vocab_size = 300"),
+    (lm(teacher={"generate": {"sequences": 5, "prompt_tokens": 16}}), "prompt_tokens = 16 leaves no room"),
+    (lm(data={"transfer": {"augment": 1}}), "data.transfer set: not supported for language models"),
+    (lm(teachers={"wide": {}}), "teachers set: not supported for language models"),
+    ({"teacher": {"generate": {"sequences": 5}}}, "teacher.generate .* are for language models: task = 'causal_lm'"),
+    ({"task": "lm"}, "task = 'lm': must be one of 'classification', 'causal_lm'"),
+    (lm(data={"max_length": 1}), "data.max_length = 1: must be >= 2"),
+])
+def test_language_model_params_are_refused_naming_the_problem(raw, message):
+    with pytest.raises(DistilleryError, match=message):
+        validate(raw)

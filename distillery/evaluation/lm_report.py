@@ -78,3 +78,23 @@ def _selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
     picked = [kind + ": steps " + ", ".join(f"{r['step']:,}" for r in records)
               for kind, records in selections.items() if records]
     return rule + ("; picked " + "; ".join(picked) if picked else "")
+
+
+def lm_table(metrics: dict, speed: dict | None = None) -> str:
+    """The terminal summary of a language-model run (``make repro``): perplexities, KD − hard and, when this
+    workspace timed them, each model's speed."""
+    comparison = metrics["comparison"]
+    lines = ["| | teacher | distilled | hard |", "|---|---|---|---|"]
+    for prefix, split in (("validation_", "validation"), ("", "test")):
+        lines.append(f"| {split} perplexity | " + " | ".join(_cell(metrics[name], prefix + "perplexity", ".3f")
+                                                         for name in ("teacher", "kd", "hard")) + " |")
+    lines.append(f"| parameters | {metrics['teacher']['params']:,} | {metrics['kd']['params']:,} | "
+                 f"{metrics['hard']['params']:,} |")
+    lines += ["", f"KD - hard NLL per token, validation {comparison['validation_kd_minus_hard_nll']:+.4f} "
+              f"[{comparison['validation_kd_minus_hard_nll_ci_low']:+.4f}, "
+              f"{comparison['validation_kd_minus_hard_nll_ci_high']:+.4f}], gap closed "
+              f"{comparison['validation_gap_closure']:.2f}"]
+    if speed:
+        lines += [""] + [f"{name}: {row['tokens_per_s']:,.0f} tokens/s scored, {row['ms_per_generated_token']:.2f} ms "
+                         "per generated token" for name, row in speed.items()]
+    return "\n".join(lines)

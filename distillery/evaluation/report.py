@@ -545,6 +545,12 @@ def main(argv: list[str] | None = None) -> None:
     path = args[0] if args else "reports/metrics.json"
     with open(path) as f:
         metrics = json.load(f)
+    if "perplexity" in metrics["teacher"]:  # task causal_lm
+        from .lm_report import lm_table
+
+        speed = json.loads(SPEED_FILE.read_text()) if SPEED_FILE.exists() else None
+        print(lm_table(metrics, speed))
+        return
     print(metrics_table(metrics))
     if SPEED_FILE.exists():
         speed = json.loads(SPEED_FILE.read_text())

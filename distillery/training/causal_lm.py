@@ -22,7 +22,7 @@ from ..errors import DistilleryError
 from ..io import fingerprint
 from ..methods import HARD, Method
 from ..models.causal_lm import build_causal_lm, check_same_vocabulary, padded
-from ..token_logits import TokenLogits, load_token_logits
+from ..token_logits import TokenLogits, check_token_top_k, load_token_logits
 from .runs import CHECKPOINT_ROOT, seeded, train_once
 
 METRIC = "nll"  # language models are selected by the validation NLL per token
@@ -114,7 +114,8 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
     tokenizer, max_length = prepared_tokenizer(), prepared.meta["max_length"]
     if block["checkpoint"]:
         spec = {"pretrained": block["checkpoint"], "config": None}
-        build_causal_lm(spec, tokenizer, max_length, "teacher.checkpoint", block["trust_remote_code"])
+        model = build_causal_lm(spec, tokenizer, max_length, "teacher.checkpoint", block["trust_remote_code"])
+        check_token_top_k(block["logits_top_k"], model.config.vocab_size)
         if is_main():
             with atomic_dir(out_dir) as tmp:
                 reference = {"checkpoint": block["checkpoint"], "trust_remote_code": block["trust_remote_code"]}
@@ -123,6 +124,7 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
     spec, tp = block["model"], block["train"]
     seeded(block["seed"])
     model = build_causal_lm(spec, tokenizer, max_length, "teacher.model", block["trust_remote_code"])
+    check_token_top_k(block["logits_top_k"], model.config.vocab_size)  # refused before training, not after
     if spec["pretrained"] and not block["finetune"]:
         if is_main():
             with atomic_dir(out_dir) as tmp:

@@ -3,6 +3,7 @@ teacher and a smaller student built from configs), then a KD change that re-runs
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pandas as pd
@@ -70,6 +71,8 @@ def test_lm_repro_writes_perplexities_comparison_and_report(repo):
     assert selection["rule"] == "best" and "validation_nll" in selection
     speed = json.loads((repo / "reports/timings/speed.json").read_text())
     assert speed["teacher"]["tokens_per_s"] > 0 and speed["kd_seed0"]["ms_per_generated_token"] > 0
+    printed = run([sys.executable, "-m", "distillery.evaluation.report", "reports/metrics.json"], repo).stdout
+    assert "| test perplexity |" in printed and "ms per generated token" in printed  # what `make repro` prints
 
 
 def test_teacher_logits_are_top_k_per_token_keyed_by_id_and_position(repo):
