@@ -7,7 +7,8 @@ sweep compares methods (``kd.method`` varies) a methods table follows: accuracy,
 students with its paired 95 % interval, ECE, agreement with the teacher and the distill stage's training
 time relative to ``kd`` in the same sweep; when ``kd.T`` varies, plots over T. After ``make tune`` the
 grid plots give way to the tuning section: the best trial, its params and ``dvc exp apply`` command, every
-trial, and the tuning history plot (``reports/sweep/tune_history.png``).
+trial, and the tuning history plot (``reports/sweep/tune_history.png``). Language models (``task: causal_lm``) get
+one table instead: perplexities, KD − hard in NLL per token with its interval and the gap closed.
 The plots live outside ``reports/plots`` because that directory is the plots stage's output.
 """
 from __future__ import annotations
@@ -28,6 +29,9 @@ from ..io import DISTILL_SECONDS_LINE
 METRICS_FILE = "reports/metrics.json"
 PARAMS_FILE = "params.yaml"
 ALWAYS = ("kd.method", "kd.T", "kd.alpha")
+LM_KEYS = ("perplexity", "perplexity_std", "validation_perplexity", "validation_perplexity_std", "teacher_agreement",
+           "teacher_agreement_std")  # task causal_lm: what a row shows of each student
+LM_COMPARISON = ("kd_minus_hard_nll", "kd_minus_hard_nll_ci_low", "kd_minus_hard_nll_ci_high", "gap_closure")
 REPORT = Path("reports/sweep.md")
 PLOTS = Path("reports/sweep")
 
@@ -63,18 +67,55 @@ def experiments(shown: list[dict], names: list[str] | None = None) -> pd.DataFra
             row = {"name": exp.get("name") or rev["rev"][:7], "rev": rev["rev"], "baseline": commit["rev"]}
             row.update({f"param:{k}": v for k, v in _flatten(params).items()})
             row.setdefault("param:kd.method", "kd")
-            for kind in ("kd", "hard"):
-                for key in ("accuracy", "accuracy_std", "ece", "ece_std", "agreement", "agreement_std"):
-                    row[f"{kind}.{key}"] = metrics[kind].get(key)
             comparison = metrics.get("comparison") or {}
-            row["gain_ci_low"] = comparison.get("kd_minus_hard_ci_low")
-            row["gain_ci_high"] = comparison.get("kd_minus_hard_ci_high")
+            language_model = "perplexity" in metrics["kd"]
+            for kind in ("kd", "hard"):
+                for key in LM_KEYS if language_model else ("accuracy", "accuracy_std", "ece", "ece_std", "agreement",
+                                                           "agreement_std"):
+                    row[f"{kind}.{key}"] = metrics[kind].get(key)
+            if language_model:
+                row.update({key: comparison.get(key) for key in LM_COMPARISON})
+            else:
+                row["gain_ci_low"] = comparison.get("kd_minus_hard_ci_low")
+                row["gain_ci_high"] = comparison.get("kd_minus_hard_ci_high")
             rows.append(row)
     if not rows:
         raise DistilleryError("no finished experiments with metrics in `dvc exp show --json` (run `make sweep`)")
     frame = pd.DataFrame(rows)
-    frame["gain"] = frame["kd.accuracy"] - frame["hard.accuracy"]
+    if "kd.accuracy" in frame:
+        frame["gain"] = frame["kd.accuracy"] - frame["hard.accuracy"]
     return frame.sort_values(["param:kd.method", "param:kd.alpha", "param:kd.T", "name"], ignore_index=True)
+
+
+def is_language_model(frame: pd.DataFrame) -> bool:
+    """Whether the experiments are language models (``task: causal_lm``: perplexities, not accuracies)."""
+    return "kd.perplexity" in frame and "kd.accuracy" not in frame
+
+
+def language_model_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
+    """One row per language-model experiment: the distilled students' validation and test perplexity, the hard
+    students' test perplexity, KD − hard in NLL per token (test, paired 95 % interval), the fraction of the
+    perplexity gap to the teacher KD closes, agreement with the teacher and the distill time relative to ``kd``."""
+    params = swept_params(frame)
+    kd_times = [seconds.get(n) for n in frame.loc[frame["param:kd.method"] == "kd", "name"]]
+    kd_times = [t for t in kd_times if t]
+    reference = float(np.mean(kd_times)) if kd_times else None
+    header = ["experiment", *params, "distilled perplexity, validation", "distilled perplexity, test",
+              "hard perplexity, test", "KD − hard NLL per token, test (95 % CI)", "gap closed, test",
+              "top-1 agreement with teacher", "distill time vs kd"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for _, r in frame.iterrows():
+        time = seconds.get(r["name"])
+        cells = [r["name"], *(str(r[f"param:{p}"]) for p in params),
+                 f"{r['kd.validation_perplexity']:.3f} ± {r['kd.validation_perplexity_std']:.3f}",
+                 f"{r['kd.perplexity']:.3f} ± {r['kd.perplexity_std']:.3f}",
+                 f"{r['hard.perplexity']:.3f} ± {r['hard.perplexity_std']:.3f}",
+                 f"{r['kd_minus_hard_nll']:+.4f} ({r['kd_minus_hard_nll_ci_low']:+.4f} to "
+                 f"{r['kd_minus_hard_nll_ci_high']:+.4f})", f"{r['gap_closure']:.2f}",
+                 _mean_std(r["kd.teacher_agreement"], r["kd.teacher_agreement_std"]),
+                 f"{time / reference:.2f}×" if time and reference else "—"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def missing_reason(shown: list[dict], name: str) -> str:
@@ -331,10 +372,18 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
         parts += ["## Missing experiments", "", "Queued by the sweep but without metrics in `dvc exp show`; "
                   "`dvc queue logs NAME` has the run's output.", "",
                   *[f"- `{name}`: {reason}" for name, reason in missing.items()], ""]
-    if frame is not None:
+    language_model = frame is not None and is_language_model(frame)
+    if language_model:
+        seconds = {r["name"]: distill_seconds(r["name"]) for _, r in frame.iterrows()}
+        parts += [f"{len(frame)} language-model experiments on baseline {frame['baseline'].iloc[0][:7]} "
+                  "(`dvc exp show --json`). Students: mean ± std over seeds; the KD − hard interval is the paired "
+                  "bootstrap over test sequences of the experiment's evaluate stage; the distill time is the "
+                  "Trainer's training time summed over seeds, relative to the `kd` experiment(s) of this sweep.", "",
+                  language_model_table(frame, seconds), ""]
+    elif frame is not None:
         parts += [f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
                   "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), ""]
-    if frame is not None and frame["param:kd.method"].nunique() > 1:
+    if frame is not None and not language_model and frame["param:kd.method"].nunique() > 1:
         seconds = {r["name"]: distill_seconds(r["name"]) for _, r in frame.iterrows()}
         methods_plot(frame, plots / "methods.png")
         parts += ["## Methods", "",
@@ -345,7 +394,7 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
                   methods_table(frame, seconds), "", f"![methods]({relative / 'methods.png'})", ""]
     if study is not None:
         parts += tuning_section(study, tune, plots, relative)
-    elif frame is not None and frame["param:kd.T"].nunique() > 1:
+    elif frame is not None and not language_model and frame["param:kd.T"].nunique() > 1:
         metrics_vs_temperature(frame, plots / "metrics_vs_T.png")
         gain_heatmap(frame, plots / "kd_minus_hard.png")
         parts += [f"![accuracy and ECE vs T]({relative / 'metrics_vs_T.png'})", "",

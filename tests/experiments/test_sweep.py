@@ -226,6 +226,30 @@ def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp
     assert (tmp_path / "sweep" / "methods.png").stat().st_size > 10_000
 
 
+def test_a_language_model_sweep_gets_perplexities_and_the_nll_interval(tmp_path, monkeypatch):
+    from distillery.experiments import sweep_report
+
+    def student(test, validation):
+        return {"perplexity": test, "perplexity_std": 0.5, "validation_perplexity": validation,
+                "validation_perplexity_std": 0.25, "teacher_agreement": 0.6, "teacher_agreement_std": 0.01}
+
+    shown = _shown([("e1", 1, 0.5, 0, 0, None), ("e2", 1, 0.5, 0, 0, None)], method={"e1": "kd", "e2": "seqkd"})
+    for exp, kd_ppl in zip(shown[1]["experiments"], (30.0, 32.0)):
+        metrics = exp["revs"][0]["data"]["metrics"]["reports/metrics.json"]
+        metrics["data"] = {"kd": student(kd_ppl, kd_ppl - 2), "hard": student(34.0, 33.0),
+                           "comparison": {"kd_minus_hard_nll": -0.05, "kd_minus_hard_nll_ci_low": -0.07,
+                                          "kd_minus_hard_nll_ci_high": -0.03, "gap_closure": 0.4}}
+    monkeypatch.setattr(sweep_report, "exp_show", lambda rev: shown)
+    monkeypatch.setattr(sweep_report, "distill_seconds", {"e1": 10.0, "e2": 15.0}.get)
+    frame, _ = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
+    assert sweep_report.is_language_model(frame)
+    rows = _row_cells((tmp_path / "sweep.md").read_text())
+    assert rows[0] == ["e1", "kd", "1", "0.5", "28.000 ± 0.250", "30.000 ± 0.500", "34.000 ± 0.500",
+                       "-0.0500 (-0.0700 to -0.0300)", "0.40", "0.6000 ± 0.0100", "1.00×"]
+    assert rows[1][1] == "seqkd" and rows[1][-1] == "1.50×"
+    assert "accuracy" not in (tmp_path / "sweep.md").read_text()
+
+
 def test_distill_seconds_come_from_the_experiment_queue_log(monkeypatch):
     import subprocess
     from types import SimpleNamespace
