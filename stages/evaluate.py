@@ -85,7 +85,7 @@ def evaluate_language_models(params: dict, prepared) -> None:
         "perplexity": {name: metrics[name]["perplexity"] for name in ("kd", "hard", "teacher")},
         "validation_perplexity": {name: metrics[name]["validation_perplexity"] for name in ("kd", "hard", "teacher")},
         "kd_minus_hard_nll": comparison["kd_minus_hard_nll"], "gap_closure": comparison["gap_closure"]})
-    write_json(TIMINGS_ROOT / "speed.json", lm_speed(first, splits["test"], pad, min(ev["batch_size"], 32),
+    write_json(TIMINGS_ROOT / "speed.json", lm_speed(first, splits["test"], pad, ev["batch_size"],
                                                      ev["timing_repeats"], ev["timing_warmup"], tokenizer, max_length,
                                                      device))
     for name in ("teacher", "kd", "hard"):
