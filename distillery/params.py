@@ -254,7 +254,7 @@ def _check_causal_lm(params: dict, source: str) -> None:
     if "generated" in method.needs and not generate["sequences"]:
         raise DistilleryError(f"{where}: kd.method = {method.name!r} trains on the teacher's generated sequences: set "
                               "teacher.generate.sequences (how many training prompts the teacher continues)")
-    if generate["prompt_tokens"] >= data["max_length"]:
+    if generate["sequences"] and generate["prompt_tokens"] >= data["max_length"]:
         raise DistilleryError(f"{where}: teacher.generate.prompt_tokens = {generate['prompt_tokens']} leaves no room "
                               f"to generate within data.max_length = {data['max_length']}")
 

@@ -219,7 +219,8 @@ EXTRA = {
     "born_again": {"student": {"model": {"hidden_sizes": [32], "dropout": 0.2}}, "kd": {"born_again": {"generations": 2}}},
     "at": {"teacher": CNN_T, "student": CNN_S},
 }
-LOGIT_METHODS = [m for m in METHODS if m not in ("tinybert", "multi_teacher")]  # tinybert: text; multi: refused
+# tinybert: text only; multi_teacher: refused with a transfer set; seqkd: language models only
+LOGIT_METHODS = [m for m in METHODS if m not in ("tinybert", "multi_teacher", "seqkd")]
 
 
 @pytest.fixture(scope="module")
