@@ -26,7 +26,7 @@ def score_split(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_i
                 device: torch.device) -> tuple[dict, np.ndarray]:
     """Per-token scores of every model (name -> ``score_tokens`` dict; the teacher is ``teacher`` and the others are
     compared with it) and each token's sequence (row position)."""
-    from ..models.causal_lm import padded, padded_batches
+    from ..models.causal_lm import has_next, padded, padded_batches
 
     tokens, offsets = split_tokens
     tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
@@ -37,14 +37,15 @@ def score_split(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_i
         for rows in padded_batches(offsets, batch_size, max(1, 2 ** 26 // vocab)):
             input_ids, mask = padded(tokens_t, offsets, rows, pad_id)
             lengths = offsets[rows + 1] - offsets[rows]
-            has_next = torch.from_numpy(np.arange(input_ids.shape[1])[None, :] < lengths[:, None] - 1)
-            following = torch.roll(input_ids, -1, dims=1)[has_next].to(device)
+            targets = has_next(offsets, rows, input_ids.shape[1])
+            following = torch.roll(input_ids, -1, dims=1)[targets].to(device)
+            targets = targets.to(device)
             inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
-            teacher = models["teacher"](**inputs).logits.float()[has_next.to(device)]
+            teacher = models["teacher"](**inputs).logits.float()[targets]
             parts["teacher"].append(L.score_tokens(teacher, following))
             for name, model in models.items():
                 if name != "teacher":
-                    logits = model(**inputs).logits.float()[has_next.to(device)]
+                    logits = model(**inputs).logits.float()[targets]
                     parts[name].append(L.score_tokens(logits, following, teacher))
             sequence.append(np.repeat(rows, lengths - 1))
     joined = {name: {key: np.concatenate([p[key] for p in batches]) for key in batches[0]}

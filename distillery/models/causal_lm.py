@@ -153,6 +153,12 @@ def padded(tokens: torch.Tensor, offsets: np.ndarray, rows: np.ndarray, pad_id: 
     return torch.where(mask, tokens[torch.from_numpy(index)], pad_id), mask.long()
 
 
+def has_next(offsets: np.ndarray, rows: np.ndarray, width: int) -> torch.Tensor:
+    """(len(rows), width) booleans: the positions of a padded batch whose token has a next one to predict."""
+    lengths = offsets[rows + 1] - offsets[rows]
+    return torch.from_numpy(np.arange(width)[None, :] < lengths[:, None] - 1)
+
+
 def split_token_logits(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.ndarray, top_k: int | None,
                        pad_id: int, batch_size: int, desc: str, device: torch.device | None = None) -> dict:
     """The model's logits at every position of every sequence that has a next token (positions 0..length-2),
@@ -174,9 +180,7 @@ def split_token_logits(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.n
         for rows in tqdm(batches, desc=desc, leave=False, disable=len(batches) <= 1):
             input_ids, mask = padded(tokens_t, offsets, rows, pad_id)
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
-            lengths = offsets[rows + 1] - offsets[rows]
-            has_next = torch.from_numpy(np.arange(logits.shape[1])[None, :] < lengths[:, None] - 1).to(device)
-            parts.append(compress_tokens(logits[has_next], top_k))
+            parts.append(compress_tokens(logits[has_next(offsets, rows, logits.shape[1]).to(device)], top_k))
             rows_done.append(rows)
     order = np.concatenate(rows_done) if rows_done else np.zeros(0, np.int64)
     lengths = np.diff(offsets)[order]

@@ -21,7 +21,7 @@ from ..distributed import is_main
 from ..errors import DistilleryError
 from ..io import fingerprint
 from ..methods import HARD, Method
-from ..models.causal_lm import build_causal_lm, check_same_vocabulary, padded
+from ..models.causal_lm import build_causal_lm, check_same_vocabulary, has_next, padded
 from ..token_logits import TokenLogits, check_token_top_k, load_token_logits
 from .runs import CHECKPOINT_ROOT, seeded, train_once
 
@@ -49,10 +49,9 @@ class TokenSequences(torch.utils.data.Dataset):
     def __getitems__(self, indices) -> dict:
         rows = np.asarray(indices, np.int64)
         input_ids, mask = padded(self.tokens, self.offsets, rows, self.pad_id)
-        lengths = self.offsets[rows + 1] - self.offsets[rows]
-        has_next = torch.from_numpy(np.arange(input_ids.shape[1])[None, :] < lengths[:, None] - 1)
+        targets = has_next(self.offsets, rows, input_ids.shape[1])
         batch = {"input_ids": input_ids, "attention_mask": mask,
-                 "labels": torch.where(has_next, torch.roll(input_ids, -1, dims=1), UNLABELLED)}
+                 "labels": torch.where(targets, torch.roll(input_ids, -1, dims=1), UNLABELLED)}
         if self.targets is not None:
             batch["teacher_logits"] = self.targets.batch(rows.tolist(), input_ids.shape[1], self.T)
         return batch
