@@ -68,6 +68,21 @@ def check_checkpoint_tokenizer(source: str, tokenizer, where: str, trust_remote_
                               f"({len(tokenizer)} tokens, data.tokenizer): {difference}")
 
 
+def checked_checkpoint_config(spec: dict, tokenizer, max_length: int, where: str, trust_remote_code: bool = False):
+    """The config of the checkpoint ``spec["pretrained"]`` (with ``spec["config"]``'s overrides), after every check
+    that needs no weights: safetensors, its tokenizer, its vocabulary and positions."""
+    path = resolve_pretrained(spec["pretrained"])
+    check_safetensors(path)
+    check_checkpoint_tokenizer(spec["pretrained"], tokenizer, f"{where}.pretrained", trust_remote_code)
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **dict(spec["config"] or {}))
+    except (OSError, ValueError) as exc:
+        raise DistilleryError(f"{where}.pretrained = {spec['pretrained']!r}: cannot load its config: {exc}") from None
+    check_vocabulary(config, tokenizer, f"{where}.pretrained = {spec['pretrained']!r}")
+    check_positions(config, max_length, f"{where}.pretrained = {spec['pretrained']!r}")
+    return config
+
+
 def build_causal_lm(spec: dict, tokenizer, max_length: int, where: str, trust_remote_code: bool = False):
     """A causal LM from a ``*.model`` block (``arch: hf``): ``pretrained`` weights, or a model built from ``config``
     (``model_type`` and its sizes, e.g. gpt2 ``n_layer``/``n_embd``/``n_head``) with the tokenizer's vocabulary and
@@ -75,15 +90,7 @@ def build_causal_lm(spec: dict, tokenizer, max_length: int, where: str, trust_re
     overrides = dict(spec["config"] or {})
     if spec["pretrained"]:
         path = resolve_pretrained(spec["pretrained"])
-        check_safetensors(path)
-        check_checkpoint_tokenizer(spec["pretrained"], tokenizer, f"{where}.pretrained", trust_remote_code)
-        try:
-            config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **overrides)
-        except (OSError, ValueError) as exc:
-            raise DistilleryError(f"{where}.pretrained = {spec['pretrained']!r}: cannot load its config: {exc}") \
-                from None
-        check_vocabulary(config, tokenizer, f"{where}.pretrained = {spec['pretrained']!r}")
-        check_positions(config, max_length, f"{where}.pretrained = {spec['pretrained']!r}")
+        config = checked_checkpoint_config(spec, tokenizer, max_length, where, trust_remote_code)
         try:
             model = AutoModelForCausalLM.from_pretrained(path, config=config, use_safetensors=True,
                                                          trust_remote_code=trust_remote_code)

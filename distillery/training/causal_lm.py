@@ -21,7 +21,8 @@ from ..distributed import is_main
 from ..errors import DistilleryError
 from ..io import fingerprint
 from ..methods import HARD, Method
-from ..models.causal_lm import build_causal_lm, check_same_vocabulary, has_next, padded
+from ..models.causal_lm import build_causal_lm, check_same_vocabulary, checked_checkpoint_config, has_next, \
+    padded
 from ..token_logits import TokenLogits, check_token_top_k, load_token_logits
 from .runs import CHECKPOINT_ROOT, seeded, train_once
 
@@ -112,9 +113,9 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
 
     tokenizer, max_length = prepared_tokenizer(), prepared.meta["max_length"]
     if block["checkpoint"]:
-        spec = {"pretrained": block["checkpoint"], "config": None}
-        model = build_causal_lm(spec, tokenizer, max_length, "teacher.checkpoint", block["trust_remote_code"])
-        check_token_top_k(block["logits_top_k"], model.config.vocab_size)
+        spec = {"pretrained": block["checkpoint"], "config": None}  # checked, not loaded: later stages load it
+        config = checked_checkpoint_config(spec, tokenizer, max_length, "teacher.checkpoint", block["trust_remote_code"])
+        check_token_top_k(block["logits_top_k"], config.vocab_size)
         if is_main():
             with atomic_dir(out_dir) as tmp:
                 reference = {"checkpoint": block["checkpoint"], "trust_remote_code": block["trust_remote_code"]}
