@@ -25,6 +25,7 @@ import numpy as np
 
 from ..errors import DistilleryError
 from .prepared import SPLITS
+from .sentences import sentence_split_indices
 from .splitting import split_indices
 from .validation import _few, validate_table
 
@@ -215,10 +216,29 @@ def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list
         del tables["test"]
     names = _labels_as_ints(tables, where, data_params, declared, list(inputs), rows)
 
-    parts, origin = source_parts(
-        tables, data_params,
-        lambda rest, test_mask: split_indices(rest[label].to_numpy(), data_params, test_mask, source, names),
-        stratified=True, hidden=bool(hidden))
+    left_out = []
+
+    def split_rows(rest, test_mask):
+        if data_params["validation_split"] == "rows":
+            return split_indices(rest[label].to_numpy(), data_params, test_mask, source, names)
+        index, phrases = sentence_split_indices(rest[inputs[0]].astype(str).tolist(), rest[label].to_numpy(),
+                                                data_params, test_mask, source, names)
+        left_out.append(phrases)
+        return index
+
+    if data_params["validation_split"] == "sentences" and "validation" in tables and "test" in tables:
+        raise DistilleryError(f"{source}: data.validation_split = 'sentences', but the source has its own "
+                              "validation and test splits, which are used as they are: nothing is split off train")
+    parts, origin = source_parts(tables, data_params, split_rows, stratified=True, hidden=bool(hidden))
+    if left_out:
+        one_file = "validation" not in tables and "test" not in tables
+        origin["validation"] = (f"{data_params['validation_fraction'] * 100:g} % of the sentences of "
+                                f"{'the non-test rows' if one_file else 'source train'} (stratified; "
+                                "data.validation_split: sentences)")
+        if one_file:
+            origin["test"] = f"{data_params['test_fraction'] * 100:g} % of the sentences (stratified)"
+        origin["train"] += (f", less {left_out[0]:,} phrases found only inside validation"
+                            f"{' or test' if one_file else ''} sentences")
     parts = cap_train(parts, origin, data_params, dropped)
     return {split: df.sort_values("id") for split, df in parts.items()}, names, origin, bool(hidden)
 

@@ -102,6 +102,10 @@ TRANSFER = {  # rows the student learns from through the teacher's soft targets 
 DATA = {
     "source": Field(STR, check_source, "sklearn:digits"),
     "validation_fraction": Field(FLOAT, open_fraction, 0.15),
+    "validation_split": Field(STR, one_of("rows", "sentences"), "rows",
+                              help="rows: validation is a stratified data.validation_fraction of the train rows; "
+                                   "sentences (text sources whose rows include phrases of other rows, like SST-2): "
+                                   "of the whole sentences, their phrases left out of train (data/sentences.py)"),
     "test_fraction": Field(FLOAT, open_fraction, 0.2),
     "split_seed": Field(INT, non_negative, 0),
     "files": Field((dict,), _split_files, None, nullable=True,
@@ -144,6 +148,10 @@ def check_data(data: dict, source: str) -> None:
         raise DistilleryError(f"{source}: data.source = {data['source']!r} with data.files = {data['files']!r}: "
                               "data.files (split -> file) goes with data.source: files, and only with it")
     _check_transfer(data, source)
+    if data["validation_split"] == "sentences" and (not is_text(data) or data["text_pair_column"]):
+        what = "sentence pairs" if is_text(data) else f"data.source = {data['source']!r}"
+        raise DistilleryError(f"{source}: data.validation_split = 'sentences' with {what}: it splits single texts "
+                              "(text sources without data.text_pair_column)")
     columns = data["feature_columns"]
     if columns is None:
         if data["categorical"] != "refuse":

@@ -1,0 +1,120 @@
+"""A validation split of whole sentences (``data.validation_split: sentences``) for text sources whose train rows
+include phrases of other rows.
+
+SST-2's 67,349 train rows are the 6,885 sentences of the Stanford Sentiment Treebank's train split *and* every
+phrase of their parse trees; its scored split holds whole, unseen sentences. A random validation split of such
+rows is mostly short phrases whose sentences stay in train, so it rewards memorising train text and cannot tell
+apart settings that the scored split can. Here:
+
+- a row is a *sentence* when its text lies inside no other row's text (word for word, whitespace collapsed);
+  every other row is a *phrase* of the sentences that contain it;
+- validation is a stratified ``data.validation_fraction`` of the sentences (``data.split_seed``);
+- a phrase found only inside validation sentences leaves train (it is their text); a phrase that also lies
+  inside a train sentence stays (it is common text, like the phrases train shares with the scored split).
+
+Rows of the held-out test split are neither sentences nor phrases here: they are never searched.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+from ..errors import DistilleryError
+from .validation import check_splits_not_empty, check_stratifiable
+
+
+def normalised(text: str) -> str:
+    """``text`` with its whitespace collapsed to single spaces and stripped."""
+    return " ".join(str(text).split())
+
+
+class _Index:
+    """Texts indexed by their words, to find those containing a phrase word for word."""
+
+    def __init__(self, texts: list[str]):
+        self.texts = texts
+        self.padded = [f" {t} " for t in texts]
+        self.by_word: dict[str, list[int]] = defaultdict(list)
+        for i, text in enumerate(texts):
+            for word in set(text.split()):
+                self.by_word[word].append(i)
+
+    def add(self, text: str) -> None:
+        i = len(self.texts)
+        self.texts.append(text)
+        self.padded.append(f" {text} ")
+        for word in set(text.split()):
+            self.by_word[word].append(i)
+
+    def contains(self, phrase: str) -> bool:
+        """Whether some indexed text holds ``phrase`` word for word."""
+        words = phrase.split()
+        if not words:
+            return False
+        candidates = min((self.by_word.get(w, ()) for w in words), key=len)
+        padded = f" {phrase} "
+        return any(padded in self.padded[i] for i in candidates)
+
+
+def sentence_rows(texts: list[str]) -> np.ndarray:
+    """Whether each of ``texts`` is a sentence: its words lie inside no other text (of two equal texts, the first
+    is the sentence). Empty texts are not sentences."""
+    texts = [normalised(t) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+    found = _Index([])
+    is_sentence = np.zeros(len(texts), bool)
+    for i in order:
+        if texts[i] and not found.contains(texts[i]):
+            is_sentence[i] = True
+            found.add(texts[i])
+    return is_sentence
+
+
+def sentence_split_indices(texts: list[str], labels: np.ndarray, data_params: dict, test_mask: np.ndarray | None,
+                           source: str, label_names: list[str]) -> tuple[dict[str, np.ndarray], int]:
+    """Train/validation/test row indices with validation drawn from whole sentences (see the module docstring), and
+    the number of train phrases left out because they lie only inside validation sentences. ``test_mask``: the
+    rows of the source's held-out split (the prepared test split); None: test is a stratified
+    ``data.test_fraction`` of the sentences too, with the same rule for its phrases."""
+    from sklearn.model_selection import train_test_split
+
+    labels = np.asarray(labels)
+    texts = [normalised(t) for t in texts]
+    rows = np.arange(len(texts))
+    held = np.zeros(len(texts), bool) if test_mask is None else np.asarray(test_mask, bool)
+    pool = rows[~held]
+    is_sentence = np.zeros(len(texts), bool)
+    is_sentence[pool] = sentence_rows([texts[i] for i in pool])
+    sentences = rows[is_sentence]
+    phrases = pool[~is_sentence[pool]]
+    seed = data_params["split_seed"]
+    held_out = {}
+    try:
+        if test_mask is None:
+            check_stratifiable(labels[sentences], data_params["test_fraction"], "test", source, label_names)
+            sentences, held_out["test"] = train_test_split(
+                sentences, test_size=data_params["test_fraction"], stratify=labels[sentences], random_state=seed)
+        check_stratifiable(labels[sentences], data_params["validation_fraction"], "validation", source, label_names)
+        train_sentences, held_out["validation"] = train_test_split(
+            sentences, test_size=data_params["validation_fraction"], stratify=labels[sentences], random_state=seed)
+    except ValueError as exc:
+        raise DistilleryError(f"{source}: cannot split {len(sentences)} sentences: {exc}") from None
+
+    train_index = _Index([texts[i] for i in train_sentences])
+    held_index = {split: _Index([texts[i] for i in idx]) for split, idx in held_out.items()}
+    left_out = 0
+    for split in ("test", "validation"):
+        if split not in held_index:
+            continue
+        inside = np.array([held_index[split].contains(texts[i]) for i in phrases], bool)
+        kept = np.array([train_index.contains(texts[i]) for i in phrases[inside]], bool)
+        left_out += int((~kept).sum())
+        phrases = np.concatenate([phrases[~inside], phrases[inside][kept]])
+    index = {
+        "train": np.sort(np.concatenate([train_sentences, phrases])),
+        "validation": np.sort(held_out["validation"]),
+        "test": np.sort(held_out["test"] if test_mask is None else rows[held]),
+    }
+    check_splits_not_empty({name: len(r) for name, r in index.items()}, source)
+    return index, left_out
