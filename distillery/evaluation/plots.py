@@ -87,9 +87,7 @@ def reliability_diagrams(rows: dict[str, dict[str, pd.DataFrame]], path: Path) -
 
 def roc_curves(logits: dict[str, np.ndarray], labels: np.ndarray, label_names: list[str], path: Path) -> None:
     """One-vs-rest ROC curve of every class, one panel per model (the panel title names the run)."""
-    from sklearn.metrics import roc_curve
-
-    from .metrics import probabilities, roc_auc_per_class
+    from .metrics import probabilities, roc_auc_per_class, roc_points
 
     plt = pyplot()
     fig, axes = plt.subplots(1, len(logits), figsize=(5 * len(logits), 4.8), squeeze=False)
@@ -98,7 +96,7 @@ def roc_curves(logits: dict[str, np.ndarray], labels: np.ndarray, label_names: l
         probs, auc = probabilities(z), roc_auc_per_class(z, labels)
         for k, label in enumerate(label_names):
             if np.isfinite(auc[k]):
-                fpr, tpr, _ = roc_curve(labels == k, probs[:, k])
+                fpr, tpr = roc_points(labels == k, probs[:, k])
                 ax.plot(fpr, tpr, color=colors(k), lw=1, label=f"{label}: {auc[k]:.4f}")
         ax.plot([0, 1], [0, 1], "k:", lw=1)
         ax.set(xlabel="false positive rate", ylabel="true positive rate",

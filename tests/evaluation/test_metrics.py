@@ -134,3 +134,30 @@ def test_paired_bootstrap_interval():
     assert M.paired_bootstrap_ci(a, b, samples=4000, seed=0) == out  # fixed seed: same interval
     same = M.paired_bootstrap_ci(a, a, samples=100, seed=0)
     assert same == {"difference": 0.0, "ci_low": 0.0, "ci_high": 0.0}
+
+
+def test_roc_points_by_hand_with_a_tie():
+    # scores 0.9 (pos), 0.5 (pos), 0.5 (neg), 0.1 (neg): thresholds 0.9, 0.5, 0.1
+    fpr, tpr = M.roc_points(np.array([True, True, False, False]), np.array([0.9, 0.5, 0.5, 0.1]))
+    assert fpr.tolist() == [0, 0, 0.5, 1] and tpr.tolist() == [0, 0.5, 1, 1]
+
+
+def test_f1_auc_and_roc_points_equal_scikit_learns_with_ties_and_absent_classes():
+    from sklearn.metrics import f1_score, roc_auc_score, roc_curve
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        n, k = int(rng.integers(2, 50)), int(rng.integers(2, 6))
+        logits = np.round(rng.normal(size=(n, k)), int(rng.integers(0, 3)))  # rounding makes ties
+        labels = rng.integers(0, k, n)
+        expected = f1_score(labels, logits.argmax(1), labels=np.arange(k), average="macro", zero_division=0)
+        assert M.macro_f1(logits, labels, k) == pytest.approx(expected, abs=1e-12)
+        auc, probs = M.roc_auc_per_class(logits, labels), M.probabilities(logits)
+        for c in range(k):
+            positive = labels == c
+            if not 0 < positive.sum() < n:
+                assert np.isnan(auc[c])
+                continue
+            assert auc[c] == pytest.approx(roc_auc_score(positive, probs[:, c]), abs=1e-12)
+            fpr, tpr, _ = roc_curve(positive, probs[:, c], drop_intermediate=False)
+            assert np.allclose(M.roc_points(positive, probs[:, c]), [fpr, tpr])
