@@ -36,21 +36,24 @@ def main() -> None:
     scaled = {m: pd.read_csv(EVAL / f"reliability_{m}_scaled.csv") for m in MODELS}
 
     OUT.mkdir(parents=True, exist_ok=True)
-    P.confusion_matrices(predictions, names, OUT / "confusion.png")
-    P.reliability_diagrams({"before scaling": reliability, "after temperature scaling": scaled},
-                           OUT / "reliability.png")
-    P.confidence_histograms(logits, test.labels, OUT / "confidence.png")
-    P.roc_curves({first_names[m]: first[m] for m in MODELS}, test.labels, names, OUT / "roc.png")
-    P.teacher_student_scatter(first["teacher"], {first_names[m]: first[m] for m in ("kd", "hard")}, test.labels,
-                              OUT / "scatter.png")
+    method = get_method(params["kd"]["method"])
+    figures = [  # independent of each other: drawn side by side, one process per core
+        (P.training_curves, ({"kd": Path("reports/training/kd"), "hard": Path("reports/training/hard")},
+                             tuple(dict.fromkeys(("ce", *method.terms))), OUT / "training.png", method.name)),
+        (P.roc_curves, ({first_names[m]: first[m] for m in MODELS}, test.labels, names, OUT / "roc.png")),
+        (P.confusion_matrices, (predictions, names, OUT / "confusion.png")),
+        (P.reliability_diagrams, ({"before scaling": reliability, "after temperature scaling": scaled},
+                                  OUT / "reliability.png")),
+        (P.teacher_student_scatter, (first["teacher"], {first_names[m]: first[m] for m in ("kd", "hard")},
+                                     test.labels, OUT / "scatter.png")),
+        (P.confidence_histograms, (logits, test.labels, OUT / "confidence.png")),
+    ]
     images = None if prepared.is_text else P.as_image(test.inputs, prepared.input_shape)
     if images is not None:
         note = f"; students: {runs['kd'][0]}, {runs['hard'][0]}"
-        P.prediction_grid(images, test.labels, {m: first[m].argmax(1) for m in MODELS}, names,
-                          OUT / "examples.png", note=note)
-    method = get_method(params["kd"]["method"])
-    P.training_curves({"kd": Path("reports/training/kd"), "hard": Path("reports/training/hard")},
-                      tuple(dict.fromkeys(("ce", *method.terms))), OUT / "training.png", method.name)
+        figures.append((P.prediction_grid, (images, test.labels, {m: first[m].argmax(1) for m in MODELS}, names,
+                                            OUT / "examples.png", 24, note)))
+    P.draw_figures(figures)
 
     metrics = json.loads(Path("reports/metrics.json").read_text())
     pngs = sorted(p.name for p in OUT.glob("*.png"))

@@ -1,7 +1,9 @@
 """PNG figures for reviewers, drawn with matplotlib from the files evaluate and training wrote."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -31,6 +33,22 @@ def save_figure(fig, path: Path) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     pyplot().close(fig)
+
+
+def draw_figures(jobs: list[tuple[Callable, tuple]], processes: int | None = None) -> None:
+    """Call every ``(draw, args)`` of ``jobs``, independent figures each written by its ``draw``, in up to
+    ``processes`` forked processes (None: one per available core): the same files, drawn side by side instead
+    of one after the other. A failure in any of them is raised here."""
+    processes = min(len(jobs), processes or len(os.sched_getaffinity(0)))
+    if processes <= 1:
+        for draw, args in jobs:
+            draw(*args)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(processes) as pool:
+        for result in [pool.apply_async(draw, args) for draw, args in jobs]:
+            result.get()
 
 
 def student_columns(predictions: pd.DataFrame, kind: str) -> list[str]:
