@@ -372,6 +372,16 @@ def load_scored(prepared: Prepared, transfer_dir: Path = TRANSFER_DIR, logits_di
     return transfer, read_logits(Path(logits_dir) / LOGITS_FILE, transfer.ids, prepared.num_labels, T)
 
 
+def int64_labels(dataset):
+    """``dataset`` with its ``label`` column cast to int64 in memory. ``Dataset.cast_column`` to a plain value type
+    writes a cache file beside the Arrow files the dataset was read from: into another stage's output, which DVC
+    then sees as changed (every later `dvc repro` re-ran distill)."""
+    import datasets
+
+    features = datasets.Features({**dataset.features, "label": datasets.Value("int64")})
+    return dataset.cast(features, keep_in_memory=True)
+
+
 def with_transfer(prepared: Prepared, transfer: TransferSet, labelled_repeats: int = 1) -> Prepared:
     """A copy of ``prepared`` whose ``train`` split is the labelled rows (``labelled_repeats`` times) followed by
     the transfer rows, labelled ``UNLABELLED`` (the Trainer shuffles the union)."""
@@ -385,7 +395,7 @@ def with_transfer(prepared: Prepared, transfer: TransferSet, labelled_repeats: i
     if prepared.is_text:
         import datasets
 
-        labelled = train.dataset.cast_column("label", datasets.Value("int64"))
+        labelled = int64_labels(train.dataset)
         names = labelled.column_names
         union = datasets.concatenate_datasets([labelled] * k + [rows.dataset.select_columns(names)])
         split = Split(ids, None, labels, union)
@@ -415,10 +425,9 @@ def with_source_labels(prepared: Prepared, transfer: TransferSet) -> Prepared:
     if prepared.is_text:
         import datasets
 
-        labelled = train.dataset.cast_column("label", datasets.Value("int64"))
+        labelled = int64_labels(train.dataset)
         extra = transfer.dataset.select(rest).remove_columns("label").add_column("label", transfer.source_labels[rest])
-        union = datasets.concatenate_datasets([labelled, extra.cast_column("label", datasets.Value("int64"))
-                                               .select_columns(labelled.column_names)])
+        union = datasets.concatenate_datasets([labelled, int64_labels(extra).select_columns(labelled.column_names)])
         split = Split(ids, None, labels, union)
     else:
         split = Split(ids, np.concatenate([train.inputs, transfer.inputs[rest]]), labels)

@@ -2,6 +2,7 @@
 method training on labelled ∪ transfer rows."""
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,7 +298,11 @@ def test_text_student_trains_on_the_union(text_prepared, text_source, tmp_path, 
     (tmp_path / "tl").mkdir()
     (tmp_path / "tl" / "transfer.parquet").write_bytes((tmp_path / "transfer.parquet").read_bytes())
     scored = load_scored(text_prepared, tmp_path / "transfer", tmp_path / "tl")
+    folders = {Path(f["filename"]).parent for split in text_prepared.splits.values()
+               for f in split.dataset.cache_files} | {tmp_path / "transfer"}
+    before = {folder: sorted(p.name for p in folder.iterdir()) for folder in folders}
     union = with_transfer(text_prepared, scored[0])
+    assert {folder: sorted(p.name for p in folder.iterdir()) for folder in folders} == before  # no cache files
     assert union.splits["train"].dataset.num_rows == 30 + len(transfer)
     assert union.splits["train"].dataset["label"][-1] == UNLABELLED
     train_students(get_method("kd"), params, text_prepared, tmp_path / "students", logits_dir=tmp_path / "logits",
