@@ -40,3 +40,14 @@ def checkpoint_tokenizer(source: str | Path, trust_remote_code: bool = False, wh
         return AutoTokenizer.from_pretrained(resolve_pretrained(str(source)), trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise DistilleryError(f"{where} = {str(source)!r}: cannot load the tokenizer: {exc}") from None
+
+
+def save_tokenizer(tokenizer, folder: str | Path) -> None:
+    """``tokenizer.save_pretrained(folder)`` without the padding and truncation of its last call. A fast tokenizer
+    keeps those in its backend and writes them into tokenizer.json, so the saved file would depend on whether the
+    run tokenized its text or read the tokens from the cache; every call sets its own anyway."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        backend.no_padding()
+        backend.no_truncation()
+    tokenizer.save_pretrained(str(folder))

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import DistilleryError
 from ..io import atomic_dir
-from .checkpoints import checkpoint_tokenizer
+from .checkpoints import checkpoint_tokenizer, save_tokenizer
 from .files import cap_train, check_columns, load_tables, number_rows, source_parts
 from .prepared import META_FILE, SPLITS, Prepared, load_prepared
 from .splitting import random_split_indices
@@ -233,7 +233,7 @@ def save_corpus(splits: dict, tokenizer, meta: dict, out_dir: Path) -> None:
     datasets.disable_progress_bars()
     with atomic_dir(out_dir) as tmp:
         dsd.save_to_disk(str(tmp))
-        tokenizer.save_pretrained(str(tmp / TOKENIZER_DIR))
+        save_tokenizer(tokenizer, tmp / TOKENIZER_DIR)
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..data.checkpoints import save_tokenizer
 from ..data.prepared import UNLABELLED, Prepared, sequence_lengths, token_arrays
 from ..distributed import is_main
 from ..errors import DistilleryError
@@ -129,7 +130,7 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
         if is_main():
             with atomic_dir(out_dir) as tmp:
                 model.save_pretrained(tmp)
-                tokenizer.save_pretrained(tmp)
+                save_tokenizer(tokenizer, tmp)
         return
     check_precision(tp["precision"], "teacher.train.precision")
     tokens = [token_arrays(prepared.splits[name]) for name in ("train", "validation")]

@@ -15,6 +15,7 @@ from typing import Callable
 from transformers import set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from ..data.checkpoints import save_tokenizer
 from ..io import SELECTION_FILE, TIMINGS_ROOT, atomic_dir, atomic_path, write_json
 
 CHECKPOINT_ROOT = Path(".cache/checkpoints")
@@ -209,6 +210,6 @@ def train_once(
         with atomic_dir(finished) as tmp:
             model.save_pretrained(tmp)
             if tokenizer is not None:  # text models: saved together, so every later stage tokenizes alike
-                tokenizer.save_pretrained(tmp)
+                save_tokenizer(tokenizer, tmp)
     distributed.barrier()
     return finished

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.augment import Jittered, check_jitter
+from ..data.checkpoints import save_tokenizer
 from ..distributed import is_main
 from ..errors import DistilleryError
 from ..io import atomic_dir, fingerprint
@@ -89,7 +90,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             return
         with atomic_dir(out_dir) as tmp:
             model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+            save_tokenizer(tokenizer, tmp)
         return
     from .trainer import TensorDictDataset, check_precision  # the Trainer: not for the stages that load a teacher
 
