@@ -4,7 +4,8 @@
 
 1. refuses when untracked files sit under the pipeline's code or params: queued experiments run
    in temporary copies that take git-tracked files only, so the sweep would silently miss them;
-2. checks every grid point against the params schema before anything runs;
+2. checks every grid point against the params schema before anything runs, and refuses a grid over ``data.*``
+   when the data lies outside the repo (queued experiments run in temporary copies where it does not resolve);
 3. reproduces the workspace, so the stages the grid does not touch (teacher, its logits, the
    hard baseline) are computed once and every experiment restores them from the cache;
 4. queues each ``;``-separated group with ``dvc exp run --queue -S key=v1,v2 ...`` (DVC expands
@@ -85,6 +86,36 @@ def check_grid(groups: list[list[str]], params_path: Path) -> list[dict[str, obj
     return points
 
 
+def data_paths(data: dict) -> dict[str, str]:
+    """The local files and folders a ``data`` block reads: param name -> path as written."""
+    paths = {}
+    sources = {"data.source": data.get("source"), "data.transfer.source": (data.get("transfer") or {}).get("source")}
+    for key, spec in sources.items():
+        kind, _, rest = str(spec or "").partition(":")
+        if kind in ("file", "npz"):
+            paths[key] = rest
+    paths.update({f"data.files.{split}": path for split, path in (data.get("files") or {}).items()})
+    return paths
+
+
+def refuse_data_outside_repo(points: list[dict[str, object]], params_path: Path, root: Path = Path(".")) -> None:
+    """A grid point that changes ``data.*`` re-runs ``prepare``, which in DVC's queue runs in a temporary copy of the
+    repo: a data path that leaves the repo (``../shared/data/...``) does not resolve there. Refused, naming both."""
+    changes = sorted({key for point in points for key in point if key.startswith("data.")})
+    if not changes:
+        return
+    data = yaml.safe_load(params_path.read_text()).get("data", {})
+    top = root.resolve()
+    outside = {key: path for key, path in data_paths(data).items()
+               if not Path(path).is_absolute() and not (top / path).resolve().is_relative_to(top)}
+    if outside:
+        key, path = next(iter(outside.items()))
+        raise DistilleryError(
+            f"GRID changes {', '.join(changes)}, which re-runs prepare, and {key} = {path!r} lies outside the repo: "
+            "queued experiments run in a temporary copy of the repo where that path does not resolve. Run these "
+            "points one at a time with `dvc exp run -S ...` in the workspace, or give the data an absolute path")
+
+
 def untracked_code(root: Path = Path(".")) -> list[str]:
     """Untracked, not ignored files under the pipeline's code or params (``git ls-files --others``)."""
     result = subprocess.run(
@@ -152,6 +183,7 @@ def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> tuple[str, dic
     refuse_untracked()
     groups = parse_grid(grid)
     points = check_grid(groups, Path("params.yaml"))
+    refuse_data_outside_repo(points, Path("params.yaml"))
     print(f"sweep: {len(points)} experiments from {grid!r}", flush=True)
     print("sweep: reproducing the workspace so shared stages run once (dvc repro)", flush=True)
     if subprocess.run(["dvc", "repro"]).returncode != 0:

@@ -328,3 +328,18 @@ def test_an_experiment_without_metrics_is_named_missing_and_the_sweep_fails(tmp_
     assert "sweep: experiment e4 finished but has no metrics: `dvc exp show --json` does not list it" in \
         capsys.readouterr().err
     assert "4 experiments queued, 3 with metrics, **1 missing**." in (tmp_path / "reports/sweep.md").read_text()
+
+
+def test_a_grid_over_data_with_data_outside_the_repo_is_refused(tmp_path):
+    from distillery.experiments.sweep import refuse_data_outside_repo
+
+    (tmp_path / "repo").mkdir()
+    params = tmp_path / "repo" / "params.yaml"
+    params.write_text(yaml.safe_dump({"data": {"source": "files", "files": {
+        "train": "../shared/train.tsv", "validation": "data/validation.tsv"}, "transfer": {"augment": 1}}}))
+    with pytest.raises(DistilleryError, match=r"data.transfer.augment, which re-runs prepare, and data.files.train = "
+                                              r"'../shared/train.tsv' lies outside the repo"):
+        refuse_data_outside_repo([{"data.transfer.augment": 0}], params, tmp_path / "repo")
+    refuse_data_outside_repo([{"kd.T": 2.0}], params, tmp_path / "repo")  # prepare does not re-run
+    params.write_text(yaml.safe_dump({"data": {"source": f"file:{tmp_path / 'all.csv'}"}}))  # absolute: resolves
+    refuse_data_outside_repo([{"data.split_seed": 1}], params, tmp_path / "repo")
