@@ -21,7 +21,7 @@ from collections import defaultdict
 import numpy as np
 
 from ..errors import DistilleryError
-from .validation import check_splits_not_empty, check_stratifiable
+from .splitting import split_indices
 
 
 def normalised(text: str) -> str:
@@ -77,8 +77,6 @@ def sentence_split_indices(texts: list[str], labels: np.ndarray, data_params: di
     the number of train phrases left out because they lie only inside validation sentences. ``test_mask``: the
     rows of the source's held-out split (the prepared test split); None: test is a stratified
     ``data.test_fraction`` of the sentences too, with the same rule for its phrases."""
-    from sklearn.model_selection import train_test_split
-
     labels = np.asarray(labels)
     texts = [normalised(t) for t in texts]
     rows = np.arange(len(texts))
@@ -86,35 +84,19 @@ def sentence_split_indices(texts: list[str], labels: np.ndarray, data_params: di
     pool = rows[~held]
     is_sentence = np.zeros(len(texts), bool)
     is_sentence[pool] = sentence_rows([texts[i] for i in pool])
-    sentences = rows[is_sentence]
-    phrases = pool[~is_sentence[pool]]
-    seed = data_params["split_seed"]
-    held_out = {}
-    try:
-        if test_mask is None:
-            check_stratifiable(labels[sentences], data_params["test_fraction"], "test", source, label_names)
-            sentences, held_out["test"] = train_test_split(
-                sentences, test_size=data_params["test_fraction"], stratify=labels[sentences], random_state=seed)
-        check_stratifiable(labels[sentences], data_params["validation_fraction"], "validation", source, label_names)
-        train_sentences, held_out["validation"] = train_test_split(
-            sentences, test_size=data_params["validation_fraction"], stratify=labels[sentences], random_state=seed)
-    except ValueError as exc:
-        raise DistilleryError(f"{source}: cannot split {len(sentences)} sentences: {exc}") from None
+    sentences, phrases = rows[is_sentence], pool[~is_sentence[pool]]
+    drawn = np.r_[sentences, rows[held]]  # the rows split_indices splits: the sentences, then the held-out test rows
+    index = split_indices(labels[drawn], data_params, None if test_mask is None else held[drawn], source, label_names)
+    train_sentences = drawn[index["train"]]
+    held_out = {split: drawn[index[split]] for split in ("test", "validation")}
 
     train_index = _Index([texts[i] for i in train_sentences])
-    held_index = {split: _Index([texts[i] for i in idx]) for split, idx in held_out.items()}
     left_out = 0
-    for split in ("test", "validation"):
-        if split not in held_index:
-            continue
-        inside = np.array([held_index[split].contains(texts[i]) for i in phrases], bool)
+    for split in ("test", "validation") if test_mask is None else ("validation",):  # the splits made of sentences
+        held_index = _Index([texts[i] for i in held_out[split]])
+        inside = np.array([held_index.contains(texts[i]) for i in phrases], bool)
         kept = np.array([train_index.contains(texts[i]) for i in phrases[inside]], bool)
         left_out += int((~kept).sum())
         phrases = np.concatenate([phrases[~inside], phrases[inside][kept]])
-    index = {
-        "train": np.sort(np.concatenate([train_sentences, phrases])),
-        "validation": np.sort(held_out["validation"]),
-        "test": np.sort(held_out["test"] if test_mask is None else rows[held]),
-    }
-    check_splits_not_empty({name: len(r) for name, r in index.items()}, source)
-    return index, left_out
+    return {"train": np.sort(np.concatenate([train_sentences, phrases])),
+            "validation": np.sort(held_out["validation"]), "test": np.sort(held_out["test"])}, left_out
