@@ -22,8 +22,11 @@ def test_sst2_transfer_preset_gives_the_rest_of_train_as_unlabelled_rows(tmp_pat
     assert prepared.meta["sizes"]["train"] == 10_000 and prepared.meta["sizes"]["test"] == 872
     transfer = build_transfer(params["data"], prepared, REPO)
     counts = transfer.meta["counts"]
-    # SST-2 train has 67,349 sentences; 1.5 % of them are the validation split
-    assert counts["rest"] == 67_349 - prepared.meta["sizes"]["validation"] - 10_000
+    # SST-2 train has 67,349 rows: 861 validation sentences (12.5 % of its 6,885 sentences), the 6,986 phrases
+    # found only inside them (data.validation_split: sentences), the 10,000 labelled rows, and the rest
+    assert prepared.meta["sizes"]["validation"] == 861
+    assert "less 6,986 phrases found only inside validation sentences" in prepared.meta["split_origin"]["train"]
+    assert counts["rest"] == 67_349 - 861 - 6_986 - 10_000
     assert 9_000 < counts["augment"] <= 10_000
     labelled = np.concatenate([s.ids for s in prepared.splits.values()])
     assert not np.intersect1d(transfer.ids, labelled).size and len(np.unique(transfer.ids)) == len(transfer)
