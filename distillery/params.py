@@ -286,6 +286,11 @@ def _check_models(params: dict, source: str) -> None:
     if student["init_from_teacher_layers"] and (student["pretrained"] or student["tokenizer"]):
         raise DistilleryError(f"{source}: student.model.init_from_teacher_layers builds the student from the teacher's "
                               "config and tokenizer: leave student.model.pretrained and .tokenizer unset")
+    if student["init_embeddings"] and (student["arch"] != "hf" or student["pretrained"]
+                                       or student["init_from_teacher_layers"]):
+        raise DistilleryError(f"{source}: student.model.init_embeddings starts the embeddings of a text student built "
+                              "from a config (arch hf, config, tokenizer): not with pretrained or "
+                              "init_from_teacher_layers, which bring their own")
     if params["teacher"]["model"]["arch"] == "hf" and not params["teacher"]["finetune"] \
             and not params["teacher"]["model"]["pretrained"]:
         raise DistilleryError(f"{source}: teacher.finetune = false needs teacher.model.pretrained (a trained model)")

@@ -160,6 +160,9 @@ def _describe_model(spec: dict) -> str:
             text = f"`{spec['pretrained']}`"
         else:
             text = "built from the config " + ", ".join(f"{k} {v}" for k, v in (spec["config"] or {}).items())
+            if spec.get("init_embeddings"):
+                text += (f"; embeddings started from `{spec['init_embeddings']}`'s, projected to the hidden size "
+                         "(student.model.init_embeddings)")
         return f"{text}; max_length {spec['max_length']}"
     if spec["arch"] == "mlp":
         hidden = "-".join(map(str, spec["hidden_sizes"]))

@@ -37,4 +37,7 @@ def student_model_block() -> dict:
         **model_block("mlp", [16], 0.0),
         "init_from_teacher_layers": Field(LIST, _layers, None, nullable=True,
                                           help="hf: copy embeddings, these teacher layers and the head"),
+        "init_embeddings": Field(STR, None, None, nullable=True,
+                                 help="hf, built from config: start the embeddings from this checkpoint's, projected "
+                                      "to hidden_size (same vocabulary)"),
     }

