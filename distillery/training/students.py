@@ -286,7 +286,7 @@ def prepare_teacher(method: Method, hp: dict, make_student, student_tokenizer, t
 def text_student(spec: dict, prepared: Prepared, teacher_dir: Path):
     """``make_model`` for a text student and the text-only ``train_once`` arguments (its tokenizer and
     the padding collator), plus ``key``: what the run fingerprint needs beyond the params (the teacher
-    the student copies layers from)."""
+    the student copies layers from, or the embeddings it starts from: ``student.model.init_embeddings``)."""
     from ..models.zoo import load_model
     from .teacher import text_collator
     from ..models.text import saved_tokenizer
