@@ -63,8 +63,8 @@ def load_projected(source: str, width: int, student_tokenizer, where: str) -> di
     path = resolve_pretrained(source)
     check_safetensors(path)
     tokenizer = checkpoint_tokenizer(path, where=f"{where} = {source!r}")
-    if tokenizer.get_vocab() != student_tokenizer.get_vocab():
-        theirs, ours = tokenizer.get_vocab(), student_tokenizer.get_vocab()
+    theirs, ours = tokenizer.get_vocab(), student_tokenizer.get_vocab()
+    if theirs != ours:
         differ = sorted(set(theirs.items()) ^ set(ours.items()), key=lambda item: item[1])[:3]
         raise DistilleryError(f"{where} = {source!r}: its vocabulary ({len(theirs):,} tokens) is not the student "
                               f"tokenizer's ({len(ours):,}), e.g. {differ}: embedding rows would mean other tokens; "

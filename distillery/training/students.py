@@ -297,9 +297,12 @@ def text_student(spec: dict, prepared: Prepared, teacher_dir: Path):
         tokenizer = text_tokenizer(spec, "student.model")
         embeddings = None
         if spec["init_embeddings"]:
+            from transformers import AutoConfig
+
             from ..models.embeddings import load_projected
 
-            width = build_text_model(spec, prepared.label_names, "student.model")[0].config.hidden_size
+            config = dict(spec["config"])  # its width, without building the weights
+            width = AutoConfig.for_model(config.pop("model_type"), **config).hidden_size
             embeddings = load_projected(spec["init_embeddings"], width, tokenizer, "student.model.init_embeddings")
 
         def make_model():
