@@ -158,6 +158,18 @@ def device_facts() -> dict:
     return facts
 
 
+def scores(work: Path, name: str, done: list[str]) -> dict:
+    """The preset's ``reports/metrics.json`` and test errors (beside the paper's), once its ``evaluate`` stage has
+    run in this check; before that the copy's file is the committed default's, which says nothing of the preset."""
+    if "evaluate" not in done:
+        return {}
+    metrics = json.loads((work / "reports/metrics.json").read_text())
+    found = {"metrics": metrics, "test_errors": {who: metrics[who].get("errors") for who in ("teacher", "kd", "hard")}}
+    if name in PAPER_TEST_ERRORS:
+        found["paper_test_errors"] = PAPER_TEST_ERRORS[name]
+    return found
+
+
 def run_preset(name: str, sets: list[str], share_s: float, deadline: float, args, out: Path, facts: dict) -> dict:
     """One preset in a fresh copy, stage by stage; the record is saved after every stage."""
     result = {"preset": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **facts,
@@ -178,7 +190,7 @@ def run_preset(name: str, sets: list[str], share_s: float, deadline: float, args
                    "steps": dict(zip(("teacher", "students"), training_steps(params))),
                    "precision": params["train"]["precision"], "seconds": {}}
         save()
-        start = time.perf_counter()
+        start, done = time.perf_counter(), []
         for stage in stages:
             left = deadline - time.monotonic()
             log = out / "logs" / f"{name}-{stage}.log"
@@ -190,6 +202,8 @@ def run_preset(name: str, sets: list[str], share_s: float, deadline: float, args
                 result["cut_short"] = f"the budget ran out during stage {stage!r}"
             elif returncode:
                 result["failed"] = f"stage {stage!r} exited {returncode}: see {log}"
+            else:
+                done.append(stage)
             result["seconds"][stage] = round(time.perf_counter() - t0, 2)
             print(f"{name} {stage}: {result['seconds'][stage]:.1f} s", flush=True)
             save()
@@ -197,12 +211,7 @@ def run_preset(name: str, sets: list[str], share_s: float, deadline: float, args
                 break
         result["seconds"]["total"] = round(time.perf_counter() - start, 2)
         result["ms_per_step"] = step_costs(work)
-        metrics = work / "reports/metrics.json"
-        if metrics.exists():
-            result["metrics"] = json.loads(metrics.read_text())
-            result["test_errors"] = {who: result["metrics"][who].get("errors") for who in ("teacher", "kd", "hard")}
-            if name in PAPER_TEST_ERRORS:
-                result["paper_test_errors"] = PAPER_TEST_ERRORS[name]
+        result |= scores(work, name, done)
         save()
     return result
 

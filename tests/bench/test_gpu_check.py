@@ -1,9 +1,10 @@
 """bench/gpu_check.py: how a budget becomes each preset's schedule, and where the shared data is read."""
+import json
 from pathlib import Path
 
 import pytest
 
-from bench.gpu_check import (PRESETS_DIR, allocate, estimate_s, fraction_for, point_at, schedule_sets,
+from bench.gpu_check import (PRESETS_DIR, allocate, estimate_s, fraction_for, point_at, schedule_sets, scores,
                              training_steps)
 from distillery.experiments.presets import resolve
 
@@ -44,6 +45,19 @@ def test_shared_data_paths_point_at_the_given_folder():
     moved = point_at(params, Path("/data"))
     assert moved["data"]["files"] == {"train": "/data/sst2_train.tsv.gz", "validation": "/data/sst2_validation.tsv.gz"}
     assert point_at({"data": {"source": "npz:../shared/data/mnist.npz"}}, Path("/d")) == {"data": {"source": "npz:/d/mnist.npz"}}
+
+
+def test_scores_are_read_only_once_the_preset_was_evaluated(tmp_path):
+    """A check cut short before ``evaluate`` must not report the copy's committed metrics (the default's) as the
+    preset's."""
+    (tmp_path / "reports").mkdir()
+    metrics = {who: {"accuracy": 0.99, "errors": errors} for who, errors in (("teacher", 60), ("kd", 70), ("hard", 140))}
+    (tmp_path / "reports/metrics.json").write_text(json.dumps(metrics))
+    assert scores(tmp_path, "mnist-hinton", ["prepare", "teacher", "distill"]) == {}
+    found = scores(tmp_path, "mnist-hinton", ["prepare", "teacher", "distill", "hard_baseline", "evaluate"])
+    assert found["test_errors"] == {"teacher": 60, "kd": 70, "hard": 140}
+    assert found["paper_test_errors"] == {"teacher": 67, "hard": 146, "kd": 74} and found["metrics"] == metrics
+    assert "paper_test_errors" not in scores(tmp_path, "sst2-minilm-transfer", ["evaluate"])
 
 
 def test_a_stage_past_its_time_is_stopped_with_its_children(tmp_path):
