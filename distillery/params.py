@@ -133,12 +133,19 @@ def _validate_pipeline(raw: dict, source: str) -> dict:
     return params
 
 
+ENTRY = (bool, int, float, str)  # an entry of a free mapping: student.model.config.num_hidden_layers
+
+
 def param_field(path: str, where: str) -> Field:
-    """The schema ``Field`` of a dotted param path such as ``kd.T``; an unknown path or a group is an error."""
+    """The schema ``Field`` of a dotted param path such as ``kd.T``; an unknown path or a group is an error. A key
+    inside a free mapping (``student.model.config.num_hidden_layers``: a Hugging Face config override) has no
+    schema of its own: its Field takes any scalar (``ENTRY``), and the whole params check its value."""
     import difflib
 
     node: Field | dict = SCHEMA
     for depth, name in enumerate(path.split(".")):
+        if isinstance(node, Field) and node.types == (dict,):
+            return Field(ENTRY, help=f"an entry of the mapping {'.'.join(path.split('.')[:depth])}")
         if not isinstance(node, dict) or name not in node:
             prefix = ".".join(path.split(".")[:depth])
             if not isinstance(node, dict):
@@ -170,16 +177,17 @@ def tune_space(params: dict, raw: dict | None, source: str) -> dict[str, tuple]:
             space[path] = ("choices", values)
         elif isinstance(spec, list) and len(spec) in (2, 3) and (len(spec) == 2 or spec[2] == "log"):
             low, high = spec[:2]
-            if field.types not in (INT, FLOAT):
+            if field.types not in (INT, FLOAT, ENTRY):
                 raise DistilleryError(f"{where} = {spec!r}: a range needs a numeric param; use {{choices: [...]}}")
             if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
                 raise DistilleryError(f"{where} = {spec!r}: the ends of a range must be numbers")
+            integers = field.types == INT or (field.types == ENTRY and all(isinstance(v, int) for v in (low, high)))
             if not low < high:
                 raise DistilleryError(f"{where} = {spec!r}: empty range (low must be < high)")
             if len(spec) == 3 and low <= 0:
                 raise DistilleryError(f"{where} = {spec!r}: a log range needs low > 0")
             values = [low, high]
-            space[path] = ("int" if field.types == INT else "float", low, high, len(spec) == 3)
+            space[path] = ("int" if integers else "float", low, high, len(spec) == 3)
         else:
             raise DistilleryError(f"{where} = {spec!r}: must be [low, high], [low, high, log] or {{choices: [...]}}")
         for value in values:

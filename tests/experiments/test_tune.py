@@ -119,6 +119,48 @@ def test_each_trial_samples_with_its_own_seed_whichever_worker_runs_it():
     assert distributions["kd.T"].log and isinstance(first["train.max_steps"], int) and first["kd.method"] in ("kd", "dkd")
 
 
+TEXT_STUDENT = {"teacher": {"model": {"arch": "hf", "pretrained": "teacher-checkpoint"}},
+                "student": {"model": {"arch": "hf", "tokenizer": "teacher",
+                                      "config": {"model_type": "bert", "num_hidden_layers": 2}}},
+                "data": {"source": "file:sentences.tsv", "text_column": "sentence"}}
+
+
+def test_a_key_of_a_model_config_is_tuned_as_the_range_its_ends_give():
+    """``student.model.config`` is a free mapping (Hugging Face config overrides): its keys have no schema, so a
+    range of integers is an integer range (a depth), one with a float end a float range (a dropout)."""
+    from distillery.params import tune_space
+    from ..conftest import deep_merge
+
+    raw = deep_merge(TEXT_STUDENT, {"tune": {"space": {
+        "student.model.config.num_hidden_layers": [1, 4], "student.model.config.hidden_dropout_prob": [0, 0.3],
+        "student.model.config.hidden_act": {"choices": ["gelu", "relu"]}}}})
+    space = tune_space(validate(raw), raw, "params.yaml")
+    assert space == {"student.model.config.num_hidden_layers": ("int", 1, 4, False),
+                     "student.model.config.hidden_dropout_prob": ("float", 0, 0.3, False),
+                     "student.model.config.hidden_act": ("choices", ["gelu", "relu"])}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    assert isinstance(suggest(trial, "student.model.config.num_hidden_layers", space[
+        "student.model.config.num_hidden_layers"]), int)
+    assert _override("student.model.config.num_hidden_layers", 3) == "++student.model.config.num_hidden_layers=3"
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"student.model.config.num_hidden_layers": ["1", 4]}, r"the ends of a range must be numbers"),
+    ({"student.model.config.model_type": {"choices": ["bert", None]}}, r"choices must be a non-empty list of distinct "
+                                                                         r"scalars"),
+    ({"student.model.config.model_type": {"choices": ["bert", ""]}}, r"tune.space.student.model.config.model_type: "
+                                                                     r"'' is not a valid value \(.*model_type"),
+    ({"student.model.arch.depth": [1, 4]}, r"tune.space.student.model.arch.depth: student.model.arch is a param, "
+                                           r"not a group"),
+])
+def test_a_bad_range_on_a_config_key_is_refused_naming_it(space, message):
+    from ..conftest import deep_merge
+
+    with pytest.raises(DistilleryError, match=message):
+        validate(deep_merge(TEXT_STUDENT, {"tune": {"space": space}}))
+
+
 def test_overrides_add_keys_params_yaml_leaves_to_their_defaults():
     assert _override("kd.T", 2.5) == "++kd.T=2.5"
     assert _override("train.max_steps", 30) == "++train.max_steps=30"
