@@ -124,6 +124,7 @@ def _validate_pipeline(raw: dict, source: str) -> dict:
         if params["teacher"]["generate"]["sequences"] or "generated" in get_method(params["kd"]["method"]).needs:
             raise DistilleryError(f"{source}: teacher.generate and kd.method = 'seqkd' (the teacher's generated "
                                   "sequences) are for language models: task = 'causal_lm'")
+    _check_config_keys(params, source)
     transfer_on = any(params["data"]["transfer"][k] for k in ("rest", "source", "augment"))
     if params["kd"]["method"] == "multi_teacher" and transfer_on:
         raise DistilleryError(f"{source}: kd.method = 'multi_teacher' with data.transfer: the teachers.<name> are "
@@ -203,6 +204,23 @@ def tune_space(params: dict, raw: dict | None, source: str) -> dict[str, tuple]:
                 raise DistilleryError(f"{where}: {value!r} is not a valid value "
                                       f"({str(exc).removeprefix('@: ')})") from None
     return space
+
+
+def _check_config_keys(params: dict, source: str) -> None:
+    """Every key of a Hugging Face model's ``config`` overrides is a setting of its config class (a typo would
+    otherwise build a model of the default size)."""
+    models = [("teacher", params["teacher"]), ("student", params["student"]),
+              *((f"teachers.{name}", block) for name, block in params["teachers"].items())]
+    if not any(block["model"]["arch"] == "hf" and block["model"]["config"] for _, block in models):
+        return
+    from .models.configs import check_config_overrides
+
+    for role, block in models:
+        if block["model"]["arch"] == "hf":
+            try:
+                check_config_overrides(block["model"], f"{role}.model")
+            except DistilleryError as exc:
+                raise DistilleryError(f"{source}: {exc}") from None
 
 
 def _check_top_k(params: dict, source: str) -> None:
