@@ -1,4 +1,4 @@
-"""The keys a Hugging Face config override (``student.model.config``) may set.
+"""What a Hugging Face config override (``student.model.config``) may set.
 
 ``AutoConfig`` keeps any keyword it does not know as an extra attribute, so a typo (``num_hiden_layers: 4``)
 builds a model of the default size without a word. Here every override is checked against the settings of the
@@ -38,7 +38,8 @@ def check_config_overrides(spec: dict, where: str) -> None:
     """Refuse a key of ``spec["config"]`` (a ``*.model`` block with ``arch: hf``) that its config class does not
     have, naming it and the closest setting, and a value the class refuses (Hugging Face's configs check each
     value's type: ``num_hidden_layers: "4"``). The class comes from ``config.model_type``, else from the local
-    checkpoint's ``config.json`` (whose own keys count as known too); a Hub id's overrides are not checked."""
+    checkpoint's ``config.json`` (whose own keys count as known too); a Hub id's overrides, and those of a checkpoint
+    whose config class is its own code, are not checked."""
     overrides = dict(spec.get("config") or {})
     base = checkpoint_config(spec["pretrained"]) if spec.get("pretrained") else None
     model_type = overrides.get("model_type") or (base or {}).get("model_type")
@@ -48,6 +49,8 @@ def check_config_overrides(spec: dict, where: str) -> None:
     from transformers import CONFIG_MAPPING
 
     if model_type not in CONFIG_MAPPING:
+        if "model_type" not in overrides:
+            return  # the checkpoint's own code (trust_remote_code) defines its config class
         close = difflib.get_close_matches(str(model_type), list(CONFIG_MAPPING.keys()), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise DistilleryError(f"{where}.config.model_type = {model_type!r}: not a model type of transformers{hint}")

@@ -47,8 +47,10 @@ def test_a_local_checkpoint_gives_the_class_and_its_own_keys(tmp_path):
         check_config_overrides({**spec, "config": {"hidden_dropout_prob": "high"}}, "teacher.model")
 
 
-def test_a_hub_id_is_not_read_and_not_checked():
+def test_a_hub_id_and_a_checkpoint_with_its_own_config_class_are_not_checked(tmp_path):
     check_config_overrides({"pretrained": "someone/some-model", "config": {"anything": 1}}, "teacher.model")
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "my-own", "auto_map": {}}))
+    check_config_overrides({"pretrained": str(tmp_path), "config": {"anything": 1}}, "teacher.model")
 
 
 def test_validation_refuses_the_typo_before_any_work():
