@@ -124,6 +124,7 @@ def _validate_pipeline(raw: dict, source: str) -> dict:
         if params["teacher"]["generate"]["sequences"] or "generated" in get_method(params["kd"]["method"]).needs:
             raise DistilleryError(f"{source}: teacher.generate and kd.method = 'seqkd' (the teacher's generated "
                                   "sequences) are for language models: task = 'causal_lm'")
+    _check_arch_fields(raw or {}, params, source)
     _check_config_keys(params, source)
     _check_package_sources(params, source)
     transfer_on = any(params["data"]["transfer"][k] for k in ("rest", "source", "augment"))
@@ -205,6 +206,30 @@ def tune_space(params: dict, raw: dict | None, source: str) -> dict[str, tuple]:
                 raise DistilleryError(f"{where}: {value!r} is not a valid value "
                                       f"({str(exc).removeprefix('@: ')})") from None
     return space
+
+
+def _check_arch_fields(raw: dict, params: dict, source: str) -> None:
+    """A model param that the model's ``arch`` does not read, set in params.yaml to other than its default, is
+    refused, not ignored (``student.model.hidden_size`` is the CNN's dense width; an MLP's are ``hidden_sizes``).
+    params.yaml lists every param, so a value at its default says nothing."""
+    import difflib
+
+    from .models.params import ARCH_FIELDS
+
+    given = [("teacher", "teacher", (raw.get("teacher") or {}).get("model") or {}),
+             ("student", "student", (raw.get("student") or {}).get("model") or {})]
+    given += [(f"teachers.{name}", "teacher", (overrides or {}).get("model") or {})
+              for name, overrides in (raw.get("teachers") or {}).items()]
+    readers = {key: [arch for arch, keys in ARCH_FIELDS.items() if key in keys] for keys in ARCH_FIELDS.values()
+               for key in keys}
+    for role, schema_role, block in given:
+        arch = (params["teachers"][role.split(".", 1)[1]] if role.startswith("teachers.") else params[role])["model"]["arch"]
+        for key, value in block.items():
+            if key in readers and arch not in readers[key] and value != SCHEMA[schema_role]["model"][key].default:
+                close = difflib.get_close_matches(key, ARCH_FIELDS[arch], n=1)
+                hint = f"; did you mean {role}.model.{close[0]}?" if close else ""
+                raise DistilleryError(f"{source}: {role}.model.{key} = {value!r}: read by {' and '.join(readers[key])} "
+                                      f"models only, and {role}.model.arch is {arch!r}{hint}")
 
 
 def _check_config_keys(params: dict, source: str) -> None:

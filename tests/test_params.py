@@ -134,3 +134,31 @@ def test_a_package_checkpoint_that_is_not_there_is_refused_at_validation(changes
     validate(TEXT)
     with pytest.raises(DistilleryError, match=message):
         validate(deep_merge(TEXT, changes), "my.yaml")
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"student": {"model": {"hidden_size": 128}}},
+     r"^my.yaml: student.model.hidden_size = 128: read by cnn models only, and student.model.arch is 'mlp'; did you "
+     r"mean student.model.hidden_sizes\?$"),
+    ({"student": {"model": {"arch": "cnn", "hidden_sizes": [8]}}},
+     r"student.model.hidden_sizes = \[8\]: read by mlp models only, and student.model.arch is 'cnn'"),
+    ({"student": {"model": {"config": {"num_hidden_layers": 4}}}},
+     r"student.model.config = \{'num_hidden_layers': 4\}: read by hf models only, and student.model.arch is 'mlp'"),
+    ({"teacher": {"model": {"channels": [8, 8]}}}, r"teacher.model.channels = \[8, 8\]: read by cnn models only"),
+    ({"teachers": {"big": {"model": {"arch": "cnn", "hidden_sizes": [64]}}}},
+     r"teachers.big.model.hidden_sizes = \[64\]: read by mlp models only, and teachers.big.model.arch is 'cnn'"),
+    ({"student": {"model": {"dropout": 0.3, "arch": "hf", "pretrained": "x"}}, "teacher": {"model": {
+        "arch": "hf", "pretrained": "x"}}, "data": {"source": "file:a.csv"}},
+     r"student.model.dropout = 0.3: read by mlp and cnn models only, and student.model.arch is 'hf'"),
+])
+def test_a_model_param_its_arch_does_not_read_is_refused_not_ignored(raw, message):
+    with pytest.raises(DistilleryError, match=message):
+        validate(raw, "my.yaml")
+
+
+def test_model_params_at_their_defaults_are_kept_whatever_the_arch():
+    """params.yaml lists every param: the MLP's default widths beside a CNN say nothing."""
+    from distillery.params import SCHEMA
+
+    assert validate({"student": {"model": {"arch": "cnn", "hidden_sizes": [16], "hidden_size": 32}}})
+    assert SCHEMA["student"]["model"]["hidden_sizes"].default == [16]

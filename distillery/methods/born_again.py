@@ -41,9 +41,10 @@ def _check_params(params):
     if student["init_from_teacher_layers"]:
         return ("each generation starts from its own initialisation: leave student.model.init_from_teacher_layers "
                 "unset")
-    from ..models.zoo import ARCH_OPTIONS  # models imports transformers: only when a born_again run is checked
+    from ..models.params import ARCH_FIELDS
 
-    keys = ("arch", *ARCH_OPTIONS.get(teacher["arch"], TEXT_OPTIONS))  # what builds the teacher's architecture
+    # what builds the teacher's architecture
+    keys = ("arch", *(TEXT_OPTIONS if teacher["arch"] == "hf" else ARCH_FIELDS[teacher["arch"]]))
     differ = [f"student.model.{k} {student[k]!r} vs teacher.model.{k} {teacher[k]!r}"
               for k in keys if student[k] != teacher[k]]
     if differ:

@@ -13,6 +13,11 @@ def _layers(v):
     return None
 
 
+# the params of a model block each architecture reads; another one set in params.yaml would be ignored: refused
+ARCH_FIELDS = {"mlp": ("hidden_sizes", "dropout"), "cnn": ("channels", "hidden_size", "dropout"),
+               "hf": ("pretrained", "config", "tokenizer", "max_length", "init_from_teacher_layers", "init_embeddings")}
+
+
 def model_block(arch: str, hidden: list[int], dropout: float) -> dict:
     """The ``model`` block of a teacher or student with its defaults: an MLP, a CNN or a Hugging Face model."""
     return {

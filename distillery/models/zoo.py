@@ -20,6 +20,7 @@ from transformers import (
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from ..errors import DistilleryError
+from .params import ARCH_FIELDS
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
@@ -128,13 +129,12 @@ AutoModelForSequenceClassification.register(MLPConfig, MLPForClassification)
 AutoModelForSequenceClassification.register(CNNConfig, CNNForClassification)
 
 ARCHITECTURES = {"mlp": (MLPConfig, MLPForClassification), "cnn": (CNNConfig, CNNForClassification)}
-ARCH_OPTIONS = {"mlp": ("hidden_sizes", "dropout"), "cnn": ("channels", "hidden_size", "dropout")}
 
 
 def build_model(spec: dict, input_shape: list[int], label_names: list[str]) -> PreTrainedModel:
     """A freshly initialised model from a ``teacher.model`` / ``student.model`` param block."""
     config_cls, model_cls = ARCHITECTURES[spec["arch"]]
-    options = {k: spec[k] for k in ARCH_OPTIONS[spec["arch"]] if k in spec}
+    options = {k: spec[k] for k in ARCH_FIELDS[spec["arch"]] if k in spec}
     config = config_cls(
         input_shape=input_shape,
         num_labels=len(label_names),
