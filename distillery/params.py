@@ -234,7 +234,7 @@ def _check_arch_fields(raw: dict, params: dict, source: str) -> None:
 
 def _check_config_keys(params: dict, source: str) -> None:
     """Every key of a Hugging Face model's ``config`` overrides is a setting of its config class (a typo would
-    otherwise build a model of the default size)."""
+    otherwise build a model of the default size), with a value the class accepts (``models.configs``)."""
     models = [("teacher", params["teacher"]), ("student", params["student"]),
               *((f"teachers.{name}", block) for name, block in params["teachers"].items())]
     if not any(block["model"]["arch"] == "hf" and block["model"]["config"] for _, block in models):
