@@ -24,6 +24,7 @@ from transformers.modeling_outputs import CausalLMOutput, SequenceClassifierOutp
 from ..data.augment import Jittered
 from ..data.prepared import UNLABELLED
 from ..methods.base import HARD, Method, StepInputs
+from ..models.zoo import SteadyTrainMode
 
 # Each step, accelerate asks importlib whether the package lomo_optim is installed (twice: 0.2 ms on two CPU cores,
 # half a small student's step) and transformers parses SageMaker's variables; neither answer changes during a run
@@ -84,7 +85,7 @@ def accuracy_metric(eval_pred) -> dict:
 GREATER_IS_BETTER = {"accuracy": True, "nll": False}  # the metrics a checkpoint can be selected by
 
 
-class Distillee(nn.Module):
+class Distillee(SteadyTrainMode, nn.Module):
     """What the Trainer optimises when a method trains more than the student: the student, its
     trainable ``helpers`` (saved in checkpoints, so a resumed run continues them, but not with the
     student) and its ``peers`` (a cohort; the student is peer 0). ``forward`` runs the student

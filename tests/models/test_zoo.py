@@ -42,6 +42,19 @@ def test_labels_give_cross_entropy_loss():
     torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, y))
 
 
+@pytest.mark.parametrize("arch", ["mlp", "cnn"])
+def test_train_and_eval_set_every_submodule(arch):
+    model = build_model({"arch": arch, "hidden_sizes": [4], "dropout": 0.5}, [8, 8], LABELS)
+    modes = lambda: {module.training for module in model.modules()}  # noqa: E731
+    assert model.train() is model and modes() == {True}
+    assert model.train() is model and modes() == {True}  # already training: returned at once
+    assert model.eval() is model and modes() == {False}
+    model.train()
+    model.net[-1].eval()  # one submodule out of step: train() sets it again
+    model.train()
+    assert modes() == {True}
+
+
 def test_same_seed_same_init():
     from transformers import set_seed
 
