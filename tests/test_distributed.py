@@ -101,8 +101,11 @@ def students(repo, logits):
 
 
 def leftovers(repo) -> list[str]:
-    """Temporaries of atomic writes and training runs left behind."""
-    return [str(p) for p in repo.rglob("*.tmp")] + [str(p) for p in (repo / ".cache/checkpoints").glob("*/*")]
+    """Temporaries of atomic writes, and training runs left behind unfinished or with their checkpoints (finished
+    students' runs are kept for a re-run with more seeds)."""
+    runs = [run for run in (repo / ".cache/checkpoints").glob("*/*") if run.is_dir()]
+    return [str(p) for p in repo.rglob("*.tmp")] + [str(run) for run in runs
+                                                    if not (run / "model").is_dir() or (run / "trainer").exists()]
 
 
 @pytest.mark.slow

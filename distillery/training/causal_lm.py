@@ -25,7 +25,7 @@ from ..methods import HARD, Method
 from ..models.causal_lm import build_causal_lm, check_same_vocabulary, checked_checkpoint_config, has_next, \
     padded
 from ..token_logits import TokenLogits, check_token_top_k, load_token_logits
-from .runs import CHECKPOINT_ROOT, seeded, train_once
+from .runs import CHECKPOINT_ROOT, run_conditions, seeded, train_once
 
 METRIC = "nll"  # language models are selected by the validation NLL per token
 
@@ -209,7 +209,7 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
     with_curves = live_root is not None
     runs: dict[int, list[Path]] = {}
     for seed in params["train"]["seeds"]:
-        run_id = fingerprint({"model": spec}, params["train"], seed, *data_key, with_curves, *run_parts)
+        run_id = fingerprint({"model": spec}, run_conditions(params), seed, *data_key, with_curves, *run_parts)
         runs[seed] = [CHECKPOINT_ROOT / method.name / run_id]
         train_once(runs[seed][0], lambda: build_causal_lm(spec, tokenizer, max_length, "student.model"), seed=seed,
                    with_curves=with_curves, tokenizer=tokenizer, select=params["train"]["select"],

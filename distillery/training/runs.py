@@ -1,8 +1,9 @@
 """The run lifecycle: where a training run keeps its checkpoints, how a killed run resumes, and
-how its results are kept until the stage copies them to its outputs.
+how its results are kept after the stage copies them to its outputs.
 
 A run directory (under ``CHECKPOINT_ROOT``, outside every DVC output) is named by a
-``fingerprint`` (``distillery.io``) of everything the training depends on, so a re-run after ``kill -9`` finds it.
+``fingerprint`` (``distillery.io``) of everything the training depends on, so a re-run after ``kill -9`` finds it,
+and so does the next run with the same params and more ``train.seeds`` (``run_conditions``, ``keep_published``).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+import torch
 from transformers import set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -19,6 +21,7 @@ from ..data.checkpoints import save_tokenizer
 from ..io import SELECTION_FILE, TIMINGS_ROOT, atomic_dir, atomic_path, write_json
 
 CHECKPOINT_ROOT = Path(".cache/checkpoints")
+PUBLISHED = CHECKPOINT_ROOT / "published"  # per output directory: the runs last published to it, kept
 TRAINER_STATE = "trainer_state.json"
 FINISHED_MODEL, CURVES, TIMINGS, TRAINER_OUTPUT = "model", "live", "timings.json", "trainer"
 TIMING_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second")  # of the Trainer's log keys
@@ -159,6 +162,32 @@ def checkpoint_step(checkpoint: Path) -> int:
     return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"]
 
 
+def run_conditions(params: dict) -> dict:
+    """What one seed's run depends on besides the model, the data and the method: the ``train`` params but
+    ``seeds`` (so a seed's run, and its fingerprint, is the same whatever other seeds the list holds) and what
+    changes the bits of the same computation: the CPU numerics (``reproducible_cpu``, ``cpu_threads``), the number
+    of processes, the torch version and the device."""
+    from .. import distributed
+
+    return {"train": {key: value for key, value in params["train"].items() if key != "seeds"},
+            "reproducible_cpu": params.get("reproducible_cpu"), "cpu_threads": params.get("cpu_threads"),
+            "processes": distributed.processes(), "torch": torch.__version__,
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+
+
+def keep_published(run_dirs: list[Path], out_dir: Path) -> None:
+    """Keep the finished runs just published to ``out_dir`` (their models, curves, selections and timings; the
+    Trainer's checkpoints are gone) and delete those kept from its previous publish that are not among them: a
+    stage re-run with the same params and more ``train.seeds`` then trains the new seeds only, and the runs kept
+    take about the room of one copy of each output. The list lives in ``PUBLISHED``."""
+    manifest = PUBLISHED / f"{str(out_dir).strip('/').replace('/', '__')}.json"
+    kept = [str(run_dir) for run_dir in run_dirs]
+    previous = json.loads(manifest.read_text()) if manifest.exists() else []
+    for stale in sorted(set(previous) - set(kept)):
+        shutil.rmtree(stale, ignore_errors=True)
+    write_json(manifest, kept)
+
+
 def seeded(seed: int) -> None:
     """Seed Python, NumPy and torch before building a model, so its initial weights depend on the seed only."""
     set_seed(seed)
@@ -176,11 +205,11 @@ def train_once(
 
     ``run_dir`` holds the Trainer's checkpoints, the DVCLive curves (``run_dir/live``), the timings
     (``run_dir/timings.json``), which checkpoint the model is (``run_dir/selection.json``: ``train_model``'s
-    ``select``; early stopping always selects the best) and, once training ends, the saved model. A run killed
-    part-way resumes from its last checkpoint; a model
-    finished by a run killed later (e.g. during the next seed) is reused as is. ``make_model``
+    ``select``; early stopping always selects the best) and, once training ends, the saved model (the checkpoints
+    deleted). A run killed part-way resumes from its last checkpoint; a model finished before (by a run killed
+    later, e.g. during the next seed, or kept by ``keep_published``) is reused as is. ``make_model``
     returns the model to train: a ``PreTrainedModel``, or a ``training.Distillee`` whose student is
-    saved. The caller copies the results to its outputs, then deletes ``run_dir``. With several processes
+    saved. The caller copies the results to its outputs. With several processes
     (``compute.processes``) every process trains and the main one writes; all return once the model is saved.
     """
     from .. import distributed
@@ -190,7 +219,7 @@ def train_once(
     checkpoint_dir = Path(run_dir) / TRAINER_OUTPUT
     with distributed.main_process_first():  # the main process deletes broken checkpoints before the others look
         if finished.is_dir():
-            logger.info("reusing %s, finished before an interruption", finished)
+            logger.info("reusing %s, trained before with the same params", finished)
             return finished
         resume = last_complete_checkpoint(checkpoint_dir)
     resume_step = None if resume is None else checkpoint_step(resume)

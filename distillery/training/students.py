@@ -20,8 +20,8 @@ from ..methods import HARD, Method
 from ..models.zoo import build_model
 from ..data.omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from ..data.prepared import Prepared
-from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, copy_selection, save_timings, seeded, train_once, \
-    train_runtime
+from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, copy_selection, keep_published, run_conditions, \
+    save_timings, seeded, train_once, train_runtime
 from ..models.text import build_text_model, copy_teacher_layers, text_tokenizer
 
 TEACHER_DIR = Path("models/teacher")
@@ -106,7 +106,8 @@ def train_students(
     timings under ``reports/timings/``, ``runs.save_timings``).
 
     Each seed trains in its own checkpoint directory (see ``train_once``), so a run killed in the
-    middle resumes the interrupted seed and skips the seeds it had finished. The method is checked
+    middle resumes the interrupted seed and skips the seeds it had finished, and a re-run with more seeds trains the
+    new ones only. The method is checked
     against the models before any training. Text students tokenize with their own tokenizer; with
     ``init_from_teacher_layers`` they start from the teacher in ``teacher_dir``.
 
@@ -190,7 +191,8 @@ def train_students(
     runs: dict[int, list[Path]] = {}  # seed -> the run directory of each generation (one without generations)
     for seed in params["train"]["seeds"]:
         # {"model": ...}: the value params["student"] had before student.quantize, which only evaluate reads
-        run_id = fingerprint({"model": params["student"]["model"]}, params["train"], seed, train.ids, train.labels,
+        run_id = fingerprint({"model": params["student"]["model"]}, run_conditions(params), seed, train.ids,
+                             train.labels,
                              val.ids, with_curves, *run_parts)
         runs[seed], data, make = [], first_data, make_model
         for k in range(1, generations + 1):
@@ -211,8 +213,8 @@ def train_students(
 
 def publish_students(runs: dict[int, list[Path]], out_dir: Path, live_root: Path | None, generations: int) -> float:
     """Copy finished runs (seed -> the run directory of each generation) to ``out_dir`` (atomically, all or none)
-    and their curves, selections and timings under ``live_root``; delete the runs and return their summed training
-    time."""
+    and their curves, selections and timings under ``live_root``; keep the runs for a re-run with more seeds
+    (``runs.keep_published``) and return their summed training time (a run kept from before: the time it took)."""
     with_curves = live_root is not None
 
     def place(tmp: Path, seed: int, k: int) -> Path:
@@ -229,11 +231,8 @@ def publish_students(runs: dict[int, list[Path]], out_dir: Path, live_root: Path
                     shutil.copytree(run_dir / CURVES, place(tmp, seed, k))
                     copy_selection(run_dir, place(tmp, seed, k))
                     save_timings(run_dir, place(live_root, seed, k))
-    seconds = sum(train_runtime(run_dir) for run_dirs in runs.values() for run_dir in run_dirs)
-    for run_dirs in runs.values():
-        for run_dir in run_dirs:
-            shutil.rmtree(run_dir)
-    return seconds
+    keep_published([run_dir for run_dirs in runs.values() for run_dir in run_dirs], out_dir)
+    return sum(train_runtime(run_dir) for run_dirs in runs.values() for run_dir in run_dirs)
 
 
 def _seeded_before(make_model, init_seed: int):
