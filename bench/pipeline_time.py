@@ -63,6 +63,13 @@ def copy_worktree(work: Path) -> Path:
     return git_repo(work)
 
 
+@contextlib.contextmanager
+def fresh_copy():
+    """A temporary git repo holding the tracked files of this working tree (``copy_worktree``), removed after."""
+    with tempfile.TemporaryDirectory() as tmp:
+        yield copy_worktree(Path(tmp))
+
+
 def copy_revision(rev: str, work: Path) -> Path:
     """The files of git revision ``rev`` (``git archive``)."""
     archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True).stdout
