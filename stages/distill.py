@@ -19,12 +19,14 @@ def main() -> None:
         from distillery.training.causal_lm import train_lm_students
 
         seconds = train_lm_students(method, params, prepared, Path("models/students/kd"),
-                                    live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"))
+                                    live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"),
+                                    keep_runs=True)
     else:
         T = target_temperature(method.hyperparams(params["kd"]))  # top-k logits are rebuilt for the method's T
         seconds = train_students(method, params, prepared, Path("models/students/kd"),
                                  live_root=Path("reports/training/kd"), logits_dir=Path("data/teacher_logits"),
-                                 transfer=load_scored(prepared, T=T) if enabled(params["data"]["transfer"]) else None)
+                                 transfer=load_scored(prepared, T=T) if enabled(params["data"]["transfer"]) else None,
+                                 keep_runs=True)
     if seconds is not None:  # None in the other processes of compute.processes > 1
         print(f"{DISTILL_SECONDS_LINE}{seconds:.2f} s")
 

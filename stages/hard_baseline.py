@@ -14,9 +14,11 @@ def main() -> None:
     if prepared.is_lm:
         from distillery.training.causal_lm import train_lm_students
 
-        train_lm_students(HARD, params, prepared, Path("models/students/hard"), live_root=Path("reports/training/hard"))
+        train_lm_students(HARD, params, prepared, Path("models/students/hard"), live_root=Path("reports/training/hard"),
+                          keep_runs=True)
         return
-    train_students(HARD, params, prepared, Path("models/students/hard"), live_root=Path("reports/training/hard"))
+    train_students(HARD, params, prepared, Path("models/students/hard"), live_root=Path("reports/training/hard"),
+                   keep_runs=True)
 
 
 if __name__ == "__main__":

@@ -177,11 +177,12 @@ def lm_teacher_config(path: Path = TEACHER):
 
 def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir: Path, live_root: Path | None,
                       logits_dir: Path | None = None, teacher_dir: Path = TEACHER,
-                      generated_dir: Path = Path("data/transfer_logits")) -> float | None:
+                      generated_dir: Path = Path("data/transfer_logits"), keep_runs: bool = False) -> float | None:
     """One student per ``train.seeds`` trained with ``method`` on the prepared sequences (the teacher's stored
     per-token logits joined by (id, position) when the method reads them), saved under ``out_dir/seed_<s>/``;
     returns the summed training time (None in all but the main process). Same seeds, initial weights, data order
-    and steps for every method, so the hard student differs from the distilled one by the loss alone."""
+    and steps for every method, so the hard student differs from the distilled one by the loss alone. ``keep_runs``:
+    as ``students.train_students``'s."""
     from .students import publish_students, target_temperature
 
     hp = method.hyperparams(params["kd"]) if method is not HARD else {}
@@ -217,7 +218,7 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
                    eval_batch_size=params["train"]["batch_size"], **data)
     if not is_main():
         return None
-    return publish_students(runs, out_dir, live_root, generations=1)
+    return publish_students(runs, out_dir, live_root, generations=1, keep_runs=keep_runs)
 
 
 def with_generated(train: TokenSequences, transfer_dir: Path, vocab_size: int) -> tuple[TokenSequences, str]:

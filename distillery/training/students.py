@@ -99,6 +99,7 @@ def train_students(
     teacher_dir: Path = TEACHER_DIR,
     teachers_logits_root: Path = TEACHERS_LOGITS,
     transfer: tuple | None = None,
+    keep_runs: bool = False,
 ) -> float | None:
     """Train one student per ``train.seeds`` with ``method``, save them under ``out_dir/seed_<s>/``
     (atomically, all or none) and return the Trainer's training time summed over seeds and generations (``nan`` when
@@ -106,8 +107,9 @@ def train_students(
     timings under ``reports/timings/``, ``runs.save_timings``).
 
     Each seed trains in its own checkpoint directory (see ``train_once``), so a run killed in the
-    middle resumes the interrupted seed and skips the seeds it had finished, and a re-run with more seeds trains the
-    new ones only. The method is checked
+    middle resumes the interrupted seed and skips the seeds it had finished. With ``keep_runs`` (the stages) the finished
+    runs are kept after publishing (``runs.keep_published``), so a re-run with more seeds trains the new ones only;
+    else they are deleted. The method is checked
     against the models before any training. Text students tokenize with their own tokenizer; with
     ``init_from_teacher_layers`` they start from the teacher in ``teacher_dir``.
 
@@ -208,13 +210,15 @@ def train_students(
 
     if not is_main():  # several processes: the main one writes the outputs and reports the time
         return None
-    return publish_students(runs, out_dir, live_root, generations)
+    return publish_students(runs, out_dir, live_root, generations, keep_runs)
 
 
-def publish_students(runs: dict[int, list[Path]], out_dir: Path, live_root: Path | None, generations: int) -> float:
+def publish_students(runs: dict[int, list[Path]], out_dir: Path, live_root: Path | None, generations: int,
+                     keep_runs: bool) -> float:
     """Copy finished runs (seed -> the run directory of each generation) to ``out_dir`` (atomically, all or none)
     and their curves, selections and timings under ``live_root``; keep the runs for a re-run with more seeds
-    (``runs.keep_published``) and return their summed training time (a run kept from before: the time it took)."""
+    (``keep_runs``: ``runs.keep_published``) or delete them, and return their summed training time (a run kept from
+    before: the time it took then)."""
     with_curves = live_root is not None
 
     def place(tmp: Path, seed: int, k: int) -> Path:
@@ -231,8 +235,14 @@ def publish_students(runs: dict[int, list[Path]], out_dir: Path, live_root: Path
                     shutil.copytree(run_dir / CURVES, place(tmp, seed, k))
                     copy_selection(run_dir, place(tmp, seed, k))
                     save_timings(run_dir, place(live_root, seed, k))
-    keep_published([run_dir for run_dirs in runs.values() for run_dir in run_dirs], out_dir)
-    return sum(train_runtime(run_dir) for run_dirs in runs.values() for run_dir in run_dirs)
+    run_dirs = [run_dir for seed_runs in runs.values() for run_dir in seed_runs]
+    seconds = sum(train_runtime(run_dir) for run_dir in run_dirs)
+    if keep_runs:
+        keep_published(run_dirs, out_dir)
+    else:
+        for run_dir in run_dirs:
+            shutil.rmtree(run_dir)
+    return seconds
 
 
 def _seeded_before(make_model, init_seed: int):

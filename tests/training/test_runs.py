@@ -5,9 +5,11 @@ import subprocess
 
 import pandas as pd
 
-from distillery.training.runs import CURVES, TIMINGS, is_timing, last_complete_checkpoint, live_callback, truncate_curves
+from distillery.io import fingerprint
+from distillery.training.runs import (CURVES, PUBLISHED, TIMINGS, is_timing, keep_published,
+                                      last_complete_checkpoint, live_callback, run_conditions, truncate_curves)
 
-from ..conftest import REPO
+from ..conftest import REPO, make_params
 
 
 def checkpoint(root, step, state=True, broken=False):
@@ -110,3 +112,22 @@ def test_timings_are_copied_beside_the_curves_outside_git(tmp_path, monkeypatch)
     save_timings(tmp_path / "nothing", "reports/training/hard/seed_0")  # no timings logged: nothing written
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.json") if "run" not in p.parts) == [
         "curves/seed_1.timings.json", "reports/timings/training/kd/seed_0.json"]
+
+
+def test_a_runs_conditions_leave_out_the_other_seeds_and_hold_the_numerics():
+    key = fingerprint(run_conditions(make_params(train={"seeds": [0, 1]})))
+    assert fingerprint(run_conditions(make_params(train={"seeds": [0, 1, 2, 3]}))) == key
+    for other in ({"cpu_threads": 2}, {"reproducible_cpu": "native"}, {"train": {"learning_rate": 0.5}}):
+        assert fingerprint(run_conditions(make_params(**other))) != key, other
+
+
+def test_an_output_keeps_the_runs_of_its_latest_publish_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = [tmp_path / "runs" / name for name in "abc"]
+    for run in runs:
+        (run / "model").mkdir(parents=True)
+    keep_published(runs[:2], tmp_path / "out")
+    keep_published(runs[1:], tmp_path / "out")  # a is no longer published: deleted; b, c kept
+    assert [run.exists() for run in runs] == [False, True, True]
+    keep_published(runs[2:], tmp_path / "other")  # another output's list leaves this one's alone
+    assert runs[1].exists() and len(list(PUBLISHED.iterdir())) == 2

@@ -40,10 +40,10 @@ def assert_same_weights(a, b):
         assert torch.equal(a[k], b[k]), k
 
 
-def train(kind, params, digits, tmp_path, name, logits_dir=None, live_root=None):
+def train(kind, params, digits, tmp_path, name, logits_dir=None, live_root=None, keep_runs=False):
     out = tmp_path / name
     method = HARD if kind == "hard" else get_method(params["kd"]["method"])
-    train_students(method, params, digits, out, live_root, logits_dir)
+    train_students(method, params, digits, out, live_root, logits_dir, keep_runs=keep_runs)
     return out
 
 
@@ -74,15 +74,11 @@ def test_alpha_zero_student_equals_hard_baseline(digits, tmp_path):
 def test_seeds_differ_and_runs_repeat_bit_for_bit(digits, tmp_path):
     params = make_params()
     first = train("hard", params, digits, tmp_path, "first")
-    shutil.rmtree(tmp_path / ".cache")  # else the second run reuses the first's runs
     second = train("hard", params, digits, tmp_path, "second")
     assert_same_weights(weights(first, 0), weights(second, 0))
     assert_same_weights(weights(first, 1), weights(second, 1))
     assert not torch.equal(weights(first, 0)["net.1.weight"], weights(first, 1)["net.1.weight"])
-    runs = [path for path in (tmp_path / ".cache" / "checkpoints" / "hard").iterdir()]
-    assert len(runs) == 2
-    for run in runs:  # kept for a re-run with more seeds, without the Trainer's checkpoints
-        assert sorted(p.name for p in run.iterdir()) == ["model", "selection.json"]
+    assert not any((tmp_path / ".cache" / "checkpoints" / "hard").iterdir()), "without keep_runs: runs deleted"
 
 
 def test_more_seeds_train_only_the_new_ones(digits, tmp_path, monkeypatch):
@@ -96,22 +92,25 @@ def test_more_seeds_train_only_the_new_ones(digits, tmp_path, monkeypatch):
 
     train_model = trainer.train_model
     monkeypatch.setattr(trainer, "train_model", counting)
-    one = train("hard", make_params(train={"seeds": [0]}), digits, tmp_path, "students")
+    one = train("hard", make_params(train={"seeds": [0]}), digits, tmp_path, "students", keep_runs=True)
     seed_0 = weights(one, 0)
-    two = train("hard", make_params(train={"seeds": [0, 1]}), digits, tmp_path, "students")
+    two = train("hard", make_params(train={"seeds": [0, 1]}), digits, tmp_path, "students", keep_runs=True)
     assert trained == [0, 1]
     assert_same_weights(weights(two, 0), seed_0)
-    kept = set((tmp_path / ".cache" / "checkpoints" / "hard").iterdir())
+    kept = list((tmp_path / ".cache" / "checkpoints" / "hard").iterdir())
     assert len(kept) == 2
+    for run in kept:  # without the Trainer's checkpoints
+        assert sorted(p.name for p in run.iterdir()) == ["model", "selection.json"]
 
     shutil.rmtree(tmp_path / ".cache")  # the same seeds trained together from nothing: the same bits
-    fresh = train("hard", make_params(train={"seeds": [0, 1]}), digits, tmp_path, "fresh")
+    fresh = train("hard", make_params(train={"seeds": [0, 1]}), digits, tmp_path, "fresh", keep_runs=True)
     for seed in (0, 1):
         assert_same_weights(weights(fresh, seed), weights(two, seed))
 
     trained.clear()  # other params: both seeds train again, and the runs kept for "students" before are deleted
-    train("hard", make_params(train={"seeds": [0, 1]}), digits, tmp_path, "students")
-    other = train("hard", make_params(train={"seeds": [0, 1], "learning_rate": 0.02}), digits, tmp_path, "students")
+    train("hard", make_params(train={"seeds": [0, 1]}), digits, tmp_path, "students", keep_runs=True)
+    other = train("hard", make_params(train={"seeds": [0, 1], "learning_rate": 0.02}), digits, tmp_path, "students",
+                  keep_runs=True)
     assert trained == [0, 1]
     assert not torch.equal(weights(other, 0)["net.1.weight"], seed_0["net.1.weight"])
     assert len(list((tmp_path / ".cache" / "checkpoints" / "hard").iterdir())) == 2
