@@ -76,6 +76,7 @@ bench: setup
 	python bench/remote_pull.py
 	python bench/processes.py --preset digits-mlp --steps 1500
 	python bench/caching.py
+	python bench/more_seeds.py
 	python bench/live_teacher.py
 	python bench/teacher_throughput.py
 	python bench/trainer_step_minilm.py
