@@ -7,6 +7,8 @@ and so does the next run with the same params and more ``train.seeds`` (``run_co
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import shutil
@@ -21,6 +23,7 @@ from ..data.checkpoints import save_tokenizer
 from ..io import SELECTION_FILE, TIMINGS_ROOT, atomic_dir, atomic_path, write_json
 
 CHECKPOINT_ROOT = Path(".cache/checkpoints")
+PACKAGE = Path(__file__).resolve().parents[1]  # distillery/
 PUBLISHED = CHECKPOINT_ROOT / "published"  # per output directory: the runs last published to it, kept
 TRAINER_STATE = "trainer_state.json"
 FINISHED_MODEL, CURVES, TIMINGS, TRAINER_OUTPUT = "model", "live", "timings.json", "trainer"
@@ -51,6 +54,11 @@ def live_callback(run_dir: Path, resume_step: int | None):
             far: half a small student's training time) even when no Studio is configured, then drops it."""
             if "data" not in self._studio_events_to_skip:
                 super().post_data_to_studio()
+
+        def log_params(self, params):
+            """The Trainer's arguments but ``output_dir``: the run directory, named by the run's fingerprint, is where
+            checkpoints go, not a setting, and the curves would change whenever what the fingerprint holds does."""
+            super().log_params({key: value for key, value in params.items() if key != "output_dir"})
 
     live_dir, timings_path = Path(run_dir) / CURVES, Path(run_dir) / TIMINGS
     timings = json.loads(timings_path.read_text()) if resume_step is not None and timings_path.exists() else {}
@@ -162,16 +170,31 @@ def checkpoint_step(checkpoint: Path) -> int:
     return json.loads((Path(checkpoint) / TRAINER_STATE).read_text())["global_step"]
 
 
+@functools.cache
+def source_digest(root: Path = PACKAGE) -> str:
+    """A digest of the Python files under ``root`` (this package): a kept run is reused by the code that trained it
+    only, so a fix to a loss or to the Trainer's use retrains the students even when their params stay the same."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(root).rglob("*.py")):
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def run_conditions(params: dict) -> dict:
     """What one seed's run depends on besides the model, the data and the method: the ``train`` params but
-    ``seeds`` (so a seed's run, and its fingerprint, is the same whatever other seeds the list holds) and what
-    changes the bits of the same computation: the CPU numerics (``reproducible_cpu``, ``cpu_threads``), the number
-    of processes, the torch version and the device."""
+    ``seeds`` (so a seed's run, and its fingerprint, is the same whatever other seeds the list holds), the code
+    (``source_digest`` and the versions of torch, transformers and accelerate) and what changes the bits of the same
+    computation: the CPU numerics (``reproducible_cpu``, ``cpu_threads``), the number of processes and the device."""
+    import accelerate
+    import transformers
+
     from .. import distributed
 
     return {"train": {key: value for key, value in params["train"].items() if key != "seeds"},
+            "code": source_digest(), "torch": torch.__version__, "transformers": transformers.__version__,
+            "accelerate": accelerate.__version__,
             "reproducible_cpu": params.get("reproducible_cpu"), "cpu_threads": params.get("cpu_threads"),
-            "processes": distributed.processes(), "torch": torch.__version__,
+            "processes": distributed.processes(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 
 

@@ -7,7 +7,8 @@ import pandas as pd
 
 from distillery.io import fingerprint
 from distillery.training.runs import (CURVES, PUBLISHED, TIMINGS, is_timing, keep_published,
-                                      last_complete_checkpoint, live_callback, run_conditions, truncate_curves)
+                                      last_complete_checkpoint, live_callback, run_conditions, source_digest,
+                                      truncate_curves)
 
 from ..conftest import REPO, make_params
 
@@ -81,6 +82,22 @@ def test_curves_gather_no_studio_payload_without_studio(tmp_path, monkeypatch):
     assert gathered == [30]
 
 
+def test_the_curves_params_hold_the_trainer_settings_but_not_the_run_directory(tmp_path):
+    """The run directory is named by the run's fingerprint: in the curves, it would tie their bytes to it."""
+    import yaml
+    from transformers import TrainerState, TrainingArguments
+
+    args = TrainingArguments(output_dir=str(tmp_path / ".cache/checkpoints/kd/0123456789abcdef/trainer"),
+                             max_steps=7, report_to="none")
+    state = TrainerState()
+    state.is_world_process_zero = True
+    callback = live_callback(tmp_path, resume_step=None)
+    callback.setup(args, state, None)
+    callback.live.end()
+    params = yaml.safe_load((tmp_path / CURVES / "params.yaml").read_text())
+    assert params["max_steps"] == 7 and "output_dir" not in params
+
+
 def test_no_committed_result_holds_a_timing():
     """Timings differ run to run: in a committed output they would show as modified after every `make repro`."""
     tracked = subprocess.run(["git", "ls-files", "reports", "dvc.lock"], cwd=REPO, capture_output=True, text=True,
@@ -119,6 +136,18 @@ def test_a_runs_conditions_leave_out_the_other_seeds_and_hold_the_numerics():
     assert fingerprint(run_conditions(make_params(train={"seeds": [0, 1, 2, 3]}))) == key
     for other in ({"cpu_threads": 2}, {"reproducible_cpu": "native"}, {"train": {"learning_rate": 0.5}}):
         assert fingerprint(run_conditions(make_params(**other))) != key, other
+
+
+def test_the_source_digest_follows_every_python_file_of_the_package(tmp_path):
+    (tmp_path / "methods").mkdir()
+    (tmp_path / "methods" / "kd.py").write_text("T = 4\n")
+    (tmp_path / "README.md").write_text("not code")
+    before = source_digest(tmp_path)
+    (tmp_path / "README.md").write_text("still not code")
+    assert source_digest.__wrapped__(tmp_path) == before
+    (tmp_path / "methods" / "kd.py").write_text("T = 2\n")
+    assert source_digest.__wrapped__(tmp_path) != before
+    assert run_conditions(make_params())["code"] == source_digest()
 
 
 def test_an_output_keeps_the_runs_of_its_latest_publish_only(tmp_path, monkeypatch):
