@@ -183,17 +183,18 @@ def source_digest(root: Path = PACKAGE) -> str:
 def run_conditions(params: dict) -> dict:
     """What one seed's run depends on besides the model, the data and the method: the ``train`` params but
     ``seeds`` (so a seed's run, and its fingerprint, is the same whatever other seeds the list holds), the code
-    (``source_digest`` and the versions of torch, transformers and accelerate) and what changes the bits of the same
-    computation: the CPU numerics (``reproducible_cpu``, ``cpu_threads``), the number of processes and the device."""
+    (``source_digest`` and the versions of transformers and accelerate) and what changes the bits of the same
+    computation: the CPU numerics in force (``numerics.record``: the pinned level and variables, torch's kernels,
+    threads and version), ``cpu_threads``, the number of processes and the device."""
     import accelerate
     import transformers
 
     from .. import distributed
+    from ..numerics import record
 
     return {"train": {key: value for key, value in params["train"].items() if key != "seeds"},
-            "code": source_digest(), "torch": torch.__version__, "transformers": transformers.__version__,
-            "accelerate": accelerate.__version__,
-            "reproducible_cpu": params.get("reproducible_cpu"), "cpu_threads": params.get("cpu_threads"),
+            "code": source_digest(), "transformers": transformers.__version__, "accelerate": accelerate.__version__,
+            "numerics": record(params.get("reproducible_cpu")), "cpu_threads": params.get("cpu_threads"),
             "processes": distributed.processes(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
 

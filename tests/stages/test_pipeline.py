@@ -222,11 +222,26 @@ def test_pinned_numerics_give_the_same_bits_on_another_cpu(repo):
     """`reproducible_cpu: avx2` (the default): the pipeline run again as on an AVX2-only CPU gives byte-identical
     metrics, students and every other output (on a CPU without AVX-512 both runs take the same paths anyway)."""
     first, hashes, students = (repo / "reports/metrics.json").read_bytes(), output_hashes(repo), student_hashes(repo)
+    shutil.rmtree(repo / ".cache/checkpoints", ignore_errors=True)  # the students are trained again too
     run(["dvc", "repro", "--force", "--no-run-cache"], repo, env=on_cpu(AVX2_ONLY))
     assert (repo / "reports/metrics.json").read_bytes() == first
     assert student_hashes(repo) == students and output_hashes(repo) == hashes
     record = json.loads((repo / "reports/eval/numerics.json").read_text())
     assert record["torch_cpu_capability"] == "AVX2" and record["environment"]["MKL_CBWR"] == "AVX2"
+
+
+def test_a_third_seed_trains_only_its_own_students(repo):
+    """`dvc exp run -S train.seeds=[0,1,2]` after seeds 0 and 1: distill and hard_baseline run again and train seed 2
+    alone; seeds 0 and 1 come back from the runs the stages kept, byte for byte."""
+    before = student_hashes(repo)
+    result = run(["dvc", "exp", "run", "-S", "train.seeds=[0,1,2]"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"distill", "hard_baseline", "evaluate", "plots"}, result.stdout
+    log = result.stdout + result.stderr
+    assert log.count("trained before with the same params") == 4, log  # kd and hard, seeds 0 and 1
+    after = student_hashes(repo)
+    assert {path: md5 for path, md5 in after.items() if "seed_2" not in path} == before
+    assert len(after) == len(before) + 2
 
 
 def test_native_numerics_give_other_bits_on_another_cpu(tmp_path):

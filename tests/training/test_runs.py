@@ -131,11 +131,15 @@ def test_timings_are_copied_beside_the_curves_outside_git(tmp_path, monkeypatch)
         "curves/seed_1.timings.json", "reports/timings/training/kd/seed_0.json"]
 
 
-def test_a_runs_conditions_leave_out_the_other_seeds_and_hold_the_numerics():
+def test_a_runs_conditions_leave_out_the_other_seeds_and_hold_the_numerics(monkeypatch):
     key = fingerprint(run_conditions(make_params(train={"seeds": [0, 1]})))
     assert fingerprint(run_conditions(make_params(train={"seeds": [0, 1, 2, 3]}))) == key
     for other in ({"cpu_threads": 2}, {"reproducible_cpu": "native"}, {"train": {"learning_rate": 0.5}}):
         assert fingerprint(run_conditions(make_params(**other))) != key, other
+    native = make_params(reproducible_cpu="native")
+    before = fingerprint(run_conditions(native))
+    monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")  # another CPU's kernels in force, as the variable says
+    assert fingerprint(run_conditions(native)) != before
 
 
 def test_the_source_digest_follows_every_python_file_of_the_package(tmp_path):
