@@ -103,15 +103,15 @@ def train_students(
 ) -> float | None:
     """Train one student per ``train.seeds`` with ``method``, save them under ``out_dir/seed_<s>/``
     (atomically, all or none) and return the Trainer's training time summed over seeds and generations (``nan`` when
-    unknown: a seed finished before an interruption; None in all but the main process of several); DVCLive curves under ``live_root/seed_<s>/`` when given (their
-    timings under ``reports/timings/``, ``runs.save_timings``).
+    unknown: a run trained without curves; None in all but the main process of several); DVCLive curves under
+    ``live_root/seed_<s>/`` when given (their timings under ``reports/timings/``, ``runs.save_timings``).
 
     Each seed trains in its own checkpoint directory (see ``train_once``), so a run killed in the
-    middle resumes the interrupted seed and skips the seeds it had finished. With ``keep_runs`` (the stages) the finished
-    runs are kept after publishing (``runs.keep_published``), so a re-run with more seeds trains the new ones only;
-    else they are deleted. The method is checked
-    against the models before any training. Text students tokenize with their own tokenizer; with
-    ``init_from_teacher_layers`` they start from the teacher in ``teacher_dir``.
+    middle resumes the interrupted seed and skips the seeds it had finished. With ``keep_runs`` (the stages) the
+    finished runs are kept after publishing (``runs.keep_published``), so a re-run with more seeds trains the new ones
+    only; else they are deleted. The method is checked against the models before any training. Text students
+    tokenize with their own tokenizer; with ``init_from_teacher_layers`` they start from the teacher in
+    ``teacher_dir``.
 
     A method that needs ``generations`` trains ``hp["generations"]`` students per seed, one after the other:
     generation 1 on the teacher's stored logits, from the hard student's initial weights; generation k on
@@ -194,8 +194,7 @@ def train_students(
     for seed in params["train"]["seeds"]:
         # {"model": ...}: the value params["student"] had before student.quantize, which only evaluate reads
         run_id = fingerprint({"model": params["student"]["model"]}, run_conditions(params), seed, train.ids,
-                             train.labels,
-                             val.ids, with_curves, *run_parts)
+                             train.labels, val.ids, with_curves, *run_parts)
         runs[seed], data, make = [], first_data, make_model
         for k in range(1, generations + 1):
             if k > 1:
