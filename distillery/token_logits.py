@@ -2,20 +2,24 @@
 
 A sequence of L tokens has L − 1 next-token targets: the logits at positions 0..L−2 (position p predicts token
 p + 1). The file holds one row per such token, keyed by ``id`` (int64, the prepared row's id) and ``position``
-(int32), sorted by (id, position), then either ``logits`` (V float32 per token, every logit), or, with
-``teacher.logits_top_k`` = k, ``index`` (k int32 token ids, largest logit first, ties lower id first), ``top``
-(their k float32 logits), ``rest_mean`` and ``rest_lse`` (float32: the mean and the log-sum-exp of the other
-V − k logits), exactly what ``distillery.logits_top_k`` keeps per row; the vocabulary size V is in the file's
-metadata (``distillery.vocab_size``). Lists are fixed-size and non-nullable, floats byte-stream-split, keys
-delta-encoded, zstd: 8k + 8 bytes a token before compression (4V with every logit), the key nearly free.
+(int32), sorted by (id, position) within each batch written (the teacher's batches: rows of similar length), then
+either ``logits`` (V float32 per token, every logit), or, with ``teacher.logits_top_k`` = k, ``index`` (k int32
+token ids, largest logit first, ties lower id first), ``top`` (their k float32 logits), ``rest_mean`` and
+``rest_lse`` (float32: the mean and the log-sum-exp of the other V − k logits), exactly what
+``distillery.logits_top_k`` keeps per row; the vocabulary size V is in the file's metadata
+(``distillery.vocab_size``). Lists are fixed-size and non-nullable, floats byte-stream-split, keys delta-encoded,
+zstd: 8k + 8 bytes a token before compression (4V with every logit), the key nearly free.
 
-``compress_tokens`` (torch, on the teacher's device) makes the columns, ``write_token_logits`` the file,
-``load_token_logits`` joins it to a prepared split by (id, position), and ``TokenLogits.batch`` rebuilds a
-batch's dense (B, L, V) targets for a loss at temperature T as ``logits_top_k.rebuild`` does.
+``compress_tokens`` (torch, on the teacher's device) makes the columns, ``token_logits_writer`` the file batch by
+batch (``write_token_logits``: all at once), ``load_token_logits`` joins it to a prepared split by (id, position),
+placing the values as it reads them, and ``TokenLogits.batch`` rebuilds a batch's dense (B, L, V) targets for a
+loss at temperature T as ``logits_top_k.rebuild`` does. A split's logits are in memory once at most: never in the
+stages that write them, once where a student trains on them.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,67 +118,144 @@ def _keys(ids: np.ndarray, positions: np.ndarray) -> list[tuple[int, int]]:
     return [(int(i), int(p)) for i, p in zip(ids[:EXAMPLES], positions[:EXAMPLES])]
 
 
-def write_token_logits(path: Path, ids: np.ndarray, positions: np.ndarray, parts: dict[str, np.ndarray],
-                       vocab_size: int | None = None) -> StoredTokenLogits:
-    """Save ``compress_tokens``' columns of tokens keyed by (``ids``, ``positions``) as one Parquet file
-    (atomically), rows sorted by (id, position). ``vocab_size`` (the teacher's V) is required with top-k parts,
-    which do not hold it; with full logits it is their width. Refuses repeated keys."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path = Path(path)
+def _checked(ids, positions, parts: dict[str, np.ndarray], vocab_size: int | None, where: str):
+    """``ids`` (int64) and ``positions`` (int32) of N tokens, with the top k (None: every logit) and the vocabulary
+    size of ``parts``, once their shapes are checked: ``compress_tokens``' columns for the N tokens."""
     ids, positions = np.asarray(ids), np.asarray(positions)
     if ids.ndim != 1 or positions.shape != ids.shape:
-        raise ValueError(f"write_token_logits: ids {ids.shape} and positions {positions.shape} must be (N,)")
+        raise ValueError(f"{where}: ids {ids.shape} and positions {positions.shape} must be (N,)")
     if positions.size and (positions.min() < 0 or positions.max() > np.iinfo(np.int32).max):
-        raise ValueError(f"write_token_logits: positions must be in 0..2^31-1, not "
-                         f"{positions.min()}..{positions.max()}")
+        raise ValueError(f"{where}: positions must be in 0..2^31-1, not {positions.min()}..{positions.max()}")
     n = len(ids)
     if set(parts) == {"logits"}:
         top_k, width = None, np.shape(parts["logits"])[1] if np.ndim(parts["logits"]) == 2 else -1
         if width < 0 or vocab_size not in (None, width):
-            raise ValueError(f"write_token_logits: logits {np.shape(parts['logits'])}, vocab_size {vocab_size}")
+            raise ValueError(f"{where}: logits {np.shape(parts['logits'])}, vocab_size {vocab_size}")
         vocab_size = width
         shapes_ok = np.shape(parts["logits"])[0] == n
     elif set(parts) == set(TOP_K_COLUMNS):
         top_k = np.shape(parts["index"])[1] if np.ndim(parts["index"]) == 2 else -1
         if vocab_size is None:
-            raise ValueError("write_token_logits: top-k parts need vocab_size (the teacher's vocabulary size)")
+            raise ValueError(f"{where}: top-k parts need vocab_size (the teacher's vocabulary size)")
         check_token_top_k(top_k, vocab_size)
         shapes_ok = (np.shape(parts["index"]) == np.shape(parts["top"]) == (n, top_k)
                      and np.shape(parts["rest_mean"]) == np.shape(parts["rest_lse"]) == (n,))
     else:
-        raise ValueError(f"write_token_logits: parts must be ['logits'] or {list(TOP_K_COLUMNS)}, not {sorted(parts)}")
+        raise ValueError(f"{where}: parts must be ['logits'] or {list(TOP_K_COLUMNS)}, not {sorted(parts)}")
     if not shapes_ok:
-        raise ValueError(f"write_token_logits: parts {({k: np.shape(v) for k, v in parts.items()})} "
-                         f"do not fit {n} keys")
+        raise ValueError(f"{where}: parts {({k: np.shape(v) for k, v in parts.items()})} do not fit {n} keys")
+    return ids.astype(np.int64, copy=False), positions.astype(np.int32, copy=False), top_k, int(vocab_size)
 
-    ids, positions = ids.astype(np.int64, copy=False), positions.astype(np.int32, copy=False)
+
+def _in_key_order(ids: np.ndarray, positions: np.ndarray, parts: dict[str, np.ndarray]):
+    """The tokens sorted by (id, position) (as they are when already sorted)."""
     same_id = ids[1:] == ids[:-1]
-    if not ((ids[1:] > ids[:-1]) | (same_id & (positions[1:] > positions[:-1]))).all():  # not sorted, or repeats
+    if ((ids[1:] > ids[:-1]) | (same_id & (positions[1:] >= positions[:-1]))).all():
+        return ids, positions, parts
+    order = np.lexsort((positions, ids))
+    return ids[order], positions[order], {name: np.asarray(values)[order] for name, values in parts.items()}
+
+
+class TokenLogitsWriter:
+    """Writes a split's per-token logits to one Parquet file batch after batch, so they are never all in memory:
+    ``write`` takes ``compress_tokens``' columns of some tokens (stored sorted by (id, position) within the batch,
+    the batches in the order written), row groups of about ``ROW_GROUP_BYTES`` go to the file as they fill, and
+    ``finish`` refuses repeated keys (it keeps the keys, 12 bytes a token) and closes the file. Use
+    ``token_logits_writer``, which moves the file into place only once it is finished."""
+
+    ROW_GROUP_BYTES = 2 ** 27
+
+    def __init__(self, path: Path, vocab_size: int, top_k: int | None, name: Path | None = None):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        check_token_top_k(top_k, vocab_size)
+        self.name, self.vocab_size, self.top_k = Path(name or path), int(vocab_size), top_k
+        if top_k is None:
+            fields = [("logits", pa.list_(pa.float32(), vocab_size))]
+        else:
+            fields = [("index", pa.list_(pa.int32(), top_k)), ("top", pa.list_(pa.float32(), top_k)),
+                      ("rest_mean", pa.float32()), ("rest_lse", pa.float32())]
+        self.schema = pa.schema([pa.field(column, kind, nullable=False)
+                                 for column, kind in [("id", pa.int64()), ("position", pa.int32()), *fields]],
+                                metadata={VOCAB_SIZE_KEY: str(vocab_size).encode()})
+        self._file = pq.ParquetWriter(path, self.schema, **LOGITS_WRITE, column_encoding={
+            c: e for c, e in ENCODINGS.items() if c.split(".")[0] in self.schema.names})
+        self._keys: list[tuple[np.ndarray, np.ndarray]] = []
+        self._pending: list[pa.Table] = []
+        self._pending_bytes = 0
+        self.stored: StoredTokenLogits | None = None
+
+    def write(self, ids: np.ndarray, positions: np.ndarray, parts: dict[str, np.ndarray]) -> None:
+        import pyarrow as pa
+
+        ids, positions, top_k, _ = _checked(ids, positions, parts, self.vocab_size, "TokenLogitsWriter.write")
+        if top_k != self.top_k:
+            raise ValueError(f"TokenLogitsWriter.write: top k {top_k} in a file of top k {self.top_k}")
+        ids, positions, parts = _in_key_order(ids, positions, parts)
+        columns = {"id": pa.array(ids), "position": pa.array(positions)}
+        if top_k is None:
+            columns["logits"] = _fixed_lists(parts["logits"], np.float32)
+        else:
+            columns |= {"index": _fixed_lists(parts["index"], np.int32), "top": _fixed_lists(parts["top"], np.float32),
+                        "rest_mean": pa.array(np.asarray(parts["rest_mean"], np.float32)),
+                        "rest_lse": pa.array(np.asarray(parts["rest_lse"], np.float32))}
+        self._keys.append((ids, positions))
+        self._pending.append(pa.table(columns, schema=self.schema))
+        self._pending_bytes += len(ids) * (KEY_BYTES + payload_bytes(self.top_k, self.vocab_size))
+        if self._pending_bytes >= self.ROW_GROUP_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._pending:
+            self._file.write_table(pa.concat_tables(self._pending), row_group_size=sum(map(len, self._pending)))
+        self._pending, self._pending_bytes = [], 0
+
+    def finish(self) -> StoredTokenLogits:
+        """Write what is pending, refuse repeated (id, position) keys, close the file."""
+        self._flush()
+        self._file.close()
+        ids = np.concatenate([k[0] for k in self._keys]) if self._keys else np.zeros(0, np.int64)
+        positions = np.concatenate([k[1] for k in self._keys]) if self._keys else np.zeros(0, np.int32)
         order = np.lexsort((positions, ids))
         ids, positions = ids[order], positions[order]
-        parts = {name: np.asarray(values)[order] for name, values in parts.items()}
-        same_id = ids[1:] == ids[:-1]
-    repeated = np.flatnonzero(same_id & (positions[1:] == positions[:-1])) + 1
-    if repeated.size:
-        raise DistilleryError(f"{path}: {repeated.size} repeated (id, position) keys, e.g. "
-                              f"{_keys(ids[repeated], positions[repeated])}")
+        repeated = np.flatnonzero((ids[1:] == ids[:-1]) & (positions[1:] == positions[:-1])) + 1
+        if repeated.size:
+            raise DistilleryError(f"{self.name}: {repeated.size} repeated (id, position) keys, e.g. "
+                                  f"{_keys(ids[repeated], positions[repeated])}")
+        self.stored = StoredTokenLogits(len(ids), self.top_k, self.vocab_size)
+        return self.stored
 
-    columns = {"id": pa.array(ids), "position": pa.array(positions)}
-    if top_k is None:
-        columns["logits"] = _fixed_lists(parts["logits"], np.float32)
-    else:
-        columns |= {"index": _fixed_lists(parts["index"], np.int32), "top": _fixed_lists(parts["top"], np.float32),
-                    "rest_mean": pa.array(np.asarray(parts["rest_mean"], np.float32)),
-                    "rest_lse": pa.array(np.asarray(parts["rest_lse"], np.float32))}
-    schema = pa.schema([pa.field(name, col.type, nullable=False) for name, col in columns.items()],
-                       metadata={VOCAB_SIZE_KEY: str(vocab_size).encode()})
-    table = pa.table(columns, schema=schema)
+    def close(self) -> None:
+        """Close the file without the checks (after an error)."""
+        self._file.close()
+
+
+@contextlib.contextmanager
+def token_logits_writer(path: Path, vocab_size: int, top_k: int | None) -> Iterator[TokenLogitsWriter]:
+    """A ``TokenLogitsWriter`` whose file appears at ``path`` once finished (atomically); an error in the block or
+    in ``finish`` leaves no file. Its ``stored`` says what was written."""
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp, **LOGITS_WRITE,
-                       column_encoding={c: e for c, e in ENCODINGS.items() if c.split(".")[0] in columns})
-    return StoredTokenLogits(n, top_k, int(vocab_size))
+        writer = TokenLogitsWriter(tmp, vocab_size, top_k, name=path)
+        try:
+            yield writer
+            writer.finish()
+        except BaseException:
+            writer.close()
+            raise
+
+
+def write_token_logits(path: Path, ids: np.ndarray, positions: np.ndarray, parts: dict[str, np.ndarray],
+                       vocab_size: int | None = None) -> StoredTokenLogits:
+    """Save ``compress_tokens``' columns of tokens keyed by (``ids``, ``positions``), all in memory, as one Parquet
+    file (atomically), rows sorted by (id, position). ``vocab_size`` (the teacher's V) is required with top-k parts,
+    which do not hold it; with full logits it is their width. Refuses repeated keys."""
+    ids, positions, top_k, vocab_size = _checked(ids, positions, parts, vocab_size, "write_token_logits")
+    with token_logits_writer(path, vocab_size, top_k) as writer:
+        writer.write(ids, positions, parts)
+    return writer.stored
 
 
 class TokenLogits:
@@ -233,19 +314,35 @@ class TokenLogits:
         return out
 
 
-def _column_lists(table: pa.Table, column: str, path: Path) -> np.ndarray:
+def _column_lists(values, column: str, path: Path) -> np.ndarray:
+    """A fixed-size list column (of a table or a record batch) as an (N, list size) array."""
     import pyarrow as pa
 
-    values = table.column(column).combine_chunks()
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
     if not pa.types.is_fixed_size_list(values.type):
         raise DistilleryError(f"{path}: '{column}' is {values.type}, not a fixed-size list")
     return values.flatten().to_numpy(zero_copy_only=False).reshape(len(values), values.type.list_size)
 
 
+def _list_size(schema, column: str, path: Path) -> int:
+    import pyarrow as pa
+
+    kind = schema.field(column).type
+    if not pa.types.is_fixed_size_list(kind):
+        raise DistilleryError(f"{path}: '{column}' is {kind}, not a fixed-size list")
+    return kind.list_size
+
+
+READ_BYTES = 2 ** 26  # load_token_logits reads the values this many bytes at a time
+
+
 def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, vocab_size: int) -> TokenLogits:
     """The stored teacher logits of a split whose rows have ids ``row_ids`` and ``lengths[i]`` tokens, joined by
     (id, position), in the order of ``row_ids``. Refuses a missing file, a vocabulary other than ``vocab_size``,
-    top-k ids outside it, missing, extra or repeated keys, and NaN/inf values, naming up to 5 offending keys."""
+    top-k ids outside it, missing, extra or repeated keys, and NaN/inf values, naming up to 5 offending keys.
+    The keys are read first; the values then go straight to their place in the split's order, ``READ_BYTES`` at a
+    time, so the logits are in memory once."""
     import pyarrow.parquet as pq
 
     path = Path(path)
@@ -255,39 +352,40 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
                          "lengths ≥ 0")
     if not path.exists():
         raise DistilleryError(f"{path}: token logits file not found (run the teacher_logits stage)")
-    table = pq.read_table(path)
-    full = "logits" in table.column_names
-    for column in ("id", "position") + (("logits",) if full else TOP_K_COLUMNS):
-        if column not in table.column_names:
-            raise DistilleryError(f"{path}: no '{column}' column; it has {table.column_names}")
-        if table.column(column).null_count:
-            raise DistilleryError(f"{path}: '{column}' has {table.column(column).null_count} nulls")
-    file_ids = table.column("id").to_numpy().astype(np.int64, copy=False)
-    file_positions = table.column("position").to_numpy().astype(np.int64)
+    stored = pq.ParquetFile(path)
+    schema = stored.schema_arrow
+    full = "logits" in schema.names
+    values = ("logits",) if full else TOP_K_COLUMNS
+    for column in ("id", "position") + values:
+        if column not in schema.names:
+            raise DistilleryError(f"{path}: no '{column}' column; it has {schema.names}")
+    keys = stored.read(columns=["id", "position"])
+    for column in ("id", "position"):
+        if keys.column(column).null_count:
+            raise DistilleryError(f"{path}: '{column}' has {keys.column(column).null_count} nulls")
+    file_ids = keys.column("id").to_numpy().astype(np.int64, copy=False)
+    file_positions = keys.column("position").to_numpy().astype(np.int64)
 
     if full:
-        parts = {"logits": _column_lists(table, "logits", path).astype(np.float32, copy=False)}
-        teacher_vocab = parts["logits"].shape[1]
+        teacher_vocab = k = _list_size(schema, "logits", path)
     else:
-        parts = {"index": _column_lists(table, "index", path), "top": _column_lists(table, "top", path),
-                 "rest_mean": table.column("rest_mean").to_numpy().astype(np.float32, copy=False),
-                 "rest_lse": table.column("rest_lse").to_numpy().astype(np.float32, copy=False)}
-        teacher_vocab = int((table.schema.metadata or {}).get(VOCAB_SIZE_KEY, b"0"))
+        k = _list_size(schema, "index", path)
+        if _list_size(schema, "top", path) != k:
+            raise DistilleryError(f"{path}: 'top' holds {_list_size(schema, 'top', path)} logits a token, 'index' {k}")
+        teacher_vocab = int((schema.metadata or {}).get(VOCAB_SIZE_KEY, b"0"))
         if not teacher_vocab:
             raise DistilleryError(f"{path}: a top-k token logits file without its vocabulary size ({VOCAB_SIZE_KEY!r})")
     if teacher_vocab != vocab_size:
         raise DistilleryError(f"{path}: {'logits' if full else 'top-k logits'} of another vocabulary (teacher "
                               f"vocabulary {teacher_vocab}, data {vocab_size})")
     if not full:
-        check_token_top_k(parts["index"].shape[1], vocab_size, f"{path}: top k")
-        index = parts["index"]
-        outside = (index < 0) | (index >= vocab_size)
-        if outside.any():
-            bad = outside.any(axis=1)
-            raise DistilleryError(f"{path}: top-k token ids {np.unique(index[outside])[:EXAMPLES].tolist()} outside "
-                                  f"the vocabulary (teacher vocabulary {teacher_vocab}, data {vocab_size}) at keys "
-                                  f"{_keys(file_ids[bad], file_positions[bad])}")
+        check_token_top_k(k, vocab_size, f"{path}: top k")
 
+    targets = np.maximum(lengths - 1, 0)
+    n = int(targets.sum())
+    parts = {"logits": np.empty((n, vocab_size), np.float32)} if full else {
+        "index": np.empty((n, k), np.int32), "top": np.empty((n, k), np.float32),
+        "rest_mean": np.empty(n, np.float32), "rest_lse": np.empty(n, np.float32)}
     data = TokenLogits(row_ids, lengths, vocab_size, parts)
     split_order = np.argsort(row_ids, kind="stable")
     sorted_ids = row_ids[split_order]
@@ -317,15 +415,26 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
             f"{missing.size} missing (e.g. {split_keys(missing)}), {int(extra.sum())} extra "
             f"(e.g. {_keys(file_ids[extra], file_positions[extra])})")
 
-    if not (np.diff(flat) == 1).all():  # not already in the split's order
-        place = np.empty(data.num_tokens, np.int64)
-        place[flat] = np.arange(len(flat))
-        data.parts = {name: values[place] for name, values in parts.items()}
+    done = 0
+    rows_at_once = max(1, READ_BYTES // payload_bytes(None if full else k, vocab_size))
+    for batch in stored.iter_batches(batch_size=rows_at_once, columns=list(values)):
+        place = flat[done:done + batch.num_rows]
+        for column in values:
+            if batch.column(column).null_count:
+                raise DistilleryError(f"{path}: '{column}' has nulls")
+            got = batch.column(column)
+            parts[column][place] = _column_lists(got, column, path) if parts[column].ndim == 2 else got.to_numpy()
+        done += batch.num_rows
     if full:
-        bad = ~np.isfinite(data.parts["logits"]).all(axis=1)
+        bad = ~np.isfinite(parts["logits"]).all(axis=1)
     else:
-        bad = ~(np.isfinite(data.parts["top"]).all(axis=1) & np.isfinite(data.parts["rest_mean"])
-                & np.isfinite(data.parts["rest_lse"]))
+        outside = (parts["index"] < 0) | (parts["index"] >= vocab_size)
+        if outside.any():
+            raise DistilleryError(f"{path}: top-k token ids {np.unique(parts['index'][outside])[:EXAMPLES].tolist()} "
+                                  f"outside the vocabulary (teacher vocabulary {teacher_vocab}, data {vocab_size}) at "
+                                  f"keys {split_keys(np.flatnonzero(outside.any(axis=1)))}")
+        bad = ~(np.isfinite(parts["top"]).all(axis=1) & np.isfinite(parts["rest_mean"])
+                & np.isfinite(parts["rest_lse"]))
     if bad.any():
         raise DistilleryError(f"{path}: NaN/inf logits at keys {split_keys(np.flatnonzero(bad))}")
     return data

@@ -51,32 +51,32 @@ def main(name: str | None) -> None:
 
 
 def token_logits(prepared, batch_size: int, top_k: int | None) -> None:
-    """Language models: the teacher's logits at every token with a next token, keyed by (id, position)."""
-    from distillery.models.causal_lm import split_token_logits
-    from distillery.token_logits import check_token_top_k, write_token_logits
+    """Language models: the teacher's logits at every token with a next token, keyed by (id, position), written
+    batch by batch (a split's logits are never all in memory)."""
+    from distillery.models.causal_lm import token_logits_batches
+    from distillery.token_logits import check_token_top_k, token_logits_writer
     from distillery.data.prepared import token_arrays
     from distillery.training.causal_lm import load_lm_teacher, prepared_tokenizer
 
     tokenizer, teacher = prepared_tokenizer(), load_lm_teacher()
-    check_token_top_k(top_k, teacher.config.vocab_size)
+    vocab_size = teacher.config.vocab_size
+    check_token_top_k(top_k, vocab_size)
     pad = tokenizer.pad_token_id  # prepare gives every corpus tokenizer one (its end-of-text token if it has none)
-    throughput, scored = {}, {}
-    for split_name in SPLITS:
-        split = prepared.splits[split_name]
-        start = time.perf_counter()
-        scored[split_name] = split_token_logits(teacher, *token_arrays(split), split.ids, top_k, pad, batch_size,
-                                                f"teacher-{split_name}")
-        seconds = time.perf_counter() - start
-        tokens = len(scored[split_name]["id"])
-        throughput[split_name] = {"tokens": tokens, "seconds": round(seconds, 3),
-                                  "tokens_per_s": round(tokens / seconds, 1)}
+    throughput = {}
     with atomic_dir(TeacherPaths().logits) as out:
-        for split_name, result in scored.items():
-            stored = write_token_logits(out / f"{split_name}.parquet", result["id"], result["position"],
-                                        result["parts"], vocab_size=teacher.config.vocab_size)
-            print(f"{split_name}: {len(result['id'])} tokens of {len(prepared.splits[split_name].ids)} sequences in "
-                  f"{throughput[split_name]['seconds']:.1f} s, {stored.bytes_per_token} bytes per token stored "
-                  f"(+ {stored.key_bytes} of key)")
+        for split_name in SPLITS:
+            split = prepared.splits[split_name]
+            start = time.perf_counter()
+            with token_logits_writer(out / f"{split_name}.parquet", vocab_size, top_k) as writer:
+                for batch in token_logits_batches(teacher, *token_arrays(split), split.ids, top_k, pad, batch_size,
+                                                  f"teacher-{split_name}"):
+                    writer.write(*batch)
+            seconds = time.perf_counter() - start
+            stored = writer.stored
+            throughput[split_name] = {"tokens": stored.num_tokens, "seconds": round(seconds, 3),
+                                      "tokens_per_s": round(stored.num_tokens / seconds, 1)}
+            print(f"{split_name}: {stored.num_tokens} tokens of {len(split.ids)} sequences scored and written in "
+                  f"{seconds:.1f} s, {stored.bytes_per_token} bytes per token stored (+ {stored.key_bytes} of key)")
     write_json(TIMINGS_ROOT / "teacher_logits.json", throughput)
 
 

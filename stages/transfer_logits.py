@@ -66,8 +66,8 @@ def generated_transfer(params: dict, prepared) -> None:
     if generate["sequences"]:
         from distillery.data.corpus import write_sequences
         from distillery.data.prepared import token_arrays
-        from distillery.models.causal_lm import sample_continuations, split_token_logits
-        from distillery.token_logits import write_token_logits
+        from distillery.models.causal_lm import sample_continuations, token_logits_batches
+        from distillery.token_logits import token_logits_writer
         from distillery.training.causal_lm import load_lm_teacher, prepared_tokenizer
 
         tokenizer, teacher = prepared_tokenizer(), load_lm_teacher()
@@ -77,19 +77,20 @@ def generated_transfer(params: dict, prepared) -> None:
         ids, tokens, offsets = sample_continuations(teacher, *token_arrays(train), train.ids, generate,
                                                     prepared.meta["max_length"], tokenizer.eos_token_id, batch_size)
         sampled = time.perf_counter() - start
-        scored = split_token_logits(teacher, tokens, offsets, ids, params["teacher"]["logits_top_k"],
-                                    tokenizer.eos_token_id, batch_size, "teacher-generated")
         lengths = np.diff(offsets)
         summary = {"rows": len(ids), "tokens": int(lengths.sum()),
                    "mean_length": round(float(lengths.mean()), 3) if len(ids) else 0.0,
                    "ended": int(sum(tokens[end - 1] == tokenizer.eos_token_id for end in offsets[1:]))}
         print(f"generated: {len(ids)} sequences of {summary['mean_length']:.1f} tokens on average in {sampled:.1f} s "
-              f"({summary['ended']} ended with the end-of-text token), scored once")
+              f"({summary['ended']} ended with the end-of-text token); scored once below")
     with atomic_dir(TRANSFER_LOGITS) as out:
         if generate["sequences"]:
             write_sequences(out / GENERATED_SEQUENCES, ids, tokens, offsets)
-            write_token_logits(out / GENERATED_LOGITS, scored["id"], scored["position"], scored["parts"],
-                               vocab_size=teacher.config.vocab_size)
+            top_k = params["teacher"]["logits_top_k"]
+            with token_logits_writer(out / GENERATED_LOGITS, teacher.config.vocab_size, top_k) as writer:
+                for batch in token_logits_batches(teacher, tokens, offsets, ids, top_k, tokenizer.eos_token_id,
+                                                  batch_size, "teacher-generated"):
+                    writer.write(*batch)
         write_json(out / SUMMARY_FILE, summary)
 
 

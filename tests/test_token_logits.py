@@ -8,7 +8,8 @@ import torch
 from distillery import token_logits
 from distillery.errors import DistilleryError
 from distillery.logits_top_k import compress, rebuild
-from distillery.token_logits import check_token_top_k, compress_tokens, load_token_logits, write_token_logits
+from distillery.token_logits import (check_token_top_k, compress_tokens, load_token_logits, token_logits_writer,
+                                     write_token_logits)
 
 V = 8
 IDS = np.array([10, 3, 7, 42])      # the split's rows, in the prepared order
@@ -120,6 +121,37 @@ def test_top_k_round_trip_equals_rebuild_of_the_same_tokens(tmp_path, T):
     np.testing.assert_array_equal(batch.numpy(), expected_batch([0, 2, 3], 5, key_ids, key_positions, want))
     assert not batch[0, 4:].any() and not batch[1, 2:].any() and not batch[2, 3:].any()
     assert data.batch([], 5, T).shape == (0, 5, V)
+
+
+@pytest.mark.parametrize("k", [None, 3])
+def test_batches_written_in_any_order_load_as_one_write_does(tmp_path, monkeypatch, k):
+    """The stages' streamed file: batches of whole rows in their own order (as the teacher scores them, by length),
+    small row groups; read back a few rows at a time, it gives what one sorted write gives."""
+    key_ids, key_positions, z = tokens()
+    parts = compress_tokens(torch.from_numpy(z), k)
+    write_token_logits(tmp_path / "one.parquet", key_ids, key_positions, parts, vocab_size=V)
+    monkeypatch.setattr(token_logits.TokenLogitsWriter, "ROW_GROUP_BYTES", 1)  # a row group per batch
+    monkeypatch.setattr(token_logits, "READ_BYTES", 3 * token_logits.payload_bytes(k, V))  # 3 tokens a read
+    with token_logits_writer(tmp_path / "streamed.parquet", V, k) as writer:
+        for row_id in (42, 10, 7):  # id 3 has no targets
+            mine = np.flatnonzero(key_ids == row_id)[::-1]  # a batch's tokens in any order
+            writer.write(key_ids[mine], key_positions[mine], {name: v[mine] for name, v in parts.items()})
+    assert writer.stored.num_tokens == 9 and pq.ParquetFile(tmp_path / "streamed.parquet").num_row_groups == 3
+    one, streamed = (load_token_logits(tmp_path / f"{name}.parquet", IDS, LENGTHS, V) for name in ("one", "streamed"))
+    for name in parts:
+        np.testing.assert_array_equal(streamed.parts[name], one.parts[name], err_msg=name)
+
+
+def test_the_writer_leaves_no_file_on_repeated_keys_across_batches_or_another_k(tmp_path):
+    parts = compress_tokens(torch.randn(2, V), 2)
+    with pytest.raises(DistilleryError, match=r"t.parquet: 1 repeated \(id, position\) keys, e.g. \[\(7, 1\)\]"):
+        with token_logits_writer(tmp_path / "t.parquet", V, 2) as writer:
+            writer.write(np.array([7, 7]), np.array([0, 1]), parts)
+            writer.write(np.array([8, 7]), np.array([0, 1]), parts)
+    with pytest.raises(ValueError, match="top k 2 in a file of top k 3"):
+        with token_logits_writer(tmp_path / "t.parquet", V, 3) as writer:
+            writer.write(np.array([7, 7]), np.array([0, 1]), parts)
+    assert not list(tmp_path.iterdir())
 
 
 def test_stored_bytes_per_token(tmp_path):

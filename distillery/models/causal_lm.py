@@ -166,12 +166,12 @@ def has_next(offsets: np.ndarray, rows: np.ndarray, width: int) -> torch.Tensor:
     return torch.from_numpy(np.arange(width)[None, :] < lengths[:, None] - 1)
 
 
-def split_token_logits(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.ndarray, top_k: int | None,
-                       pad_id: int, batch_size: int, desc: str, device: torch.device | None = None) -> dict:
+def token_logits_batches(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.ndarray, top_k: int | None,
+                         pad_id: int, batch_size: int, desc: str, device: torch.device | None = None):
     """The model's logits at every position of every sequence that has a next token (positions 0..length-2),
     compressed per token (``token_logits.compress_tokens``: the top ``top_k`` and the rest's mass, or every logit),
-    with the keys ``id`` and ``position``, in (id, position) order of the rows as given. Batches of similar length,
-    at most ``batch_size`` rows and about 2^27 logits (half a GiB in float32) at a time."""
+    one batch at a time: yields ``(ids, positions, parts)`` for a batch's tokens, for ``TokenLogitsWriter.write``.
+    Batches of similar length, at most ``batch_size`` rows and about 2^27 logits (half a GiB in float32) each."""
     from tqdm.auto import tqdm
 
     from ..token_logits import compress_tokens
@@ -180,24 +180,17 @@ def split_token_logits(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.n
     device = device or best_device()
     model = model.to(device).eval()
     tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
+    ids = np.asarray(ids)
     max_tokens = max(1, 2 ** 27 // model.config.vocab_size)
     batches = list(padded_batches(offsets, batch_size, max_tokens))
-    rows_done, parts = [], []
     with torch.inference_mode(), autocast(device):
         for rows in tqdm(batches, desc=desc, leave=False, disable=len(batches) <= 1):
             input_ids, mask = padded(tokens_t, offsets, rows, pad_id)
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
-            parts.append(compress_tokens(logits[has_next(offsets, rows, logits.shape[1]).to(device)], top_k))
-            rows_done.append(rows)
-    order = np.concatenate(rows_done) if rows_done else np.zeros(0, np.int64)
-    lengths = np.diff(offsets)[order]
-    targets = np.maximum(lengths - 1, 0)
-    key_ids = np.repeat(np.asarray(ids)[order], targets)
-    key_positions = np.concatenate([np.arange(n) for n in targets]) if len(targets) else np.zeros(0, np.int64)
-    stored = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]} if parts else {}
-    ranked = np.lexsort((key_positions, key_ids))
-    return {"id": key_ids[ranked], "position": key_positions[ranked].astype(np.int32),
-            "parts": {name: values[ranked] for name, values in stored.items()}}
+            targets = np.maximum(np.diff(offsets)[rows] - 1, 0)
+            positions = np.concatenate([np.arange(n) for n in targets]).astype(np.int32)
+            yield (np.repeat(ids[rows], targets), positions,
+                   compress_tokens(logits[has_next(offsets, rows, logits.shape[1]).to(device)], top_k))
 
 
 def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.ndarray, generate: dict,

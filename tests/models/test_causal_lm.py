@@ -9,8 +9,8 @@ from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFa
 
 from distillery.errors import DistilleryError
 from distillery.models.causal_lm import (build_causal_lm, check_same_vocabulary, first_differing_token, padded,
-                                         padded_batches, sample_continuations, split_token_logits)
-from distillery.token_logits import compress_tokens
+                                         padded_batches, sample_continuations, token_logits_batches)
+from distillery.token_logits import compress_tokens, load_token_logits, token_logits_writer
 
 WORDS = ["<|endoftext|>", "a", "b", "c", "d", "e", "f", "g"]
 
@@ -85,19 +85,29 @@ def tiny_lm():
                                                        eos_token_id=0, pad_token_id=0)).eval()
 
 
-def test_split_token_logits_keys_every_position_with_a_next_token_and_matches_the_model(tiny_lm):
+def test_token_logits_batches_key_every_position_with_a_next_token_and_match_the_model(tiny_lm, tmp_path):
     tokens = np.array([1, 2, 3, 0, 4, 5, 0, 6, 7, 1, 2, 0])
     offsets, ids = np.array([0, 4, 7, 12]), np.array([30, 10, 20])
-    stored = split_token_logits(tiny_lm, tokens, offsets, ids, None, 0, batch_size=2, desc="t",
-                                device=torch.device("cpu"))
-    assert stored["id"].tolist() == [10, 10, 20, 20, 20, 20, 30, 30, 30]  # (id, position) order
-    assert stored["position"].tolist() == [0, 1, 0, 1, 2, 3, 0, 1, 2]
+    batches = list(token_logits_batches(tiny_lm, tokens, offsets, ids, None, 0, batch_size=2, desc="t",
+                                        device=torch.device("cpu")))
+    assert len(batches) == 2  # by length: rows 1 and 0, then row 2
+    keys = sorted((int(i), int(p)) for batch_ids, positions, _ in batches for i, p in zip(batch_ids, positions))
+    assert keys == [(10, 0), (10, 1), (20, 0), (20, 1), (20, 2), (20, 3), (30, 0), (30, 1), (30, 2)]
+    with token_logits_writer(tmp_path / "t.parquet", 8, None) as writer:
+        for batch in batches:
+            writer.write(*batch)
+    assert writer.stored.num_tokens == 9
+    stored = load_token_logits(tmp_path / "t.parquet", ids, np.diff(offsets), 8)  # in the rows' order: 30, 10, 20
     with torch.inference_mode():
         row = tiny_lm(input_ids=torch.tensor([[6, 7, 1, 2, 0]])).logits[0, :4]
-    np.testing.assert_allclose(stored["parts"]["logits"][2:6], row.numpy(), atol=1e-5)
-    top = split_token_logits(tiny_lm, tokens, offsets, ids, 3, 0, batch_size=8, desc="t", device=torch.device("cpu"))
-    expected = compress_tokens(torch.from_numpy(stored["parts"]["logits"]), 3)
-    np.testing.assert_array_equal(top["parts"]["index"], expected["index"])
+    np.testing.assert_allclose(stored.parts["logits"][5:9], row.numpy(), atol=1e-5)
+    with token_logits_writer(tmp_path / "top.parquet", 8, 3) as writer:  # one batch of all three rows
+        for batch in token_logits_batches(tiny_lm, tokens, offsets, ids, 3, 0, batch_size=8, desc="t",
+                                          device=torch.device("cpu")):
+            writer.write(*batch)
+    top = load_token_logits(tmp_path / "top.parquet", ids, np.diff(offsets), 8)
+    expected = compress_tokens(torch.from_numpy(stored.parts["logits"]), 3)
+    np.testing.assert_array_equal(top.parts["index"], expected["index"])
 
 
 def test_sampled_continuations_are_seeded_start_with_their_prompt_and_stop_at_the_end_of_text(tiny_lm):
