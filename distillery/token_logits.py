@@ -352,7 +352,7 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
                          "lengths ≥ 0")
     if not path.exists():
         raise DistilleryError(f"{path}: token logits file not found (run the teacher_logits stage)")
-    stored = pq.ParquetFile(path)
+    stored = pq.ParquetFile(path, pre_buffer=False, buffer_size=READ_BYTES)  # no whole column chunks in memory
     schema = stored.schema_arrow
     full = "logits" in schema.names
     values = ("logits",) if full else TOP_K_COLUMNS
@@ -415,28 +415,34 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
             f"{missing.size} missing (e.g. {split_keys(missing)}), {int(extra.sum())} extra "
             f"(e.g. {_keys(file_ids[extra], file_positions[extra])})")
 
-    done = 0
+    done, bad, outside = 0, [], []
     rows_at_once = max(1, READ_BYTES // payload_bytes(None if full else k, vocab_size))
     for batch in stored.iter_batches(batch_size=rows_at_once, columns=list(values)):
         place = flat[done:done + batch.num_rows]
+        got = {}
         for column in values:
             if batch.column(column).null_count:
                 raise DistilleryError(f"{path}: '{column}' has nulls")
-            got = batch.column(column)
-            parts[column][place] = _column_lists(got, column, path) if parts[column].ndim == 2 else got.to_numpy()
+            lists = parts[column].ndim == 2
+            column_values = batch.column(column)
+            got[column] = _column_lists(column_values, column, path) if lists else column_values.to_numpy()
+            parts[column][place] = got[column]
+        if full:
+            finite = np.isfinite(got["logits"]).all(axis=1)
+        else:
+            outside.append(place[((got["index"] < 0) | (got["index"] >= vocab_size)).any(axis=1)])
+            finite = np.isfinite(got["top"]).all(axis=1) & np.isfinite(got["rest_mean"]) & np.isfinite(got["rest_lse"])
+        bad.append(place[~finite])
         done += batch.num_rows
-    if full:
-        bad = ~np.isfinite(parts["logits"]).all(axis=1)
-    else:
-        outside = (parts["index"] < 0) | (parts["index"] >= vocab_size)
-        if outside.any():
-            raise DistilleryError(f"{path}: top-k token ids {np.unique(parts['index'][outside])[:EXAMPLES].tolist()} "
-                                  f"outside the vocabulary (teacher vocabulary {teacher_vocab}, data {vocab_size}) at "
-                                  f"keys {split_keys(np.flatnonzero(outside.any(axis=1)))}")
-        bad = ~(np.isfinite(parts["top"]).all(axis=1) & np.isfinite(parts["rest_mean"])
-                & np.isfinite(parts["rest_lse"]))
-    if bad.any():
-        raise DistilleryError(f"{path}: NaN/inf logits at keys {split_keys(np.flatnonzero(bad))}")
+    outside = np.sort(np.concatenate(outside)) if outside else np.zeros(0, np.int64)
+    if outside.size:
+        index = parts["index"][outside]
+        wrong = np.unique(index[(index < 0) | (index >= vocab_size)])[:EXAMPLES].tolist()
+        raise DistilleryError(f"{path}: top-k token ids {wrong} outside the vocabulary (teacher vocabulary "
+                              f"{teacher_vocab}, data {vocab_size}) at keys {split_keys(outside)}")
+    bad = np.sort(np.concatenate(bad)) if bad else np.zeros(0, np.int64)
+    if bad.size:
+        raise DistilleryError(f"{path}: NaN/inf logits at keys {split_keys(bad)}")
     return data
 
 
