@@ -77,6 +77,7 @@ bench: setup
 	python bench/processes.py --preset digits-mlp --steps 1500
 	python bench/caching.py
 	python bench/more_seeds.py
+	python bench/token_logits_memory.py
 	python bench/live_teacher.py
 	python bench/teacher_throughput.py
 	python bench/trainer_step_minilm.py

@@ -1,6 +1,7 @@
 """Peak memory of a language model's stored per-token logits with every logit (`teacher.logits_top_k: null`):
 writing a split as the teacher_logits stage does now (batch by batch, `token_logits_writer`) against the way it did
-before (every batch's logits gathered, joined and put in key order, then written), and loading the file for training
+before (every batch's logits gathered, joined and put in key order, then written with the base revision's
+`write_token_logits`), and loading the file for training
 (`load_token_logits`) with this tree's code and with a base revision's. Each in its own process, on synthetic
 logits (rows of 5 to 40 tokens, batches of similar length, ids in a shuffled order); the figure is the peak
 resident memory above what the process held before the work, as a multiple of the logits' size.
@@ -88,8 +89,8 @@ def main() -> None:
         base = copy_revision(args.base, tmp / "base")
         rows = {
             "write, batch by batch (now)": child("write-stream", tmp / "stream.parquet", args.tokens, args.vocab, REPO),
-            "write, gathered first (before)": child("write-in-memory", tmp / "memory.parquet", args.tokens,
-                                                    args.vocab, REPO),
+            f"write, gathered first ({args.base})": child("write-in-memory", tmp / "memory.parquet", args.tokens,
+                                                            args.vocab, base),
             "load (now)": child("load", tmp / "stream.parquet", args.tokens, args.vocab, REPO),
             f"load ({args.base})": child("load", tmp / "stream.parquet", args.tokens, args.vocab, base),
         }
