@@ -421,11 +421,10 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
         place = flat[done:done + batch.num_rows]
         got = {}
         for column in values:
-            if batch.column(column).null_count:
+            read = batch.column(column)
+            if read.null_count:
                 raise DistilleryError(f"{path}: '{column}' has nulls")
-            lists = parts[column].ndim == 2
-            column_values = batch.column(column)
-            got[column] = _column_lists(column_values, column, path) if lists else column_values.to_numpy()
+            got[column] = _column_lists(read, column, path) if parts[column].ndim == 2 else read.to_numpy()
             parts[column][place] = got[column]
         if full:
             finite = np.isfinite(got["logits"]).all(axis=1)

@@ -209,8 +209,9 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
     data_key = [a for name in ("train", "validation") for a in token_arrays(prepared.splits[name])]
     with_curves = live_root is not None
     runs: dict[int, list[Path]] = {}
+    conditions = run_conditions(params)
     for seed in params["train"]["seeds"]:
-        run_id = fingerprint({"model": spec}, run_conditions(params), seed, *data_key, with_curves, *run_parts)
+        run_id = fingerprint({"model": spec}, conditions, seed, *data_key, with_curves, *run_parts)
         runs[seed] = [CHECKPOINT_ROOT / method.name / run_id]
         train_once(runs[seed][0], lambda: build_causal_lm(spec, tokenizer, max_length, "student.model"), seed=seed,
                    with_curves=with_curves, tokenizer=tokenizer, select=params["train"]["select"],

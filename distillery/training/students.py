@@ -191,9 +191,10 @@ def train_students(
 
     with_curves = live_root is not None
     runs: dict[int, list[Path]] = {}  # seed -> the run directory of each generation (one without generations)
+    conditions = run_conditions(params)
     for seed in params["train"]["seeds"]:
         # {"model": ...}: the value params["student"] had before student.quantize, which only evaluate reads
-        run_id = fingerprint({"model": params["student"]["model"]}, run_conditions(params), seed, train.ids,
+        run_id = fingerprint({"model": params["student"]["model"]}, conditions, seed, train.ids,
                              train.labels, val.ids, with_curves, *run_parts)
         runs[seed], data, make = [], first_data, make_model
         for k in range(1, generations + 1):
