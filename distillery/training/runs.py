@@ -7,6 +7,7 @@ and so does the next run with the same params and more ``train.seeds`` (``run_co
 """
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
@@ -172,12 +173,25 @@ def checkpoint_step(checkpoint: Path) -> int:
 
 @functools.cache
 def source_digest(root: Path = PACKAGE) -> str:
-    """A digest of the Python files under ``root`` (this package): a kept run is reused by the code that trained it
-    only, so a fix to a loss or to the Trainer's use retrains the students even when their params stay the same."""
+    """A digest of the code of the Python files under ``root`` (this package): a kept run is reused by the code that
+    trained it only, so a fix to a loss or to the Trainer's use retrains the students even when their params stay
+    the same. The code is each file's syntax tree without its docstrings: comments, docstrings, blank lines and
+    formatting change no result, so editing them keeps the runs."""
     digest = hashlib.sha256()
     for path in sorted(Path(root).rglob("*.py")):
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+        code = ast.dump(without_docstrings(ast.parse(path.read_bytes(), filename=str(path))))
+        digest.update(str(path.relative_to(root)).encode() + b"\0" + code.encode() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def without_docstrings(tree: ast.AST) -> ast.AST:
+    """``tree`` with the docstring of its module, classes and functions removed (in place)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                node.body = node.body[1:]
+    return tree
 
 
 def run_conditions(params: dict) -> dict:

@@ -142,15 +142,23 @@ def test_a_runs_conditions_leave_out_the_other_seeds_and_hold_the_numerics(monke
     assert fingerprint(run_conditions(native)) != before
 
 
-def test_the_source_digest_follows_every_python_file_of_the_package(tmp_path):
+def test_the_source_digest_follows_the_code_of_every_python_file_of_the_package(tmp_path):
     (tmp_path / "methods").mkdir()
-    (tmp_path / "methods" / "kd.py").write_text("T = 4\n")
+    kd = tmp_path / "methods" / "kd.py"
+    kd.write_text('"""Hinton et al."""\nT = 4\n\n\ndef loss(x):\n    """The loss."""\n    return x / T\n')
     (tmp_path / "README.md").write_text("not code")
     before = source_digest(tmp_path)
     (tmp_path / "README.md").write_text("still not code")
     assert source_digest.__wrapped__(tmp_path) == before
-    (tmp_path / "methods" / "kd.py").write_text("T = 2\n")
+    kd.write_text('"""Hinton et al. (2015)."""\nT = 4  # the paper\'s\n\ndef loss(x):\n    """KD."""\n    return (x / T)\n')
+    assert source_digest.__wrapped__(tmp_path) == before  # docstrings, comments and formatting only
+    kd.write_text('"""Hinton et al."""\nT = 2\n\n\ndef loss(x):\n    """The loss."""\n    return x / T\n')
     assert source_digest.__wrapped__(tmp_path) != before
+    kd.write_text('"""Hinton et al."""\nT = 4\n"""Not a docstring."""\n\n\ndef loss(x):\n    """The loss."""\n    return x / T\n')
+    assert source_digest.__wrapped__(tmp_path) != before  # a string that is not a docstring is code
+    (tmp_path / "methods" / "dkd.py").write_text("T = 4\n")
+    kd.write_text('"""Hinton et al."""\nT = 4\n\n\ndef loss(x):\n    """The loss."""\n    return x / T\n')
+    assert source_digest.__wrapped__(tmp_path) != before  # a new file
     assert run_conditions(make_params())["code"] == source_digest()
 
 
