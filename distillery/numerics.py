@@ -6,9 +6,11 @@ here, AVX2 there) and each kernel adds floats in its own order: the same trainin
 another CPU. A level names the path all of them take instead:
 
 - ``avx2`` (the default): torch's AVX2 kernels (``ATEN_CPU_CAPABILITY``), MKL's conditional numerical
-  reproducibility on its AVX2 branch (``MKL_CBWR``), oneDNN capped at AVX2 (``ONEDNN_MAX_CPU_ISA``), OpenBLAS's
-  Haswell kernels (``OPENBLAS_CORETYPE``) and torch's deterministic algorithms. Runs on any x86-64 CPU with AVX2
-  and FMA (Intel since 2013, AMD since 2015).
+  reproducibility on its COMPATIBLE branch (``MKL_CBWR``), oneDNN capped at AVX2 (``ONEDNN_MAX_CPU_ISA``),
+  OpenBLAS's Haswell kernels (``OPENBLAS_CORETYPE``) and torch's deterministic algorithms. Runs on any x86-64 CPU
+  with AVX2 and FMA (Intel since 2013, AMD since 2015). MKL's own AVX2 branch would be faster, but MKL offers
+  it on Intel CPUs only: elsewhere it silently takes its AUTO branch, so an AMD and an Intel CPU gave other
+  bits under ``MKL_CBWR=AVX2``; COMPATIBLE (SSE2 code) is the branch MKL runs alike on every x86-64 CPU.
 - ``baseline``: the paths every x86-64 CPU has (SSE2 to SSE4.1); slower.
 - ``native``: nothing pinned: each library's fastest path for this CPU, whose bits depend on the CPU.
 
@@ -27,7 +29,7 @@ from pathlib import Path
 from .errors import DistilleryError
 
 LEVELS: dict[str, dict[str, str]] = {
-    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2",
              "OPENBLAS_CORETYPE": "Haswell"},
     "baseline": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41",
                  "OPENBLAS_CORETYPE": "Prescott"},

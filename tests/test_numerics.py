@@ -18,9 +18,16 @@ OLD_CPU = {"sse4_1", "sse4_2"}
 
 def test_avx2_pins_every_library_and_native_pins_nothing():
     assert environment("avx2", "x86_64", AVX2_CPU | {"avx512f"}) == {
-        "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell"}
+        "ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2",
+        "OPENBLAS_CORETYPE": "Haswell"}
     assert environment("baseline", "x86_64", OLD_CPU)["ATEN_CPU_CAPABILITY"] == "default"
     assert environment("native", "x86_64", AVX2_CPU) == {}
+
+
+def test_every_level_holds_mkl_to_a_branch_it_runs_alike_on_intel_and_amd():
+    """MKL's branches other than AUTO and COMPATIBLE exist on Intel CPUs only: elsewhere MKL silently runs AUTO,
+    and an Intel and an AMD CPU give other bits (seen: the default's teacher under MKL_CBWR=AVX2)."""
+    assert {LEVELS[level]["MKL_CBWR"] for level in ("avx2", "baseline")} == {"COMPATIBLE"}
 
 
 def test_a_cpu_without_avx2_is_refused_naming_the_param_and_the_flags():
@@ -83,3 +90,11 @@ def test_the_launcher_starts_the_stage_with_the_pinned_environment(tmp_path):
         result = subprocess.run([sys.executable, "-m", "distillery.launch", "show.py"], cwd=tmp_path, env=env,
                                 capture_output=True, text=True)
         assert result.stdout.strip() == shown, result.stderr
+
+
+@x86_only
+def test_mkl_runs_the_pinned_branch_in_a_pinned_process():
+    result = python("from distillery.numerics import pin; pin('avx2'); import torch; torch.ones(8, 8) @ torch.ones(8, 8)",
+                    {"MKL_VERBOSE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "SGEMM" in result.stdout and "CNR:COMPATIBLE" in result.stdout, result.stdout
