@@ -20,9 +20,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 case $phase in
 first)
-  timeout 280 python bench/gpu_check.py --presets mnist-hinton --data .gpu/data --out "$out" --budget-s 240 \
+  timeout 300 python bench/gpu_check.py --presets mnist-hinton --data .gpu/data --out "$out" --budget-s 270 \
     --set 'train.seeds=[0]' "$@"
-  timeout 90 python bench/trainer_overhead.py --hidden 800 800 --device cuda --compile \
+  timeout 120 python bench/trainer_overhead.py --hidden 800 800 --device cuda --compile --steps 1000 --repeats 2 \
     | tee "$out/trainer_overhead_800.txt"
   ;;
 second)

@@ -16,6 +16,7 @@ import pandas as pd
 import torch
 
 from . import lm_metrics as L
+from .speed import synchronize, timed_forward
 
 SPLIT_PREFIX = {"validation": "validation_", "test": ""}  # as the classifiers' metrics: test unprefixed
 MODEL_METRICS = ("nll", "perplexity", "next_token_accuracy", "teacher_agreement", "kl_from_teacher")
@@ -160,13 +161,11 @@ def lm_speed(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: 
         with torch.inference_mode():
             for _ in range(warmup):
                 model(**inputs)
-            passes = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                model(**inputs)
-                passes.append(time.perf_counter() - start)
+            passes = [timed_forward(model, inputs, device) for _ in range(repeats)]
+        synchronize(device)
         start = time.perf_counter()
         generate(model, prompt, new_tokens, tokenizer)
+        synchronize(device)
         latency = (time.perf_counter() - start) / new_tokens
         speed[name] = {"tokens_per_s": round(count / float(np.median(passes)), 1),
                        "ms_per_generated_token": round(latency * 1000, 3)}

@@ -17,19 +17,19 @@ def device_name(device: torch.device) -> str:
     return f"{device.type} ({platform.machine()}, {torch.get_num_threads()} threads)"
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     elif device.type == "mps":
         torch.mps.synchronize()
 
 
-def _timed_forward(model, batch: dict, device: torch.device) -> float:
+def timed_forward(model, batch: dict, device: torch.device) -> float:
     """Seconds for one forward pass of ``batch`` (the model's keyword inputs), waiting for the device to finish."""
-    _synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     model(**batch)
-    _synchronize(device)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -76,7 +76,7 @@ def measure_speed(models: dict, inputs, batch_size: int, repeats: int, warmup: i
         for round_ in tqdm(range(warmup + repeats), desc="timing", leave=False):
             for name, model in models.items():
                 for what, batch in batches[name].items():
-                    seconds = _timed_forward(model, batch, device)
+                    seconds = timed_forward(model, batch, device)
                     if round_ >= warmup:
                         times[name, what].append(seconds)
     out = {

@@ -129,7 +129,10 @@ class DistillationTrainer(Trainer):
     loss_is_scaled_for_ga = False  # the losses return per-batch means
 
     def __init__(self, *args, method: Method = HARD, hyperparams: dict | None = None, teacher=None, **kwargs):
+        tf32 = torch.backends.cuda.matmul.allow_tf32
         super().__init__(*args, **kwargs)
+        # accelerate turns on TF32 matmuls for a compiled model in fp32 on CUDA: `precision` says what they run in
+        torch.backends.cuda.matmul.allow_tf32 = tf32
         self.method = method
         self.hyperparams = hyperparams or {}
         self.teacher = None if teacher is None else teacher.to(self.args.device)  # once, not per step
@@ -293,6 +296,7 @@ def train_model(
         data_seed=seed,
         full_determinism=train_params["full_determinism"],
         torch_compile=train_params["compile"],
+        tf32=False,  # as for accelerate above: a compiled model's fp32 matmuls stay fp32
         report_to="none",
         remove_unused_columns=False,
         label_names=["labels"],  # a Distillee's forward(**inputs) hides them: evaluation scores it too

@@ -135,3 +135,28 @@ def test_train_compile_compiles_the_student_and_a_live_teacher(tmp_path, monkeyp
         train_model(build(), data, data, params, seed=0, method=get_method("kd"), hyperparams={"T": 2.0, "alpha": 0.5},
                     teacher=build(), checkpoint_dir=tmp_path / str(flag))
         assert compiled == ([] if not flag else ["MLPForClassification", "MLPForClassification"])
+
+
+def test_a_compiled_model_in_fp32_keeps_fp32_matmuls(tmp_path, monkeypatch):
+    """On CUDA, transformers and accelerate turn on TF32 matmuls for a compiled model unless told otherwise (here
+    accelerate's step is played on the CPU); `precision: fp32` keeps them fp32."""
+    from transformers import Trainer
+
+    original = Trainer.create_accelerator_and_postprocess
+
+    def as_on_cuda(self):
+        original(self)
+        torch.backends.cuda.matmul.allow_tf32 = True  # what accelerate's state does for a compiled fp32 model on CUDA
+
+    monkeypatch.setattr(Trainer, "create_accelerator_and_postprocess", as_on_cuda)
+    monkeypatch.setattr(torch, "compile", lambda module, **kwargs: module)
+    before = torch.backends.cuda.matmul.allow_tf32  # a torch setting, not an attribute monkeypatch can undo
+    torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        data = TensorDictDataset(features=torch.rand(8, 4), labels=torch.tensor([0, 1] * 4))
+        params = validate({})["train"] | {"max_steps": 2, "batch_size": 4, "compile": True, "precision": "fp32"}
+        train_model(build_model({"arch": "mlp", "hidden_sizes": [2]}, [4], ["a", "b"]), data, data, params, seed=0,
+                    method=HARD, checkpoint_dir=tmp_path)
+        assert torch.backends.cuda.matmul.allow_tf32 is False
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
