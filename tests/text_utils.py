@@ -34,14 +34,41 @@ def pairs(n: int, seed: int = 0) -> pd.DataFrame:
 
 def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 120, lowercase: bool = True) -> Path:
     """A BERT-style WordPiece tokenizer trained with ``tokenizers`` on ``texts``, saved under ``out``."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertTokenizerFast
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 
     special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
+    return save_bert_tokenizer(tok, out)
+
+
+def word_tokenizer(texts: list[str], out: Path, vocab_size: int = 120) -> Path:
+    """As ``train_tokenizer``, but the same tokenizer every run: the vocabulary is the special tokens, every character
+    alone and as a ``##`` continuation, then the most frequent words (ties: alphabetical) up to ``vocab_size``.
+    (``WordPieceTrainer`` numbers its ``##`` pieces, and so breaks ties between equally frequent merges, in a hash
+    map's order, which changes run to run.)"""
+    from collections import Counter
+
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
+
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    words = Counter(word for text in texts
+                    for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
+    chars = sorted({char for word in words for char in word})
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{char}" for char in chars)]
+    vocab += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if w not in vocab]
+    tok = Tokenizer(models.WordPiece(vocab={token: i for i, token in enumerate(vocab[:vocab_size])}, unk_token="[UNK]"))
+    tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
+    return save_bert_tokenizer(tok, out)
+
+
+def save_bert_tokenizer(tok, out: Path) -> Path:
+    """``tok`` with BERT's [CLS]/[SEP] template, saved under ``out`` as a ``BertTokenizerFast``."""
+    from tokenizers import processors
+    from transformers import BertTokenizerFast
+
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)]
