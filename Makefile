@@ -83,6 +83,7 @@ bench: setup
 	python bench/trainer_step_minilm.py
 	python bench/cpu_numerics.py
 	python bench/cpu_paths.py
+	python bench/mkl_branches.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized
