@@ -1,14 +1,15 @@
 """The CPU numerics every stage runs under, pinned by the ``reproducible_cpu`` param so that the same commit gives
 the same bits on any x86-64 CPU that can run the pinned code paths.
 
-torch, the BLAS it links (MKL), oneDNN and numpy's OpenBLAS each pick their kernels by the CPU they find (AVX-512
-here, AVX2 there) and each kernel adds floats in its own order: the same training gives other weights on
+torch, the BLAS it links (MKL), oneDNN, numpy's own SIMD loops and its OpenBLAS each pick their kernels by the CPU
+they find (AVX-512 here, AVX2 there) and each kernel adds floats in its own order: the same training gives other weights on
 another CPU. A level names the path all of them take instead:
 
 - ``avx2`` (the default): torch's AVX2 kernels (``ATEN_CPU_CAPABILITY``), MKL's conditional numerical
   reproducibility on its COMPATIBLE branch (``MKL_CBWR``), oneDNN capped at AVX2 (``ONEDNN_MAX_CPU_ISA``),
+  numpy's loops up to x86-64-v3 (``NPY_ENABLE_CPU_FEATURES``: its AVX-512 ``exp`` and ``log`` round otherwise),
   OpenBLAS's Haswell kernels (``OPENBLAS_CORETYPE``) and torch's deterministic algorithms. Runs on any x86-64 CPU
-  with AVX2 and FMA (Intel since 2013, AMD since 2015). MKL's own AVX2 branch would be faster, but MKL offers
+  with AVX2 and FMA (x86-64-v3: Intel since 2013, AMD since 2015). MKL's own AVX2 branch would be faster, but MKL offers
   it on Intel CPUs only: elsewhere it silently takes its AUTO branch, so an AMD and an Intel CPU gave other
   bits under ``MKL_CBWR=AVX2``; COMPATIBLE (SSE2 code) is the branch MKL runs alike on every x86-64 CPU.
 - ``baseline``: the paths every x86-64 CPU has (SSE2 to SSE4.1); slower.
@@ -30,13 +31,14 @@ from .errors import DistilleryError
 
 LEVELS: dict[str, dict[str, str]] = {
     "avx2": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "AVX2",
-             "OPENBLAS_CORETYPE": "Haswell"},
+             "NPY_ENABLE_CPU_FEATURES": "X86_V3", "OPENBLAS_CORETYPE": "Haswell"},
     "baseline": {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE", "ONEDNN_MAX_CPU_ISA": "SSE41",
-                 "OPENBLAS_CORETYPE": "Prescott"},
+                 "NPY_ENABLE_CPU_FEATURES": "X86_V2", "OPENBLAS_CORETYPE": "Prescott"},
     "native": {},
 }
 DEFAULT_LEVEL = "avx2"
-CPU_FLAGS = {"avx2": ("avx2", "fma")}  # /proc/cpuinfo flags a level needs beyond x86-64's
+# /proc/cpuinfo flags a level needs beyond x86-64's (avx2: x86-64-v3, which numpy's X86_V3 loops need too)
+CPU_FLAGS = {"avx2": ("avx2", "fma", "bmi1", "bmi2", "f16c", "abm", "movbe")}
 RECORD_FILE = "numerics.json"
 
 
@@ -104,9 +106,17 @@ def pin(level: str) -> None:
         torch.use_deterministic_algorithms(True)
 
 
+def numpy_simd() -> list[str]:
+    """The SIMD loops numpy runs beyond its baseline (its dispatch targets this process enabled: read at import,
+    so a pinned process lists what the level allows)."""
+    from numpy._core import _multiarray_umath as umath  # where numpy keeps its CPU dispatch table
+
+    return [name for name in umath.__cpu_dispatch__ if umath.__cpu_features__.get(name)]
+
+
 def record(level: str) -> dict:
-    """What was in force in this process: the level, the pinned variables as set, torch's kernels, deterministic
-    algorithms, threads and versions. Machine facts (the CPU's name) stay out: the same settings give the same
+    """What was in force in this process: the level, the pinned variables as set, torch's kernels, numpy's loops,
+    deterministic algorithms, threads and versions. Machine facts (the CPU's name) stay out: the same settings give the same
     record, so pinned runs on two machines write the same bytes."""
     import torch
 
@@ -115,6 +125,7 @@ def record(level: str) -> dict:
         "applies": is_x86(),
         "environment": {name: os.environ.get(name) for name in LEVELS["avx2"]},
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "numpy_simd": numpy_simd(),
         "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
         "torch_threads": torch.get_num_threads(),
         "accelerator": "cuda" if torch.cuda.is_available() else "cpu",

@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from distillery.numerics import LEVELS
+
 from ..conftest import TINY, deep_merge
 from ..repo_utils import ENV, copy_repo, reproduced, run
 
@@ -200,14 +202,14 @@ def test_teacher_checkpoint_with_other_label_count_is_refused(repo, tmp_path):
 # Another CPU, simulated here by capping each library's instruction set through its own environment variable
 # (what it reads to pick its code path). AVX2_ONLY is a CPU like most laptops and CI runners; NO_AVX2 an older one.
 AVX2_ONLY = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
-             "OPENBLAS_CORETYPE": "Haswell"}
+             "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Haswell"}
 NO_AVX2 = {"ATEN_CPU_CAPABILITY": "default", "MKL_ENABLE_INSTRUCTIONS": "SSE4_2", "ONEDNN_MAX_CPU_ISA": "SSE41",
-           "OPENBLAS_CORETYPE": "Prescott"}
+           "NPY_DISABLE_CPU_FEATURES": "X86_V3 X86_V4 AVX512_ICL AVX512_SPR", "OPENBLAS_CORETYPE": "Prescott"}
 
 
 def on_cpu(cpu: dict) -> dict:
     """The tests' environment as on that CPU."""
-    return {**{k: v for k, v in ENV.items() if k not in {*AVX2_ONLY, "MKL_CBWR"}}, **cpu}
+    return {**{k: v for k, v in ENV.items() if k not in {*AVX2_ONLY, *LEVELS["avx2"]}}, **cpu}
 
 
 def student_hashes(repo: Path) -> dict:
