@@ -17,7 +17,7 @@ import socket
 import sys
 
 from .errors import DistilleryError
-from .numerics import environment, level_in
+from .numerics import environment, level_in, with_pinned
 
 
 def process_count(value: str) -> int:
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     cmd, env = command(processes, args.script, cuda, threads)
     sys.stdout.flush()
-    os.execve(cmd[0], cmd, {**os.environ, **pinned, **env})
+    os.execve(cmd[0], cmd, {**with_pinned(os.environ, pinned), **env})
 
 
 if __name__ == "__main__":

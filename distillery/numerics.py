@@ -37,6 +37,8 @@ LEVELS: dict[str, dict[str, str]] = {
     "native": {},
 }
 DEFAULT_LEVEL = "avx2"
+# a pinned variable and the one it replaces: numpy refuses to import with both of these set
+REPLACES = {"NPY_ENABLE_CPU_FEATURES": "NPY_DISABLE_CPU_FEATURES"}
 # /proc/cpuinfo flags a level needs beyond x86-64's (avx2: x86-64-v3, which numpy's X86_V3 loops need too)
 CPU_FLAGS = {"avx2": ("avx2", "fma", "bmi1", "bmi2", "f16c", "abm", "movbe")}
 RECORD_FILE = "numerics.json"
@@ -89,10 +91,19 @@ def environment(level: str, machine: str | None = None, flags: set[str] | None =
     return dict(LEVELS[level])
 
 
+def with_pinned(environ, pinned: dict[str, str]) -> dict[str, str]:
+    """``environ`` (a mapping of environment variables) with ``pinned`` (a level's ``environment``) in force: its
+    variables set, and those they replace (``REPLACES``) removed."""
+    replaced = {REPLACES[name] for name in pinned if name in REPLACES}
+    return {**{name: value for name, value in environ.items() if name not in replaced}, **pinned}
+
+
 def pin(level: str) -> None:
     """Set ``level``'s environment in this process (read by each library when it first runs) and check that torch,
     if it has already picked its kernels, picked the pinned ones; then torch's deterministic algorithms on CPU."""
     pinned = environment(level)
+    for name in set(os.environ) - set(with_pinned(os.environ, pinned)):
+        del os.environ[name]
     os.environ.update(pinned)
     import torch
 

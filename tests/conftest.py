@@ -5,11 +5,13 @@ import copy
 import os
 from pathlib import Path
 
-from distillery.numerics import DEFAULT_LEVEL, environment
+from distillery.numerics import DEFAULT_LEVEL, environment, with_pinned
 
 # The tests' own torch runs the kernels every stage pins (docs/reproducibility.md), set before torch first runs:
 # stages called in this process (run_stage) and results compared with a stage's subprocess need the same ones.
-os.environ.update(environment(DEFAULT_LEVEL))
+_pinned = with_pinned(os.environ, environment(DEFAULT_LEVEL))
+os.environ.clear()
+os.environ.update(_pinned)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from distillery.errors import DistilleryError
-from distillery.numerics import LEVELS, environment, is_x86, level_in
+from distillery.numerics import LEVELS, environment, is_x86, level_in, with_pinned
 
 from .conftest import REPO
 
@@ -28,6 +28,13 @@ def test_every_level_holds_mkl_to_a_branch_it_runs_alike_on_intel_and_amd():
     """MKL's branches other than AUTO and COMPATIBLE exist on Intel CPUs only: elsewhere MKL silently runs AUTO,
     and an Intel and an AMD CPU give other bits (seen: the default's teacher under MKL_CBWR=AVX2)."""
     assert {LEVELS[level]["MKL_CBWR"] for level in ("avx2", "baseline")} == {"COMPATIBLE"}
+
+
+def test_a_pinned_numpy_level_replaces_a_numpy_cap_already_in_the_environment():
+    """numpy refuses to import with NPY_DISABLE_CPU_FEATURES beside NPY_ENABLE_CPU_FEATURES: the level's wins."""
+    outer = {"PATH": "/bin", "NPY_DISABLE_CPU_FEATURES": "X86_V4"}
+    assert with_pinned(outer, LEVELS["avx2"]) == {"PATH": "/bin", **LEVELS["avx2"]}
+    assert with_pinned(outer, LEVELS["native"]) == outer
 
 
 def test_a_cpu_without_avx2_is_refused_naming_the_param_and_the_flags():
