@@ -13,11 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cpu_numerics import cpu_model  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "mkl_branches.json"
 BRANCHES = ("AVX2", "COMPATIBLE")
@@ -67,13 +69,6 @@ def measure(repeats: int) -> dict:
     return found
 
 
-def cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
-        if line.startswith("model name"):
-            return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -90,7 +85,7 @@ def main() -> None:
         results[branch] = json.loads(out.strip().splitlines()[-1])
     record = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
               "command": " ".join(["python", "bench/mkl_branches.py", *sys.argv[1:]]),
-              "machine": f"{os.cpu_count()} CPUs ({cpu_name()})", **results}
+              "machine": f"{os.cpu_count()} CPUs ({cpu_model()})", **results}
     RESULTS.write_text(json.dumps(record, indent=2) + "\n")
     print(f"{record['machine']}; md5 of the products: " + ", ".join(f"{b} {results[b]['md5'][:8]}" for b in BRANCHES))
     print("| | MKL_CBWR=AVX2 | MKL_CBWR=COMPATIBLE | ratio |\n|---|---|---|---|")

@@ -2,8 +2,8 @@
 the same bits on any x86-64 CPU that can run the pinned code paths.
 
 torch, the BLAS it links (MKL), oneDNN, numpy's own SIMD loops and its OpenBLAS each pick their kernels by the CPU
-they find (AVX-512 here, AVX2 there) and each kernel adds floats in its own order: the same training gives other weights on
-another CPU. A level names the path all of them take instead:
+they find (AVX-512 here, AVX2 there) and each kernel adds floats in its own order: the same training gives other
+weights on another CPU. A level names the path all of them take instead:
 
 - ``avx2`` (the default): torch's AVX2 kernels (``ATEN_CPU_CAPABILITY``), MKL's conditional numerical
   reproducibility on its COMPATIBLE branch (``MKL_CBWR``), oneDNN capped at AVX2 (``ONEDNN_MAX_CPU_ISA``),
@@ -91,20 +91,29 @@ def environment(level: str, machine: str | None = None, flags: set[str] | None =
     return dict(LEVELS[level])
 
 
+def replaced(pinned: dict[str, str]) -> set[str]:
+    """The variables ``pinned`` (a level's ``environment``) replaces (``REPLACES``): to be unset where it is set."""
+    return {REPLACES[name] for name in pinned if name in REPLACES}
+
+
 def with_pinned(environ, pinned: dict[str, str]) -> dict[str, str]:
-    """``environ`` (a mapping of environment variables) with ``pinned`` (a level's ``environment``) in force: its
-    variables set, and those they replace (``REPLACES``) removed."""
-    replaced = {REPLACES[name] for name in pinned if name in REPLACES}
-    return {**{name: value for name, value in environ.items() if name not in replaced}, **pinned}
+    """``environ`` (a mapping of environment variables) with ``pinned`` in force: its variables set, and those they
+    replace removed."""
+    return {**{name: value for name, value in environ.items() if name not in replaced(pinned)}, **pinned}
+
+
+def set_environment(pinned: dict[str, str]) -> None:
+    """Put ``pinned`` in force in this process's environment (``with_pinned``, in place)."""
+    for name in replaced(pinned):
+        os.environ.pop(name, None)
+    os.environ.update(pinned)
 
 
 def pin(level: str) -> None:
     """Set ``level``'s environment in this process (read by each library when it first runs) and check that torch,
     if it has already picked its kernels, picked the pinned ones; then torch's deterministic algorithms on CPU."""
     pinned = environment(level)
-    for name in set(os.environ) - set(with_pinned(os.environ, pinned)):
-        del os.environ[name]
-    os.environ.update(pinned)
+    set_environment(pinned)
     import torch
 
     expected = pinned.get("ATEN_CPU_CAPABILITY", "").upper()  # torch.backends.cpu.get_cpu_capability()'s spelling
@@ -127,8 +136,8 @@ def numpy_simd() -> list[str]:
 
 def record(level: str) -> dict:
     """What was in force in this process: the level, the pinned variables as set, torch's kernels, numpy's loops,
-    deterministic algorithms, threads and versions. Machine facts (the CPU's name) stay out: the same settings give the same
-    record, so pinned runs on two machines write the same bytes."""
+    deterministic algorithms, threads and versions. Machine facts (the CPU's name) stay out: the same settings give
+    the same record, so pinned runs on two machines write the same bytes."""
     import torch
 
     return {

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 
-from distillery.numerics import DEFAULT_LEVEL, environment, with_pinned
+from distillery.numerics import DEFAULT_LEVEL, environment, set_environment
 
 # The tests' own torch runs the kernels every stage pins (docs/reproducibility.md), set before torch first runs:
 # stages called in this process (run_stage) and results compared with a stage's subprocess need the same ones.
-_pinned = with_pinned(os.environ, environment(DEFAULT_LEVEL))
-os.environ.clear()
-os.environ.update(_pinned)
+set_environment(environment(DEFAULT_LEVEL))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

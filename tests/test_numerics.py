@@ -38,7 +38,8 @@ def test_a_pinned_numpy_level_replaces_a_numpy_cap_already_in_the_environment():
 
 
 def test_a_cpu_without_avx2_is_refused_naming_the_param_and_the_flags():
-    with pytest.raises(DistilleryError, match=r"reproducible_cpu = avx2: this CPU lacks abm, avx2, bmi1, bmi2, f16c, fma, movbe.*baseline"):
+    lacks = r"reproducible_cpu = avx2: this CPU lacks abm, avx2, bmi1, bmi2, f16c, fma, movbe.*baseline"
+    with pytest.raises(DistilleryError, match=lacks):
         environment("avx2", "x86_64", OLD_CPU)
 
 
@@ -101,8 +102,8 @@ def test_the_launcher_starts_the_stage_with_the_pinned_environment(tmp_path):
 
 @x86_only
 def test_mkl_runs_the_pinned_branch_in_a_pinned_process():
-    result = python("from distillery.numerics import pin; pin('avx2'); import torch; torch.ones(8, 8) @ torch.ones(8, 8)",
-                    {"MKL_VERBOSE": "1"})
+    result = python("from distillery.numerics import pin; pin('avx2'); import torch; "
+                    "torch.ones(8, 8) @ torch.ones(8, 8)", {"MKL_VERBOSE": "1"})
     assert result.returncode == 0, result.stderr
     assert "SGEMM" in result.stdout and "CNR:COMPATIBLE" in result.stdout, result.stdout
 
