@@ -1,4 +1,4 @@
-"""Offline text fixtures: synthetic labelled sentences, WordPiece tokenizers trained on them, and tiny
+"""Offline text fixtures: synthetic labelled sentences, WordPiece tokenizers built from them, and tiny
 random-init BERT / DistilBERT checkpoints saved like Hub models (safetensors + tokenizer)."""
 from __future__ import annotations
 
@@ -33,32 +33,25 @@ def pairs(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 120, lowercase: bool = True) -> Path:
-    """A BERT-style WordPiece tokenizer trained with ``tokenizers`` on ``texts``, saved under ``out``."""
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
-
-    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=lowercase)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(texts, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special))
-    return save_bert_tokenizer(tok, out)
-
-
-def word_tokenizer(texts: list[str], out: Path, vocab_size: int = 120) -> Path:
-    """As ``train_tokenizer``, but the same tokenizer every run: the vocabulary is the special tokens, every character
-    alone and as a ``##`` continuation, then the most frequent words (ties: alphabetical) up to ``vocab_size``.
-    (``WordPieceTrainer`` numbers its ``##`` pieces, and so breaks ties between equally frequent merges, in a hash
-    map's order, which changes run to run.)"""
+    """A BERT-style WordPiece tokenizer of ``texts``, saved under ``out``, the same every run: the vocabulary is the
+    special tokens, every character alone and as a ``##`` continuation, the words, then the words' endings as ``##``
+    continuations, each most frequent first (ties: alphabetical), up to ``vocab_size``. (``tokenizers``'
+    ``WordPieceTrainer`` numbers its ``##`` pieces, and so breaks ties between equally frequent merges, in a hash
+    map's order, which changes run to run: a test's tokenizer, and so its model, would differ between runs.)"""
     from collections import Counter
 
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers
 
-    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=True), pre_tokenizers.BertPreTokenizer()
+    normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=lowercase), pre_tokenizers.BertPreTokenizer()
     words = Counter(word for text in texts
                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
     chars = sorted({char for word in words for char in word})
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{char}" for char in chars)]
     vocab += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if w not in vocab]
+    pieces = Counter()  # then word endings as ## continuations, the most frequent first: vocab_size tokens in all
+    for word, count in words.items():
+        pieces.update({f"##{word[start:]}": count for start in range(1, len(word) - 1)})
+    vocab += [p for p, _ in sorted(pieces.items(), key=lambda kv: (-kv[1], kv[0])) if p not in vocab]
     tok = Tokenizer(models.WordPiece(vocab={token: i for i, token in enumerate(vocab[:vocab_size])}, unk_token="[UNK]"))
     tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
     return save_bert_tokenizer(tok, out)

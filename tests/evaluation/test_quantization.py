@@ -166,10 +166,10 @@ def test_tiny_bert_student_is_quantized_the_same_way(tmp_path):
     embeddings and LayerNorm fp32, on (batch, tokens, hidden) activations; built offline."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from ..text_utils import sentences, tiny_checkpoint, word_tokenizer
+    from ..text_utils import sentences, tiny_checkpoint, train_tokenizer
 
     texts = sentences(64)["sentence"].tolist()
-    tok = word_tokenizer(texts, tmp_path / "tok")  # the same every run: the bounds below are measured on it
+    tok = train_tokenizer(texts, tmp_path / "tok")  # the same every run: the bounds below are measured on it
     # init_range 0.1: weights 5x BERT's default, so the logits spread (0.4 apart) and the int8 error shows
     path = tiny_checkpoint(tmp_path / "bert", tok, "bert", layers=2, init_range=0.1)
     model = AutoModelForSequenceClassification.from_pretrained(path).eval()
