@@ -21,6 +21,10 @@ TOLERANCE ?=
 REMOTE ?=
 DVC_ARGS ?=
 
+# Test: the suite in TEST_WORKERS processes (pytest-xdist; 'auto': one per core, at most 4), whole modules each.
+TEST_WORKERS ?= auto
+XDIST = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
+
 # Preset: `make preset PRESET=sst2-minilm [SET="train.seeds=[0] kd.T=4"]` rewrites params.yaml (see presets/).
 PRESET ?=
 SET ?=
@@ -40,10 +44,10 @@ repro: setup
 	python -m distillery.evaluation.report reports/metrics.json
 
 test: setup
-	python -m pytest -q
+	python -m pytest -q $(XDIST)
 
 test-fast: setup   # the unit tests, without the end-to-end ones marked slow
-	python -m pytest -q -m "not slow"
+	python -m pytest -q -m "not slow" $(XDIST)
 
 sweep: setup
 	python -m distillery.experiments.sweep --grid "$(GRID)" --jobs $(JOBS)

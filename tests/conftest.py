@@ -80,3 +80,11 @@ def text_assets(tmp_path_factory):
     df.iloc[:120].to_csv(root / "train.tsv.gz", sep="\t", index=False)
     df.iloc[120:].to_csv(root / "validation.tsv", sep="\t", index=False)
     return {"root": root, "df": df, "tok_a": tok_a, "tok_b": tok_b, "teacher": teacher}
+
+
+def pytest_collection_modifyitems(items):
+    """The modules with end-to-end tests (marked slow) first, in collection order otherwise and each module's tests
+    together: ``make test`` hands whole modules to its workers (pytest-xdist's ``--dist loadfile``) as they free up,
+    and the longest going first keeps every worker busy to the end."""
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
