@@ -88,6 +88,7 @@ bench: setup
 	python bench/cpu_numerics.py
 	python bench/cpu_paths.py
 	python bench/mkl_branches.py
+	python bench/test_suite.py
 
 clean:
 	rm -rf .cache/checkpoints .cache/tokenized
