@@ -97,12 +97,10 @@ def language_model_table(frame: pd.DataFrame, seconds: dict[str, float | None]) 
     students' test perplexity, KD − hard in NLL per token (test, paired 95 % interval), the fraction of the
     perplexity gap to the teacher KD closes, agreement with the teacher and the distill time relative to ``kd``."""
     params = swept_params(frame)
-    kd_times = [seconds.get(n) for n in frame.loc[frame["param:kd.method"] == "kd", "name"]]
-    kd_times = [t for t in kd_times if t]
-    reference = float(np.mean(kd_times)) if kd_times else None
+    reference = kd_seconds(frame, seconds)
     header = ["experiment", *params, "distilled perplexity, validation", "distilled perplexity, test",
               "hard perplexity, test", "KD − hard NLL per token, test (95 % CI)", "gap closed, test",
-              "top-1 agreement with teacher", "distill time vs kd"]
+              "top-1 agreement with teacher", "distill time, s", "distill time vs kd"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
         time = seconds.get(r["name"])
@@ -112,8 +110,7 @@ def language_model_table(frame: pd.DataFrame, seconds: dict[str, float | None]) 
                  f"{r['hard.perplexity']:.3f} ± {r['hard.perplexity_std']:.3f}",
                  f"{r['kd_minus_hard_nll']:+.4f} ({r['kd_minus_hard_nll_ci_low']:+.4f} to "
                  f"{r['kd_minus_hard_nll_ci_high']:+.4f})", f"{r['gap_closure']:.2f}",
-                 _mean_std(r["kd.teacher_agreement"], r["kd.teacher_agreement_std"]),
-                 f"{time / reference:.2f}×" if time and reference else "—"]
+                 _mean_std(r["kd.teacher_agreement"], r["kd.teacher_agreement_std"]), *time_cells(time, reference)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -171,26 +168,47 @@ def distill_seconds(name: str) -> float | None:
     return float(found[-1]) if found and found[-1] != "nan" else None
 
 
+def kd_seconds(frame: pd.DataFrame, seconds: dict[str, float | None]) -> float | None:
+    """The mean distill time of the sweep's ``kd`` experiments that have one: what the others are relative to."""
+    times = [seconds.get(n) for n in frame.loc[frame["param:kd.method"] == "kd", "name"]]
+    times = [t for t in times if t]
+    return float(np.mean(times)) if times else None
+
+
+def time_cells(time: float | None, reference: float | None) -> list[str]:
+    """An experiment's distill time in seconds and relative to ``kd`` ("—" where either is unknown)."""
+    return [f"{time:.1f}" if time else "—", f"{time / reference:.2f}×" if time and reference else "—"]
+
+
+def untimed_note(frame: pd.DataFrame, seconds: dict[str, float | None]) -> list[str]:
+    """The lines that name the experiments without a distill time and why, if any."""
+    untimed = [f"`{n}`" for n in frame["name"] if not seconds.get(n)]
+    if not untimed:
+        return []
+    note = (f"No distill time for {', '.join(untimed)}: its `dvc queue logs` holds no distill run. An experiment "
+            "whose params are the workspace's runs no stage (DVC keeps the workspace's outputs, trained by an "
+            "earlier `dvc repro`, not beside the others); a failed one has no time either.")
+    if kd_seconds(frame, seconds) is None and (frame["param:kd.method"] == "kd").any():
+        note += " With no `kd` time, no time is relative to `kd`: compare the seconds."
+    return [note, ""]
+
+
 def methods_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
     """One row per experiment of a methods comparison; ``seconds``: experiment name -> distill training time.
     Time is relative to the mean of the sweep's ``kd`` experiments."""
     params = [p for p in swept_params(frame) if p != "kd.method" and frame[f"param:{p}"].map(json.dumps).nunique() > 1]
-    kd_times = [seconds.get(n) for n in frame.loc[frame["param:kd.method"] == "kd", "name"]]
-    kd_times = [t for t in kd_times if t]
-    reference = float(np.mean(kd_times)) if kd_times else None
+    reference = kd_seconds(frame, seconds)
     header = ["method", *params, "accuracy", "− hard (95 % CI), points", "ECE", "agreement with teacher",
-              "distill time vs kd"]
+              "distill time, s", "distill time vs kd"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
         gap = 100 * r["gain"]
         interval = "" if pd.isna(r.get("gain_ci_low")) else \
             f" ({100 * r['gain_ci_low']:+.2f} to {100 * r['gain_ci_high']:+.2f})"
         agreement = "—" if pd.isna(r.get("kd.agreement")) else _mean_std(r["kd.agreement"], r["kd.agreement_std"])
-        time = seconds.get(r["name"])
-        ratio = f"{time / reference:.2f}×" if time and reference else "—"
         cells = [f"`{r['param:kd.method']}`", *(str(r[f"param:{p}"]) for p in params),
                  _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), f"{gap:+.2f}{interval}",
-                 _mean_std(r["kd.ece"], r["kd.ece_std"]), agreement, ratio]
+                 _mean_std(r["kd.ece"], r["kd.ece_std"]), agreement, *time_cells(seconds.get(r["name"]), reference)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -378,8 +396,9 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
         parts += [f"{len(frame)} language-model experiments on baseline {frame['baseline'].iloc[0][:7]} "
                   "(`dvc exp show --json`). Students: mean ± std over seeds; the KD − hard interval is the paired "
                   "bootstrap over test sequences of the experiment's evaluate stage; the distill time is the "
-                  "Trainer's training time summed over seeds, relative to the `kd` experiment(s) of this sweep.", "",
-                  language_model_table(frame, seconds), ""]
+                  "Trainer's training time summed over seeds, in seconds and relative to the `kd` experiment(s) of this "
+                  "sweep.", "",
+                  language_model_table(frame, seconds), "", *untimed_note(frame, seconds)]
     elif frame is not None:
         parts += [f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
                   "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), ""]
@@ -390,8 +409,9 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
                   "Each method with its default params unless the table says otherwise; the gap to the hard-label "
                   "students is the paired bootstrap over test examples of the experiment's evaluate stage; the "
                   "distill time is the Trainer's training time summed over seeds (the stage's imports and "
-                  "loading excluded), relative to the `kd` experiment(s) of this sweep.", "",
-                  methods_table(frame, seconds), "", f"![methods]({relative / 'methods.png'})", ""]
+                  "loading excluded), in seconds and relative to the `kd` experiment(s) of this sweep.", "",
+                  methods_table(frame, seconds), "", *untimed_note(frame, seconds),
+                  f"![methods]({relative / 'methods.png'})", ""]
     if study is not None:
         parts += tuning_section(study, tune, plots, relative)
     elif frame is not None and not language_model and frame["param:kd.T"].nunique() > 1:

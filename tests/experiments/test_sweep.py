@@ -220,10 +220,26 @@ def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp
     text = (tmp_path / "sweep.md").read_text()
     methods = _row_cells(text.split("## Methods")[1])
     assert methods[0] == ["`dkd`", "0.7800 ± 0.0100", "+3.00 (+2.00 to +4.00)", "0.1000 ± 0.0200",
-                          "0.9000 ± 0.0300", "1.10×"]
-    assert methods[1][-1] == "2.50×" and methods[2][-1] == "1.00×"
+                          "0.9000 ± 0.0300", "11.0", "1.10×"]
+    assert methods[1][-2:] == ["25.0", "2.50×"] and methods[2][-2:] == ["10.0", "1.00×"]
+    assert "No distill time" not in text
     assert "![methods](sweep/methods.png)" in text and "metrics_vs_T" not in text  # T did not vary
     assert (tmp_path / "sweep" / "methods.png").stat().st_size > 10_000
+
+
+def test_an_experiment_that_ran_no_distill_has_no_time_and_the_report_says_why(tmp_path, monkeypatch):
+    """The sweep's point equal to the workspace's params (often `kd`) runs no stage: its log has no distill time."""
+    from distillery.experiments import sweep_report
+
+    shown = _shown([("e1", 4, 0.5, 0.80, 0.75, None), ("e2", 4, 0.5, 0.78, 0.75, None)],
+                   method={"e1": "kd", "e2": "dkd"})
+    monkeypatch.setattr(sweep_report, "exp_show", lambda rev: shown)
+    monkeypatch.setattr(sweep_report, "distill_seconds", {"e2": 11.0}.get)
+    sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
+    methods = (tmp_path / "sweep.md").read_text().split("## Methods")[1]
+    assert [row[-2:] for row in _row_cells(methods)] == [["11.0", "—"], ["—", "—"]]  # dkd, then kd
+    assert "No distill time for `e1`: its `dvc queue logs` holds no distill run." in methods
+    assert "With no `kd` time, no time is relative to `kd`: compare the seconds." in methods
 
 
 def test_a_language_model_sweep_gets_perplexities_and_the_nll_interval(tmp_path, monkeypatch):
@@ -245,8 +261,8 @@ def test_a_language_model_sweep_gets_perplexities_and_the_nll_interval(tmp_path,
     assert sweep_report.is_language_model(frame)
     rows = _row_cells((tmp_path / "sweep.md").read_text())
     assert rows[0] == ["e1", "kd", "1", "0.5", "28.000 ± 0.250", "30.000 ± 0.500", "34.000 ± 0.500",
-                       "-0.0500 (-0.0700 to -0.0300)", "0.40", "0.6000 ± 0.0100", "1.00×"]
-    assert rows[1][1] == "seqkd" and rows[1][-1] == "1.50×"
+                       "-0.0500 (-0.0700 to -0.0300)", "0.40", "0.6000 ± 0.0100", "10.0", "1.00×"]
+    assert rows[1][1] == "seqkd" and rows[1][-2:] == ["15.0", "1.50×"]
     assert "accuracy" not in (tmp_path / "sweep.md").read_text()
 
 
