@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
@@ -36,12 +35,11 @@ def run_suite(work: Path, flags: list[str]) -> dict:
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=work, env={**ENV, "PYTHONPATH": str(work)}, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    summary = re.findall(r"^=*\s*(\d+ (?:passed|failed).*?)\s*=*$", done.stdout, re.MULTILINE)
     if done.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    print(f"  {seconds:.0f} s: {summary[-1] if summary else '?'}", flush=True)
-    return {"command": " ".join(["python", *cmd[1:]]), "seconds": round(seconds, 1),
-            "summary": summary[-1] if summary else None}
+    summary = done.stdout.strip().splitlines()[-1].strip("= ")  # pytest's last line: "N passed ... in S s"
+    print(f"  {seconds:.0f} s: {summary}", flush=True)
+    return {"command": " ".join(["python", *cmd[1:]]), "seconds": round(seconds, 1), "summary": summary}
 
 
 def main() -> None:

@@ -45,16 +45,21 @@ def train_tokenizer(texts: list[str], out: Path, vocab_size: int = 120, lowercas
     normalizer, pre_tokenizer = normalizers.BertNormalizer(lowercase=lowercase), pre_tokenizers.BertPreTokenizer()
     words = Counter(word for text in texts
                     for word, _ in pre_tokenizer.pre_tokenize_str(normalizer.normalize_str(text)))
-    chars = sorted({char for word in words for char in word})
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{char}" for char in chars)]
-    vocab += [w for w, _ in sorted(words.items(), key=lambda kv: (-kv[1], kv[0])) if w not in vocab]
-    pieces = Counter()  # then word endings as ## continuations, the most frequent first: vocab_size tokens in all
+    endings = Counter()
     for word, count in words.items():
-        pieces.update({f"##{word[start:]}": count for start in range(1, len(word) - 1)})
-    vocab += [p for p, _ in sorted(pieces.items(), key=lambda kv: (-kv[1], kv[0])) if p not in vocab]
-    tok = Tokenizer(models.WordPiece(vocab={token: i for i, token in enumerate(vocab[:vocab_size])}, unk_token="[UNK]"))
+        endings.update({f"##{word[start:]}": count for start in range(1, len(word) - 1)})
+    chars = sorted({char for word in words for char in word})
+    tokens = dict.fromkeys(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{char}" for char in chars),
+                            *most_frequent_first(words), *most_frequent_first(endings)])  # the first of each
+    vocab = {token: i for i, token in enumerate(list(tokens)[:vocab_size])}
+    tok = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]"))
     tok.normalizer, tok.pre_tokenizer = normalizer, pre_tokenizer
     return save_bert_tokenizer(tok, out)
+
+
+def most_frequent_first(counts) -> list[str]:
+    """The keys of ``counts`` (a ``Counter``), the most frequent first, ties in alphabetical order."""
+    return [key for key, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
 
 
 def save_bert_tokenizer(tok, out: Path) -> Path:
