@@ -47,6 +47,13 @@ def test_repo_params_are_valid():
         ({"teacher": {"logits_top_k": 3}, "kd": {"method": "logit_std"}},
          "kd.method = 'logit_std': it Z-scores the teacher's logits with their mean and std over every class, "
          "which teacher.logits_top_k does not keep"),
+        ({"compute": {"seed_processes": 0}}, "compute.seed_processes = 0: must be auto or an integer >= 1"),
+        ({"compute": {"seed_processes": "all"}}, "compute.seed_processes = 'all': must be auto or an integer >= 1"),
+        ({"compute": {"seed_processes": True}}, "compute.seed_processes = True: must be of type str or int"),
+        ({"compute": {"seed_processes": 2}, "cpu_threads": 0},
+         "compute.seed_processes = 2: forks one process per seed, which needs cpu_threads = 1 \\(it is 0"),
+        ({"compute": {"seed_processes": 2, "processes": 2}},
+         "compute.seed_processes = 2: .* and compute.processes = 1 \\(it is 2\\)"),
     ],
 )
 def test_bad_params_name_path_and_value(raw, message):

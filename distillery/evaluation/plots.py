@@ -1,7 +1,7 @@
 """PNG figures for reviewers, drawn with matplotlib from the files evaluate and training wrote."""
 from __future__ import annotations
 
-import os
+import functools
 from pathlib import Path
 from typing import Callable
 
@@ -39,16 +39,9 @@ def draw_figures(jobs: list[tuple[Callable, tuple]], processes: int | None = Non
     """Call every ``(draw, args)`` of ``jobs``, independent figures each written by its ``draw``, in up to
     ``processes`` forked processes (None: one per available core): the same files, drawn side by side instead
     of one after the other. A failure in any of them is raised here."""
-    processes = min(len(jobs), processes or len(os.sched_getaffinity(0)))
-    if processes <= 1:
-        for draw, args in jobs:
-            draw(*args)
-        return
-    import multiprocessing
+    from ..forking import cores, run_side_by_side
 
-    with multiprocessing.get_context("fork").Pool(processes) as pool:
-        for result in [pool.apply_async(draw, args) for draw, args in jobs]:
-            result.get()
+    run_side_by_side([functools.partial(draw, *args) for draw, args in jobs], processes or cores())
 
 
 def student_columns(predictions: pd.DataFrame, kind: str) -> list[str]:

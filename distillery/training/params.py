@@ -41,6 +41,12 @@ def _at_least_one(v):
     return None if v >= 1 else "must be >= 1"
 
 
+def _auto_or_at_least_one(v):
+    if v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1):
+        return None
+    return "must be auto or an integer >= 1"
+
+
 def train_block(lr, batch, steps, eval_steps) -> dict:
     """A ``train`` block (the students' ``train``, the teacher's ``teacher.train``) with these defaults."""
     return {
@@ -67,6 +73,10 @@ CPU_THREADS = Field(INT, non_negative, 1, help="torch threads on CPU; 0: one per
 COMPUTE = {
     "processes": Field(INT, _at_least_one, 1,
                        help="processes per training and inference stage (accelerate launch; GPUs: one each)"),
+    "seed_processes": Field((str, int), _auto_or_at_least_one, "auto",
+                            help="CPU: the students' seeds trained side by side in this many forked processes, the "
+                                 "same bits as one after the other (auto: one per core, at most one per seed, where "
+                                 "it is safe: cpu_threads 1, compute.processes 1, no GPU; 1: one after the other)"),
 }
 TEACHER = {
     "checkpoint": Field(STR, None, None, nullable=True, help="a ready model (local dir or Hub id)"),
@@ -125,6 +135,12 @@ def check_training(params: dict, source: str) -> None:
             raise DistilleryError(f"{source}: {where}.train.jitter = {train['jitter']}: jitter shifts images; "
                                   f"{where}.model.arch is hf (text)")
     n = params["compute"]["processes"]  # several processes split each batch between them (training.trainer)
+    side_by_side = params["compute"]["seed_processes"]
+    if side_by_side != "auto" and side_by_side > 1 and (params["cpu_threads"] != 1 or n > 1):
+        raise DistilleryError(
+            f"{source}: compute.seed_processes = {side_by_side}: forks one process per seed, which needs cpu_threads = "
+            f"1 (it is {params['cpu_threads']}: a process forked after torch ran several threads hangs) and "
+            f"compute.processes = 1 (it is {n}); set compute.seed_processes to auto or 1")
     blocks = [("train", params["train"])] + [(f"{where}.train", t["train"]) for where, t in teacher_blocks(params)]
     for where, block in blocks:
         if block["batch_size"] % n:

@@ -8,6 +8,8 @@ joined by id, a live teacher, intermediate outputs, trainable helpers, peers or 
 """
 from __future__ import annotations
 
+import functools
+import logging
 import shutil
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import numpy as np
 
 from ..distributed import is_main
 from ..errors import DistilleryError
+from ..forking import cores, run_side_by_side
 from ..io import atomic_dir, fingerprint, read_logits
 from ..methods import HARD, Method
 from ..models.zoo import build_model
@@ -28,6 +31,7 @@ TEACHER_DIR = Path("models/teacher")
 TEACHERS_LOGITS = Path("data/teachers")  # teachers.<name>: data/teachers/<name>/<split>.parquet
 GENERATIONS = "generations"  # <students>/generations/<k>/seed_<s>/: every generation but the last (the student)
 GENERATION_SEED_STEP = 1000  # generation k starts from the initial weights of seed + 1000·(k-1)
+logger = logging.getLogger(__name__)
 
 
 def seed_dir(root: Path, seed: int) -> Path:
@@ -87,6 +91,28 @@ def ensemble_logits(method: Method, hp: dict, prepared: Prepared, logits_dir: Pa
     accuracies = np.array([(t["validation"].argmax(1) == labels).mean() for t in per_teacher])
     return {split: method.combine(np.stack([t[split] for t in per_teacher], axis=1), accuracies, hp)
             for split in ("train", "validation")}
+
+
+def seed_processes(params: dict, seeds: int) -> int:
+    """How many forked processes train the ``seeds`` students side by side (``compute.seed_processes``; each seed's
+    run is the same whichever process trains it). ``auto``: one per core, at most one per seed, where forking is
+    safe and pays: a CPU run in one process per stage (``compute.processes`` 1) whose torch runs one thread (a
+    process forked after torch ran several threads hangs), else 1. A number asked for where it is not safe stops the
+    stage before any training (the params' other rules are checked with the params: ``check_training``)."""
+    import torch
+
+    from ..models.inference import best_device
+
+    setting = params["compute"]["seed_processes"]
+    device = best_device().type
+    safe = device == "cpu" and params["compute"]["processes"] == 1 and torch.get_num_threads() == 1
+    if setting == "auto":
+        return min(cores(), seeds) if safe else 1
+    if setting > 1 and not safe:
+        raise DistilleryError(
+            f"compute.seed_processes = {setting}: forks CPU processes, and this run trains on {device} with "
+            f"{torch.get_num_threads()} torch threads; set compute.seed_processes to auto or 1")
+    return min(setting, seeds)
 
 
 def train_students(
@@ -190,23 +216,33 @@ def train_students(
         return student if helpers is None and not peers else Distillee(student, helpers, peers)
 
     with_curves = live_root is not None
-    runs: dict[int, list[Path]] = {}  # seed -> the run directory of each generation (one without generations)
     conditions = run_conditions(params)
-    for seed in params["train"]["seeds"]:
+
+    def train_seed(seed: int) -> list[Path]:
+        """Train the seed's student (each generation in turn) and return the run directory of each generation."""
         # {"model": ...}: the value params["student"] had before student.quantize, which only evaluate reads
         run_id = fingerprint({"model": params["student"]["model"]}, conditions, seed, train.ids,
                              train.labels, val.ids, with_curves, *run_parts)
-        runs[seed], data, make = [], first_data, make_model
+        run_dirs, data, make = [], first_data, make_model
         for k in range(1, generations + 1):
             if k > 1:
-                data = datasets(generation_logits(runs[seed][-1] / FINISHED_MODEL, prepared,
+                data = datasets(generation_logits(run_dirs[-1] / FINISHED_MODEL, prepared,
                                                   params["teacher"]["inference_batch_size"]))
                 run_id = fingerprint(run_id, "generation", k)
                 make = _seeded_before(make_model, seed + GENERATION_SEED_STEP * (k - 1))
-            runs[seed].append(CHECKPOINT_ROOT / method.name / run_id)
-            train_once(runs[seed][-1], make, seed=seed, with_curves=with_curves, **data,
+            run_dirs.append(CHECKPOINT_ROOT / method.name / run_id)
+            train_once(run_dirs[-1], make, seed=seed, with_curves=with_curves, **data,
                        select=params["train"]["select"], train_params=params["train"], method=method, hyperparams=hp,
-                       teacher=live_teacher, **text)
+                       teacher=live_teacher, progress=f"seed {seed}" + (f", generation {k}" if generations > 1 else ""),
+                       **text)
+        return run_dirs
+
+    seeds = params["train"]["seeds"]
+    processes = seed_processes(params, len(seeds))
+    if processes > 1:
+        logger.info("training seeds %s side by side in %d processes (compute.seed_processes: %s)", seeds, processes,
+                    params["compute"]["seed_processes"])
+    runs = dict(zip(seeds, run_side_by_side([functools.partial(train_seed, seed) for seed in seeds], processes)))
 
     if not is_main():  # several processes: the main one writes the outputs and reports the time
         return None

@@ -18,9 +18,11 @@ import numpy as np
 import torch
 import transformers.trainer
 from torch import nn
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from tqdm.auto import tqdm
+from transformers import EarlyStoppingCallback, ProgressCallback, Trainer, TrainingArguments
 from transformers.modeling_outputs import CausalLMOutput, SequenceClassifierOutput
 
+from ..forking import slot
 from ..data.augment import Jittered
 from ..data.prepared import UNLABELLED
 from ..methods.base import HARD, Method, StepInputs
@@ -30,6 +32,27 @@ from ..models.zoo import SteadyTrainMode
 # half a small student's step) and transformers parses SageMaker's variables; neither answer changes during a run
 accelerate.optimizer.is_lomo_available = functools.cache(accelerate.optimizer.is_lomo_available)
 transformers.trainer.is_sagemaker_mp_enabled = functools.cache(transformers.trainer.is_sagemaker_mp_enabled)
+
+
+class RunProgress(ProgressCallback):
+    """The Trainer's progress bar and log lines, named after the run (``seed 3``) and on the terminal line of the
+    process training it (``forking.slot``), so seeds trained side by side each keep their own bar."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label, self.position = label, slot()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.is_world_process_zero:
+            self.training_bar = tqdm(total=state.max_steps, desc=self.label, position=self.position,
+                                     dynamic_ncols=True)
+        self.current_step = 0
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        """No evaluation bar: it would take the line of another process's training bar."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        super().on_log(args, state, control, logs={"run": self.label, **(logs or {})}, **kwargs)
 
 
 class TensorDictDataset(torch.utils.data.Dataset):
@@ -250,6 +273,7 @@ def train_model(
     compute_metrics: Callable = accuracy_metric,
     preprocess_logits_for_metrics: Callable | None = None,
     eval_batch_size: int | None = None,
+    progress: str | None = None,
 ):
     """Train ``model`` in place with the ``Trainer`` and return it.
 
@@ -259,7 +283,8 @@ def train_model(
     ``max_steps`` budget runs (students). The model returned is the one at the best validation accuracy (ties:
     the earlier step) with early stopping or ``select="best"`` (a checkpoint is then saved at every evaluation),
     else the one at the last step. Language models are selected by ``metric="nll"`` (lowest validation NLL per
-    token), from the per-row sums ``preprocess_logits_for_metrics`` keeps of each evaluation batch.
+    token), from the per-row sums ``preprocess_logits_for_metrics`` keeps of each evaluation batch. ``progress``
+    names the run on its progress bar and log lines (``RunProgress``).
     """
     from ..distributed import processes
 
@@ -324,6 +349,9 @@ def train_model(
         hyperparams=hyperparams,
         teacher=teacher,
     )
+    if progress is not None:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(RunProgress(progress))
     # the Trainer starts and ends with a full garbage collection (accelerate's free_memory), which scans every
     # object of the imported libraries (0.25 s on two CPU cores); frozen during the run, they are left out
     gc.freeze()

@@ -153,3 +153,78 @@ def test_top_k_logits_reach_the_loss_rebuilt_at_kd_t(digits, tmp_path, monkeypat
     top = train("kd", params, digits, tmp_path, "top_student", tmp_path / "top")
     assert temperatures == [3.0] * 4
     assert_same_weights(weights(full, 0), weights(top, 0))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread, as every stage runs it (``cpu_threads: 1``): the condition for forking seeds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_seeds_trained_side_by_side_are_the_same_files_as_one_after_the_other(digits, tmp_path, one_torch_thread):
+    (tmp_path / "l").mkdir()
+    fake_teacher_logits(digits, tmp_path / "l")
+    out = {}
+    for processes in (1, 2):
+        params = make_params(train={"seeds": [0, 1, 2]}, compute={"seed_processes": processes})
+        out[processes] = (train("kd", params, digits, tmp_path, f"students_{processes}", tmp_path / "l",
+                                live_root=tmp_path / f"live_{processes}"), tmp_path / f"live_{processes}")
+    models, curves = (_files(root) for root in out[1])
+    assert [name for name in models if name.endswith(".safetensors")] == \
+        [f"seed_{s}/model.safetensors" for s in (0, 1, 2)]
+    assert "seed_2/plots/metrics/kd.tsv" in curves
+    assert _files(out[2][0]) == models
+    assert _files(out[2][1]) == curves
+
+
+def test_a_seed_that_fails_in_its_own_process_stops_the_stage_with_its_error(digits, tmp_path, monkeypatch,
+                                                                             one_torch_thread):
+    import distillery.training.students as students
+
+    def seed_1_fails(run_dir, make_model, seed, **kwargs):
+        if seed == 1:
+            raise students.DistilleryError("seed 1 could not train")
+        return train_once(run_dir, make_model, seed=seed, **kwargs)
+
+    train_once = students.train_once
+    monkeypatch.setattr(students, "train_once", seed_1_fails)  # inherited by the forked processes
+    params = make_params(compute={"seed_processes": 2})
+    with pytest.raises(students.DistilleryError, match="seed 1 could not train"):
+        train("hard", params, digits, tmp_path, "students")
+    assert not (tmp_path / "students").exists()  # nothing published
+
+
+@pytest.mark.parametrize("compute, threads, device, expected", [
+    ({"seed_processes": "auto"}, 1, "cpu", 2),           # one per core (2 here), at most one per seed
+    ({"seed_processes": "auto"}, 2, "cpu", 1),           # torch ran several threads: forking would hang
+    ({"seed_processes": "auto"}, 1, "cuda", 1),          # a GPU trains the seeds one after the other
+    ({"seed_processes": "auto", "processes": 2}, 1, "cpu", 1),
+    ({"seed_processes": 1}, 1, "cpu", 1),
+    ({"seed_processes": 8}, 1, "cpu", 3),                # at most one per seed
+])
+def test_seed_processes(compute, threads, device, expected, monkeypatch):
+    import distillery.models.inference as inference
+    import distillery.training.students as students
+
+    monkeypatch.setattr(students, "cores", lambda: 2)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    monkeypatch.setattr(inference, "best_device", lambda: torch.device(device))
+    params = make_params(train={"seeds": [0, 1, 2]}, compute=compute)
+    assert students.seed_processes(params, 3) == expected
+
+
+def test_seed_processes_asked_for_on_a_gpu_stop_before_training(monkeypatch):
+    import distillery.models.inference as inference
+    import distillery.training.students as students
+
+    monkeypatch.setattr(inference, "best_device", lambda: torch.device("cuda"))
+    with pytest.raises(students.DistilleryError, match="compute.seed_processes = 2: forks CPU processes, and this run "
+                                                      "trains on cuda"):
+        students.seed_processes(make_params(compute={"seed_processes": 2}), 2)

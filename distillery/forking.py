@@ -1,0 +1,73 @@
+"""Independent jobs side by side in forked processes: the seeds of a training stage, the figures of the plots stage.
+
+The children are forked, so a job may be any callable, e.g. a closure over the stage's data: nothing is pickled on
+the way in, only each job's result and exception on the way back. Fork only where it is safe: not after torch ran
+with several threads (GNU OpenMP's thread pool does not survive a fork: the child hangs at its first parallel
+operation), nor after CUDA started.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+_jobs: list[Callable[[], object]] = []  # set just before the children are forked: they inherit it
+_slot = 0
+
+
+def cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
+def slot() -> int:
+    """Which of ``run_side_by_side``'s processes runs the current job: 0 .. processes - 1 (0 outside them)."""
+    return _slot
+
+
+def _start_child(slots, parent: int) -> None:
+    """Take the next slot, and end when the process that forked this one ends (Linux: ``PR_SET_PDEATHSIG``), so
+    a stage killed with ``kill -9`` leaves no process behind writing its runs."""
+    global _slot
+    _slot = slots.get()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # it ended before the line above
+        os._exit(1)
+
+
+def _call(index: int):
+    return _jobs[index]()
+
+
+def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
+    """Each job's result, in the jobs' order, computed in up to ``processes`` forked processes, each taking the next
+    job when it is free (1, or a single job: here, one after the other). A job that fails has its exception raised
+    here once the jobs already running have ended; the jobs not yet handed to a process are cancelled."""
+    global _jobs
+    processes = min(processes, len(jobs))
+    if processes <= 1:
+        return [job() for job in jobs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    context = multiprocessing.get_context("fork")
+    slots = context.SimpleQueue()
+    for number in range(processes):
+        slots.put(number)
+    _jobs = list(jobs)
+    try:
+        with ProcessPoolExecutor(processes, mp_context=context, initializer=_start_child,
+                                 initargs=(slots, os.getpid())) as pool:
+            futures = [pool.submit(_call, index) for index in range(len(jobs))]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:
+                pool.shutdown(cancel_futures=True)
+                raise
+    finally:
+        _jobs = []
