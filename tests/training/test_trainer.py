@@ -160,3 +160,21 @@ def test_a_compiled_model_in_fp32_keeps_fp32_matmuls(tmp_path, monkeypatch):
         assert torch.backends.cuda.matmul.allow_tf32 is False
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before
+
+
+def test_a_named_run_shows_its_name_on_its_progress_bar_and_log_lines(tmp_path, capsys, monkeypatch):
+    import distillery.training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "slot", lambda: 1)  # the second of the processes training seeds side by side
+    bars = []
+    original = trainer.tqdm
+    monkeypatch.setattr(trainer, "tqdm", lambda *args, **kwargs: bars.append(kwargs) or original(*args, **kwargs))
+    data = TensorDictDataset(features=torch.rand(8, 4), labels=torch.tensor([0, 1] * 4))
+    params = validate({})["train"] | {"max_steps": 4, "batch_size": 4, "logging_steps": 2, "eval_steps": 100,
+                                       "save_steps": 100}
+    train_model(build_model({"arch": "mlp", "hidden_sizes": [2]}, [4], ["a", "b"]), data, data, params, seed=0,
+                method=HARD, checkpoint_dir=tmp_path / "run", progress="seed 3")
+    assert [(bar["desc"], bar["position"], bar["total"]) for bar in bars] == [("seed 3", 1, 4)]
+    captured = capsys.readouterr()
+    logged = [line for line in (captured.out + captured.err).splitlines() if "'loss'" in line]
+    assert logged and all("'run': 'seed 3'" in line for line in logged)
