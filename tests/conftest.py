@@ -48,9 +48,16 @@ def fit_arch(raw: dict) -> dict:
     return out
 
 
+# Seeds one after the other when a test trains them in its own process, so that what the test patches there is what
+# trains (auto would fork once a stage run in this process has set torch to one thread); tests of forking ask for it.
+# Stages the tests run as subprocesses keep the default.
+IN_PROCESS = {"compute": {"seed_processes": 1}}
+
+
 def make_params(**groups) -> dict:
-    """Validated params: schema defaults, shrunk by ``TINY``, then ``groups`` merged in."""
-    return validate(fit_arch(deep_merge(TINY, groups)), "test params")
+    """Validated params: schema defaults, shrunk by ``TINY``, seeds in turn (``IN_PROCESS``), then ``groups`` merged
+    in."""
+    return validate(fit_arch(deep_merge(deep_merge(TINY, IN_PROCESS), groups)), "test params")
 
 
 @pytest.fixture
