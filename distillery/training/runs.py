@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import functools
 import hashlib
+import io
 import json
 import logging
 import shutil
@@ -131,15 +132,34 @@ def train_runtime(run_dir: Path) -> float:
 
 
 def truncate_curves(live_dir: Path, last_step: int) -> None:
-    """Drop the rows with ``step > last_step`` from every DVCLive metric file under ``live_dir``."""
+    """Drop the rows with ``step > last_step`` from every DVCLive metric file under ``live_dir``, and what a kill
+    can leave half-written there (DVCLive writes in place): a metric file's last line without its end (a file
+    without one whole line is removed), a summary
+    (``metrics.json``) or params file that does not parse, which DVCLive would refuse to resume from; it writes both
+    again at the run's next log."""
     import pandas as pd
+    import yaml
 
     for tsv in Path(live_dir).glob("plots/metrics/**/*.tsv"):
-        table = pd.read_csv(tsv, sep="\t")
+        text = tsv.read_text()
+        whole = text if text.endswith("\n") else text[:text.rfind("\n") + 1]
+        if not whole:  # not even its header line
+            tsv.unlink()
+            continue
+        table = pd.read_csv(io.StringIO(whole), sep="\t")
         kept = table[table["step"] <= last_step]
-        if len(kept) < len(table):
+        if len(kept) < len(table) or whole != text:
             with atomic_path(tsv) as tmp:
                 kept.to_csv(tmp, sep="\t", index=False)
+    for name, parse in (("metrics.json", json.loads), ("params.yaml", yaml.safe_load)):
+        path = Path(live_dir) / name
+        try:
+            whole = path.exists() and isinstance(parse(path.read_text()), dict)
+        except (ValueError, yaml.YAMLError):
+            whole = False
+        if path.exists() and not whole:
+            logger.info("removing %s, half-written when the run was killed", path)
+            path.unlink()
 
 
 def last_complete_checkpoint(checkpoint_dir: Path) -> Path | None:

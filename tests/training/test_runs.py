@@ -4,6 +4,7 @@ import json
 import subprocess
 
 import pandas as pd
+import pytest
 
 from distillery.io import fingerprint
 from distillery.training.runs import (CURVES, PUBLISHED, TIMINGS, is_timing, keep_published,
@@ -38,6 +39,25 @@ def test_curves_are_cut_back_to_the_resumed_step(tmp_path):
     truncate_curves(tmp_path, 20)
     assert pd.read_csv(metrics / "loss.tsv", sep="\t").to_dict("list") == {"step": [10, 20], "loss": [3.0, 2.0]}
     assert pd.read_csv(metrics / "eval/accuracy.tsv", sep="\t").to_dict("list") == {"step": [20], "accuracy": [0.5]}
+
+
+@pytest.mark.parametrize("summary", ['{"step": 50, "lo', ""])  # killed while DVCLive rewrote it, or before
+def test_what_a_kill_left_half_written_is_cut_away_and_the_run_resumes_its_curves(tmp_path, summary):
+    live = tmp_path / CURVES
+    metrics = live / "plots/metrics"
+    metrics.mkdir(parents=True)
+    (metrics / "loss.tsv").write_text("step\tloss\n10\t3.0\n20\t2.0\n30\t1.0\n4")  # step 40's line cut short
+    (metrics / "ce.tsv").write_text("st")  # killed while writing its first line
+    (live / "metrics.json").write_text(summary)
+    (live / "params.yaml").write_text("learning_rate: 0.01\n")  # whole: kept
+    callback = live_callback(tmp_path, resume_step=20)  # cuts the curves back to step 20, then DVCLive resumes
+    assert callback.live.summary == {}
+    assert (metrics / "loss.tsv").read_text() == "step\tloss\n10\t3.0\n20\t2.0\n"
+    assert not (metrics / "ce.tsv").exists()
+    assert (live / "params.yaml").exists()
+    (metrics / "loss.tsv").write_text("step\tloss\n10\t3.0\n2")  # the cut line alone
+    truncate_curves(live, 20)
+    assert (metrics / "loss.tsv").read_text() == "step\tloss\n10\t3.0\n"
 
 
 def test_timings_go_to_their_own_file_and_not_into_the_curves(tmp_path):
