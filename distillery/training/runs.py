@@ -134,9 +134,8 @@ def train_runtime(run_dir: Path) -> float:
 def truncate_curves(live_dir: Path, last_step: int) -> None:
     """Drop the rows with ``step > last_step`` from every DVCLive metric file under ``live_dir``, and what a kill
     can leave half-written there (DVCLive writes in place): a metric file's last line without its end (a file
-    without one whole line is removed), a summary
-    (``metrics.json``) or params file that does not parse, which DVCLive would refuse to resume from; it writes both
-    again at the run's next log."""
+    without one whole line is removed), and a summary (``metrics.json``) or params file that does not parse, which
+    DVCLive would refuse to resume from (it writes both again at the run's next log)."""
     import pandas as pd
     import yaml
 

@@ -150,11 +150,15 @@ def train_students(
     train on the labelled rows and the transfer rows, the latter labelled -100 (masked out of every method's
     hard-label term); ``data.transfer.labelled_repeats`` sets how often the labelled rows appear in the union.
 
-    With several processes (``compute.processes``) every process trains and only the main one writes the outputs.
+    On a CPU the seeds train side by side in forked processes (``seed_processes``), each seed's run the same as
+    alone. With several processes (``compute.processes``) every process trains and only the main one writes the
+    outputs.
     """
     from .trainer import Distillee, TensorDictDataset, check_precision  # the Trainer: not for evaluate's imports
 
     check_precision(params["train"]["precision"], "train.precision")
+    seeds = params["train"]["seeds"]
+    processes = seed_processes(params, len(seeds))
     hp = method.hyperparams(params["kd"]) if method is not HARD else {}
     spec = params["student"]["model"]
     logits = {"train": None, "validation": None}
@@ -237,8 +241,6 @@ def train_students(
                        **text)
         return run_dirs
 
-    seeds = params["train"]["seeds"]
-    processes = seed_processes(params, len(seeds))
     if processes > 1:
         logger.info("training seeds %s side by side in %d processes (compute.seed_processes: %s)", seeds, processes,
                     params["compute"]["seed_processes"])

@@ -116,7 +116,8 @@ def running(pid: int) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the processes from Linux's /proc")
 def test_killed_distill_with_seeds_side_by_side_leaves_no_process_and_resumes(tmp_path, monkeypatch):
-    override = {**OVERRIDE, "train": {**OVERRIDE["train"], "max_steps": 200}, "compute": {"seed_processes": 2}}
+    # long enough (600 steps) that the stage is still training when its first checkpoint is seen and it is killed
+    override = {**OVERRIDE, "train": {**OVERRIDE["train"], "max_steps": 600}, "compute": {"seed_processes": 2}}
     params, work, prepared = scratch(tmp_path, override)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.Popen([sys.executable, "-m", "distillery.launch", str(REPO / "stages/distill.py")], cwd=work,
@@ -141,5 +142,5 @@ def test_killed_distill_with_seeds_side_by_side_leaves_no_process_and_resumes(tm
     log = second.stdout + second.stderr
     assert second.returncode == 0, log
     assert "training seeds [0, 1] side by side in 2 processes" in log
-    assert re.findall(r"resuming from \S+: step (\d+) of 200", log), log
+    assert re.findall(r"resuming from \S+: step (\d+) of 600", log), log
     assert_same_as_uninterrupted(params, work, prepared, tmp_path, monkeypatch)
