@@ -61,6 +61,16 @@ def make_params(**groups) -> dict:
 
 
 @pytest.fixture
+def one_torch_thread():
+    """torch on one thread, as every stage runs it (``cpu_threads: 1``): many times faster on a busy machine, and the
+    condition for training seeds side by side in forked processes."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def params() -> dict:
     return make_params()
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from distillery.data.prepare import prepare
 from distillery.data.prepared import Split
@@ -133,18 +132,7 @@ def validation_accuracies(tmp_path, scaling: str) -> tuple[float, float]:
     return teacher, float(np.mean(hard))
 
 
-@pytest.fixture
-def one_thread():
-    """Torch on one thread, as the stages run it (cpu_threads: 1): many times faster on a busy machine."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def test_scaling_gives_a_teacher_that_beats_the_hard_students(tmp_path, monkeypatch, one_thread):
+def test_scaling_gives_a_teacher_that_beats_the_hard_students(tmp_path, monkeypatch, one_torch_thread):
     from distillery.evaluation.report import teacher_warning
 
     monkeypatch.chdir(tmp_path)  # training checkpoints go to ./.cache

@@ -155,15 +155,6 @@ def test_top_k_logits_reach_the_loss_rebuilt_at_kd_t(digits, tmp_path, monkeypat
     assert_same_weights(weights(full, 0), weights(top, 0))
 
 
-@pytest.fixture
-def one_torch_thread():
-    """torch on one thread, as every stage runs it (``cpu_threads: 1``): the condition for forking seeds."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _files(root):
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
