@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .augment import shift_image
 from ..errors import DistilleryError
 from ..io import atomic_dir
 from .prepared import UNLABELLED, Prepared, Split
@@ -116,7 +115,10 @@ def augment_texts(columns: dict[str, list[str]], tp: dict) -> tuple[dict[str, li
 
 def jitter_images(images: np.ndarray, tp: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``tp["augment"]`` jittered copies of each image (N, ..., H, W), seeded: the copies, the row each came
-    from and the (dy, dx) shift of each (never (0, 0))."""
+    from and the (dy, dx) shift of each (never (0, 0)). (``augment`` imports torch, which the transfer stage needs
+    for nothing else: imported here.)"""
+    from .augment import shift_image
+
     j = tp["jitter"]
     shifts = np.array([(dy, dx) for dy in range(-j, j + 1) for dx in range(-j, j + 1) if (dy, dx) != (0, 0)]
                       or [(0, 0)])  # jitter 0: noise only

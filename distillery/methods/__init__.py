@@ -4,6 +4,9 @@ Adding a method is adding one module named after it (see ``kd.py`` for a logit m
 one with a live teacher, features and a trainable helper); ``kd.method`` in params.yaml picks one by name,
 and ``kd.<name>.*`` holds its own params. ``base`` (the declaration) and ``losses`` (the loss primitives several
 methods share) are the seam itself; modules whose name starts with ``_`` hold shared helpers.
+
+Every stage reads the declarations (params.yaml's schema), most of them without training anything: a method
+module imports torch inside the functions that run it (annotations under ``TYPE_CHECKING``), never at its top.
 """
 from __future__ import annotations
 

@@ -8,8 +8,10 @@ penultimate embedding of MLPs and CNNs).
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    from torch import nn
 
 
 def arch(model) -> str:
@@ -58,10 +60,11 @@ def feature_shape(model, index: int) -> tuple:
 def projection(student_shape: tuple, teacher_shape: tuple) -> nn.Module:
     """A trainable map from student features to the teacher's width: a 1x1 convolution for feature maps
     (same spatial size), a linear layer otherwise (applied to the last dimension of token states)."""
+    from torch import nn
+
     if len(student_shape) == 3:
         return nn.Conv2d(student_shape[0], teacher_shape[0], kernel_size=1)
     return nn.Linear(student_shape[0], teacher_shape[0])
-
 
 
 def layer_pairs(layers: list) -> list[tuple[int, int]]:

@@ -2,8 +2,7 @@
 Convolutional Neural Networks via Attention Transfer" (activation-based attention)."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms
 from ..schema import FLOAT, LIST, Field, non_negative, positive
@@ -11,10 +10,15 @@ from . import _features
 from .base import Method
 from .kd import kd_terms
 
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
+
 
 def attention_map(features: torch.Tensor, p: float = 2.0) -> torch.Tensor:
     """The spatial attention map of feature maps ``F`` (N, C, H, W): ``Q = vec(mean_c |F_c|^p)``, L2-normalised
     per example: (N, H·W)."""
+    import torch.nn.functional as F
+
     return F.normalize(features.abs().pow(p).mean(1).flatten(1), dim=1)
 
 
@@ -48,6 +52,8 @@ def _conv_blocks(hidden_states) -> int:
 
 
 def _loss(inputs, hp):
+    import torch
+
     student, teacher = inputs.student.hidden_states, inputs.teacher.hidden_states
     pairs = _pairs(hp["layers"], _conv_blocks(student), _conv_blocks(teacher))
     at = torch.stack([_features.in_float32(at_loss, student[s], teacher[t], p=hp["p"]) for s, t in pairs]).sum()

@@ -8,12 +8,13 @@ report read its name, params and ``terms``. Nothing else names a method.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .losses import LossTerms, hard_terms
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
+    from torch import nn
 
 NEEDS = {
     "teacher_logits": "the teacher's stored logits, joined by id (computed once by the teacher_logits stage)",

@@ -7,12 +7,15 @@ steps, so the saved student (the last generation) used ``kd.born_again.generatio
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms
 from ..schema import INT, Field
 from .base import Method
 from .kd import kd_terms
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 TEXT_OPTIONS = ("pretrained", "config", "tokenizer", "max_length")  # arch hf
 

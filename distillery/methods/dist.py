@@ -1,12 +1,14 @@
 """``dist``: Huang, You, Wang, Qian & Xu (NeurIPS 2022), "Knowledge Distillation from A Stronger Teacher"."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms, labelled_ce
 from ..schema import FLOAT, Field, non_negative
 from .base import Method
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 EPS = 1e-8  # guards 0/0: a constant vector (zero variance) counts as uncorrelated (the official code adds ε)
 
@@ -32,6 +34,8 @@ def dist_terms(student_logits, teacher_logits, labels, T: float, beta: float, ga
     """Huang et al. (2022): ``CE(y, s) + β·T²·inter + γ·T²·intra`` on ``softmax(s/T)`` and ``softmax(t/T)``
     (see ``relations``; the paper's τ is 1 on ImageNet). As in the official code, CE keeps weight 1 and
     ``kd.alpha`` is not read. ``terms`` holds the unweighted ``ce`` and the T²-scaled ``inter`` and ``intra``."""
+    import torch.nn.functional as F
+
     ce = labelled_ce(student_logits, labels)
     p_student = F.softmax(student_logits / T, dim=-1)
     p_teacher = F.softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)

@@ -1,12 +1,14 @@
 """``dkd``: Zhao, Cui, Song, Qiu & Liang (CVPR 2022), "Decoupled Knowledge Distillation"."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from .losses import UNLABELLED, LossTerms, labelled_ce, soft_kl
 from ..schema import FLOAT, INT, Field, non_negative
 from .base import Method
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 
 def dkd_parts(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
@@ -19,6 +21,9 @@ def dkd_parts(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels
     NCKD is 0 and TCKD is KD's KL. Unlabelled (transfer) rows take the teacher's top class as their target
     class for this split (the decomposition holds for any class).
     """
+    import torch
+    import torch.nn.functional as F
+
     teacher_logits = teacher_logits.to(student_logits.dtype)
     labels = torch.where(labels == UNLABELLED, teacher_logits.argmax(-1), labels)
     target = F.one_hot(labels, student_logits.shape[-1]).bool()

@@ -8,11 +8,14 @@ as long as the student has no dropout (the peers draw dropout masks from the sam
 """
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms, hard_terms, labelled_ce, soft_kl
 from ..schema import INT, Field
 from .base import Method
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 
 def dml_terms(logits: list[torch.Tensor], labels: torch.Tensor, T: float, alpha: float) -> LossTerms:

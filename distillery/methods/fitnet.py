@@ -1,14 +1,17 @@
 """``fitnet``: Romero et al. (ICLR 2015), "FitNets: Hints for Thin Deep Nets"."""
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms
 from ..schema import FLOAT, INT, Field, non_negative
 from . import _features
 from .base import Method
 from .kd import kd_terms
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
+    from torch import nn
 
 
 def hint_loss(student_features: torch.Tensor, teacher_features: torch.Tensor, regressor: nn.Module) -> torch.Tensor:
@@ -55,6 +58,8 @@ def _check(student, teacher, hp):
 
 
 def _helpers(student, teacher, hp):
+    from torch import nn
+
     s_index, t_index = _indices(student, teacher, hp)
     regressor = _features.projection(_features.feature_shape(student, s_index), _features.feature_shape(teacher, t_index))
     return nn.ModuleDict({"regressor": regressor})

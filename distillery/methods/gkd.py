@@ -3,13 +3,14 @@ Bachem (ICLR 2024), "On-Policy Distillation of Language Models: Learning from Se
 from __future__ import annotations
 
 import math
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms, labelled_ce
 from ..schema import FLOAT, Field, unit_interval
 from .base import Method
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 
 def generalized_jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float,
@@ -25,6 +26,9 @@ def generalized_jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     of JSD_β/β as β → 0 and of JSD_β/(1−β) as β → 1, not JSD_β's values. Between them,
     0 ≤ JSD_β ≤ −β·log β − (1−β)·log(1−β), and JSD_0.5 is symmetric in the student and the teacher.
     """
+    import torch
+    import torch.nn.functional as F
+
     log_p_student = F.log_softmax(student_logits / T, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
 

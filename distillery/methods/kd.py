@@ -1,10 +1,13 @@
 """``kd``: Hinton, Vinyals & Dean (2015), "Distilling the Knowledge in a Neural Network"."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms, labelled_ce, soft_kl
 from .base import Method
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 
 def kd_terms(

@@ -1,10 +1,13 @@
 """``logit_std``: Sun, Ren, Li, Wang & Cao (CVPR 2024), "Logit Standardization in Knowledge Distillation"."""
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms, labelled_ce, soft_kl
 from .base import Method
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 
 def standardize(logits: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:

@@ -5,12 +5,12 @@ use (the loss-terms record, cross-entropy on the labels, the temperature-softene
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..data.prepared import UNLABELLED
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 
 class LossTerms(NamedTuple):
@@ -22,11 +22,11 @@ class LossTerms(NamedTuple):
 
 def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
     """KL(softmax(t/T) || softmax(s/T)) averaged over the batch (``batchmean``), without T²."""
+    import torch.nn.functional as F
+
     log_p_student = F.log_softmax(student_logits / T, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
-
-
 
 
 def labelled_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -35,6 +35,8 @@ def labelled_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     ``ignore_index``). A batch without a labelled row gives 0 with a gradient of 0, where the mean would be
     0/0. The sum over the count equals ``F.cross_entropy``'s mean bit for bit, and needs no host sync per
     step on a GPU."""
+    import torch.nn.functional as F
+
     count = (labels != UNLABELLED).sum().clamp(min=1)
     return F.cross_entropy(student_logits, labels, ignore_index=UNLABELLED, reduction="sum") / count
 

@@ -2,17 +2,21 @@
 Distillation of Large Language Models", and of on-policy distillation."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms, labelled_ce
 from .base import Method
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 
 def reverse_soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
     """KL(softmax(s/T) ‖ softmax(t/T)) averaged over the batch (``batchmean``), without T²: the student's
     distribution first, so the student is pushed off the classes the teacher gives little mass
     (mode-seeking), where ``soft_kl``'s forward KL makes it cover every class the teacher covers."""
+    import torch.nn.functional as F
+
     log_p_student = F.log_softmax(student_logits / T, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
     # F.kl_div(input, target) is KL(target ‖ input): the student is the target here

@@ -1,14 +1,16 @@
 """``rkd``: Park, Kim, Lu & Cho (CVPR 2019), "Relational Knowledge Distillation" (distance- and angle-wise)."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms
 from ..schema import FLOAT, INT, Field, non_negative
 from . import _features
 from .base import Method
 from .kd import kd_terms
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
 
 EPS = 1e-12
 MIN_DISTANCE = EPS ** 0.5  # the distance of coincident rows (the square root of the clamp)
@@ -24,6 +26,9 @@ def rkd_distance(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Distance-wise term: ``ψ_D(x_i, x_j) = ‖x_i − x_j‖ / μ``, μ the mean distance over the batch's distinct
     pairs; the Huber loss (δ = 1) between the student's and the teacher's ψ_D, averaged over the distinct
     (ordered) pairs i ≠ j (the paper sums over pairs; its code averages). Invariant to scaling either embedding."""
+    import torch
+    import torch.nn.functional as F
+
     mask = ~torch.eye(len(student), dtype=torch.bool, device=student.device)
     if not mask.any():
         return student.sum() * 0.0
@@ -36,6 +41,8 @@ def triplet_cosines(e: torch.Tensor) -> torch.Tensor:
     """``cos∠e_i e_j e_k = ⟨(e_i − e_j)/‖e_i − e_j‖, (e_k − e_j)/‖e_k − e_j‖⟩`` (the angle at e_j) for the
     rows of ``e`` (N, D), over the N(N−1)(N−2) triplets of distinct i, j, k; in the order of (j, i, k).
     Rows closer than 1e-6 give no direction: a cosine of 0 that passes no gradient (else it would be ~1e12)."""
+    import torch
+
     n = len(e)
     diff = e[None] - e[:, None]  # diff[j, i] = e_i - e_j
     norm = diff.norm(dim=-1, keepdim=True)
@@ -49,6 +56,8 @@ def triplet_cosines(e: torch.Tensor) -> torch.Tensor:
 def rkd_angle(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Angle-wise term: the Huber loss (δ = 1) between the student's and the teacher's ``cos∠x_i x_j x_k``,
     averaged over the batch's triplets of distinct examples (the paper sums; its code averages)."""
+    import torch.nn.functional as F
+
     if len(student) < 3:
         return student.sum() * 0.0
     return F.smooth_l1_loss(triplet_cosines(student), triplet_cosines(teacher.to(student.dtype)))

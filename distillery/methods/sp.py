@@ -1,8 +1,7 @@
 """``sp``: Tung & Mori (ICCV 2019), "Similarity-Preserving Knowledge Distillation"."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms
 from ..schema import FLOAT, LIST, Field, non_negative
@@ -10,10 +9,15 @@ from . import _features
 from .base import Method
 from .kd import kd_terms
 
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
+
 
 def similarity(features: torch.Tensor) -> torch.Tensor:
     """``G̃``: the b×b similarities ``G = A·Aᵀ`` of the activations flattened per example (A: b × rest), each row
     L2-normalised."""
+    import torch.nn.functional as F
+
     flat = features.flatten(1)
     return F.normalize(flat @ flat.T, dim=1)
 
@@ -39,6 +43,8 @@ def _pairs(layers, n_student: int, n_teacher: int | None) -> list[tuple[int, int
 
 
 def _loss(inputs, hp):
+    import torch
+
     student, teacher = inputs.student.hidden_states, inputs.teacher.hidden_states
     pairs = _pairs(hp["layers"], len(student) - 1, len(teacher) - 1)
     sp = torch.stack([_features.in_float32(sp_loss, student[s], teacher[t]) for s, t in pairs]).sum()

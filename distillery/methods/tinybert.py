@@ -10,14 +10,17 @@ padding positions (``attention_mask`` = 0) count in no term.
 """
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from .losses import LossTerms
 from ..schema import FLOAT, INT, LIST, Field, non_negative, positive_int_list
 from . import _features
 from .base import Method
 from .kd import kd_terms
+
+if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
+    import torch
+    from torch import nn
 
 
 def _masked_mean(squares: torch.Tensor, keep: torch.Tensor | None) -> torch.Tensor:
@@ -113,6 +116,8 @@ def _check(student, teacher, hp):
 
 
 def _helpers(student, teacher, hp):
+    from torch import nn
+
     widths = _features.feature_shape(student, 0), _features.feature_shape(teacher, 0)
     return nn.ModuleDict({"embedding": _features.projection(*widths), "hidden": _features.projection(*widths)})
 

@@ -16,6 +16,17 @@ def test_every_method_module_is_registered_under_its_module_name():
     assert next(iter(METHODS)) == "kd"  # listed first
 
 
+def test_reading_the_declarations_imports_no_torch():
+    """Every stage reads the registry through params.yaml's schema; those that train nothing (prepare, transfer,
+    plots) would pay torch's import (about 1 s) for it. A method module imports torch in the functions that run it."""
+    import subprocess
+    import sys
+
+    code = "import sys; sys.modules['torch'] = None; import distillery.methods, distillery.params"  # torch: absent
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, "a module imports torch at its top:\n" + result.stderr[-1500:]
+
+
 def test_unknown_method_lists_the_valid_ones():
     with pytest.raises(DistilleryError, match="kd.method = 'kdd': unknown method; valid: kd"):
         get_method("kdd")
