@@ -1,12 +1,15 @@
 """The run lifecycle: which checkpoint is used after a crash, how DVCLive curves are cut back to it, and
 timings kept out of the curves."""
+import ast
 import json
+import os
 import subprocess
 
 import pandas as pd
 import pytest
 
 from distillery.io import fingerprint
+from distillery.training import runs
 from distillery.training.runs import (CURVES, PUBLISHED, TIMINGS, is_timing, keep_published,
                                       last_complete_checkpoint, live_callback, run_conditions, source_digest,
                                       truncate_curves)
@@ -167,19 +170,42 @@ def test_the_source_digest_follows_the_code_of_every_python_file_of_the_package(
     kd = tmp_path / "methods" / "kd.py"
     kd.write_text('"""Hinton et al."""\nT = 4\n\n\ndef loss(x):\n    """The loss."""\n    return x / T\n')
     (tmp_path / "README.md").write_text("not code")
-    before = source_digest(tmp_path)
+    before = source_digest(tmp_path, cache=None)
     (tmp_path / "README.md").write_text("still not code")
-    assert source_digest.__wrapped__(tmp_path) == before
+    assert source_digest.__wrapped__(tmp_path, cache=None) == before
     kd.write_text('"""Hinton et al. (2015)."""\nT = 4  # the paper\'s\n\ndef loss(x):\n    """KD."""\n    return (x / T)\n')
-    assert source_digest.__wrapped__(tmp_path) == before  # docstrings, comments and formatting only
+    assert source_digest.__wrapped__(tmp_path, cache=None) == before  # docstrings, comments and formatting only
     kd.write_text('"""Hinton et al."""\nT = 2\n\n\ndef loss(x):\n    """The loss."""\n    return x / T\n')
-    assert source_digest.__wrapped__(tmp_path) != before
+    assert source_digest.__wrapped__(tmp_path, cache=None) != before
     kd.write_text('"""Hinton et al."""\nT = 4\n"""Not a docstring."""\n\n\ndef loss(x):\n    """The loss."""\n    return x / T\n')
-    assert source_digest.__wrapped__(tmp_path) != before  # a string that is not a docstring is code
+    assert source_digest.__wrapped__(tmp_path, cache=None) != before  # a string that is not a docstring is code
     (tmp_path / "methods" / "dkd.py").write_text("T = 4\n")
     kd.write_text('"""Hinton et al."""\nT = 4\n\n\ndef loss(x):\n    """The loss."""\n    return x / T\n')
-    assert source_digest.__wrapped__(tmp_path) != before  # a new file
+    assert source_digest.__wrapped__(tmp_path, cache=None) != before  # a new file
     assert run_conditions(make_params())["code"] == source_digest()
+
+
+def test_the_source_digest_is_kept_until_a_file_changes_comes_or_goes(tmp_path, monkeypatch):
+    package, cache = tmp_path / "package", tmp_path / "cache" / "digest.json"
+    package.mkdir()
+    kd = package / "kd.py"
+    kd.write_text("T = 4\n")
+    digest = source_digest.__wrapped__(package, cache)
+    assert json.loads(cache.read_text())["digest"] == digest
+    parsed, parse = [], ast.parse
+    monkeypatch.setattr(runs.ast, "parse", lambda *a, **k: parsed.append(a) or parse(*a, **k))
+    assert source_digest.__wrapped__(package, cache) == digest and not parsed  # from the cache: nothing parsed
+    kd.write_text("T = 2\n")  # same size: the modification time tells
+    os.utime(kd, ns=(kd.stat().st_atime_ns, kd.stat().st_mtime_ns + 1))
+    changed = source_digest.__wrapped__(package, cache)
+    assert changed != digest and len(parsed) == 1
+    assert changed == source_digest.__wrapped__(package, None)  # the same digest as without a cache
+    (package / "dkd.py").write_text("T = 4\n")
+    assert source_digest.__wrapped__(package, cache) != changed  # a new file
+    (package / "dkd.py").unlink()
+    assert source_digest.__wrapped__(package, cache) == changed  # gone again
+    cache.write_text('{"key": ')  # a cache cut short by a kill: computed again
+    assert source_digest.__wrapped__(package, cache) == changed
 
 
 def test_an_output_keeps_the_runs_of_its_latest_publish_only(tmp_path, monkeypatch):
