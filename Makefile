@@ -74,6 +74,7 @@ preset: setup
 bench: setup
 	python bench/pipeline_time.py
 	python bench/seed_processes.py
+	python bench/yaml_loader.py
 	python bench/trainer_overhead.py
 	python bench/threads_under_load.py
 	python bench/text_step_threads.py
