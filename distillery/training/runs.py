@@ -29,6 +29,7 @@ PACKAGE = Path(__file__).resolve().parents[1]  # distillery/
 PUBLISHED = CHECKPOINT_ROOT / "published"  # per output directory: the runs last published to it, kept
 DIGEST_CACHE = CHECKPOINT_ROOT / "source_digest.json"  # source_digest's last result and the files it read
 TRAINER_STATE = "trainer_state.json"
+STEP_SIGNAL = "DVCLIVE_STEP_COMPLETED"  # DVCLive's file for DVC's VS Code extension, one per workspace
 FINISHED_MODEL, CURVES, TIMINGS, TRAINER_OUTPUT = "model", "live", "timings.json", "trainer"
 TIMING_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second")  # of the Trainer's log keys
 logger = logging.getLogger(__name__)
@@ -62,6 +63,17 @@ def live_callback(run_dir: Path, resume_step: int | None):
             """The Trainer's arguments but ``output_dir``: the run directory, named by the run's fingerprint, is where
             checkpoints go, not a setting, and the curves would change whenever what the fingerprint holds does."""
             super().log_params({key: value for key, value in params.items() if key != "output_dir"})
+
+        def end(self):
+            """DVCLive's last act is to remove the workspace's step signal for DVC's VS Code extension (one file,
+            ``.dvc/tmp/exps/run/DVCLIVE_STEP_COMPLETED``), once it has seen it exists: seeds trained side by side
+            end at about the same time, and another process's run can remove it in between. That race loses
+            nothing; any other missing file is still an error."""
+            try:
+                super().end()
+            except FileNotFoundError as exc:
+                if Path(exc.filename or "").name != STEP_SIGNAL:
+                    raise
 
     live_dir, timings_path = Path(run_dir) / CURVES, Path(run_dir) / TIMINGS
     timings = json.loads(timings_path.read_text()) if resume_step is not None and timings_path.exists() else {}

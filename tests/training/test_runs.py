@@ -121,6 +121,28 @@ def test_the_curves_params_hold_the_trainer_settings_but_not_the_run_directory(t
     assert params["max_steps"] == 7 and "output_dir" not in params
 
 
+def test_a_run_ends_when_another_process_removed_the_step_signal_first(tmp_path, monkeypatch):
+    """Seeds trained side by side end at about the same time: DVCLive sees the workspace's step signal exists, another
+    process removes it, and removing it fails. Simulated: DVCLive's check says yes, the file is already gone."""
+    from types import SimpleNamespace
+
+    from dvclive import vscode
+
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    callback = live_callback(tmp_path / "run", resume_step=None)
+    callback.live.next_step()  # writes the signal, as every logging step does
+    signal = tmp_path / ".dvc/tmp/exps/run" / runs.STEP_SIGNAL
+    assert signal.exists()
+    signal.unlink()  # the other process's run ended first, just after this one looked
+    gone = {str(signal), str(tmp_path / "other")}
+    path = SimpleNamespace(join=os.path.join, exists=lambda p: p in gone or os.path.exists(p))
+    monkeypatch.setattr(vscode, "os", SimpleNamespace(path=path, remove=os.remove, getenv=os.getenv))
+    callback.live.end()
+    monkeypatch.setattr(vscode, "_dvclive_step_completed_signal_file", lambda root: str(tmp_path / "other"))
+    with pytest.raises(FileNotFoundError):  # any other missing file is still an error
+        callback.live.end()
+
+
 def test_no_committed_result_holds_a_timing():
     """Timings differ run to run: in a committed output they would show as modified after every `make repro`."""
     tracked = subprocess.run(["git", "ls-files", "reports", "dvc.lock"], cwd=REPO, capture_output=True, text=True,
