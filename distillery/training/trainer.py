@@ -8,6 +8,7 @@ precision and multi-GPU (``accelerate launch``) come from ``transformers``. The 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 from pathlib import Path
@@ -253,6 +254,27 @@ def _precision_flags(precision: str) -> dict:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
+@contextlib.contextmanager
+def gradients_cleared_from_a_list(model: nn.Module):
+    """For the run, ``model.zero_grad()`` clears the gradients of the parameters ``model`` has now, from a list made
+    once. The ``Trainer`` calls it after every step, and ``nn.Module.zero_grad`` walks the module tree for the
+    parameters each time (0.02 ms, 3 % of a small student's step on a CPU: ``bench/trainer_overhead.py``). The
+    parameters are fixed for the run (the optimizer holds them), so the same gradients are cleared."""
+    parameters = list(model.parameters())
+
+    def zero_grad(set_to_none: bool = True) -> None:
+        if not set_to_none:
+            return type(model).zero_grad(model, set_to_none=False)
+        for parameter in parameters:
+            parameter.grad = None
+
+    model.zero_grad = zero_grad  # an instance attribute: nn.Module keeps functions out of its registries
+    try:
+        yield
+    finally:
+        del model.zero_grad
+
+
 def train_model(
     model,
     train_data,
@@ -356,7 +378,8 @@ def train_model(
     # object of the imported libraries (0.25 s on two CPU cores); frozen during the run, they are left out
     gc.freeze()
     try:
-        trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
+        with gradients_cleared_from_a_list(trainer.model):
+            trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
     finally:
         gc.unfreeze()  # what became garbage meanwhile is collected as usual afterwards
     return trainer.model

@@ -19,7 +19,9 @@ def test_full_determinism_param_turns_on_deterministic_algorithms(tmp_path, monk
 
 
 def _tiny_run(tmp_path, name: str, steps: int = 6, **train):
-    """A 4-2 MLP trained ``steps`` steps on 8 rows; returns (model, trainer args' log history)."""
+    """A 4-2 MLP trained ``steps`` steps on 8 rows; returns (model, trainer args' log history). The model starts from
+    the same weights in every call (torch's own seed differs from process to process, and ``train_model`` seeds only
+    after the model is built), so two runs compare whatever ran before them."""
     from transformers import TrainerCallback
 
     class History(TrainerCallback):
@@ -34,6 +36,7 @@ def _tiny_run(tmp_path, name: str, steps: int = 6, **train):
                              labels=torch.tensor([0, 1] * 4))
     params = validate({})["train"] | {"max_steps": steps, "batch_size": 4, "logging_steps": 2, "eval_steps": 100,
                                        "save_steps": 100} | train
+    torch.manual_seed(0)
     model = train_model(build_model({"arch": "mlp", "hidden_sizes": [2]}, [4], ["a", "b"]), data, data, params,
                         seed=0, method=HARD, checkpoint_dir=tmp_path / name, callbacks=[history])
     return model, history.logs
@@ -78,6 +81,45 @@ def test_without_weight_decay_one_parameter_group_and_the_same_weights(tmp_path,
     assert groups == [[4], [2, 2], [2, 2]]  # with decay, biases keep their own group without it
     for a, b in zip(one.state_dict().values(), two.state_dict().values()):
         assert torch.equal(a, b)  # decay 0 either way: grouping is bookkeeping, not maths
+
+
+def test_the_gradients_are_cleared_from_a_list_during_a_run_with_the_same_weights(tmp_path, monkeypatch):
+    import contextlib
+
+    from distillery.training import trainer as trainer_module
+
+    cleared = []
+    original = trainer_module.gradients_cleared_from_a_list
+
+    @contextlib.contextmanager
+    def spy(model):
+        with original(model):
+            listed = model.zero_grad  # the run's own, from the list
+            yield
+            cleared.append(listed)
+
+    monkeypatch.setattr(trainer_module, "gradients_cleared_from_a_list", spy)
+    listed, _ = _tiny_run(tmp_path, "listed")
+    assert len(cleared) == 1 and "zero_grad" not in vars(listed)  # the model's own method again after the run
+    monkeypatch.setattr(trainer_module, "gradients_cleared_from_a_list", lambda model: contextlib.nullcontext())
+    walked, _ = _tiny_run(tmp_path, "walked")  # nn.Module.zero_grad at every step
+    for a, b in zip(listed.state_dict().values(), walked.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_clearing_from_the_list_clears_what_zero_grad_clears():
+    from distillery.training.trainer import gradients_cleared_from_a_list
+
+    model = build_model({"arch": "mlp", "hidden_sizes": [2]}, [4], ["a", "b"])
+    with gradients_cleared_from_a_list(model):
+        model(features=torch.rand(3, 4)).logits.sum().backward()
+        assert all(p.grad is not None for p in model.parameters())
+        model.zero_grad()
+        assert all(p.grad is None for p in model.parameters())
+        model(features=torch.rand(3, 4)).logits.sum().backward()
+        model.zero_grad(set_to_none=False)  # nn.Module's: zeros in place
+        assert all(p.grad is not None and not p.grad.any() for p in model.parameters())
+    assert "zero_grad" not in vars(model)
 
 
 def test_cached_environment_checks_answer_as_the_originals():
