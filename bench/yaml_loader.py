@@ -19,12 +19,11 @@ import platform
 import statistics
 import subprocess
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_time import ENV, fresh_copy  # noqa: E402
+from pipeline_time import fresh_copy, timed  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results/yaml_loader.json"
 DVC = "import sys; from dvc.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -34,10 +33,7 @@ LAYOUTS = {"with the C loader": DVC, "without (pure Python)": WITHOUT + DVC}
 
 def dvc(code: str, args: list[str], work: Path) -> float:
     """Seconds of ``dvc args`` run by ``code`` in ``work``."""
-    start = time.perf_counter()
-    subprocess.run([sys.executable, "-c", code, *args], cwd=work, env={**ENV, "PYTHONPATH": str(work)}, check=True,
-                   capture_output=True)
-    return time.perf_counter() - start
+    return timed([sys.executable, "-c", code, *args], work)
 
 
 def uses_c_loader(code: str) -> bool:

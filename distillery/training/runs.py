@@ -217,27 +217,23 @@ def source_digest(root: Path = PACKAGE, cache: Path | None = DIGEST_CACHE) -> st
     stamps = [[str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns] for path in files
               for stat in (path.stat(),)]
     key = {"root": str(Path(root).resolve()), "files": stamps}
-    saved = _read_json(cache) if cache is not None else None
+    try:
+        saved = json.loads(Path(cache).read_text()) if cache is not None else None
+    except (OSError, ValueError):  # none yet, or cut short by a kill: computed again
+        saved = None
     if isinstance(saved, dict) and saved.get("key") == key:
         return saved["digest"]
-    digest = hashlib.sha256()
+    sha = hashlib.sha256()
     for path in files:
         code = ast.dump(without_docstrings(ast.parse(path.read_bytes(), filename=str(path))))
-        digest.update(str(path.relative_to(root)).encode() + b"\0" + code.encode() + b"\0")
+        sha.update(str(path.relative_to(root)).encode() + b"\0" + code.encode() + b"\0")
+    digest = sha.hexdigest()[:16]
     if cache is not None:
         try:
-            write_json(cache, {"key": key, "digest": digest.hexdigest()[:16]})
+            write_json(cache, {"key": key, "digest": digest})
         except OSError:  # another process writing it at the same time (compute.processes > 1) removed our temporary
             pass
-    return digest.hexdigest()[:16]
-
-
-def _read_json(path: Path):
-    """The JSON in ``path``, or None when it is missing or unreadable (a cache is then computed again)."""
-    try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return None
+    return digest
 
 
 DOCUMENTED = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)  # what ast.get_docstring reads
