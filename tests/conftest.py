@@ -1,6 +1,7 @@
 """Shared fixtures: validated tiny params and the digits data prepared once per session."""
 from __future__ import annotations
 
+import contextlib
 import copy
 from pathlib import Path
 
@@ -58,6 +59,24 @@ def make_params(**groups) -> dict:
     """Validated params: schema defaults, shrunk by ``TINY``, seeds in turn (``IN_PROCESS``), then ``groups`` merged
     in."""
     return validate(fit_arch(deep_merge(deep_merge(TINY, IN_PROCESS), groups)), "test params")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def scratch_working_directory(tmp_path_factory):
+    """Each test module runs in its own empty working directory, so that what training writes relative to it (the
+    runs under ``.cache/checkpoints``, named by their params) never lands in the repository nor meets another
+    module's: two modules with the same tiny teacher, on two workers at once, had shared one run directory, and one
+    worker's checkpoint rotation removed the folder the other was writing to (a CI failure). Tests that need another
+    directory still ``chdir`` into it."""
+    with contextlib.chdir(tmp_path_factory.mktemp("cwd")):
+        yield
+
+
+@pytest.fixture
+def in_repository(monkeypatch):
+    """The test runs in the repository's root, where every command runs: it reads the shipped ``presets/`` or the
+    repository's git history, and writes nothing relative to the working directory."""
+    monkeypatch.chdir(REPO)
 
 
 @pytest.fixture

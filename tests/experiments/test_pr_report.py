@@ -79,7 +79,7 @@ def test_the_tolerance_param_defaults_to_1e_6_and_is_never_negative():
         validate({"diff": {"tolerance": -1e-6}})
 
 
-def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch):
+def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch, in_repository):
     header = "| Path | Param | main | workspace |\n|---|---|---|---|"
     params = ["| params.yaml | kd.T | 4 | 2 |", "| params.yaml | kd.alpha | 0.5 | 0.9 |"]
     metrics = [("reports/metrics.json", "kd.nll", 0.9, 1.0), ("reports/speed.json", "student.latency_ms", 0.2, 0.4),

@@ -17,6 +17,7 @@ from ..conftest import REPO
 from ..text_utils import sentences, tiny_checkpoint, train_tokenizer
 
 SHARED_DATA = REPO.parent / "shared" / "data"
+pytestmark = pytest.mark.usefixtures("in_repository")  # the shipped presets/, as the commands read them
 
 
 def test_every_preset_validates_and_names_itself():

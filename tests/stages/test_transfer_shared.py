@@ -12,6 +12,7 @@ from distillery.data.transfer import build_transfer
 from ..conftest import REPO
 
 SHARED_DATA = REPO.parent / "shared" / "data"
+pytestmark = pytest.mark.usefixtures("in_repository")  # the shipped presets/, as the commands read them
 
 
 @pytest.mark.skipif(not (SHARED_DATA / "sst2_train.tsv.gz").exists(),

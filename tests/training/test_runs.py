@@ -240,3 +240,10 @@ def test_an_output_keeps_the_runs_of_its_latest_publish_only(tmp_path, monkeypat
     assert [run.exists() for run in runs] == [False, True, True]
     keep_published(runs[2:], tmp_path / "other")  # another output's list leaves this one's alone
     assert runs[1].exists() and len(list(PUBLISHED.iterdir())) == 2
+
+
+def test_tests_train_outside_the_repository():
+    """Module fixtures train before any test's own ``chdir``: the conftest's scratch directory keeps their runs out
+    of the repository's ``.cache`` (where two workers had met in one run directory)."""
+    cwd = os.getcwd()
+    assert not cwd.startswith(str(REPO)), cwd
