@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check on an offline GPU machine prepared by bench/gpu_prepare.sh, in two calls on the same machine:
-#   first:  mnist-hinton with one seed, its full schedule (target: the whole `dvc repro` in 3 minutes), then the
-#           Trainer against the plain loop for Hinton's 800-800 student on the GPU (target: at most 1.3x)
+#   first:  the test that a batch reaches the GPU without a host sync (tests/data/test_device.py), mnist-hinton
+#           with one seed, its full schedule (target: the whole `dvc repro` in 3 minutes), then the Trainer against
+#           the plain loop for Hinton's 800-800 student on the GPU (target: at most 1.3x)
 #   second: the MiniLM weights joined and checked, then sst2-minilm-transfer whole (target: 5 minutes)
 # Each preset's budget leaves room past its target, so a slow run still ends with its times measured (cut short
 # past the budget). Results and logs go to $OUT (the device tool's folder that comes back) or .gpu/out:
@@ -20,7 +21,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 
 case $phase in
 first)
-  timeout 300 python bench/gpu_check.py --presets mnist-hinton --data .gpu/data --out "$out" --budget-s 270 \
+  if python -c 'import pytest' 2>/dev/null; then  # a batch and its jitter onto the GPU without a host sync
+    timeout 30 python -m pytest -q -p no:cacheprovider tests/data/test_device.py 2>&1 | tail -3
+  else echo "pytest is not installed here: tests/data/test_device.py did not run"; fi
+  timeout 280 python bench/gpu_check.py --presets mnist-hinton --data .gpu/data --out "$out" --budget-s 250 \
     --set 'train.seeds=[0]' "$@"
   timeout 120 python bench/trainer_overhead.py --hidden 800 800 --device cuda --compile --steps 1000 --repeats 2 \
     | tee "$out/trainer_overhead_800.txt"

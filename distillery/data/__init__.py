@@ -3,7 +3,8 @@
 ``prepare`` (arrays: sklearn digits, npz) with ``files`` (reading files and datasets, ids, labels, the split),
 ``text`` and ``tables`` (the text and numeric-table sources, independent of each other), ``validation``,
 ``splitting``, ``scaling``; ``prepared`` (the splits on disk); ``transfer`` and ``augment`` (rows learnt from the
-teacher's soft targets only); ``omitted`` (Hinton's omitted-class experiment); ``params`` (the ``data`` block).
+teacher's soft targets only); ``omitted`` (Hinton's omitted-class experiment); ``device`` (a batch's small tensors
+onto a GPU without a host sync); ``params`` (the ``data`` block).
 
 May import: the shared ground only (``distillery.errors``, ``io``, ``schema``, ``distributed``, ``logits_top_k``).
 """

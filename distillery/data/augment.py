@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from ..errors import DistilleryError
+from .device import to_device
 
 
 def shift_image(image: np.ndarray, dy: int, dx: int) -> np.ndarray:
@@ -26,7 +27,7 @@ def jitter_batch(images: torch.Tensor, pixels: int) -> torch.Tensor:
     zero fill, in one indexing operation on the images' device. Draws from torch's global CPU generator, which
     the Trainer seeds and restores on resume (the same draws wherever the images are)."""
     n, (h, w) = len(images), images.shape[-2:]
-    dy, dx = torch.randint(-pixels, pixels + 1, (2, n)).to(images.device)
+    dy, dx = to_device(torch.randint(-pixels, pixels + 1, (2, n)), images.device)
     padded = torch.nn.functional.pad(images, (pixels, pixels, pixels, pixels)).reshape(n, -1, h + 2 * pixels,
                                                                                         w + 2 * pixels)
     arange = lambda size: torch.arange(size, device=images.device)  # noqa: E731

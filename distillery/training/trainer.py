@@ -25,6 +25,7 @@ from transformers.modeling_outputs import CausalLMOutput, SequenceClassifierOutp
 
 from ..forking import slot
 from ..data.augment import Jittered
+from ..data.device import to_device
 from ..data.prepared import UNLABELLED
 from ..methods.base import HARD, Method, StepInputs
 from ..models.zoo import SteadyTrainMode
@@ -90,7 +91,7 @@ class TensorDictDataset(torch.utils.data.Dataset):
         return {k: v[index] for k, v in self.columns.items()}
 
     def __getitems__(self, indices: list[int]):
-        index = torch.as_tensor(indices, device=self.device)
+        index = to_device(torch.as_tensor(indices), self.device)
         return {k: v[index] for k, v in self.columns.items()}
 
 
@@ -145,8 +146,9 @@ class DistillationTrainer(Trainer):
     """A ``Trainer`` whose loss is ``method.loss(StepInputs, hyperparams)``.
 
     The loss's named terms (for KD: ``ce`` and ``kd``) are averaged between two logging steps
-    and logged beside ``loss``. A step does no work the run does not use: no host sync (the loss's NaN check,
-    the terms and the gradient norm are read at logging steps only), no count of label tokens (the losses are
+    and logged beside ``loss``. A step does no work the run does not use: no host sync (a batch's indices, jitter
+    and collated text reach a GPU asynchronously, ``data.device``; the loss's NaN check, the terms and the gradient
+    norm are read at logging steps only), no count of label tokens (the losses are
     per-batch means) and the parameter count for the FLOPs estimate taken once.
     """
 
@@ -314,9 +316,14 @@ def train_model(
     best = early or select == "best"
     save_steps = train_params["eval_steps"] if best else train_params["save_steps"]
     n = processes()
-    # several processes: batch_size rows per step in all, split between them (accelerate's split_batches), so
-    # each step sees the same rows as with one process
-    several = {"accelerator_config": {"split_batches": True}} if n > 1 else {}
+    accelerator = {}
+    if n > 1:  # several processes: batch_size rows per step in all, split between them, so each step sees the
+        accelerator["split_batches"] = True  # same rows as with one process
+    # on a GPU, batches collated on the CPU (text) are copied from page-locked memory without a host sync per step
+    # (data.device); arrays are resident on the device and batched there
+    pinned = torch.cuda.is_available() and not isinstance(train_data, (TensorDictDataset, Jittered))
+    if pinned:
+        accelerator["non_blocking"] = True
     args = TrainingArguments(
         output_dir=str(checkpoint_dir),
         max_steps=train_params["max_steps"],
@@ -347,9 +354,9 @@ def train_model(
         report_to="none",
         remove_unused_columns=False,
         label_names=["labels"],  # a Distillee's forward(**inputs) hides them: evaluation scores it too
-        dataloader_pin_memory=False,
+        dataloader_pin_memory=pinned,
         **_precision_flags(train_params["precision"]),
-        **several,
+        **({"accelerator_config": accelerator} if accelerator else {}),
     )
     for data in (train_data, eval_data):  # arrays: resident on the training device for the whole run
         if isinstance(data, (TensorDictDataset, Jittered)):
