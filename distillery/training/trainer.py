@@ -316,11 +316,11 @@ def train_model(
     best = early or select == "best"
     save_steps = train_params["eval_steps"] if best else train_params["save_steps"]
     n = processes()
-    accelerator = {}
-    if n > 1:  # several processes: batch_size rows per step in all, split between them, so each step sees the
-        accelerator["split_batches"] = True  # same rows as with one process
-    # on a GPU, batches collated on the CPU (text) are copied from page-locked memory without a host sync per step
-    # (data.device); arrays are resident on the device and batched there
+    # several processes: batch_size rows per step in all, split between them (accelerate's split_batches), so
+    # each step sees the same rows as with one process
+    accelerator = {"split_batches": True} if n > 1 else {}
+    # on a GPU, batches collated on the CPU (text) are copied from page-locked memory without a host sync per step,
+    # as data.device copies the arrays' row indices; arrays are resident on the device and batched there
     pinned = torch.cuda.is_available() and not isinstance(train_data, (TensorDictDataset, Jittered))
     if pinned:
         accelerator["non_blocking"] = True
