@@ -214,8 +214,8 @@ def source_digest(root: Path = PACKAGE, cache: Path | None = DIGEST_CACHE) -> st
     with the size and modification time of every file it read, and parsed again only when one of them differs (an
     edit, a checkout) or a file comes or goes."""
     files = sorted(Path(root).rglob("*.py"))
-    stamps = [[str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns] for path in files
-              for stat in (path.stat(),)]
+    stats = [path.stat() for path in files]
+    stamps = [[str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns] for path, stat in zip(files, stats)]
     key = {"root": str(Path(root).resolve()), "files": stamps}
     try:
         saved = json.loads(Path(cache).read_text()) if cache is not None else None

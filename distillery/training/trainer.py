@@ -95,6 +95,9 @@ class TensorDictDataset(torch.utils.data.Dataset):
         return {k: v[index] for k, v in self.columns.items()}
 
 
+RESIDENT_DATA = (TensorDictDataset, Jittered)  # array datasets: moved to the training device once, batched there
+
+
 def collate(batch):
     """Batches from ``TensorDictDataset.__getitems__`` are ready; lists of rows are stacked."""
     if isinstance(batch, dict):
@@ -321,7 +324,7 @@ def train_model(
     accelerator = {"split_batches": True} if n > 1 else {}
     # on a GPU, batches collated on the CPU (text) are copied from page-locked memory without a host sync per step,
     # as data.device copies the arrays' row indices; arrays are resident on the device and batched there
-    pinned = torch.cuda.is_available() and not isinstance(train_data, (TensorDictDataset, Jittered))
+    pinned = torch.cuda.is_available() and not isinstance(train_data, RESIDENT_DATA)
     if pinned:
         accelerator["non_blocking"] = True
     args = TrainingArguments(
@@ -359,7 +362,7 @@ def train_model(
         **({"accelerator_config": accelerator} if accelerator else {}),
     )
     for data in (train_data, eval_data):  # arrays: resident on the training device for the whole run
-        if isinstance(data, (TensorDictDataset, Jittered)):
+        if isinstance(data, RESIDENT_DATA):
             data.to(args.device)
     callbacks = list(callbacks)
     if early:
