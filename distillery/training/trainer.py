@@ -152,10 +152,14 @@ class DistillationTrainer(Trainer):
     and logged beside ``loss``. A step does no work the run does not use: no host sync (a batch's indices, jitter
     and collated text reach a GPU asynchronously, ``data.device``; the loss's NaN check, the terms and the gradient
     norm are read at logging steps only), no count of label tokens (the losses are
-    per-batch means) and the parameter count for the FLOPs estimate taken once.
+    per-batch means), no division of the loss by one and the parameter count for the FLOPs estimate taken once.
     """
 
-    loss_is_scaled_for_ga = False  # the losses return per-batch means
+    @property
+    def loss_is_scaled_for_ga(self) -> bool:
+        """The losses are per-batch means: the ``Trainer`` divides them by the step's number of batches, which
+        with one batch a step would be a division by one (two operations a step, forward and backward)."""
+        return self.current_gradient_accumulation_steps == 1
 
     def __init__(self, *args, method: Method = HARD, hyperparams: dict | None = None, teacher=None, **kwargs):
         tf32 = torch.backends.cuda.matmul.allow_tf32
@@ -170,7 +174,7 @@ class DistillationTrainer(Trainer):
                                          mode=self.args.torch_compile_mode)
         self.output_flags = {f"output_{need}": True for need in ("hidden_states", "attentions") if need in method.needs}
         self._term_names: list[str] = []
-        self._term_steps: list[torch.Tensor] = []  # one row of the loss's terms per training step since the last log
+        self._term_steps: list[list[torch.Tensor]] = []  # the loss's terms at each training step since the last log
         self.model_accepts_loss_kwargs = False  # no num_items_in_batch: counting labels costs a step time (and a
                                                 # gather across processes) for a number compute_loss does not use
         self._parameters_without_embeddings: int | None = None
@@ -202,7 +206,7 @@ class DistillationTrainer(Trainer):
         if model.training:  # kept on the device (no sync per step), summed at logging time
             if not self._term_steps:  # the names once per logging window
                 self._term_names = list(result.terms)
-            self._term_steps.append(torch.stack([value.detach() for value in result.terms.values()]))
+            self._term_steps.append([value.detach() for value in result.terms.values()])
         return (result.loss, SequenceClassifierOutput(logits=outputs.logits)) if return_outputs else result.loss
 
     def create_optimizer(self, model=None):
@@ -233,7 +237,8 @@ class DistillationTrainer(Trainer):
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if "loss" in logs and self._term_steps:
-            totals = functools.reduce(torch.add, torch.stack(self._term_steps).double())  # in float64, step by step
+            rows = torch.stack([value for terms in self._term_steps for value in terms]).view(len(self._term_steps), -1)
+            totals = functools.reduce(torch.add, rows.double())  # in float64, step by step
             if self.accelerator.num_processes > 1:  # every process calls log at the same step
                 totals = self.accelerator.reduce(totals, reduction="mean")
             for name, total in zip(self._term_names, totals.tolist()):

@@ -107,6 +107,35 @@ def test_the_gradients_are_cleared_from_a_list_during_a_run_with_the_same_weight
         assert torch.equal(a, b)
 
 
+def test_one_batch_a_step_backpropagates_the_loss_itself_to_the_same_weights(tmp_path, monkeypatch):
+    """The Trainer divides a per-batch mean by the step's number of batches; with one batch that is a division by
+    one, skipped: the loss compute_loss returns is what reaches backward, and the weights are those of the division."""
+    import accelerate
+
+    from distillery.training.trainer import DistillationTrainer
+
+    returned, backpropagated = [], []
+    compute_loss, backward = DistillationTrainer.compute_loss, accelerate.Accelerator.backward
+
+    def spy_loss(self, *args, **kwargs):
+        returned.append(compute_loss(self, *args, **kwargs))
+        return returned[-1]
+
+    def spy_backward(self, loss, **kwargs):
+        backpropagated.append(loss)
+        return backward(self, loss, **kwargs)
+
+    monkeypatch.setattr(DistillationTrainer, "compute_loss", spy_loss)
+    monkeypatch.setattr(accelerate.Accelerator, "backward", spy_backward)
+    undivided, _ = _tiny_run(tmp_path, "undivided")
+    assert len(backpropagated) == 6 and all(a is b for a, b in zip(returned, backpropagated))
+    monkeypatch.setattr(DistillationTrainer, "loss_is_scaled_for_ga", False)  # the Trainer's division, by one
+    divided, _ = _tiny_run(tmp_path, "divided")
+    assert not any(a is b for a, b in zip(returned[6:], backpropagated[6:]))
+    for a, b in zip(undivided.state_dict().values(), divided.state_dict().values()):
+        assert torch.equal(a, b)
+
+
 def test_clearing_from_the_list_clears_what_zero_grad_clears():
     from distillery.training.trainer import gradients_cleared_from_a_list
 
