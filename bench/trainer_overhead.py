@@ -4,6 +4,8 @@ Same model (MLP 64-<hidden>-10; the default 16 is the default student, `--hidden
 digits, resident on the device for both: batches are index slices there), batch size, optimiser (AdamW, the
 default constant lr), number of steps and KD loss (`distillery.methods.kd`); no evaluation or checkpoints in
 either. Side by side in one process, interleaved and repeated, so the ratio is what to read on a noisy machine.
+Beside the times, the torch (ATen) operations each loop runs per step, counted in untimed runs: on a GPU most launch
+a kernel, so their difference is what the `Trainer` adds on the device; the rest of its extra time is Python.
 `--compile` adds the `Trainer` with `train.compile: true` (torch.compile of the student), timed after one
 untimed run that compiles (its time is printed).
 
@@ -17,10 +19,12 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from distillery.methods import get_method
 from distillery.methods.kd import kd_terms
@@ -80,6 +84,29 @@ def with_trainer(dataset: TensorDictDataset, spec: dict, steps: int, batch_size:
         return time.perf_counter() - start
 
 
+class OperationCount(TorchDispatchMode):
+    """Counts the ATen operations run inside it (forward, backward and the optimizer's)."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def operations_per_step(loop: Callable[[int], float]) -> float:
+    """ATen operations per step of ``loop(steps)``: the count of 200 steps less that of 100 (what a run does once,
+    set-up and the end, cancels out), over 100."""
+    counts = []
+    for steps in (100, 200):
+        with OperationCount() as counter:
+            loop(steps)
+        counts.append(counter.count)
+    return (counts[1] - counts[0]) / 100
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1500)
@@ -102,24 +129,30 @@ def main() -> None:
         except Exception as error:  # e.g. no C compiler for Inductor: the other rows still come
             print(f"train.compile failed, its row left out: {type(error).__name__}: {error}", flush=True)
             args.compile = False
-    loops = [("plain PyTorch loop", lambda: plain_loop(dataset, spec, args.steps, args.batch_size)),
+    loops = [("plain PyTorch loop", lambda steps: plain_loop(dataset, spec, steps, args.batch_size)),
              ("`Trainer` (`distillery.training.trainer.train_model`, no eval/checkpoints)",
-              lambda: with_trainer(dataset, spec, args.steps, args.batch_size))]
-    if args.compile:
+              lambda steps: with_trainer(dataset, spec, steps, args.batch_size))]
+    try:
+        operations = [f"{operations_per_step(run):.1f}" for _, run in loops]
+    except Exception as error:  # the times still come
+        print(f"counting operations failed, their column left empty: {type(error).__name__}: {error}", flush=True)
+        operations = ["", ""]
+    if args.compile:  # a compiled model's operations are fused by Inductor: not counted
         loops.append(("`Trainer`, `train.compile: true`",
-                      lambda: with_trainer(dataset, spec, args.steps, args.batch_size, compile=True)))
+                      lambda steps: with_trainer(dataset, spec, steps, args.batch_size, compile=True)))
+        operations.append("")
     runs = []
     for repeat in range(args.repeats):  # interleaved: all see the same load
-        runs.append([run() for _, run in loops])
+        runs.append([run(args.steps) for _, run in loops])
         print(f"run {repeat + 1}: " + ", ".join(f"{seconds:.2f} s" for seconds in runs[-1]), flush=True)
     medians = [statistics.median(times) for times in zip(*runs)]
     ms = lambda seconds: 1000 * seconds / args.steps  # noqa: E731
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"{os.cpu_count()} CPUs"
     print(f"{name}, torch {torch.__version__}; MLP 64-{'-'.join(map(str, args.hidden))}-10, {args.steps} steps, "
           f"batch {args.batch_size}; median of {args.repeats} interleaved runs")
-    print("| loop | ms/step | ratio |\n|---|---|---|")
-    for (label, _), seconds in zip(loops, medians):
-        print(f"| {label} | {ms(seconds):.2f} | {seconds / medians[0]:.2f} |")
+    print("| loop | ms/step | ratio | ATen operations/step |\n|---|---|---|---|")
+    for (label, _), seconds, count in zip(loops, medians, operations):
+        print(f"| {label} | {ms(seconds):.2f} | {seconds / medians[0]:.2f} | {count} |")
 
 
 if __name__ == "__main__":
