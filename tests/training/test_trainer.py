@@ -136,6 +136,64 @@ def test_one_batch_a_step_backpropagates_the_loss_itself_to_the_same_weights(tmp
         assert torch.equal(a, b)
 
 
+def test_a_training_step_runs_the_maths_and_only_the_trainers_bookkeeping_besides(tmp_path):
+    """The torch operations of a training step (on a GPU, mostly kernel launches), counted in runs of 20 and 40 steps
+    within one epoch: the Trainer's are a plain loop's (fetch, forward, KD loss, backward, AdamW) and, per step,
+    exactly: the DataLoader's profiler marker, accelerate's division of the loss by its gradient-accumulation
+    count of one (forward and backward: in its code), the running loss total, and three detaches (the loss and the
+    loss's two terms, kept for logging). No division by one of the Trainer's own, no stack of the terms."""
+    import collections
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from distillery.methods import get_method
+    from distillery.methods.kd import kd_terms
+
+    class Operations(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.counts = collections.Counter()
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.counts[str(func)] += 1
+            return func(*args, **(kwargs or {}))
+
+    def per_step(run) -> dict:
+        counts = []
+        for steps in (20, 40):
+            with Operations() as operations:
+                run(steps)
+            counts.append(operations.counts)
+        return {name: (counts[1][name] - counts[0][name]) / 20 for name in counts[0] | counts[1]}
+
+    data = TensorDictDataset(features=torch.rand(400, 4), labels=torch.tensor([0, 1] * 200),
+                             teacher_logits=torch.rand(400, 2))  # 100 steps an epoch
+    spec = {"arch": "mlp", "hidden_sizes": [2]}
+
+    def trainer(steps):
+        params = validate({})["train"] | {"max_steps": steps, "batch_size": 4, "logging_steps": 100,
+                                           "eval_steps": 100, "save_steps": 100, "precision": "fp32"}
+        train_model(build_model(spec, [4], ["a", "b"]), data, data, params, seed=0, method=get_method("kd"),
+                    hyperparams={"T": 4.0, "alpha": 0.5}, checkpoint_dir=tmp_path / str(steps))
+
+    def plain(steps):
+        model = build_model(spec, [4], ["a", "b"]).train()
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+        for step in range(steps):
+            batch = data.__getitems__(list(range(4 * step, 4 * step + 4)))
+            logits = model(features=batch["features"]).logits
+            kd_terms(logits, batch["teacher_logits"], batch["labels"], T=4.0, alpha=0.5).loss.backward()
+            optimizer.step()
+            for parameter in model.parameters():
+                parameter.grad = None
+
+    trained, looped = per_step(trainer), per_step(plain)
+    extra = {name: trained.get(name, 0) - looped.get(name, 0) for name in trained | looped}
+    assert {name: count for name, count in extra.items() if count} == {
+        "profiler._record_function_enter_new.default": 1, "profiler._record_function_exit._RecordFunction": 1,
+        "aten.div.Tensor": 2, "aten.add_.Tensor": 1, "aten.detach.default": 3}
+
+
 def test_clearing_from_the_list_clears_what_zero_grad_clears():
     from distillery.training.trainer import gradients_cleared_from_a_list
 
