@@ -14,6 +14,7 @@ Run: `python bench/trainer_overhead.py [--steps 1500] [--hidden 800 800] [--devi
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import statistics
 import tempfile
@@ -85,26 +86,28 @@ def with_trainer(dataset: TensorDictDataset, spec: dict, steps: int, batch_size:
 
 
 class OperationCount(TorchDispatchMode):
-    """Counts the ATen operations run inside it (forward, backward and the optimizer's)."""
+    """Counts the ATen operations run inside it, by name (forward, backward and the optimizer's)."""
 
     def __init__(self):
         super().__init__()
-        self.count = 0
+        self.counts: collections.Counter[str] = collections.Counter()
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        self.count += 1
+        self.counts[str(func)] += 1
         return func(*args, **(kwargs or {}))
 
 
-def operations_per_step(loop: Callable[[int], float]) -> float:
-    """ATen operations per step of ``loop(steps)``: the count of 200 steps less that of 100 (what a run does once,
-    set-up and the end, cancels out), over 100."""
+def operations_per_step(loop: Callable[[int], object], steps: tuple[int, int] = (100, 200)) -> dict[str, float]:
+    """ATen operations per step of ``loop(n)``, by name: the counts of the longer run less those of the shorter
+    (what a run does once, set-up and the end, cancels out), over the difference in steps; operations whose count
+    does not grow with the steps are left out."""
     counts = []
-    for steps in (100, 200):
+    for n in steps:
         with OperationCount() as counter:
-            loop(steps)
-        counts.append(counter.count)
-    return (counts[1] - counts[0]) / 100
+            loop(n)
+        counts.append(counter.counts)
+    return {name: (counts[1][name] - counts[0][name]) / (steps[1] - steps[0])
+            for name in counts[0] | counts[1] if counts[1][name] != counts[0][name]}
 
 
 def main() -> None:
@@ -133,7 +136,7 @@ def main() -> None:
              ("`Trainer` (`distillery.training.trainer.train_model`, no eval/checkpoints)",
               lambda steps: with_trainer(dataset, spec, steps, args.batch_size))]
     try:
-        operations = [f"{operations_per_step(run):.1f}" for _, run in loops]
+        operations = [f"{sum(operations_per_step(run).values()):.1f}" for _, run in loops]
     except Exception as error:  # the times still come
         print(f"counting operations failed, their column left empty: {type(error).__name__}: {error}", flush=True)
         operations = ["", ""]

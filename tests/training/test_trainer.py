@@ -142,29 +142,9 @@ def test_a_training_step_runs_the_maths_and_only_the_trainers_bookkeeping_beside
     exactly: the DataLoader's profiler marker, accelerate's division of the loss by its gradient-accumulation
     count of one (forward and backward: in its code), the running loss total, and three detaches (the loss and the
     loss's two terms, kept for logging). No division by one of the Trainer's own, no stack of the terms."""
-    import collections
-
-    from torch.utils._python_dispatch import TorchDispatchMode
-
+    from bench.trainer_overhead import operations_per_step
     from distillery.methods import get_method
     from distillery.methods.kd import kd_terms
-
-    class Operations(TorchDispatchMode):
-        def __init__(self):
-            super().__init__()
-            self.counts = collections.Counter()
-
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            self.counts[str(func)] += 1
-            return func(*args, **(kwargs or {}))
-
-    def per_step(run) -> dict:
-        counts = []
-        for steps in (20, 40):
-            with Operations() as operations:
-                run(steps)
-            counts.append(operations.counts)
-        return {name: (counts[1][name] - counts[0][name]) / 20 for name in counts[0] | counts[1]}
 
     data = TensorDictDataset(features=torch.rand(400, 4), labels=torch.tensor([0, 1] * 200),
                              teacher_logits=torch.rand(400, 2))  # 100 steps an epoch
@@ -187,7 +167,7 @@ def test_a_training_step_runs_the_maths_and_only_the_trainers_bookkeeping_beside
             for parameter in model.parameters():
                 parameter.grad = None
 
-    trained, looped = per_step(trainer), per_step(plain)
+    trained, looped = operations_per_step(trainer, (20, 40)), operations_per_step(plain, (20, 40))
     extra = {name: trained.get(name, 0) - looped.get(name, 0) for name in trained | looped}
     assert {name: count for name, count in extra.items() if count} == {
         "profiler._record_function_enter_new.default": 1, "profiler._record_function_exit._RecordFunction": 1,
