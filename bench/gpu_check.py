@@ -9,13 +9,19 @@ data, inference) plus every training step at `--step-ms` (array models) or `--te
 results record what each step really cost, to calibrate the next check. A stage still running when the budget is
 spent is stopped, and the preset reported as cut short.
 
-Per preset, `bench/results/gpu_<preset>.json` (written after every stage, so a check cut short keeps what it
-measured): the GPU, the versions, the schedule, each stage's seconds, and `reports/metrics.json`; each stage's
+`--compare KEY=VALUE` (repeatable) then changes those params in the same copy and runs `dvc repro` again, so
+only the stages they touch re-run (`--compare train.precision=fp32`: the students, on the teacher already trained),
+within the same schedule and budget; the record sets the two runs' students side by side (mean test accuracy over
+the seeds, the difference, and whether it is within the larger seed standard deviation).
+
+Per preset, `bench/results/gpu_<preset>[-<label>].json` (written after every stage, so a check cut short keeps what
+it measured): the GPU, the versions, the schedule, each stage's seconds, and `reports/metrics.json`; each stage's
 output goes to `<out>/logs/`. The presets read `../shared/data`, which a GPU machine may not have: `--data DIR`
 names where the files are (the copy's params point there).
 
 Run: `python bench/gpu_check.py --budget-s 480 [--presets mnist-hinton sst2-minilm-transfer] [--data DIR]
-[--set train.seeds=[0] ...]`. Needs a CUDA GPU (`--allow-cpu` runs the same on a CPU, to try the check itself).
+[--set train.seeds=[0] ...] [--compare train.precision=fp32 ...] [--label NAME]`. Needs a CUDA GPU (`--allow-cpu`
+runs the same on a CPU, to try the check itself).
 Installs: requirements.txt, after the CUDA build of torch (README).
 """
 from __future__ import annotations
@@ -45,6 +51,7 @@ PAPER_TEST_ERRORS = {"mnist-hinton": {"teacher": 67, "hard": 146, "kd": 74}}  # 
 SHARED_DATA = "../shared/data"  # how the presets name the shared files
 SCALED = ("max_steps", "eval_steps", "save_steps", "warmup_steps")  # a train block's keys a schedule scales
 MIN_FRACTION = 0.002
+STUDENT_SIDE = ("train.", "kd.", "student.")  # params that only the students' stages (and evaluation) read
 
 
 def training_steps(params: dict) -> tuple[int, int]:
@@ -60,17 +67,27 @@ def is_text(params: dict) -> bool:
     return params["student"]["model"]["arch"] == "hf"
 
 
-def estimate_s(params: dict, fraction: float, stages: int, stage_s: float, step_ms: float, text_step_ms: float) -> float:
-    """Seconds the preset should take at ``fraction`` of its schedule (see the module's docstring)."""
+def rerun_steps(compared: dict, compare: list[str]) -> int:
+    """Training steps that ``compare`` (KEY=VALUE overrides) re-runs in a copy that has run the preset, with
+    ``compared`` the params they give: the students' when it changes only student-side params, else every run's."""
+    teacher, students = training_steps(compared)
+    return students if all(item.startswith(STUDENT_SIDE) for item in compare) else teacher + students
+
+
+def estimate_s(params: dict, fraction: float, stages: int, stage_s: float, step_ms: float, text_step_ms: float,
+               compare_steps: int = 0) -> float:
+    """Seconds the preset should take at ``fraction`` of its schedule, with ``compare_steps`` more training steps
+    (a comparison's, which starts every stage again) when there is one (see the module's docstring)."""
     per_step = text_step_ms if is_text(params) else step_ms
-    return stages * stage_s + fraction * sum(training_steps(params)) * per_step / 1000
+    runs = 2 if compare_steps else 1
+    return runs * stages * stage_s + fraction * (sum(training_steps(params)) + compare_steps) * per_step / 1000
 
 
 def fraction_for(params: dict, share_s: float, stages: int, stage_s: float, step_ms: float,
-                 text_step_ms: float) -> float:
+                 text_step_ms: float, compare_steps: int = 0) -> float:
     """The largest fraction of the schedule (at most 1, at least ``MIN_FRACTION``) that fits ``share_s``."""
-    full = estimate_s(params, 1.0, stages, stage_s, step_ms, text_step_ms)
-    fixed = estimate_s(params, 0.0, stages, stage_s, step_ms, text_step_ms)
+    full = estimate_s(params, 1.0, stages, stage_s, step_ms, text_step_ms, compare_steps)
+    fixed = estimate_s(params, 0.0, stages, stage_s, step_ms, text_step_ms, compare_steps)
     if full <= share_s:
         return 1.0
     return max(MIN_FRACTION, (share_s - fixed) / (full - fixed))
@@ -170,49 +187,95 @@ def scores(work: Path, name: str, done: list[str]) -> dict:
     return found
 
 
+def run_stages(work: Path, stages: list[str], log_prefix: str, out: Path, deadline: float, record: dict,
+               save) -> list[str]:
+    """Each stage in ``work`` with ``dvc repro --single-item`` (dvc skips a stage that did not change), its seconds
+    (and, when dvc skipped it, its name under ``skipped``) into ``record``; stops at the first stage that fails or
+    runs past ``deadline``. The stages that ran or were up to date."""
+    done = []
+    start = time.perf_counter()
+    for stage in stages:
+        log = out / "logs" / f"{log_prefix}-{stage}.log"
+        t0 = time.perf_counter()
+        with log.open("w") as handle:
+            returncode = run_command([sys.executable, "-m", "dvc", "repro", "--single-item", stage], work,
+                                     handle, max(1.0, deadline - time.monotonic()))
+        if returncode is None:
+            record["cut_short"] = f"the budget ran out during stage {stage!r}"
+        elif returncode:
+            record["failed"] = f"stage {stage!r} exited {returncode}: see {log}"
+        else:
+            done.append(stage)
+            if f"Stage '{stage}' didn't change, skipping" in log.read_text():
+                record.setdefault("skipped", []).append(stage)
+        record["seconds"][stage] = round(time.perf_counter() - t0, 2)
+        print(f"{log_prefix} {stage}: {record['seconds'][stage]:.1f} s", flush=True)
+        save()
+        if "cut_short" in record or "failed" in record:
+            break
+    record["seconds"]["total"] = round(time.perf_counter() - start, 2)
+    return done
+
+
+def side_by_side(main: dict, compared: dict, metric: str = "accuracy") -> dict:
+    """Each student's (``kd``, ``hard``) mean test ``metric`` over the seeds in two runs' metrics, the difference
+    (compared less main) and whether it is within the larger of the two seed standard deviations (None with one
+    seed: no spread to compare with)."""
+    rows = {}
+    for who in ("kd", "hard"):
+        a, b = main[who], compared[who]
+        spreads = [run[f"{metric}_std"] for run in (a, b) if f"{metric}_std" in run]
+        difference = b[metric] - a[metric]
+        rows[who] = {"main": a[metric], "main_std": a.get(f"{metric}_std"), "compared": b[metric],
+                     "compared_std": b.get(f"{metric}_std"), "difference": difference,
+                     "within_spread": abs(difference) <= max(spreads) if spreads else None}
+    return rows
+
+
+def compare_steps_of(name: str, args) -> int:
+    """The training steps of the preset's comparison (``args.compare``) on its full schedule; 0 without one."""
+    if not args.compare:
+        return 0
+    return rerun_steps(resolve(name, [*args.sets, *args.compare], PRESETS_DIR), args.compare)
+
+
 def run_preset(name: str, sets: list[str], share_s: float, deadline: float, args, out: Path, facts: dict) -> dict:
-    """One preset in a fresh copy, stage by stage; the record is saved after every stage."""
+    """One preset in a fresh copy, stage by stage, then its comparison (``args.compare``) in the same copy; the
+    record is saved after every stage."""
     result = {"preset": name, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **facts,
               "command": " ".join(["python", "bench/gpu_check.py", *sys.argv[1:]]), "share_s": round(share_s, 1)}
-    path = out / f"gpu_{name}.json"
+    path = out / (f"gpu_{name}-{args.label}.json" if args.label else f"gpu_{name}.json")
     save = lambda: path.write_text(json.dumps(result, indent=2) + "\n")  # noqa: E731
     with tempfile.TemporaryDirectory(prefix=f"gpu-check-{name}-") as tmp:
         work = copy_worktree(Path(tmp))
         stages = stage_names(work)
         params = resolve(name, sets, PRESETS_DIR)
-        fraction = fraction_for(params, share_s, len(stages), args.stage_s, args.step_ms, args.text_step_ms)
+        fraction = fraction_for(params, share_s, len(stages), args.stage_s, args.step_ms, args.text_step_ms,
+                                compare_steps_of(name, args))
         full_steps = training_steps(params)
-        params = resolve(name, [*sets, *schedule_sets(params, fraction)], PRESETS_DIR)
-        params = point_at(params, args.data)
+        schedule = schedule_sets(params, fraction)
+        params = point_at(resolve(name, [*sets, *schedule], PRESETS_DIR), args.data)
         (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
         result |= {"sets": sets, "schedule_fraction": round(fraction, 4), "full_schedule_steps":
                    dict(zip(("teacher", "students"), full_steps)),
                    "steps": dict(zip(("teacher", "students"), training_steps(params))),
                    "precision": params["train"]["precision"], "seconds": {}}
         save()
-        start, done = time.perf_counter(), []
-        for stage in stages:
-            left = deadline - time.monotonic()
-            log = out / "logs" / f"{name}-{stage}.log"
-            t0 = time.perf_counter()
-            with log.open("w") as handle:
-                returncode = run_command([sys.executable, "-m", "dvc", "repro", "--single-item", stage], work,
-                                         handle, max(1.0, left))
-            if returncode is None:
-                result["cut_short"] = f"the budget ran out during stage {stage!r}"
-            elif returncode:
-                result["failed"] = f"stage {stage!r} exited {returncode}: see {log}"
-            else:
-                done.append(stage)
-            result["seconds"][stage] = round(time.perf_counter() - t0, 2)
-            print(f"{name} {stage}: {result['seconds'][stage]:.1f} s", flush=True)
-            save()
-            if "cut_short" in result or "failed" in result:
-                break
-        result["seconds"]["total"] = round(time.perf_counter() - start, 2)
+        done = run_stages(work, stages, name, out, deadline, result, save)
         result["ms_per_step"] = step_costs(work)
         result |= scores(work, name, done)
         save()
+        if args.compare and len(done) == len(stages):
+            compared = point_at(resolve(name, [*sets, *schedule, *args.compare], PRESETS_DIR), args.data)
+            (work / "params.yaml").write_text(yaml.safe_dump(compared, sort_keys=False, allow_unicode=True))
+            record = result["compare"] = {"sets": args.compare, "precision": compared["train"]["precision"],
+                                          "seconds": {}}
+            done = run_stages(work, stages, f"{name}-compare", out, deadline, record, save)
+            record["ms_per_step"] = step_costs(work)
+            record |= scores(work, name, done)
+            if "metrics" in record:
+                record["students_side_by_side"] = side_by_side(result["metrics"], record["metrics"])
+            save()
     return result
 
 
@@ -224,6 +287,10 @@ def main() -> None:
                         help="a param override for every preset, e.g. --set train.seeds=[0] (repeatable)")
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data",
                         help="where the presets' ../shared/data files are")
+    parser.add_argument("--compare", action="append", default=[], metavar="KEY=VALUE",
+                        help="then, in the same copy, these params changed and dvc repro again, e.g. "
+                             "--compare train.precision=fp32 (repeatable)")
+    parser.add_argument("--label", default="", help="results go to gpu_<preset>-<label>.json")
     parser.add_argument("--out", type=Path, default=REPO / "bench/results")
     parser.add_argument("--stage-s", type=float, default=8.0, help="estimate: seconds per stage beyond training")
     parser.add_argument("--step-ms", type=float, default=1.5, help="estimate: ms per training step, array models")
@@ -237,7 +304,8 @@ def main() -> None:
     args.data = args.data.resolve()
     (args.out / "logs").mkdir(parents=True, exist_ok=True)
     stages = len(stage_names(REPO))
-    costs = {name: estimate_s(resolve(name, args.sets, PRESETS_DIR), 1.0, stages, args.stage_s, args.step_ms, args.text_step_ms)
+    costs = {name: estimate_s(resolve(name, args.sets, PRESETS_DIR), 1.0, stages, args.stage_s, args.step_ms,
+                              args.text_step_ms, compare_steps_of(name, args))
              for name in args.presets}
     shares = allocate(costs, args.budget_s)
     print(f"{facts}; budget {args.budget_s:.0f} s: " + ", ".join(
@@ -251,6 +319,11 @@ def main() -> None:
         print(f"{name}: {result['seconds'].get('total', 0):.0f} s at {result['schedule_fraction']:.3g} of the "
               f"schedule; test errors {result.get('test_errors')}{paper}; ms per step {result.get('ms_per_step')} "
               f"{result.get('cut_short', result.get('failed', ''))}", flush=True)
+        if "compare" in result:
+            compared = result["compare"]
+            print(f"{name} with {' '.join(args.compare)}: {compared['seconds'].get('total', 0):.0f} s; test errors "
+                  f"{compared.get('test_errors')}; students side by side {compared.get('students_side_by_side')} "
+                  f"{compared.get('cut_short', compared.get('failed', ''))}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,13 +4,18 @@
 #           with one seed, its full schedule (target: the whole `dvc repro` in 3 minutes), then the Trainer against
 #           the plain loop for Hinton's 800-800 student on the GPU (target: at most 1.3x)
 #   second: the MiniLM weights joined and checked, then sst2-minilm-transfer whole (target: 5 minutes)
+#   third (a later session; carry .devicepack .gpu/data): mnist-hinton with its three seeds (target: 8 minutes),
+#           then in the same copy its students again in fp32 on the same teacher (`--compare`: bf16 and fp32
+#           students equal within the seeds' spread). Pass the first call's measured step cost (gpu_mnist-hinton.json,
+#           ms_per_step) as `--step-ms MS`: at the default 1.5 ms both runs need ~620 s and the budget of 540 s would
+#           shorten the schedule; at 1 ms, ~460 s, the full schedule.
 # Each preset's budget leaves room past its target, so a slow run still ends with its times measured (cut short
 # past the budget). Results and logs go to $OUT (the device tool's folder that comes back) or .gpu/out:
 # gpu_<preset>.json, trainer_overhead_800.txt, session-<phase>.log, logs-<phase>.tgz (each stage's output).
-# Usage: bash bench/gpu_session.sh first|second [ARG ...]: ARGs go to bench/gpu_check.py after the session's own
+# Usage: bash bench/gpu_session.sh first|second|third [ARG ...]: ARGs go to bench/gpu_check.py after the session's own
 # (e.g. `--allow-cpu --budget-s 60` tries the script itself on a CPU).
 set -uo pipefail
-phase=${1:?usage: bash bench/gpu_session.sh first|second [ARG ...]}; shift
+phase=${1:?usage: bash bench/gpu_session.sh first|second|third [ARG ...]}; shift
 cd "$(dirname "$0")/.."
 out=$(realpath -m "${OUT:-.gpu/out}")
 mkdir -p "$out"
@@ -40,7 +45,11 @@ second)
   timeout 350 python bench/gpu_check.py --presets sst2-minilm-transfer --data .gpu/data --out "$out" \
     --budget-s 330 --text-step-ms 10 "$@"
   ;;
-*) echo "error: phase must be first or second, not '$phase'"; exit 2 ;;
+third)
+  timeout 570 python bench/gpu_check.py --presets mnist-hinton --data .gpu/data --out "$out" --budget-s 540 \
+    --compare train.precision=fp32 --label 3seeds "$@"
+  ;;
+*) echo "error: phase must be first, second or third, not '$phase'"; exit 2 ;;
 esac
 [ -d "$out/logs" ] && tar -C "$out" -czf "$out/logs-$phase.tgz" logs && rm -rf "$out/logs"
 exit 0

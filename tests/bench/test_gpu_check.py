@@ -4,9 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.gpu_check import (PRESETS_DIR, allocate, estimate_s, fraction_for, point_at, schedule_sets, scores,
-                             training_steps)
+from bench.gpu_check import (PRESETS_DIR, allocate, estimate_s, fraction_for, point_at, rerun_steps,
+                             schedule_sets, scores, side_by_side, training_steps)
 from distillery.experiments.presets import resolve
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_training_steps_of_the_full_mnist_hinton_schedule():
@@ -26,6 +28,32 @@ def test_a_budget_below_the_full_cost_scales_both_schedules_and_the_result_valid
     assert scaled["teacher"]["train"]["max_steps"] == 9000 and scaled["teacher"]["train"]["eval_steps"] == 200
     assert scaled["train"]["max_steps"] == 4500 and scaled["train"]["eval_steps"] == scaled["train"]["save_steps"] == 300
     assert estimate_s(scaled, 1.0, 9, 8.0, 1.5, 12.0) == pytest.approx(99.0)
+
+
+def test_a_comparison_of_student_params_reruns_the_students_and_its_cost_counts_in_the_schedule():
+    compare = ["train.precision=fp32"]
+    params = resolve("mnist-hinton", [], PRESETS_DIR)
+    assert rerun_steps(resolve("mnist-hinton", compare, PRESETS_DIR), compare) == 2 * 3 * 22500  # not the teacher
+    teacher_side = ["teacher.train.precision=fp32"]
+    assert rerun_steps(resolve("mnist-hinton", teacher_side, PRESETS_DIR), teacher_side) == 45000 + 2 * 3 * 22500
+    one_seed = resolve("mnist-hinton", ["train.seeds=[0]"], PRESETS_DIR)
+    # twice 9 stages x 8 s = 144 s fixed; (90,000 + 45,000) steps x 1.5 ms = 202.5 s
+    assert estimate_s(one_seed, 1.0, 9, 8.0, 1.5, 12.0, compare_steps=45000) == pytest.approx(346.5)
+    fraction = fraction_for(one_seed, 200.0, 9, 8.0, 1.5, 12.0, compare_steps=45000)
+    assert fraction == pytest.approx(56 / 202.5)
+    assert estimate_s(one_seed, fraction, 9, 8.0, 1.5, 12.0, compare_steps=45000) == pytest.approx(200.0)
+    assert fraction_for(params, 10_000.0, 9, 8.0, 1.5, 12.0, compare_steps=135000) == 1.0
+
+
+def test_students_side_by_side_say_whether_the_difference_is_within_the_seeds_spread():
+    main = {"kd": {"accuracy": 0.980, "accuracy_std": 0.002}, "hard": {"accuracy": 0.970, "accuracy_std": 0.001}}
+    compared = {"kd": {"accuracy": 0.979, "accuracy_std": 0.001}, "hard": {"accuracy": 0.975, "accuracy_std": 0.002}}
+    rows = side_by_side(main, compared)
+    assert rows["kd"]["difference"] == pytest.approx(-0.001) and rows["kd"]["within_spread"] is True
+    assert rows["hard"]["difference"] == pytest.approx(0.005) and rows["hard"]["within_spread"] is False
+    assert rows["hard"]["main_std"] == 0.001 and rows["hard"]["compared"] == 0.975
+    one_seed = {who: {"accuracy": 0.97} for who in ("kd", "hard")}
+    assert side_by_side(one_seed, one_seed)["kd"]["within_spread"] is None  # one seed: no spread to compare with
 
 
 def test_a_tiny_fraction_keeps_at_least_one_step_and_evaluates_within_it():
@@ -80,3 +108,33 @@ def test_a_stage_past_its_time_is_stopped_with_its_children(tmp_path):
     time.sleep(0.2)
     state = subprocess.run(["ps", "-o", "stat=", "-p", str(child)], capture_output=True, text=True).stdout.strip()
     assert state in ("", "Z")  # gone (or a zombie until init reaps it)
+
+
+@pytest.mark.slow
+def test_the_check_runs_a_preset_then_its_comparison_in_the_same_copy(tmp_path):
+    """On the CPU, on a tiny share of digits-mlp's schedule: the check runs every stage, then, with kd.T and kd.alpha
+    changed, only the distilled students, evaluation and the plots again (on the teacher it trained), and sets the
+    two runs' students side by side."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    command = [sys.executable, "bench/gpu_check.py", "--presets", "digits-mlp", "--allow-cpu", "--budget-s", "60",
+               "--set", "train.seeds=[0,1]", "--compare", "kd.T=2", "--compare", "kd.alpha=0.7", "--label", "T2",
+               "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads((tmp_path / "gpu_digits-mlp-T2.json").read_text())
+    assert result["schedule_fraction"] < 1 and "cut_short" not in result and "failed" not in result
+    compared = result["compare"]
+    assert compared["sets"] == ["kd.T=2", "kd.alpha=0.7"] and "cut_short" not in compared
+    assert set(compared["seconds"]) == set(result["seconds"])  # every stage asked again, and the total
+    assert compared["skipped"] == ["prepare", "transfer", "teacher", "teacher_logits", "transfer_logits",
+                                   "hard_baseline"]
+    rows = compared["students_side_by_side"]
+    assert rows["hard"]["difference"] == 0 and rows["hard"]["within_spread"] is True  # the same hard students
+    assert rows["kd"]["main"] == result["metrics"]["kd"]["accuracy"]
+    assert rows["kd"]["compared"] == compared["metrics"]["kd"]["accuracy"]
+    assert compared["metrics"]["kd"] != result["metrics"]["kd"]
+    assert compared["test_errors"]["teacher"] == result["test_errors"]["teacher"]
