@@ -337,3 +337,12 @@ def test_github_slugs():
     assert github_slug("The `Trainer` against a plain PyTorch loop — `python bench/trainer_overhead.py`") == \
         "the-trainer-against-a-plain-pytorch-loop--python-benchtrainer_overheadpy"
     assert github_slug("See [the layout](docs/layout.md)") == "see-the-layout"
+
+
+def test_the_preset_table_lists_every_preset_and_only_presets():
+    """docs/params.md's table of presets (its first column: the names in code spans) and presets/*.yaml agree: two
+    presets had been added without a row."""
+    text = (REPO / "docs/params.md").read_text(encoding="utf-8")
+    table = text[text.index("| preset | teacher → student |"):].split("\n\n")[0]
+    named = {name for row in table.splitlines()[2:] for name in re.findall(r"`([\w-]+)`", row.split("|")[1])}
+    assert named == {path.stem for path in (REPO / "presets").glob("*.yaml")}
