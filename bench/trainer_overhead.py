@@ -1,8 +1,8 @@
 """Per-step cost of the Hugging Face `Trainer` against a plain PyTorch loop, on a digits student.
 
 Same model (MLP 64-<hidden>-10; the default 16 is the default student, `--hidden 800 800` Hinton's), data (all of
-digits, resident on the device for both: batches are index slices there), batch size, optimiser (AdamW, the
-default constant lr), number of steps and KD loss (`distillery.methods.kd`); no evaluation or checkpoints in
+digits, resident on the device for both: batches are index slices there), batch size, optimiser (fused AdamW, as
+`train_model`; the default constant lr), number of steps and KD loss (`distillery.methods.kd`); no evaluation or checkpoints in
 either. Side by side in one process, interleaved and repeated, so the ratio is what to read on a noisy machine.
 Beside the times, the torch (ATen) operations each loop runs per step, counted in untimed runs: on a GPU most launch
 a kernel, so their difference is what the `Trainer` adds on the device; the rest of its extra time is Python.
@@ -53,7 +53,7 @@ def synchronize(device: torch.device) -> None:
 def plain_loop(dataset: TensorDictDataset, spec: dict, steps: int, batch_size: int) -> float:
     torch.manual_seed(0)
     model = build_model(spec, [8, 8], LABELS).to(dataset.device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0, fused=True)  # as train_model
     loader = torch.utils.data.DataLoader(range(len(dataset)), batch_size=batch_size, shuffle=True, drop_last=False)
     synchronize(dataset.device)
     start, done = time.perf_counter(), 0

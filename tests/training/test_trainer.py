@@ -138,7 +138,7 @@ def test_one_batch_a_step_backpropagates_the_loss_itself_to_the_same_weights(tmp
 
 def test_a_training_step_runs_the_maths_and_only_the_trainers_bookkeeping_besides(tmp_path):
     """The torch operations of a training step (on a GPU, mostly kernel launches), counted in runs of 20 and 40 steps
-    within one epoch: the Trainer's are a plain loop's (fetch, forward, KD loss, backward, AdamW) and, per step,
+    within one epoch: the Trainer's are a plain loop's (fetch, forward, KD loss, backward, fused AdamW) and, per step,
     exactly: the DataLoader's profiler marker, accelerate's division of the loss by its gradient-accumulation
     count of one (forward and backward: in its code), the running loss total, and three detaches (the loss and the
     loss's two terms, kept for logging). No division by one of the Trainer's own, no stack of the terms."""
@@ -158,7 +158,7 @@ def test_a_training_step_runs_the_maths_and_only_the_trainers_bookkeeping_beside
 
     def plain(steps):
         model = build_model(spec, [4], ["a", "b"]).train()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=0.0, fused=True)  # as train_model
         for step in range(steps):
             batch = data.__getitems__(list(range(4 * step, 4 * step + 4)))
             logits = model(features=batch["features"]).logits
