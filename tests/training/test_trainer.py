@@ -83,6 +83,36 @@ def test_without_weight_decay_one_parameter_group_and_the_same_weights(tmp_path,
         assert torch.equal(a, b)  # decay 0 either way: grouping is bookkeeping, not maths
 
 
+def test_a_batch_already_on_the_device_is_used_as_it_is_with_the_same_weights(tmp_path, monkeypatch):
+    """Resident arrays are batched on the training device: no per-tensor ``.to`` through the Trainer's
+    ``_prepare_input`` at any step, and the weights are those of a run that makes those calls."""
+    from distillery.training.trainer import DistillationTrainer, Trainer
+
+    prepared = []
+    original = Trainer._prepare_input
+    monkeypatch.setattr(Trainer, "_prepare_input", lambda self, data: prepared.append(data) or original(self, data))
+    kept, _ = _tiny_run(tmp_path, "kept")
+    assert prepared == []
+    monkeypatch.setattr(DistillationTrainer, "_prepare_inputs", Trainer._prepare_inputs)
+    moved, _ = _tiny_run(tmp_path, "moved")
+    assert len(prepared) > 6  # the Trainer's own: each batch and each of its tensors
+    for a, b in zip(kept.state_dict().values(), moved.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_batch_with_other_values_is_prepared_by_the_trainer(tmp_path):
+    from transformers import TrainingArguments
+
+    from distillery.training.trainer import DistillationTrainer
+
+    model = build_model({"arch": "mlp", "hidden_sizes": [2]}, [4], ["a", "b"])
+    trainer = DistillationTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+    batch = {"features": torch.rand(2, 4), "labels": [0, 1]}
+    assert trainer._prepare_inputs(batch) is not batch and trainer._prepare_inputs(batch)["labels"] == [0, 1]
+    resident = {"features": torch.rand(2, 4), "labels": torch.tensor([0, 1])}
+    assert trainer._prepare_inputs(resident) is resident
+
+
 def test_the_gradients_are_cleared_from_a_list_during_a_run_with_the_same_weights(tmp_path, monkeypatch):
     import contextlib
 
