@@ -120,8 +120,10 @@ def test_the_check_runs_a_preset_then_its_comparison_in_the_same_copy(tmp_path):
     import sys
 
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    command = [sys.executable, "bench/gpu_check.py", "--presets", "digits-mlp", "--allow-cpu", "--budget-s", "60",
-               "--set", "train.seeds=[0,1]", "--compare", "kd.T=2", "--compare", "kd.alpha=0.7", "--label", "T2",
+    # a step estimated at 10 s keeps the schedule tiny (a few steps a run), the budget of 600 s lets a busy machine
+    # finish it (60 s had cut the comparison short under make test's two workers)
+    command = [sys.executable, "bench/gpu_check.py", "--presets", "digits-mlp", "--allow-cpu", "--budget-s", "600",
+               "--step-ms", "10000", "--set", "train.seeds=[0,1]", "--compare", "kd.T=2", "--compare", "kd.alpha=0.7", "--label", "T2",
                "--out", str(tmp_path)]
     done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
