@@ -83,6 +83,7 @@ bench: setup
 	python bench/caching.py
 	python bench/more_seeds.py
 	python bench/token_logits_memory.py
+	python bench/top_k_batches.py
 	python bench/live_teacher.py
 	python bench/teacher_throughput.py
 	python bench/trainer_step_minilm.py

@@ -68,7 +68,8 @@ print(json.dumps({"before": start, "peak": peak(), "logits_bytes": int((lengths 
 def child(task: str, path: Path, tokens: int, vocab: int, code: Path) -> dict:
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", CHILD, task, str(path), str(tokens), str(vocab)],
-                          env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True)
+                          cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True)
+    # cwd: `python -c` puts the working directory first on sys.path, before PYTHONPATH
     if done.returncode:
         raise SystemExit(f"{task} failed:\n{done.stderr[-3000:]}")
     row = json.loads(done.stdout.strip().splitlines()[-1])

@@ -12,8 +12,9 @@ zstd: 8k + 8 bytes a token before compression (4V with every logit), the key nea
 
 ``compress_tokens`` (torch, on the teacher's device) makes the columns, ``token_logits_writer`` the file batch by
 batch (``write_token_logits``: all at once), ``load_token_logits`` joins it to a prepared split by (id, position),
-placing the values as it reads them, and ``TokenLogits.batch`` rebuilds a batch's dense (B, L, V) targets for a
-loss at temperature T as ``logits_top_k.rebuild`` does. A split's logits are in memory once at most: never in the
+placing the values as it reads them, and ``TokenLogits.batch`` gives a batch's targets for a loss at temperature T:
+every logit as dense (B, L, V), or the top k as parts that ``dense_targets`` rebuilds, on the training device, as
+``logits_top_k.rebuild`` does. A split's logits are in memory once at most: never in the
 stages that write them, once where a student trains on them.
 """
 from __future__ import annotations
@@ -280,38 +281,56 @@ class TokenLogits:
         """Payload per token, the key excluded: 8k + 8 with top k, 4V with every logit."""
         return payload_bytes(self.top_k, self.vocab_size)
 
-    def batch(self, rows: Sequence[int], length: int, T: float = 1.0) -> torch.Tensor:
-        """Dense float32 (len(rows), length, V) targets: row ``rows[b]`` (an index into the split's rows) at
-        positions 0..lengths−2 as stored, top-k rows rebuilt for temperature ``T`` exactly as
-        ``logits_top_k.rebuild`` does; zeros at every other position (the loss masks them)."""
+    def batch(self, rows: Sequence[int], length: int, T: float = 1.0) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Row ``rows[b]``'s (an index into the split's rows) targets at positions 0..lengths−2 for a loss at
+        temperature ``T``, zeros at every other position (the loss masks them): with every logit stored, dense
+        float32 (len(rows), length, V); with the top k, ``top_k_parts`` (what ``dense_targets`` rebuilds on the
+        training device: k + 1 numbers a token cross to it instead of V)."""
+        if self.top_k is not None:
+            return self.top_k_parts(rows, length, T)
+        counts, starts = self._spans(rows, length)
+        out = torch.empty(len(counts), length, self.vocab_size)
+        dense = out.numpy()  # filled in place (the stored arrays may be read-only: no torch view of them)
+        stored = self.parts["logits"]
+        for b, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):  # rows, not tokens
+            dense[b, :count] = stored[start:start + count]
+            dense[b, count:] = 0
+        return out
+
+    def top_k_parts(self, rows: Sequence[int], length: int, T: float = 1.0) -> dict[str, torch.Tensor]:
+        """Stored top-k targets as ``index`` (B, length, k) int64, ``top`` (B, length, k) float32 and ``rest``
+        (B, length) float32, the logit ``logits_top_k.rest_logits`` gives every other token at ``T``; zeros at
+        positions without a target. ``dense_targets`` of them is what ``logits_top_k.rebuild`` gives."""
+        counts, starts = self._spans(rows, length)
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        src = np.repeat(starts, counts) + within  # the batch's tokens in the flat arrays
+        where = (torch.from_numpy(np.repeat(np.arange(len(counts)), counts)), torch.from_numpy(within))
+        top = self.parts["top"][src]
+        parts = {"index": torch.zeros(len(counts), length, self.top_k, dtype=torch.int64),
+                 "top": torch.zeros(len(counts), length, self.top_k), "rest": torch.zeros(len(counts), length)}
+        parts["index"][where] = torch.from_numpy(self.parts["index"][src].astype(np.int64))
+        parts["top"][where] = torch.from_numpy(np.ascontiguousarray(top, np.float32))
+        rest = rest_logits(top, self.parts["rest_mean"][src], self.parts["rest_lse"][src], self.vocab_size, T)
+        parts["rest"][where] = torch.from_numpy(rest.astype(np.float32))
+        return parts
+
+    def _spans(self, rows: Sequence[int], length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each row's number of targets and its first entry in the flat arrays, checked against ``length``."""
         rows = np.asarray(rows, np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= len(self.row_ids)):
             raise IndexError(f"TokenLogits.batch: rows must be in 0..{len(self.row_ids) - 1}, not {rows.tolist()}")
         counts, starts = self.targets[rows], self.offsets[rows]
         if counts.size and counts.max() > length:
             raise ValueError(f"TokenLogits.batch: length {length} < the {counts.max()} targets of a row")
-        out = torch.empty(len(rows), length, self.vocab_size)
-        dense = out.numpy()  # filled in place (the stored arrays may be read-only: no torch view of them)
-        if self.top_k is None:
-            stored = self.parts["logits"]
-            for b, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):  # rows, not tokens
-                dense[b, :count] = stored[start:start + count]
-                dense[b, count:] = 0
-            return out
-        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        src = np.repeat(starts, counts) + within  # the batch's tokens in the flat arrays
-        top = self.parts["top"][src]
-        rest = rest_logits(top, self.parts["rest_mean"][src], self.parts["rest_lse"][src], self.vocab_size, T)
-        rest = rest.astype(np.float32)
-        done = 0
-        for b, count in enumerate(counts.tolist()):  # rows, not tokens
-            dense[b, :count] = rest[done:done + count, None]
-            dense[b, count:] = 0
-            done += count
-        token = np.repeat(np.arange(len(rows)) * length, counts) + within  # the tokens' rows of out (B·length, V)
-        flat = token[:, None] * self.vocab_size + self.parts["index"][src]
-        dense.reshape(-1)[flat.reshape(-1)] = top.reshape(-1)
-        return out
+        return counts, starts
+
+
+def dense_targets(parts: dict[str, torch.Tensor], vocab_size: int) -> torch.Tensor:
+    """Dense (..., V) targets from ``TokenLogits.top_k_parts`` (any leading shape, on any device): ``rest`` in every
+    column, ``top`` at ``index``; all zeros where ``top_k_parts`` put zeros."""
+    rest = parts["rest"]
+    dense = rest.unsqueeze(-1).expand(*rest.shape, vocab_size).contiguous()
+    return dense.scatter_(-1, parts["index"], parts["top"])
 
 
 def _column_lists(values, column: str, path: Path) -> np.ndarray:

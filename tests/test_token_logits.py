@@ -1,5 +1,6 @@
 """Per-token teacher logits: compression on the teacher's device, the file keyed by (id, position), the join to a
-prepared split, the dense (B, L, V) targets of a batch, and the refusals."""
+prepared split, a batch's targets (dense (B, L, V), or the top-k parts the training device makes dense), and
+the refusals."""
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -82,8 +83,8 @@ def test_hand_computed_token(tmp_path):
     stored = load_token_logits(path, np.array([5]), np.array([2]), 4)
     # T = 1: r = ℓ − log 2; T = 4: r = μ + (ℓ − log 2 − μ)/4 = 0.5 + 0.1201145069582775/4
     for T, r in [(1.0, 0.6201145069582775), (4.0, 0.5300286267395694)]:
-        np.testing.assert_allclose(stored.batch([0], 3, T).numpy(), [[[r, 3, r, 3], [0, 0, 0, 0], [0, 0, 0, 0]]],
-                                   rtol=1e-6)
+        dense = token_logits.dense_targets(stored.batch([0], 3, T), 4)
+        np.testing.assert_allclose(dense.numpy(), [[[r, 3, r, 3], [0, 0, 0, 0], [0, 0, 0, 0]]], rtol=1e-6)
 
 
 def test_full_logits_round_trip_is_exact_in_any_row_order(tmp_path):
@@ -117,10 +118,16 @@ def test_top_k_round_trip_equals_rebuild_of_the_same_tokens(tmp_path, T):
     reordered = [2, 3, 0, 1]  # the split loaded in another order than written
     data = load_token_logits(path, IDS[reordered], LENGTHS[reordered], V)
     assert (data.top_k, data.num_tokens, data.bytes_per_token) == (3, 9, 32)
-    batch = data.batch([2, 0, 1], 5, T)  # rows of the reordered split: ids 10, 7, 42
+    parts = data.batch([2, 0, 1], 5, T)  # rows of the reordered split: ids 10, 7, 42
+    assert {name: (part.dtype, tuple(part.shape)) for name, part in parts.items()} == {
+        "index": (torch.int64, (3, 5, 3)), "top": (torch.float32, (3, 5, 3)), "rest": (torch.float32, (3, 5))}
+    batch = token_logits.dense_targets(parts, V)  # what the training device rebuilds: rebuild's, bit for bit
     np.testing.assert_array_equal(batch.numpy(), expected_batch([0, 2, 3], 5, key_ids, key_positions, want))
     assert not batch[0, 4:].any() and not batch[1, 2:].any() and not batch[2, 3:].any()
-    assert data.batch([], 5, T).shape == (0, 5, V)
+    assert token_logits.dense_targets(data.batch([], 5, T), V).shape == (0, 5, V)
+    rows = torch.tensor([[True] * 4 + [False], [True, True, False, False, False], [True] * 3 + [False] * 2])
+    flat = token_logits.dense_targets({name: part[rows] for name, part in parts.items()}, V)  # the tokens alone
+    torch.testing.assert_close(flat, batch[rows], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("k", [None, 3])

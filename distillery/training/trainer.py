@@ -29,6 +29,7 @@ from ..data.device import to_device
 from ..data.prepared import UNLABELLED
 from ..methods.base import HARD, Method, StepInputs
 from ..models.zoo import SteadyTrainMode
+from ..token_logits import dense_targets
 
 # Each step, accelerate asks importlib whether the package lomo_optim is installed (twice: 0.2 ms on two CPU cores,
 # half a small student's step) and transformers parses SageMaker's variables; neither answer changes during a run
@@ -134,15 +135,21 @@ class Distillee(SteadyTrainMode, nn.Module):
         return output
 
 
-def tokens_as_rows(outputs, teacher_logits: torch.Tensor | None, labels: torch.Tensor):
+def tokens_as_rows(outputs, teacher_logits: torch.Tensor | dict | None, labels: torch.Tensor):
     """A causal LM's (B, L, V) logits as the (N, V) rows of its N target tokens (label not ``UNLABELLED``: padding
     and each sequence's last position have no next token), with the teacher's logits and the labels alike, so
-    every logit method's loss is a mean over tokens; a classifier's outputs as they are."""
+    every logit method's loss is a mean over tokens; a classifier's outputs as they are. Stored top-k teacher
+    targets (``token_logits.TokenLogits.top_k_parts``) are made dense here, on the device, for the N rows only."""
     if outputs.logits.dim() != 3:
         return outputs, teacher_logits, labels
     keep = labels != UNLABELLED
     rows = CausalLMOutput(logits=outputs.logits[keep])
-    return rows, None if teacher_logits is None else teacher_logits[keep], labels[keep]
+    if isinstance(teacher_logits, dict):
+        teacher_logits = dense_targets({name: part[keep] for name, part in teacher_logits.items()},
+                                       outputs.logits.shape[-1])
+    else:
+        teacher_logits = None if teacher_logits is None else teacher_logits[keep]
+    return rows, teacher_logits, labels[keep]
 
 
 class DistillationTrainer(Trainer):

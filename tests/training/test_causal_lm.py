@@ -16,7 +16,7 @@ from distillery.data.transfer import GENERATED_LOGITS, GENERATED_SEQUENCES
 from distillery.methods.kd import kd_terms
 from distillery.methods.seqkd import METHOD as SEQKD
 from distillery.methods import StepInputs
-from distillery.token_logits import compress_tokens, load_token_logits, write_token_logits
+from distillery.token_logits import compress_tokens, dense_targets, load_token_logits, write_token_logits
 from distillery.training.causal_lm import TokenSequences, token_metrics, token_sums, with_generated
 from distillery.training.trainer import tokens_as_rows
 
@@ -55,6 +55,10 @@ def test_tokens_as_rows_keeps_the_target_tokens_of_logits_targets_and_labels():
     assert kept.tolist() == [9, 0, 6]
     torch.testing.assert_close(rows.logits, torch.stack([logits[0, 0], logits[0, 1], logits[1, 0]]))
     torch.testing.assert_close(targets, torch.stack([teacher[0, 0], teacher[0, 1], teacher[1, 0]]))
+    index = torch.stack([torch.randperm(10)[:4] for _ in range(6)]).view(2, 3, 4)  # k = 4 distinct tokens each
+    parts = {"index": index, "top": torch.randn(2, 3, 4), "rest": torch.randn(2, 3)}
+    _, top_k_targets, _ = tokens_as_rows(CausalLMOutput(logits=logits), parts, labels)  # made dense for the rows
+    torch.testing.assert_close(top_k_targets, dense_targets(parts, 10)[labels != UNLABELLED], rtol=0, atol=0)
     classifier = CausalLMOutput(logits=torch.randn(4, 3))
     assert tokens_as_rows(classifier, None, torch.arange(3))[0] is classifier
 
@@ -95,5 +99,6 @@ def test_generated_sequences_follow_the_corpus_with_their_own_targets(tmp_path):
     alone = TokenSequences(generated_tokens, generated_offsets, 0,
                            load_token_logits(tmp_path / GENERATED_LOGITS, np.array([2, 1]), np.array([4, 3]), 10),
                            T=2.0).__getitems__([0, 1])
-    torch.testing.assert_close(batch["teacher_logits"][:2], alone["teacher_logits"])
-    torch.testing.assert_close(batch["teacher_logits"][2], train.__getitems__([0])["teacher_logits"][0])
+    union_targets, alone_targets = (dense_targets(b["teacher_logits"], 10) for b in (batch, alone))
+    torch.testing.assert_close(union_targets[:2], alone_targets)
+    torch.testing.assert_close(union_targets[2], dense_targets(train.__getitems__([0])["teacher_logits"], 10)[0])
