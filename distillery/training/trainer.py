@@ -142,7 +142,7 @@ def tokens_as_rows(outputs, teacher_logits: torch.Tensor | dict | None, labels: 
     targets (``token_logits.TokenLogits.top_k_parts``) are made dense here, on the device, for the N rows only."""
     if outputs.logits.dim() != 3:
         return outputs, teacher_logits, labels
-    keep = labels != UNLABELLED
+    keep = (labels != UNLABELLED).nonzero(as_tuple=True)  # found once: each boolean index would sync a GPU again
     rows = CausalLMOutput(logits=outputs.logits[keep])
     if isinstance(teacher_logits, dict):
         teacher_logits = dense_targets({name: part[keep] for name, part in teacher_logits.items()},
@@ -158,7 +158,8 @@ class DistillationTrainer(Trainer):
     The loss's named terms (for KD: ``ce`` and ``kd``) are averaged between two logging steps
     and logged beside ``loss``. A step does no work the run does not use: no host sync (a batch's indices, jitter
     and collated text reach a GPU asynchronously, ``data.device``; the loss's NaN check, the terms and the gradient
-    norm are read at logging steps only), no count of label tokens (the losses are
+    norm are read at logging steps only; a language model's step waits once, to find its target tokens), no count of
+    label tokens (the losses are
     per-batch means), no division of the loss by one, no copy of a batch already on the device, and the parameter
     count for the FLOPs estimate taken once.
     """

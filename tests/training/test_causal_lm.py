@@ -63,6 +63,28 @@ def test_tokens_as_rows_keeps_the_target_tokens_of_logits_targets_and_labels():
     assert tokens_as_rows(classifier, None, torch.arange(3))[0] is classifier
 
 
+def test_tokens_as_rows_finds_the_target_tokens_once():
+    """On a GPU a boolean index waits for the device (it counts the rows first): the target tokens are found once
+    (one nonzero) and the logits, the teacher's top-k parts and the labels are indexed by their positions."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    seen = []
+
+    class Seen(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.nonzero.default:
+                seen.append("nonzero")
+            elif func is torch.ops.aten.index.Tensor:
+                seen.append([index.dtype for index in args[1]])
+            return func(*args, **(kwargs or {}))
+
+    labels = torch.tensor([[9, 0, UNLABELLED], [6, UNLABELLED, UNLABELLED]])
+    parts = {"index": torch.zeros(2, 3, 4, dtype=torch.int64), "top": torch.randn(2, 3, 4), "rest": torch.randn(2, 3)}
+    with Seen():
+        tokens_as_rows(CausalLMOutput(logits=torch.randn(2, 3, 10)), parts, labels)
+    assert seen == ["nonzero"] + [[torch.int64, torch.int64]] * 5
+
+
 def test_token_sums_and_metrics_by_hand():
     # V = 2; sequence 0 targets [1, 0] at logits [0, 0] (nll log 2, argmax 0: wrong) and [log 3, 0]
     # (p(0) = 3/4: nll log 4/3, right); sequence 1 has one target 1 at [0, log 3] (nll log 4/3, right)
