@@ -35,7 +35,8 @@ batch, length, vocab, k, repeats = (int(a) for a in sys.argv[1:6])
 rows = 8 * batch
 rng = np.random.default_rng(0)
 tokens = rows * (length - 1)
-index = np.stack([rng.choice(vocab, k, replace=False) for _ in range(256)]).astype(np.int32)[rng.integers(0, 256, tokens)]
+distinct = np.stack([rng.choice(vocab, k, replace=False) for _ in range(256)]).astype(np.int32)
+index = distinct[rng.integers(0, 256, tokens)]
 top = -np.sort(-rng.normal(size=(tokens, k)).astype(np.float32), axis=1) + 5
 parts = {"index": index, "top": top, "rest_mean": rng.normal(size=tokens).astype(np.float32),
          "rest_lse": (top[:, 0] + 3).astype(np.float32)}

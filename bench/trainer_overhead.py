@@ -2,9 +2,9 @@
 
 Same model (MLP 64-<hidden>-10; the default 16 is the default student, `--hidden 800 800` Hinton's), data (all of
 digits, resident on the device for both: batches are index slices there), batch size, optimiser (fused AdamW, as
-`train_model`; the default constant lr), number of steps and KD loss (`distillery.methods.kd`); no evaluation or checkpoints in
-either. Side by side in one process, interleaved and repeated, so the ratio is what to read on a noisy machine.
-Beside the times, the torch (ATen) operations each loop runs per step, counted in untimed runs: on a GPU most launch
+`train_model`; the default constant lr), number of steps and KD loss (`distillery.methods.kd`); no evaluation or
+checkpoints in either. Side by side in one process, interleaved and repeated, so the ratio is what to read on a
+noisy machine. Beside the times, the torch (ATen) operations each loop runs per step, counted in untimed runs: on a GPU most launch
 a kernel, so their difference is what the `Trainer` adds on the device; the rest of its extra time is Python.
 `--compile` adds the `Trainer` with `train.compile: true` (torch.compile of the student), timed after one
 untimed run that compiles (its time is printed).

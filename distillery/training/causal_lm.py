@@ -5,8 +5,8 @@ A batch holds ``input_ids``, ``attention_mask``, ``labels`` (each position's nex
 sequence's end) and, for a method that reads them, ``teacher_logits``: the teacher's stored per-token logits
 (``distillery.token_logits``) for the method's temperature, dense (B, L, V) when every logit is stored, else the
 top k's parts (a few numbers a token). The Trainer flattens the target tokens (``trainer.tokens_as_rows``, which
-makes top-k targets dense there, on the training device), so every logit method is a mean over tokens. Checkpoints are selected by the
-validation NLL per token.
+makes top-k targets dense there, on the training device), so every logit method is a mean over tokens.
+Checkpoints are selected by the validation NLL per token.
 """
 from __future__ import annotations
 

@@ -223,7 +223,8 @@ class DistillationTrainer(Trainer):
         """A batch already on the training device (resident arrays are batched there by index slices) as it is:
         the ``Trainer`` would call ``.to(device)`` on each tensor, which changes nothing then, through two levels of
         Python a tensor (1 % of a small student's step on a CPU)."""
-        if inputs and all(isinstance(value, torch.Tensor) and value.device == self._device for value in inputs.values()):
+        on_device = (isinstance(value, torch.Tensor) and value.device == self._device for value in inputs.values())
+        if inputs and all(on_device):
             return inputs
         return super()._prepare_inputs(inputs)
 
