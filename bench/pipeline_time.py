@@ -80,6 +80,16 @@ def copy_revision(rev: str, work: Path) -> Path:
     return git_repo(work)
 
 
+def python_in(code: Path, script: str, *args) -> dict:
+    """``python -c script args`` importing the distillery of the tree at ``code`` (run there: ``python -c`` puts the
+    working directory first on sys.path, before PYTHONPATH), its last line of output read as JSON."""
+    done = subprocess.run([sys.executable, "-c", script, *map(str, args)], cwd=code,
+                          env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"the script in {code} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def save(result: dict) -> None:
     """Write the raw results so far (after every timing: a run cut short keeps what it measured)."""
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -14,12 +14,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pipeline_time import REPO, copy_revision
+from pipeline_time import REPO, copy_revision, python_in
 
 RESULTS = REPO / "bench" / "results" / "token_logits_memory.json"
 
@@ -67,12 +66,7 @@ print(json.dumps({"before": start, "peak": peak(), "logits_bytes": int((lengths 
 
 def child(task: str, path: Path, tokens: int, vocab: int, code: Path) -> dict:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", CHILD, task, str(path), str(tokens), str(vocab)],
-                          cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True)
-    # cwd: `python -c` puts the working directory first on sys.path, before PYTHONPATH
-    if done.returncode:
-        raise SystemExit(f"{task} failed:\n{done.stderr[-3000:]}")
-    row = json.loads(done.stdout.strip().splitlines()[-1])
+    row = python_in(code, CHILD, task, path, tokens, vocab)
     row["seconds"] = round(time.perf_counter() - start, 1)
     row["above_logits"] = round((row["peak"] - row["before"]) / row["logits_bytes"], 2)
     return row

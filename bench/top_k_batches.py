@@ -16,12 +16,11 @@ import argparse
 import json
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from pipeline_time import REPO, copy_revision
+from pipeline_time import REPO, copy_revision, python_in
 
 RESULTS = REPO / "bench" / "results" / "top_k_batches.json"
 
@@ -41,15 +40,15 @@ top = -np.sort(-rng.normal(size=(tokens, k)).astype(np.float32), axis=1) + 5
 parts = {"index": index, "top": top, "rest_mean": rng.normal(size=tokens).astype(np.float32),
          "rest_lse": (top[:, 0] + 3).astype(np.float32)}
 stored = T.TokenLogits(np.arange(rows), np.full(rows, length), vocab, parts)
-times, carried = [], 0
+times = []
 for r in range(repeats):
     chosen = rng.choice(rows, batch, replace=False).tolist()
     start = time.perf_counter()
     out = stored.batch(chosen, length, 2.0)
     times.append(time.perf_counter() - start)
-    pieces = out.values() if isinstance(out, dict) else [out]
-    carried = sum(t.numel() * t.element_size() for t in pieces)
-row = {"loader_ms": round(1000 * statistics.median(times), 2), "bytes_to_device": carried}
+pieces = out.values() if isinstance(out, dict) else [out]
+row = {"loader_ms": round(1000 * statistics.median(times), 2),
+       "bytes_to_device": sum(t.numel() * t.element_size() for t in pieces)}
 if isinstance(out, dict) and torch.cuda.is_available():
     device = {name: t.cuda() for name, t in out.items()}
     T.dense_targets(device, vocab); torch.cuda.synchronize()
@@ -67,15 +66,6 @@ print(json.dumps(row))
 '''
 
 
-def child(code: Path, args) -> dict:
-    done = subprocess.run([sys.executable, "-c", CHILD, *(str(v) for v in (args.batch, args.length, args.vocab,
-                                                                           args.top_k, args.repeats))],
-                          cwd=code, env={**os.environ, "PYTHONPATH": str(code)}, capture_output=True, text=True)
-    if done.returncode:
-        raise SystemExit(f"{code} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=32)
@@ -88,7 +78,9 @@ def main() -> None:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
     with tempfile.TemporaryDirectory() as tmp:
         base = copy_revision(args.base, Path(tmp) / "base")
-        rows = {f"dense on the CPU ({args.base})": child(base, args), "top-k parts (now)": child(REPO, args)}
+        shape = (args.batch, args.length, args.vocab, args.top_k, args.repeats)
+        rows = {f"dense on the CPU ({args.base})": python_in(base, CHILD, *shape),
+                "top-k parts (now)": python_in(REPO, CHILD, *shape)}
     result = {"commit": commit.strip(), "base": args.base, "cpus": os.cpu_count(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "shape": {"batch": args.batch, "length": args.length, "vocab": args.vocab, "top_k": args.top_k},

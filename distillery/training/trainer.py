@@ -159,9 +159,8 @@ class DistillationTrainer(Trainer):
     and logged beside ``loss``. A step does no work the run does not use: no host sync (a batch's indices, jitter
     and collated text reach a GPU asynchronously, ``data.device``; the loss's NaN check, the terms and the gradient
     norm are read at logging steps only; a language model's step waits once, to find its target tokens), no count of
-    label tokens (the losses are
-    per-batch means), no division of the loss by one, no copy of a batch already on the device, and the parameter
-    count for the FLOPs estimate taken once.
+    label tokens (the losses are per-batch means), no division of the loss by one, no copy of a batch already on
+    the device, and the parameter count for the FLOPs estimate taken once.
     """
 
     @property
