@@ -316,9 +316,9 @@ def _check_causal_lm(params: dict, source: str) -> None:
             raise DistilleryError(f"{where}: {role}.model.tokenizer = {spec['tokenizer']!r}: every model of a "
                                   "language-model run reads the tokens prepare wrote with data.tokenizer; set that")
     method = get_method(params["kd"]["method"])
-    if not method.needs <= {"teacher_logits", "generated"}:
+    if not method.needs <= {"teacher_logits", "generated", "live_teacher", "student_samples"}:
         raise DistilleryError(f"{where}: kd.method = {method.name!r} needs {', '.join(sorted(method.needs))}; over "
-                              "tokens only the methods that read the stored teacher logits (or nothing) run")
+                              "tokens only the methods that read the teacher's logits (stored or live) or nothing run")
     top_k = params["teacher"]["logits_top_k"]
     if top_k is not None and data["tokenizer"] is None and top_k >= data["vocab_size"]:
         raise DistilleryError(f"{where}: teacher.logits_top_k = {top_k} is not below data.vocab_size = "

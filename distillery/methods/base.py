@@ -27,6 +27,9 @@ NEEDS = {
     "peers": "other students trained at the same time, each learning from the others",
     "generated": "language models: the teacher's sampled continuations of training prompts (teacher.generate), "
                  "scored once by the transfer_logits stage, added to the training sequences",
+    "student_samples": "language models: on a fraction of the steps (``student_data_fraction``) the batch's prompts "
+                       "(``prompt_tokens``) continued by the student (``max_new_tokens``, ``temperature``; null: up "
+                       "to data.max_length), labelled by their sampled tokens, ``StepInputs.sampled`` set",
     "generations": "students trained one after the other (``kd.<name>.generations`` of them), generation 1 on what "
                    "the other needs give (the teacher's stored logits), generation k on generation k-1's logits; "
                    "the last is saved as the student",
@@ -42,6 +45,7 @@ class StepInputs:
     ``.hidden_states`` and ``.attentions``). ``teacher_logits`` are the stored logits, or the live
     teacher's. ``step`` and ``max_steps`` count optimiser steps (for warm-ups and schedules). ``inputs``
     are the batch's model inputs (text: ``input_ids``, ``attention_mask``, ...), e.g. for a padding mask.
+    ``sampled``: the batch is the student's own continuations (``student_samples``), its labels the sampled tokens.
     """
 
     student: Any
@@ -53,6 +57,7 @@ class StepInputs:
     step: int = 0
     max_steps: int = 1
     inputs: dict | None = None
+    sampled: bool = False
 
 
 @dataclass(frozen=True)

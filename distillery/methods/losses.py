@@ -1,10 +1,12 @@
 """Loss primitives shared by the distillation methods: pure functions of tensors.
 
 Each method's own loss lives in its module under ``distillery/methods/``; what several of them
-use (the loss-terms record, cross-entropy on the labels, the temperature-softened KL) is here.
+use (the loss-terms record, cross-entropy on the labels, the temperature-softened KL and the generalized
+Jensen–Shannon divergence of ``gkd`` and ``on_policy_gkd``) is here.
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..data.prepared import UNLABELLED
@@ -27,6 +29,36 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     log_p_student = F.log_softmax(student_logits / T, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+
+
+def generalized_jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float,
+                    beta: float) -> torch.Tensor:
+    """Agarwal et al. (2024), eq. (1), batchmean over rows, without T²: with P_t = softmax(t/T),
+    P_s = softmax(s/T) and the mixture M = β·P_t + (1−β)·P_s,
+
+        JSD_β = β·KL(P_t ‖ M) + (1−β)·KL(P_s ‖ M),
+
+    log M computed in log space (logsumexp of log P_t + log β and log P_s + log(1−β)). The endpoints as TRL's
+    ``GKDTrainer.generalized_jsd_loss`` takes them: β = 0 is the forward KL(P_t ‖ P_s) (``kd``'s), β = 1 the
+    reverse KL(P_s ‖ P_t) (``reverse_kl``'s). JSD_β itself tends to 0 at both ends: the endpoints are the limits
+    of JSD_β/β as β → 0 and of JSD_β/(1−β) as β → 1, not JSD_β's values. Between them,
+    0 ≤ JSD_β ≤ −β·log β − (1−β)·log(1−β), and JSD_0.5 is symmetric in the student and the teacher.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    log_p_student = F.log_softmax(student_logits / T, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
+
+    def kl(log_p, log_q):  # KL(p ‖ q), batchmean (F.kl_div takes q first)
+        return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
+
+    if beta == 0:
+        return kl(log_p_teacher, log_p_student)
+    if beta == 1:
+        return kl(log_p_student, log_p_teacher)
+    log_m = torch.logsumexp(torch.stack([log_p_teacher + math.log(beta), log_p_student + math.log1p(-beta)]), dim=0)
+    return beta * kl(log_p_teacher, log_m) + (1.0 - beta) * kl(log_p_student, log_m)
 
 
 def labelled_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -232,3 +232,45 @@ def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
     new_offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
     flat = np.concatenate(sequences).astype(np.int64) if sequences else np.zeros(0, np.int64)
     return np.asarray(ids)[chosen], flat, new_offsets
+
+
+def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_tokens: int,
+                     max_new_tokens: int, temperature: float, eos_id: int, pad_id: int) -> dict:
+    """On-policy data (Agarwal et al. 2024): the first ``prompt_tokens`` tokens of each right-padded row (a shorter
+    row keeps all but its last token, at least one) continued by ``model``'s own samples at ``temperature`` (no top-k
+    or top-p: its distribution), at most ``max_new_tokens`` tokens, cut after the first end-of-text token. Returns a
+    right-padded batch, ``input_ids``, ``attention_mask`` and ``labels``: the sampled tokens are the only targets
+    (the prompt's last position predicts the first of them; ``UNLABELLED`` elsewhere). The prompts are left-padded
+    for ``generate``, which places each token by the attention mask. Sampled in eval mode (no dropout), from torch's
+    generator of the model's device; the model's training mode is restored."""
+    from transformers import GenerationConfig
+
+    from ..data.prepared import UNLABELLED
+
+    device = input_ids.device
+    width = min(prompt_tokens, input_ids.shape[1])
+    lengths = attention_mask.sum(1)
+    kept = (lengths - 1).clamp(min=1, max=width)  # each row's prompt length
+    shift = width - kept  # its left padding
+    columns = torch.arange(width, device=device)
+    source = columns[None, :] - shift[:, None]
+    prompt_mask = source >= 0
+    prompts = torch.where(prompt_mask, input_ids.gather(1, source.clamp(min=0)), pad_id)
+    config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
+                              max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id)
+    training = model.training
+    model.eval()
+    try:
+        out = model.generate(prompts, attention_mask=prompt_mask.long(), generation_config=config)
+    finally:
+        model.train(training)
+    new = out[:, width:]
+    ended = new == eos_id
+    sampled = torch.where(ended.any(1), ended.int().argmax(1) + 1, new.shape[1])  # tokens kept, the end included
+    total = kept + sampled
+    positions = torch.arange(out.shape[1], device=device)[None, :]
+    mask = positions < total[:, None]
+    ids = torch.where(mask, out.gather(1, (positions + shift[:, None]).clamp(max=out.shape[1] - 1)), pad_id)
+    is_target = (positions >= kept[:, None] - 1) & (positions < total[:, None] - 1)
+    labels = torch.where(is_target, torch.roll(ids, -1, dims=1), UNLABELLED)
+    return {"input_ids": ids, "attention_mask": mask.long(), "labels": labels}

@@ -192,9 +192,15 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
     seeded(0)
     probe = build_causal_lm(spec, tokenizer, max_length, "student.model")  # refusals before any training
     run_parts: list = [method.name, hp]
-    targets, T = None, target_temperature(hp)
-    if "teacher_logits" in method.needs:
+    targets, T, teacher = None, target_temperature(hp), None
+    if method.teacher_needed:
         check_same_vocabulary(probe.config, lm_teacher_config(teacher_dir))
+    if "live_teacher" in method.needs:  # on-policy: the teacher scores the student's samples at every step
+        teacher = load_lm_teacher(teacher_dir).requires_grad_(False)
+        run_parts.append(fingerprint(*(v.reshape(-1).view(torch.uint8).numpy() for v in teacher.state_dict().values())))
+    if "student_samples" in method.needs:  # null: samples up to data.max_length
+        hp = {**hp, "max_new_tokens": hp["max_new_tokens"] or max_length - hp["prompt_tokens"]}
+    if "teacher_logits" in method.needs:
         files = {name: Path(logits_dir) / f"{name}.parquet" for name in ("train", "validation")}
         targets = {name: load_token_logits(path, prepared.splits[name].ids, sequence_lengths(prepared.splits[name]),
                                            probe.config.vocab_size)
@@ -216,7 +222,7 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
         runs[seed] = [CHECKPOINT_ROOT / method.name / run_id]
         train_once(runs[seed][0], lambda: build_causal_lm(spec, tokenizer, max_length, "student.model"), seed=seed,
                    with_curves=with_curves, tokenizer=tokenizer, select=params["train"]["select"],
-                   train_params=params["train"], method=method, hyperparams=hp,
+                   train_params=params["train"], method=method, hyperparams=hp, teacher=teacher,
                    eval_batch_size=params["train"]["batch_size"], **data)
     if not is_main():
         return None

@@ -28,6 +28,7 @@ from ..data.augment import Jittered
 from ..data.device import to_device
 from ..data.prepared import UNLABELLED
 from ..methods.base import HARD, Method, StepInputs
+from ..models.causal_lm import continue_prompts
 from ..models.zoo import SteadyTrainMode
 from ..token_logits import dense_targets
 
@@ -152,6 +153,12 @@ def tokens_as_rows(outputs, teacher_logits: torch.Tensor | dict | None, labels: 
     return rows, teacher_logits, labels[keep]
 
 
+def on_student_samples(seed: int, step: int, fraction: float) -> bool:
+    """Whether training step ``step`` learns from the student's own samples (needs ``student_samples``): drawn with
+    probability ``fraction`` from the seed and the step alone, so a resumed run and every process draw alike."""
+    return bool(np.random.default_rng([seed, step]).random() < fraction)
+
+
 class DistillationTrainer(Trainer):
     """A ``Trainer`` whose loss is ``method.loss(StepInputs, hyperparams)``.
 
@@ -181,8 +188,8 @@ class DistillationTrainer(Trainer):
             self.teacher = torch.compile(self.teacher, backend=self.args.torch_compile_backend,
                                          mode=self.args.torch_compile_mode)
         self.output_flags = {f"output_{need}": True for need in ("hidden_states", "attentions") if need in method.needs}
-        self._term_names: list[str] = []
-        self._term_steps: list[list[torch.Tensor]] = []  # the loss's terms at each training step since the last log
+        self._term_steps: dict[str, list[torch.Tensor]] = {}  # each term's values at the training steps since the
+                                                              # last log (a step may leave a term out)
         self.model_accepts_loss_kwargs = False  # no num_items_in_batch: counting labels costs a step time (and a
                                                 # gather across processes) for a number compute_loss does not use
         self._parameters_without_embeddings: int | None = None
@@ -192,6 +199,10 @@ class DistillationTrainer(Trainer):
         inputs = dict(inputs)
         stored_logits = inputs.pop("teacher_logits", None)
         labels = inputs.pop("labels")
+        sampled = model.training and self._samples_this_step()
+        if sampled:
+            inputs = self._student_samples(inputs)
+            labels = inputs.pop("labels")
         outputs = model(**inputs, **self.output_flags)
         teacher_out = None
         if self.teacher is not None:
@@ -210,13 +221,26 @@ class DistillationTrainer(Trainer):
             step=self.state.global_step,
             max_steps=self.state.max_steps or 1,
             inputs=inputs,
+            sampled=sampled,
         )
         result = self.method.loss(step_inputs, self.hyperparams)
         if model.training:  # kept on the device (no sync per step), summed at logging time
-            if not self._term_steps:  # the names once per logging window
-                self._term_names = list(result.terms)
-            self._term_steps.append([value.detach() for value in result.terms.values()])
+            for name, value in result.terms.items():
+                self._term_steps.setdefault(name, []).append(value.detach())
         return (result.loss, SequenceClassifierOutput(logits=outputs.logits)) if return_outputs else result.loss
+
+    def _samples_this_step(self) -> bool:
+        return "student_samples" in self.method.needs and on_student_samples(
+            self.args.seed, self.state.global_step, self.hyperparams["student_data_fraction"])
+
+    def _student_samples(self, inputs: dict) -> dict:
+        """The batch's prompts continued by the student (``models.causal_lm.continue_prompts``), labelled by the
+        sampled tokens."""
+        hp, tokenizer = self.hyperparams, self.processing_class
+        student = self.model.student if isinstance(self.model, Distillee) else self.model
+        return continue_prompts(student, inputs["input_ids"], inputs["attention_mask"], hp["prompt_tokens"],
+                                hp["max_new_tokens"], hp["temperature"], tokenizer.eos_token_id,
+                                tokenizer.pad_token_id)
 
     def _prepare_inputs(self, inputs: dict) -> dict:
         """A batch already on the training device (resident arrays are batched there by index slices) as it is:
@@ -255,12 +279,13 @@ class DistillationTrainer(Trainer):
 
     def log(self, logs: dict, start_time: float | None = None) -> None:
         if "loss" in logs and self._term_steps:
-            rows = torch.stack([value for terms in self._term_steps for value in terms]).view(len(self._term_steps), -1)
-            totals = functools.reduce(torch.add, rows.double())  # in float64, step by step
+            values = torch.stack([value for steps in self._term_steps.values() for value in steps]).double()
+            totals = torch.stack([functools.reduce(torch.add, steps)  # in float64, step by step
+                                  for steps in values.split([len(steps) for steps in self._term_steps.values()])])
             if self.accelerator.num_processes > 1:  # every process calls log at the same step
                 totals = self.accelerator.reduce(totals, reduction="mean")
-            for name, total in zip(self._term_names, totals.tolist()):
-                logs[name] = round(total / len(self._term_steps), 6)
+            for (name, steps), total in zip(self._term_steps.items(), totals.tolist()):
+                logs[name] = round(total / len(steps), 6)  # the mean over the steps that have the term
             self._term_steps.clear()
         super().log(logs, start_time)
 

@@ -10,9 +10,9 @@ from transformers.modeling_outputs import SequenceClassifierOutput
 
 from distillery.errors import DistilleryError
 from distillery.methods import METHODS, StepInputs, kd_schema
-from distillery.methods.gkd import generalized_jsd, gkd_terms
+from distillery.methods.gkd import gkd_terms
 from distillery.methods.kd import kd_terms
-from distillery.methods.losses import UNLABELLED, soft_kl
+from distillery.methods.losses import UNLABELLED, generalized_jsd, soft_kl
 from distillery.methods.reverse_kl import reverse_kl_terms
 
 from ..conftest import make_params

@@ -1,5 +1,5 @@
 """Causal language models: building from a config or a checkpoint, the refusals before any training, per-token logits
-and sampled continuations."""
+and sampled continuations (of the teacher, once; of the student, on-policy)."""
 from __future__ import annotations
 
 import numpy as np
@@ -7,9 +7,11 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
 
+from distillery.data.prepared import UNLABELLED
 from distillery.errors import DistilleryError
 from distillery.models.causal_lm import (build_causal_lm, check_same_vocabulary, first_differing_token, padded,
-                                         padded_batches, sample_continuations, token_logits_batches)
+                                         continue_prompts, padded_batches, sample_continuations,
+                                         token_logits_batches)
 from distillery.token_logits import compress_tokens, load_token_logits, token_logits_writer
 
 WORDS = ["<|endoftext|>", "a", "b", "c", "d", "e", "f", "g"]
@@ -128,3 +130,50 @@ def test_sampled_continuations_are_seeded_start_with_their_prompt_and_stop_at_th
     other = sample_continuations(tiny_lm, tokens, offsets, ids, {**generate, "seed": 4}, 10, 0, 2,
                                  torch.device("cpu"))
     assert not np.array_equal(other[1], flat) or other[0].tolist() != chosen.tolist()
+
+
+BATCH = torch.tensor([[1, 2, 3, 4, 5, 0], [6, 7, 0, 0, 0, 0], [3, 0, 0, 0, 0, 0]])  # right-padded, pad = end = 0
+MASK = torch.tensor([[1, 1, 1, 1, 1, 1], [1, 1, 1, 0, 0, 0], [1, 1, 0, 0, 0, 0]])
+
+
+def test_continued_prompts_keep_each_prompt_label_only_the_samples_and_stop_after_the_end_of_text(tiny_lm):
+    tiny_lm.train()
+    torch.manual_seed(0)
+    batches = [continue_prompts(tiny_lm, BATCH, MASK, 3, 6, 1.0, eos_id=0, pad_id=0) for _ in range(20)]
+    assert tiny_lm.training  # the model's mode restored (it sampled in eval mode)
+    prompts = [[1, 2, 3], [6, 7], [3]]  # at most 3 tokens, a shorter row all but its last
+    ends = 0
+    for batch in batches:
+        ids, mask, labels = batch["input_ids"], batch["attention_mask"], batch["labels"]
+        assert ids.shape == mask.shape == labels.shape and ids.shape[1] <= 3 + 6
+        for row, prompt in enumerate(prompts):
+            length = int(mask[row].sum())
+            assert mask[row, :length].all() and not mask[row, length:].any()  # right-padded
+            assert ids[row, :len(prompt)].tolist() == prompt and (ids[row, length:] == 0).all()
+            samples = ids[row, len(prompt):length]
+            assert 1 <= len(samples) <= 6 and (samples[:-1] != 0).all()  # cut after the first end-of-text token
+            ends += int(samples[-1] == 0)
+            expected = [UNLABELLED] * (len(prompt) - 1) + samples.tolist()  # the prompt's last predicts the first
+            assert labels[row].tolist() == expected + [UNLABELLED] * (ids.shape[1] - len(expected))
+    assert 0 < ends < 60  # some rows ended early, some ran to max_new_tokens
+    torch.manual_seed(0)
+    again = continue_prompts(tiny_lm, BATCH, MASK, 3, 6, 1.0, eos_id=0, pad_id=0)
+    assert all(torch.equal(again[key], batches[0][key]) for key in again)  # torch's seed decides the samples
+    tiny_lm.eval()
+
+
+def test_a_left_padded_prompt_is_continued_as_the_same_prompt_alone(tiny_lm):
+    """The prompts are left-padded for generate: a short row's tokens must keep their positions (0, 1, ...) there.
+    Positions made to matter (large position embeddings), sampling near greedy: the short row's continuation is the
+    one it gets alone."""
+    import copy
+
+    model = copy.deepcopy(tiny_lm)
+    with torch.no_grad():
+        model.transformer.wpe.weight.normal_(0, 3, generator=torch.Generator().manual_seed(1))
+    together = continue_prompts(model, BATCH, MASK, 3, 6, 1e-4, eos_id=0, pad_id=0)
+    for row, prompt_tokens in ((1, 2), (2, 1)):  # alone, the prompt is as wide as the row's: no padding
+        alone = continue_prompts(model, BATCH[row:row + 1], MASK[row:row + 1], prompt_tokens, 6, 1e-4, eos_id=0,
+                                 pad_id=0)
+        length = int(alone["attention_mask"].sum())
+        assert together["input_ids"][row, :length].tolist() == alone["input_ids"][0, :length].tolist()

@@ -105,3 +105,16 @@ def test_sequence_level_kd_samples_and_scores_once_then_trains_on_the_teacher_s_
                   "-S", "teacher.generate.prompt_tokens=3", "-S", "kd.alpha=0"], repo)
     ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
     assert ran == {"distill", "evaluate", "plots"}, result.stdout  # sampled and scored once
+
+
+def test_on_policy_gkd_trains_on_the_student_s_samples_with_the_live_teacher_and_no_teacher_stage(repo):
+    git_commit(repo, "after sequence-level KD")
+    before = json.loads((repo / "reports/metrics.json").read_text())["kd"]
+    result = run(["dvc", "exp", "run", "-S", "kd.method=on_policy_gkd", "-S", "++kd.on_policy_gkd.prompt_tokens=3",
+                  "-S", "kd.alpha=1"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"distill", "evaluate", "plots"}, result.stdout
+    after = json.loads((repo / "reports/metrics.json").read_text())["kd"]
+    assert 1 < after["perplexity"] < 300 and after["perplexity"] != before["perplexity"]
+    curves = pd.read_csv(repo / "reports/training/kd/seed_0/plots/metrics/jsd.tsv", sep="\t")
+    assert len(curves) == 2 and np.isfinite(curves["jsd"]).all()  # logged at steps 10 and 20
