@@ -27,9 +27,10 @@ NEEDS = {
     "peers": "other students trained at the same time, each learning from the others",
     "generated": "language models: the teacher's sampled continuations of training prompts (teacher.generate), "
                  "scored once by the transfer_logits stage, added to the training sequences",
-    "student_samples": "language models: on a fraction of the steps (``student_data_fraction``) the batch's prompts "
-                       "(``prompt_tokens``) continued by the student (``max_new_tokens``, ``temperature``; null: up "
-                       "to data.max_length), labelled by their sampled tokens, ``StepInputs.sampled`` set",
+    "student_samples": "language models: on a fraction of the steps (``student_data_fraction``, from ``start_step`` "
+                       "on) the batch's prompts (``prompt_tokens``) continued by the student (``max_new_tokens``, "
+                       "``temperature``; null: up to data.max_length), labelled by their sampled tokens, "
+                       "``StepInputs.sampled`` set",
     "generations": "students trained one after the other (``kd.<name>.generations`` of them), generation 1 on what "
                    "the other needs give (the teacher's stored logits), generation k on generation k-1's logits; "
                    "the last is saved as the student",

@@ -2,15 +2,16 @@
 Stanczyk, Ramos, Geist & Bachem (ICLR 2024), "On-Policy Distillation of Language Models: Learning from
 Self-Generated Mistakes" (TRL's ``GKDTrainer``). Language models only.
 
-On a fraction λ (``student_data_fraction``) of the training steps the batch's prompts are continued by the student
-(``models.causal_lm.continue_prompts``) and the live teacher scores those sequences; the other steps train on the
-corpus. Which steps sample is decided by the seed and the step alone: the same on a resumed run and in every process.
+On a fraction λ (``student_data_fraction``) of the training steps from ``start_step`` on, the batch's prompts are
+continued by the student (``models.causal_lm.continue_prompts``) and the live teacher scores those sequences; the
+other steps train on the corpus. Which steps sample is decided by the seed and the step alone: the same on a resumed
+run and in every process.
 """
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..schema import FLOAT, INT, Field, positive, unit_interval
+from ..schema import FLOAT, INT, Field, non_negative, positive, unit_interval
 from .base import Method
 from .losses import LossTerms, generalized_jsd, labelled_ce
 
@@ -41,6 +42,9 @@ def _check_params(params):
     if own["max_new_tokens"] is not None and own["prompt_tokens"] + own["max_new_tokens"] > limit:
         return (f"kd.on_policy_gkd.prompt_tokens + max_new_tokens = {own['prompt_tokens']} + {own['max_new_tokens']} "
                 f"is above data.max_length = {limit} (the longest sequence the models take); null samples up to it")
+    if own["start_step"] >= params["train"]["max_steps"]:
+        return (f"kd.on_policy_gkd.start_step = {own['start_step']} is not below train.max_steps = "
+                f"{params['train']['max_steps']}: no step would sample")
     return None
 
 
@@ -63,6 +67,9 @@ METHOD = Method(
         "max_new_tokens": Field(INT, positive, None, nullable=True,
                                 help="the most tokens the student samples per prompt; null: up to data.max_length"),
         "temperature": Field(FLOAT, positive, 1.0, help="the student's sampling temperature (1: its distribution)"),
+        "start_step": Field(INT, non_negative, 0,
+                            help="the first training step that may sample; the steps before it train on the corpus "
+                                 "(gkd), as the paper starts from a supervised student"),
     },
     terms=("ce", "jsd"),
     check_params=_check_params,

@@ -1,8 +1,8 @@
 """Training: one ``Trainer`` subclass for every model and every distillation method.
 
 ``DistillationTrainer.compute_loss`` is the single override point: it runs the student (and,
-when the method declares them, its peers and a live teacher), then hands the method's loss what
-the method needs (``distillery.methods.StepInputs``). Checkpoints, progress bars, mixed
+when the method declares them, its peers and a live teacher, on the batch or on the student's own samples), then
+hands the method's loss what the method needs (``distillery.methods.StepInputs``). Checkpoints, progress bars, mixed
 precision and multi-GPU (``accelerate launch``) come from ``transformers``. The run lifecycle
 (checkpoint directories, resume, curves) is ``distillery.training.runs``.
 """
@@ -153,10 +153,11 @@ def tokens_as_rows(outputs, teacher_logits: torch.Tensor | dict | None, labels: 
     return rows, teacher_logits, labels[keep]
 
 
-def on_student_samples(seed: int, step: int, fraction: float) -> bool:
-    """Whether training step ``step`` learns from the student's own samples (needs ``student_samples``): drawn with
-    probability ``fraction`` from the seed and the step alone, so a resumed run and every process draw alike."""
-    return bool(np.random.default_rng([seed, step]).random() < fraction)
+def on_student_samples(seed: int, step: int, fraction: float, start_step: int = 0) -> bool:
+    """Whether training step ``step`` learns from the student's own samples (needs ``student_samples``): from
+    ``start_step`` on, drawn with probability ``fraction`` from the seed and the step alone, so a resumed run and every
+    process draw alike."""
+    return step >= start_step and bool(np.random.default_rng([seed, step]).random() < fraction)
 
 
 class DistillationTrainer(Trainer):
@@ -231,7 +232,8 @@ class DistillationTrainer(Trainer):
 
     def _samples_this_step(self) -> bool:
         return "student_samples" in self.method.needs and on_student_samples(
-            self.args.seed, self.state.global_step, self.hyperparams["student_data_fraction"])
+            self.args.seed, self.state.global_step, self.hyperparams["student_data_fraction"],
+            self.hyperparams["start_step"])
 
     def _student_samples(self, inputs: dict) -> dict:
         """The batch's prompts continued by the student (``models.causal_lm.continue_prompts``), labelled by the

@@ -42,7 +42,7 @@ def test_the_method_reads_sampled_from_the_step_inputs(batch):
     s, t, y = tensors(batch)
     hp = METHOD.hyperparams(make_params(**lm(kd={"method": "on_policy_gkd", "T": 2.0}))["kd"])
     assert hp == {"T": 2.0, "alpha": 0.5, "beta": 0.5, "student_data_fraction": 0.5, "prompt_tokens": 8,
-                  "max_new_tokens": None, "temperature": 1.0}
+                  "max_new_tokens": None, "temperature": 1.0, "start_step": 0}
     for sampled in (False, True):
         inputs = StepInputs(student=CausalLMOutput(logits=s), labels=y, teacher_logits=t, sampled=sampled)
         assert torch.equal(METHOD.loss(inputs, hp).loss, on_policy_gkd_terms(s, t, y, 2.0, 0.5, 0.5, sampled).loss)
@@ -55,6 +55,8 @@ def test_the_method_reads_sampled_from_the_step_inputs(batch):
      r"kd.on_policy_gkd.prompt_tokens = 16 leaves no room to sample within data.max_length = 16"),
     (lm(kd={"method": "on_policy_gkd", "on_policy_gkd": {"prompt_tokens": 8, "max_new_tokens": 9}}),
      r"prompt_tokens \+ max_new_tokens = 8 \+ 9 is above data.max_length = 16"),
+    (lm(kd={"method": "on_policy_gkd", "on_policy_gkd": {"start_step": 1500}}),
+     r"kd.on_policy_gkd.start_step = 1500 is not below train.max_steps = 1500: no step would sample"),
     (lm(kd={"method": "on_policy_gkd", "on_policy_gkd": {"student_data_fraction": 1.5}}),
      r"kd.on_policy_gkd.student_data_fraction = 1.5: must be in \[0, 1\]"),
 ])
@@ -76,6 +78,8 @@ def test_the_steps_on_samples_are_drawn_from_the_seed_and_the_step_alone():
     drawn = steps(0, 0.3)
     assert 540 <= len(drawn) <= 660 and drawn == steps(0, 0.3)  # 600 ± 2.6 sd; the same draws again
     assert drawn != steps(1, 0.3) and set(steps(0, 0.2)) <= set(drawn)  # another seed, other steps; nested in λ
+    later = [step for step in range(2000) if on_student_samples(0, step, 0.3, start_step=1000)]
+    assert later == [step for step in drawn if step >= 1000]  # before start_step, the corpus alone
 
 
 # twelve sequences of 3 to 8 tokens over the word vocabulary, each ending with the end-of-text token 0
@@ -113,7 +117,7 @@ def lm_run(tmp_path, name, method, hp, teacher=None, targets=None, steps=4):
 
 
 HP = {"T": 1.0, "alpha": 0.5, "beta": 0.5, "student_data_fraction": 1.0, "prompt_tokens": 2, "max_new_tokens": 6,
-      "temperature": 1.0}
+      "temperature": 1.0, "start_step": 0}
 
 
 def test_on_samples_the_live_teacher_scores_the_student_s_own_continuations(tmp_path):
@@ -152,3 +156,14 @@ def test_at_a_student_data_fraction_of_zero_it_trains_as_gkd_on_the_stored_logit
     for a, b, c in zip(gkd.parameters(), live.parameters(), sampled.parameters()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-5)  # the same up to how the logits were batched
     assert any(not torch.allclose(a, c, atol=1e-3) for a, c in zip(gkd.parameters(), sampled.parameters()))
+
+
+def test_before_start_step_the_steps_train_on_the_corpus(tmp_path):
+    teacher = tiny_gpt2(2, 32).eval().requires_grad_(False)
+    seen = []
+    teacher.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"].clone()),
+                                      with_kwargs=True)
+    _, logs = lm_run(tmp_path, "start", METHOD, {**HP, "start_step": 2}, teacher=teacher)
+    real = [[tuple(row[:int((row != 0).sum()) + 1]) for row in batch.numpy()] for batch in seen[:4]]
+    assert [all(row in CORPUS for row in batch) for batch in real] == [True, True, False, False]
+    assert [sorted(set(log) & {"ce", "jsd"}) for log in logs] == [["ce", "jsd"], ["jsd"]]  # steps 1-2, then 3-4
