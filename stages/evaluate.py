@@ -69,8 +69,10 @@ def evaluate_language_models(params: dict, prepared) -> None:
     students = {kind: {seed: load_causal_lm(seed_dir(Path(f"models/students/{kind}"), seed))
                        for seed in seeds_in(Path(f"models/students/{kind}"))} for kind in ("kd", "hard")}
     splits = {name: token_arrays(prepared.splits[name]) for name in ("validation", "test")}
+    samples = {"eos_id": tokenizer.eos_token_id, "prompts": ev["judged_samples"], "max_length": max_length,
+               "seed": ev["bootstrap_seed"]}
     metrics, tables = evaluate_lm(teacher, students, splits, pad, ev["batch_size"], ev["bootstrap_samples"],
-                                  ev["bootstrap_seed"], device)
+                                  ev["bootstrap_seed"], device, samples)
     first = {"teacher": teacher, **{f"{kind}_seed{next(iter(seeds))}": next(iter(seeds.values()))
                                     for kind, seeds in students.items()}}
     with atomic_dir(Path("reports/eval")) as out:

@@ -4,8 +4,8 @@ validation and test sequences, token by token.
 Every model reads the same padded batches; per token (positions with a next token) each student's NLL, whether its
 argmax is the next token, whether it agrees with the teacher's argmax and KL(teacher ‖ student) are kept
 (``lm_metrics.score_tokens``), so perplexity is token-weighted and the KD-vs-hard difference is a paired bootstrap
-over sequences (seeds pooled). Also: tokens per second and latency per generated token of each model, and greedy
-continuations of a few fixed validation prompts.
+over sequences (seeds pooled). Also: how the teacher judges each model's own samples of test prompts, tokens per
+second and latency per generated token of each model, and greedy continuations of a few fixed validation prompts.
 """
 from __future__ import annotations
 
@@ -55,13 +55,15 @@ def score_split(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_i
 
 
 def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[str, tuple], pad_id: int,
-                batch_size: int, bootstrap_samples: int, bootstrap_seed: int,
-                device: torch.device) -> tuple[dict, dict[str, pd.DataFrame]]:
+                batch_size: int, bootstrap_samples: int, bootstrap_seed: int, device: torch.device,
+                samples: dict | None = None) -> tuple[dict, dict[str, pd.DataFrame]]:
     """``metrics.json`` for a language-model run: per model and split the token-weighted NLL, perplexity, next-token
     accuracy (and for students agreement with the teacher and KL(teacher ‖ student)), students as the mean and std
     over seeds; ``comparison``: KD − hard in NLL per token with its paired bootstrap interval, the perplexity ratio
     and the fraction of the hard student's perplexity gap to the teacher KD closes, on validation and test. Also, per
-    split, each sequence's tokens and summed NLL under every model (row order of the split)."""
+    split, each sequence's tokens and summed NLL under every model (row order of the split). ``samples``
+    (``judged_samples``' arguments after the models and the test split: ``eos_id``, ``prompts``, ``max_length``,
+    ``seed``) adds the teacher's judgement of each model's own samples of test prompts."""
     models = {"teacher": teacher.to(device).eval()}
     for kind, seeds in students.items():
         for seed, model in seeds.items():
@@ -91,6 +93,15 @@ def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[st
             metrics["comparison"].update({prefix + f"kd_minus_hard_nll{suffix}": bootstrap[key] for key, suffix in
                                           (("difference", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))})
             metrics["comparison"][prefix + "kd_over_hard_perplexity"] = bootstrap["perplexity_ratio"]
+    if samples and samples["prompts"]:
+        judged = judged_samples(models, splits["test"], pad_id, samples["eos_id"], samples["prompts"],
+                                samples["max_length"], batch_size, samples["seed"], device)
+        for name, values in judged.items():
+            if name == "teacher":
+                metrics["teacher"].update(values)
+            else:
+                kind, seed = name.rsplit("_seed", 1)
+                per_seed[kind][seed].update(values)
     for kind, seeds in per_seed.items():
         table = {key: [row[key] for row in seeds.values()] for key in next(iter(seeds.values()))}
         for key, values in table.items():
@@ -109,6 +120,48 @@ def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[st
                                                 students.items())):
         metrics[name]["params"] = sum(p.numel() for p in model.parameters())
     return metrics, tables
+
+
+def judged_samples(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: int, eos_id: int, prompts: int,
+                   max_length: int, batch_size: int, seed: int, device: torch.device) -> dict[str, dict]:
+    """How the teacher judges each model's own text (what on-policy distillation optimises): every model samples a
+    continuation (temperature 1, up to ``generation_lengths``' tokens, cut after the end-of-text token) of the same
+    first tokens of the first ``prompts`` sequences that have more, and the teacher (``models["teacher"]``) scores
+    the sampled tokens. Per model: ``teacher_nll_of_samples`` (per sampled token), its ``teacher_perplexity_of_samples``
+    and ``sampled_tokens_per_sequence``; for the teacher itself this is its own entropy rate, the floor a student
+    that samples as the teacher does reaches. Each model samples from ``seed`` (torch's generator, restored after)."""
+    from ..data.prepared import UNLABELLED
+    from ..models.causal_lm import continue_prompts, padded
+
+    tokens, offsets = split_tokens
+    prompt_tokens, new_tokens = generation_lengths(max_length)
+    rows = np.flatnonzero(np.diff(offsets) > prompt_tokens)[:prompts]
+    if len(rows) == 0:
+        return {}
+    tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
+    teacher = models["teacher"]
+    generator_state = torch.random.get_rng_state()
+    out = {}
+    try:
+        for name, model in models.items():
+            torch.manual_seed(seed)
+            nll, count = 0.0, 0
+            for start in range(0, len(rows), batch_size):
+                input_ids, mask = padded(tokens_t, offsets, rows[start:start + batch_size], pad_id)
+                with torch.inference_mode():
+                    batch = continue_prompts(model, input_ids.to(device), mask.to(device), prompt_tokens, new_tokens,
+                                             1.0, eos_id, pad_id)
+                    logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+                    keep = batch["labels"] != UNLABELLED
+                    nll += float(torch.nn.functional.cross_entropy(logits[keep].float(), batch["labels"][keep],
+                                                                   reduction="sum"))
+                count += int(keep.sum())
+            out[name] = {"teacher_nll_of_samples": nll / count,
+                         "teacher_perplexity_of_samples": float(np.exp(nll / count)),
+                         "sampled_tokens_per_sequence": count / len(rows)}
+    finally:
+        torch.random.set_rng_state(generator_state)
+    return out
 
 
 def generation_lengths(max_length: int) -> tuple[int, int]:

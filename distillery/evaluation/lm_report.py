@@ -1,11 +1,15 @@
 """``reports/report.md`` for a language-model run (``task: causal_lm``): the setting, perplexities, the KD-vs-hard
-comparison with its interval, the corpus, speed and the models' greedy continuations side by side."""
+comparison with its interval, the teacher's judgement of each model's samples, the corpus, speed and the models'
+greedy continuations side by side."""
 from __future__ import annotations
 
 ROWS = (("perplexity", "perplexity", ".3f"), ("nll", "NLL per token", ".4f"),
         ("next_token_accuracy", "next-token accuracy", ".4f"), ("teacher_agreement", "top-1 agreement with teacher",
                                                                 ".4f"),
         ("kl_from_teacher", "KL(teacher ‖ student) per token", ".4f"))
+SAMPLE_ROWS = (("teacher_perplexity_of_samples", "teacher's perplexity of the model's samples", ".3f"),
+               ("teacher_nll_of_samples", "teacher's NLL per sampled token", ".4f"),
+               ("sampled_tokens_per_sequence", "tokens sampled per prompt", ".1f"))
 
 
 def _cell(block: dict, key: str, fmt: str) -> str:
@@ -41,6 +45,15 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
         for key, words, fmt in ROWS:
             row = [_cell(metrics[name], prefix + key, fmt) for name in ("teacher", "kd", "hard")]
             lines.append(f"| {words} | {split} | " + " | ".join(row) + " |")
+    if "teacher_nll_of_samples" in metrics["teacher"]:
+        lines += ["", "Each model's own text as the teacher judges it (what on-policy distillation optimises): every "
+                  "model samples a continuation of the same test prompts at temperature 1, and the teacher scores the "
+                  "sampled tokens (the teacher's own row: its entropy rate, the floor for a student that samples as "
+                  "it does; a lower figure than it means text the teacher finds more predictable than its own, e.g. "
+                  "repetition).", "", "| metric | teacher | distilled | hard |", "|---|---|---|---|"]
+        for key, words, fmt in SAMPLE_ROWS:
+            lines.append(f"| {words} | " + " | ".join(_cell(metrics[name], key, fmt)
+                                                     for name in ("teacher", "kd", "hard")) + " |")
     lines += ["", "KD − hard in NLL per token (negative: the distilled student is better), paired bootstrap over "
               f"sequences with the {seeds} seeds pooled ({comparison['bootstrap_samples']:,} resamples):", ""]
     for prefix, split in (("validation_", "validation"), ("", "test")):

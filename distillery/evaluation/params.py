@@ -10,6 +10,9 @@ EVALUATE = {
     "bootstrap_seed": Field(INT, non_negative, 0),
     "timing_repeats": Field(INT, positive, 30, help="timed passes per model; the median is reported"),
     "timing_warmup": Field(INT, non_negative, 5, help="untimed passes before timing"),
+    "judged_samples": Field(INT, non_negative, 256,
+                            help="task causal_lm: test prompts every model continues by sampling, the teacher scoring "
+                                 "the samples (teacher_nll_of_samples); 0: none"),
 }
 QUANTIZE = Field(STR, one_of("none", "int8"), "none",
                  help="evaluate only: int8 also scores every student with its Linear layers dynamically "
