@@ -13,7 +13,8 @@ from ..methods.test_on_policy_gkd import LENGTHS, OFFSETS, TOKENS, tiny_gpt2
 
 @pytest.fixture(scope="module")
 def models():
-    return {"teacher": tiny_gpt2(2, 32).eval(), "kd_seed0": tiny_gpt2(1, 16).eval(), "hard_seed0": tiny_gpt2(3, 16).eval()}
+    return {"teacher": tiny_gpt2(2, 32).eval(), "kd_seed0": tiny_gpt2(1, 16).eval(),
+            "hard_seed0": tiny_gpt2(3, 16).eval()}
 
 
 def test_the_teacher_scores_the_tokens_each_model_sampled(models):
