@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # annotations only: torch is imported where a function runs i
 
 def on_policy_gkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor, T: float,
                         alpha: float, beta: float, sampled: bool) -> LossTerms:
-    """Agarwal et al. (2024), eq. (3) with ``gkd``'s terms: on the corpus ``(1-α)·CE(y, s) + α·T²·JSD_β(t ‖ s)``
+    """Agarwal et al. (2024), the GKD objective with ``gkd``'s terms: on the corpus ``(1-α)·CE(y, s) + α·T²·JSD_β(t ‖ s)``
     (``gkd``'s loss, the teacher run live); on the student's samples ``α·T²·JSD_β(t ‖ s)`` alone, since a sampled
     token is no label (its ``terms`` then hold ``jsd`` only). Per token, batchmean over the target tokens.
     α = 1 is the paper's objective, the JSD on both."""

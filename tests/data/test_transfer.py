@@ -220,8 +220,10 @@ EXTRA = {
     "born_again": {"student": {"model": {"hidden_sizes": [32], "dropout": 0.2}}, "kd": {"born_again": {"generations": 2}}},
     "at": {"teacher": CNN_T, "student": CNN_S},
 }
-# tinybert: text only; multi_teacher: refused with a transfer set; seqkd: language models only
-LOGIT_METHODS = [m for m in METHODS if m not in ("tinybert", "multi_teacher", "seqkd")]
+# tinybert: text only; multi_teacher: refused with a transfer set; those of the teacher's or the student's generated
+# sequences (seqkd, on_policy_gkd): language models only
+LOGIT_METHODS = [name for name, method in METHODS.items() if name not in ("tinybert", "multi_teacher")
+                 and not {"generated", "student_samples"} & method.needs]
 
 
 @pytest.fixture(scope="module")
