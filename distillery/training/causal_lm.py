@@ -26,7 +26,7 @@ from ..methods import HARD, Method
 from ..models.causal_lm import build_causal_lm, check_same_vocabulary, checked_checkpoint_config, has_next, \
     padded
 from ..token_logits import TokenLogits, check_token_top_k, load_token_logits
-from .runs import CHECKPOINT_ROOT, run_conditions, seeded, train_once
+from .runs import CHECKPOINT_ROOT, run_conditions, seeded, train_once, weights_fingerprint
 
 METRIC = "nll"  # language models are selected by the validation NLL per token
 
@@ -197,7 +197,7 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
         check_same_vocabulary(probe.config, lm_teacher_config(teacher_dir))
     if "live_teacher" in method.needs:  # on-policy: the teacher scores the student's samples at every step
         teacher = load_lm_teacher(teacher_dir).requires_grad_(False)
-        run_parts.append(fingerprint(*(v.reshape(-1).view(torch.uint8).numpy() for v in teacher.state_dict().values())))
+        run_parts.append(weights_fingerprint(teacher))
     if "student_samples" in method.needs:  # null: samples up to data.max_length
         hp = {**hp, "max_new_tokens": hp["max_new_tokens"] or max_length - hp["prompt_tokens"]}
     if "teacher_logits" in method.needs:

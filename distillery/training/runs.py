@@ -22,7 +22,7 @@ from transformers import set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from ..data.checkpoints import save_tokenizer
-from ..io import SELECTION_FILE, TIMINGS_ROOT, atomic_dir, atomic_path, write_json
+from ..io import SELECTION_FILE, TIMINGS_ROOT, atomic_dir, atomic_path, fingerprint, write_json
 
 CHECKPOINT_ROOT = Path(".cache/checkpoints")
 PACKAGE = Path(__file__).resolve().parents[1]  # distillery/
@@ -277,6 +277,12 @@ def keep_published(run_dirs: list[Path], out_dir: Path) -> None:
     for stale in sorted(set(previous) - set(kept)):
         shutil.rmtree(stale, ignore_errors=True)
     write_json(manifest, kept)
+
+
+def weights_fingerprint(model) -> str:
+    """``fingerprint`` of a model's weights, their bytes in ``state_dict`` order (any dtype: bf16 has no NumPy type):
+    a run that reads a model (a live teacher, copied layers) is named by it."""
+    return fingerprint(*(v.reshape(-1).view(torch.uint8).numpy() for v in model.state_dict().values()))
 
 
 def seeded(seed: int) -> None:

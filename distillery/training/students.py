@@ -24,7 +24,7 @@ from ..models.zoo import build_model
 from ..data.omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from ..data.prepared import Prepared
 from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, copy_selection, keep_published, run_conditions, \
-    save_timings, seeded, train_once, train_runtime
+    save_timings, seeded, train_once, train_runtime, weights_fingerprint
 from ..models.text import build_text_model, copy_teacher_layers, text_tokenizer
 
 TEACHER_DIR = Path("models/teacher")
@@ -195,7 +195,7 @@ def train_students(
         make_student, text = (lambda: build_model(spec, prepared.input_shape, prepared.label_names)), {}
     teacher = prepare_teacher(method, hp, make_student, text.get("tokenizer"), teacher_dir)
     if teacher is not None and "live_teacher" in method.needs:
-        run_parts.append(fingerprint(*(v.numpy() for v in teacher.state_dict().values())))
+        run_parts.append(weights_fingerprint(teacher))
     live_teacher = teacher if "live_teacher" in method.needs else None
 
     def datasets(targets: dict) -> dict:
@@ -382,6 +382,6 @@ def text_student(spec: dict, prepared: Prepared, teacher_dir: Path):
             copy_teacher_layers(model, teacher, layers, "student.model.init_from_teacher_layers")
             return model
 
-        key = fingerprint(*(v.numpy() for v in teacher.state_dict().values()))
+        key = weights_fingerprint(teacher)
     return make_model, {"tokenizer": tokenizer, "data_collator": text_collator(tokenizer),
                         "key": [key, tokenizer_key(tokenizer)]}

@@ -247,3 +247,13 @@ def test_tests_train_outside_the_repository():
     of the repository's ``.cache`` (where two workers had met in one run directory)."""
     cwd = os.getcwd()
     assert not cwd.startswith(str(REPO)), cwd
+
+
+def test_weights_fingerprint_is_the_weights_bytes_in_any_dtype():
+    import torch
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))  # a 0-d int64 buffer too
+    assert runs.weights_fingerprint(model) == fingerprint(*(v.numpy() for v in model.state_dict().values()))
+    bf16 = runs.weights_fingerprint(model.to(torch.bfloat16))  # no NumPy dtype: read as bytes
+    assert bf16 != runs.weights_fingerprint(model.float())
+    assert bf16 == runs.weights_fingerprint(model.to(torch.bfloat16))
