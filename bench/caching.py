@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from pipeline_time import ENV, REPO, fresh_copy
+from pipeline_time import ENV, REPO, fresh_copy, head_commit
 
 RESULTS = REPO / "bench" / "results" / "caching.json"
 
@@ -46,11 +46,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--T", type=float, default=2.0, help="the new kd.T (params.yaml has 4.0)")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    commit = head_commit()
     with fresh_copy() as work, tempfile.TemporaryDirectory() as counts:
         full = run(["dvc", "repro"], work, Path(counts) / "full.tsv")
         rerun = run(["dvc", "exp", "run", "-S", f"kd.T={args.T}"], work, Path(counts) / "rerun.tsv")
-    result = {"commit": commit.strip(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
+    result = {"commit": commit, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d"),
               "full": full, "rerun": rerun, "ratio": round(rerun["seconds"] / full["seconds"], 3)}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

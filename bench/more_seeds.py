@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline_time import ENV, REPO, fresh_copy
+from pipeline_time import ENV, REPO, fresh_copy, head_commit
 
 RESULTS = REPO / "bench" / "results" / "more_seeds.json"
 
@@ -47,14 +47,14 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4,5,6", help="the new train.seeds (params.yaml has 0..4)")
     args = parser.parse_args()
     more = ["dvc", "exp", "run", "-S", f"train.seeds=[{args.seeds}]"]
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    commit = head_commit()
     with contextlib.ExitStack() as stack:
         kept, fresh = (stack.enter_context(fresh_copy()) for _ in range(2))
         full = {name: run(["dvc", "repro"], work) for name, work in (("kept", kept), ("fresh", fresh))}
         shutil.rmtree(fresh / ".cache" / "checkpoints")
         rerun = {name: run(more, work) for name, work in (("kept", kept), ("fresh", fresh))}
         same = output_hashes(kept) == output_hashes(fresh)
-    result = {"commit": commit.strip(), "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    result = {"commit": commit, "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "full": full, "rerun": rerun, "ratio": round(rerun["kept"]["seconds"] / rerun["fresh"]["seconds"], 3),
               "same_outputs": same}
     RESULTS.parent.mkdir(exist_ok=True)

@@ -90,6 +90,12 @@ def python_in(code: Path, script: str, *args) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def head_commit() -> str:
+    """The short hash of the commit the benches run (a bench's result names it)."""
+    return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                          text=True).stdout.strip()
+
+
 def save(result: dict) -> None:
     """Write the raw results so far (after every timing: a run cut short keeps what it measured)."""
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

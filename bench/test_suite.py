@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from cpu_numerics import cpu_model
-from pipeline_time import ENV, REPO, fresh_copy
+from pipeline_time import ENV, REPO, fresh_copy, head_commit
 
 RESULTS = REPO / "bench" / "results" / "test_suite.json"
 
@@ -47,8 +47,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1, help="rounds of the two, taking turns (default 1)")
     args = parser.parse_args()
     arms = {"one process": [], "make test's workers": make_test_flags()}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
-    result = {"commit": commit.strip(), "machine": f"{os.cpu_count()} CPUs ({cpu_model()}), load average "
+    commit = head_commit()
+    result = {"commit": commit, "machine": f"{os.cpu_count()} CPUs ({cpu_model()}), load average "
                                                    f"{os.getloadavg()[0]:.1f} at the start",
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "runs": {name: [] for name in arms}}
     RESULTS.parent.mkdir(exist_ok=True)

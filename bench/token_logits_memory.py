@@ -13,12 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from pipeline_time import REPO, copy_revision, python_in
+from pipeline_time import REPO, copy_revision, head_commit, python_in
 
 RESULTS = REPO / "bench" / "results" / "token_logits_memory.json"
 
@@ -78,7 +77,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=2048)
     parser.add_argument("--base", default="e1ecf24", help="the revision whose loader to compare (before streaming)")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    commit = head_commit()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         base = copy_revision(args.base, tmp / "base")
@@ -89,7 +88,7 @@ def main() -> None:
             "load (now)": child("load", tmp / "stream.parquet", args.tokens, args.vocab, REPO),
             f"load ({args.base})": child("load", tmp / "stream.parquet", args.tokens, args.vocab, base),
         }
-    result = {"commit": commit.strip(), "base": args.base, "cpus": os.cpu_count(),
+    result = {"commit": commit, "base": args.base, "cpus": os.cpu_count(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "vocab": args.vocab, "rows": rows}
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from pipeline_time import REPO, copy_revision, python_in
+from pipeline_time import REPO, copy_revision, head_commit, python_in
 
 RESULTS = REPO / "bench" / "results" / "top_k_batches.json"
 
@@ -75,13 +74,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--base", default="0f6414c", help="the revision that built dense targets on the CPU")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout
+    commit = head_commit()
     with tempfile.TemporaryDirectory() as tmp:
         base = copy_revision(args.base, Path(tmp) / "base")
         shape = (args.batch, args.length, args.vocab, args.top_k, args.repeats)
         rows = {f"dense on the CPU ({args.base})": python_in(base, CHILD, *shape),
                 "top-k parts (now)": python_in(REPO, CHILD, *shape)}
-    result = {"commit": commit.strip(), "base": args.base, "cpus": os.cpu_count(),
+    result = {"commit": commit, "base": args.base, "cpus": os.cpu_count(),
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "shape": {"batch": args.batch, "length": args.length, "vocab": args.vocab, "top_k": args.top_k},
               "rows": rows}
