@@ -17,7 +17,9 @@ the seeds, the difference, and whether it is within the larger seed standard dev
 Per preset, `bench/results/gpu_<preset>[-<label>].json` (written after every stage, so a check cut short keeps what
 it measured): the GPU, the versions, the schedule, each stage's seconds, and `reports/metrics.json`; each stage's
 output goes to `<out>/logs/`. The presets read `../shared/data`, which a GPU machine may not have: `--data DIR`
-names where the files are (the copy's params point there).
+names where the files are (the copy's params point there). The stages run on the interpreter that runs the check
+(its folder first on PATH). The check exits with 1, naming the presets, when a stage failed (not when the budget
+stopped one).
 
 Run: `python bench/gpu_check.py --budget-s 480 [--presets mnist-hinton sst2-minilm-transfer] [--data DIR]
 [--set train.seeds=[0] ...] [--compare train.precision=fp32 ...] [--label NAME]`. Needs a CUDA GPU (`--allow-cpu`
@@ -131,9 +133,12 @@ def point_at(value, data: Path):
 
 
 def environment(work: Path) -> dict:
-    """The stages' environment: the copy's package first on PYTHONPATH (instead of this tree's), the rest kept."""
+    """The stages' environment: the copy's package first on PYTHONPATH (instead of this tree's), and this
+    interpreter's folder first on PATH, so that the stages' `python` is the one running the check (a virtual
+    environment that was not activated); the rest kept."""
     kept = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != REPO]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(work), *kept]), "PYTHONUNBUFFERED": "1"}
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(work), *kept]), "PATH": path, "PYTHONUNBUFFERED": "1"}
 
 
 def stage_names(work: Path) -> list[str]:
@@ -310,6 +315,7 @@ def main() -> None:
     shares = allocate(costs, args.budget_s)
     print(f"{facts}; budget {args.budget_s:.0f} s: " + ", ".join(
         f"{name} {shares[name]:.0f} s (full schedule ~{costs[name]:.0f} s)" for name in args.presets), flush=True)
+    failed = []
     for name in args.presets:
         if time.monotonic() >= deadline:
             print(f"{name}: skipped, the budget is spent", flush=True)
@@ -324,6 +330,9 @@ def main() -> None:
             print(f"{name} with {' '.join(args.compare)}: {compared['seconds'].get('total', 0):.0f} s; test errors "
                   f"{compared.get('test_errors')}; students side by side {compared.get('students_side_by_side')} "
                   f"{compared.get('cut_short', compared.get('failed', ''))}", flush=True)
+        failed += [name for record in (result, result.get("compare", {})) if "failed" in record]
+    if failed:  # a stage that exited with an error, not one the budget stopped
+        sys.exit(f"error: a stage failed in {', '.join(failed)} (its log is under {args.out / 'logs'})")
 
 
 if __name__ == "__main__":

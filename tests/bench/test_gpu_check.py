@@ -114,12 +114,14 @@ def test_a_stage_past_its_time_is_stopped_with_its_children(tmp_path):
 def test_the_check_runs_a_preset_then_its_comparison_in_the_same_copy(tmp_path):
     """On the CPU, on a tiny share of digits-mlp's schedule: the check runs every stage, then, with kd.T and kd.alpha
     changed, only the distilled students, evaluation and the plots again (on the teacher it trained), and sets the
-    two runs' students side by side."""
+    two runs' students side by side; its stages run on its own interpreter, whatever PATH says."""
     import os
     import subprocess
     import sys
 
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # the virtual environment off PATH, as when it was not activated: the check puts its interpreter first itself
+    venv_bin = str(Path(sys.executable).parent)
+    env = {**os.environ, "PATH": os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)}
     # a step estimated at 10 s keeps the schedule tiny (a few steps a run), the budget of 600 s lets a busy machine
     # finish it (60 s had cut the comparison short under make test's two workers)
     command = [sys.executable, "bench/gpu_check.py", "--presets", "digits-mlp", "--allow-cpu", "--budget-s", "600",
@@ -140,3 +142,20 @@ def test_the_check_runs_a_preset_then_its_comparison_in_the_same_copy(tmp_path):
     assert rows["kd"]["compared"] == compared["metrics"]["kd"]["accuracy"]
     assert compared["metrics"]["kd"] != result["metrics"]["kd"]
     assert compared["test_errors"]["teacher"] == result["test_errors"]["teacher"]
+
+
+def test_a_failed_stage_ends_the_check_with_an_error_and_a_record(tmp_path):
+    """A stage that exits with an error (here: the preset's data is not in --data) is recorded, and the check exits
+    non-zero naming the preset; a stage the budget stopped is no failure (test above)."""
+    import subprocess
+    import sys
+
+    (tmp_path / "data").mkdir()
+    command = [sys.executable, "bench/gpu_check.py", "--presets", "mnist-hinton", "--allow-cpu", "--budget-s", "120",
+               "--data", str(tmp_path / "data"), "--out", str(tmp_path)]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "error: a stage failed in mnist-hinton" in done.stderr
+    result = json.loads((tmp_path / "gpu_mnist-hinton.json").read_text())
+    assert result["failed"].startswith("stage 'prepare' exited") and "metrics" not in result
+    assert "file not found" in (tmp_path / "logs" / "mnist-hinton-prepare.log").read_text()
