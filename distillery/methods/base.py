@@ -28,9 +28,9 @@ NEEDS = {
     "generated": "language models: the teacher's sampled continuations of training prompts (teacher.generate), "
                  "scored once by the transfer_logits stage, added to the training sequences",
     "student_samples": "language models: on a fraction of the steps (``student_data_fraction``, from ``start_step`` "
-                       "on) the batch's prompts (``prompt_tokens``) continued by the student (``max_new_tokens``, "
-                       "``temperature``; null: up to data.max_length), labelled by their sampled tokens, "
-                       "``StepInputs.sampled`` set",
+                       "on) the batch's prompts (``prompt_tokens``) continued by the student (``max_new_tokens``; "
+                       "null: up to data.max_length; ``temperature``, ``teacher_mix`` where the method has them), "
+                       "labelled by their sampled tokens, ``StepInputs.sampled`` set",
     "generations": "students trained one after the other (``kd.<name>.generations`` of them), generation 1 on what "
                    "the other needs give (the teacher's stored logits), generation k on generation k-1's logits; "
                    "the last is saved as the student",
@@ -47,6 +47,8 @@ class StepInputs:
     teacher's. ``step`` and ``max_steps`` count optimiser steps (for warm-ups and schedules). ``inputs``
     are the batch's model inputs (text: ``input_ids``, ``attention_mask``, ...), e.g. for a padding mask.
     ``sampled``: the batch is the student's own continuations (``student_samples``), its labels the sampled tokens.
+    ``token_index``: a language model's (sequence, position) of each token row in the (B, L) batch, rows in the
+    batch's order (for losses over whole sequences); None for a classifier.
     """
 
     student: Any
@@ -59,6 +61,7 @@ class StepInputs:
     max_steps: int = 1
     inputs: dict | None = None
     sampled: bool = False
+    token_index: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,8 @@
 """Loss primitives shared by the distillation methods: pure functions of tensors.
 
 Each method's own loss lives in its module under ``distillery/methods/``; what several of them
-use (the loss-terms record, cross-entropy on the labels, the temperature-softened KL and the generalized
-Jensen–Shannon divergence of ``gkd`` and ``on_policy_gkd``) is here.
+use (the loss-terms record, cross-entropy on the labels, the temperature-softened KL, forward and reverse, and the
+generalized Jensen–Shannon divergence of ``gkd`` and ``on_policy_gkd``) is here.
 """
 from __future__ import annotations
 
@@ -29,6 +29,18 @@ def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float
     log_p_student = F.log_softmax(student_logits / T, dim=-1)
     log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
     return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+
+
+def reverse_soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+    """KL(softmax(s/T) ‖ softmax(t/T)) averaged over the batch (``batchmean``), without T²: the student's
+    distribution first, so the student is pushed off the classes the teacher gives little mass
+    (mode-seeking), where ``soft_kl``'s forward KL makes it cover every class the teacher covers."""
+    import torch.nn.functional as F
+
+    log_p_student = F.log_softmax(student_logits / T, dim=-1)
+    log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
+    # F.kl_div(input, target) is KL(target ‖ input): the student is the target here
+    return F.kl_div(log_p_teacher, log_p_student, reduction="batchmean", log_target=True)
 
 
 def generalized_jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float,

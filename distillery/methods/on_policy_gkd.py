@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..schema import FLOAT, INT, Field, non_negative, positive, unit_interval
+from ..schema import FLOAT, Field, positive, unit_interval
+from ._sampling import SAMPLING_PARAMS, check_sampling
 from .base import Method
 from .losses import LossTerms, generalized_jsd, labelled_ce
 
@@ -32,22 +33,6 @@ def on_policy_gkd_terms(student_logits: torch.Tensor, teacher_logits: torch.Tens
     return LossTerms((1.0 - alpha) * ce + alpha * jsd, {"ce": ce, "jsd": jsd})
 
 
-def _check_params(params):
-    if params["task"] != "causal_lm":
-        return "samples the student's continuations of text prompts: language models only (task: causal_lm)"
-    own, limit = params["kd"]["on_policy_gkd"], params["data"]["max_length"]
-    if own["prompt_tokens"] >= limit:
-        return (f"kd.on_policy_gkd.prompt_tokens = {own['prompt_tokens']} leaves no room to sample within "
-                f"data.max_length = {limit}")
-    if own["max_new_tokens"] is not None and own["prompt_tokens"] + own["max_new_tokens"] > limit:
-        return (f"kd.on_policy_gkd.prompt_tokens + max_new_tokens = {own['prompt_tokens']} + {own['max_new_tokens']} "
-                f"is above data.max_length = {limit} (the longest sequence the models take); null samples up to it")
-    if own["start_step"] >= params["train"]["max_steps"]:
-        return (f"kd.on_policy_gkd.start_step = {own['start_step']} is not below train.max_steps = "
-                f"{params['train']['max_steps']}: no step would sample")
-    return None
-
-
 METHOD = Method(
     name="on_policy_gkd",
     paper="Agarwal et al. 2024, On-Policy Distillation of Language Models: Learning from Self-Generated Mistakes "
@@ -59,20 +44,11 @@ METHOD = Method(
         "beta": Field(FLOAT, unit_interval, 0.5,
                       help="β of the generalized JSD: the teacher's weight in the mixture; 0: forward KL (kd's), "
                            "1: reverse KL (reverse_kl's)"),
-        "student_data_fraction": Field(FLOAT, unit_interval, 0.5,
-                                       help="λ: the fraction of training steps on the student's own samples "
-                                            "(TRL's lmbda); 0: gkd with a live teacher"),
-        "prompt_tokens": Field(INT, positive, 8, help="tokens of each training sequence kept as the prompt the "
-                                                      "student continues"),
-        "max_new_tokens": Field(INT, positive, None, nullable=True,
-                                help="the most tokens the student samples per prompt; null: up to data.max_length"),
+        **SAMPLING_PARAMS,
         "temperature": Field(FLOAT, positive, 1.0, help="the student's sampling temperature (1: its distribution)"),
-        "start_step": Field(INT, non_negative, 0,
-                            help="the first training step that may sample; the steps before it train on the corpus "
-                                 "(gkd), as the paper starts from a supervised student"),
     },
     terms=("ce", "jsd"),
-    check_params=_check_params,
+    check_params=lambda params: check_sampling(params, "on_policy_gkd"),
     description="gkd's JSD on the student's own samples, scored by the live teacher, on a fraction of the steps "
                 "(language models)",
 )

@@ -4,23 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .losses import LossTerms, labelled_ce
+from .losses import LossTerms, labelled_ce, reverse_soft_kl
 from .base import Method
 
 if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
     import torch
-
-
-def reverse_soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
-    """KL(softmax(s/T) ‖ softmax(t/T)) averaged over the batch (``batchmean``), without T²: the student's
-    distribution first, so the student is pushed off the classes the teacher gives little mass
-    (mode-seeking), where ``soft_kl``'s forward KL makes it cover every class the teacher covers."""
-    import torch.nn.functional as F
-
-    log_p_student = F.log_softmax(student_logits / T, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
-    # F.kl_div(input, target) is KL(target ‖ input): the student is the target here
-    return F.kl_div(log_p_teacher, log_p_student, reduction="batchmean", log_target=True)
 
 
 def reverse_kl_terms(
@@ -34,7 +22,7 @@ def reverse_kl_terms(
     ``(1-α)·CE(y, s) + α·T²·KL(softmax(s/T) ‖ softmax(t/T))``, batchmean over rows.
 
     KD's loss (``kd``) with the KL reversed; the T² factor as in ``kd``. MiniLLM's own objective is the reverse
-    KL of whole sequences sampled from the student, optimised by policy gradient; this is its per-token term,
+    KL of whole sequences sampled from the student, optimised by policy gradient (``minillm``); this is its per-token term,
     the one on-policy distillation evaluates on the student's own samples. Rows labelled ``UNLABELLED`` are
     left out of CE and kept in the KL. ``terms`` holds the unweighted ``ce`` and the T²-scaled ``reverse_kl``.
     """

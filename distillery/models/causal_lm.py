@@ -234,16 +234,43 @@ def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
     return np.asarray(ids)[chosen], flat, new_offsets
 
 
+class TeacherMixture:
+    """A ``generate`` logits processor that samples each token from ``weight``·p_teacher + (1 − weight)·p_model
+    (MiniLLM's teacher-mixed sampling, Gu et al. 2024): the teacher is run on the sequences so far (no cache), its
+    positions from ``prompt_mask`` (the left padding of the prompts) followed by the generated tokens."""
+
+    def __init__(self, teacher, weight: float, prompt_mask: torch.Tensor):
+        self.teacher, self.weight, self.prompt_mask = teacher, weight, prompt_mask
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        import math
+
+        import torch.nn.functional as F
+
+        generated = input_ids.shape[1] - self.prompt_mask.shape[1]
+        mask = torch.cat([self.prompt_mask, self.prompt_mask.new_ones(len(input_ids), generated)], dim=1)
+        positions = (mask.cumsum(1) - 1).clamp(min=0)
+        with torch.no_grad():
+            teacher = self.teacher(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+        model_share = math.log1p(-self.weight) if self.weight < 1 else -math.inf
+        mixture = torch.stack([F.log_softmax(teacher.float(), -1) + math.log(self.weight),
+                               F.log_softmax(scores.float(), -1) + model_share])
+        return torch.logsumexp(mixture, dim=0).to(scores.dtype)
+
+
 def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_tokens: int,
-                     max_new_tokens: int, temperature: float, eos_id: int, pad_id: int) -> dict:
+                     max_new_tokens: int, temperature: float, eos_id: int, pad_id: int, teacher=None,
+                     teacher_mix: float = 0.0) -> dict:
     """On-policy data (Agarwal et al. 2024): the first ``prompt_tokens`` tokens of each right-padded row (a shorter
     row keeps all but its last token, at least one) continued by ``model``'s own samples at ``temperature`` (no top-k
     or top-p: its distribution), at most ``max_new_tokens`` tokens, cut after the first end-of-text token. Returns a
     right-padded batch, ``input_ids``, ``attention_mask`` and ``labels``: the sampled tokens are the only targets
     (the prompt's last position predicts the first of them; ``UNLABELLED`` elsewhere). The prompts are left-padded
     for ``generate``, which places each token by the attention mask. Sampled in eval mode (no dropout), from torch's
-    generator of the model's device; the model's training mode is restored."""
-    from transformers import GenerationConfig
+    generator of the model's device; the model's training mode is restored. With ``teacher_mix`` > 0 each token is
+    drawn from the mixture ``teacher_mix``·p_teacher + (1 − ``teacher_mix``)·p_model instead (``TeacherMixture``;
+    ``temperature`` then scales the mixture's logits)."""
+    from transformers import GenerationConfig, LogitsProcessorList
 
     from ..data.prepared import UNLABELLED
 
@@ -261,7 +288,9 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     training = model.training
     model.eval()
     try:
-        out = model.generate(prompts, attention_mask=prompt_mask.long(), generation_config=config)
+        mixed = [TeacherMixture(teacher, teacher_mix, prompt_mask.long())] if teacher_mix > 0 else []
+        out = model.generate(prompts, attention_mask=prompt_mask.long(), generation_config=config,
+                             logits_processor=LogitsProcessorList(mixed))
     finally:
         model.train(training)
     new = out[:, width:]

@@ -140,9 +140,11 @@ def tokens_as_rows(outputs, teacher_logits: torch.Tensor | dict | None, labels: 
     """A causal LM's (B, L, V) logits as the (N, V) rows of its N target tokens (label not ``UNLABELLED``: padding
     and each sequence's last position have no next token), with the teacher's logits and the labels alike, so
     every logit method's loss is a mean over tokens; a classifier's outputs as they are. Stored top-k teacher
-    targets (``token_logits.TokenLogits.top_k_parts``) are made dense here, on the device, for the N rows only."""
+    targets (``token_logits.TokenLogits.top_k_parts``) are made dense here, on the device, for the N rows only.
+    Returns ``(outputs, teacher_logits, labels, token_index)``: ``token_index`` the (sequence, position) of each
+    row, in the batch's order (None for a classifier)."""
     if outputs.logits.dim() != 3:
-        return outputs, teacher_logits, labels
+        return outputs, teacher_logits, labels, None
     keep = (labels != UNLABELLED).nonzero(as_tuple=True)  # found once: each boolean index would sync a GPU again
     rows = CausalLMOutput(logits=outputs.logits[keep])
     if isinstance(teacher_logits, dict):
@@ -150,7 +152,7 @@ def tokens_as_rows(outputs, teacher_logits: torch.Tensor | dict | None, labels: 
                                        outputs.logits.shape[-1])
     else:
         teacher_logits = None if teacher_logits is None else teacher_logits[keep]
-    return rows, teacher_logits, labels[keep]
+    return rows, teacher_logits, labels[keep], keep
 
 
 def on_student_samples(seed: int, step: int, fraction: float, start_step: int = 0) -> bool:
@@ -210,7 +212,7 @@ class DistillationTrainer(Trainer):
             with torch.no_grad():
                 teacher_out = self.teacher(**inputs, **self.output_flags)
         targets = stored_logits if teacher_out is None else teacher_out.logits
-        student, targets, loss_labels = tokens_as_rows(outputs, targets, labels)
+        student, targets, loss_labels, token_index = tokens_as_rows(outputs, targets, labels)
         step_inputs = StepInputs(
             student=student,
             labels=loss_labels,
@@ -223,6 +225,7 @@ class DistillationTrainer(Trainer):
             max_steps=self.state.max_steps or 1,
             inputs=inputs,
             sampled=sampled,
+            token_index=token_index,
         )
         result = self.method.loss(step_inputs, self.hyperparams)
         if model.training:  # kept on the device (no sync per step), summed at logging time
@@ -236,13 +239,13 @@ class DistillationTrainer(Trainer):
             self.hyperparams["start_step"])
 
     def _student_samples(self, inputs: dict) -> dict:
-        """The batch's prompts continued by the student (``models.causal_lm.continue_prompts``), labelled by the
-        sampled tokens."""
+        """The batch's prompts continued by the student (``models.causal_lm.continue_prompts``; mixed with the
+        live teacher where the method has ``teacher_mix``), labelled by the sampled tokens."""
         hp, tokenizer = self.hyperparams, self.processing_class
         student = self.model.student if isinstance(self.model, Distillee) else self.model
         return continue_prompts(student, inputs["input_ids"], inputs["attention_mask"], hp["prompt_tokens"],
-                                hp["max_new_tokens"], hp["temperature"], tokenizer.eos_token_id,
-                                tokenizer.pad_token_id)
+                                hp["max_new_tokens"], hp.get("temperature", 1.0), tokenizer.eos_token_id,
+                                tokenizer.pad_token_id, self.teacher, hp.get("teacher_mix", 0.0))
 
     def _prepare_inputs(self, inputs: dict) -> dict:
         """A batch already on the training device (resident arrays are batched there by index slices) as it is:

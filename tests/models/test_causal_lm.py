@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
+from transformers.modeling_outputs import CausalLMOutput
 
 from distillery.data.prepared import UNLABELLED
 from distillery.errors import DistilleryError
 from distillery.models.causal_lm import (build_causal_lm, check_same_vocabulary, first_differing_token, padded,
                                          continue_prompts, padded_batches, sample_continuations,
-                                         token_logits_batches)
+                                         TeacherMixture, token_logits_batches)
 from distillery.token_logits import compress_tokens, load_token_logits, token_logits_writer
 
 WORDS = ["<|endoftext|>", "a", "b", "c", "d", "e", "f", "g"]
@@ -177,3 +178,48 @@ def test_a_left_padded_prompt_is_continued_as_the_same_prompt_alone(tiny_lm):
                                  pad_id=0)
         length = int(alone["attention_mask"].sum())
         assert together["input_ids"][row, :length].tolist() == alone["input_ids"][0, :length].tolist()
+
+
+class FixedTeacher(torch.nn.Module):
+    """Next-token logits ``logits`` at every position; records what it was called with."""
+
+    def __init__(self, logits):
+        super().__init__()
+        self.logits, self.calls = torch.tensor(logits), []
+
+    def forward(self, input_ids, attention_mask, position_ids):
+        self.calls.append((input_ids.clone(), attention_mask.clone(), position_ids.clone()))
+        return CausalLMOutput(logits=self.logits.expand(*input_ids.shape, -1))
+
+
+def test_the_teacher_mixture_is_the_weighted_sum_of_both_distributions_with_the_prompts_positions():
+    teacher = FixedTeacher([0.0, 1.0, 2.0, 0.5])
+    prompt_mask = torch.tensor([[0, 1, 1], [1, 1, 1]])  # row 0 left-padded by one
+    ids, scores = torch.tensor([[0, 5, 6, 7, 2], [1, 2, 3, 7, 2]]), torch.tensor([[3.0, 0, 0, 1], [0, 0, 2, 0]])
+    mixed = TeacherMixture(teacher, 0.3, prompt_mask)(ids, scores)
+    expected = 0.3 * torch.softmax(teacher.logits, -1) + 0.7 * torch.softmax(scores, -1)
+    torch.testing.assert_close(mixed.exp(), expected)
+    _, mask, positions = teacher.calls[0]  # the prompts' padding, then the two generated tokens
+    assert mask.tolist() == [[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]
+    assert positions.tolist() == [[0, 0, 1, 2, 3], [0, 1, 2, 3, 4]]
+
+
+def test_continued_prompts_mixed_all_with_the_teacher_are_the_teacher_s_own_left_padding_or_not(tiny_lm):
+    """teacher_mix 1 samples from the teacher alone (near greedy): the student's continuations are the teacher's,
+    and a left-padded prompt's the one it gets alone (the teacher's positions made to matter)."""
+    import copy
+
+    teacher = copy.deepcopy(tiny_lm)
+    with torch.no_grad():
+        teacher.transformer.wpe.weight.normal_(0, 3, generator=torch.Generator().manual_seed(1))
+        teacher.transformer.wte.weight.normal_(0, 3, generator=torch.Generator().manual_seed(2))
+    mixed = continue_prompts(tiny_lm, BATCH, MASK, 3, 6, 1e-4, eos_id=0, pad_id=0, teacher=teacher, teacher_mix=1.0)
+    own = continue_prompts(teacher, BATCH, MASK, 3, 6, 1e-4, eos_id=0, pad_id=0)
+    assert all(torch.equal(mixed[key], own[key]) for key in own)
+    for row, prompt_tokens in ((1, 2), (2, 1)):
+        alone = continue_prompts(tiny_lm, BATCH[row:row + 1], MASK[row:row + 1], prompt_tokens, 6, 1e-4, eos_id=0,
+                                 pad_id=0, teacher=teacher, teacher_mix=1.0)
+        length = int(alone["attention_mask"].sum())
+        assert mixed["input_ids"][row, :length].tolist() == alone["input_ids"][0, :length].tolist()
+    student = continue_prompts(tiny_lm, BATCH, MASK, 3, 6, 1e-4, eos_id=0, pad_id=0)
+    assert not torch.equal(student["input_ids"], own["input_ids"])  # the student alone continues otherwise

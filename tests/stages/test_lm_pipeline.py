@@ -126,3 +126,19 @@ def test_on_policy_gkd_trains_on_the_student_s_samples_with_the_live_teacher_and
     assert 1 < after["perplexity"] < 300 and after["perplexity"] != before["perplexity"]
     curves = pd.read_csv(repo / "reports/training/kd/seed_0/plots/metrics/jsd.tsv", sep="\t")
     assert len(curves) == 2 and np.isfinite(curves["jsd"]).all()  # logged at steps 10 and 20
+
+
+def test_minillm_trains_on_teacher_mixed_samples_by_policy_gradient_and_no_teacher_stage(repo):
+    git_commit(repo, "after on-policy GKD")
+    before = json.loads((repo / "reports/metrics.json").read_text())["kd"]
+    result = run(["dvc", "exp", "run", "-S", "kd.method=minillm", "-S", "++kd.minillm.prompt_tokens=3",
+                  "-S", "++kd.minillm.student_data_fraction=1.0"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"distill", "evaluate", "plots"}, result.stdout
+    after = json.loads((repo / "reports/metrics.json").read_text())["kd"]
+    assert 1 < after["perplexity"] < 300 and after["perplexity"] != before["perplexity"]
+    assert after["teacher_perplexity_of_samples"] > 1
+    for term in ("pg", "reverse_kl"):  # every step on samples: no corpus term logged
+        curves = pd.read_csv(repo / f"reports/training/kd/seed_0/plots/metrics/{term}.tsv", sep="\t")
+        assert len(curves) == 2 and np.isfinite(curves[term]).all()
+    assert not (repo / "reports/training/kd/seed_0/plots/metrics/ce.tsv").exists()

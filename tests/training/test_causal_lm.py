@@ -51,16 +51,18 @@ def test_batches_carry_the_teacher_s_targets_of_their_rows(tmp_path):
 def test_tokens_as_rows_keeps_the_target_tokens_of_logits_targets_and_labels():
     labels = torch.tensor([[9, 0, UNLABELLED], [6, UNLABELLED, UNLABELLED]])
     logits, teacher = torch.randn(2, 3, 10), torch.randn(2, 3, 10)
-    rows, targets, kept = tokens_as_rows(CausalLMOutput(logits=logits), teacher, labels)
+    rows, targets, kept, token_index = tokens_as_rows(CausalLMOutput(logits=logits), teacher, labels)
     assert kept.tolist() == [9, 0, 6]
+    assert [place.tolist() for place in token_index] == [[0, 0, 1], [0, 1, 0]]  # (sequence, position) of each row
     torch.testing.assert_close(rows.logits, torch.stack([logits[0, 0], logits[0, 1], logits[1, 0]]))
     torch.testing.assert_close(targets, torch.stack([teacher[0, 0], teacher[0, 1], teacher[1, 0]]))
     index = torch.stack([torch.randperm(10)[:4] for _ in range(6)]).view(2, 3, 4)  # k = 4 distinct tokens each
     parts = {"index": index, "top": torch.randn(2, 3, 4), "rest": torch.randn(2, 3)}
-    _, top_k_targets, _ = tokens_as_rows(CausalLMOutput(logits=logits), parts, labels)  # made dense for the rows
+    _, top_k_targets, _, _ = tokens_as_rows(CausalLMOutput(logits=logits), parts, labels)  # made dense for the rows
     torch.testing.assert_close(top_k_targets, dense_targets(parts, 10)[labels != UNLABELLED], rtol=0, atol=0)
     classifier = CausalLMOutput(logits=torch.randn(4, 3))
     assert tokens_as_rows(classifier, None, torch.arange(3))[0] is classifier
+    assert tokens_as_rows(classifier, None, torch.arange(3))[3] is None
 
 
 def test_tokens_as_rows_finds_the_target_tokens_once():
