@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..schema import FLOAT, Field, open_fraction, unit_interval
+from ..schema import BOOL, FLOAT, Field, open_fraction, unit_interval
 from ._sampling import SAMPLING_PARAMS, check_sampling
 from .base import Method
 from .losses import LossTerms, labelled_ce, reverse_soft_kl, soft_kl
@@ -37,19 +37,20 @@ def length_normalised_returns(rewards: torch.Tensor, token_index: tuple[torch.Te
 
 def minillm_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, labels: torch.Tensor,
                   token_index: tuple[torch.Tensor, torch.Tensor], shape: tuple[int, int], T: float, alpha: float,
-                  sampled: bool, teacher_mix: float, clip: float) -> LossTerms:
+                  sampled: bool, teacher_mix: float, clip: float, whiten: bool = True) -> LossTerms:
     """Gu et al. (2024), per token row (logits flattened to (N, V), q the student, p the teacher, at T = 1).
 
     On the student's samples y (drawn from p̃ = m·p + (1 − m)·q, m = ``teacher_mix``; the labels are y):
 
         r_t = log p(y_t) − log q(y_t),  R_t = mean of r_t' over t' ≥ t in its sequence,  A_t = R_t whitened over
-        the batch's tokens,  w_t = q(y_t) / p̃(y_t),  ρ_t = w_t · q(y_t) / sg(q(y_t)),
+        the batch's tokens (``whiten``; else A_t = R_t),  w_t = q(y_t) / p̃(y_t),  ρ_t = w_t · q(y_t) / sg(q(y_t)),
         pg = mean_t max(−A_t·ρ_t, −A_t·clip(ρ_t, 1 − ε, 1 + ε)),  reverse_kl = mean_t KL(q_t ‖ p_t),
 
     the loss ``pg + reverse_kl``: the policy gradient of the sequence-level reverse KL (A_t and w_t carry no
     gradient) and its single-step part, the exact per-token reverse KL over the vocabulary. As in the authors' code
     (microsoft/LMOps ``minillm``), R_t counts r_t itself and the whitening is over the tokens (mean 0, variance 1,
-    Bessel's correction; 0 for a single token). On the corpus: ``(1-α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖
+    Bessel's correction; 0 for a single token). Whitened, the policy-gradient term keeps its size however small the
+    rewards get as the student nears the teacher. On the corpus: ``(1-α)·CE(y, s) + α·T²·KL(softmax(t/T) ‖
     softmax(s/T))``, ``kd``'s loss with the live teacher (α = 0: the paper's L_PT alone)."""
     import torch
     import torch.nn.functional as F
@@ -62,7 +63,9 @@ def minillm_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, la
     log_q = F.log_softmax(student_logits, -1).gather(1, labels[:, None])[:, 0]
     log_p = F.log_softmax(teacher_logits, -1).gather(1, labels[:, None])[:, 0].detach()
     returns = length_normalised_returns((log_p - log_q).detach(), token_index, shape)
-    if len(returns) > 1:
+    if not whiten:
+        advantages = returns
+    elif len(returns) > 1:
         variance, mean = torch.var_mean(returns)
         advantages = (returns - mean) * torch.rsqrt(variance + 1e-8)
     else:
@@ -84,7 +87,7 @@ METHOD = Method(
     paper="Gu, Dong, Wei & Huang 2024, MiniLLM: Knowledge Distillation of Large Language Models (ICLR)",
     loss=lambda inputs, hp: minillm_terms(inputs.student.logits, inputs.teacher_logits, inputs.labels,
                                           inputs.token_index, tuple(inputs.inputs["input_ids"].shape), hp["T"],
-                                          hp["alpha"], inputs.sampled, hp["teacher_mix"], hp["clip"]),
+                                          hp["alpha"], inputs.sampled, hp["teacher_mix"], hp["clip"], hp["whiten"]),
     needs=frozenset({"live_teacher", "student_samples"}),
     params={
         **SAMPLING_PARAMS,
@@ -92,6 +95,8 @@ METHOD = Method(
                              help="the teacher's weight in the distribution the student samples from (the paper's "
                                   "0.2; 0: the student's own distribution)"),
         "clip": Field(FLOAT, open_fraction, 0.2, help="ε of PPO's clip on the importance weight of a sampled token"),
+        "whiten": Field(BOOL, None, True, help="whiten the returns over the batch's tokens (the authors' code); "
+                                               "false: the returns as they are"),
     },
     terms=("ce", "kd", "pg", "reverse_kl"),
     check_params=lambda params: check_sampling(params, "minillm"),

@@ -30,7 +30,7 @@ def test_returns_are_the_mean_reward_from_each_token_to_its_sequence_s_end():
     assert got.tolist() == [2.0, 2.5, 3.0, 5.0, 6.0, 2.0, 5.0]
 
 
-def reference_sampled(s, t, y, mix, clip):
+def reference_sampled(s, t, y, mix, clip, whiten=True):
     """NumPy: (loss, pg, reverse KL, d loss / d s, the rows whose pg has a gradient) by the formulas of
     minillm_terms' docstring."""
     n = len(y)
@@ -40,7 +40,7 @@ def reference_sampled(s, t, y, mix, clip):
     for rows in SEQUENCES:
         for k, row in enumerate(rows):
             returns[row] = r[rows[k:]].mean()
-    advantages = (returns - returns.mean()) / np.sqrt(returns.var(ddof=1) + 1e-8)
+    advantages = (returns - returns.mean()) / np.sqrt(returns.var(ddof=1) + 1e-8) if whiten else returns
     q_y, p_y = np.exp(log_q[np.arange(n), y]), np.exp(log_p[np.arange(n), y])
     w = q_y / (mix * p_y + (1 - mix) * q_y)
     unclipped, clipped = -advantages * w, -advantages * np.clip(w, 1 - clip, 1 + clip)
@@ -55,13 +55,15 @@ def reference_sampled(s, t, y, mix, clip):
     return pg + kl_rows.mean(), pg, kl_rows.mean(), grad, live
 
 
-@pytest.mark.parametrize("mix, clip", [(0.0, 0.2), (0.2, 0.2), (0.5, 0.05), (1.0, 0.5)])
-def test_on_samples_the_loss_and_its_gradient_match_the_formulas(batch, mix, clip):
+@pytest.mark.parametrize("mix, clip, whiten", [(0.0, 0.2, True), (0.2, 0.2, True), (0.5, 0.05, True),
+                                                (1.0, 0.5, True), (0.0, 0.2, False), (0.5, 0.05, False)])
+def test_on_samples_the_loss_and_its_gradient_match_the_formulas(batch, mix, clip, whiten):
     s, t, y = batch
     student = torch.tensor(s, requires_grad=True)
-    got = minillm_terms(student, torch.tensor(t), torch.tensor(y), INDEX, (3, 8), 2.0, 0.5, True, mix, clip)
-    loss, pg, kl, grad, live = reference_sampled(s, t, y, mix, clip)
-    assert live.all() == (mix == 0)  # without mixing no weight leaves the trust region; here some do
+    got = minillm_terms(student, torch.tensor(t), torch.tensor(y), INDEX, (3, 8), 2.0, 0.5, True, mix, clip, whiten)
+    loss, pg, kl, grad, live = reference_sampled(s, t, y, mix, clip, whiten)
+    if whiten:  # without mixing no weight leaves the trust region; in these whitened cases some do
+        assert live.all() == (mix == 0)
     assert set(got.terms) == {"pg", "reverse_kl"}
     assert got.loss.item() == pytest.approx(loss, rel=1e-9, abs=1e-12)
     assert got.terms["pg"].item() == pytest.approx(pg, rel=1e-9, abs=1e-12)
@@ -92,7 +94,7 @@ def test_the_method_reads_its_params_and_the_step_inputs(batch):
     s, t, y = (torch.tensor(a) for a in batch)
     hp = METHOD.hyperparams(make_params(**lm(kd={"method": "minillm", "T": 2.0}))["kd"])
     assert hp == {"T": 2.0, "alpha": 0.5, "student_data_fraction": 0.5, "prompt_tokens": 8, "max_new_tokens": None,
-                  "start_step": 0, "teacher_mix": 0.2, "clip": 0.2}
+                  "start_step": 0, "teacher_mix": 0.2, "clip": 0.2, "whiten": True}
     for sampled in (False, True):
         inputs = StepInputs(student=CausalLMOutput(logits=s), labels=y, teacher_logits=t, sampled=sampled,
                             token_index=INDEX, inputs={"input_ids": torch.zeros(3, 8, dtype=torch.long)})
@@ -118,7 +120,7 @@ def test_bad_settings_are_refused_naming_the_param(raw, message):
 
 
 HP = {"T": 1.0, "alpha": 0.5, "student_data_fraction": 1.0, "prompt_tokens": 2, "max_new_tokens": 6,
-      "start_step": 0, "teacher_mix": 0.2, "clip": 0.2}
+      "start_step": 0, "teacher_mix": 0.2, "clip": 0.2, "whiten": True}
 
 
 def test_on_samples_the_live_teacher_scores_the_student_s_teacher_mixed_continuations(tmp_path):
