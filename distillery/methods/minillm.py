@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 from ..schema import BOOL, FLOAT, Field, open_fraction, unit_interval
 from ._sampling import SAMPLING_PARAMS, check_sampling
 from .base import Method
-from .losses import LossTerms, labelled_ce, reverse_soft_kl, soft_kl
+from .kd import kd_terms
+from .losses import LossTerms, reverse_soft_kl
 
 if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
     import torch
@@ -56,9 +57,7 @@ def minillm_terms(student_logits: torch.Tensor, teacher_logits: torch.Tensor, la
     import torch.nn.functional as F
 
     if not sampled:
-        ce = labelled_ce(student_logits, labels)
-        kd = soft_kl(student_logits, teacher_logits, T) * (T * T)
-        return LossTerms((1.0 - alpha) * ce + alpha * kd, {"ce": ce, "kd": kd})
+        return kd_terms(student_logits, teacher_logits, labels, T, alpha)
     teacher_logits = teacher_logits.to(student_logits.dtype)
     log_q = F.log_softmax(student_logits, -1).gather(1, labels[:, None])[:, 0]
     log_p = F.log_softmax(teacher_logits, -1).gather(1, labels[:, None])[:, 0].detach()
