@@ -236,11 +236,13 @@ def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
 
 class TeacherMixture:
     """A ``generate`` logits processor that samples each token from ``weight``·p_teacher + (1 − weight)·p_model
-    (MiniLLM's teacher-mixed sampling, Gu et al. 2024): the teacher is run on the sequences so far (no cache), its
-    positions from ``prompt_mask`` (the left padding of the prompts) followed by the generated tokens."""
+    (MiniLLM's teacher-mixed sampling, Gu et al. 2024). The teacher reads the prompts once, then each new token,
+    keeping its own key-value cache (a processor serves one ``generate`` call); its positions come from
+    ``prompt_mask`` (the left padding of the prompts) followed by the generated tokens."""
 
     def __init__(self, teacher, weight: float, prompt_mask: torch.Tensor):
         self.teacher, self.weight, self.prompt_mask = teacher, weight, prompt_mask
+        self.cache, self.seen = None, 0  # the teacher's key-value cache and the tokens it holds
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         import math
@@ -251,9 +253,11 @@ class TeacherMixture:
         mask = torch.cat([self.prompt_mask, self.prompt_mask.new_ones(len(input_ids), generated)], dim=1)
         positions = (mask.cumsum(1) - 1).clamp(min=0)
         with torch.no_grad():
-            teacher = self.teacher(input_ids=input_ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+            out = self.teacher(input_ids=input_ids[:, self.seen:], attention_mask=mask,
+                               position_ids=positions[:, self.seen:], past_key_values=self.cache, use_cache=True)
+        self.cache, self.seen = out.past_key_values, input_ids.shape[1]
         model_share = math.log1p(-self.weight) if self.weight < 1 else -math.inf
-        mixture = torch.stack([F.log_softmax(teacher.float(), -1) + math.log(self.weight),
+        mixture = torch.stack([F.log_softmax(out.logits[:, -1].float(), -1) + math.log(self.weight),
                                F.log_softmax(scores.float(), -1) + model_share])
         return torch.logsumexp(mixture, dim=0).to(scores.dtype)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, GPT2Config, PreTrainedTokenizerFast
-from transformers.modeling_outputs import CausalLMOutput
+from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from distillery.data.prepared import UNLABELLED
 from distillery.errors import DistilleryError
@@ -181,27 +181,34 @@ def test_a_left_padded_prompt_is_continued_as_the_same_prompt_alone(tiny_lm):
 
 
 class FixedTeacher(torch.nn.Module):
-    """Next-token logits ``logits`` at every position; records what it was called with."""
+    """Next-token logits ``logits`` at every position; records what it was called with, and returns the number of
+    calls as its cache."""
 
     def __init__(self, logits):
         super().__init__()
         self.logits, self.calls = torch.tensor(logits), []
 
-    def forward(self, input_ids, attention_mask, position_ids):
-        self.calls.append((input_ids.clone(), attention_mask.clone(), position_ids.clone()))
-        return CausalLMOutput(logits=self.logits.expand(*input_ids.shape, -1))
+    def forward(self, input_ids, attention_mask, position_ids, past_key_values, use_cache):
+        self.calls.append((input_ids.clone(), attention_mask.clone(), position_ids.clone(), past_key_values))
+        return CausalLMOutputWithPast(logits=self.logits.expand(*input_ids.shape, -1),
+                                      past_key_values=len(self.calls))
 
 
 def test_the_teacher_mixture_is_the_weighted_sum_of_both_distributions_with_the_prompts_positions():
     teacher = FixedTeacher([0.0, 1.0, 2.0, 0.5])
     prompt_mask = torch.tensor([[0, 1, 1], [1, 1, 1]])  # row 0 left-padded by one
     ids, scores = torch.tensor([[0, 5, 6, 7, 2], [1, 2, 3, 7, 2]]), torch.tensor([[3.0, 0, 0, 1], [0, 0, 2, 0]])
-    mixed = TeacherMixture(teacher, 0.3, prompt_mask)(ids, scores)
+    mixture = TeacherMixture(teacher, 0.3, prompt_mask)
+    mixed = mixture(ids, scores)
     expected = 0.3 * torch.softmax(teacher.logits, -1) + 0.7 * torch.softmax(scores, -1)
     torch.testing.assert_close(mixed.exp(), expected)
-    _, mask, positions = teacher.calls[0]  # the prompts' padding, then the two generated tokens
+    tokens, mask, positions, cache = teacher.calls[0]  # the prompts' padding, then the two generated tokens
+    assert torch.equal(tokens, ids) and cache is None
     assert mask.tolist() == [[0, 1, 1, 1, 1], [1, 1, 1, 1, 1]]
     assert positions.tolist() == [[0, 0, 1, 2, 3], [0, 1, 2, 3, 4]]
+    mixture(torch.cat([ids, torch.tensor([[4], [1]])], dim=1), scores)  # the next token: that one alone, cached
+    tokens, mask, positions, cache = teacher.calls[1]
+    assert tokens.tolist() == [[4], [1]] and positions.tolist() == [[4], [5]] and mask.shape == (2, 6) and cache == 1
 
 
 def test_continued_prompts_mixed_all_with_the_teacher_are_the_teacher_s_own_left_padding_or_not(tiny_lm):
