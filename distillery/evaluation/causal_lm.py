@@ -129,7 +129,11 @@ def judged_samples(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pa
     first tokens of the first ``prompts`` sequences that have more, and the teacher (``models["teacher"]``) scores
     the sampled tokens. Per model: ``teacher_nll_of_samples`` (per sampled token), its ``teacher_perplexity_of_samples``
     and ``sampled_tokens_per_sequence``; for the teacher itself this is its own entropy rate, the floor a student
-    that samples as the teacher does reaches. Each model samples from ``seed`` (torch's generator, restored after)."""
+    that samples as the teacher does reaches. A student can also lower it by sampling few, generic continuations:
+    ``model_perplexity_of_samples`` (the model's own perplexity of its samples, an estimate of its entropy rate)
+    and ``distinct_bigrams_of_samples`` (the distinct pairs of consecutive sampled tokens over all pairs, Dist-2 of
+    Li et al. 2016, on tokens) say how varied the samples are. Each model samples from ``seed`` (torch's generator,
+    restored after)."""
     from ..data.prepared import UNLABELLED
     from ..models.causal_lm import continue_prompts, padded
 
@@ -145,23 +149,35 @@ def judged_samples(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pa
     try:
         for name, model in models.items():
             torch.manual_seed(seed)
-            nll, count = 0.0, 0
+            nll, own_nll, count, bigrams, distinct = 0.0, 0.0, 0, 0, set()
             for start in range(0, len(rows), batch_size):
                 input_ids, mask = padded(tokens_t, offsets, rows[start:start + batch_size], pad_id)
                 with torch.inference_mode():
                     batch = continue_prompts(model, input_ids.to(device), mask.to(device), prompt_tokens, new_tokens,
                                              1.0, eos_id, pad_id)
-                    logits = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
                     keep = batch["labels"] != UNLABELLED
-                    nll += float(torch.nn.functional.cross_entropy(logits[keep].float(), batch["labels"][keep],
-                                                                   reduction="sum"))
+                    nll += sampled_nll(teacher, batch, keep)
+                    own_nll += sampled_nll(model, batch, keep)
                 count += int(keep.sum())
+                for labels, kept in zip(batch["labels"].tolist(), keep.tolist()):
+                    sampled = [token for token, is_sampled in zip(labels, kept) if is_sampled]
+                    pairs = list(zip(sampled, sampled[1:]))
+                    bigrams += len(pairs)
+                    distinct.update(pairs)
             out[name] = {"teacher_nll_of_samples": nll / count,
                          "teacher_perplexity_of_samples": float(np.exp(nll / count)),
+                         "model_perplexity_of_samples": float(np.exp(own_nll / count)),
+                         "distinct_bigrams_of_samples": len(distinct) / max(bigrams, 1),
                          "sampled_tokens_per_sequence": count / len(rows)}
     finally:
         torch.random.set_rng_state(generator_state)
     return out
+
+
+def sampled_nll(scorer, batch: dict, keep: torch.Tensor) -> float:
+    """``scorer``'s summed NLL of a batch's sampled tokens (``keep``: where the labels are)."""
+    logits = scorer(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    return float(torch.nn.functional.cross_entropy(logits[keep].float(), batch["labels"][keep], reduction="sum"))
 
 
 def generation_lengths(max_length: int) -> tuple[int, int]:

@@ -9,6 +9,8 @@ ROWS = (("perplexity", "perplexity", ".3f"), ("nll", "NLL per token", ".4f"),
         ("kl_from_teacher", "KL(teacher ‖ student) per token", ".4f"))
 SAMPLE_ROWS = (("teacher_perplexity_of_samples", "teacher's perplexity of the model's samples", ".3f"),
                ("teacher_nll_of_samples", "teacher's NLL per sampled token", ".4f"),
+               ("model_perplexity_of_samples", "the model's own perplexity of its samples", ".3f"),
+               ("distinct_bigrams_of_samples", "distinct token bigrams among its samples' (Dist-2)", ".4f"),
                ("sampled_tokens_per_sequence", "tokens sampled per prompt", ".1f"))
 
 

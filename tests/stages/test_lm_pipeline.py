@@ -67,13 +67,16 @@ def test_lm_repro_writes_perplexities_comparison_and_report(repo):
     for name in ("teacher", "kd", "hard"):  # each model's samples of 256 test prompts (all 40 here), teacher-scored
         judged = metrics[name]  # the students: means over seeds, of exp(NLL) at least exp of the mean NLL
         assert judged["teacher_perplexity_of_samples"] >= np.exp(judged["teacher_nll_of_samples"]) * (1 - 1e-9)
-        if name == "teacher":
+        if name == "teacher":  # its own samples, by itself
             assert judged["teacher_perplexity_of_samples"] == pytest.approx(np.exp(judged["teacher_nll_of_samples"]))
+            assert judged["model_perplexity_of_samples"] == pytest.approx(judged["teacher_perplexity_of_samples"])
         assert 1 <= judged["sampled_tokens_per_sequence"] <= 6  # 12-token sequences: 6-token prompts, 6 sampled
+        assert judged["model_perplexity_of_samples"] > 1 and 0 < judged["distinct_bigrams_of_samples"] <= 1
     assert metrics["kd"]["teacher_nll_of_samples_std"] >= 0
     report = (repo / "reports/report.md").read_text()
     assert "## Greedy continuations" in report and "](plots/perplexity.png)" in report
     assert "| teacher's perplexity of the model's samples |" in report
+    assert "| distinct token bigrams among its samples' (Dist-2) |" in report
     assert len(json.loads((repo / "reports/eval/continuations.json").read_text())) >= 1
     selection = json.loads((repo / "reports/training/kd/seed_0/selection.json").read_text())
     assert selection["rule"] == "best" and "validation_nll" in selection
