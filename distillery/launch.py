@@ -8,6 +8,9 @@ One process: the script runs in this process (``exec`` of plain ``python``, no l
 launch`` starts N processes of it (``torchrun`` underneath): one per GPU where CUDA is available (NCCL), else N
 CPU processes (gloo), each with ``cpu_threads`` torch threads; ``distillery.distributed`` is what the stages do
 with them.
+
+The script imports the ``distillery`` of the repository it runs in (``package_first``), whichever copy an
+editable install of the package points at.
 """
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ import argparse
 import os
 import socket
 import sys
+from pathlib import Path
 
 from .errors import DistilleryError
 from .numerics import environment, level_in, with_pinned
@@ -51,6 +55,17 @@ def command(processes: int, script: list[str], cuda: bool, threads: int) -> tupl
     return [*launch, *script], {} if cuda else {"ACCELERATE_USE_CPU": "true"}
 
 
+def package_first(environ: dict[str, str]) -> dict[str, str]:
+    """``environ`` with the repository of this ``distillery`` (the one ``python -m distillery.launch`` found in the
+    stage's working directory) first on PYTHONPATH. A script run as a file has its own folder (``stages/``) first on
+    ``sys.path``, not the working directory, so it would import ``distillery`` from wherever an editable install
+    points: the workspace, while DVC runs an experiment in a temporary copy (``dvc exp run --temp``, queued
+    sweeps, ``make tune``), or another clone sharing the virtual environment."""
+    root = str(Path(__file__).resolve().parents[1])
+    kept = [path for path in environ.get("PYTHONPATH", "").split(os.pathsep) if path and path != root]
+    return {**environ, "PYTHONPATH": os.pathsep.join([root, *kept])}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m distillery.launch", description=__doc__.splitlines()[0])
     parser.add_argument("--processes", default="1", help="the compute.processes param (default 1)")
@@ -72,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     cmd, env = command(processes, args.script, cuda, threads)
     sys.stdout.flush()
-    os.execve(cmd[0], cmd, {**with_pinned(os.environ, pinned), **env})
+    os.execve(cmd[0], cmd, {**package_first(with_pinned(os.environ, pinned)), **env})
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 through it."""
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
@@ -49,6 +50,32 @@ def test_one_process_execs_the_script_in_place(monkeypatch):
     monkeypatch.setattr(launch.os, "execve", lambda path, args, env: started.append(args))
     launch.main(["--processes", "1", "stages/teacher_logits.py", "--name", "wide"])
     assert started == [[sys.executable, "stages/teacher_logits.py", "--name", "wide"]]
+
+
+def test_the_script_imports_the_package_of_the_repository_it_runs_in(monkeypatch):
+    started = []
+    monkeypatch.setattr(launch.os, "execve", lambda path, args, env: started.append(env))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(["/elsewhere", str(REPO)]))
+    launch.main(["stages/evaluate.py"])
+    assert started[0]["PYTHONPATH"] == os.pathsep.join([str(REPO), "/elsewhere"])  # this repository first, once
+
+
+def test_a_copy_of_the_repository_runs_its_own_package_whatever_is_installed(tmp_path):
+    """As DVC runs an experiment in a temporary copy of the workspace (queued sweeps, `dvc exp run --temp`, `make
+    tune`): the stage, a script run as a file, imports the copy's ``distillery``, not the one an editable install
+    (`make setup`) points at, nor one on PYTHONPATH."""
+    import shutil
+    import subprocess
+
+    copy = tmp_path / "copy"
+    shutil.copytree(REPO / "distillery", copy / "distillery", ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "stages").mkdir()
+    (copy / "stages" / "probe.py").write_text("import distillery\nprint(distillery.__file__)\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # the installed package, and another copy on the path
+    done = subprocess.run([sys.executable, "-m", "distillery.launch", "stages/probe.py"], cwd=copy, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(copy / "distillery" / "__init__.py")
 
 
 def test_params_refuse_processes_below_one():
