@@ -156,8 +156,9 @@ def judged_samples(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pa
                     batch = continue_prompts(model, input_ids.to(device), mask.to(device), prompt_tokens, new_tokens,
                                              1.0, eos_id, pad_id)
                     keep = batch["labels"] != UNLABELLED
-                    nll += sampled_nll(teacher, batch, keep)
-                    own_nll += sampled_nll(model, batch, keep)
+                    by_teacher = sampled_nll(teacher, batch, keep)
+                    nll += by_teacher
+                    own_nll += by_teacher if model is teacher else sampled_nll(model, batch, keep)
                 count += int(keep.sum())
                 for labels, kept in zip(batch["labels"].tolist(), keep.tolist()):
                     sampled = [token for token, is_sampled in zip(labels, kept) if is_sampled]
