@@ -260,15 +260,18 @@ def write_token_logits(path: Path, ids: np.ndarray, positions: np.ndarray, parts
 
 
 class TokenLogits:
-    """A split's stored per-token teacher logits, in the split's row order: row i's tokens 0..lengths[i]−2 are
-    entries ``offsets[i]..offsets[i+1]−1`` of the flat arrays in ``parts`` (``compress_tokens``' columns)."""
+    """A split's stored per-token teacher logits, in the split's row order: row i's target positions
+    starts[i]..lengths[i]−2 (``starts`` 0 without prompts) are entries ``offsets[i]..offsets[i+1]−1`` of the flat
+    arrays in ``parts`` (``compress_tokens``' columns)."""
 
     key_bytes = KEY_BYTES
 
-    def __init__(self, row_ids: np.ndarray, lengths: np.ndarray, vocab_size: int, parts: dict[str, np.ndarray]):
+    def __init__(self, row_ids: np.ndarray, lengths: np.ndarray, vocab_size: int, parts: dict[str, np.ndarray],
+                 starts: np.ndarray | None = None):
         self.row_ids, self.lengths = np.asarray(row_ids, np.int64), np.asarray(lengths, np.int64)
+        self.starts = np.zeros_like(self.lengths) if starts is None else np.asarray(starts, np.int64)
         self.vocab_size, self.parts = int(vocab_size), parts
-        self.targets = np.maximum(self.lengths - 1, 0)  # next-token targets per row
+        self.targets = np.maximum(self.lengths - 1 - self.starts, 0)  # next-token targets per row
         self.offsets = np.concatenate([[0], np.cumsum(self.targets)]).astype(np.int64)
         self.top_k: int | None = None if "logits" in parts else int(parts["index"].shape[1])
 
@@ -282,29 +285,31 @@ class TokenLogits:
         return payload_bytes(self.top_k, self.vocab_size)
 
     def batch(self, rows: Sequence[int], length: int, T: float = 1.0) -> torch.Tensor | dict[str, torch.Tensor]:
-        """Row ``rows[b]``'s (an index into the split's rows) targets at positions 0..lengths−2 for a loss at
+        """Row ``rows[b]``'s (an index into the split's rows) targets at its target positions for a loss at
         temperature ``T``, zeros at every other position (the loss masks them): with every logit stored, dense
         float32 (len(rows), length, V); with the top k, ``top_k_parts`` (what ``dense_targets`` rebuilds on the
         training device: k + 1 numbers a token cross to it instead of V)."""
         if self.top_k is not None:
             return self.top_k_parts(rows, length, T)
-        counts, starts = self._spans(rows, length)
+        counts, entries, first = self._spans(rows, length)
         out = torch.empty(len(counts), length, self.vocab_size)
         dense = out.numpy()  # filled in place (the stored arrays may be read-only: no torch view of them)
         stored = self.parts["logits"]
-        for b, (start, count) in enumerate(zip(starts.tolist(), counts.tolist())):  # rows, not tokens
-            dense[b, :count] = stored[start:start + count]
-            dense[b, count:] = 0
+        for b, (entry, count, at) in enumerate(zip(entries.tolist(), counts.tolist(), first.tolist())):  # rows
+            dense[b, :at] = 0
+            dense[b, at:at + count] = stored[entry:entry + count]
+            dense[b, at + count:] = 0
         return out
 
     def top_k_parts(self, rows: Sequence[int], length: int, T: float = 1.0) -> dict[str, torch.Tensor]:
         """Stored top-k targets as ``index`` (B, length, k) int64, ``top`` (B, length, k) float32 and ``rest``
         (B, length) float32, the logit ``logits_top_k.rest_logits`` gives every other token at ``T``; zeros at
         positions without a target. ``dense_targets`` of them is what ``logits_top_k.rebuild`` gives."""
-        counts, starts = self._spans(rows, length)
+        counts, entries, first = self._spans(rows, length)
         within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        src = np.repeat(starts, counts) + within  # the batch's tokens in the flat arrays
-        where = (torch.from_numpy(np.repeat(np.arange(len(counts)), counts)), torch.from_numpy(within))
+        src = np.repeat(entries, counts) + within  # the batch's tokens in the flat arrays
+        where = (torch.from_numpy(np.repeat(np.arange(len(counts)), counts)),
+                 torch.from_numpy(np.repeat(first, counts) + within))
         top = self.parts["top"][src]
         parts = {"index": torch.zeros(len(counts), length, self.top_k, dtype=torch.int64),
                  "top": torch.zeros(len(counts), length, self.top_k), "rest": torch.zeros(len(counts), length)}
@@ -314,15 +319,16 @@ class TokenLogits:
         parts["rest"][where] = torch.from_numpy(rest.astype(np.float32))
         return parts
 
-    def _spans(self, rows: Sequence[int], length: int) -> tuple[np.ndarray, np.ndarray]:
-        """Each row's number of targets and its first entry in the flat arrays, checked against ``length``."""
+    def _spans(self, rows: Sequence[int], length: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's number of targets, its first entry in the flat arrays and its first target position, checked
+        against ``length``."""
         rows = np.asarray(rows, np.int64).reshape(-1)
         if rows.size and (rows.min() < 0 or rows.max() >= len(self.row_ids)):
             raise IndexError(f"TokenLogits.batch: rows must be in 0..{len(self.row_ids) - 1}, not {rows.tolist()}")
-        counts, starts = self.targets[rows], self.offsets[rows]
-        if counts.size and counts.max() > length:
-            raise ValueError(f"TokenLogits.batch: length {length} < the {counts.max()} targets of a row")
-        return counts, starts
+        counts, entries, first = self.targets[rows], self.offsets[rows], self.starts[rows]
+        if counts.size and (counts + first).max() > length:
+            raise ValueError(f"TokenLogits.batch: length {length} < the {(counts + first).max()} positions of a row")
+        return counts, entries, first
 
 
 def dense_targets(parts: dict[str, torch.Tensor], vocab_size: int) -> torch.Tensor:
@@ -356,9 +362,11 @@ def _list_size(schema, column: str, path: Path) -> int:
 READ_BYTES = 2 ** 26  # load_token_logits reads the values this many bytes at a time
 
 
-def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, vocab_size: int) -> TokenLogits:
-    """The stored teacher logits of a split whose rows have ids ``row_ids`` and ``lengths[i]`` tokens, joined by
-    (id, position), in the order of ``row_ids``. Refuses a missing file, a vocabulary other than ``vocab_size``,
+def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, vocab_size: int,
+                      starts: np.ndarray | None = None) -> TokenLogits:
+    """The stored teacher logits of a split whose rows have ids ``row_ids`` and ``lengths[i]`` tokens, targets from
+    position ``starts[i]`` on (0 where not given; ``data.prepared.target_starts``), joined by (id, position), in the
+    order of ``row_ids``. Refuses a missing file, a vocabulary other than ``vocab_size``,
     top-k ids outside it, missing, extra or repeated keys, and NaN/inf values, naming up to 5 offending keys.
     The keys are read first; the values then go straight to their place in the split's order, ``READ_BYTES`` at a
     time, so the logits are in memory once."""
@@ -400,12 +408,13 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
     if not full:
         check_token_top_k(k, vocab_size, f"{path}: top k")
 
-    targets = np.maximum(lengths - 1, 0)
+    starts = np.zeros_like(lengths) if starts is None else np.asarray(starts, np.int64)
+    targets = np.maximum(lengths - 1 - starts, 0)
     n = int(targets.sum())
     parts = {"logits": np.empty((n, vocab_size), np.float32)} if full else {
         "index": np.empty((n, k), np.int32), "top": np.empty((n, k), np.float32),
         "rest_mean": np.empty(n, np.float32), "rest_lse": np.empty(n, np.float32)}
-    data = TokenLogits(row_ids, lengths, vocab_size, parts)
+    data = TokenLogits(row_ids, lengths, vocab_size, parts, starts)
     split_order = np.argsort(row_ids, kind="stable")
     sorted_ids = row_ids[split_order]
     repeats = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
@@ -413,15 +422,16 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
         raise DistilleryError(f"{path}: the prepared split repeats ids {np.unique(repeats)[:EXAMPLES].tolist()}")
     if len(row_ids):
         row = split_order[np.minimum(np.searchsorted(sorted_ids, file_ids), len(row_ids) - 1)]
-        valid = (row_ids[row] == file_ids) & (file_positions >= 0) & (file_positions < data.targets[row])
+        within = file_positions - starts[row]
+        valid = (row_ids[row] == file_ids) & (within >= 0) & (within < data.targets[row])
     else:
-        row, valid = np.zeros(len(file_ids), np.int64), np.zeros(len(file_ids), bool)
-    flat = data.offsets[row[valid]] + file_positions[valid]  # each valid key's entry in the split's order
+        row, valid, within = np.zeros(len(file_ids), np.int64), np.zeros(len(file_ids), bool), file_positions
+    flat = data.offsets[row[valid]] + within[valid]  # each valid key's entry in the split's order
     hits = np.bincount(flat, minlength=data.num_tokens)
 
     def split_keys(entries: np.ndarray) -> list[tuple[int, int]]:
         rows = np.searchsorted(data.offsets, entries[:EXAMPLES], side="right") - 1
-        return _keys(row_ids[rows], entries[:EXAMPLES] - data.offsets[rows])
+        return _keys(row_ids[rows], entries[:EXAMPLES] - data.offsets[rows] + starts[rows])
 
     repeated = np.flatnonzero(hits > 1)
     if repeated.size:
@@ -430,7 +440,7 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
     if missing.size or not valid.all():
         extra = ~valid
         raise DistilleryError(
-            f"{path}: (id, position) keys do not match the prepared split (positions 0..length−2 of each row): "
+            f"{path}: (id, position) keys do not match the prepared split (target positions of each row: 0, or its prompt's last, to length−2): "
             f"{missing.size} missing (e.g. {split_keys(missing)}), {int(extra.sum())} extra "
             f"(e.g. {_keys(file_ids[extra], file_positions[extra])})")
 
@@ -470,4 +480,5 @@ def concat_token_logits(first: TokenLogits, second: TokenLogits) -> TokenLogits:
         raise ValueError(f"concat_token_logits: vocabulary {first.vocab_size} top-k {first.top_k} vs "
                          f"{second.vocab_size} top-k {second.top_k}")
     return TokenLogits(np.concatenate([first.row_ids, second.row_ids]), np.concatenate([first.lengths, second.lengths]),
-                       first.vocab_size, {k: np.concatenate([first.parts[k], second.parts[k]]) for k in first.parts})
+                       first.vocab_size, {k: np.concatenate([first.parts[k], second.parts[k]]) for k in first.parts},
+                       np.concatenate([first.starts, second.starts]))

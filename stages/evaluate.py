@@ -55,11 +55,12 @@ def main() -> None:
 
 
 def evaluate_language_models(params: dict, prepared) -> None:
-    """task causal_lm: perplexity and the rest per token, the KD-vs-hard bootstrap, continuations and speed."""
+    """task causal_lm: perplexity and the rest per token, the KD-vs-hard bootstrap, the teacher's judgement of
+    samples, with prompts each model's answers against the references, continuations and speed."""
     from distillery.evaluation.causal_lm import continuations, evaluate_lm, lm_speed
     from distillery.models.causal_lm import load_causal_lm
     from distillery.models.inference import best_device
-    from distillery.data.prepared import token_arrays
+    from distillery.data.prepared import prompt_lengths, token_arrays
     from distillery.training.causal_lm import load_lm_teacher, prepared_tokenizer
 
     ev, device, tokenizer = params["evaluate"], best_device(), prepared_tokenizer()
@@ -68,11 +69,13 @@ def evaluate_language_models(params: dict, prepared) -> None:
     teacher = load_lm_teacher()
     students = {kind: {seed: load_causal_lm(seed_dir(Path(f"models/students/{kind}"), seed))
                        for seed in seeds_in(Path(f"models/students/{kind}"))} for kind in ("kd", "hard")}
-    splits = {name: token_arrays(prepared.splits[name]) for name in ("validation", "test")}
+    splits = {name: (*token_arrays(prepared.splits[name]), prompt_lengths(prepared.splits[name]))
+              for name in ("validation", "test")}
     samples = {"eos_id": tokenizer.eos_token_id, "prompts": ev["judged_samples"], "max_length": max_length,
                "seed": ev["bootstrap_seed"]}
+    answers = {"tokenizer": tokenizer, "prompts": ev["responses"], "max_length": max_length}
     metrics, tables = evaluate_lm(teacher, students, splits, pad, ev["batch_size"], ev["bootstrap_samples"],
-                                  ev["bootstrap_seed"], device, samples)
+                                  ev["bootstrap_seed"], device, samples, answers)
     first = {"teacher": teacher, **{f"{kind}_seed{next(iter(seeds))}": next(iter(seeds.values()))
                                     for kind, seeds in students.items()}}
     with atomic_dir(Path("reports/eval")) as out:
@@ -83,16 +86,21 @@ def evaluate_language_models(params: dict, prepared) -> None:
             table.to_parquet(out / f"sequence_nll_{name}.parquet", index=False)
     write_json(Path("reports/metrics.json"), metrics)
     comparison = metrics["comparison"]
-    write_json(Path("reports/headline.json"), {
+    headline = {
         "perplexity": {name: metrics[name]["perplexity"] for name in ("kd", "hard", "teacher")},
         "validation_perplexity": {name: metrics[name]["validation_perplexity"] for name in ("kd", "hard", "teacher")},
-        "kd_minus_hard_nll": comparison["kd_minus_hard_nll"], "gap_closure": comparison["gap_closure"]})
+        "kd_minus_hard_nll": comparison["kd_minus_hard_nll"], "gap_closure": comparison["gap_closure"]}
+    if "rouge_l" in metrics["teacher"]:
+        headline["rouge_l"] = {name: metrics[name]["rouge_l"] for name in ("kd", "hard", "teacher")}
+    write_json(Path("reports/headline.json"), headline)
     write_json(TIMINGS_ROOT / "speed.json", lm_speed(first, splits["test"], pad, ev["batch_size"],
                                                      ev["timing_repeats"], ev["timing_warmup"], tokenizer, max_length,
                                                      device))
     for name in ("teacher", "kd", "hard"):
+        answered = (f", test answers ROUGE-L {metrics[name]['rouge_l']:.4f}, exact match "
+                    f"{metrics[name]['exact_match']:.4f}" if "rouge_l" in metrics[name] else "")
         print(f"{name:8s} perplexity validation {metrics[name]['validation_perplexity']:.3f}, test "
-              f"{metrics[name]['perplexity']:.3f}")
+              f"{metrics[name]['perplexity']:.3f}{answered}")
     print(f"KD - hard NLL per token (validation): {comparison['validation_kd_minus_hard_nll']:+.4f} "
           f"[{comparison['validation_kd_minus_hard_nll_ci_low']:+.4f}, "
           f"{comparison['validation_kd_minus_hard_nll_ci_high']:+.4f}], gap closed "

@@ -51,11 +51,12 @@ def main(name: str | None) -> None:
 
 
 def token_logits(prepared, batch_size: int, top_k: int | None) -> None:
-    """Language models: the teacher's logits at every token with a next token, keyed by (id, position), written
-    batch by batch (a split's logits are never all in memory)."""
+    """Language models: the teacher's logits at every token with a next token (with prompts, from the prompt's last
+    token on: the response's targets), keyed by (id, position), written batch by batch (a split's logits are never
+    all in memory)."""
     from distillery.models.causal_lm import token_logits_batches
     from distillery.token_logits import check_token_top_k, token_logits_writer
-    from distillery.data.prepared import token_arrays
+    from distillery.data.prepared import prompt_lengths, target_starts, token_arrays
     from distillery.training.causal_lm import load_lm_teacher, prepared_tokenizer
 
     tokenizer, teacher = prepared_tokenizer(), load_lm_teacher()
@@ -69,7 +70,7 @@ def token_logits(prepared, batch_size: int, top_k: int | None) -> None:
             start = time.perf_counter()
             with token_logits_writer(out / f"{split_name}.parquet", vocab_size, top_k) as writer:
                 for batch in token_logits_batches(teacher, *token_arrays(split), split.ids, top_k, pad, batch_size,
-                                                  f"teacher-{split_name}"):
+                                                  f"teacher-{split_name}", starts=target_starts(prompt_lengths(split))):
                     writer.write(*batch)
             seconds = time.perf_counter() - start
             stored = writer.stored

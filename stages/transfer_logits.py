@@ -59,13 +59,14 @@ def main() -> None:
 
 
 def generated_transfer(params: dict, prepared) -> None:
-    """task causal_lm: the teacher continues teacher.generate.sequences training prompts (sampled, seeded) and scores
-    its own sequences once per token (sequence-level KD's data, kd.method seqkd); only the summary when off."""
+    """task causal_lm: the teacher continues teacher.generate.sequences training prompts (their first
+    teacher.generate.prompt_tokens, or with data.prompt_column their prompts; sampled, seeded) and scores its own
+    sequences once per token (sequence-level KD's data, kd.method seqkd); only the summary when off."""
     generate = params["teacher"]["generate"]
     summary = {"rows": 0}
     if generate["sequences"]:
         from distillery.data.corpus import write_sequences
-        from distillery.data.prepared import token_arrays
+        from distillery.data.prepared import prompt_lengths, target_starts, token_arrays
         from distillery.models.causal_lm import sample_continuations, token_logits_batches
         from distillery.token_logits import token_logits_writer
         from distillery.training.causal_lm import load_lm_teacher, prepared_tokenizer
@@ -74,8 +75,11 @@ def generated_transfer(params: dict, prepared) -> None:
         train = prepared.splits["train"]
         batch_size = params["teacher"]["inference_batch_size"]
         start = time.perf_counter()
-        ids, tokens, offsets = sample_continuations(teacher, *token_arrays(train), train.ids, generate,
-                                                    prepared.meta["max_length"], tokenizer.eos_token_id, batch_size)
+        prompted = bool(prepared.meta.get("prompt_column"))  # the teacher answers each row's prompt
+        ids, tokens, offsets, prompts = sample_continuations(
+            teacher, *token_arrays(train), train.ids, generate, prepared.meta["max_length"], tokenizer.eos_token_id,
+            batch_size, prompt_lengths=prompt_lengths(train) if prompted else None)
+        prompts = prompts if prompted else None
         sampled = time.perf_counter() - start
         lengths = np.diff(offsets)
         summary = {"rows": len(ids), "tokens": int(lengths.sum()),
@@ -85,11 +89,12 @@ def generated_transfer(params: dict, prepared) -> None:
               f"({summary['ended']} ended with the end-of-text token); scored once below")
     with atomic_dir(TRANSFER_LOGITS) as out:
         if generate["sequences"]:
-            write_sequences(out / GENERATED_SEQUENCES, ids, tokens, offsets)
+            write_sequences(out / GENERATED_SEQUENCES, ids, tokens, offsets, prompts)
             top_k = params["teacher"]["logits_top_k"]
             with token_logits_writer(out / GENERATED_LOGITS, teacher.config.vocab_size, top_k) as writer:
                 for batch in token_logits_batches(teacher, tokens, offsets, ids, top_k, tokenizer.eos_token_id,
-                                                  batch_size, "teacher-generated"):
+                                                  batch_size, "teacher-generated",
+                                                  starts=None if prompts is None else target_starts(prompts)):
                     writer.write(*batch)
         write_json(out / SUMMARY_FILE, summary)
 

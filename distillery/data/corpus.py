@@ -18,6 +18,13 @@ special token ``<|endoftext|>`` is its bos, eos and pad token. It is saved under
 A row of fewer than 2 tokens (its eos included) has no next token to predict: dropped and counted. Each split is
 saved with ``datasets`` (``id`` int64, ``input_ids`` list of int32) and meta.json reports the sequences, tokens,
 tokens cut, empty and short rows of every split.
+
+With ``data.prompt_column`` each row is a prompt (that column) and its response (``data.text_column``): its tokens
+are the prompt's, then the response's and the eos token, tokenized apart so the boundary is exact, and the split
+keeps each row's ``prompt_length`` (int32): the models learn and are scored on the response tokens alone
+(``target_starts``). A row blank in either column is dropped as empty; a prompt that leaves no room for a response
+token within ``data.max_length`` drops its row (counted: ``long_prompts``); a longer response is cut at
+``data.max_length`` (the tokens cut are counted).
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ from ..errors import DistilleryError
 from ..io import atomic_dir
 from .checkpoints import checkpoint_tokenizer, save_tokenizer
 from .files import cap_train, check_columns, load_tables, number_rows, source_parts
-from .prepared import META_FILE, SPLITS, Prepared, load_prepared
+from .prepared import META_FILE, PROMPT_LENGTH, SPLITS, Prepared, load_prepared, target_counts, within_rows
 from .splitting import random_split_indices
 
 KIND = "causal_lm"
@@ -46,13 +53,15 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     """Load a text source as a corpus, tokenize it and save its token sequences under ``out_dir`` (see the module
     docstring); relative paths are taken from ``root``."""
     source = data_params["source"]
-    column = data_params["text_column"]
+    column, prompt_column = data_params["text_column"], data_params["prompt_column"]
     if not column:
         raise DistilleryError(f"data.text_column is required for the corpus {source!r}")
+    columns = {column: "data.text_column", **({prompt_column: "data.prompt_column"} if prompt_column else {})}
     tables, where, _ = load_tables(data_params, root)
-    check_columns(tables, where, [column])
+    check_columns(tables, where, list(columns))
     for split, df in tables.items():
-        _check_has_text(df[column], where[split], column)
+        for name, param in columns.items():
+            _check_has_text(df[name], where[split], name, param)
     numbered = number_rows(tables, data_params["id_column"], where)
     parts, origin = source_parts(
         numbered, data_params,
@@ -62,46 +71,59 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     rows, empty_rows = {}, {}
     for split in SPLITS:
         df = parts[split].sort_values("id")
-        blank = blank_rows(df[column])
+        blank = np.logical_or.reduce([blank_rows(df[name]) for name in columns])
         empty_rows[split] = int(blank.sum())
         if blank.all():
+            named = " or ".join(f"column {name!r} ({param})" for name, param in columns.items())
             raise DistilleryError(f"data.source = {source!r}: the {split} split ({origin[split]}) has no text: all "
-                                  f"{len(df)} of its rows are empty or whitespace-only in column {column!r} "
-                                  "(data.text_column)")
+                                  f"{len(df)} of its rows are empty or whitespace-only in {named}")
         rows[split] = df[~blank]
     rows = cap_train(rows, origin, data_params)
     rows = {split: df.sort_values("id") for split, df in rows.items()}
     texts = {split: df[column].astype(str).tolist() for split, df in rows.items()}
+    prompts = {split: df[prompt_column].astype(str).tolist() for split, df in rows.items()} if prompt_column else None
 
-    tokenizer, name = corpus_tokenizer(data_params, texts["train"], root)
+    tokenizer, name = corpus_tokenizer(data_params, texts["train"] + (prompts["train"] if prompts else []), root)
     max_length, packing = data_params["max_length"], data_params["packing"]
-    splits, stats = {}, {k: {} for k in ("tokens", "tokens_cut", "short_rows")}
+    splits, stats = {}, {k: {} for k in ("tokens", "target_tokens", "tokens_cut", "short_rows", "long_prompts")}
     for split in SPLITS:
         values, lengths = encode(tokenizer, texts[split])
         ids = rows[split]["id"].to_numpy(np.int64)
-        short = lengths < MIN_TOKENS
-        if short.any():
-            values, lengths, ids = values[np.repeat(~short, lengths)], lengths[~short], ids[~short]
+        prompt_lengths = np.zeros(len(ids), np.int64)
+        if prompts:
+            prompt_values, prompt_lengths = encode(tokenizer, prompts[split], end=False)
+            values, lengths = join_rows(prompt_values, prompt_lengths, values, lengths)
+        keep = (lengths >= MIN_TOKENS) & (prompt_lengths < max_length)
+        short, long_prompts = lengths < MIN_TOKENS, prompt_lengths >= max_length
+        if not keep.all():
+            values, lengths, ids = values[np.repeat(keep, lengths)], lengths[keep], ids[keep]
+            prompt_lengths = prompt_lengths[keep]
         lengths, values, cut = (truncate if packing == "truncate" else pack)(values, lengths, max_length)
-        if packing == "pack":
-            ids = np.arange(len(lengths), dtype=np.int64)
+        if packing == "pack":  # never with prompts (params)
+            ids, prompt_lengths = np.arange(len(lengths), dtype=np.int64), np.zeros(len(lengths), np.int64)
         if not len(lengths):
-            raise DistilleryError(f"data.source = {source!r}: the {split} split has no sequence of at least "
-                                  f"{MIN_TOKENS} tokens ({int(short.sum())} rows tokenize to nothing, tokenizer "
-                                  f"{name!r})")
-        splits[split] = (ids, lengths, values)
+            raise DistilleryError(
+                f"data.source = {source!r}: the {split} split has no sequence of at least {MIN_TOKENS} tokens "
+                f"({int(short.sum())} rows tokenize to nothing, tokenizer {name!r})" if not prompts else
+                f"data.source = {source!r}: every row of the {split} split has a prompt of data.max_length = "
+                f"{max_length} tokens or more ({int(long_prompts.sum())} rows, column {prompt_column!r}): no room "
+                "for a response; raise data.max_length")
+        splits[split] = (ids, lengths, values, prompt_lengths if prompts else None)
         stats["tokens"][split] = int(lengths.sum())
+        stats["target_tokens"][split] = int(target_counts(lengths, prompt_lengths).sum())
         stats["tokens_cut"][split] = cut
         stats["short_rows"][split] = int(short.sum())
+        stats["long_prompts"][split] = int(long_prompts.sum())
     meta = {
         "kind": KIND,
         "source": source,
-        "sizes": {split: len(ids) for split, (ids, _, _) in splits.items()},
+        "sizes": {split: len(parts[0]) for split, parts in splits.items()},
         **stats,
         "empty_rows": empty_rows,
         "vocab_size": len(tokenizer),
         "max_length": max_length,
         "packing": packing,
+        "prompt_column": prompt_column,
         "tokenizer": name,
         "eos_token_id": tokenizer.eos_token_id,
         "split_origin": origin,
@@ -119,13 +141,13 @@ def blank_rows(texts) -> np.ndarray:
     return missing | (stripped == "").to_numpy(dtype=bool)
 
 
-def _check_has_text(texts, where: str, column: str) -> None:
+def _check_has_text(texts, where: str, column: str, param: str = "data.text_column") -> None:
     """A source table (file, dataset split) with rows, not all of them empty."""
     if len(texts) == 0:
         raise DistilleryError(f"{where}: no rows")
     if blank_rows(texts).all():
         raise DistilleryError(f"{where}: all {len(texts)} rows are empty or whitespace-only in column {column!r} "
-                              "(data.text_column): no text to learn from")
+                              f"({param}): no text to learn from")
 
 
 def corpus_tokenizer(data_params: dict, train_texts: list[str], root: Path = Path(".")):
@@ -168,9 +190,9 @@ def train_bpe(texts: list[str], vocab_size: int, max_length: int):
                                    pad_token=END_OF_TEXT, model_max_length=max_length)
 
 
-def encode(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Every text's tokens (no special tokens added) followed by the eos token: all rows' tokens one after the
-    other (int32) and each row's count (int64, the eos included)."""
+def encode(tokenizer, texts: list[str], end: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Every text's tokens (no special tokens added), each followed by the eos token where ``end``: all rows'
+    tokens one after the other (int32) and each row's count (int64, the eos included)."""
     eos = tokenizer.eos_token_id
     values, lengths = [np.zeros(0, np.int32)], [np.zeros(0, np.int64)]
     for start in range(0, len(texts), ENCODE_BATCH):
@@ -178,16 +200,27 @@ def encode(tokenizer, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
                         verbose=False)["input_ids"]
         counts = np.fromiter(map(len, ids), np.int64, count=len(ids))
         flat = np.fromiter(itertools.chain.from_iterable(ids), np.int32, count=int(counts.sum()))
-        values.append(np.insert(flat, np.cumsum(counts), eos))  # an eos after each row
-        lengths.append(counts + 1)
+        values.append(np.insert(flat, np.cumsum(counts), eos) if end else flat)  # an eos after each row
+        lengths.append(counts + end)
     return np.concatenate(values), np.concatenate(lengths)
+
+
+def join_rows(first: np.ndarray, first_lengths: np.ndarray, second: np.ndarray,
+              second_lengths: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Row i's tokens of ``first`` followed by its tokens of ``second`` (both laid row after row): (tokens,
+    lengths)."""
+    lengths = first_lengths + second_lengths
+    starts = np.cumsum(lengths) - lengths
+    out = np.empty(int(lengths.sum()), first.dtype)
+    out[np.repeat(starts, first_lengths) + within_rows(first_lengths)] = first
+    out[np.repeat(starts + first_lengths, second_lengths) + within_rows(second_lengths)] = second
+    return out, lengths
 
 
 def truncate(values: np.ndarray, lengths: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray, int]:
     """One sequence per row, its first ``max_length`` tokens: (lengths, tokens, tokens cut)."""
     kept = np.minimum(lengths, max_length)
-    position = np.arange(values.size) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    return kept, values[position < max_length], int((lengths - kept).sum())
+    return kept, values[within_rows(lengths) < max_length], int((lengths - kept).sum())
 
 
 def pack(values: np.ndarray, lengths: np.ndarray, max_length: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -217,18 +250,24 @@ def token_column(lengths: np.ndarray, values: np.ndarray, max_length: int):
 
 
 def save_corpus(splits: dict, tokenizer, meta: dict, out_dir: Path) -> None:
-    """split -> (ids, lengths, tokens) as a ``datasets.DatasetDict`` (``id``, ``input_ids``), the tokenizer under
-    ``tokenizer/`` and meta.json, written atomically."""
+    """split -> (ids, lengths, tokens, prompt lengths or None) as a ``datasets.DatasetDict`` (``id``, ``input_ids``
+    and, with prompts, ``prompt_length``), the tokenizer under ``tokenizer/`` and meta.json, written atomically."""
     import datasets
     import pyarrow as pa
 
-    features = datasets.Features({"id": datasets.Value("int64"), "input_ids": datasets.List(datasets.Value("int32"))})
+    prompted = any(parts[3] is not None for parts in splits.values())
+    features = datasets.Features({"id": datasets.Value("int64"), "input_ids": datasets.List(datasets.Value("int32")),
+                                  **({PROMPT_LENGTH: datasets.Value("int32")} if prompted else {})})
+
+    def table(ids, lengths, values, prompt_lengths):
+        columns = {"id": pa.array(ids, pa.int64()), "input_ids": token_column(lengths, values, meta["max_length"])}
+        if prompted:
+            columns[PROMPT_LENGTH] = pa.array(prompt_lengths, pa.int32())
+        return pa.table(columns).cast(features.arrow_schema)
+
     dsd = datasets.DatasetDict({
-        split: datasets.Dataset(
-            pa.table({"id": pa.array(ids, pa.int64()),
-                      "input_ids": token_column(lengths, values, meta["max_length"])}).cast(features.arrow_schema),
-            info=datasets.DatasetInfo(features=features))
-        for split, (ids, lengths, values) in splits.items()
+        split: datasets.Dataset(table(*parts), info=datasets.DatasetInfo(features=features))
+        for split, parts in splits.items()
     })
     datasets.disable_progress_bars()
     with atomic_dir(out_dir) as tmp:
@@ -245,27 +284,35 @@ def load_tokenizer(prepared_dir: Path):
     return checkpoint_tokenizer(path, where="the prepared tokenizer")
 
 
-def write_sequences(path: Path, ids: np.ndarray, tokens: np.ndarray, offsets: np.ndarray) -> None:
-    """Token sequences (``id``, ``input_ids``) to one Parquet file, atomically: the teacher's generated ones."""
+def write_sequences(path: Path, ids: np.ndarray, tokens: np.ndarray, offsets: np.ndarray,
+                    prompt_lengths: np.ndarray | None = None) -> None:
+    """Token sequences (``id``, ``input_ids`` and, for a corpus of prompts and responses, ``prompt_length``) to one
+    Parquet file, atomically: the teacher's generated ones."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from ..io import atomic_path
 
-    table = pa.table({"id": pa.array(np.asarray(ids, np.int64)),
-                      "input_ids": pa.ListArray.from_arrays(pa.array(np.asarray(offsets, np.int32)),
-                                                            pa.array(np.asarray(tokens, np.int32)))})
+    columns = {"id": pa.array(np.asarray(ids, np.int64)),
+               "input_ids": pa.ListArray.from_arrays(pa.array(np.asarray(offsets, np.int32)),
+                                                     pa.array(np.asarray(tokens, np.int32)))}
+    if prompt_lengths is not None:
+        columns[PROMPT_LENGTH] = pa.array(np.asarray(prompt_lengths, np.int32))
     with atomic_path(Path(path)) as tmp:
-        pq.write_table(table, tmp)
+        pq.write_table(pa.table(columns), tmp)
 
 
-def read_sequences(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``write_sequences``' file: ids, flat int64 tokens and the (rows + 1,) offsets."""
+def read_sequences(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``write_sequences``' file: ids, flat int64 tokens, the (rows + 1,) offsets and the prompt lengths (zeros
+    where the file has none)."""
     import pyarrow.parquet as pq
 
     if not Path(path).exists():
         raise DistilleryError(f"{path}: not found (the transfer_logits stage writes it when teacher.generate is on)")
-    column = pq.read_table(path).column("input_ids").combine_chunks()
+    table = pq.read_table(path)
+    column = table.column("input_ids").combine_chunks()
     offsets = column.offsets.to_numpy().astype(np.int64)
-    ids = pq.read_table(path, columns=["id"]).column("id").to_numpy()
-    return ids, column.values.to_numpy().astype(np.int64)[offsets[0]:offsets[-1]], offsets - offsets[0]
+    ids = table.column("id").to_numpy()
+    prompts = (table.column(PROMPT_LENGTH).to_numpy().astype(np.int64) if PROMPT_LENGTH in table.column_names
+               else np.zeros(len(ids), np.int64))
+    return ids, column.values.to_numpy().astype(np.int64)[offsets[0]:offsets[-1]], offsets - offsets[0], prompts

@@ -110,7 +110,11 @@ DATA = {
     "split_seed": Field(INT, non_negative, 0),
     "files": Field((dict,), _split_files, None, nullable=True,
                    help="source 'files': split -> file (CSV/TSV/JSONL/Parquet, optionally .gz)"),
-    "text_column": Field(STR, None, "text", help="text sources: the input text"),
+    "text_column": Field(STR, None, "text", help="text sources: the input text (task causal_lm with "
+                                                  "data.prompt_column: the response)"),
+    "prompt_column": Field(STR, None, None, nullable=True,
+                           help="task causal_lm: the prompt of each row; its response is data.text_column and the "
+                                "models learn and are scored on the response tokens alone; null: plain text"),
     "text_pair_column": Field(STR, None, None, nullable=True, help="the second text of sentence-pair tasks"),
     "label_column": Field(STR, None, "label"),
     "id_column": Field(STR, None, None, nullable=True,

@@ -19,6 +19,7 @@ from ..io import atomic_dir
 SPLITS = ("train", "validation", "test")
 META_FILE = "meta.json"
 UNLABELLED = -100  # the label of transfer rows (data.transfer): F.cross_entropy's default ignore_index
+PROMPT_LENGTH = "prompt_length"  # a corpus split's column of each row's prompt tokens (data.prompt_column)
 
 
 @dataclass
@@ -65,6 +66,32 @@ def sequence_lengths(split) -> np.ndarray:
     # a selection (Dataset.select, shuffle) keeps the whole table and an index mapping: read the selected rows
     table = dataset.data if dataset._indices is None else dataset.with_format("arrow")[:]
     return pc.list_value_length(table.column("input_ids")).to_numpy().astype(np.int64)
+
+
+def prompt_lengths(split) -> np.ndarray:
+    """Each row's prompt tokens (int64) of a corpus split (a ``Split`` or its ``datasets.Dataset``); zeros for a
+    corpus of plain text (``data.prompt_column`` null)."""
+    dataset = split.dataset if isinstance(split, Split) else split
+    if PROMPT_LENGTH not in dataset.column_names:
+        return np.zeros(len(dataset), np.int64)
+    table = dataset.data if dataset._indices is None else dataset.with_format("arrow")[:]
+    return table.column(PROMPT_LENGTH).to_numpy().astype(np.int64)
+
+
+def within_rows(lengths: np.ndarray) -> np.ndarray:
+    """Each token's position in its row, for rows of ``lengths`` tokens laid one after the other."""
+    return np.arange(int(lengths.sum())) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+
+
+def target_starts(prompt_lengths: np.ndarray) -> np.ndarray:
+    """The first position of each row that predicts a target token: the prompt's last token predicts the
+    response's first (0 without a prompt: every next token is a target)."""
+    return np.maximum(np.asarray(prompt_lengths, np.int64) - 1, 0)
+
+
+def target_counts(lengths: np.ndarray, prompt_lengths: np.ndarray) -> np.ndarray:
+    """The target tokens of rows of ``lengths`` tokens: positions ``target_starts``..length−2 of each."""
+    return np.maximum(np.asarray(lengths, np.int64) - 1 - target_starts(prompt_lengths), 0)
 
 
 def token_arrays(split: Split) -> tuple[np.ndarray, np.ndarray]:

@@ -6,6 +6,11 @@ argmax is the next token, whether it agrees with the teacher's argmax and KL(tea
 (``lm_metrics.score_tokens``), so perplexity is token-weighted and the KD-vs-hard difference is a paired bootstrap
 over sequences (seeds pooled). Also: how the teacher judges each model's own samples of test prompts, tokens per
 second and latency per generated token of each model, and greedy continuations of a few fixed validation prompts.
+
+A split is ``(tokens, offsets, prompt_lengths)`` (``data.prepared.token_arrays`` and ``prompt_lengths``). With a
+corpus of prompts and responses (``data.prompt_column``) the tokens scored are the responses', the models sample
+and answer each row's own prompt, and each model's greedy answers to the test prompts are scored against the
+reference responses (``responses``: ROUGE-L F1 and exact match, KD − hard with a paired bootstrap over prompts).
 """
 from __future__ import annotations
 
@@ -27,9 +32,11 @@ def score_split(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_i
                 device: torch.device) -> tuple[dict, np.ndarray]:
     """Per-token scores of every model (name -> ``score_tokens`` dict; the teacher is ``teacher`` and the others are
     compared with it) and each token's sequence (row position)."""
+    from ..data.prepared import target_counts, target_starts
     from ..models.causal_lm import has_next, padded, padded_batches
 
-    tokens, offsets = split_tokens
+    tokens, offsets, prompts = split_tokens
+    starts = target_starts(prompts)
     tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
     vocab = models["teacher"].config.vocab_size
     parts: dict[str, list[dict]] = {name: [] for name in models}
@@ -38,7 +45,7 @@ def score_split(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_i
         for rows in padded_batches(offsets, batch_size, max(1, 2 ** 26 // vocab)):
             input_ids, mask = padded(tokens_t, offsets, rows, pad_id)
             lengths = offsets[rows + 1] - offsets[rows]
-            targets = has_next(offsets, rows, input_ids.shape[1])
+            targets = has_next(offsets, rows, input_ids.shape[1], starts)
             following = torch.roll(input_ids, -1, dims=1)[targets].to(device)
             targets = targets.to(device)
             inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
@@ -48,7 +55,7 @@ def score_split(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_i
                 if name != "teacher":
                     logits = model(**inputs).logits.float()[targets]
                     parts[name].append(L.score_tokens(logits, following, teacher))
-            sequence.append(np.repeat(rows, lengths - 1))
+            sequence.append(np.repeat(rows, target_counts(lengths, prompts[rows])))
     joined = {name: {key: np.concatenate([p[key] for p in batches]) for key in batches[0]}
               for name, batches in parts.items()}
     return joined, np.concatenate(sequence)
@@ -56,14 +63,17 @@ def score_split(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_i
 
 def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[str, tuple], pad_id: int,
                 batch_size: int, bootstrap_samples: int, bootstrap_seed: int, device: torch.device,
-                samples: dict | None = None) -> tuple[dict, dict[str, pd.DataFrame]]:
+                samples: dict | None = None, answers: dict | None = None) -> tuple[dict, dict[str, pd.DataFrame]]:
     """``metrics.json`` for a language-model run: per model and split the token-weighted NLL, perplexity, next-token
     accuracy (and for students agreement with the teacher and KL(teacher ‖ student)), students as the mean and std
     over seeds; ``comparison``: KD − hard in NLL per token with its paired bootstrap interval, the perplexity ratio
     and the fraction of the hard student's perplexity gap to the teacher KD closes, on validation and test. Also, per
     split, each sequence's tokens and summed NLL under every model (row order of the split). ``samples``
     (``judged_samples``' arguments after the models and the test split: ``eos_id``, ``prompts``, ``max_length``,
-    ``seed``) adds the teacher's judgement of each model's own samples of test prompts."""
+    ``seed``) adds the teacher's judgement of each model's own samples of test prompts; ``answers`` (``responses``'
+    arguments after the models and the test split: ``tokenizer``, ``prompts``, ``max_length``), for a corpus of
+    prompts and responses, each model's ROUGE-L F1 and exact match against the test references and KD − hard in
+    both with a paired bootstrap over prompts (seeds pooled)."""
     models = {"teacher": teacher.to(device).eval()}
     for kind, seeds in students.items():
         for seed, model in seeds.items():
@@ -102,6 +112,24 @@ def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[st
             else:
                 kind, seed = name.rsplit("_seed", 1)
                 per_seed[kind][seed].update(values)
+    if answers and answers["prompts"] and splits["test"][2].any():
+        scores = task_scores(responses(models, splits["test"], answers["tokenizer"], answers["prompts"],
+                                       answers["max_length"], batch_size, device))
+        for name, values in scores.items():
+            if name == "teacher":
+                metrics["teacher"].update({key: float(v.mean()) for key, v in values.items()})
+            else:
+                kind, seed = name.rsplit("_seed", 1)
+                per_seed[kind][seed].update({key: float(v.mean()) for key, v in values.items()})
+        if {"kd", "hard"} <= set(students):
+            from .metrics import paired_bootstrap_ci
+
+            for key in TASK_METRICS:
+                paired = [np.stack([scores[f"{kind}_seed{s}"][key] for s in students[kind]]) for kind in ("kd", "hard")]
+                interval = paired_bootstrap_ci(*paired, bootstrap_samples, bootstrap_seed)
+                metrics["comparison"].update({f"kd_minus_hard_{key}{suffix}": interval[part] for part, suffix in
+                                              (("difference", ""), ("ci_low", "_ci_low"), ("ci_high", "_ci_high"))})
+            metrics["comparison"]["responses"] = len(next(iter(scores.values()))["rouge_l"])
     for kind, seeds in per_seed.items():
         table = {key: [row[key] for row in seeds.values()] for key in next(iter(seeds.values()))}
         for key, values in table.items():
@@ -125,8 +153,9 @@ def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[st
 def judged_samples(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: int, eos_id: int, prompts: int,
                    max_length: int, batch_size: int, seed: int, device: torch.device) -> dict[str, dict]:
     """How the teacher judges each model's own text (what on-policy distillation optimises): every model samples a
-    continuation (temperature 1, up to ``generation_lengths``' tokens, cut after the end-of-text token) of the same
-    first tokens of the first ``prompts`` sequences that have more, and the teacher (``models["teacher"]``) scores
+    continuation (temperature 1, up to ``prompt_rows``' tokens, cut after the end-of-text token) of the same
+    prompts (``prompt_rows``: the first tokens of the first ``prompts`` sequences that have more, or the first
+    ``prompts`` rows' own prompts), and the teacher (``models["teacher"]``) scores
     the sampled tokens. Per model: ``teacher_nll_of_samples`` (per sampled token), its ``teacher_perplexity_of_samples``
     and ``sampled_tokens_per_sequence``; for the teacher itself this is its own entropy rate, the floor a student
     that samples as the teacher does reaches. A student can also lower it by sampling few, generic continuations:
@@ -137,9 +166,8 @@ def judged_samples(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pa
     from ..data.prepared import UNLABELLED
     from ..models.causal_lm import continue_prompts, padded
 
-    tokens, offsets = split_tokens
-    prompt_tokens, new_tokens = generation_lengths(max_length)
-    rows = np.flatnonzero(np.diff(offsets) > prompt_tokens)[:prompts]
+    tokens, offsets, prompt_lengths = split_tokens
+    rows, prompt_tokens, new_tokens = prompt_rows(split_tokens, prompts, max_length)
     if len(rows) == 0:
         return {}
     tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
@@ -151,10 +179,12 @@ def judged_samples(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pa
             torch.manual_seed(seed)
             nll, own_nll, count, bigrams, distinct = 0.0, 0.0, 0, 0, set()
             for start in range(0, len(rows), batch_size):
-                input_ids, mask = padded(tokens_t, offsets, rows[start:start + batch_size], pad_id)
+                chunk = rows[start:start + batch_size]
+                input_ids, mask = padded(tokens_t, offsets, chunk, pad_id)
+                prompt = torch.from_numpy(prompt_lengths[chunk]) if prompt_lengths.any() else prompt_tokens
                 with torch.inference_mode():
-                    batch = continue_prompts(model, input_ids.to(device), mask.to(device), prompt_tokens, new_tokens,
-                                             1.0, eos_id, pad_id)
+                    batch = continue_prompts(model, input_ids.to(device), mask.to(device), prompt, new_tokens,
+                                             1.0, eos_id, pad_id, max_length=max_length)
                     keep = batch["labels"] != UNLABELLED
                     by_teacher = sampled_nll(teacher, batch, keep)
                     nll += by_teacher
@@ -181,19 +211,37 @@ def sampled_nll(scorer, batch: dict, keep: torch.Tensor) -> float:
     return float(torch.nn.functional.cross_entropy(logits[keep].float(), batch["labels"][keep], reduction="sum"))
 
 
+def prompt_rows(split_tokens: tuple, prompts: int, max_length: int) -> tuple[np.ndarray, int, int]:
+    """The rows whose prompts the models continue, the prompt tokens (of a plain corpus; a corpus of prompts and
+    responses takes each row's own) and the most tokens to generate: the first ``prompts`` sequences longer than
+    ``generation_lengths``' prompt, or the first ``prompts`` rows of prompts and responses, answered up to
+    ``max_length``."""
+    _, offsets, prompt_lengths = split_tokens
+    if prompt_lengths.any():
+        return np.arange(min(prompts, len(prompt_lengths))), 0, max_length
+    prompt_tokens, new_tokens = generation_lengths(max_length)
+    return np.flatnonzero(np.diff(offsets) > prompt_tokens)[:prompts], prompt_tokens, new_tokens
+
+
 def generation_lengths(max_length: int) -> tuple[int, int]:
     """Prompt and continuation tokens for a run of ``max_length``-token sequences: what the models were trained on."""
     prompt = min(PROMPT_TOKENS, max_length // 2)
     return prompt, min(NEW_TOKENS, max_length - prompt)
 
 
-def continuations(models: dict, tokenizer, split_tokens: tuple[np.ndarray, np.ndarray], max_length: int,
-                  device: torch.device, prompts: int = PROMPTS) -> list[dict]:
-    """Greedy continuations of the first few tokens of the first ``prompts`` sequences that have more, for every
-    model (``generation_lengths``): deterministic, the same prompts in every run."""
-    tokens, offsets = split_tokens
-    prompt_tokens, new_tokens = generation_lengths(max_length)
-    rows = [i for i in range(len(offsets) - 1) if offsets[i + 1] - offsets[i] > prompt_tokens][:prompts]
+def continuations(models: dict, tokenizer, split_tokens: tuple, max_length: int, device: torch.device,
+                  prompts: int = PROMPTS) -> list[dict]:
+    """Greedy continuations for every model of the first ``prompts`` of ``prompt_rows``: deterministic, the same
+    prompts in every run. A plain corpus's few first tokens are continued for ``generation_lengths``' tokens; a
+    prompt is answered up to the end-of-text token (``responses``)."""
+    tokens, offsets, prompt_lengths = split_tokens
+    if prompt_lengths.any():
+        answers = responses(models, split_tokens, tokenizer, prompts, max_length, prompts, device)
+        rows = np.arange(min(prompts, len(prompt_lengths)))
+        return [{"prompt": tokenizer.decode(tokens[offsets[row]:offsets[row] + prompt_lengths[row]]),
+                 "reference": answers["reference"][i], **{name: answers[name][i] for name in models}}
+                for i, row in enumerate(rows)]
+    rows, prompt_tokens, new_tokens = prompt_rows(split_tokens, prompts, max_length)
     out = []
     for row in rows:
         prompt = torch.as_tensor(tokens[offsets[row]:offsets[row] + prompt_tokens], dtype=torch.long)[None]
@@ -204,6 +252,45 @@ def continuations(models: dict, tokenizer, split_tokens: tuple[np.ndarray, np.nd
             entry[name] = tokenizer.decode(generated[0, prompt_tokens:], skip_special_tokens=False)
         out.append(entry)
     return out
+
+
+def responses(models: dict, split_tokens: tuple, tokenizer, prompts: int, max_length: int, batch_size: int,
+              device: torch.device) -> dict[str, list[str]]:
+    """Each model's greedy answer to the first ``prompts`` prompts of a split of prompts and responses, up to its
+    end-of-text token or ``max_length`` tokens in all, as text (special tokens dropped); ``reference``: the
+    responses the split holds (as prepared: cut at ``data.max_length``)."""
+    from ..data.prepared import UNLABELLED
+    from ..models.causal_lm import continue_prompts, padded
+
+    tokens, offsets, prompt_lengths = split_tokens
+    rows = np.arange(min(prompts, len(prompt_lengths)))
+    tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
+    eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+    out = {"reference": [tokenizer.decode(tokens[offsets[row] + prompt_lengths[row]:offsets[row + 1]],
+                                          skip_special_tokens=True) for row in rows]}
+    for name, model in models.items():
+        out[name] = []
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start:start + batch_size]
+            input_ids, mask = padded(tokens_t, offsets, chunk, pad)
+            with torch.inference_mode():
+                batch = continue_prompts(model, input_ids.to(device), mask.to(device),
+                                         torch.from_numpy(prompt_lengths[chunk]), max_length, None, eos, pad,
+                                         max_length=max_length)
+            for labels in batch["labels"].cpu().numpy():
+                out[name].append(tokenizer.decode(labels[labels != UNLABELLED], skip_special_tokens=True))
+    return out
+
+
+TASK_METRICS = ("rouge_l", "exact_match")
+
+
+def task_scores(answers: dict[str, list[str]]) -> dict[str, dict[str, np.ndarray]]:
+    """Per model (``responses``' keys but ``reference``), each answer's ROUGE-L F1 and exact match against its
+    reference (``lm_metrics.rouge_l``, ``exact_match``)."""
+    references = answers["reference"]
+    return {name: {"rouge_l": L.rouge_l(texts, references), "exact_match": L.exact_match(texts, references)}
+            for name, texts in answers.items() if name != "reference"}
 
 
 def generate(model, prompt: torch.Tensor, new_tokens: int, tokenizer) -> torch.Tensor:
@@ -219,12 +306,15 @@ def lm_speed(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: 
     split's sequences) and the latency per generated token (greedy, one sequence, as in ``generation_lengths``)."""
     from ..models.causal_lm import padded
 
-    tokens, offsets = split_tokens
+    tokens, offsets, prompt_lengths = split_tokens
     rows = np.arange(min(batch_size, len(offsets) - 1))
     input_ids, mask = padded(torch.from_numpy(np.asarray(tokens, np.int64)), offsets, rows, pad_id)
     inputs = {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}
     count = int(mask.sum())
     prompt_tokens, new_tokens = generation_lengths(max_length)
+    if prompt_lengths[0]:  # the first row's own prompt
+        prompt_tokens = int(prompt_lengths[0])
+        new_tokens = min(NEW_TOKENS, max_length - prompt_tokens)
     prompt = input_ids[:1, :prompt_tokens].to(device)
     speed = {}
     for name, model in models.items():

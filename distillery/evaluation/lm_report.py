@@ -12,6 +12,7 @@ SAMPLE_ROWS = (("teacher_perplexity_of_samples", "teacher's perplexity of the mo
                ("model_perplexity_of_samples", "the model's own perplexity of its samples", ".3f"),
                ("distinct_bigrams_of_samples", "distinct token bigrams among its samples' (Dist-2)", ".4f"),
                ("sampled_tokens_per_sequence", "tokens sampled per prompt", ".1f"))
+ANSWER_ROWS = (("rouge_l", "ROUGE-L F1", ".4f"), ("exact_match", "exact match", ".4f"))
 
 
 def _cell(block: dict, key: str, fmt: str) -> str:
@@ -36,6 +37,10 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
              f"| tokenizer | {meta['tokenizer']}, {meta['vocab_size']:,} tokens |",
              f"| sequences | {meta['packing']} at {meta['max_length']} tokens; tokens cut: "
              + ", ".join(f"{k} {v:,}" for k, v in meta["tokens_cut"].items()) + " |",
+             *([f"| prompts | column `{meta['prompt_column']}`: the models learn and are scored on the responses "
+                f"alone ({meta['target_tokens']['train']:,} training target tokens); rows whose prompt fills "
+                f"{meta['max_length']} tokens, dropped: " + ", ".join(f"{k} {v:,}" for k, v in meta["long_prompts"].items())
+                + " |"] if meta.get("prompt_column") else []),
              f"| parameters | teacher {metrics['teacher']['params']:,}, student {metrics['kd']['params']:,} |",
              f"| seeds | {', '.join(map(str, train['seeds']))} |",
              f"| checkpoints | {_selection_text(train, selections)} |", "",
@@ -56,6 +61,19 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
         for key, words, fmt in SAMPLE_ROWS:
             lines.append(f"| {words} | " + " | ".join(_cell(metrics[name], key, fmt)
                                                      for name in ("teacher", "kd", "hard")) + " |")
+    if "rouge_l" in metrics["teacher"]:
+        lines += ["", f"Each model's greedy answers to the first {comparison['responses']:,} test prompts, scored "
+                  "against the reference responses (ROUGE-L F1 on stemmed words, as the GKD and MiniLLM papers "
+                  "score; exact match after lower-casing and joining whitespace).", "",
+                  "| metric | teacher | distilled | hard |", "|---|---|---|---|"]
+        for key, words, fmt in ANSWER_ROWS:
+            lines.append(f"| {words} | " + " | ".join(_cell(metrics[name], key, fmt)
+                                                     for name in ("teacher", "kd", "hard")) + " |")
+        lines += ["", "KD − hard on the answers (positive: the distilled student is better), paired bootstrap over "
+                  f"prompts with the {seeds} seeds pooled:", ""]
+        lines += [f"- {words}: {comparison['kd_minus_hard_' + key]:+.4f} (95 % "
+                  f"interval {comparison['kd_minus_hard_' + key + '_ci_low']:+.4f} to "
+                  f"{comparison['kd_minus_hard_' + key + '_ci_high']:+.4f})" for key, words, _ in ANSWER_ROWS]
     lines += ["", "KD − hard in NLL per token (negative: the distilled student is better), paired bootstrap over "
               f"sequences with the {seeds} seeds pooled ({comparison['bootstrap_samples']:,} resamples):", ""]
     for prefix, split in (("validation_", "validation"), ("", "test")):
@@ -68,10 +86,13 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
         lines += ["", "## Speed", "", "| model | tokens/s (scoring) | ms per generated token |", "|---|---|---|"]
         lines += [f"| {name} | {row['tokens_per_s']:,.0f} | {row['ms_per_generated_token']:.2f} |"
                   for name, row in speed.items()]
+    prompted = bool(meta.get("prompt_column"))
     lines += ["", "## Greedy continuations", "",
-              "The first validation sequences, cut after a few tokens; each model continues greedily.", ""]
+              "The first validation prompts; each model answers greedily, up to its end-of-text token." if prompted
+              else "The first validation sequences, cut after a few tokens; each model continues greedily.", ""]
     for entry in continuations:
-        lines += [f"**Prompt:** `{_one_line(entry['prompt'])}` (the text goes on: `{_one_line(entry['reference'])}`)",
+        lines += [f"**Prompt:** `{_one_line(entry['prompt'])}` (the reference "
+                  f"{'response' if prompted else 'text goes on'}: `{_one_line(entry['reference'])}`)",
                   "", "| model | continuation |", "|---|---|"]
         lines += [f"| {name} | `{_one_line(text)}` |" for name, text in entry.items()
                   if name not in ("prompt", "reference")]

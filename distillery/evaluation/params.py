@@ -13,6 +13,9 @@ EVALUATE = {
     "judged_samples": Field(INT, non_negative, 256,
                             help="task causal_lm: test prompts every model continues by sampling, the teacher scoring "
                                  "the samples (teacher_nll_of_samples); 0: none"),
+    "responses": Field(INT, non_negative, 256,
+                       help="task causal_lm with data.prompt_column: test prompts every model answers greedily, each "
+                            "answer scored against the reference response (ROUGE-L F1, exact match); 0: none"),
 }
 QUANTIZE = Field(STR, one_of("none", "int8"), "none",
                  help="evaluate only: int8 also scores every student with its Linear layers dynamically "

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
+from ..data.prepared import within_rows
 from ..errors import DistilleryError
 from .text import load_tokenizer, resolve_pretrained
 from .zoo import check_safetensors
@@ -160,16 +161,22 @@ def padded(tokens: torch.Tensor, offsets: np.ndarray, rows: np.ndarray, pad_id: 
     return torch.where(mask, tokens[torch.from_numpy(index)], pad_id), mask.long()
 
 
-def has_next(offsets: np.ndarray, rows: np.ndarray, width: int) -> torch.Tensor:
-    """(len(rows), width) booleans: the positions of a padded batch whose token has a next one to predict."""
+def has_next(offsets: np.ndarray, rows: np.ndarray, width: int, starts: np.ndarray | None = None) -> torch.Tensor:
+    """(len(rows), width) booleans: the positions of a padded batch whose token has a next one to predict, from
+    ``starts[row]`` on where given (``data.prepared.target_starts``: a prompt's tokens are not predicted)."""
     lengths = offsets[rows + 1] - offsets[rows]
-    return torch.from_numpy(np.arange(width)[None, :] < lengths[:, None] - 1)
+    columns = np.arange(width)[None, :]
+    targets = columns < lengths[:, None] - 1
+    if starts is not None:
+        targets &= columns >= np.asarray(starts)[rows][:, None]
+    return torch.from_numpy(targets)
 
 
 def token_logits_batches(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.ndarray, top_k: int | None,
-                         pad_id: int, batch_size: int, desc: str, device: torch.device | None = None):
-    """The model's logits at every position of every sequence that has a next token (positions 0..length-2),
-    compressed per token (``token_logits.compress_tokens``: the top ``top_k`` and the rest's mass, or every logit),
+                         pad_id: int, batch_size: int, desc: str, device: torch.device | None = None,
+                         starts: np.ndarray | None = None):
+    """The model's logits at every position of every sequence that has a next token (positions 0..length-2, or
+    ``starts[row]``..length-2: a row's target positions, ``data.prepared.target_starts``), compressed per token (``token_logits.compress_tokens``: the top ``top_k`` and the rest's mass, or every logit),
     one batch at a time: yields ``(ids, positions, parts)`` for a batch's tokens, for ``TokenLogitsWriter.write``.
     Batches of similar length, at most ``batch_size`` rows and about 2^27 logits (half a GiB in float32) each."""
     from tqdm.auto import tqdm
@@ -183,31 +190,38 @@ def token_logits_batches(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
     ids = np.asarray(ids)
     max_tokens = max(1, 2 ** 27 // model.config.vocab_size)
     batches = list(padded_batches(offsets, batch_size, max_tokens))
+    starts = np.zeros(len(offsets) - 1, np.int64) if starts is None else np.asarray(starts, np.int64)
     with torch.inference_mode(), autocast(device):
         for rows in tqdm(batches, desc=desc, leave=False, disable=len(batches) <= 1):
             input_ids, mask = padded(tokens_t, offsets, rows, pad_id)
             logits = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
-            targets = np.maximum(np.diff(offsets)[rows] - 1, 0)
-            positions = np.concatenate([np.arange(n) for n in targets]).astype(np.int32)
+            targets = np.maximum(np.diff(offsets)[rows] - 1 - starts[rows], 0)
+            positions = (np.repeat(starts[rows], targets) + within_rows(targets)).astype(np.int32)
             yield (np.repeat(ids[rows], targets), positions,
-                   compress_tokens(logits[has_next(offsets, rows, logits.shape[1]).to(device)], top_k))
+                   compress_tokens(logits[has_next(offsets, rows, logits.shape[1], starts).to(device)], top_k))
 
 
 def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np.ndarray, generate: dict,
-                         max_length: int, eos_id: int, batch_size: int, device: torch.device | None = None):
+                         max_length: int, eos_id: int, batch_size: int, device: torch.device | None = None,
+                         prompt_lengths: np.ndarray | None = None):
     """Sequence-level KD's data (Kim & Rush 2016): the model's sampled continuation of the first
     ``generate["prompt_tokens"]`` tokens of ``generate["sequences"]`` sequences (drawn with ``generate["seed"]``
-    among those longer than the prompt), up to ``max_length`` tokens and cut after the first end-of-text token.
-    Returns the sequences' ids (their prompts' rows'), flat tokens and offsets, in id order; the same on every run
-    with the same seed, device and batch size."""
+    among those longer than the prompt; with ``prompt_lengths``, a corpus of prompts and responses, each drawn row's
+    own prompt), up to ``max_length`` tokens and cut after the first end-of-text token (``continue_prompts``).
+    Returns the sequences' ids (their prompts' rows'), flat tokens, offsets and prompt lengths, in id order; the
+    same on every run with the same seed, device and batch size."""
     from tqdm.auto import tqdm
 
     from .inference import best_device
 
     device = device or best_device()
     model = model.to(device).eval()
-    prompt_tokens, lengths = generate["prompt_tokens"], np.diff(offsets)
-    candidates = np.flatnonzero(lengths > prompt_tokens)
+    lengths = np.diff(offsets)
+    if prompt_lengths is None:
+        prompts = np.full(len(lengths), generate["prompt_tokens"], np.int64)
+        candidates = np.flatnonzero(lengths > generate["prompt_tokens"])
+    else:
+        prompts, candidates = np.asarray(prompt_lengths, np.int64), np.arange(len(lengths))
     rng = np.random.default_rng(generate["seed"])
     chosen = np.sort(rng.choice(candidates, size=min(generate["sequences"], len(candidates)), replace=False))
     tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
@@ -219,19 +233,17 @@ def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
         with torch.inference_mode():
             for start in tqdm(starts, desc="teacher-generate", leave=False, disable=len(starts) <= 1):
                 rows = chosen[start:start + batch_size]
-                prompts = torch.stack([tokens_t[offsets[r]:offsets[r] + prompt_tokens] for r in rows]).to(device)
-                out = model.generate(prompts, attention_mask=torch.ones_like(prompts), do_sample=True,
-                                     temperature=generate["temperature"], top_p=generate["top_p"], top_k=0,
-                                     max_new_tokens=max_length - prompt_tokens, pad_token_id=eos_id,
-                                     eos_token_id=eos_id).cpu().numpy()
-                for sequence in out:
-                    ends = np.flatnonzero(sequence[prompt_tokens:] == eos_id)
-                    sequences.append(sequence[:prompt_tokens + ends[0] + 1] if len(ends) else sequence)
+                input_ids, mask = padded(tokens_t, offsets, rows, eos_id)
+                batch = continue_prompts(model, input_ids.to(device), mask.to(device),
+                                         torch.from_numpy(prompts[rows]), max_length, generate["temperature"],
+                                         eos_id, eos_id, max_length=max_length, top_p=generate["top_p"])
+                kept = batch["attention_mask"].sum(1).tolist()
+                sequences.extend(row[:n] for row, n in zip(batch["input_ids"].cpu().numpy(), kept))
     finally:
         torch.manual_seed(generator_seed)
     new_offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
     flat = np.concatenate(sequences).astype(np.int64) if sequences else np.zeros(0, np.int64)
-    return np.asarray(ids)[chosen], flat, new_offsets
+    return np.asarray(ids)[chosen], flat, new_offsets, prompts[chosen]
 
 
 class TeacherMixture:
@@ -262,12 +274,14 @@ class TeacherMixture:
         return torch.logsumexp(mixture, dim=0).to(scores.dtype)
 
 
-def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_tokens: int,
-                     max_new_tokens: int, temperature: float, eos_id: int, pad_id: int, teacher=None,
-                     teacher_mix: float = 0.0) -> dict:
+def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_tokens: int | torch.Tensor,
+                     max_new_tokens: int, temperature: float | None, eos_id: int, pad_id: int, teacher=None,
+                     teacher_mix: float = 0.0, max_length: int | None = None, top_p: float = 1.0) -> dict:
     """On-policy data (Agarwal et al. 2024): the first ``prompt_tokens`` tokens of each right-padded row (a shorter
-    row keeps all but its last token, at least one) continued by ``model``'s own samples at ``temperature`` (no top-k
-    or top-p: its distribution), at most ``max_new_tokens`` tokens, cut after the first end-of-text token. Returns a
+    row keeps all but its last token, at least one; a tensor gives each row's own prompt length, as a corpus of
+    prompts and responses does: ``prompt_lengths_from_labels``) continued by ``model``'s own samples at
+    ``temperature`` (no top-k, and top-p ``top_p``: 1 samples its distribution; ``temperature`` None: greedy), at most ``max_new_tokens`` tokens (and, given
+    ``max_length``, no more than the longest prompt leaves within it), cut after the first end-of-text token. Returns a
     right-padded batch, ``input_ids``, ``attention_mask`` and ``labels``: the sampled tokens are the only targets
     (the prompt's last position predicts the first of them; ``UNLABELLED`` elsewhere). The prompts are left-padded
     for ``generate``, which places each token by the attention mask. Sampled in eval mode (no dropout), from torch's
@@ -279,16 +293,22 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     from ..data.prepared import UNLABELLED
 
     device = input_ids.device
-    width = min(prompt_tokens, input_ids.shape[1])
-    lengths = attention_mask.sum(1)
-    kept = (lengths - 1).clamp(min=1, max=width)  # each row's prompt length
+    if isinstance(prompt_tokens, torch.Tensor):
+        kept = prompt_tokens.to(device).clamp(min=1)  # each row's prompt length
+        width = int(kept.max())
+    else:
+        width = min(prompt_tokens, input_ids.shape[1])
+        kept = (attention_mask.sum(1) - 1).clamp(min=1, max=width)
+    if max_length is not None:
+        max_new_tokens = min(max_new_tokens, max_length - width)
     shift = width - kept  # its left padding
     columns = torch.arange(width, device=device)
     source = columns[None, :] - shift[:, None]
     prompt_mask = source >= 0
     prompts = torch.where(prompt_mask, input_ids.gather(1, source.clamp(min=0)), pad_id)
-    config = GenerationConfig(do_sample=True, temperature=temperature, top_k=0, top_p=1.0,
-                              max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id)
+    sampling = {"do_sample": False} if temperature is None else {"do_sample": True, "temperature": temperature,
+                                                                  "top_k": 0, "top_p": top_p}
+    config = GenerationConfig(**sampling, max_new_tokens=max_new_tokens, pad_token_id=pad_id, eos_token_id=eos_id)
     training = model.training
     model.eval()
     try:
@@ -307,3 +327,11 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     is_target = (positions >= kept[:, None] - 1) & (positions < total[:, None] - 1)
     labels = torch.where(is_target, torch.roll(ids, -1, dims=1), UNLABELLED)
     return {"input_ids": ids, "attention_mask": mask.long(), "labels": labels}
+
+
+def prompt_lengths_from_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Each row's prompt length in a batch of a corpus of prompts and responses: its first target position (the
+    prompt's last token, which predicts the response's first) + 1."""
+    from ..data.prepared import UNLABELLED
+
+    return (labels != UNLABELLED).int().argmax(1) + 1

@@ -2,7 +2,7 @@
 token sequences, through the same ``Trainer``, method seam and run lifecycle as the classifiers.
 
 A batch holds ``input_ids``, ``attention_mask``, ``labels`` (each position's next token; ``UNLABELLED`` past a
-sequence's end) and, for a method that reads them, ``teacher_logits``: the teacher's stored per-token logits
+sequence's end and, with ``data.prompt_column``, over the prompt: only the response is learnt) and, for a method that reads them, ``teacher_logits``: the teacher's stored per-token logits
 (``distillery.token_logits``) for the method's temperature, dense (B, L, V) when every logit is stored, else the
 top k's parts (a few numbers a token). The Trainer flattens the target tokens (``trainer.tokens_as_rows``, which
 makes top-k targets dense there, on the training device), so every logit method is a mean over tokens.
@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..data.checkpoints import save_tokenizer
-from ..data.prepared import UNLABELLED, Prepared, sequence_lengths, token_arrays
+from ..data.prepared import UNLABELLED, Prepared, prompt_lengths, sequence_lengths, target_starts, token_arrays
 from ..distributed import is_main
 from ..errors import DistilleryError
 from ..io import fingerprint
@@ -35,13 +35,14 @@ class TokenSequences(torch.utils.data.Dataset):
     """A split's sequences served as right-padded batches (``__getitems__``: a whole batch at once)."""
 
     def __init__(self, tokens: np.ndarray, offsets: np.ndarray, pad_id: int, targets: TokenLogits | None = None,
-                 T: float = 1.0):
+                 T: float = 1.0, starts: np.ndarray | None = None):
         self.tokens, self.offsets, self.pad_id = torch.from_numpy(tokens), offsets, pad_id
         self.targets, self.T = targets, T
+        self.starts = np.zeros(len(offsets) - 1, np.int64) if starts is None else np.asarray(starts, np.int64)
 
     @classmethod
     def from_split(cls, split, pad_id: int, targets: TokenLogits | None = None, T: float = 1.0):
-        return cls(*token_arrays(split), pad_id, targets, T)
+        return cls(*token_arrays(split), pad_id, targets, T, target_starts(prompt_lengths(split)))
 
     def __len__(self) -> int:
         return len(self.offsets) - 1
@@ -52,7 +53,7 @@ class TokenSequences(torch.utils.data.Dataset):
     def __getitems__(self, indices) -> dict:
         rows = np.asarray(indices, np.int64)
         input_ids, mask = padded(self.tokens, self.offsets, rows, self.pad_id)
-        targets = has_next(self.offsets, rows, input_ids.shape[1])
+        targets = has_next(self.offsets, rows, input_ids.shape[1], self.starts)
         batch = {"input_ids": input_ids, "attention_mask": mask,
                  "labels": torch.where(targets, torch.roll(input_ids, -1, dims=1), UNLABELLED)}
         if self.targets is not None:
@@ -96,6 +97,17 @@ def lm_train_kwargs(prepared: Prepared, tokenizer, targets: dict | None = None, 
 PREPARED, TEACHER = Path("data/prepared"), Path("models/teacher")
 
 
+def corpus_key(prepared: Prepared) -> list[np.ndarray]:
+    """What a training run's fingerprint takes of the corpus: the train and validation tokens and offsets, and
+    their prompt lengths where the corpus has prompts (which tokens are targets)."""
+    key = []
+    for name in ("train", "validation"):
+        key.extend(token_arrays(prepared.splits[name]))
+        if prepared.meta.get("prompt_column"):
+            key.append(prompt_lengths(prepared.splits[name]))
+    return key
+
+
 def prepared_tokenizer(prepared_dir: Path = PREPARED):
     """The tokenizer every model of a language-model run reads (``data.tokenizer``, saved by prepare)."""
     from ..data.corpus import load_tokenizer
@@ -134,9 +146,7 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
                 save_tokenizer(tokenizer, tmp)
         return
     check_precision(tp["precision"], "teacher.train.precision")
-    tokens = [token_arrays(prepared.splits[name]) for name in ("train", "validation")]
-    run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(block, max_length, *(a for pair in tokens for a in pair),
-                                                        live_dir is not None)
+    run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(block, max_length, *corpus_key(prepared), live_dir is not None)
     train = {k: v for k, v in tp.items() if k not in ("early_stopping_patience", "jitter")}
     finished = train_once(run_dir, lambda: model, seed=block["seed"], with_curves=live_dir is not None,
                           tokenizer=tokenizer, train_params=train, early_stopping_patience=tp["early_stopping_patience"],
@@ -198,12 +208,16 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
     if "live_teacher" in method.needs:  # on-policy: the teacher scores the student's samples at every step
         teacher = load_lm_teacher(teacher_dir).requires_grad_(False)
         run_parts.append(weights_fingerprint(teacher))
-    if "student_samples" in method.needs:  # null: samples up to data.max_length
-        hp = {**hp, "max_new_tokens": hp["max_new_tokens"] or max_length - hp["prompt_tokens"]}
+    if "student_samples" in method.needs:  # max_new_tokens null: samples up to data.max_length
+        if prepared.meta.get("prompt_column"):  # each row's own prompt, the samples cut at data.max_length
+            hp = {**hp, "prompt_tokens": None, "max_new_tokens": hp["max_new_tokens"] or max_length,
+                  "max_length": max_length}
+        else:
+            hp = {**hp, "max_new_tokens": hp["max_new_tokens"] or max_length - hp["prompt_tokens"]}
     if "teacher_logits" in method.needs:
         files = {name: Path(logits_dir) / f"{name}.parquet" for name in ("train", "validation")}
         targets = {name: load_token_logits(path, prepared.splits[name].ids, sequence_lengths(prepared.splits[name]),
-                                           probe.config.vocab_size)
+                                           probe.config.vocab_size, target_starts(prompt_lengths(prepared.splits[name])))
                    for name, path in files.items()}
         for path in files.values():
             with open(path, "rb") as stored:
@@ -213,7 +227,7 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
     if "generated" in method.needs:  # sequence-level KD: the teacher's own sequences beside the corpus
         data["train_data"], key = with_generated(data["train_data"], Path(generated_dir), targets["train"].vocab_size)
         run_parts.append(key)
-    data_key = [a for name in ("train", "validation") for a in token_arrays(prepared.splits[name])]
+    data_key = corpus_key(prepared)
     with_curves = live_root is not None
     runs: dict[int, list[Path]] = {}
     conditions = run_conditions(params)
@@ -236,13 +250,14 @@ def with_generated(train: TokenSequences, transfer_dir: Path, vocab_size: int) -
     from ..data.transfer import GENERATED_LOGITS, GENERATED_SEQUENCES
     from ..token_logits import concat_token_logits
 
-    ids, tokens, offsets = read_sequences(transfer_dir / GENERATED_SEQUENCES)
-    stored = load_token_logits(transfer_dir / GENERATED_LOGITS, ids, np.diff(offsets), vocab_size)
+    ids, tokens, offsets, prompts = read_sequences(transfer_dir / GENERATED_SEQUENCES)
+    starts = target_starts(prompts)  # with prompts, the teacher's responses alone are targets
+    stored = load_token_logits(transfer_dir / GENERATED_LOGITS, ids, np.diff(offsets), vocab_size, starts)
     digest = hashlib.sha256()
     for name in (GENERATED_SEQUENCES, GENERATED_LOGITS):
         with open(transfer_dir / name, "rb") as f:
             digest.update(hashlib.file_digest(f, "sha256").digest())
     union = TokenSequences(np.concatenate([train.tokens.numpy(), tokens]),
                            np.concatenate([train.offsets, train.offsets[-1] + offsets[1:]]), train.pad_id,
-                           concat_token_logits(train.targets, stored), train.T)
+                           concat_token_logits(train.targets, stored), train.T, np.concatenate([train.starts, starts]))
     return union, digest.hexdigest()

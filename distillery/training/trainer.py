@@ -28,7 +28,7 @@ from ..data.augment import Jittered
 from ..data.device import to_device
 from ..data.prepared import UNLABELLED
 from ..methods.base import HARD, Method, StepInputs
-from ..models.causal_lm import continue_prompts
+from ..models.causal_lm import continue_prompts, prompt_lengths_from_labels
 from ..models.zoo import SteadyTrainMode
 from ..token_logits import dense_targets
 
@@ -204,7 +204,7 @@ class DistillationTrainer(Trainer):
         labels = inputs.pop("labels")
         sampled = model.training and self._samples_this_step()
         if sampled:
-            inputs = self._student_samples(inputs)
+            inputs = self._student_samples(inputs, labels)
             labels = inputs.pop("labels")
         outputs = model(**inputs, **self.output_flags)
         teacher_out = None
@@ -238,14 +238,16 @@ class DistillationTrainer(Trainer):
             self.args.seed, self.state.global_step, self.hyperparams["student_data_fraction"],
             self.hyperparams["start_step"])
 
-    def _student_samples(self, inputs: dict) -> dict:
-        """The batch's prompts continued by the student (``models.causal_lm.continue_prompts``; mixed with the
-        live teacher where the method has ``teacher_mix``), labelled by the sampled tokens."""
+    def _student_samples(self, inputs: dict, labels: torch.Tensor) -> dict:
+        """The batch's prompts (its first ``prompt_tokens``, or with ``prompt_tokens`` None each row's own prompt,
+        found from ``labels``) continued by the student (``models.causal_lm.continue_prompts``; mixed with the live
+        teacher where the method has ``teacher_mix``), labelled by the sampled tokens."""
         hp, tokenizer = self.hyperparams, self.processing_class
         student = self.model.student if isinstance(self.model, Distillee) else self.model
-        return continue_prompts(student, inputs["input_ids"], inputs["attention_mask"], hp["prompt_tokens"],
+        prompts = hp["prompt_tokens"] or prompt_lengths_from_labels(labels)
+        return continue_prompts(student, inputs["input_ids"], inputs["attention_mask"], prompts,
                                 hp["max_new_tokens"], hp.get("temperature", 1.0), tokenizer.eos_token_id,
-                                tokenizer.pad_token_id, self.teacher, hp.get("teacher_mix", 0.0))
+                                tokenizer.pad_token_id, self.teacher, hp.get("teacher_mix", 0.0), hp.get("max_length"))
 
     def _prepare_inputs(self, inputs: dict) -> dict:
         """A batch already on the training device (resident arrays are batched there by index slices) as it is:

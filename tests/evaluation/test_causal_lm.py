@@ -11,6 +11,9 @@ from distillery.models.causal_lm import continue_prompts, padded
 from ..methods.test_on_policy_gkd import LENGTHS, OFFSETS, TOKENS, tiny_gpt2
 
 
+PLAIN = (TOKENS, OFFSETS, np.zeros(len(OFFSETS) - 1, np.int64))  # a split of plain text: no prompts
+
+
 @pytest.fixture(scope="module")
 def models():
     return {"teacher": tiny_gpt2(2, 32).eval(), "kd_seed0": tiny_gpt2(1, 16).eval(),
@@ -19,12 +22,12 @@ def models():
 
 def test_the_teacher_scores_the_tokens_each_model_sampled(models):
     cpu = torch.device("cpu")
-    judged = judged_samples(models, (TOKENS, OFFSETS), 0, 0, prompts=5, max_length=16, batch_size=2, seed=7,
+    judged = judged_samples(models, PLAIN, 0, 0, prompts=5, max_length=16, batch_size=2, seed=7,
                             device=cpu)
     prompt_tokens, new_tokens = generation_lengths(16)  # 8 and 8: rows longer than 8 tokens are prompts
     rows = np.flatnonzero(np.array(LENGTHS) > prompt_tokens)
     assert len(rows) == 0 and judged == {}  # none here: the rows are at most 8 tokens
-    judged = judged_samples(models, (TOKENS, OFFSETS), 0, 0, prompts=5, max_length=8, batch_size=2, seed=7,
+    judged = judged_samples(models, PLAIN, 0, 0, prompts=5, max_length=8, batch_size=2, seed=7,
                             device=cpu)
     prompt_tokens, new_tokens = generation_lengths(8)  # 4 and 4
     rows = np.flatnonzero(np.array(LENGTHS) > prompt_tokens)[:5]
@@ -55,5 +58,5 @@ def test_the_teacher_scores_the_tokens_each_model_sampled(models):
         assert 1 <= judged[name]["sampled_tokens_per_sequence"] <= new_tokens
     assert judged["kd_seed0"] != judged["hard_seed0"]
     before = torch.random.get_rng_state()
-    again = judged_samples(models, (TOKENS, OFFSETS), 0, 0, prompts=5, max_length=8, batch_size=2, seed=7, device=cpu)
+    again = judged_samples(models, PLAIN, 0, 0, prompts=5, max_length=8, batch_size=2, seed=7, device=cpu)
     assert again == judged and torch.equal(torch.random.get_rng_state(), before)  # seeded; torch's state restored

@@ -121,7 +121,8 @@ def test_sampled_continuations_are_seeded_start_with_their_prompt_and_stop_at_th
     again = sample_continuations(tiny_lm, tokens, offsets, ids, generate, 10, 0, 2, torch.device("cpu"))
     for a, b in zip(first, again):
         np.testing.assert_array_equal(a, b)
-    chosen, flat, new_offsets = first
+    chosen, flat, new_offsets, prompts = first
+    assert prompts.tolist() == [2, 2, 2]
     assert chosen.tolist() == [7, 8, 10]  # row 9 (two tokens) is no longer than its prompt
     sources = {7: [1, 2], 8: [5, 6], 10: [2, 3]}
     for i, row_id in enumerate(chosen):

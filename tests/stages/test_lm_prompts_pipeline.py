@@ -1,0 +1,114 @@
+"""End to end for a corpus of prompts and responses (``data.prompt_column``): `dvc repro` learns and scores the
+responses alone, stores the teacher's logits at the response positions only, and scores every model's greedy answers
+against the references; sequence-level KD and on-policy GKD answer each row's own prompt."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ..repo_utils import copy_repo, git_commit, reproduced, run
+from ..text_utils import sentences
+from .test_lm_pipeline import lm_params
+
+pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
+
+
+def sentiment_prompts(n: int) -> pd.DataFrame:
+    """Sentiment as text: a review as the prompt, its label's word as the response."""
+    rows = sentences(n)
+    return pd.DataFrame({"prompt": "review: " + rows["sentence"] + " sentiment:",
+                         "answer": np.where(rows["label"] == 1, " good", " bad")})
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    assets = tmp_path_factory.mktemp("assets")
+    corpus = assets / "prompts.jsonl"
+    sentiment_prompts(200).to_json(corpus, orient="records", lines=True)
+    params = lm_params(corpus)
+    params["data"].update({"prompt_column": "prompt", "text_column": "answer", "max_length": 48})
+    params["evaluate"]["responses"] = 30
+    return reproduced(copy_repo(tmp_path_factory.mktemp("lm_prompts_repo"), params))
+
+
+def prepared_rows(repo, split: str) -> pd.DataFrame:
+    import datasets
+
+    return datasets.load_from_disk(str(repo / "data/prepared"))[split].to_pandas()
+
+
+def test_prepare_keeps_each_prompt_length_and_the_response_after_it(repo):
+    from transformers import PreTrainedTokenizerFast
+
+    meta = json.loads((repo / "data/prepared/meta.json").read_text())
+    assert meta["prompt_column"] == "prompt" and meta["long_prompts"] == {"train": 0, "validation": 0, "test": 0}
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(repo / "data/prepared/tokenizer"))
+    rows = prepared_rows(repo, "test")
+    source = sentiment_prompts(200)
+    for _, row in rows.head(10).iterrows():
+        tokens = list(row["input_ids"])
+        prompt, response = tokens[:row["prompt_length"]], tokens[row["prompt_length"]:]
+        assert tokenizer.decode(prompt) == source.loc[row["id"], "prompt"]
+        assert tokenizer.decode(response) == source.loc[row["id"], "answer"] + "<|endoftext|>"
+    targets = sum(len(t) - p for t, p in zip(rows["input_ids"], rows["prompt_length"]))
+    assert meta["target_tokens"]["test"] == targets
+
+
+def test_teacher_logits_are_stored_at_the_response_positions_only(repo):
+    import pyarrow.parquet as pq
+
+    keys = pq.read_table(repo / "data/teacher_logits/validation.parquet", columns=["id", "position"]).to_pandas()
+    rows = prepared_rows(repo, "validation").set_index("id")
+    expected = {(i, p) for i, row in rows.iterrows()
+                for p in range(row["prompt_length"] - 1, len(row["input_ids"]) - 1)}
+    assert set(zip(keys["id"], keys["position"])) == expected
+
+
+def test_every_model_is_scored_on_the_responses_and_on_its_answers(repo):
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    meta = json.loads((repo / "data/prepared/meta.json").read_text())
+    assert metrics["teacher"]["tokens"] == meta["target_tokens"]["test"]  # the responses' tokens alone
+    for name in ("teacher", "kd", "hard"):
+        assert 0 <= metrics[name]["rouge_l"] <= 1 and 0 <= metrics[name]["exact_match"] <= 1
+        assert 1 <= metrics[name]["sampled_tokens_per_sequence"] <= 48
+    comparison = metrics["comparison"]
+    assert comparison["responses"] == 30
+    assert comparison["kd_minus_hard_rouge_l_ci_low"] <= comparison["kd_minus_hard_rouge_l"] \
+        <= comparison["kd_minus_hard_rouge_l_ci_high"]
+    assert comparison["kd_minus_hard_rouge_l"] == pytest.approx(metrics["kd"]["rouge_l"] - metrics["hard"]["rouge_l"])
+    table = pd.read_parquet(repo / "data/eval_logits/sequence_nll_test.parquet")
+    rows = prepared_rows(repo, "test")
+    assert table["tokens"].tolist() == [len(t) - p for t, p in zip(rows["input_ids"], rows["prompt_length"])]
+    report = (repo / "reports/report.md").read_text()
+    assert "| ROUGE-L F1 |" in report and "| prompts | column `prompt`" in report
+    continuations = json.loads((repo / "reports/eval/continuations.json").read_text())
+    assert continuations[0]["prompt"].startswith("review: ") and continuations[0]["prompt"].endswith("sentiment:")
+    assert continuations[0]["reference"] in (" good", " bad")
+
+
+def test_sequence_level_kd_and_on_policy_gkd_answer_each_row_s_own_prompt(repo):
+    import pyarrow.parquet as pq
+
+    git_commit(repo, "first run")
+    result = run(["dvc", "exp", "run", "-S", "kd.method=seqkd", "-S", "teacher.generate.sequences=40"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"transfer_logits", "distill", "evaluate", "plots"}, result.stdout
+    generated = pq.read_table(repo / "data/transfer_logits/generated_sequences.parquet").to_pandas()
+    rows = prepared_rows(repo, "train").set_index("id")
+    for _, row in generated.iterrows():  # the row's whole prompt, then the teacher's answer
+        prompt = rows.loc[row["id"], "prompt_length"]
+        assert row["prompt_length"] == prompt and len(row["input_ids"]) > prompt
+        assert list(row["input_ids"][:prompt]) == list(rows.loc[row["id"], "input_ids"][:prompt])
+    keys = pq.read_table(repo / "data/transfer_logits/generated.parquet", columns=["id", "position"])
+    first = keys.to_pandas().groupby("id")["position"].min()
+    assert (first == generated.set_index("id")["prompt_length"] - 1).all()  # the answers' targets alone
+    git_commit(repo, "after sequence-level KD")
+    result = run(["dvc", "exp", "run", "-S", "kd.method=on_policy_gkd", "-S", "kd.alpha=1",
+                  "-S", "++kd.on_policy_gkd.student_data_fraction=1.0"], repo)
+    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {"distill", "evaluate", "plots"}, result.stdout
+    curves = pd.read_csv(repo / "reports/training/kd/seed_0/plots/metrics/jsd.tsv", sep="\t")
+    assert len(curves) == 2 and np.isfinite(curves["jsd"]).all()
