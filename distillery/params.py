@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .data.params import DATA, check_data, is_text
+from .data.params import DATA, check_data, has_prompts, is_text
 from .errors import DistilleryError
 from .evaluation.params import EVALUATE, QUANTIZE
 from .methods import check_method_params, get_method, kd_schema
@@ -121,10 +121,10 @@ def _validate_pipeline(raw: dict, source: str) -> dict:
         _check_causal_lm(params, source)
     else:
         _check_models(params, source)
-        if params["data"]["prompt_column"]:
-            raise DistilleryError(f"{source}: data.prompt_column = {params['data']['prompt_column']!r}: prompts and "
-                                  "responses are for language models (task: causal_lm); a classifier reads "
-                                  "data.text_column (and data.text_pair_column)")
+        if has_prompts(params["data"]):
+            raise DistilleryError(f"{source}: data.prompt_column / data.prompt_template set: prompts and responses "
+                                  "are for language models (task: causal_lm); a classifier reads data.text_column "
+                                  "(and data.text_pair_column)")
         if params["teacher"]["generate"]["sequences"] or "generated" in get_method(params["kd"]["method"]).needs:
             raise DistilleryError(f"{source}: teacher.generate and kd.method = 'seqkd' (the teacher's generated "
                                   "sequences) are for language models: task = 'causal_lm'")
@@ -323,9 +323,12 @@ def _check_causal_lm(params: dict, source: str) -> None:
     if not method.needs <= {"teacher_logits", "generated", "live_teacher", "student_samples"}:
         raise DistilleryError(f"{where}: kd.method = {method.name!r} needs {', '.join(sorted(method.needs))}; over "
                               "tokens only the methods that read the teacher's logits (stored or live) or nothing run")
-    if data["prompt_column"] and data["packing"] == "pack":
-        raise DistilleryError(f"{where}: data.prompt_column with data.packing = 'pack': packing joins rows, a prompt "
-                              "and its response stay one sequence (packing: truncate)")
+    if data["prompt_column"] and data["prompt_template"]:
+        raise DistilleryError(f"{where}: data.prompt_column and data.prompt_template both set: a prompt is one column "
+                              "or made from the columns by the template; set one")
+    if has_prompts(data) and data["packing"] == "pack":
+        raise DistilleryError(f"{where}: prompts (data.prompt_column / prompt_template) with data.packing = 'pack': "
+                              "packing joins rows, a prompt and its response stay one sequence (packing: truncate)")
     if data["prompt_column"] and data["prompt_column"] == data["text_column"]:
         raise DistilleryError(f"{where}: data.prompt_column = data.text_column = {data['text_column']!r}: the prompt "
                               "and the response are two columns")
@@ -337,7 +340,7 @@ def _check_causal_lm(params: dict, source: str) -> None:
     if "generated" in method.needs and not generate["sequences"]:
         raise DistilleryError(f"{where}: kd.method = {method.name!r} trains on the teacher's generated sequences: set "
                               "teacher.generate.sequences (how many training prompts the teacher continues)")
-    if generate["sequences"] and not data["prompt_column"] and generate["prompt_tokens"] >= data["max_length"]:
+    if generate["sequences"] and not has_prompts(data) and generate["prompt_tokens"] >= data["max_length"]:
         raise DistilleryError(f"{where}: teacher.generate.prompt_tokens = {generate['prompt_tokens']} leaves no room "
                               f"to generate within data.max_length = {data['max_length']}")
 

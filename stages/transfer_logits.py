@@ -75,7 +75,7 @@ def generated_transfer(params: dict, prepared) -> None:
         train = prepared.splits["train"]
         batch_size = params["teacher"]["inference_batch_size"]
         start = time.perf_counter()
-        prompted = bool(prepared.meta.get("prompt_column"))  # the teacher answers each row's prompt
+        prompted = prepared.has_prompts  # the teacher answers each row's prompt
         ids, tokens, offsets, prompts = sample_continuations(
             teacher, *token_arrays(train), train.ids, generate, prepared.meta["max_length"], tokenizer.eos_token_id,
             batch_size, prompt_lengths=prompt_lengths(train) if prompted else None)

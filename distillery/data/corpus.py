@@ -19,10 +19,11 @@ A row of fewer than 2 tokens (its eos included) has no next token to predict: dr
 saved with ``datasets`` (``id`` int64, ``input_ids`` list of int32) and meta.json reports the sequences, tokens,
 tokens cut, empty and short rows of every split.
 
-With ``data.prompt_column`` each row is a prompt (that column) and its response (``data.text_column``): its tokens
-are the prompt's, then the response's and the eos token, tokenized apart so the boundary is exact, and the split
-keeps each row's ``prompt_length`` (int32): the models learn and are scored on the response tokens alone
-(``target_starts``). A row blank in either column is dropped as empty; a prompt that leaves no room for a response
+With ``data.prompt_column`` (or ``data.prompt_template``, a format string of the row's columns) each row is a prompt
+and its response (``data.text_column``): its tokens are the prompt's, then the response's and the eos token,
+tokenized apart so the boundary is exact, and the split keeps each row's ``prompt_length`` (int32): the models learn
+and are scored on the response tokens alone (``data.prepared.target_starts``). A row blank in any column read is
+dropped as empty; a prompt that leaves no room for a response
 token within ``data.max_length`` drops its row (counted: ``long_prompts``); a longer response is cut at
 ``data.max_length`` (the tokens cut are counted).
 """
@@ -38,6 +39,7 @@ from ..errors import DistilleryError
 from ..io import atomic_dir
 from .checkpoints import checkpoint_tokenizer, save_tokenizer
 from .files import cap_train, check_columns, load_tables, number_rows, source_parts
+from .params import template_fields
 from .prepared import META_FILE, PROMPT_LENGTH, SPLITS, Prepared, load_prepared, target_counts, within_rows
 from .splitting import random_split_indices
 
@@ -53,10 +55,13 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     """Load a text source as a corpus, tokenize it and save its token sequences under ``out_dir`` (see the module
     docstring); relative paths are taken from ``root``."""
     source = data_params["source"]
-    column, prompt_column = data_params["text_column"], data_params["prompt_column"]
+    column, prompt_column, template = data_params["text_column"], data_params["prompt_column"], \
+        data_params["prompt_template"]
     if not column:
         raise DistilleryError(f"data.text_column is required for the corpus {source!r}")
-    columns = {column: "data.text_column", **({prompt_column: "data.prompt_column"} if prompt_column else {})}
+    prompt_columns = template_fields(template) if template else [prompt_column] if prompt_column else []
+    columns = {column: "data.text_column",
+               **{name: "data.prompt_template" if template else "data.prompt_column" for name in prompt_columns}}
     tables, where, _ = load_tables(data_params, root)
     check_columns(tables, where, list(columns))
     for split, df in tables.items():
@@ -81,7 +86,8 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     rows = cap_train(rows, origin, data_params)
     rows = {split: df.sort_values("id") for split, df in rows.items()}
     texts = {split: df[column].astype(str).tolist() for split, df in rows.items()}
-    prompts = {split: df[prompt_column].astype(str).tolist() for split, df in rows.items()} if prompt_column else None
+    prompts = {split: prompt_texts(df, prompt_column, template) for split, df in rows.items()} \
+        if prompt_columns else None
 
     tokenizer, name = corpus_tokenizer(data_params, texts["train"] + (prompts["train"] if prompts else []), root)
     max_length, packing = data_params["max_length"], data_params["packing"]
@@ -124,6 +130,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         "max_length": max_length,
         "packing": packing,
         "prompt_column": prompt_column,
+        "prompt_template": template,
         "tokenizer": name,
         "eos_token_id": tokenizer.eos_token_id,
         "split_origin": origin,
@@ -132,6 +139,14 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     }
     save_corpus(splits, tokenizer, meta, out_dir)
     return load_prepared(out_dir)
+
+
+def prompt_texts(df, prompt_column: str | None, template: str | None) -> list[str]:
+    """Each row's prompt: its ``prompt_column`` cell, or ``template`` filled with its cells (as text)."""
+    if not template:
+        return df[prompt_column].astype(str).tolist()
+    fields = template_fields(template)
+    return [template.format_map(row) for row in df[fields].astype(str).to_dict("records")]
 
 
 def blank_rows(texts) -> np.ndarray:

@@ -31,6 +31,32 @@ def check_source(source: str) -> str | None:
     return None
 
 
+def has_prompts(data: dict) -> bool:
+    """Whether a validated ``data`` block makes a corpus of prompts and responses (``data.prompt_column`` or
+    ``data.prompt_template``)."""
+    return bool(data["prompt_column"] or data["prompt_template"])
+
+
+def template_fields(template: str) -> list[str]:
+    """The column names a ``data.prompt_template`` reads (``{name}`` fields), in order of first use."""
+    import string
+
+    names = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    return list(dict.fromkeys(names))
+
+
+def _template(v):
+    try:
+        names = template_fields(v)
+    except ValueError as exc:
+        return f"is not a format string ({exc}); write literal braces as {{{{ and }}}}"
+    if not names:
+        return "names no column: write the columns as {column}, e.g. 'Review: {sentence}\\nSentiment:'"
+    if any(not name.isidentifier() for name in names):
+        return f"fields must be column names ({{column}}, no positions, attributes or indices), got {names}"
+    return None
+
+
 def is_text(data: dict) -> bool:
     """Whether a validated ``data`` block is a text source (hf:, file:, files without data.feature_columns)."""
     return data["source"].partition(":")[0] in TEXT_KINDS and data["feature_columns"] is None
@@ -115,6 +141,9 @@ DATA = {
     "prompt_column": Field(STR, None, None, nullable=True,
                            help="task causal_lm: the prompt of each row; its response is data.text_column and the "
                                 "models learn and are scored on the response tokens alone; null: plain text"),
+    "prompt_template": Field(STR, _template, None, nullable=True,
+                             help="task causal_lm: each row's prompt made from its columns instead, a format string "
+                                  "such as 'Review: {sentence}\\nSentiment:'"),
     "text_pair_column": Field(STR, None, None, nullable=True, help="the second text of sentence-pair tasks"),
     "label_column": Field(STR, None, "label"),
     "id_column": Field(STR, None, None, nullable=True,

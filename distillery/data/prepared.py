@@ -50,6 +50,11 @@ class Prepared:
         return self.meta.get("kind") == "text"
 
     @property
+    def has_prompts(self) -> bool:
+        """A corpus of prompts and responses (``data.prompt_column`` or ``data.prompt_template``)."""
+        return bool(self.meta.get("prompt_column") or self.meta.get("prompt_template"))
+
+    @property
     def is_lm(self) -> bool:
         """A language-model corpus (``task: causal_lm``): token sequences, no labels."""
         return self.meta.get("kind") == "causal_lm"

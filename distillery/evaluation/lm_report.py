@@ -15,6 +15,13 @@ SAMPLE_ROWS = (("teacher_perplexity_of_samples", "teacher's perplexity of the mo
 ANSWER_ROWS = (("rouge_l", "ROUGE-L F1", ".4f"), ("exact_match", "exact match", ".4f"))
 
 
+def _prompt_source(meta: dict) -> str | None:
+    """Where a corpus's prompts come from, for the setting table; None for plain text."""
+    if meta.get("prompt_template"):
+        return f"the template `{_one_line(meta['prompt_template'])}`"
+    return f"column `{meta['prompt_column']}`" if meta.get("prompt_column") else None
+
+
 def _cell(block: dict, key: str, fmt: str) -> str:
     if key not in block:
         return "—"
@@ -37,10 +44,10 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
              f"| tokenizer | {meta['tokenizer']}, {meta['vocab_size']:,} tokens |",
              f"| sequences | {meta['packing']} at {meta['max_length']} tokens; tokens cut: "
              + ", ".join(f"{k} {v:,}" for k, v in meta["tokens_cut"].items()) + " |",
-             *([f"| prompts | column `{meta['prompt_column']}`: the models learn and are scored on the responses "
+             *([f"| prompts | {_prompt_source(meta)}: the models learn and are scored on the responses "
                 f"alone ({meta['target_tokens']['train']:,} training target tokens); rows whose prompt fills "
                 f"{meta['max_length']} tokens, dropped: " + ", ".join(f"{k} {v:,}" for k, v in meta["long_prompts"].items())
-                + " |"] if meta.get("prompt_column") else []),
+                + " |"] if _prompt_source(meta) else []),
              f"| parameters | teacher {metrics['teacher']['params']:,}, student {metrics['kd']['params']:,} |",
              f"| seeds | {', '.join(map(str, train['seeds']))} |",
              f"| checkpoints | {_selection_text(train, selections)} |", "",
@@ -86,7 +93,7 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
         lines += ["", "## Speed", "", "| model | tokens/s (scoring) | ms per generated token |", "|---|---|---|"]
         lines += [f"| {name} | {row['tokens_per_s']:,.0f} | {row['ms_per_generated_token']:.2f} |"
                   for name, row in speed.items()]
-    prompted = bool(meta.get("prompt_column"))
+    prompted = bool(_prompt_source(meta))
     lines += ["", "## Greedy continuations", "",
               "The first validation prompts; each model answers greedily, up to its end-of-text token." if prompted
               else "The first validation sequences, cut after a few tokens; each model continues greedily.", ""]

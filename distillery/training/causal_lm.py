@@ -103,7 +103,7 @@ def corpus_key(prepared: Prepared) -> list[np.ndarray]:
     key = []
     for name in ("train", "validation"):
         key.extend(token_arrays(prepared.splits[name]))
-        if prepared.meta.get("prompt_column"):
+        if prepared.has_prompts:
             key.append(prompt_lengths(prepared.splits[name]))
     return key
 
@@ -209,7 +209,7 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
         teacher = load_lm_teacher(teacher_dir).requires_grad_(False)
         run_parts.append(weights_fingerprint(teacher))
     if "student_samples" in method.needs:  # max_new_tokens null: samples up to data.max_length
-        if prepared.meta.get("prompt_column"):  # each row's own prompt, the samples cut at data.max_length
+        if prepared.has_prompts:  # each row's own prompt, the samples cut at data.max_length
             hp = {**hp, "prompt_tokens": None, "max_new_tokens": hp["max_new_tokens"] or max_length,
                   "max_length": max_length}
         else:
