@@ -96,6 +96,16 @@ def test_a_language_model_setting_validates():
     assert params["task"] == "causal_lm" and params["data"]["packing"] == "truncate"
 
 
+def test_prompts_from_a_template_name_its_columns_and_free_the_sampling_prompt_length():
+    from distillery.data.params import template_fields
+
+    params = validate(lm(data={"prompt_template": "Review: {sentence}\nAbout {topic} ({sentence}), {{braces}}:"},
+                         kd={"method": "on_policy_gkd", "on_policy_gkd": {"prompt_tokens": 16}}))
+    assert template_fields(params["data"]["prompt_template"]) == ["sentence", "topic"]
+    with pytest.raises(DistilleryError, match="prompt_tokens = 16 leaves no room"):  # read without prompts only
+        validate(lm(kd={"method": "on_policy_gkd", "on_policy_gkd": {"prompt_tokens": 16}}))
+
+
 @pytest.mark.parametrize("raw, message", [
     (lm(data={"source": "sklearn:digits"}), "a language model learns from a text source"),
     (lm(student={"model": {"arch": "mlp"}}), r"student.model.arch = 'mlp': language models are Hugging Face"),
@@ -110,6 +120,14 @@ def test_a_language_model_setting_validates():
     ({"teacher": {"generate": {"sequences": 5}}}, "teacher.generate .* are for language models: task = 'causal_lm'"),
     ({"task": "lm"}, "task = 'lm': must be one of 'classification', 'causal_lm'"),
     (lm(data={"max_length": 1}), "data.max_length = 1: must be >= 2"),
+    ({"data": {"prompt_column": "prompt"}}, r"data.prompt_column / data.prompt_template set: prompts and responses "
+                                            r"are for language models \(task: causal_lm\)"),
+    (lm(data={"prompt_column": "q", "prompt_template": "{q}"}), "data.prompt_column and data.prompt_template both set"),
+    (lm(data={"prompt_template": "Q: {q}", "packing": "pack"}), "with data.packing = 'pack': packing joins rows"),
+    (lm(data={"prompt_column": "text"}), "data.prompt_column = data.text_column = 'text'"),
+    (lm(data={"prompt_template": "Q: {q"}), r"data.prompt_template = 'Q: \{q': is not a format string"),
+    (lm(data={"prompt_template": "Q:"}), r"names no column: write the columns as \{column\}"),
+    (lm(data={"prompt_template": "Q: {0} {q.x}"}), r"fields must be column names .* got \['0', 'q.x'\]"),
 ])
 def test_language_model_params_are_refused_naming_the_problem(raw, message):
     with pytest.raises(DistilleryError, match=message):

@@ -255,3 +255,39 @@ def test_load_refuses_nan_logits(tmp_path):
     write_token_logits(path, key_ids, key_positions, parts, vocab_size=V)
     with pytest.raises(DistilleryError, match=r"NaN/inf logits at keys \[\(42, 0\)\]"):
         load_token_logits(path, IDS, LENGTHS, V)
+
+
+@pytest.mark.parametrize("k", [None, 3])
+def test_prompted_rows_hold_their_response_positions_only_and_batch_them_in_place(tmp_path, k):
+    """Targets from each row's prompt's last token on (starts 2, 0, 1, 0): the file holds those keys alone, a batch
+    puts them at their positions (zeros elsewhere), and a concatenation keeps each part's starts."""
+    from distillery.token_logits import concat_token_logits, dense_targets
+
+    starts = np.array([2, 0, 1, 0])
+    key_ids, key_positions, z = tokens()
+    keep = key_positions >= np.repeat(starts, np.maximum(LENGTHS - 1, 0))
+    write_token_logits(tmp_path / "t.parquet", key_ids[keep], key_positions[keep],
+                       compress_tokens(torch.from_numpy(z[keep]), k), vocab_size=V if k else None)
+    stored = load_token_logits(tmp_path / "t.parquet", IDS, LENGTHS, V, starts)
+    assert stored.num_tokens == 2 + 0 + 1 + 3
+    batch = stored.batch([0, 2, 3], 6, T=2.0)
+    dense = (dense_targets(batch, V) if k else batch).numpy()
+    expected = np.zeros((3, 6, V), np.float32)
+    for b, row in enumerate([0, 2, 3]):
+        for position in range(starts[row], LENGTHS[row] - 1):
+            target = z[(key_ids == IDS[row]) & (key_positions == position)]
+            if k is None:
+                expected[b, position] = target[0]
+            else:
+                kept = compress(target, k)
+                expected[b, position] = rebuild(kept["index"], kept["top"], kept["rest_mean"], kept["rest_lse"], V,
+                                                2.0)[0]
+    np.testing.assert_allclose(dense, expected, rtol=1e-6, atol=1e-6)
+    both = concat_token_logits(stored, stored)
+    assert both.starts.tolist() == starts.tolist() * 2
+    np.testing.assert_array_equal(both.batch([4], 6, T=2.0)["top"] if k else both.batch([4], 6),
+                                  stored.batch([0], 6, T=2.0)["top"] if k else stored.batch([0], 6))
+    write_token_logits(tmp_path / "all.parquet", key_ids, key_positions, compress_tokens(torch.from_numpy(z), k),
+                       vocab_size=V if k else None)
+    with pytest.raises(DistilleryError, match=r"3 extra \(e\.g\. \[\(7, 0\), \(10, 0\), \(10, 1\)\]"):  # prompts'
+        load_token_logits(tmp_path / "all.parquet", IDS, LENGTHS, V, starts)

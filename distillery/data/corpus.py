@@ -112,7 +112,8 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
                 f"data.source = {source!r}: the {split} split has no sequence of at least {MIN_TOKENS} tokens "
                 f"({int(short.sum())} rows tokenize to nothing, tokenizer {name!r})" if not prompts else
                 f"data.source = {source!r}: every row of the {split} split has a prompt of data.max_length = "
-                f"{max_length} tokens or more ({int(long_prompts.sum())} rows, column {prompt_column!r}): no room "
+                f"{max_length} tokens or more ({int(long_prompts.sum())} rows, "
+                f"{f'column {prompt_column!r}' if prompt_column else f'data.prompt_template {template!r}'}): no room "
                 "for a response; raise data.max_length")
         splits[split] = (ids, lengths, values, prompt_lengths if prompts else None)
         stats["tokens"][split] = int(lengths.sum())

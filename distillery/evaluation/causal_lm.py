@@ -172,14 +172,15 @@ def judged_samples(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pa
         return {}
     tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
     teacher = models["teacher"]
+    batches = list(same_prompt_batches(rows, prompt_lengths, batch_size) if prompt_lengths.any() else
+                   (rows[start:start + batch_size] for start in range(0, len(rows), batch_size)))
     generator_state = torch.random.get_rng_state()
     out = {}
     try:
         for name, model in models.items():
             torch.manual_seed(seed)
             nll, own_nll, count, bigrams, distinct = 0.0, 0.0, 0, 0, set()
-            for start in range(0, len(rows), batch_size):
-                chunk = rows[start:start + batch_size]
+            for chunk in batches:
                 input_ids, mask = padded(tokens_t, offsets, chunk, pad_id)
                 prompt = torch.from_numpy(prompt_lengths[chunk]) if prompt_lengths.any() else prompt_tokens
                 with torch.inference_mode():
@@ -269,17 +270,27 @@ def responses(models: dict, split_tokens: tuple, tokenizer, prompts: int, max_le
     out = {"reference": [tokenizer.decode(tokens[offsets[row] + prompt_lengths[row]:offsets[row + 1]],
                                           skip_special_tokens=True) for row in rows]}
     for name, model in models.items():
-        out[name] = []
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start:start + batch_size]
+        texts = {}
+        for chunk in same_prompt_batches(rows, prompt_lengths, batch_size):
             input_ids, mask = padded(tokens_t, offsets, chunk, pad)
             with torch.inference_mode():
                 batch = continue_prompts(model, input_ids.to(device), mask.to(device),
                                          torch.from_numpy(prompt_lengths[chunk]), max_length, None, eos, pad,
                                          max_length=max_length)
-            for labels in batch["labels"].cpu().numpy():
-                out[name].append(tokenizer.decode(labels[labels != UNLABELLED], skip_special_tokens=True))
+            for row, labels in zip(chunk.tolist(), batch["labels"].cpu().numpy()):
+                texts[row] = tokenizer.decode(labels[labels != UNLABELLED], skip_special_tokens=True)
+        out[name] = [texts[row] for row in rows.tolist()]
     return out
+
+
+def same_prompt_batches(rows: np.ndarray, prompt_lengths: np.ndarray, batch_size: int):
+    """``rows`` in batches of at most ``batch_size`` whose prompts are equally long (shortest first), so each prompt is
+    answered up to ``max_length`` tokens in all whatever the other rows of its batch."""
+    lengths = prompt_lengths[rows]
+    for length in np.unique(lengths):
+        members = rows[lengths == length]
+        for start in range(0, len(members), batch_size):
+            yield members[start:start + batch_size]
 
 
 TASK_METRICS = ("rouge_l", "exact_match")

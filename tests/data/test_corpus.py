@@ -297,3 +297,72 @@ def test_a_checkpoint_without_pad_gets_eos_as_pad_and_the_prepared_max_length(ha
     assert tokenizer.pad_token == "<eos>" and tokenizer.model_max_length == 5
     with pytest.raises(DistilleryError, match="no tokenizer here"):
         load_tokenizer(hand)
+
+
+@pytest.fixture
+def prompted(tmp_path) -> Path:
+    """Prompts and responses per split, token counts by hand with the word tokenizer: train prompts of 2, 1, 4, 3
+    tokens (the 4-token one fills max_length 4: dropped) and a blank prompt, responses of 1, 3, 1, 2 (+ eos) and a
+    blank one; validation and test one row each."""
+    write_jsonl(tmp_path / "train.jsonl", ["e", "b c d", "a", "c d", "a", ""],
+                prompt=["a b", "c", "a b c d", "e e e", "  ", "b"])
+    write_jsonl(tmp_path / "validation.jsonl", ["d e"], prompt=["a"])
+    write_jsonl(tmp_path / "test.jsonl", ["a b c d e"], prompt=["e d"])
+    word_tokenizer(tmp_path / "words")
+    return tmp_path
+
+
+def test_prompts_are_kept_whole_before_their_responses_and_their_lengths_stored(prompted):
+    from distillery.data.prepared import prompt_lengths, target_counts
+
+    prepared = prepare_corpus(prompted, source="files", files=FILES, tokenizer="words", max_length=4,
+                              prompt_column="prompt")
+    meta = prepared.meta
+    assert prepared.has_prompts and meta["prompt_column"] == "prompt" and meta["prompt_template"] is None
+    assert meta["empty_rows"] == {"train": 2, "validation": 0, "test": 0}  # a blank prompt, a blank response
+    assert meta["long_prompts"] == {"train": 1, "validation": 0, "test": 0}  # "a b c d": no room left
+    train = prepared.splits["train"]
+    assert train.ids.tolist() == [0, 1, 3]
+    # "a b" + "e" + eos | "c" + "b c d" + eos, cut to 4 | "e e e" + "c d" + eos, cut to 4
+    assert rows(train) == [ids_of("a b e") + [0], ids_of("c b c d"), ids_of("e e e c")]
+    assert prompt_lengths(train).tolist() == [2, 1, 3]
+    assert meta["tokens_cut"] == {"train": 1 + 2, "validation": 0, "test": 4}
+    assert meta["target_tokens"] == {"train": 2 + 3 + 1, "validation": 3, "test": 2}
+    assert rows(prepared.splits["test"]) == [ids_of("e d a b")] and prompt_lengths(prepared.splits["test"]).tolist() == [2]
+    assert target_counts(sequence_lengths(train), prompt_lengths(train)).tolist() == [2, 3, 1]
+    again = load_prepared(prompted / "prepared")
+    assert prompt_lengths(again.splits["train"]).tolist() == [2, 1, 3] and again.has_prompts
+
+
+def test_a_prompt_template_fills_in_each_row_s_columns(prompted):
+    from distillery.data.prepared import prompt_lengths
+
+    prepared = prepare_corpus(prompted, source="files", files=FILES, tokenizer="words", max_length=8,
+                              prompt_template="{prompt} a")
+    assert prepared.meta["prompt_template"] == "{prompt} a" and prepared.has_prompts
+    assert rows(prepared.splits["validation"]) == [ids_of("a a d e") + [0]]
+    assert prompt_lengths(prepared.splits["validation"]).tolist() == [2]
+    with pytest.raises(DistilleryError, match=r"train\.jsonl: missing column\(s\) \[.review.\]"):
+        prepare_corpus(prompted, out="other", source="files", files=FILES, tokenizer="words",
+                       prompt_template="{prompt} {review}")
+
+
+def test_a_split_whose_every_prompt_fills_max_length_is_refused_naming_the_column(prompted):
+    with pytest.raises(DistilleryError, match=r"every row of the test split has a prompt of data.max_length = 2 "
+                                              r"tokens or more \(1 rows, column 'prompt'\)"):
+        prepare_corpus(prompted, source="files", files=FILES, tokenizer="words", max_length=2, prompt_column="prompt")
+
+
+def test_plain_text_has_no_prompt_column_and_every_next_token_is_a_target(hand):
+    from distillery.data.prepared import prompt_lengths
+
+    prepared = prepare_corpus(hand, source="files", files=FILES, tokenizer="words", max_length=5)
+    assert not prepared.has_prompts and "prompt_length" not in prepared.splits["train"].dataset.column_names
+    assert prompt_lengths(prepared.splits["train"]).tolist() == [0, 0, 0, 0]
+    assert prepared.meta["target_tokens"] == {"train": 14 - 4, "validation": 5 - 2, "test": 4}
+
+
+def test_join_rows_puts_each_row_s_second_part_after_its_first():
+    tokens, lengths = corpus.join_rows(np.array([1, 2, 3]), np.array([2, 0, 1]), np.array([7, 8, 9, 6]),
+                                       np.array([1, 2, 1]))
+    assert tokens.tolist() == [1, 2, 7, 8, 9, 3, 6] and lengths.tolist() == [3, 2, 2]

@@ -60,3 +60,59 @@ def test_the_teacher_scores_the_tokens_each_model_sampled(models):
     before = torch.random.get_rng_state()
     again = judged_samples(models, PLAIN, 0, 0, prompts=5, max_length=8, batch_size=2, seed=7, device=cpu)
     assert again == judged and torch.equal(torch.random.get_rng_state(), before)  # seeded; torch's state restored
+
+
+PROMPTS = np.array([2, 5, 3, 4, 1, 6, 3, 2, 4, 7, 2, 3])  # each row's prompt tokens (shorter than its row)
+PROMPTED = (TOKENS, OFFSETS, PROMPTS)
+
+
+def word_tokenizer():
+    from ..models.test_causal_lm import word_tokenizer as words
+
+    return words()
+
+
+def test_a_prompted_split_is_scored_on_its_response_tokens_alone(models):
+    from distillery.evaluation.causal_lm import score_split
+
+    scores, sequence = score_split(models, PROMPTED, 0, 4, torch.device("cpu"))
+    responses = np.array(LENGTHS) - PROMPTS  # each row's tokens after its prompt, the end of text included
+    assert np.bincount(sequence, minlength=len(LENGTHS)).tolist() == responses.tolist()
+    nll = 0.0
+    with torch.no_grad():
+        for row, (start, end) in enumerate(zip(OFFSETS[:-1], OFFSETS[1:])):
+            ids = torch.from_numpy(TOKENS[start:end])[None]
+            log_p = torch.log_softmax(models["kd_seed0"](input_ids=ids).logits[0].double(), -1)
+            nll -= sum(float(log_p[p, TOKENS[start + p + 1]]) for p in range(PROMPTS[row] - 1, end - start - 1))
+    assert scores["kd_seed0"]["nll"].sum() == pytest.approx(nll, rel=1e-5)
+
+
+def test_each_model_answers_each_prompt_greedily_and_is_scored_against_the_reference(models):
+    from distillery.evaluation.causal_lm import responses, task_scores
+    from distillery.evaluation.lm_metrics import exact_match, rouge_l
+
+    tokenizer = word_tokenizer()
+    answers = responses(models, PROMPTED, tokenizer, prompts=5, max_length=12, batch_size=2, device=torch.device("cpu"))
+    assert set(answers) == {"reference", *models} and all(len(texts) == 5 for texts in answers.values())
+    for row in range(5):
+        start, prompt = OFFSETS[row], PROMPTS[row]
+        reference = tokenizer.decode(TOKENS[start + prompt:OFFSETS[row + 1]], skip_special_tokens=True)
+        assert answers["reference"][row] == reference
+        for name, model in models.items():  # alone, greedy, up to the end of text or 12 tokens in all
+            with torch.no_grad():
+                out = model.generate(torch.from_numpy(TOKENS[start:start + prompt])[None], do_sample=False,
+                                     attention_mask=torch.ones(1, prompt, dtype=torch.long),
+                                     max_new_tokens=12 - prompt, pad_token_id=0, eos_token_id=0)[0, prompt:]
+            assert answers[name][row] == tokenizer.decode(out, skip_special_tokens=True)
+    scores = task_scores(answers)
+    assert set(scores) == set(models)
+    np.testing.assert_array_equal(scores["kd_seed0"]["rouge_l"], rouge_l(answers["kd_seed0"], answers["reference"]))
+    np.testing.assert_array_equal(scores["hard_seed0"]["exact_match"],
+                                  exact_match(answers["hard_seed0"], answers["reference"]))
+
+
+def test_the_models_sample_from_each_row_s_own_prompt_when_the_split_has_prompts(models):
+    judged = judged_samples(models, PROMPTED, 0, 0, prompts=4, max_length=12, batch_size=2, seed=7,
+                            device=torch.device("cpu"))
+    for values in judged.values():  # rows 0..3 all prompt: up to 12 - prompt tokens each
+        assert 1 <= values["sampled_tokens_per_sequence"] <= np.mean(12 - PROMPTS[:4])

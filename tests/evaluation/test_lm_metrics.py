@@ -238,3 +238,21 @@ def test_gap_closure():
     assert L.gap_closure(teacher=10.0, kd=16.0, hard=14.0) == -0.5  # KD worse than hard labels
     assert L.gap_closure(teacher=10.0, kd=9.0, hard=14.0) == 1.25  # KD beyond the teacher
     assert math.isnan(L.gap_closure(teacher=10.0, kd=12.0, hard=10.0))
+
+
+def test_rouge_l_is_the_f1_of_the_longest_common_word_subsequence():
+    from distillery.evaluation.lm_metrics import rouge_l
+
+    # LCS of "the cat sat on mat" and "the cat is on the mat": the cat on mat, 4 of 5 and of 6 words
+    precision, recall = 4 / 5, 4 / 6
+    scores = rouge_l(["the cat sat on mat", "Cats!", "", "a b", "dog"], ["the cat is on the mat", "cat", "", "b a", "cat"])
+    np.testing.assert_allclose(scores, [2 * precision * recall / (precision + recall), 1.0, 0.0, 0.5, 0.0])
+    with pytest.raises(ValueError):  # one reference a prediction
+        rouge_l(["a"], ["a", "b"])
+
+
+def test_exact_match_ignores_case_and_spacing_only():
+    from distillery.evaluation.lm_metrics import exact_match
+
+    assert exact_match([" Positive ", "pos", "a  b", "a b."], ["positive", "positive", "a b", "a b"]).tolist() == \
+        [1.0, 0.0, 1.0, 0.0]

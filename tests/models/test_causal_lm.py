@@ -12,7 +12,8 @@ from distillery.data.prepared import UNLABELLED
 from distillery.errors import DistilleryError
 from distillery.models.causal_lm import (build_causal_lm, check_same_vocabulary, first_differing_token, padded,
                                          continue_prompts, padded_batches, sample_continuations,
-                                         TeacherMixture, token_logits_batches)
+                                         TeacherMixture, has_next, prompt_lengths_from_labels,
+                                         token_logits_batches)
 from distillery.token_logits import compress_tokens, load_token_logits, token_logits_writer
 
 WORDS = ["<|endoftext|>", "a", "b", "c", "d", "e", "f", "g"]
@@ -231,3 +232,72 @@ def test_continued_prompts_mixed_all_with_the_teacher_are_the_teacher_s_own_left
         assert mixed["input_ids"][row, :length].tolist() == alone["input_ids"][0, :length].tolist()
     student = continue_prompts(tiny_lm, BATCH, MASK, 3, 6, 1e-4, eos_id=0, pad_id=0)
     assert not torch.equal(student["input_ids"], own["input_ids"])  # the student alone continues otherwise
+
+
+def test_the_targets_of_prompted_rows_start_at_each_prompt_s_last_token():
+    offsets = np.array([0, 5, 8, 10])
+    assert has_next(offsets, np.array([0, 2]), 6).tolist() == [[True] * 4 + [False] * 2, [True] + [False] * 5]
+    starts = np.array([2, 1, 0])  # prompts of 3, 2 and 1 tokens
+    assert has_next(offsets, np.array([0, 1, 2]), 5, starts).tolist() == [
+        [False, False, True, True, False], [False, True, False, False, False], [True, False, False, False, False]]
+    labels = torch.tensor([[UNLABELLED, UNLABELLED, 4, 5, UNLABELLED], [UNLABELLED, 7, UNLABELLED, UNLABELLED, 0]])
+    assert prompt_lengths_from_labels(labels).tolist() == [3, 2]
+
+
+def test_token_logits_of_prompted_rows_are_keyed_at_the_response_positions_only(tiny_lm, tmp_path):
+    tokens = np.array([1, 2, 3, 0, 4, 5, 0, 6, 7, 1, 2, 0])
+    offsets, ids = np.array([0, 4, 7, 12]), np.array([30, 10, 20])
+    starts = np.array([1, 0, 3])  # prompts of 2, 1 and 4 tokens
+    batches = list(token_logits_batches(tiny_lm, tokens, offsets, ids, None, 0, batch_size=2, desc="t",
+                                        device=torch.device("cpu"), starts=starts))
+    keys = sorted((int(i), int(p)) for batch in batches for i, p in zip(batch[0], batch[1]))
+    assert keys == [(10, 0), (10, 1), (20, 3), (30, 1), (30, 2)]  # positions start..length-2
+    with token_logits_writer(tmp_path / "t.parquet", 8, None) as writer:
+        for batch in batches:
+            writer.write(*batch)
+    stored = load_token_logits(tmp_path / "t.parquet", ids, np.diff(offsets), 8, starts)
+    with torch.inference_mode():
+        row = tiny_lm(input_ids=torch.tensor([[6, 7, 1, 2, 0]])).logits[0]
+    np.testing.assert_allclose(stored.parts["logits"][4], row[3].numpy(), atol=1e-5)  # row 20 after 30's and 10's
+    with pytest.raises(DistilleryError, match=r"keys do not match the prepared split .* 2 missing \(e\.g\. \[\(30, 0\), "
+                                              r"\(20, 2\)\]\)"):
+        load_token_logits(tmp_path / "t.parquet", ids, np.diff(offsets), 8, np.array([0, 0, 2]))
+
+
+def test_each_row_s_own_prompt_is_answered_greedily_as_it_would_be_alone(tiny_lm):
+    """A tensor of prompt lengths keeps each row's own prompt (however long its row); temperature None is greedy,
+    and each row's answer is the one it gets alone; max_length caps the answers of the longest prompt."""
+    import copy
+
+    model = copy.deepcopy(tiny_lm)
+    with torch.no_grad():
+        model.transformer.wpe.weight.normal_(0, 3, generator=torch.Generator().manual_seed(1))
+    prompts = torch.tensor([4, 1, 2])
+    together = continue_prompts(model, BATCH, MASK, prompts, 6, None, eos_id=0, pad_id=0)
+    for row, prompt in enumerate(prompts.tolist()):
+        assert together["input_ids"][row, :prompt].tolist() == BATCH[row, :prompt].tolist()
+        assert (together["labels"][row, :prompt - 1] == UNLABELLED).all()
+        with torch.inference_mode():
+            alone = model.generate(BATCH[row:row + 1, :prompt], attention_mask=torch.ones(1, prompt, dtype=torch.long),
+                                   do_sample=False, max_new_tokens=6, pad_token_id=0, eos_token_id=0)[0, prompt:]
+        ended = (alone == 0).nonzero()
+        alone = alone[:int(ended[0]) + 1] if len(ended) else alone
+        length = int(together["attention_mask"][row].sum())
+        assert together["input_ids"][row, prompt:length].tolist() == alone.tolist()
+    capped = continue_prompts(model, BATCH, MASK, prompts, 6, None, eos_id=0, pad_id=0, max_length=7)
+    assert capped["input_ids"].shape[1] <= 7 and int(capped["attention_mask"][0].sum()) <= 7
+
+
+def test_the_teacher_answers_each_drawn_row_s_own_prompt_for_sequence_level_kd(tiny_lm):
+    tokens = np.array([1, 2, 3, 4, 0, 5, 6, 7, 0, 1, 0, 2, 3, 4, 5, 0])
+    offsets, ids = np.array([0, 5, 9, 11, 16]), np.array([7, 8, 9, 10])
+    generate = {"sequences": 3, "prompt_tokens": 2, "temperature": 1.0, "top_p": 1.0, "seed": 3}
+    prompt_lengths = np.array([3, 1, 1, 4])
+    chosen, flat, new_offsets, prompts = sample_continuations(tiny_lm, tokens, offsets, ids, generate, 10, 0, 2,
+                                                              torch.device("cpu"), prompt_lengths=prompt_lengths)
+    assert len(chosen) == 3 and prompts.tolist() == [prompt_lengths[ids.tolist().index(i)] for i in chosen]
+    for i, row_id in enumerate(chosen):  # every row may be drawn, even one no longer than 2 tokens
+        row = ids.tolist().index(row_id)
+        sequence = flat[new_offsets[i]:new_offsets[i + 1]]
+        assert sequence[:prompts[i]].tolist() == tokens[offsets[row]:offsets[row] + prompts[i]].tolist()
+        assert prompts[i] < len(sequence) <= 10
