@@ -82,8 +82,11 @@ def language_model_plots(params: dict, meta: dict) -> None:
     continuations = json.loads((EVAL / "continuations.json").read_text())
     selections = {kind: load_selections(Path("reports/training") / kind) for kind in ("kd", "hard")}
     pngs = ["training.png", "perplexity.png"]
+    method_text = describe(params["kd"])
+    if "student_samples" in method.needs and (meta.get("prompt_column") or meta.get("prompt_template")):
+        method_text += " (each row's own prompt is answered: prompt_tokens is not read)"
     write_text(Path("reports/report.md"), render_lm_report(params, meta, metrics, continuations, pngs, selections,
-                                                           describe(params["kd"])))
+                                                           method_text))
     print(f"wrote {pngs} to {OUT} and reports/report.md")
 
 

@@ -112,3 +112,4 @@ def test_sequence_level_kd_and_on_policy_gkd_answer_each_row_s_own_prompt(repo):
     assert ran == {"distill", "evaluate", "plots"}, result.stdout
     curves = pd.read_csv(repo / "reports/training/kd/seed_0/plots/metrics/jsd.tsv", sep="\t")
     assert len(curves) == 2 and np.isfinite(curves["jsd"]).all()
+    assert "(each row's own prompt is answered: prompt_tokens is not read)" in (repo / "reports/report.md").read_text()
