@@ -30,8 +30,9 @@ METRICS_FILE = "reports/metrics.json"
 PARAMS_FILE = "params.yaml"
 ALWAYS = ("kd.method", "kd.T", "kd.alpha")
 LM_KEYS = ("perplexity", "perplexity_std", "validation_perplexity", "validation_perplexity_std", "teacher_agreement",
-           "teacher_agreement_std")  # task causal_lm: what a row shows of each student
-LM_COMPARISON = ("kd_minus_hard_nll", "kd_minus_hard_nll_ci_low", "kd_minus_hard_nll_ci_high", "gap_closure")
+           "teacher_agreement_std", "rouge_l", "rouge_l_std")  # task causal_lm: what a row shows of each student
+LM_COMPARISON = ("kd_minus_hard_nll", "kd_minus_hard_nll_ci_low", "kd_minus_hard_nll_ci_high", "gap_closure",
+                 "kd_minus_hard_rouge_l", "kd_minus_hard_rouge_l_ci_low", "kd_minus_hard_rouge_l_ci_high")
 REPORT = Path("reports/sweep.md")
 PLOTS = Path("reports/sweep")
 
@@ -95,12 +96,16 @@ def is_language_model(frame: pd.DataFrame) -> bool:
 def language_model_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
     """One row per language-model experiment: the distilled students' validation and test perplexity, the hard
     students' test perplexity, KD − hard in NLL per token (test, paired 95 % interval), the fraction of the
-    perplexity gap to the teacher KD closes, agreement with the teacher and the distill time relative to ``kd``."""
+    perplexity gap to the teacher KD closes, agreement with the teacher and the distill time relative to ``kd``;
+    with prompts and responses also the distilled students' ROUGE-L on the test answers and KD − hard in it."""
     params = swept_params(frame)
     reference = kd_seconds(frame, seconds)
+    answers = "kd.rouge_l" in frame and frame["kd.rouge_l"].notna().any()
     header = ["experiment", *params, "distilled perplexity, validation", "distilled perplexity, test",
               "hard perplexity, test", "KD − hard NLL per token, test (95 % CI)", "gap closed, test",
-              "top-1 agreement with teacher", "distill time, s", "distill time vs kd"]
+              "top-1 agreement with teacher",
+              *(["distilled ROUGE-L, test", "KD − hard ROUGE-L, test (95 % CI)"] if answers else []),
+              "distill time, s", "distill time vs kd"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
         time = seconds.get(r["name"])
@@ -110,9 +115,19 @@ def language_model_table(frame: pd.DataFrame, seconds: dict[str, float | None]) 
                  f"{r['hard.perplexity']:.3f} ± {r['hard.perplexity_std']:.3f}",
                  f"{r['kd_minus_hard_nll']:+.4f} ({r['kd_minus_hard_nll_ci_low']:+.4f} to "
                  f"{r['kd_minus_hard_nll_ci_high']:+.4f})", f"{r['gap_closure']:.2f}",
-                 _mean_std(r["kd.teacher_agreement"], r["kd.teacher_agreement_std"]), *time_cells(time, reference)]
+                 _mean_std(r["kd.teacher_agreement"], r["kd.teacher_agreement_std"]),
+                 *(_answer_cells(r) if answers else []), *time_cells(time, reference)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _answer_cells(r) -> list[str]:
+    """A language-model row's ROUGE-L cells ("—" for an experiment without prompts)."""
+    if pd.isna(r["kd.rouge_l"]):
+        return ["—", "—"]
+    return [_mean_std(r["kd.rouge_l"], r["kd.rouge_l_std"]),
+            f"{r['kd_minus_hard_rouge_l']:+.4f} ({r['kd_minus_hard_rouge_l_ci_low']:+.4f} to "
+            f"{r['kd_minus_hard_rouge_l_ci_high']:+.4f})"]
 
 
 def missing_reason(shown: list[dict], name: str) -> str:
