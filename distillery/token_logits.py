@@ -440,7 +440,8 @@ def load_token_logits(path: Path, row_ids: np.ndarray, lengths: np.ndarray, voca
     if missing.size or not valid.all():
         extra = ~valid
         raise DistilleryError(
-            f"{path}: (id, position) keys do not match the prepared split (target positions of each row: 0, or its prompt's last, to length−2): "
+            f"{path}: (id, position) keys do not match the prepared split (target positions of each row: 0, or its "
+            "prompt's last, to length−2): "
             f"{missing.size} missing (e.g. {split_keys(missing)}), {int(extra.sum())} extra "
             f"(e.g. {_keys(file_ids[extra], file_positions[extra])})")
 

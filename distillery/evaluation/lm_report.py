@@ -15,6 +15,17 @@ SAMPLE_ROWS = (("teacher_perplexity_of_samples", "teacher's perplexity of the mo
 ANSWER_ROWS = (("rouge_l", "ROUGE-L F1", ".4f"), ("exact_match", "exact match", ".4f"))
 
 
+def _prompt_rows(meta: dict) -> list[str]:
+    """The setting table's row on a corpus's prompts (none for plain text)."""
+    source = _prompt_source(meta)
+    if not source:
+        return []
+    dropped = ", ".join(f"{k} {v:,}" for k, v in meta["long_prompts"].items())
+    return [f"| prompts | {source}: the models learn and are scored on the responses alone "
+            f"({meta['target_tokens']['train']:,} training target tokens); rows whose prompt fills "
+            f"{meta['max_length']} tokens, dropped: {dropped} |"]
+
+
 def _prompt_source(meta: dict) -> str | None:
     """Where a corpus's prompts come from, for the setting table; None for plain text."""
     if meta.get("prompt_template"):
@@ -44,10 +55,7 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
              f"| tokenizer | {meta['tokenizer']}, {meta['vocab_size']:,} tokens |",
              f"| sequences | {meta['packing']} at {meta['max_length']} tokens; tokens cut: "
              + ", ".join(f"{k} {v:,}" for k, v in meta["tokens_cut"].items()) + " |",
-             *([f"| prompts | {_prompt_source(meta)}: the models learn and are scored on the responses "
-                f"alone ({meta['target_tokens']['train']:,} training target tokens); rows whose prompt fills "
-                f"{meta['max_length']} tokens, dropped: " + ", ".join(f"{k} {v:,}" for k, v in meta["long_prompts"].items())
-                + " |"] if _prompt_source(meta) else []),
+             *_prompt_rows(meta),
              f"| parameters | teacher {metrics['teacher']['params']:,}, student {metrics['kd']['params']:,} |",
              f"| seeds | {', '.join(map(str, train['seeds']))} |",
              f"| checkpoints | {_selection_text(train, selections)} |", "",

@@ -176,9 +176,10 @@ def token_logits_batches(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
                          pad_id: int, batch_size: int, desc: str, device: torch.device | None = None,
                          starts: np.ndarray | None = None):
     """The model's logits at every position of every sequence that has a next token (positions 0..length-2, or
-    ``starts[row]``..length-2: a row's target positions, ``data.prepared.target_starts``), compressed per token (``token_logits.compress_tokens``: the top ``top_k`` and the rest's mass, or every logit),
-    one batch at a time: yields ``(ids, positions, parts)`` for a batch's tokens, for ``TokenLogitsWriter.write``.
-    Batches of similar length, at most ``batch_size`` rows and about 2^27 logits (half a GiB in float32) each."""
+    ``starts[row]``..length-2: a row's target positions, ``data.prepared.target_starts``), compressed per token
+    (``token_logits.compress_tokens``: the top ``top_k`` and the rest's mass, or every logit), one batch at a time:
+    yields ``(ids, positions, parts)`` for a batch's tokens, for ``TokenLogitsWriter.write``. Batches of similar
+    length, at most ``batch_size`` rows and about 2^27 logits (half a GiB in float32) each."""
     from tqdm.auto import tqdm
 
     from ..token_logits import compress_tokens
@@ -280,14 +281,15 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     """On-policy data (Agarwal et al. 2024): the first ``prompt_tokens`` tokens of each right-padded row (a shorter
     row keeps all but its last token, at least one; a tensor gives each row's own prompt length, as a corpus of
     prompts and responses does: ``prompt_lengths_from_labels``) continued by ``model``'s own samples at
-    ``temperature`` (no top-k, and top-p ``top_p``: 1 samples its distribution; ``temperature`` None: greedy), at most ``max_new_tokens`` tokens (and, given
-    ``max_length``, no more than the longest prompt leaves within it), cut after the first end-of-text token. Returns a
-    right-padded batch, ``input_ids``, ``attention_mask`` and ``labels``: the sampled tokens are the only targets
-    (the prompt's last position predicts the first of them; ``UNLABELLED`` elsewhere). The prompts are left-padded
-    for ``generate``, which places each token by the attention mask. Sampled in eval mode (no dropout), from torch's
-    generator of the model's device; the model's training mode is restored. With ``teacher_mix`` > 0 each token is
-    drawn from the mixture ``teacher_mix``·p_teacher + (1 − ``teacher_mix``)·p_model instead (``TeacherMixture``;
-    ``temperature`` then scales the mixture's logits)."""
+    ``temperature`` (no top-k, and top-p ``top_p``: 1 samples its distribution; ``temperature`` None: greedy), at
+    most ``max_new_tokens`` tokens (and, given ``max_length``, no more than the longest prompt leaves within it), cut
+    after the first end-of-text token. Returns a right-padded batch, ``input_ids``, ``attention_mask`` and
+    ``labels``: the sampled tokens are the only targets (the prompt's last position predicts the first of them;
+    ``UNLABELLED`` elsewhere). The prompts are left-padded for ``generate``, which places each token by the
+    attention mask. Sampled in eval mode (no dropout), from torch's generator of the model's device; the model's
+    training mode is restored. With ``teacher_mix`` > 0 each token is drawn from the mixture
+    ``teacher_mix``·p_teacher + (1 − ``teacher_mix``)·p_model instead (``TeacherMixture``; ``temperature`` then
+    scales the mixture's logits)."""
     from transformers import GenerationConfig, LogitsProcessorList
 
     from ..data.prepared import UNLABELLED

@@ -2,9 +2,10 @@
 token sequences, through the same ``Trainer``, method seam and run lifecycle as the classifiers.
 
 A batch holds ``input_ids``, ``attention_mask``, ``labels`` (each position's next token; ``UNLABELLED`` past a
-sequence's end and, with ``data.prompt_column``, over the prompt: only the response is learnt) and, for a method that reads them, ``teacher_logits``: the teacher's stored per-token logits
-(``distillery.token_logits``) for the method's temperature, dense (B, L, V) when every logit is stored, else the
-top k's parts (a few numbers a token). The Trainer flattens the target tokens (``trainer.tokens_as_rows``, which
+sequence's end and, in a corpus of prompts and responses, over the prompt: only the response is learnt) and, for a
+method that reads them, ``teacher_logits``: the teacher's stored per-token logits (``distillery.token_logits``) for
+the method's temperature, dense (B, L, V) when every logit is stored, else the top k's parts (a few numbers a
+token). The Trainer flattens the target tokens (``trainer.tokens_as_rows``, which
 makes top-k targets dense there, on the training device), so every logit method is a mean over tokens.
 Checkpoints are selected by the validation NLL per token.
 """
@@ -217,7 +218,8 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
     if "teacher_logits" in method.needs:
         files = {name: Path(logits_dir) / f"{name}.parquet" for name in ("train", "validation")}
         targets = {name: load_token_logits(path, prepared.splits[name].ids, sequence_lengths(prepared.splits[name]),
-                                           probe.config.vocab_size, target_starts(prompt_lengths(prepared.splits[name])))
+                                           probe.config.vocab_size,
+                                           target_starts(prompt_lengths(prepared.splits[name])))
                    for name, path in files.items()}
         for path in files.values():
             with open(path, "rb") as stored:

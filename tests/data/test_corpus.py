@@ -328,7 +328,8 @@ def test_prompts_are_kept_whole_before_their_responses_and_their_lengths_stored(
     assert prompt_lengths(train).tolist() == [2, 1, 3]
     assert meta["tokens_cut"] == {"train": 1 + 2, "validation": 0, "test": 4}
     assert meta["target_tokens"] == {"train": 2 + 3 + 1, "validation": 3, "test": 2}
-    assert rows(prepared.splits["test"]) == [ids_of("e d a b")] and prompt_lengths(prepared.splits["test"]).tolist() == [2]
+    assert rows(prepared.splits["test"]) == [ids_of("e d a b")]
+    assert prompt_lengths(prepared.splits["test"]).tolist() == [2]
     assert target_counts(sequence_lengths(train), prompt_lengths(train)).tolist() == [2, 3, 1]
     again = load_prepared(prompted / "prepared")
     assert prompt_lengths(again.splits["train"]).tolist() == [2, 1, 3] and again.has_prompts

@@ -245,7 +245,8 @@ def test_rouge_l_is_the_f1_of_the_longest_common_word_subsequence():
 
     # LCS of "the cat sat on mat" and "the cat is on the mat": the cat on mat, 4 of 5 and of 6 words
     precision, recall = 4 / 5, 4 / 6
-    scores = rouge_l(["the cat sat on mat", "Cats!", "", "a b", "dog"], ["the cat is on the mat", "cat", "", "b a", "cat"])
+    scores = rouge_l(["the cat sat on mat", "Cats!", "", "a b", "dog"],
+                     ["the cat is on the mat", "cat", "", "b a", "cat"])
     np.testing.assert_allclose(scores, [2 * precision * recall / (precision + recall), 1.0, 0.0, 0.5, 0.0])
     with pytest.raises(ValueError):  # one reference a prediction
         rouge_l(["a"], ["a", "b"])

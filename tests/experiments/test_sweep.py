@@ -263,7 +263,8 @@ def test_a_language_model_sweep_gets_perplexities_and_the_nll_interval(tmp_path,
     assert rows[0] == ["e1", "kd", "1", "0.5", "28.000 ± 0.250", "30.000 ± 0.500", "34.000 ± 0.500",
                        "-0.0500 (-0.0700 to -0.0300)", "0.40", "0.6000 ± 0.0100", "10.0", "1.00×"]
     assert rows[1][1] == "seqkd" and rows[1][-2:] == ["15.0", "1.50×"]
-    assert "accuracy" not in (tmp_path / "sweep.md").read_text() and "ROUGE-L" not in (tmp_path / "sweep.md").read_text()
+    report = (tmp_path / "sweep.md").read_text()
+    assert "accuracy" not in report and "ROUGE-L" not in report
     metrics = shown[1]["experiments"][1]["revs"][0]["data"]["metrics"]["reports/metrics.json"]["data"]
     metrics["kd"].update(rouge_l=0.8125, rouge_l_std=0.01)  # e2: prompts and responses, answers scored
     metrics["comparison"].update(kd_minus_hard_rouge_l=0.03, kd_minus_hard_rouge_l_ci_low=0.01,
