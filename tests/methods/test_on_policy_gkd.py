@@ -167,3 +167,29 @@ def test_before_start_step_the_steps_train_on_the_corpus(tmp_path):
     real = [[tuple(row[:int((row != 0).sum()) + 1]) for row in batch.numpy()] for batch in seen[:4]]
     assert [all(row in CORPUS for row in batch) for batch in real] == [True, True, False, False]
     assert [sorted(set(log) & {"ce", "jsd"}) for log in logs] == [["ce", "jsd"], ["jsd"]]  # steps 1-2, then 3-4
+
+
+def test_on_a_corpus_of_prompts_the_student_answers_each_row_s_whole_prompt(tmp_path):
+    """With prompts and responses (prompt_tokens None, as training sets it) the batch's rows are cut at their own
+    prompts, found from the labels: every sequence the live teacher scores is a whole prompt of the batch, then the
+    student's answer, within max_length."""
+    prompts = np.array([2, 5, 3, 4, 1, 6, 3, 2, 4, 7, 2, 3])  # each row's prompt tokens, shorter than the row
+    teacher = tiny_gpt2(2, 32).eval().requires_grad_(False)
+    seen = []
+    teacher.register_forward_pre_hook(lambda module, args, kwargs: seen.append(kwargs["input_ids"].clone()),
+                                      with_kwargs=True)
+    data = TokenSequences(TOKENS, OFFSETS, 0, None, 1.0, np.maximum(prompts - 1, 0))
+    params = validate({})["train"] | {"max_steps": 3, "batch_size": 4, "logging_steps": 1, "eval_steps": 100,
+                                       "save_steps": 100, "learning_rate": 0.01}
+    train_model(tiny_gpt2(1, 16), data, data, params, seed=0, checkpoint_dir=tmp_path / "prompts", method=METHOD,
+                hyperparams={**HP, "prompt_tokens": None, "max_new_tokens": 16, "max_length": 12}, teacher=teacher,
+                tokenizer=word_tokenizer(), metric="nll", compute_metrics=token_metrics,
+                preprocess_logits_for_metrics=token_sums)
+    whole = [tuple(TOKENS[a:a + p]) for a, p in zip(OFFSETS[:-1], prompts)]
+    longest = 0
+    for batch in seen[:3]:  # the training steps
+        for row in batch.tolist():
+            starts = [p for p in map(len, whole) if tuple(row[:p]) in whole]
+            assert starts and len(row) <= 12  # a whole prompt of the corpus, then at most max_length in all
+            longest = max(longest, max(starts))
+    assert longest > 2  # prompts longer than prompt_tokens' 2: each row's own
