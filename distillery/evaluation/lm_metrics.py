@@ -159,8 +159,9 @@ def rouge_l(predictions: list[str], references: list[str]) -> np.ndarray:
     words, LCS / |prediction| and LCS / |reference| combined by their harmonic mean; words as Google's
     ``rouge_score`` makes them (lower case, letters and digits, Porter-stemmed), the scorer of the GKD and MiniLLM
     papers. Two empty texts score 0."""
-    from rouge_score import rouge_scorer
+    from rouge_score import rouge_scorer, tokenizers
 
-    scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    # its default tokenizer, given (not made by the scorer, which logs "Using default tokenizer." each time)
+    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=tokenizers.DefaultTokenizer(use_stemmer=True))
     return np.array([scorer.score(r, p)["rougeL"].fmeasure for p, r in zip(predictions, references, strict=True)],
                     np.float64)
