@@ -69,7 +69,7 @@ def main() -> None:
 
 def language_model_plots(params: dict, meta: dict) -> None:
     """task causal_lm: training curves (validation perplexity), the perplexities, and the report."""
-    from distillery.evaluation.lm_report import render_lm_report
+    from distillery.evaluation.lm_report import prompt_source, render_lm_report
     from distillery.methods import describe
 
     method = get_method(params["kd"]["method"])
@@ -83,7 +83,7 @@ def language_model_plots(params: dict, meta: dict) -> None:
     selections = {kind: load_selections(Path("reports/training") / kind) for kind in ("kd", "hard")}
     pngs = ["training.png", "perplexity.png"]
     method_text = describe(params["kd"])
-    if "student_samples" in method.needs and (meta.get("prompt_column") or meta.get("prompt_template")):
+    if "student_samples" in method.needs and prompt_source(meta):
         method_text += " (each row's own prompt is answered: prompt_tokens is not read)"
     write_text(Path("reports/report.md"), render_lm_report(params, meta, metrics, continuations, pngs, selections,
                                                            method_text))

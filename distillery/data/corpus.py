@@ -99,8 +99,8 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         if prompts:
             prompt_values, prompt_lengths = encode(tokenizer, prompts[split], end=False)
             values, lengths = join_rows(prompt_values, prompt_lengths, values, lengths)
-        keep = (lengths >= MIN_TOKENS) & (prompt_lengths < max_length)
         short, long_prompts = lengths < MIN_TOKENS, prompt_lengths >= max_length
+        keep = ~(short | long_prompts)
         if not keep.all():
             values, lengths, ids = values[np.repeat(keep, lengths)], lengths[keep], ids[keep]
             prompt_lengths = prompt_lengths[keep]

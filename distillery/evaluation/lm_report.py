@@ -17,7 +17,7 @@ ANSWER_ROWS = (("rouge_l", "ROUGE-L F1", ".4f"), ("exact_match", "exact match", 
 
 def _prompt_rows(meta: dict) -> list[str]:
     """The setting table's row on a corpus's prompts (none for plain text)."""
-    source = _prompt_source(meta)
+    source = prompt_source(meta)
     if not source:
         return []
     dropped = ", ".join(f"{k} {v:,}" for k, v in meta["long_prompts"].items())
@@ -26,7 +26,7 @@ def _prompt_rows(meta: dict) -> list[str]:
             f"{meta['max_length']} tokens, dropped: {dropped} |"]
 
 
-def _prompt_source(meta: dict) -> str | None:
+def prompt_source(meta: dict) -> str | None:
     """Where a corpus's prompts come from, for the setting table; None for plain text."""
     if meta.get("prompt_template"):
         return f"the template `{_one_line(meta['prompt_template'])}`"
@@ -101,7 +101,7 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
         lines += ["", "## Speed", "", "| model | tokens/s (scoring) | ms per generated token |", "|---|---|---|"]
         lines += [f"| {name} | {row['tokens_per_s']:,.0f} | {row['ms_per_generated_token']:.2f} |"
                   for name, row in speed.items()]
-    prompted = bool(_prompt_source(meta))
+    prompted = bool(prompt_source(meta))
     lines += ["", "## Greedy continuations", "",
               "The first validation prompts; each model answers greedily, up to its end-of-text token." if prompted
               else "The first validation sequences, cut after a few tokens; each model continues greedily.", ""]

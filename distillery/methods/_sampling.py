@@ -2,6 +2,7 @@
 ``on_policy_gkd`` and ``minillm`` declare them once here, as methods do not import each other."""
 from __future__ import annotations
 
+from ..data.params import has_prompts
 from ..schema import FLOAT, INT, Field, non_negative, positive, unit_interval
 
 SAMPLING_PARAMS = {
@@ -24,8 +25,7 @@ def check_sampling(params: dict, name: str) -> str | None:
     if params["task"] != "causal_lm":
         return "samples the student's continuations of text prompts: language models only (task: causal_lm)"
     own, limit = params["kd"][name], params["data"]["max_length"]
-    prompted = params["data"]["prompt_column"] or params["data"]["prompt_template"]
-    if not prompted:  # with prompts and responses, each row's own prompt is continued up to the limit
+    if not has_prompts(params["data"]):  # with prompts, each row's own prompt is continued up to the limit
         if own["prompt_tokens"] >= limit:
             return (f"kd.{name}.prompt_tokens = {own['prompt_tokens']} leaves no room to sample within "
                     f"data.max_length = {limit}")
