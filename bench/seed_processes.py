@@ -54,7 +54,7 @@ def main() -> None:
     layouts = {
         f"one process, loop over {len(seeds)} seeds (`compute.seed_processes: 1`)":
             lambda work: distill(work, seeds, 1),
-        f"one process forking one per core, seeds side by side (`auto`, what `distill` does on a CPU)":
+        "one process forking one per core, seeds side by side (`auto`, what `distill` does on a CPU)":
             lambda work: distill(work, seeds, "auto"),
         f"{len(seeds)} processes, one seed each (DVC `matrix`)":
             lambda work: sum(distill(work, [seed], 1) for seed in seeds),

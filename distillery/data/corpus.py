@@ -63,7 +63,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     columns = {column: "data.text_column",
                **{name: "data.prompt_template" if template else "data.prompt_column" for name in prompt_columns}}
     tables, where, _ = load_tables(data_params, root)
-    check_columns(tables, where, list(columns))
+    check_columns(tables, where, columns)
     for split, df in tables.items():
         for name, param in columns.items():
             _check_has_text(df[name], where[split], name, param)
@@ -85,7 +85,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         rows[split] = df[~blank]
     rows = cap_train(rows, origin, data_params)
     rows = {split: df.sort_values("id") for split, df in rows.items()}
-    texts = {split: df[column].astype(str).tolist() for split, df in rows.items()}
+    texts = {split: cell_texts(df[column]).tolist() for split, df in rows.items()}
     prompts = {split: prompt_texts(df, prompt_column, template) for split, df in rows.items()} \
         if prompt_columns else None
 
@@ -145,9 +145,19 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
 def prompt_texts(df, prompt_column: str | None, template: str | None) -> list[str]:
     """Each row's prompt: its ``prompt_column`` cell, or ``template`` filled with its cells (as text)."""
     if not template:
-        return df[prompt_column].astype(str).tolist()
-    fields = template_fields(template)
-    return [template.format_map(row) for row in df[fields].astype(str).to_dict("records")]
+        return cell_texts(df[prompt_column]).tolist()
+    cells = {name: cell_texts(df[name]).tolist() for name in template_fields(template)}
+    return [template.format_map(dict(zip(cells, row))) for row in zip(*cells.values())]
+
+
+def cell_texts(values):
+    """A column's cells as text; a numeric column written as its numbers (a label column that had a blank cell is
+    read as floats: ``1``, not ``1.0``)."""
+    import pandas as pd
+
+    if pd.api.types.is_float_dtype(values) and np.all(np.mod(values.dropna().to_numpy(), 1) == 0):
+        values = values.astype("Int64")
+    return values.astype(str)
 
 
 def blank_rows(texts) -> np.ndarray:

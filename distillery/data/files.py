@@ -191,12 +191,13 @@ def row_labels(tables: dict, where: dict, id_column: str | None) -> dict:
     return {split: row_names_of(df, where[split]) for split, df in tables.items()}
 
 
-def check_columns(tables: dict, where: dict, columns: list[str]) -> None:
-    """The named columns are in every table (listed with the file's own columns, before any id is added)."""
+def check_columns(tables: dict, where: dict, columns: dict[str, str]) -> None:
+    """The columns (column -> the param that names it) are in every table; a missing one is named with its param
+    and the file's own columns (before any id is added)."""
     for split, df in tables.items():
-        missing = [c for c in columns if c not in df.columns]
+        missing = [f"{c!r} ({param})" for c, param in columns.items() if c not in df.columns]
         if missing:
-            raise DistilleryError(f"{where[split]}: missing column(s) {missing}; the file has columns "
+            raise DistilleryError(f"{where[split]}: missing column(s) {', '.join(missing)}; the file has columns "
                                   f"{list(map(str, df.columns))}")
 
 

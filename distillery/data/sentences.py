@@ -20,7 +20,6 @@ from collections import defaultdict
 
 import numpy as np
 
-from ..errors import DistilleryError
 from .splitting import split_indices
 
 

@@ -22,10 +22,12 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
     if not data_params["text_column"]:
         raise DistilleryError(f"data.text_column is required for the text source {source!r}")
     tables, where, declared = load_tables(data_params, root)
+    named = {data_params[param]: f"data.{param}" for param in ("text_column", "text_pair_column", "label_column")
+             if data_params[param]}
     inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
     label = data_params["label_column"]
     id_column = data_params["id_column"]
-    check_columns({k: v for k, v in tables.items() if k != "test" or label in v}, where, [*inputs, label])
+    check_columns({k: v for k, v in tables.items() if k != "test" or label in v}, where, named)
     numbered = number_rows(tables, id_column, where)
     parts, names, origin, hidden = labelled_splits(numbered, where, data_params, declared, inputs,
                                                    row_labels(tables, where, id_column))

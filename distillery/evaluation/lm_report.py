@@ -3,6 +3,8 @@ comparison with its interval, the teacher's judgement of each model's samples, t
 greedy continuations side by side."""
 from __future__ import annotations
 
+from .wording import counted, spread_over_seeds
+
 ROWS = (("perplexity", "perplexity", ".3f"), ("nll", "NLL per token", ".4f"),
         ("next_token_accuracy", "next-token accuracy", ".4f"), ("teacher_agreement", "top-1 agreement with teacher",
                                                                 ".4f"),
@@ -60,7 +62,7 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
              f"| seeds | {', '.join(map(str, train['seeds']))} |",
              f"| checkpoints | {_selection_text(train, selections)} |", "",
              "## Results", "",
-             f"Mean ± standard deviation over {seeds} seeds; validation chose every checkpoint, test was never used "
+             f"Students: {spread_over_seeds(seeds)}; validation chose every checkpoint, test was never used "
              "for a choice.", "",
              "| metric | split | teacher | distilled | hard |", "|---|---|---|---|---|"]
     for prefix, split in (("validation_", "validation"), ("", "test")):
@@ -85,12 +87,13 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
             lines.append(f"| {words} | " + " | ".join(_cell(metrics[name], key, fmt)
                                                      for name in ("teacher", "kd", "hard")) + " |")
         lines += ["", "KD − hard on the answers (positive: the distilled student is better), paired bootstrap over "
-                  f"prompts with the {seeds} seeds pooled:", ""]
+                  f"prompts with the {counted(seeds, 'seed')} pooled:", ""]
         lines += [f"- {words}: {comparison['kd_minus_hard_' + key]:+.4f} (95 % "
                   f"interval {comparison['kd_minus_hard_' + key + '_ci_low']:+.4f} to "
                   f"{comparison['kd_minus_hard_' + key + '_ci_high']:+.4f})" for key, words, _ in ANSWER_ROWS]
     lines += ["", "KD − hard in NLL per token (negative: the distilled student is better), paired bootstrap over "
-              f"sequences with the {seeds} seeds pooled ({comparison['bootstrap_samples']:,} resamples):", ""]
+              f"sequences with the {counted(seeds, 'seed')} pooled ({comparison['bootstrap_samples']:,} "
+              "resamples):", ""]
     for prefix, split in (("validation_", "validation"), ("", "test")):
         lines.append(f"- {split}: {comparison[prefix + 'kd_minus_hard_nll']:+.4f} "
                      f"(95 % interval {comparison[prefix + 'kd_minus_hard_nll_ci_low']:+.4f} to "

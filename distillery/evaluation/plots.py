@@ -8,6 +8,8 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from .wording import counted
+
 COLORS = {"teacher": "tab:gray", "kd": "tab:blue", "hard": "tab:orange"}
 
 
@@ -69,7 +71,7 @@ def confusion_matrices(predictions: pd.DataFrame, label_names: list[str], path: 
         ax.set_yticks(range(n), label_names)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
-        seeds = "" if kind == "teacher" else f" ({len(columns)} seeds pooled)"
+        seeds = "" if kind == "teacher" else f" ({counted(len(columns), 'seed')} pooled)"
         ax.set_title(f"{kind}: accuracy {(pred == truth).mean():.3f}{seeds}")
     save_figure(fig, path)
 

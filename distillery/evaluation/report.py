@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..io import SELECTION_FILE, TIMINGS_ROOT
 from ..methods import describe, get_method
+from .wording import counted, spread_over_seeds
 
 MODELS = ("teacher", "kd", "hard")
 SPEED_FILE = TIMINGS_ROOT / "speed.json"  # written by the evaluate stage
@@ -67,7 +68,8 @@ def metrics_table(metrics: dict, method: str = "kd") -> str:
             group = g
         rows.append([title] + [_cell(metrics[m], key, digits) for m in models])
     names = {"teacher": "teacher", "kd": f"distilled: {method}", "hard": "hard labels"}
-    header = ["metric"] + [m if m == "teacher" else f"{names[m]} ({metrics[m].get('seeds', 1)} seeds)" for m in models]
+    header = ["metric"] + [m if m == "teacher" else f"{names[m]} ({counted(metrics[m].get('seeds', 1), 'seed')})"
+                           for m in models]
     return _table(header, rows)
 
 
@@ -95,7 +97,7 @@ def significance_verdict(comparison: dict, seeds: int, method: str = "kd") -> st
                    f"{d:+.2f} percentage points ({interval}); the interval includes zero, so this test set does "
                    "not show a real difference.")
     k = comparison["mcnemar_significant_seeds"]
-    return (f"{verdict} McNemar's exact test, seed by seed, finds p < 0.05 on {k} of {seeds} seeds.")
+    return (f"{verdict} McNemar's exact test, seed by seed, finds p < 0.05 on {k} of {counted(seeds, 'seed')}.")
 
 
 def teachers_table(metrics: dict) -> str:
@@ -384,7 +386,7 @@ def int8_table(metrics: dict, method: str = "kd") -> str:
     for kind in _int8_kinds(metrics):
         fp32, int8 = metrics[kind], metrics[f"{kind}_int8"]
         rows.append([
-            f"{names[kind]} ({int8['seeds']} seeds)",
+            f"{names[kind]} ({counted(int8['seeds'], 'seed')})",
             _cell(fp32, "accuracy", 4), _cell(int8, "accuracy", 4),
             f"{100 * int8['accuracy_drop']:+.2f} ± {100 * int8['accuracy_drop_std']:.2f}",
             _cell(int8, "agreement_fp32", 4),
@@ -468,7 +470,7 @@ def omitted_section(metrics: dict) -> list[str]:
     for kind in ("kd", "hard"):
         if kind in block:
             m = block[kind]["mean"]
-            rows.append([f"{kind} (mean of {len(block[kind]['seeds'])} seeds)", f"{m['errors']:.1f}",
+            rows.append([f"{kind} (mean of {counted(len(block[kind]['seeds']), 'seed')})", f"{m['errors']:.1f}",
                          f"{m['omitted_errors']:.1f} of {m['omitted_rows']:,.0f}", f"{m['bias']:.2f}",
                          f"{m['errors_after']:.1f}", f"{m['omitted_errors_after']:.1f}"])
     rows.append(["Hinton et al. 2015, MNIST without the 3s (distilled)", str(PAPER["errors"]),
@@ -499,7 +501,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
         "## Setting",
         setting_table(params, meta, metrics, transfer, selections, numerics),
         "## Metrics",
-        f"{evaluated_on(meta)}; students are mean ± sample std over {seeds} seeds. Temperature scaling divides the logits "
+        f"{evaluated_on(meta)}; students are {spread_over_seeds(seeds)}. Temperature scaling divides the logits "
         "by one T per model, fitted to minimise the validation NLL; accuracy does not change.",
         metrics_table(metrics, method),
         *(["### Every teacher and their ensemble",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
-from ..data.checkpoints import PYPI_PREFIX, resolve_pretrained  # noqa: F401 (PYPI_PREFIX: re-exported)
+from ..data.checkpoints import resolve_pretrained
 from ..data.checkpoints import checkpoint_tokenizer as load_tokenizer
 from ..errors import DistilleryError
 from .zoo import check_safetensors

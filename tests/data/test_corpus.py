@@ -343,7 +343,7 @@ def test_a_prompt_template_fills_in_each_row_s_columns(prompted):
     assert prepared.meta["prompt_template"] == "{prompt} a" and prepared.has_prompts
     assert rows(prepared.splits["validation"]) == [ids_of("a a d e") + [0]]
     assert prompt_lengths(prepared.splits["validation"]).tolist() == [2]
-    with pytest.raises(DistilleryError, match=r"train\.jsonl: missing column\(s\) \[.review.\]"):
+    with pytest.raises(DistilleryError, match=r"train\.jsonl: missing column\(s\) 'review' \(data\.prompt_template\)"):
         prepare_corpus(prompted, out="other", source="files", files=FILES, tokenizer="words",
                        prompt_template="{prompt} {review}")
 
@@ -367,3 +367,16 @@ def test_join_rows_puts_each_row_s_second_part_after_its_first():
     tokens, lengths = corpus.join_rows(np.array([1, 2, 3]), np.array([2, 0, 1]), np.array([7, 8, 9, 6]),
                                        np.array([1, 2, 1]))
     assert tokens.tolist() == [1, 2, 7, 8, 9, 3, 6] and lengths.tolist() == [3, 2, 2]
+
+
+def test_numeric_cells_are_written_as_their_numbers():
+    """A label column with a blank cell is read as floats; its labels stay ``1`` and ``0`` (not ``1.0``) in the
+    responses and in a template."""
+    labels = pd.Series([1.0, np.nan, 0.0]).dropna()
+    assert corpus.cell_texts(labels).tolist() == ["1", "0"]
+    assert corpus.cell_texts(pd.Series([0.5, 2.0])).tolist() == ["0.5", "2.0"]
+    assert corpus.cell_texts(pd.Series([3, 4])).tolist() == ["3", "4"]
+    assert corpus.cell_texts(pd.Series(["a", "1.0"])).tolist() == ["a", "1.0"]
+    df = pd.DataFrame({"review": ["good", "bad"], "stars": [5.0, 1.0]})
+    assert corpus.prompt_texts(df, None, "{review} ({stars} stars):") == ["good (5 stars):", "bad (1 stars):"]
+    assert corpus.prompt_texts(df, "stars", None) == ["5", "1"]

@@ -54,7 +54,7 @@ def test_own_ids_are_the_row_ids_and_transfer_ids_go_above_them(tmp_path):
     (lambda df: df.assign(ticket_id=df["ticket_id"].where(df.index != 4, 5000)), {"id_column": "ticket_id"},
      "data.id_column = 'ticket_id': 1 ids appear more than once (over every split): [5000]"),
     (lambda df: df.rename(columns={"label": "y"}), {"id_column": "ticket_id"},
-     "missing column(s) ['label']; the file has columns ['ticket_id', 'sentence', 'y']"),
+     "missing column(s) 'label' (data.label_column); the file has columns ['ticket_id', 'sentence', 'y']"),
 ])
 def test_messages_name_the_users_ids_or_lines(tmp_path, edit, extra, message):
     edit(tickets()).to_csv(tmp_path / "tickets.csv", index=False)

@@ -95,7 +95,7 @@ def test_hf_source_with_labelled_splits_keeps_them(text_assets, tmp_path):
     "frame_edit, data, message",
     [
         (lambda df: df.rename(columns={"sentence": "txt"}), {},
-         "missing column(s) ['sentence']; the file has columns ['txt', 'label']"),
+         "missing column(s) 'sentence' (data.text_column); the file has columns ['txt', 'label']"),
         (lambda df: df.assign(sentence=df["sentence"].where(df.index != 7, "   ")), {}, "empty or NaN inputs: lines [9]"),
         (lambda df: df.assign(label=df["label"].where(df.index != 11, 5)), {"label_names": ["neg", "pos"]},
          "labels outside 0..1: lines [13] have [5]"),

@@ -75,6 +75,7 @@ def test_lm_repro_writes_perplexities_comparison_and_report(repo):
     assert metrics["kd"]["teacher_nll_of_samples_std"] >= 0
     report = (repo / "reports/report.md").read_text()
     assert "## Greedy continuations" in report and "](plots/perplexity.png)" in report
+    assert "Students: mean ± sample std over 2 seeds;" in report and "with the 2 seeds pooled" in report
     assert "| teacher's perplexity of the model's samples |" in report
     assert "| distinct token bigrams among its samples' (Dist-2) |" in report
     assert len(json.loads((repo / "reports/eval/continuations.json").read_text())) >= 1
