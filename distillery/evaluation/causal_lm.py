@@ -166,25 +166,23 @@ def judged_samples(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pa
     from ..data.prepared import UNLABELLED
     from ..models.causal_lm import continue_prompts, padded
 
-    tokens, offsets, prompt_lengths = split_tokens
-    rows, prompt_tokens, new_tokens = prompt_rows(split_tokens, prompts, max_length)
+    tokens, offsets, _ = split_tokens
+    rows, lengths, new_tokens = prompt_rows(split_tokens, prompts, max_length)
     if len(rows) == 0:
         return {}
     tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
     teacher = models["teacher"]
-    batches = list(same_prompt_batches(rows, prompt_lengths, batch_size) if prompt_lengths.any() else
-                   (rows[start:start + batch_size] for start in range(0, len(rows), batch_size)))
+    batches = list(same_prompt_batches(rows, lengths, batch_size))
     generator_state = torch.random.get_rng_state()
     out = {}
     try:
         for name, model in models.items():
             torch.manual_seed(seed)
             nll, own_nll, count, bigrams, distinct = 0.0, 0.0, 0, 0, set()
-            for chunk in batches:
+            for chunk, length in batches:
                 input_ids, mask = padded(tokens_t, offsets, chunk, pad_id)
-                prompt = torch.from_numpy(prompt_lengths[chunk]) if prompt_lengths.any() else prompt_tokens
                 with torch.inference_mode():
-                    batch = continue_prompts(model, input_ids.to(device), mask.to(device), prompt, new_tokens,
+                    batch = continue_prompts(model, input_ids.to(device), mask.to(device), length, new_tokens,
                                              1.0, eos_id, pad_id, max_length=max_length)
                     keep = batch["labels"] != UNLABELLED
                     by_teacher = sampled_nll(teacher, batch, keep)
@@ -212,16 +210,18 @@ def sampled_nll(scorer, batch: dict, keep: torch.Tensor) -> float:
     return float(torch.nn.functional.cross_entropy(logits[keep].float(), batch["labels"][keep], reduction="sum"))
 
 
-def prompt_rows(split_tokens: tuple, prompts: int, max_length: int) -> tuple[np.ndarray, int, int]:
-    """The rows whose prompts the models continue, the prompt tokens (of a plain corpus; a corpus of prompts and
-    responses takes each row's own) and the most tokens to generate: the first ``prompts`` sequences longer than
-    ``generation_lengths``' prompt, or the first ``prompts`` rows of prompts and responses, answered up to
+def prompt_rows(split_tokens: tuple, prompts: int, max_length: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """The rows whose prompts the models continue, each one's prompt length and the most tokens to generate: of a
+    plain corpus, the first ``prompts`` sequences longer than ``generation_lengths``' prompt, its first tokens;
+    of a corpus of prompts and responses, the first ``prompts`` rows and their own prompts, answered up to
     ``max_length``."""
     _, offsets, prompt_lengths = split_tokens
     if prompt_lengths.any():
-        return np.arange(min(prompts, len(prompt_lengths))), 0, max_length
+        rows = np.arange(min(prompts, len(prompt_lengths)))
+        return rows, prompt_lengths[rows], max_length
     prompt_tokens, new_tokens = generation_lengths(max_length)
-    return np.flatnonzero(np.diff(offsets) > prompt_tokens)[:prompts], prompt_tokens, new_tokens
+    rows = np.flatnonzero(np.diff(offsets) > prompt_tokens)[:prompts]
+    return rows, np.full(len(rows), prompt_tokens), new_tokens
 
 
 def generation_lengths(max_length: int) -> tuple[int, int]:
@@ -242,9 +242,9 @@ def continuations(models: dict, tokenizer, split_tokens: tuple, max_length: int,
         return [{"prompt": tokenizer.decode(tokens[offsets[row]:offsets[row] + prompt_lengths[row]]),
                  "reference": answers["reference"][i], **{name: answers[name][i] for name in models}}
                 for i, row in enumerate(rows)]
-    rows, prompt_tokens, new_tokens = prompt_rows(split_tokens, prompts, max_length)
+    rows, lengths, new_tokens = prompt_rows(split_tokens, prompts, max_length)
     out = []
-    for row in rows:
+    for row, prompt_tokens in zip(rows, lengths.tolist()):
         prompt = torch.as_tensor(tokens[offsets[row]:offsets[row] + prompt_tokens], dtype=torch.long)[None]
         entry = {"prompt": tokenizer.decode(prompt[0]),
                  "reference": tokenizer.decode(tokens[offsets[row] + prompt_tokens:offsets[row + 1]])}
@@ -271,26 +271,25 @@ def responses(models: dict, split_tokens: tuple, tokenizer, prompts: int, max_le
                                           skip_special_tokens=True) for row in rows]}
     for name, model in models.items():
         texts = {}
-        for chunk in same_prompt_batches(rows, prompt_lengths, batch_size):
+        for chunk, length in same_prompt_batches(rows, prompt_lengths[rows], batch_size):
             input_ids, mask = padded(tokens_t, offsets, chunk, pad)
             with torch.inference_mode():
-                batch = continue_prompts(model, input_ids.to(device), mask.to(device),
-                                         torch.from_numpy(prompt_lengths[chunk]), max_length, None, eos, pad,
-                                         max_length=max_length)
+                batch = continue_prompts(model, input_ids.to(device), mask.to(device), length, max_length, None,
+                                         eos, pad, max_length=max_length)
             for row, labels in zip(chunk.tolist(), batch["labels"].cpu().numpy()):
                 texts[row] = tokenizer.decode(labels[labels != UNLABELLED], skip_special_tokens=True)
         out[name] = [texts[row] for row in rows.tolist()]
     return out
 
 
-def same_prompt_batches(rows: np.ndarray, prompt_lengths: np.ndarray, batch_size: int):
-    """``rows`` in batches of at most ``batch_size`` whose prompts are equally long (shortest first), so each prompt is
-    answered up to ``max_length`` tokens in all whatever the other rows of its batch."""
-    lengths = prompt_lengths[rows]
+def same_prompt_batches(rows: np.ndarray, lengths: np.ndarray, batch_size: int):
+    """``rows`` (their prompts ``lengths`` long) in batches of at most ``batch_size`` whose prompts are equally long
+    (shortest first, in row order within a length), each with its prompt length: each prompt is answered up to
+    ``max_length`` tokens in all whatever the other rows of its batch."""
     for length in np.unique(lengths):
         members = rows[lengths == length]
         for start in range(0, len(members), batch_size):
-            yield members[start:start + batch_size]
+            yield members[start:start + batch_size], int(length)
 
 
 TASK_METRICS = ("rouge_l", "exact_match")

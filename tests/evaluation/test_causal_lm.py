@@ -116,3 +116,20 @@ def test_the_models_sample_from_each_row_s_own_prompt_when_the_split_has_prompts
                             device=torch.device("cpu"))
     for values in judged.values():  # rows 0..3 all prompt: up to 12 - prompt tokens each
         assert 1 <= values["sampled_tokens_per_sequence"] <= np.mean(12 - PROMPTS[:4])
+
+
+def test_prompt_rows_and_their_batches_of_equally_long_prompts():
+    from distillery.evaluation.causal_lm import prompt_rows, same_prompt_batches
+
+    offsets = np.array([0, 3, 9, 10, 18, 26])  # sequences of 3, 6, 1, 8 and 8 tokens
+    tokens = np.zeros(26, np.int64)
+    rows, lengths, new = prompt_rows((tokens, offsets, np.zeros(5, np.int64)), 3, max_length=8)
+    prompt_tokens, new_tokens = generation_lengths(8)
+    assert (prompt_tokens, new_tokens) == (4, 4) and new == new_tokens
+    assert rows.tolist() == [1, 3, 4] and lengths.tolist() == [4, 4, 4]  # longer than the 4-token prompt
+    rows, lengths, new = prompt_rows((tokens, offsets, np.array([2, 1, 2, 3, 1])), 4, max_length=8)
+    assert rows.tolist() == [0, 1, 2, 3] and lengths.tolist() == [2, 1, 2, 3] and new == 8
+    batches = [(chunk.tolist(), length) for chunk, length in same_prompt_batches(rows, lengths, batch_size=1)]
+    assert batches == [([1], 1), ([0], 2), ([2], 2), ([3], 3)]
+    batches = [(chunk.tolist(), length) for chunk, length in same_prompt_batches(rows, lengths, batch_size=4)]
+    assert batches == [([1], 1), ([0, 2], 2), ([3], 3)]
