@@ -15,6 +15,7 @@ from pathlib import Path
 
 import yaml
 
+from .data.chats import FROM_TOKENIZER
 from .data.params import DATA, check_data, has_prompts, is_text
 from .errors import DistilleryError
 from .evaluation.params import EVALUATE, QUANTIZE
@@ -121,10 +122,10 @@ def _validate_pipeline(raw: dict, source: str) -> dict:
         _check_causal_lm(params, source)
     else:
         _check_models(params, source)
-        if has_prompts(params["data"]):
-            raise DistilleryError(f"{source}: data.prompt_column / data.prompt_template set: prompts and responses "
-                                  "are for language models (task: causal_lm); a classifier reads data.text_column "
-                                  "(and data.text_pair_column)")
+        if has_prompts(params["data"]) or params["data"]["chat_template"]:
+            raise DistilleryError(f"{source}: data.prompt_column / prompt_template / messages_column / chat_template "
+                                  "set: prompts and responses are for language models (task: causal_lm); a "
+                                  "classifier reads data.text_column (and data.text_pair_column)")
         if params["teacher"]["generate"]["sequences"] or "generated" in get_method(params["kd"]["method"]).needs:
             raise DistilleryError(f"{source}: teacher.generate and kd.method = 'seqkd' (the teacher's generated "
                                   "sequences) are for language models: task = 'causal_lm'")
@@ -326,9 +327,24 @@ def _check_causal_lm(params: dict, source: str) -> None:
     if data["prompt_column"] and data["prompt_template"]:
         raise DistilleryError(f"{where}: data.prompt_column and data.prompt_template both set: a prompt is one column "
                               "or made from the columns by the template; set one")
+    if data["messages_column"] and (data["prompt_column"] or data["prompt_template"]):
+        raise DistilleryError(f"{where}: data.messages_column with data.prompt_column / prompt_template: a "
+                              "conversation holds its prompt (the messages before the last); set one")
+    if data["messages_column"] and not data["chat_template"]:
+        raise DistilleryError(f"{where}: data.messages_column = {data['messages_column']!r} without "
+                              "data.chat_template: a conversation is written as text by a chat template; set "
+                              f"{FROM_TOKENIZER!r} (data.tokenizer's own) or a Jinja template")
+    if data["chat_template"] and not has_prompts(data):
+        raise DistilleryError(f"{where}: data.chat_template without prompts: it writes prompts and responses as a "
+                              "chat; set data.prompt_column, data.prompt_template or data.messages_column")
+    if data["chat_template"] == FROM_TOKENIZER and not data["tokenizer"]:
+        raise DistilleryError(f"{where}: data.chat_template = {FROM_TOKENIZER!r} with data.tokenizer: null: the BPE "
+                              "trained in prepare has no chat template; name a checkpoint in data.tokenizer or write "
+                              "the template in data.chat_template")
     if has_prompts(data) and data["packing"] == "pack":
-        raise DistilleryError(f"{where}: prompts (data.prompt_column / prompt_template) with data.packing = 'pack': "
-                              "packing joins rows, a prompt and its response stay one sequence (packing: truncate)")
+        raise DistilleryError(f"{where}: prompts (data.prompt_column / prompt_template / messages_column) with "
+                              "data.packing = 'pack': packing joins rows, a prompt and its response stay one "
+                              "sequence (packing: truncate)")
     if data["prompt_column"] and data["prompt_column"] == data["text_column"]:
         raise DistilleryError(f"{where}: data.prompt_column = data.text_column = {data['text_column']!r}: the prompt "
                               "and the response are two columns")

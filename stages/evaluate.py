@@ -73,13 +73,16 @@ def evaluate_language_models(params: dict, prepared) -> None:
               for name in ("validation", "test")}
     samples = {"eos_id": tokenizer.eos_token_id, "prompts": ev["judged_samples"], "max_length": max_length,
                "seed": ev["bootstrap_seed"]}
-    answers = {"tokenizer": tokenizer, "prompts": ev["responses"], "max_length": max_length}
+    end_of_turn = prepared.meta.get("end_of_turn", "")  # a chat template's, cut from answers and references
+    answers = {"tokenizer": tokenizer, "prompts": ev["responses"], "max_length": max_length,
+               "end_of_turn": end_of_turn}
     metrics, tables = evaluate_lm(teacher, students, splits, pad, ev["batch_size"], ev["bootstrap_samples"],
                                   ev["bootstrap_seed"], device, samples, answers)
     first = {"teacher": teacher, **{f"{kind}_seed{next(iter(seeds))}": next(iter(seeds.values()))
                                     for kind, seeds in students.items()}}
     with atomic_dir(Path("reports/eval")) as out:
-        write_json(out / "continuations.json", continuations(first, tokenizer, splits["validation"], max_length, device))
+        write_json(out / "continuations.json", continuations(first, tokenizer, splits["validation"], max_length, device,
+                                                             end_of_turn=end_of_turn))
     with atomic_dir(Path("data/eval_logits")) as out:  # per sequence: tokens and each model's summed NLL, by id
         for name, table in tables.items():
             table.insert(0, "id", prepared.splits[name].ids)

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..errors import DistilleryError
 from ..io import atomic_dir
+from . import chats
 from .checkpoints import checkpoint_tokenizer, save_tokenizer
 from .files import cap_train, check_columns, load_tables, number_rows, source_parts
 from .params import template_fields
@@ -57,16 +58,19 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     source = data_params["source"]
     column, prompt_column, template = data_params["text_column"], data_params["prompt_column"], \
         data_params["prompt_template"]
-    if not column:
+    messages, chat = data_params["messages_column"], data_params["chat_template"]
+    if not column and not messages:
         raise DistilleryError(f"data.text_column is required for the corpus {source!r}")
     prompt_columns = template_fields(template) if template else [prompt_column] if prompt_column else []
-    columns = {column: "data.text_column",
-               **{name: "data.prompt_template" if template else "data.prompt_column" for name in prompt_columns}}
+    columns = {messages: "data.messages_column"} if messages else {
+        column: "data.text_column",
+        **{name: "data.prompt_template" if template else "data.prompt_column" for name in prompt_columns}}
+    blank_cells = {name: chats.blank_conversations if name == messages else blank_rows for name in columns}
     tables, where, _ = load_tables(data_params, root)
     check_columns(tables, where, columns)
     for split, df in tables.items():
         for name, param in columns.items():
-            _check_has_text(df[name], where[split], name, param)
+            _check_has_text(df[name], where[split], name, param, blank_cells[name])
     numbered = number_rows(tables, data_params["id_column"], where)
     parts, origin = source_parts(
         numbered, data_params,
@@ -76,7 +80,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     rows, empty_rows = {}, {}
     for split in SPLITS:
         df = parts[split].sort_values("id")
-        blank = np.logical_or.reduce([blank_rows(df[name]) for name in columns])
+        blank = np.logical_or.reduce([blank_cells[name](df[name]) for name in columns])
         empty_rows[split] = int(blank.sum())
         if blank.all():
             named = " or ".join(f"column {name!r} ({param})" for name, param in columns.items())
@@ -85,15 +89,35 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         rows[split] = df[~blank]
     rows = cap_train(rows, origin, data_params)
     rows = {split: df.sort_values("id") for split, df in rows.items()}
-    texts = {split: cell_texts(df[column]).tolist() for split, df in rows.items()}
-    prompts = {split: prompt_texts(df, prompt_column, template) for split, df in rows.items()} \
-        if prompt_columns else None
+    if messages:
+        turns, texts = {}, {}
+        for split, df in rows.items():
+            turns[split], texts[split] = chats.conversations(df[messages], df["id"].to_numpy(), messages,
+                                                             f"data.source = {source!r}, {split} split")
+        prompts = {}  # written by the chat template below
+    else:
+        texts = {split: cell_texts(df[column]).tolist() for split, df in rows.items()}
+        prompts = {split: prompt_texts(df, prompt_column, template) for split, df in rows.items()} \
+            if prompt_columns else None
+        turns = {split: [[{"role": "user", "content": p}] for p in split_prompts]
+                 for split, split_prompts in prompts.items()} if prompts else None
 
-    tokenizer, name = corpus_tokenizer(data_params, texts["train"] + (prompts["train"] if prompts else []), root)
+    prompt_words = [m["content"] for turn in turns["train"] for m in turn] if turns else []
+    tokenizer, name = corpus_tokenizer(data_params, texts["train"] + prompt_words, root)
+    chat_template, end_of_turn = None, ""
+    if chat:
+        chat_template = chats.chat_template(tokenizer, chat)
+        end_of_turn = chats.end_of_turn(tokenizer, chat_template)
+        for split in SPLITS:
+            prompts[split], texts[split] = chats.render(tokenizer, chat_template, turns[split], texts[split],
+                                                        rows[split]["id"].to_numpy())
+        tokenizer.chat_template = chat_template
     max_length, packing = data_params["max_length"], data_params["packing"]
     splits, stats = {}, {k: {} for k in ("tokens", "target_tokens", "tokens_cut", "short_rows", "long_prompts")}
     for split in SPLITS:
-        values, lengths = encode(tokenizer, texts[split])
+        values, lengths = encode(tokenizer, texts[split], end=not chat)
+        if chat:  # the template's end of turn: the eos where it writes one
+            values, lengths = chats.end_at_eos(values, lengths, tokenizer.eos_token_id)
         ids = rows[split]["id"].to_numpy(np.int64)
         prompt_lengths = np.zeros(len(ids), np.int64)
         if prompts:
@@ -113,8 +137,8 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
                 f"({int(short.sum())} rows tokenize to nothing, tokenizer {name!r})" if not prompts else
                 f"data.source = {source!r}: every row of the {split} split has a prompt of data.max_length = "
                 f"{max_length} tokens or more ({int(long_prompts.sum())} rows, "
-                f"{f'column {prompt_column!r}' if prompt_column else f'data.prompt_template {template!r}'}): no room "
-                "for a response; raise data.max_length")
+                f"{_prompt_words(prompt_column, template, messages, chat)}): no room for a response; raise "
+                "data.max_length")
         splits[split] = (ids, lengths, values, prompt_lengths if prompts else None)
         stats["tokens"][split] = int(lengths.sum())
         stats["target_tokens"][split] = int(target_counts(lengths, prompt_lengths).sum())
@@ -132,6 +156,9 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         "packing": packing,
         "prompt_column": prompt_column,
         "prompt_template": template,
+        "messages_column": messages,
+        "chat_template": chat_template,
+        "end_of_turn": end_of_turn,
         "tokenizer": name,
         "eos_token_id": tokenizer.eos_token_id,
         "split_origin": origin,
@@ -167,11 +194,19 @@ def blank_rows(texts) -> np.ndarray:
     return missing | (stripped == "").to_numpy(dtype=bool)
 
 
-def _check_has_text(texts, where: str, column: str, param: str = "data.text_column") -> None:
-    """A source table (file, dataset split) with rows, not all of them empty."""
+def _prompt_words(prompt_column: str | None, template: str | None, messages: str | None, chat: str | None) -> str:
+    """Where a corpus's prompts come from, for messages."""
+    where = f"column {prompt_column!r}" if prompt_column else f"data.prompt_template {template!r}" if template \
+        else f"column {messages!r}"
+    return where + (", written with data.chat_template" if chat else "")
+
+
+def _check_has_text(texts, where: str, column: str, param: str = "data.text_column", blank=None) -> None:
+    """A source table (file, dataset split) with rows, not all of them empty (``blank``: which cells are;
+    ``blank_rows`` by default)."""
     if len(texts) == 0:
         raise DistilleryError(f"{where}: no rows")
-    if blank_rows(texts).all():
+    if (blank or blank_rows)(texts).all():
         raise DistilleryError(f"{where}: all {len(texts)} rows are empty or whitespace-only in column {column!r} "
                               f"({param}): no text to learn from")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..errors import DistilleryError
 from ..schema import FLOAT, INT, LIST, STR, Field, non_negative, one_of, open_fraction, positive
+from .chats import FROM_TOKENIZER, is_jinja
 from .prepared import SPLITS
 
 TEXT_KINDS = ("hf", "file", "files")
@@ -32,9 +33,16 @@ def check_source(source: str) -> str | None:
 
 
 def has_prompts(data: dict) -> bool:
-    """Whether a validated ``data`` block makes a corpus of prompts and responses (``data.prompt_column`` or
-    ``data.prompt_template``)."""
-    return bool(data["prompt_column"] or data["prompt_template"])
+    """Whether a validated ``data`` block makes a corpus of prompts and responses (``data.prompt_column``,
+    ``data.prompt_template`` or ``data.messages_column``)."""
+    return bool(data["prompt_column"] or data["prompt_template"] or data["messages_column"])
+
+
+def _chat_template(v):
+    if v == FROM_TOKENIZER or is_jinja(v):
+        return None
+    return (f"must be {FROM_TOKENIZER!r} (data.tokenizer's own template) or a Jinja template (with {{{{ }}}} or "
+            "{% %}, as tokenizer.chat_template is written)")
 
 
 def template_fields(template: str) -> list[str]:
@@ -144,6 +152,14 @@ DATA = {
     "prompt_template": Field(STR, _template, None, nullable=True,
                              help="task causal_lm: each row's prompt made from its columns instead, a format string "
                                   "such as 'Review: {sentence}\\nSentiment:'"),
+    "messages_column": Field(STR, None, None, nullable=True,
+                             help="task causal_lm: a column of conversations (lists of {role, content} messages): "
+                                  "the last, the assistant's, is the response, the ones before it the prompt; "
+                                  "needs data.chat_template; data.text_column is not read"),
+    "chat_template": Field(STR, _chat_template, None, nullable=True,
+                           help="task causal_lm with prompts: write them as chats, 'tokenizer' (data.tokenizer's "
+                                "template) or a Jinja template; each prompt a user message, its response the "
+                                "assistant's; null: prompts as written"),
     "text_pair_column": Field(STR, None, None, nullable=True, help="the second text of sentence-pair tasks"),
     "label_column": Field(STR, None, "label"),
     "id_column": Field(STR, None, None, nullable=True,

@@ -51,8 +51,10 @@ class Prepared:
 
     @property
     def has_prompts(self) -> bool:
-        """A corpus of prompts and responses (``data.prompt_column`` or ``data.prompt_template``)."""
-        return bool(self.meta.get("prompt_column") or self.meta.get("prompt_template"))
+        """A corpus of prompts and responses (``data.prompt_column``, ``data.prompt_template`` or
+        ``data.messages_column``)."""
+        return bool(self.meta.get("prompt_column") or self.meta.get("prompt_template")
+                    or self.meta.get("messages_column"))
 
     @property
     def is_lm(self) -> bool:

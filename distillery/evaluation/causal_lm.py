@@ -71,7 +71,8 @@ def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[st
     split, each sequence's tokens and summed NLL under every model (row order of the split). ``samples``
     (``judged_samples``' arguments after the models and the test split: ``eos_id``, ``prompts``, ``max_length``,
     ``seed``) adds the teacher's judgement of each model's own samples of test prompts; ``answers`` (``responses``'
-    arguments after the models and the test split: ``tokenizer``, ``prompts``, ``max_length``), for a corpus of
+    arguments after the models and the test split: ``tokenizer``, ``prompts``, ``max_length``, optionally
+    ``end_of_turn``), for a corpus of
     prompts and responses, each model's ROUGE-L F1 and exact match against the test references and KD − hard in
     both with a paired bootstrap over prompts (seeds pooled)."""
     models = {"teacher": teacher.to(device).eval()}
@@ -114,7 +115,7 @@ def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[st
                 per_seed[kind][seed].update(values)
     if answers and answers["prompts"] and splits["test"][2].any():
         scores = task_scores(responses(models, splits["test"], answers["tokenizer"], answers["prompts"],
-                                       answers["max_length"], batch_size, device))
+                                       answers["max_length"], batch_size, device, answers.get("end_of_turn", "")))
         for name, values in scores.items():
             if name == "teacher":
                 metrics["teacher"].update({key: float(v.mean()) for key, v in values.items()})
@@ -231,13 +232,13 @@ def generation_lengths(max_length: int) -> tuple[int, int]:
 
 
 def continuations(models: dict, tokenizer, split_tokens: tuple, max_length: int, device: torch.device,
-                  prompts: int = PROMPTS) -> list[dict]:
+                  prompts: int = PROMPTS, end_of_turn: str = "") -> list[dict]:
     """Greedy continuations for every model of the first ``prompts`` of ``prompt_rows``: deterministic, the same
     prompts in every run. A plain corpus's few first tokens are continued for ``generation_lengths``' tokens; a
-    prompt is answered up to the end-of-text token (``responses``)."""
+    prompt is answered up to the end-of-text token (``responses``, cut at a chat template's ``end_of_turn``)."""
     tokens, offsets, prompt_lengths = split_tokens
     if prompt_lengths.any():
-        answers = responses(models, split_tokens, tokenizer, prompts, max_length, prompts, device)
+        answers = responses(models, split_tokens, tokenizer, prompts, max_length, prompts, device, end_of_turn)
         rows = np.arange(min(prompts, len(prompt_lengths)))
         return [{"prompt": tokenizer.decode(tokens[offsets[row]:offsets[row] + prompt_lengths[row]]),
                  "reference": answers["reference"][i], **{name: answers[name][i] for name in models}}
@@ -256,10 +257,12 @@ def continuations(models: dict, tokenizer, split_tokens: tuple, max_length: int,
 
 
 def responses(models: dict, split_tokens: tuple, tokenizer, prompts: int, max_length: int, batch_size: int,
-              device: torch.device) -> dict[str, list[str]]:
+              device: torch.device, end_of_turn: str = "") -> dict[str, list[str]]:
     """Each model's greedy answer to the first ``prompts`` prompts of a split of prompts and responses, up to its
-    end-of-text token or ``max_length`` tokens in all, as text (special tokens dropped); ``reference``: the
-    responses the split holds (as prepared: cut at ``data.max_length``)."""
+    end-of-text token or ``max_length`` tokens in all, as text (special tokens dropped, and the chat template's
+    ``end_of_turn`` and what follows it); ``reference``: the responses the split holds (as prepared: cut at
+    ``data.max_length``), the same way."""
+    from ..data.chats import cut_at_end_of_turn
     from ..data.prepared import UNLABELLED
     from ..models.causal_lm import continue_prompts, padded
 
@@ -267,8 +270,10 @@ def responses(models: dict, split_tokens: tuple, tokenizer, prompts: int, max_le
     rows = np.arange(min(prompts, len(prompt_lengths)))
     tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
-    out = {"reference": [tokenizer.decode(tokens[offsets[row] + prompt_lengths[row]:offsets[row + 1]],
-                                          skip_special_tokens=True) for row in rows]}
+    def text(ids) -> str:
+        return cut_at_end_of_turn(tokenizer.decode(ids, skip_special_tokens=True), end_of_turn)
+
+    out = {"reference": [text(tokens[offsets[row] + prompt_lengths[row]:offsets[row + 1]]) for row in rows]}
     for name, model in models.items():
         texts = {}
         for chunk, length in same_prompt_batches(rows, prompt_lengths[rows], batch_size):
@@ -277,7 +282,7 @@ def responses(models: dict, split_tokens: tuple, tokenizer, prompts: int, max_le
                 batch = continue_prompts(model, input_ids.to(device), mask.to(device), length, max_length, None,
                                          eos, pad, max_length=max_length)
             for row, labels in zip(chunk.tolist(), batch["labels"].cpu().numpy()):
-                texts[row] = tokenizer.decode(labels[labels != UNLABELLED], skip_special_tokens=True)
+                texts[row] = text(labels[labels != UNLABELLED])
         out[name] = [texts[row] for row in rows.tolist()]
     return out
 

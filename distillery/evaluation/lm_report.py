@@ -30,9 +30,18 @@ def _prompt_rows(meta: dict) -> list[str]:
 
 def prompt_source(meta: dict) -> str | None:
     """Where a corpus's prompts come from, for the setting table; None for plain text."""
-    if meta.get("prompt_template"):
-        return f"the template `{_one_line(meta['prompt_template'])}`"
-    return f"column `{meta['prompt_column']}`" if meta.get("prompt_column") else None
+    if meta.get("messages_column"):
+        source = f"the conversations of column `{meta['messages_column']}` (the last message the response)"
+    elif meta.get("prompt_template"):
+        source = f"the template `{_one_line(meta['prompt_template'])}`"
+    elif meta.get("prompt_column"):
+        source = f"column `{meta['prompt_column']}`"
+    else:
+        return None
+    if meta.get("chat_template"):
+        turn = f", its end of turn `{meta['end_of_turn']}` cut from the answers scored" if meta["end_of_turn"] else ""
+        source += f", written with a chat template{turn}"
+    return source
 
 
 def _cell(block: dict, key: str, fmt: str) -> str:

@@ -1,0 +1,77 @@
+"""End to end for conversations (``data.messages_column`` with a ``data.chat_template`` of its own): `dvc repro`
+writes each conversation in the template, learns and scores the assistant's last answer and its end of turn, and
+scores the models' answers against the references with the end of turn cut from both."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ..repo_utils import copy_repo, reproduced
+from ..text_utils import sentences
+from .test_lm_pipeline import lm_params
+
+pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
+
+TEMPLATE = ("{% for m in messages %}<{{ m['role'][0] }}>{{ m['content'] }}</s>{% endfor %}"
+            "{% if add_generation_prompt %}<a>{% endif %}")
+
+
+def conversations(n: int) -> pd.DataFrame:
+    """A review and its sentiment's word as a chat; every third one opens with a system message."""
+    rows = sentences(n)
+    out = []
+    for i, (sentence, label) in enumerate(zip(rows["sentence"], rows["label"])):
+        system = [{"role": "system", "content": "rate it"}] if i % 3 == 0 else []
+        out.append(system + [{"role": "user", "content": sentence},
+                             {"role": "assistant", "content": "good" if label == 1 else "bad"}])
+    return pd.DataFrame({"messages": out})
+
+
+def rendered(messages: list[dict], generation_prompt: bool) -> str:
+    text = "".join(f"<{m['role'][0]}>{m['content']}</s>" for m in messages)
+    return text + ("<a>" if generation_prompt else "")
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    assets = tmp_path_factory.mktemp("assets")
+    corpus = assets / "chats.jsonl"
+    conversations(200).to_json(corpus, orient="records", lines=True)
+    params = lm_params(corpus)
+    params["data"].update({"messages_column": "messages", "chat_template": TEMPLATE, "max_length": 64})
+    params["evaluate"]["responses"] = 20
+    return reproduced(copy_repo(tmp_path_factory.mktemp("lm_chat_repo"), params))
+
+
+def test_each_conversation_is_written_in_the_template_and_its_answers_scored_without_the_end_of_turn(repo):
+    import datasets
+    from transformers import PreTrainedTokenizerFast
+
+    meta = json.loads((repo / "data/prepared/meta.json").read_text())
+    assert meta["messages_column"] == "messages" and meta["chat_template"] == TEMPLATE
+    assert meta["end_of_turn"] == "</s>"
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(str(repo / "data/prepared/tokenizer"))
+    assert tokenizer.chat_template == TEMPLATE
+    source = conversations(200)
+    rows = datasets.load_from_disk(str(repo / "data/prepared"))["test"].to_pandas()
+    for _, row in rows.head(10).iterrows():
+        tokens, messages = list(row["input_ids"]), list(source.loc[row["id"], "messages"])
+        assert tokenizer.decode(tokens[:row["prompt_length"]]) == rendered(messages[:-1], True)
+        assert tokenizer.decode(tokens[row["prompt_length"]:]) == messages[-1]["content"] + "</s><|endoftext|>"
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["teacher"]["tokens"] == meta["target_tokens"]["test"]
+    for name in ("teacher", "kd", "hard"):
+        assert 0 <= metrics[name]["rouge_l"] <= 1 and 0 <= metrics[name]["exact_match"] <= 1
+    continuations = json.loads((repo / "reports/eval/continuations.json").read_text())
+    validation = datasets.load_from_disk(str(repo / "data/prepared"))["validation"].to_pandas()
+    for entry, row_id in zip(continuations, validation["id"]):
+        assert entry["reference"] == source.loc[row_id, "messages"][-1]["content"]  # "</s>" cut
+        assert entry["prompt"] == rendered(list(source.loc[row_id, "messages"])[:-1], True)
+        assert all("</s>" not in entry[name] for name in entry if name not in ("prompt", "reference"))
+    assert np.isfinite(metrics["comparison"]["kd_minus_hard_rouge_l"])
+    report = (repo / "reports/report.md").read_text()
+    assert "the conversations of column `messages` (the last message the response), written with a chat " \
+           "template, its end of turn `</s>` cut from the answers scored" in report
