@@ -81,18 +81,23 @@ def load_tables(data_params: dict, root: Path) -> tuple[dict, dict, list[str] | 
 
     name, _, config = rest.partition(":")
     local = (root / name).is_dir()
+    chosen = data_params["source_splits"]  # split -> the source's split name, or None: the source's own names
     try:
-        dsd = datasets.load_dataset(str(root / name) if local else name, config or None)
-    except Exception as exc:  # datasets raises many types: offline, unknown name, bad config
-        raise DistilleryError(f"data.source = {source!r}: cannot load it with datasets.load_dataset: {exc}") from None
+        path = str(root / name) if local else name
+        dsd = dict(zip(chosen, datasets.load_dataset(path, config or None, split=list(chosen.values())))) \
+            if chosen else datasets.load_dataset(path, config or None)
+    except Exception as exc:  # datasets raises many types: offline, unknown name or split, bad config
+        raise DistilleryError(f"data.source = {source!r}: cannot load it with datasets.load_dataset"
+                              f"{f' (data.source_splits = {chosen})' if chosen else ''}: {exc}") from None
     unknown = sorted(set(dsd) - set(SPLITS))
     if unknown or "train" not in dsd:
         raise DistilleryError(f"data.source = {source!r}: splits {sorted(dsd)}; expected train and optionally "
-                              "validation and test")
+                              "validation and test, or name the ones to read in data.source_splits (e.g. "
+                              "{train: train_sft, test: test_sft})")
     feature = dsd["train"].features.get(data_params["label_column"])
     names = list(feature.names) if isinstance(feature, datasets.ClassLabel) else None
     return ({split: dsd[split].to_pandas() for split in dsd},
-            {split: f"{source} (split {split})" for split in dsd}, names)
+            {split: f"{source} (split {(chosen or {}).get(split, split)})" for split in dsd}, names)
 
 
 def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list[str] | None,

@@ -78,6 +78,14 @@ def _split_files(v):
     return None
 
 
+def _source_splits(v):
+    if "train" not in v or set(v) - set(SPLITS):
+        return f"must map 'train' and optionally 'validation', 'test' to the dataset's splits, got keys {sorted(v)}"
+    if not all(isinstance(name, str) and name for name in v.values()) or len(set(v.values())) != len(v):
+        return "the dataset's split names must be distinct non-empty strings"
+    return None
+
+
 def _names(v):
     if not v or len(set(map(str, v))) != len(v):
         return "must be a non-empty list of distinct names"
@@ -144,6 +152,9 @@ DATA = {
     "split_seed": Field(INT, non_negative, 0),
     "files": Field((dict,), _split_files, None, nullable=True,
                    help="source 'files': split -> file (CSV/TSV/JSONL/Parquet, optionally .gz)"),
+    "source_splits": Field((dict,), _source_splits, None, nullable=True,
+                           help="hf: sources: split -> the dataset's split to read as it (e.g. {train: train_sft, "
+                                "test: test_sft}); null: the dataset's own train, validation and test"),
     "text_column": Field(STR, None, "text", help="text sources: the input text (task causal_lm with "
                                                   "data.prompt_column: the response)"),
     "prompt_column": Field(STR, None, None, nullable=True,
@@ -196,6 +207,9 @@ def check_data(data: dict, source: str) -> None:
     if (data["source"] == "files") != (data["files"] is not None):
         raise DistilleryError(f"{source}: data.source = {data['source']!r} with data.files = {data['files']!r}: "
                               "data.files (split -> file) goes with data.source: files, and only with it")
+    if data["source_splits"] is not None and not data["source"].startswith("hf:"):
+        raise DistilleryError(f"{source}: data.source_splits with data.source = {data['source']!r}: it names the "
+                              "splits of an hf: dataset (data.files names a files source's)")
     _check_transfer(data, source)
     if data["validation_split"] == "sentences" and (not is_text(data) or data["text_pair_column"]):
         what = "sentence pairs" if is_text(data) else f"data.source = {data['source']!r}"

@@ -159,7 +159,7 @@ def _source_texts(tp: dict, data_params: dict, columns: dict, root: Path) -> dic
     kind, _, rest = spec.partition(":")
     if kind == "file" and not (root / rest).exists():
         _refuse("source", f"{spec!r}: file not found: {root / rest}")
-    tables, where, _ = load_tables({**data_params, "source": spec}, root)
+    tables, where, _ = load_tables({**data_params, "source": spec, "source_splits": None}, root)
     out: dict[str, list[str]] = {name: [] for name in columns}
     for split, df in tables.items():
         missing = [col for col in columns.values() if col not in df.columns]

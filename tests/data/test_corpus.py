@@ -380,3 +380,22 @@ def test_numeric_cells_are_written_as_their_numbers():
     df = pd.DataFrame({"review": ["good", "bad"], "stars": [5.0, 1.0]})
     assert corpus.prompt_texts(df, None, "{review} ({stars} stars):") == ["good (5 stars):", "bad (1 stars):"]
     assert corpus.prompt_texts(df, "stars", None) == ["5", "1"]
+
+
+def test_source_splits_read_a_dataset_s_own_split_names(tmp_path):
+    """A Hub layout with train_sft, test_sft and train_gen splits (as HuggingFaceH4/ultrachat_200k has)."""
+    import datasets
+
+    (tmp_path / "chats" / "data").mkdir(parents=True)
+    texts = sentences(60)
+    for split, part in (("train_sft", slice(0, 40)), ("test_sft", slice(40, 50)), ("train_gen", slice(50, 60))):
+        datasets.Dataset.from_dict({"text": texts[part]}).to_parquet(
+            tmp_path / "chats" / "data" / f"{split}-00000-of-00001.parquet")
+    with pytest.raises(DistilleryError, match=r"splits \['test_sft', 'train_gen', 'train_sft'\]; expected train .* "
+                                              r"name the ones to read in data.source_splits"):
+        prepare_corpus(tmp_path, source="hf:chats", max_length=64)
+    prepared = prepare_corpus(tmp_path, source="hf:chats", max_length=64,
+                              source_splits={"train": "train_sft", "test": "test_sft"})
+    assert prepared.meta["sizes"] == {"train": 32, "validation": 8, "test": 10}
+    with pytest.raises(DistilleryError, match=r"data.source_splits = \{'train': 'sft'\}\): Unknown split \"sft\""):
+        prepare_corpus(tmp_path, out="other", source="hf:chats", max_length=64, source_splits={"train": "sft"})

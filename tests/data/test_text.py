@@ -121,3 +121,9 @@ def test_text_params_are_checked_together():
                     student={"model": {"arch": "hf", "config": {"model_type": "bert"}}})
     with pytest.raises(DistilleryError, match="must map 'train'"):
         make_params(data={"source": "files", "files": {"validation": "v.csv"}})
+    with pytest.raises(DistilleryError, match="data.source_splits with data.source = 'file:x.csv': it names the splits"):
+        make_params(data={"source": "file:x.csv", "source_splits": {"train": "a"}})
+    with pytest.raises(DistilleryError, match="data.source_splits = .*: must map 'train'"):
+        make_params(data={"source": "hf:x", "source_splits": {"test": "a"}})
+    with pytest.raises(DistilleryError, match="split names must be distinct non-empty strings"):
+        make_params(data={"source": "hf:x", "source_splits": {"train": "a", "test": "a"}})
