@@ -1,0 +1,68 @@
+"""The language-model report, rendered from hand-made metrics: one seed has no spread, the prompts' source (a column,
+a template, conversations in a chat template), the answers' rows and the KD − hard lines as the numbers given."""
+from __future__ import annotations
+
+from distillery.evaluation.lm_report import prompt_source, render_lm_report
+
+SPLITS = {"train": 90, "validation": 10, "test": 20}
+
+
+def model_metrics(nll: float, **extra) -> dict:
+    block = {}
+    for prefix in ("validation_", ""):
+        block.update({prefix + "perplexity": 2.0, prefix + "nll": nll, prefix + "next_token_accuracy": 0.5})
+    return {**block, "params": 1000, **extra}
+
+
+def metrics(seeds: int) -> dict:
+    comparison = {"responses": 20, "bootstrap_samples": 200}
+    for prefix in ("validation_", ""):
+        comparison.update({prefix + "kd_minus_hard_nll": -0.25, prefix + "kd_minus_hard_nll_ci_low": -0.5,
+                           prefix + "kd_minus_hard_nll_ci_high": -0.125, prefix + "kd_over_hard_perplexity": 0.75,
+                           prefix + "gap_closure": 0.5})
+    for key in ("rouge_l", "exact_match"):
+        comparison.update({f"kd_minus_hard_{key}": 0.125, f"kd_minus_hard_{key}_ci_low": -0.0625,
+                           f"kd_minus_hard_{key}_ci_high": 0.25})
+    student = {"seeds": seeds, "perplexity_std": 0.125, "rouge_l_std": 0.0625}
+    return {"teacher": model_metrics(0.5, rouge_l=0.75, exact_match=0.5),
+            "kd": model_metrics(0.75, rouge_l=0.625, exact_match=0.375, **student),
+            "hard": model_metrics(1.0, rouge_l=0.5, exact_match=0.25, **student), "comparison": comparison}
+
+
+META = {"source": "file:chats.jsonl", "sizes": SPLITS, "tokens": {"train": 900}, "target_tokens": {"train": 180},
+        "tokenizer": "bpe", "vocab_size": 300, "packing": "truncate", "max_length": 64,
+        "tokens_cut": {"train": 0, "validation": 0, "test": 0}, "long_prompts": {"train": 2, "validation": 0, "test": 1},
+        "prompt_column": None, "prompt_template": None, "messages_column": "messages",
+        "chat_template": "{{ messages }}", "end_of_turn": "</s>"}
+
+
+def render(seeds: int, meta: dict = META) -> str:
+    params = {"train": {"seeds": list(range(seeds)), "max_steps": 100, "select": "best", "eval_steps": 10}}
+    return render_lm_report(params, meta, metrics(seeds), [], ["perplexity.png"], {"kd": [], "hard": []}, "`kd`")
+
+
+def test_one_seed_shows_its_figures_without_a_spread():
+    text = render(1)
+    assert "Students: one seed's figures (no spread); validation chose every checkpoint" in text
+    assert "| ROUGE-L F1 | 0.7500 | 0.6250 | 0.5000 |" in text  # no ± for one seed
+    assert "paired bootstrap over prompts with the 1 seed pooled:" in text
+    assert "- ROUGE-L F1: +0.1250 (95 % interval -0.0625 to +0.2500)" in text
+    assert "- validation: -0.2500 (95 % interval -0.5000 to -0.1250); perplexity ratio KD / hard 0.7500; gap to " \
+           "the teacher closed 0.50" in text
+    three = render(3)
+    assert "Students: mean ± sample std over 3 seeds;" in three and "with the 3 seeds pooled" in three
+    assert "| ROUGE-L F1 | 0.7500 | 0.6250 ± 0.0625 | 0.5000 ± 0.0625 |" in three
+
+
+def test_the_setting_names_where_the_prompts_come_from():
+    assert ("| prompts | the conversations of column `messages` (the last message the response), written with a chat "
+            "template, its end of turn `</s>` cut from the answers scored: the models learn and are scored on the "
+            "responses alone (180 training target tokens); rows whose prompt fills 64 tokens, dropped: train 2, "
+            "validation 0, test 1 |") in render(1)
+    plain = {**META, "messages_column": None, "chat_template": None, "end_of_turn": ""}
+    assert prompt_source(plain) is None and "| prompts |" not in render(1, plain)
+    assert prompt_source({**plain, "prompt_column": "q"}) == "column `q`"
+    assert prompt_source({**plain, "prompt_template": "Q: {q}\nA:"}) == "the template `Q: {q}⏎A:`"
+    assert prompt_source({**plain, "prompt_column": "q", "chat_template": "x", "end_of_turn": ""}) == \
+        "column `q`, written with a chat template"
+
