@@ -55,6 +55,8 @@ def test_each_conversation_is_written_in_the_template_and_its_answers_scored_wit
     assert meta["end_of_turn"] == "</s>"
     tokenizer = PreTrainedTokenizerFast.from_pretrained(str(repo / "data/prepared/tokenizer"))
     assert tokenizer.chat_template == TEMPLATE
+    for model in ("models/teacher", "models/students/kd/seed_0", "models/students/hard/seed_1"):  # ready to chat
+        assert PreTrainedTokenizerFast.from_pretrained(str(repo / model)).chat_template == TEMPLATE
     source = conversations(200)
     rows = datasets.load_from_disk(str(repo / "data/prepared"))["test"].to_pandas()
     for _, row in rows.head(10).iterrows():
