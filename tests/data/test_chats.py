@@ -163,3 +163,40 @@ def test_blank_conversations_and_the_end_at_the_eos():
     assert values.tolist() == [5, 1, 7, 8, 1, 1] and lengths.tolist() == [2, 3, 1]
     assert chats.cut_at_end_of_turn("yes<|im_end|>\nmore", "<|im_end|>") == "yes"
     assert chats.cut_at_end_of_turn("yes", "") == "yes"
+
+
+SMOLLM2 = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+           "{{ '<|im_start|>system\\nYou are a helpful AI assistant<|im_end|>\\n' }}{% endif %}"
+           "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}"
+           "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+LLAMA3 = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+          "{{ m['content'] | trim }}<|eot_id|>{% endfor %}"
+          "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+ZEPHYR = ("{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}{{ eos_token }}\n{% endfor %}"
+          "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+@pytest.mark.parametrize("template, prompt", [
+    (SMOLLM2, "<|im_start|>system\nYou are a helpful AI assistant<|im_end|>\n<|im_start|>user\nhi there<|im_end|>\n"
+              "<|im_start|>assistant\n"),
+    (LLAMA3, "<|endoftext|><|start_header_id|>user<|end_header_id|>\n\nhi there<|eot_id|>"
+             "<|start_header_id|>assistant<|end_header_id|>\n\n"),
+    (ZEPHYR, "<|user|>\nhi there<|endoftext|>\n<|assistant|>\n"),
+])
+def test_templates_of_real_chat_models_split_into_prompt_and_answer(tmp_path, template, prompt):
+    """SmolLM2's (a default system message), Llama 3's (the bos token, trimmed text) and Zephyr's (the eos token as
+    the end of turn: the answer ends there) on the BPE trained here."""
+    train = [conversation("user", "hi there", "assistant", f"hello {i} ") for i in range(10)]
+    for split in ("train", "validation", "test"):
+        pd.DataFrame({"messages": train}).to_json(tmp_path / f"{split}.jsonl", orient="records", lines=True)
+    prepared = prepare_corpus(tmp_path, source="files", files=FILES, tokenizer=None, vocab_size=300, max_length=128,
+                              messages_column="messages", chat_template=template)
+    tokenizer = load_tokenizer(tmp_path / "prepared")
+    row, length = rows(prepared.splits["test"])[0], prompt_lengths(prepared.splits["test"])[0]
+    assert tokenizer.decode(row[:length]) == prompt
+    answer = "hello 0" if template == LLAMA3 else "hello 0 "  # Llama 3 trims the message
+    assert tokenizer.decode(row[length:]) == {SMOLLM2: f"{answer}<|im_end|>\n<|endoftext|>",
+                                              LLAMA3: f"{answer}<|eot_id|><|endoftext|>",
+                                              ZEPHYR: f"{answer}<|endoftext|>"}[template]
+    assert prepared.meta["end_of_turn"] == {SMOLLM2: "<|im_end|>", LLAMA3: "<|eot_id|>",
+                                            ZEPHYR: "<|endoftext|>"}[template]
