@@ -131,7 +131,8 @@ def test_conversations_in_a_csv_are_json_text(chatted):
     ([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
      r"1 rows do not end with the assistant's message \(the response\) \(ids \[1\]\)"),
     ([{"role": "assistant", "content": "a"}], r"1 rows have no message before the response \(the prompt\)"),
-    ([{"role": "user", "text": "a"}, {"role": "assistant", "content": "b"}], r"1 rows are not lists of {role, content} messages with text in both \(ids \[1\]\)"),
+    ([{"role": "user", "text": "a"}, {"role": "assistant", "content": "b"}],
+     r"1 rows are not lists of {role, content} messages with text in both \(ids \[1\]\)"),
     ("not a conversation", r"1 rows are not lists of {role, content} messages with text in both \(ids \[1\]\)"),
     (7, r"1 rows are not lists of {role, content} messages with text in both \(ids \[1\]\)"),
 ])
