@@ -209,8 +209,10 @@ def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
     ``generate["prompt_tokens"]`` tokens of ``generate["sequences"]`` sequences (drawn with ``generate["seed"]``
     among those longer than the prompt; with ``prompt_lengths``, a corpus of prompts and responses, each drawn row's
     own prompt), up to ``max_length`` tokens and cut after the first end-of-text token (``continue_prompts``).
-    Returns the sequences' ids (their prompts' rows'), flat tokens, offsets and prompt lengths, in id order; the
-    same on every run with the same seed, device and batch size."""
+    The drawn rows are batched shortest prompt first, so a batch's longest prompt, which caps how far its rows may
+    go within ``max_length``, is about as long as each of its rows'. Returns the sequences' ids (their prompts'
+    rows'), flat tokens, offsets and prompt lengths, in id order; the same on every run with the same seed, device
+    and batch size."""
     from tqdm.auto import tqdm
 
     from .inference import best_device
@@ -228,20 +230,23 @@ def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
     tokens_t = torch.from_numpy(np.asarray(tokens, np.int64))
     generator_seed = torch.initial_seed()
     torch.manual_seed(generate["seed"])  # generate() samples from the global generator
-    sequences = []
-    starts = range(0, len(chosen), batch_size)
+    by_row = {}
+    order = chosen[np.argsort(prompts[chosen], kind="stable")]  # equal prompts (a plain corpus) keep the id order
+    starts = range(0, len(order), batch_size)
     try:
         with torch.inference_mode():
             for start in tqdm(starts, desc="teacher-generate", leave=False, disable=len(starts) <= 1):
-                rows = chosen[start:start + batch_size]
+                rows = order[start:start + batch_size]
                 input_ids, mask = padded(tokens_t, offsets, rows, eos_id)
                 batch = continue_prompts(model, input_ids.to(device), mask.to(device),
                                          torch.from_numpy(prompts[rows]), max_length, generate["temperature"],
                                          eos_id, eos_id, max_length=max_length, top_p=generate["top_p"])
                 kept = batch["attention_mask"].sum(1).tolist()
-                sequences.extend(row[:n] for row, n in zip(batch["input_ids"].cpu().numpy(), kept))
+                generated = batch["input_ids"].cpu().numpy()
+                by_row.update((row, sequence[:n]) for row, sequence, n in zip(rows.tolist(), generated, kept))
     finally:
         torch.manual_seed(generator_seed)
+    sequences = [by_row[row] for row in chosen.tolist()]
     new_offsets = np.concatenate([[0], np.cumsum([len(s) for s in sequences])]).astype(np.int64)
     flat = np.concatenate(sequences).astype(np.int64) if sequences else np.zeros(0, np.int64)
     return np.asarray(ids)[chosen], flat, new_offsets, prompts[chosen]

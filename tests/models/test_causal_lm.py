@@ -301,3 +301,28 @@ def test_the_teacher_answers_each_drawn_row_s_own_prompt_for_sequence_level_kd(t
         sequence = flat[new_offsets[i]:new_offsets[i + 1]]
         assert sequence[:prompts[i]].tolist() == tokens[offsets[row]:offsets[row] + prompts[i]].tolist()
         assert prompts[i] < len(sequence) <= 10
+
+
+def test_the_teacher_s_prompts_are_batched_shortest_first_and_returned_in_id_order(tiny_lm, monkeypatch):
+    """Rows drawn in id order with prompts of 1, 6, 1 and 6 tokens go in batches of equal prompts, so no short
+    prompt is capped by a long one's room within max_length."""
+    from distillery.models import causal_lm
+
+    batches = []
+    real = causal_lm.continue_prompts
+
+    def recording(model, input_ids, mask, prompts, *args, **kwargs):
+        batches.append(prompts.tolist())
+        return real(model, input_ids, mask, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(causal_lm, "continue_prompts", recording)
+    tokens = np.array([1, 2, 0, 1, 2, 3, 4, 5, 6, 7, 0, 3, 4, 0, 1, 2, 3, 4, 5, 6, 7, 0])
+    offsets, ids = np.array([0, 3, 11, 14, 22]), np.array([7, 8, 9, 10])
+    generate = {"sequences": 4, "prompt_tokens": 2, "temperature": 1.0, "top_p": 1.0, "seed": 3}
+    chosen, flat, new_offsets, prompts = sample_continuations(tiny_lm, tokens, offsets, ids, generate, 10, 0, 2,
+                                                              torch.device("cpu"), np.array([1, 6, 1, 6]))
+    assert batches == [[1, 1], [6, 6]]
+    assert chosen.tolist() == [7, 8, 9, 10] and prompts.tolist() == [1, 6, 1, 6]
+    for row in range(4):
+        sequence = flat[new_offsets[row]:new_offsets[row + 1]]
+        assert sequence[:prompts[row]].tolist() == tokens[offsets[row]:offsets[row] + prompts[row]].tolist()
