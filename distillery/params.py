@@ -334,6 +334,9 @@ def _check_causal_lm(params: dict, source: str) -> None:
         raise DistilleryError(f"{where}: data.messages_column = {data['messages_column']!r} without "
                               "data.chat_template: a conversation is written as text by a chat template; set "
                               f"{FROM_TOKENIZER!r} (data.tokenizer's own) or a Jinja template")
+    if data["chat_turns"] != "last" and not data["messages_column"]:
+        raise DistilleryError(f"{where}: data.chat_turns = {data['chat_turns']!r} without data.messages_column: "
+                              "turns are the assistant messages of conversations")
     if data["chat_template"] and not has_prompts(data):
         raise DistilleryError(f"{where}: data.chat_template without prompts: it writes prompts and responses as a "
                               "chat; set data.prompt_column, data.prompt_template or data.messages_column")

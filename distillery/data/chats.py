@@ -25,6 +25,8 @@ from ..errors import DistilleryError
 
 FROM_TOKENIZER = "tokenizer"  # data.chat_template: the checkpoint tokenizer's own
 SHOWN_IDS = 5  # row ids named in an error
+TURN_STRIDE = 1000  # data.chat_turns: every: a row's id is its conversation's × this + the assistant message's number
+MAX_TURN_ID = (2**63 - 1) // TURN_STRIDE - 1
 
 
 def is_jinja(value: str) -> bool:
@@ -63,11 +65,15 @@ def as_messages(value) -> list | None:
     return None
 
 
-def conversations(values, ids: np.ndarray, column: str, where: str) -> tuple[list[list[dict]], list[str]]:
-    """A split's conversations as (the prompt's messages, the response's text) per row, checked first: each row a
-    list of ``{role, content}`` messages (text), at least one before the last, which is the assistant's. A bad row
-    is an error naming the column, the param and the row ids."""
-    prompts, responses = [], []
+def conversations(values, ids: np.ndarray, column: str, where: str,
+                  turns: str = "last") -> tuple[np.ndarray, list[list[dict]], list[str]]:
+    """A split's conversations as rows of (id, the prompt's messages, the response's text), checked first: each
+    conversation a list of ``{role, content}`` messages (text), at least one before the last, which is the
+    assistant's. ``turns`` "last": one row a conversation, its id, the last message the response; "every": one row
+    for each assistant message with a message before it and text in it, its prompt every message before it, its id
+    the conversation's × ``TURN_STRIDE`` + the assistant message's number (0, 1, ...). A bad conversation is an
+    error naming the column, the param and the row ids."""
+    out_ids, prompts, responses = [], [], []
     problems: dict[str, list] = {}
     for row_id, value in zip(ids.tolist(), values.to_numpy(dtype=object)):
         messages = as_messages(value)
@@ -80,13 +86,25 @@ def conversations(values, ids: np.ndarray, column: str, where: str) -> tuple[lis
             problems.setdefault("do not end with the assistant's message (the response)", []).append(row_id)
         elif len(messages) < 2:
             problems.setdefault("have no message before the response (the prompt)", []).append(row_id)
-        prompts.append(messages[:-1])
-        responses.append(messages[-1]["content"])
+        elif turns == "last":
+            out_ids.append(row_id)
+            prompts.append(messages[:-1])
+            responses.append(messages[-1]["content"])
+        elif abs(row_id) > MAX_TURN_ID or sum(m["role"] == "assistant" for m in messages) > TURN_STRIDE:
+            problems.setdefault(f"have an id beyond ±{MAX_TURN_ID:,} or more than {TURN_STRIDE:,} assistant "
+                                "messages (data.chat_turns: every numbers them into the id)", []).append(row_id)
+        else:
+            answers = [j for j, m in enumerate(messages) if m["role"] == "assistant"]
+            for number, j in enumerate(answers):
+                if j > 0 and messages[j]["content"].strip():
+                    out_ids.append(row_id * TURN_STRIDE + number)
+                    prompts.append(messages[:j])
+                    responses.append(messages[j]["content"])
     if problems:
         raise DistilleryError(f"{where}: column {column!r} (data.messages_column): " + "; ".join(
             f"{len(rows)} rows {what} (ids {rows[:SHOWN_IDS]}{' ...' if len(rows) > SHOWN_IDS else ''})"
             for what, rows in problems.items()))
-    return prompts, responses
+    return np.asarray(out_ids, np.int64), prompts, responses
 
 
 def chat_template(tokenizer, setting: str) -> str:

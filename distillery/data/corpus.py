@@ -89,11 +89,13 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         rows[split] = df[~blank]
     rows = cap_train(rows, origin, data_params)
     rows = {split: df.sort_values("id") for split, df in rows.items()}
+    ids = {split: df["id"].to_numpy(np.int64) for split, df in rows.items()}
     if messages:
         turns, texts = {}, {}
         for split, df in rows.items():
-            turns[split], texts[split] = chats.conversations(df[messages], df["id"].to_numpy(), messages,
-                                                             f"data.source = {source!r}, {split} split")
+            ids[split], turns[split], texts[split] = chats.conversations(
+                df[messages], ids[split], messages, f"data.source = {source!r}, {split} split",
+                data_params["chat_turns"])
         prompts = {}  # written by the chat template below
     else:
         texts = {split: cell_texts(df[column]).tolist() for split, df in rows.items()}
@@ -110,7 +112,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         end_of_turn = chats.end_of_turn(tokenizer, chat_template)
         for split in SPLITS:
             prompts[split], texts[split] = chats.render(tokenizer, chat_template, turns[split], texts[split],
-                                                        rows[split]["id"].to_numpy())
+                                                        ids[split])
         tokenizer.chat_template = chat_template
     max_length, packing = data_params["max_length"], data_params["packing"]
     splits, stats = {}, {k: {} for k in ("tokens", "target_tokens", "tokens_cut", "short_rows", "long_prompts")}
@@ -118,19 +120,19 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         values, lengths = encode(tokenizer, texts[split], end=not chat)
         if chat:  # the template's end of turn: the eos where it writes one
             values, lengths = chats.end_at_eos(values, lengths, tokenizer.eos_token_id)
-        ids = rows[split]["id"].to_numpy(np.int64)
-        prompt_lengths = np.zeros(len(ids), np.int64)
+        split_ids = ids[split]
+        prompt_lengths = np.zeros(len(split_ids), np.int64)
         if prompts:
             prompt_values, prompt_lengths = encode(tokenizer, prompts[split], end=False)
             values, lengths = join_rows(prompt_values, prompt_lengths, values, lengths)
         short, long_prompts = lengths < MIN_TOKENS, prompt_lengths >= max_length
         keep = ~(short | long_prompts)
         if not keep.all():
-            values, lengths, ids = values[np.repeat(keep, lengths)], lengths[keep], ids[keep]
+            values, lengths, split_ids = values[np.repeat(keep, lengths)], lengths[keep], split_ids[keep]
             prompt_lengths = prompt_lengths[keep]
         lengths, values, cut = (truncate if packing == "truncate" else pack)(values, lengths, max_length)
         if packing == "pack":  # never with prompts (params)
-            ids, prompt_lengths = np.arange(len(lengths), dtype=np.int64), np.zeros(len(lengths), np.int64)
+            split_ids, prompt_lengths = np.arange(len(lengths), dtype=np.int64), np.zeros(len(lengths), np.int64)
         if not len(lengths):
             raise DistilleryError(
                 f"data.source = {source!r}: the {split} split has no sequence of at least {MIN_TOKENS} tokens "
@@ -139,7 +141,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
                 f"{max_length} tokens or more ({int(long_prompts.sum())} rows, "
                 f"{_prompt_words(prompt_column, template, messages, chat)}): no room for a response; raise "
                 "data.max_length")
-        splits[split] = (ids, lengths, values, prompt_lengths if prompts else None)
+        splits[split] = (split_ids, lengths, values, prompt_lengths if prompts else None)
         stats["tokens"][split] = int(lengths.sum())
         stats["target_tokens"][split] = int(target_counts(lengths, prompt_lengths).sum())
         stats["tokens_cut"][split] = cut
@@ -157,6 +159,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         "prompt_column": prompt_column,
         "prompt_template": template,
         "messages_column": messages,
+        "chat_turns": data_params["chat_turns"] if messages else None,
         "chat_template": chat_template,
         "end_of_turn": end_of_turn,
         "tokenizer": name,

@@ -167,6 +167,10 @@ DATA = {
                              help="task causal_lm: a column of conversations (lists of {role, content} messages): "
                                   "the last, the assistant's, is the response, the ones before it the prompt; "
                                   "needs data.chat_template; data.text_column is not read"),
+    "chat_turns": Field(STR, one_of("last", "every"), "last",
+                        help="data.messages_column: last = each conversation's last answer is its one response (as "
+                             "TRL's GKD); every = each assistant message a response, a row of its own (id: the "
+                             "conversation's x 1000 + the message's number)"),
     "chat_template": Field(STR, _chat_template, None, nullable=True,
                            help="task causal_lm with prompts: write them as chats, 'tokenizer' (data.tokenizer's "
                                 "template) or a Jinja template; each prompt a user message, its response the "

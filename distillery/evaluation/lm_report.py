@@ -31,7 +31,9 @@ def _prompt_rows(meta: dict) -> list[str]:
 def prompt_source(meta: dict) -> str | None:
     """Where a corpus's prompts come from, for the setting table; None for plain text."""
     if meta.get("messages_column"):
-        source = f"the conversations of column `{meta['messages_column']}` (the last message the response)"
+        turns = "every assistant message a response" if meta.get("chat_turns") == "every" else \
+            "the last message the response"
+        source = f"the conversations of column `{meta['messages_column']}` ({turns})"
     elif meta.get("prompt_template"):
         source = f"the template `{_one_line(meta['prompt_template'])}`"
     elif meta.get("prompt_column"):

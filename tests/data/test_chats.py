@@ -201,3 +201,28 @@ def test_templates_of_real_chat_models_split_into_prompt_and_answer(tmp_path, te
                                               ZEPHYR: f"{answer}<|endoftext|>"}[template]
     assert prepared.meta["end_of_turn"] == {SMOLLM2: "<|im_end|>", LLAMA3: "<|eot_id|>",
                                             ZEPHYR: "<|endoftext|>"}[template]
+
+
+def test_every_assistant_message_can_be_a_response_of_its_own(chatted):
+    """data.chat_turns: every: the multi-turn conversation (id 1) gives two rows, ids 1000 and 1001, each prompted
+    by every message before its answer."""
+    prepared = prepare_corpus(chatted, source="files", files=FILES, tokenizer="chat", max_length=32,
+                              messages_column="messages", chat_template="tokenizer", chat_turns="every")
+    generation = [START, *ids("assistant")]
+    first = turn("user", "a b") + generation
+    opening = turn("system", "c") + turn("user", "a") + generation
+    whole = turn("system", "c") + turn("user", "a") + turn("assistant", "b") + turn("user", "d") + generation
+    train = prepared.splits["train"]
+    assert train.ids.tolist() == [0, 1000, 1001] and prepared.meta["chat_turns"] == "every"
+    assert rows(train) == [first + ids("e") + [END], opening + ids("b") + [END], whole + ids("e c") + [END]]
+    assert prompt_lengths(train).tolist() == [7, 10, 18]
+    assert prepared.splits["test"].ids.tolist() == [4000]  # the files are numbered on: train 0-2, validation 3
+
+
+def test_every_turn_skips_an_opening_or_blank_answer_and_refuses_ids_it_cannot_number():
+    greeting = conversation("assistant", "hi", "user", "a", "assistant", " ", "user", "b", "assistant", "c")
+    row_ids, prompts, responses = chats.conversations(pd.Series([greeting]), np.array([4]), "m", "here", "every")
+    assert row_ids.tolist() == [4002] and responses == ["c"] and len(prompts[0]) == 4  # the third answer, number 2
+    with pytest.raises(DistilleryError, match=r"1 rows have an id beyond .* \(ids \[10000000000000000\]\)"):
+        chats.conversations(pd.Series([greeting]), np.array([10**16]), "m", "here", "every")
+    assert chats.conversations(pd.Series([greeting]), np.array([10**16]), "m", "here")[0].tolist() == [10**16]

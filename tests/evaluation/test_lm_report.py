@@ -59,6 +59,8 @@ def test_the_setting_names_where_the_prompts_come_from():
             "template, its end of turn `</s>` cut from the answers scored: the models learn and are scored on the "
             "responses alone (180 training target tokens); rows whose prompt fills 64 tokens, dropped: train 2, "
             "validation 0, test 1 |") in render(1)
+    assert prompt_source({**META, "chat_turns": "every"}).startswith(
+        "the conversations of column `messages` (every assistant message a response), written with a chat template")
     plain = {**META, "messages_column": None, "chat_template": None, "end_of_turn": ""}
     assert prompt_source(plain) is None and "| prompts |" not in render(1, plain)
     assert prompt_source({**plain, "prompt_column": "q"}) == "column `q`"

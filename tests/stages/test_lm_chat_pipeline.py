@@ -1,6 +1,7 @@
-"""End to end for conversations (``data.messages_column`` with a ``data.chat_template`` of its own): `dvc repro`
-writes each conversation in the template, learns and scores the assistant's last answer and its end of turn, and
-scores the models' answers against the references with the end of turn cut from both."""
+"""End to end for conversations (``data.messages_column`` with a ``data.chat_template`` of its own and
+``data.chat_turns: every``): `dvc repro` writes each conversation in the template, learns and scores every answer of
+the assistant and its end of turn (rows keyed by conversation and turn), and scores the models' answers against the
+references with the end of turn cut from both."""
 from __future__ import annotations
 
 import json
@@ -20,14 +21,24 @@ TEMPLATE = ("{% for m in messages %}<{{ m['role'][0] }}>{{ m['content'] }}</s>{%
 
 
 def conversations(n: int) -> pd.DataFrame:
-    """A review and its sentiment's word as a chat; every third one opens with a system message."""
+    """A review and its sentiment's word as a chat; every third one opens with a system message, every fourth asks
+    again (a second answer)."""
     rows = sentences(n)
     out = []
     for i, (sentence, label) in enumerate(zip(rows["sentence"], rows["label"])):
         system = [{"role": "system", "content": "rate it"}] if i % 3 == 0 else []
-        out.append(system + [{"role": "user", "content": sentence},
-                             {"role": "assistant", "content": "good" if label == 1 else "bad"}])
+        answer = "good" if label == 1 else "bad"
+        again = [{"role": "user", "content": "sure?"}, {"role": "assistant", "content": f"yes, {answer}"}] \
+            if i % 4 == 0 else []
+        out.append(system + [{"role": "user", "content": sentence}, {"role": "assistant", "content": answer}] + again)
     return pd.DataFrame({"messages": out})
+
+
+def turn_of(source: pd.DataFrame, row_id: int) -> tuple[list[dict], str]:
+    """The prompt's messages and the answer of a row (id: conversation × 1000 + the assistant message's number)."""
+    messages = list(source.loc[row_id // 1000, "messages"])
+    j = [k for k, m in enumerate(messages) if m["role"] == "assistant"][row_id % 1000]
+    return messages[:j], messages[j]["content"]
 
 
 def rendered(messages: list[dict], generation_prompt: bool) -> str:
@@ -41,7 +52,8 @@ def repo(tmp_path_factory):
     corpus = assets / "chats.jsonl"
     conversations(200).to_json(corpus, orient="records", lines=True)
     params = lm_params(corpus)
-    params["data"].update({"messages_column": "messages", "chat_template": TEMPLATE, "max_length": 64})
+    params["data"].update({"messages_column": "messages", "chat_template": TEMPLATE, "chat_turns": "every",
+                           "max_length": 96})
     params["evaluate"]["responses"] = 20
     return reproduced(copy_repo(tmp_path_factory.mktemp("lm_chat_repo"), params))
 
@@ -59,10 +71,11 @@ def test_each_conversation_is_written_in_the_template_and_its_answers_scored_wit
         assert PreTrainedTokenizerFast.from_pretrained(str(repo / model)).chat_template == TEMPLATE
     source = conversations(200)
     rows = datasets.load_from_disk(str(repo / "data/prepared"))["test"].to_pandas()
-    for _, row in rows.head(10).iterrows():
-        tokens, messages = list(row["input_ids"]), list(source.loc[row["id"], "messages"])
-        assert tokenizer.decode(tokens[:row["prompt_length"]]) == rendered(messages[:-1], True)
-        assert tokenizer.decode(tokens[row["prompt_length"]:]) == messages[-1]["content"] + "</s><|endoftext|>"
+    assert rows["id"].is_monotonic_increasing and (rows["id"] % 1000 == 1).any()  # second answers are rows too
+    for _, row in rows.iterrows():
+        tokens, (prompt, answer) = list(row["input_ids"]), turn_of(source, row["id"])
+        assert tokenizer.decode(tokens[:row["prompt_length"]]) == rendered(prompt, True)
+        assert tokenizer.decode(tokens[row["prompt_length"]:]) == answer + "</s><|endoftext|>"
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert metrics["teacher"]["tokens"] == meta["target_tokens"]["test"]
     for name in ("teacher", "kd", "hard"):
@@ -70,10 +83,10 @@ def test_each_conversation_is_written_in_the_template_and_its_answers_scored_wit
     continuations = json.loads((repo / "reports/eval/continuations.json").read_text())
     validation = datasets.load_from_disk(str(repo / "data/prepared"))["validation"].to_pandas()
     for entry, row_id in zip(continuations, validation["id"]):
-        assert entry["reference"] == source.loc[row_id, "messages"][-1]["content"]  # "</s>" cut
-        assert entry["prompt"] == rendered(list(source.loc[row_id, "messages"])[:-1], True)
+        prompt, answer = turn_of(source, row_id)
+        assert entry["reference"] == answer and entry["prompt"] == rendered(prompt, True)  # "</s>" cut
         assert all("</s>" not in entry[name] for name in entry if name not in ("prompt", "reference"))
     assert np.isfinite(metrics["comparison"]["kd_minus_hard_rouge_l"])
     report = (repo / "reports/report.md").read_text()
-    assert "the conversations of column `messages` (the last message the response), written with a chat " \
+    assert "the conversations of column `messages` (every assistant message a response), written with a chat " \
            "template, its end of turn `</s>` cut from the answers scored" in report
