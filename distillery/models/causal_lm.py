@@ -209,8 +209,8 @@ def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
     ``generate["prompt_tokens"]`` tokens of ``generate["sequences"]`` sequences (drawn with ``generate["seed"]``
     among those longer than the prompt; with ``prompt_lengths``, a corpus of prompts and responses, each drawn row's
     own prompt), up to ``max_length`` tokens and cut after the first end-of-text token (``continue_prompts``).
-    The drawn rows are batched shortest prompt first, so a batch's longest prompt, which caps how far its rows may
-    go within ``max_length``, is about as long as each of its rows'. Returns the sequences' ids (their prompts'
+    The drawn rows are batched shortest prompt first, so a batch's rows are about as long (its longest prompt's row
+    runs as far as its shortest's, and where the positions do not allow that, it caps them all). Returns the sequences' ids (their prompts'
     rows'), flat tokens, offsets and prompt lengths, in id order; the same on every run with the same seed, device
     and batch size."""
     from tqdm.auto import tqdm
@@ -287,8 +287,11 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     row keeps all but its last token, at least one; a tensor gives each row's own prompt length, as a corpus of
     prompts and responses does: ``prompt_lengths_from_labels``) continued by ``model``'s own samples at
     ``temperature`` (no top-k, and top-p ``top_p``: 1 samples its distribution; ``temperature`` None: greedy), at
-    most ``max_new_tokens`` tokens (and, given ``max_length``, no more than the longest prompt leaves within it), cut
-    after the first end-of-text token. Returns a right-padded batch, ``input_ids``, ``attention_mask`` and
+    most ``max_new_tokens`` tokens, cut after the first end-of-text token. Given ``max_length``, no row passes it:
+    with a tensor of prompt lengths each row may run up to it (a batch is generated together, so the longest
+    prompt's row runs as far as the shortest's and is cut after; where that would pass the positions ``model`` or
+    ``teacher`` embeds, every row gets the room the longest prompt leaves), else the room the longest prompt
+    leaves. Returns a right-padded batch, ``input_ids``, ``attention_mask`` and
     ``labels``: the sampled tokens are the only targets (the prompt's last position predicts the first of them;
     ``UNLABELLED`` elsewhere). The prompts are left-padded for ``generate``, which places each token by the
     attention mask. Sampled in eval mode (no dropout), from torch's generator of the model's device; the model's
@@ -302,12 +305,16 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     device = input_ids.device
     if isinstance(prompt_tokens, torch.Tensor):
         kept = prompt_tokens.to(device).clamp(min=1)  # each row's prompt length
-        width = int(kept.max())
+        width, shortest = int(kept.max()), int(kept.min())
     else:
         width = min(prompt_tokens, input_ids.shape[1])
         kept = (attention_mask.sum(1) - 1).clamp(min=1, max=width)
+        shortest = width
     if max_length is not None:
-        max_new_tokens = min(max_new_tokens, max_length - width)
+        room = max_length - shortest
+        if width + room > max_positions(model, teacher):  # the longest prompt's row runs as far as the shortest's
+            room = max_length - width
+        max_new_tokens = min(max_new_tokens, room)
     shift = width - kept  # its left padding
     columns = torch.arange(width, device=device)
     source = columns[None, :] - shift[:, None]
@@ -327,13 +334,24 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     new = out[:, width:]
     ended = new == eos_id
     sampled = torch.where(ended.any(1), ended.int().argmax(1) + 1, new.shape[1])  # tokens kept, the end included
+    if max_length is not None:
+        sampled = torch.minimum(sampled, max_length - kept)
     total = kept + sampled
-    positions = torch.arange(out.shape[1], device=device)[None, :]
+    positions = torch.arange(out.shape[1] if max_length is None else min(out.shape[1], max_length),
+                             device=device)[None, :]
     mask = positions < total[:, None]
     ids = torch.where(mask, out.gather(1, (positions + shift[:, None]).clamp(max=out.shape[1] - 1)), pad_id)
     is_target = (positions >= kept[:, None] - 1) & (positions < total[:, None] - 1)
     labels = torch.where(is_target, torch.roll(ids, -1, dims=1), UNLABELLED)
     return {"input_ids": ids, "attention_mask": mask.long(), "labels": labels}
+
+
+def max_positions(*models) -> int:
+    """The most positions every one of ``models`` (None: left out) embeds (``n_positions`` or
+    ``max_position_embeddings`` of its config); 0 where one does not say."""
+    limits = [getattr(m.config, "n_positions", None) or getattr(m.config, "max_position_embeddings", None)
+              for m in models if m is not None]
+    return min(limits) if limits and all(limits) else 0
 
 
 def prompt_lengths_from_labels(labels: torch.Tensor) -> torch.Tensor:

@@ -288,6 +288,34 @@ def test_each_row_s_own_prompt_is_answered_greedily_as_it_would_be_alone(tiny_lm
     assert capped["input_ids"].shape[1] <= 7 and int(capped["attention_mask"][0].sum()) <= 7
 
 
+def greedy_alone(model, row: int, prompt: int, new_tokens: int) -> list[int]:
+    """A row's greedy answer generated alone, cut after its end-of-text token (0)."""
+    with torch.inference_mode():
+        alone = model.generate(BATCH[row:row + 1, :prompt], attention_mask=torch.ones(1, prompt, dtype=torch.long),
+                               do_sample=False, max_new_tokens=new_tokens, pad_token_id=0, eos_token_id=0)[0, prompt:]
+    ended = (alone == 0).nonzero()
+    return (alone[:int(ended[0]) + 1] if len(ended) else alone).tolist()
+
+
+def test_each_row_may_answer_up_to_max_length_where_the_positions_allow(tiny_lm):
+    """Prompts of 4, 1 and 2 tokens within max_length 7: each row answers as it would alone with 7 − its prompt new
+    tokens (the long prompt's row is cut after); a model of 9 positions cannot run the 4-token prompt 6 tokens on,
+    so every row gets the 3 the longest prompt leaves."""
+    import copy
+
+    model = copy.deepcopy(tiny_lm)
+    with torch.no_grad():
+        model.transformer.wpe.weight.normal_(0, 3, generator=torch.Generator().manual_seed(1))
+    prompts = torch.tensor([4, 1, 2])
+    for positions, room in ((16, lambda prompt: 7 - prompt), (9, lambda prompt: 3)):
+        model.config.n_positions = positions
+        batch = continue_prompts(model, BATCH, MASK, prompts, 10, None, eos_id=0, pad_id=0, max_length=7)
+        assert batch["input_ids"].shape[1] <= 7
+        for row, prompt in enumerate(prompts.tolist()):
+            length = int(batch["attention_mask"][row].sum())
+            assert batch["input_ids"][row, prompt:length].tolist() == greedy_alone(model, row, prompt, room(prompt))
+
+
 def test_the_teacher_answers_each_drawn_row_s_own_prompt_for_sequence_level_kd(tiny_lm):
     tokens = np.array([1, 2, 3, 4, 0, 5, 6, 7, 0, 1, 0, 2, 3, 4, 5, 0])
     offsets, ids = np.array([0, 5, 9, 11, 16]), np.array([7, 8, 9, 10])
