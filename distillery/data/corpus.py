@@ -25,7 +25,8 @@ tokenized apart so the boundary is exact, and the split keeps each row's ``promp
 and are scored on the response tokens alone (``data.prepared.target_starts``). A row blank in any column read is
 dropped as empty; a prompt that leaves no room for a response
 token within ``data.max_length`` drops its row (counted: ``long_prompts``); a longer response is cut at
-``data.max_length`` (the tokens cut are counted).
+``data.max_length`` (the tokens cut are counted). Conversations (``data.messages_column``) and prompts written in a
+chat template (``data.chat_template``) are rendered by ``chats`` before they are tokenized the same way.
 """
 from __future__ import annotations
 
