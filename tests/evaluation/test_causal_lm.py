@@ -104,6 +104,10 @@ def test_each_model_answers_each_prompt_greedily_and_is_scored_against_the_refer
                                      attention_mask=torch.ones(1, prompt, dtype=torch.long),
                                      max_new_tokens=12 - prompt, pad_token_id=0, eos_token_id=0)[0, prompt:]
             assert answers[name][row] == tokenizer.decode(out, skip_special_tokens=True)
+    cut = responses(models, PROMPTED, tokenizer, prompts=5, max_length=12, batch_size=2, device=torch.device("cpu"),
+                    end_of_turn="c")  # a chat template's end of turn: cut, with what follows, from every text
+    assert cut == {name: [text.split("c")[0] for text in texts] for name, texts in answers.items()}
+    assert cut != answers  # some text did hold it
     scores = task_scores(answers)
     assert set(scores) == set(models)
     np.testing.assert_array_equal(scores["kd_seed0"]["rouge_l"], rouge_l(answers["kd_seed0"], answers["reference"]))
