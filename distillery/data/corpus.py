@@ -98,14 +98,16 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
                 df[messages], ids[split], messages, f"data.source = {source!r}, {split} split",
                 data_params["chat_turns"])
         prompts = {}  # written by the chat template below
+        prompt_words = [m["content"] for turn in turns["train"] for m in turn]
     else:
         texts = {split: cell_texts(df[column]).tolist() for split, df in rows.items()}
         prompts = {split: prompt_texts(df, prompt_column, template) for split, df in rows.items()} \
             if prompt_columns else None
-        turns = {split: [[{"role": "user", "content": p}] for p in split_prompts]
-                 for split, split_prompts in prompts.items()} if prompts else None
+        prompt_words = prompts["train"] if prompts else []
+        if chat:  # each prompt one user message
+            turns = {split: [[{"role": "user", "content": p}] for p in split_prompts]
+                     for split, split_prompts in prompts.items()}
 
-    prompt_words = [m["content"] for turn in turns["train"] for m in turn] if turns else []
     tokenizer, name = corpus_tokenizer(data_params, texts["train"] + prompt_words, root)
     chat_template, end_of_turn = None, ""
     if chat:

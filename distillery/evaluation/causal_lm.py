@@ -72,9 +72,8 @@ def evaluate_lm(teacher, students: dict[str, dict[int, object]], splits: dict[st
     (``judged_samples``' arguments after the models and the test split: ``eos_id``, ``prompts``, ``max_length``,
     ``seed``) adds the teacher's judgement of each model's own samples of test prompts; ``answers`` (``responses``'
     arguments after the models and the test split: ``tokenizer``, ``prompts``, ``max_length``, optionally
-    ``end_of_turn``), for a corpus of
-    prompts and responses, each model's ROUGE-L F1 and exact match against the test references and KD − hard in
-    both with a paired bootstrap over prompts (seeds pooled)."""
+    ``end_of_turn``), for a corpus of prompts and responses, each model's ROUGE-L F1 and exact match against the
+    test references and KD − hard in both with a paired bootstrap over prompts (seeds pooled)."""
     models = {"teacher": teacher.to(device).eval()}
     for kind, seeds in students.items():
         for seed, model in seeds.items():

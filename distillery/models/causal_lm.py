@@ -210,9 +210,9 @@ def sample_continuations(model, tokens: np.ndarray, offsets: np.ndarray, ids: np
     among those longer than the prompt; with ``prompt_lengths``, a corpus of prompts and responses, each drawn row's
     own prompt), up to ``max_length`` tokens and cut after the first end-of-text token (``continue_prompts``).
     The drawn rows are batched shortest prompt first, so a batch's rows are about as long (its longest prompt's row
-    runs as far as its shortest's, and where the positions do not allow that, it caps them all). Returns the sequences' ids (their prompts'
-    rows'), flat tokens, offsets and prompt lengths, in id order; the same on every run with the same seed, device
-    and batch size."""
+    runs as far as its shortest's, and where the positions do not allow that, it caps them all). Returns the
+    sequences' ids (their prompts' rows'), flat tokens, offsets and prompt lengths, in id order; the same on every
+    run with the same seed, device and batch size."""
     from tqdm.auto import tqdm
 
     from .inference import best_device
@@ -312,7 +312,8 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
         shortest = width
     if max_length is not None:
         room = max_length - shortest
-        if width + room > max_positions(model, teacher):  # the longest prompt's row runs as far as the shortest's
+        limits = [positions(m.config) for m in (model, teacher) if m is not None]
+        if None in limits or width + room > min(limits):  # the longest prompt's row runs as far as the shortest's
             room = max_length - width
         max_new_tokens = min(max_new_tokens, room)
     shift = width - kept  # its left padding
@@ -337,21 +338,12 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     if max_length is not None:
         sampled = torch.minimum(sampled, max_length - kept)
     total = kept + sampled
-    positions = torch.arange(out.shape[1] if max_length is None else min(out.shape[1], max_length),
-                             device=device)[None, :]
-    mask = positions < total[:, None]
-    ids = torch.where(mask, out.gather(1, (positions + shift[:, None]).clamp(max=out.shape[1] - 1)), pad_id)
-    is_target = (positions >= kept[:, None] - 1) & (positions < total[:, None] - 1)
+    place = torch.arange(out.shape[1] if max_length is None else min(out.shape[1], max_length), device=device)[None, :]
+    mask = place < total[:, None]
+    ids = torch.where(mask, out.gather(1, (place + shift[:, None]).clamp(max=out.shape[1] - 1)), pad_id)
+    is_target = (place >= kept[:, None] - 1) & (place < total[:, None] - 1)
     labels = torch.where(is_target, torch.roll(ids, -1, dims=1), UNLABELLED)
     return {"input_ids": ids, "attention_mask": mask.long(), "labels": labels}
-
-
-def max_positions(*models) -> int:
-    """The most positions every one of ``models`` (None: left out) embeds (``n_positions`` or
-    ``max_position_embeddings`` of its config); 0 where one does not say."""
-    limits = [getattr(m.config, "n_positions", None) or getattr(m.config, "max_position_embeddings", None)
-              for m in models if m is not None]
-    return min(limits) if limits and all(limits) else 0
 
 
 def prompt_lengths_from_labels(labels: torch.Tensor) -> torch.Tensor:
