@@ -25,11 +25,15 @@ DVC_ARGS ?=
 TEST_WORKERS ?= auto
 XDIST = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
+# Predict: `make predict MODEL=models/students/kd/seed_0 INPUT=new_rows.csv OUTPUT=predictions.csv` (docs/predict.md).
+MODEL ?= models/students/kd/seed_0
+INPUT ?=
+
 # Preset: `make preset PRESET=sst2-minilm [SET="train.seeds=[0] kd.T=4"]` rewrites params.yaml (see presets/).
 PRESET ?=
 SET ?=
 
-.PHONY: setup repro test test-fast bench clean sweep sweep-report tune diff preset pull push
+.PHONY: setup repro test test-fast bench clean sweep sweep-report tune diff preset predict pull push
 
 setup: $(VENV)/.installed
 
@@ -70,6 +74,10 @@ push: setup
 preset: setup
 	@test -n "$(PRESET)" || { echo "error: give PRESET=<name>; available: $$(ls presets | sed 's/\.yaml$$//' | tr '\n' ' ')" >&2; exit 2; }
 	python -m distillery.experiments.presets "$(PRESET)" $(foreach s,$(SET),--set '$(s)')
+
+predict: setup
+	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "error: give INPUT=<rows file> OUTPUT=<predictions file> (and MODEL=<model dir>, default $(MODEL))" >&2; exit 2; }
+	python -m distillery.predict "$(MODEL)" "$(INPUT)" "$(OUTPUT)"
 
 bench: setup
 	python bench/pipeline_time.py

@@ -17,7 +17,7 @@ from ..errors import DistilleryError
 from .corpus import prepare_corpus
 from .params import TEXT_KINDS, check_source
 from .prepared import Prepared, Split, save_prepared
-from .scaling import scale_splits
+from .scaling import DIGITS_PIXEL_MAX, UINT8_PIXEL_MAX, as_pixels, scale_splits
 from .splitting import split_indices
 from .tables import table_splits
 from .text import prepare_text
@@ -33,7 +33,11 @@ class RawData:
     ids: np.ndarray
     label_names: list[str]
     test_mask: np.ndarray | None = None  # True where the source itself puts a row in its test split
-    pixels: bool = False  # pixel intensities already scaled to 0..1 (data.scaling: auto leaves them as they are)
+    pixel_max: float | None = None  # pixels: the source's values divided by this to 0..1 (data.scaling: auto keeps them)
+
+    @property
+    def pixels(self) -> bool:
+        return self.pixel_max is not None
 
 
 def load_source(source: str, root: Path = Path(".")) -> RawData:
@@ -43,9 +47,10 @@ def load_source(source: str, root: Path = Path(".")) -> RawData:
         from sklearn.datasets import load_digits
 
         digits = load_digits()
-        inputs = (digits.images / 16.0).astype(np.float32)  # pixels are 0..16
+        inputs = as_pixels(digits.images, DIGITS_PIXEL_MAX)
         labels = digits.target.astype(np.int64)
-        return RawData(inputs, labels, np.arange(len(labels)), [str(n) for n in digits.target_names], pixels=True)
+        return RawData(inputs, labels, np.arange(len(labels)), [str(n) for n in digits.target_names],
+                       pixel_max=DIGITS_PIXEL_MAX)
     if kind == "npz":
         return _load_npz(root / rest, source)
     raise DistilleryError(f"data.source = {source!r}: {check_source(source)}")
@@ -73,11 +78,12 @@ def _load_npz(path: Path, source: str) -> RawData:
         raise DistilleryError(f"{path}: x_train/x_test must be numeric arrays, got dtype {x.dtype}")
     ids = np.arange(len(x))
     y = integer_labels(np.concatenate([parts["y_train"], parts["y_test"]]), ids, str(path), "y_train/y_test")
-    pixels = x.dtype == np.uint8
-    inputs = (x / 255.0).astype(np.float32) if pixels else x.astype(np.float64)
+    pixel_max = UINT8_PIXEL_MAX if x.dtype == np.uint8 else None
+    inputs = as_pixels(x, pixel_max) if pixel_max else x.astype(np.float64)
     names = [str(i) for i in range(max(int(y.max()), 0) + 1)]
     test_mask = ids >= len(parts["x_train"])
-    return RawData(inputs, y, ids, names, test_mask, pixels)
+    return RawData(inputs, y, ids, names, test_mask, pixel_max)
+
 
 
 def validate_raw(raw: RawData, source: str) -> None:
@@ -103,6 +109,7 @@ def prepare(data_params: dict, out_dir: Path, root: Path = Path("."), task: str 
         index = split_indices(raw.labels, data_params, raw.test_mask, data_params["source"], raw.label_names)
         splits = {name: Split(raw.ids[rows], raw.inputs[rows], raw.labels[rows]) for name, rows in index.items()}
         label_names, meta, pixels = raw.label_names, {"source": data_params["source"]}, raw.pixels
+        meta["inputs"] = {"kind": "array", "pixel_max": raw.pixel_max}
     splits, meta["scaling"] = scale_splits(splits, data_params["scaling"], pixels)
     meta["sizes"] = {k: len(v.ids) for k, v in splits.items()}
     prepared = Prepared(splits, label_names, list(splits["train"].inputs.shape[1:]), meta)

@@ -149,6 +149,7 @@ def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[
         "hidden_test_labels": hidden,
         "feature_columns": columns,
         "features": numeric + ([] if encoder is None else [str(f) for f in encoder.get_feature_names_out()]),
+        "inputs": {"kind": "table", "id_column": id_column},
     }
     if encoder is not None:
         meta["categories"] = {c: [str(v) for v in cats] for c, cats in zip(text, encoder.categories_)}

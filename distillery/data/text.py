@@ -46,6 +46,7 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
         "split_origin": origin,
         "hidden_test_labels": hidden,
         "text_columns": list(columns),
+        "inputs": {"kind": "text", "columns": columns, "id_column": id_column},
     }
     save_text(Prepared(splits, names, [], meta), out_dir)
     return load_prepared(out_dir)

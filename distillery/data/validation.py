@@ -109,18 +109,7 @@ def validate_table(
     if rows is not None:
         which, names = rows
 
-    for column in input_columns:
-        values = df[column]
-        empty = values.isna().to_numpy().copy()
-        if values.dtype == object or pd.api.types.is_string_dtype(values):
-            empty |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
-        elif pd.api.types.is_numeric_dtype(values):
-            empty |= ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
-        bad = np.flatnonzero(empty)
-        if bad.size:
-            raise DistilleryError(
-                f"{source}: column '{column}' has {bad.size} empty or NaN inputs: {which} {_few(names[bad])}"
-            )
+    check_inputs_present(df, input_columns, source, (which, names))
 
     labels = df[label_column]
     bad = np.flatnonzero(labels.isna().to_numpy())
@@ -144,6 +133,25 @@ def validate_table(
             f"{source}: column '{label_column}' has {bad.size} labels outside {allowed}: "
             f"{which} {_few(names[bad])} have {_few(values[bad])}"
         )
+
+
+def check_inputs_present(df, input_columns: Sequence[str], source: str, rows: tuple[str, np.ndarray]) -> None:
+    """No input cell of ``df`` empty, blank or NaN; ``rows``: how messages name the rows (a word, a name each)."""
+    import pandas as pd
+
+    which, names = rows
+    for column in input_columns:
+        values = df[column]
+        empty = values.isna().to_numpy().copy()
+        if values.dtype == object or pd.api.types.is_string_dtype(values):
+            empty |= values.map(lambda v: isinstance(v, str) and not v.strip()).to_numpy(dtype=bool)
+        elif pd.api.types.is_numeric_dtype(values):
+            empty |= ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
+        bad = np.flatnonzero(empty)
+        if bad.size:
+            raise DistilleryError(
+                f"{source}: column '{column}' has {bad.size} empty or NaN inputs: {which} {_few(names[bad])}"
+            )
 
 
 def check_stratifiable(labels, fraction: float, split: str, source: str, label_names: Sequence[str]) -> None:

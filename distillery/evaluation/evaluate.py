@@ -39,7 +39,8 @@ class Evaluation:
 
 
 def size_on_disk(path: Path) -> int:
-    """Bytes of the weights and config files a model directory holds (0 for a Hub reference)."""
+    """Bytes of the files a model directory holds, as it ships: weights, config, tokenizer, inputs.json (0 for a Hub
+    reference)."""
     path = Path(path)
     reference = path / REFERENCE_FILE
     if reference.exists():

@@ -31,20 +31,24 @@ def tokenizer_key(tokenizer) -> str:
                        tokenizer.truncation_side, tokenizer.model_input_names)
 
 
-def tokenize(dataset, tokenizer, name: str, cache_root: Path = TOKENIZED_ROOT):
+def tokenize(dataset, tokenizer, name: str, cache_root: Path | None = TOKENIZED_ROOT):
     """``dataset`` (``id``, ``text``[, ``text_pair``], ``label``) tokenized without padding, truncated to
-    ``tokenizer.model_max_length``: columns ``id``, ``labels`` and the tokenizer's model inputs."""
+    ``tokenizer.model_max_length``: columns ``id``, ``labels`` and the tokenizer's model inputs. ``cache_root``
+    None: in memory, no cache file (new rows for ``distillery.predict``)."""
     import datasets
 
     texts = [c for c in TEXT_COLUMNS if c in dataset.column_names]
-    content = fingerprint(np.asarray(list(dataset["id"])), *[list(dataset[c]) for c in texts])
-    cache = Path(cache_root) / f"{name}-{fingerprint(tokenizer_key(tokenizer), content)}.arrow"
-    cache.parent.mkdir(parents=True, exist_ok=True)
 
     def encode(batch):
         return tokenizer(*[batch[c] for c in texts], truncation=True, max_length=tokenizer.model_max_length)
 
     datasets.disable_progress_bars()
+    if cache_root is None:
+        out = dataset.map(encode, batched=True, remove_columns=texts, keep_in_memory=True)
+        return out.rename_column("label", "labels")
+    content = fingerprint(np.asarray(list(dataset["id"])), *[list(dataset[c]) for c in texts])
+    cache = Path(cache_root) / f"{name}-{fingerprint(tokenizer_key(tokenizer), content)}.arrow"
+    cache.parent.mkdir(parents=True, exist_ok=True)
     with main_process_first():  # several processes: the main one writes the cache file, the others read it
         out = dataset.map(encode, batched=True, remove_columns=texts, cache_file_name=str(cache),
                           load_from_cache_file=True, desc=f"tokenizing {name}")

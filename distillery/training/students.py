@@ -21,6 +21,7 @@ from ..forking import cores, run_side_by_side
 from ..io import atomic_dir, fingerprint, read_logits
 from ..methods import HARD, Method
 from ..models.zoo import build_model
+from ..data.inputs import input_record, save_record
 from ..data.omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from ..data.prepared import Prepared
 from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, copy_selection, keep_published, run_conditions, \
@@ -248,15 +249,15 @@ def train_students(
 
     if not is_main():  # several processes: the main one writes the outputs and reports the time
         return None
-    return publish_students(runs, out_dir, live_root, generations, keep_runs)
+    return publish_students(runs, out_dir, live_root, generations, keep_runs, input_record(prepared.meta))
 
 
 def publish_students(runs: dict[int, list[Path]], out_dir: Path, live_root: Path | None, generations: int,
-                     keep_runs: bool) -> float:
-    """Copy finished runs (seed -> the run directory of each generation) to ``out_dir`` (atomically, all or none)
-    and their curves, selections and timings under ``live_root``; keep the runs for a re-run with more seeds
-    (``keep_runs``: ``runs.keep_published``) or delete them, and return their summed training time (a run kept from
-    before: the time it took then)."""
+                     keep_runs: bool, inputs: dict | None = None) -> float:
+    """Copy finished runs (seed -> the run directory of each generation) to ``out_dir`` (atomically, all or none),
+    each model with the record of its ``inputs`` (``data.inputs``), and their curves, selections and timings under
+    ``live_root``; keep the runs for a re-run with more seeds (``keep_runs``: ``runs.keep_published``) or delete
+    them, and return their summed training time (a run kept from before: the time it took then)."""
     with_curves = live_root is not None
 
     def place(tmp: Path, seed: int, k: int) -> Path:
@@ -266,6 +267,7 @@ def publish_students(runs: dict[int, list[Path]], out_dir: Path, live_root: Path
         for seed, run_dirs in runs.items():
             for k, run_dir in enumerate(run_dirs, 1):
                 shutil.copytree(run_dir / FINISHED_MODEL, place(tmp, seed, k))
+                save_record(inputs, place(tmp, seed, k))
     if with_curves:
         with atomic_dir(live_root) as tmp:
             for seed, run_dirs in runs.items():

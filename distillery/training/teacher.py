@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ..data.augment import Jittered, check_jitter
 from ..data.checkpoints import save_tokenizer
+from ..data.inputs import input_record, save_record
 from ..distributed import is_main
 from ..errors import DistilleryError
 from ..io import atomic_dir, fingerprint
@@ -80,6 +81,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         with atomic_dir(out_dir) as tmp:
             reference = {"checkpoint": tp["checkpoint"], "trust_remote_code": tp["trust_remote_code"]}
             (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n")
+            save_record(input_record(prepared.meta), tmp)
         return
     if tp["model"]["arch"] == "hf" and not tp["finetune"]:
         check_label_count(tp["model"]["pretrained"], prepared.label_names, f"{where}.model.pretrained",
@@ -91,6 +93,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         with atomic_dir(out_dir) as tmp:
             model.save_pretrained(tmp)
             save_tokenizer(tokenizer, tmp)
+            save_record(input_record(prepared.meta), tmp)
         return
     from .trainer import TensorDictDataset, check_precision  # the Trainer: not for the stages that load a teacher
 
@@ -124,14 +127,16 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         **inputs,
     )
     if is_main():
-        publish_teacher(run_dir, finished, out_dir, live_dir)
+        publish_teacher(run_dir, finished, out_dir, live_dir, input_record(prepared.meta))
 
 
-def publish_teacher(run_dir: Path, finished: Path, out_dir: Path, live_dir: Path | None) -> None:
-    """Copy a finished teacher run to ``out_dir`` and its curves, selection and timings to ``live_dir``; delete
-    the run."""
+def publish_teacher(run_dir: Path, finished: Path, out_dir: Path, live_dir: Path | None,
+                    inputs: dict | None = None) -> None:
+    """Copy a finished teacher run to ``out_dir`` with the record of its ``inputs`` (``data.inputs``), and its
+    curves, selection and timings to ``live_dir``; delete the run."""
     with atomic_dir(out_dir) as tmp:
         shutil.copytree(finished, tmp, dirs_exist_ok=True)
+        save_record(inputs, tmp)
     if live_dir is not None:
         with atomic_dir(live_dir) as tmp:
             shutil.copytree(run_dir / CURVES, tmp, dirs_exist_ok=True)
@@ -155,7 +160,7 @@ def load_teacher_and_tokenizer(path: Path):
     if reference.exists():
         info = json.loads(reference.read_text())
         target, trust = info["checkpoint"], info["trust_remote_code"]
-        tokenizer = saved_tokenizer(target, trust) if Path(target).is_dir() else None
+        tokenizer = saved_tokenizer(target, trust)  # a directory's or a Hub id's; None for array models
         model = load_model(target, trust_remote_code=trust)
     else:
         model, tokenizer = load_model(path), saved_tokenizer(path)

@@ -74,6 +74,26 @@ def test_logits_are_raw_and_keyed_by_id(repo):
     assert (logits < 0).any()  # not probabilities either
 
 
+def test_predict_on_the_source_rows_gives_evaluates_logits_bit_for_bit(repo, tmp_path):
+    """The teacher and a student, each from its folder alone (weights, config, inputs.json), on the raw test images
+    (sklearn's 0..16 pixels, keyed by their ids), under the project's numerics: evaluate's test logits exactly."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.datasets import load_digits
+
+    from distillery.io import read_logits
+
+    ids = pd.read_parquet(repo / "data/eval_logits/teacher.parquet")["id"].to_numpy()
+    np.savez(tmp_path / "test.npz", images=load_digits().images[ids], id=ids)
+    for model, logits in (("models/teacher", "teacher"), ("models/students/kd/seed_1", "kd_seed1")):
+        run(["python", "-m", "distillery.predict", model, str(tmp_path / "test.npz"), str(tmp_path / "p.parquet"),
+             "--scores", "logits"], repo)
+        out = pd.read_parquet(tmp_path / "p.parquet")
+        assert out["id"].tolist() == ids.tolist()
+        got = out[[f"logit_{k}" for k in range(10)]].to_numpy()
+        np.testing.assert_array_equal(got, read_logits(repo / f"data/eval_logits/{logits}.parquet", ids), model)
+
+
 @pytest.mark.parametrize("module, stages", [
     ("distillery/evaluation/metrics.py", {"evaluate", "plots"}),   # an evaluation module: evaluate and plots only
     ("distillery/data/text.py", {"prepare", "transfer"}),          # a data source: prepare (and the transfer set's

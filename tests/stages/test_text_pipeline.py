@@ -54,3 +54,27 @@ def test_kd_change_reruns_only_distill_evaluate_plots_and_reuses_tokenization(re
     after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.arrow")}
     assert after == before  # cache hits: nothing tokenized again
     assert not list((repo / "data/prepared").rglob("cache-*"))  # datasets wrote nothing into the DVC output
+
+
+def test_predict_on_the_source_sentences_gives_evaluates_logits(repo, tmp_path):
+    """A text student from its folder alone (weights, tokenizer, inputs.json) on the scored sentences as a CSV of
+    the source's column, keyed by their ids, in evaluate's batch size: evaluate's test logits."""
+    import numpy as np
+    import pandas as pd
+
+    from distillery.data.prepared import load_prepared
+    from distillery.io import read_logits
+
+    test = load_prepared(repo / "data/prepared").splits["test"].dataset
+    pd.DataFrame({"id": test["id"], "sentence": test["text"]}).to_csv(tmp_path / "rows.csv", index=False)
+    run(["python", "-m", "distillery.predict", "models/students/kd/seed_1", str(tmp_path / "rows.csv"),
+         str(tmp_path / "p.csv"), "--scores", "logits", "--batch-size", "16"], repo)
+    out = pd.read_csv(tmp_path / "p.csv")
+    assert out["id"].tolist() == test["id"]
+    expected = read_logits(repo / "data/eval_logits/kd_seed1.parquet", np.array(test["id"]))
+    assert out["label"].tolist() == [["negative", "positive"][k] for k in expected.argmax(axis=1)]
+    np.testing.assert_array_equal(out[["logit_negative", "logit_positive"]].to_numpy(np.float32), expected)
+    from transformers import pipeline  # the folder is all transformers' own pipeline needs, too
+
+    classify = pipeline("text-classification", model=str(repo / "models/students/kd/seed_1"), device="cpu")
+    assert [row["label"] for row in classify(test["text"][:8])] == out["label"].tolist()[:8]

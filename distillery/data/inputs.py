@@ -1,0 +1,207 @@
+"""How a model's raw rows become its inputs: recorded next to its weights, applied to new rows.
+
+``prepare`` notes in meta.json what turned each source's rows into model inputs (``meta["inputs"]``, with the
+``scaling`` statistics, a table's features and categories, the text columns); ``input_record`` gathers it into one
+self-contained record that the teacher and every student save beside their weights (``inputs.json``).
+``read_rows`` reads a file of new rows (CSV/TSV/JSON Lines/Parquet, or ``.npy``/``.npz`` arrays) and makes the
+inputs that model takes with the same code and statistics as ``prepare``: a source row gives the same bits again.
+Every row is checked first; messages name the file, the column and the rows.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DistilleryError
+from .files import check_columns, number_rows, read_table, row_names
+from .scaling import as_pixels, rescale
+from .tables import check_values, parse_numbers
+from .validation import _few, check_inputs_present
+
+logger = logging.getLogger(__name__)
+
+INPUTS_FILE = "inputs.json"
+ID_COLUMN = "id"
+ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def input_record(meta: dict) -> dict | None:
+    """The record a model saves of its inputs, from the prepared data's meta.json; None for a language-model
+    corpus (its tokenizer, saved with the model, is all it needs)."""
+    own = meta.get("inputs")
+    if own is None:
+        return None
+    record = {**own, "label_names": meta["label_names"]}
+    if own["kind"] == "array":
+        record.update(shape=meta["input_shape"], scaling=meta["scaling"])
+    elif own["kind"] == "table":
+        record.update(feature_columns=meta["feature_columns"], categories=meta.get("categories", {}),
+                      scaling=meta["scaling"])
+    return record
+
+
+def save_record(record: dict | None, folder: Path) -> None:
+    """``folder/inputs.json`` (nothing for None); ``folder`` is a model directory being written atomically."""
+    if record is not None:
+        (Path(folder) / INPUTS_FILE).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def load_record(folder: Path) -> dict:
+    """A model directory's ``inputs.json``, or an error that says what the directory is instead."""
+    path = Path(folder) / INPUTS_FILE
+    if not path.exists():
+        raise DistilleryError(
+            f"{folder}: no {INPUTS_FILE}: not a classifier saved by the pipeline (the teacher, models/teacher, or a "
+            "student, models/students/<kd|hard>/seed_<s>), or saved before models recorded their inputs (run "
+            "`dvc repro` again). A language model needs none: generate with transformers "
+            "(docs/predict.md#language-models)")
+    return json.loads(path.read_text())
+
+
+@dataclass
+class NewRows:
+    """New rows as a model takes them: their ids and, for array and table models, the inputs (N, ...) float32;
+    for text models the ``datasets.Dataset`` of ``id``, ``text`` (and ``text_pair``) and ``label`` (unknown)."""
+
+    ids: np.ndarray
+    inputs: np.ndarray | None = None
+    dataset: object = None
+
+
+def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:
+    """The rows of ``path`` as the inputs of the model that saved ``record``. Ids: the file's id column
+    (``data.id_column``, else ``id``; an ``id`` array in an ``.npz``) where it has one, else row positions from 0.
+    ``array``: which array of an ``.npz`` holds the inputs (default: its only one besides ``id``)."""
+    path = Path(path)
+    kind = record["kind"]
+    is_array_file = "".join(path.suffixes[-1:]).lower() in ARRAY_SUFFIXES
+    if kind == "array":
+        if not is_array_file:
+            raise DistilleryError(f"{path}: this model takes arrays of shape {record['shape']}: give a .npy or .npz "
+                                  "file")
+        return _array_rows(record, path, array)
+    if is_array_file:
+        raise DistilleryError(f"{path}: this model takes a table ({kind}); give a CSV, TSV, JSON Lines or Parquet file")
+    if array is not None:
+        raise DistilleryError(f"--array {array}: only for .npz files of an array model; this model takes a table")
+    df = read_table(path)
+    if len(df) == 0:
+        raise DistilleryError(f"{path}: no rows")
+    ids, rows = _table_ids(df, record.get("id_column"), str(path))
+    if kind == "table":
+        return NewRows(ids, _table_inputs(record, df, str(path), rows))
+    return NewRows(ids, dataset=_text_dataset(record, df, ids, str(path), rows))
+
+
+def _table_ids(df, id_column: str | None, where: str) -> tuple[np.ndarray, tuple[str, np.ndarray]]:
+    """The rows' ids (the id column, checked, or positions) and how messages name the rows."""
+    column = id_column or ID_COLUMN
+    if column in df.columns:
+        ids = number_rows({"train": df}, column, {"train": where})["train"]["id"].to_numpy(np.int64, copy=True)
+        return ids, (column, ids)
+    return np.arange(len(df), dtype=np.int64), row_names(df, where)
+
+
+def _table_inputs(record: dict, df, where: str, rows: tuple[str, np.ndarray]) -> np.ndarray:
+    """Numeric columns as numbers, categorical ones one-hot over the train categories (others all zeros, as in
+    ``data.tables``), then scaled: the features in the order the model learnt them."""
+    from sklearn.preprocessing import OneHotEncoder
+
+    columns, categories = record["feature_columns"], record["categories"]
+    check_columns({"rows": df}, {"rows": where}, {c: "a feature column of the model" for c in columns})
+    kinds = {c: "categorical" if c in categories else "numeric" for c in columns}
+    check_values(df, kinds, where, rows, constant=False)
+    numeric = [c for c in columns if kinds[c] == "numeric"]
+    blocks = [np.column_stack([parse_numbers(df[c])[0] for c in numeric])] if numeric else []
+    if categories:
+        text = df[list(categories)].astype(str)
+        unseen = {c: sorted(set(text[c]) - set(known)) for c, known in categories.items()}
+        for column, values in unseen.items():
+            if values:
+                logger.warning("%s: column '%s' has %d categories the model never saw in train, encoded as all "
+                               "zeros: %s", where, column, len(values), _few(np.array(values)))
+        encoder = OneHotEncoder(categories=list(categories.values()), handle_unknown="ignore", sparse_output=False)
+        blocks.append(encoder.fit(text).transform(text))
+    return rescale(np.hstack(blocks), record["scaling"])
+
+
+def _text_dataset(record: dict, df, ids: np.ndarray, where: str, rows: tuple[str, np.ndarray]):
+    """The text columns as prepare names them (``text``, ``text_pair``), every cell present."""
+    import datasets
+
+    from .prepared import UNLABELLED
+
+    columns = {name: column for name, column in record["columns"].items() if column}
+    check_columns({"rows": df}, {"rows": where}, {c: f"the model's {name} column" for name, c in columns.items()})
+    check_inputs_present(df, list(columns.values()), where, rows)
+    return datasets.Dataset.from_dict({"id": ids, **{name: df[c].astype(str).tolist() for name, c in columns.items()},
+                                       "label": np.full(len(ids), UNLABELLED, np.int64)})
+
+
+def _array_rows(record: dict, path: Path, name: str | None) -> NewRows:
+    """An ``.npy`` array, or one array of an ``.npz`` (and its ``id`` array), as the model's inputs: pixels divided
+    to 0..1 as the source's were, then scaled."""
+    if not path.exists():
+        raise DistilleryError(f"{path}: file not found")
+    ids = None
+    try:
+        if path.suffix.lower() == ".npy":
+            if name is not None:
+                raise DistilleryError(f"--array {name}: only for .npz files; {path} holds one array")
+            values = np.load(path, allow_pickle=False)
+        else:
+            with np.load(path, allow_pickle=False) as arrays:
+                candidates = [k for k in arrays.files if k != ID_COLUMN]
+                if name is None and len(candidates) != 1:
+                    raise DistilleryError(f"{path}: holds the arrays {sorted(arrays.files)}; name the one with the "
+                                          "inputs with --array")
+                name = name or candidates[0]
+                if name not in arrays.files:
+                    raise DistilleryError(f"--array {name}: {path} has no such array; it has {sorted(arrays.files)}")
+                values = arrays[name]
+                ids = arrays[ID_COLUMN] if ID_COLUMN in arrays.files else None
+    except ValueError as exc:  # object arrays need pickle, which is refused
+        raise DistilleryError(f"{path}: {exc}") from None
+    shape = list(record["shape"])
+    width = int(np.prod(shape))
+    if values.ndim < 1 or list(values.shape[1:]) not in (shape, [width]):
+        raise DistilleryError(f"{path}: inputs of shape {list(values.shape)}; the model takes (N, "
+                              f"{', '.join(map(str, shape))}) or (N, {width})")
+    if not len(values):
+        raise DistilleryError(f"{path}: no rows")
+    if values.dtype.kind not in "iuf":
+        raise DistilleryError(f"{path}: the inputs must be numbers, got dtype {values.dtype}")
+    values = values.reshape(len(values), *shape)
+    ids = _array_ids(ids, len(values), path)
+    flat = values.reshape(len(values), -1).astype(np.float64)
+    bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+    if bad.size:
+        raise DistilleryError(f"{path}: {bad.size} rows hold NaN or infinite values: ids {_few(ids[bad])}")
+    pixel_max = record["pixel_max"]
+    if pixel_max is not None:
+        bad = np.flatnonzero(((flat < 0) | (flat > pixel_max)).any(axis=1))
+        if bad.size:
+            raise DistilleryError(f"{path}: the model learnt from pixels of 0..{pixel_max:g} as its source holds them; "
+                                  f"{bad.size} rows hold values outside: ids {_few(ids[bad])}")
+        values = as_pixels(values, pixel_max)
+    else:
+        values = values.astype(np.float64)
+    return NewRows(ids, rescale(values, record["scaling"]))
+
+
+def _array_ids(ids: np.ndarray | None, rows: int, path: Path) -> np.ndarray:
+    """An ``.npz``'s ``id`` array checked (integers, one per row, unique), or positions from 0."""
+    if ids is None:
+        return np.arange(rows, dtype=np.int64)
+    if ids.shape != (rows,) or ids.dtype.kind not in "iu":
+        raise DistilleryError(f"{path}: the id array must hold one integer per row ({rows}); it has shape "
+                              f"{list(ids.shape)} and dtype {ids.dtype}")
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise DistilleryError(f"{path}: {int((counts > 1).sum())} ids appear more than once: "
+                              f"{_few(unique[counts > 1])}")
+    return ids.astype(np.int64)

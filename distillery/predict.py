@@ -1,0 +1,156 @@
+"""``python -m distillery.predict MODEL INPUT OUTPUT``: a classifier the pipeline trained, on new rows.
+
+MODEL is a model directory the pipeline wrote: the teacher (``models/teacher``; with ``teacher.checkpoint``, the
+checkpoint it names) or a student (``models/students/kd/seed_0``): its safetensors weights, its config (the label
+names), a text model's tokenizer, and ``inputs.json``, the record of how its source's rows became its inputs
+(``distillery.data.inputs``). INPUT is a file of new rows in its source's form: a CSV/TSV/JSON Lines/Parquet table
+with the model's feature or text columns, or for array models (images) a ``.npy`` or ``.npz`` array of the source's
+shape and value range. They are
+turned into inputs by the same code and statistics as ``prepare`` (scaling fitted on train, one-hot categories,
+pixel range, the model's tokenizer), checked before the model runs, and run under the same CPU numerics as the
+stages (the project's ``reproducible_cpu`` and ``cpu_threads``), so a row of the source gives the logits evaluate
+gave it. OUTPUT (``.csv``, ``.tsv``, ``.jsonl`` or ``.parquet``, written atomically) has a row per input row: its
+``id``, the predicted ``label``, its ``probability`` and each label's probability (``--scores logits``: the raw
+logits instead).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from .cli import quiet_torchao
+from .errors import DistilleryError
+from .numerics import DEFAULT_LEVEL, LEVELS, environment, level_in, with_pinned
+
+WRITERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".parquet": "parquet"}
+PARAMS_FILE = Path("params.yaml")
+PINNED_MARK = "DISTILLERY_PREDICT_PINNED"  # set in the re-started process, so it starts once only
+
+
+def predict(model_dir: Path, input_path: Path, array: str | None = None, batch_size: int = 512,
+            device: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """The rows of ``input_path`` through the model in ``model_dir``: (ids, float32 logits (N, labels), label
+    names). Every row is read and checked before the model loads."""
+    from .data.inputs import load_record, read_rows
+    from .training.teacher import load_teacher_and_tokenizer
+
+    model_dir = Path(model_dir)
+    record = load_record(model_dir)
+    rows = read_rows(record, input_path, array)
+    model, tokenizer = load_teacher_and_tokenizer(model_dir)  # a saved model, or the teacher.checkpoint it names
+    names = record["label_names"]
+    if model.config.num_labels != len(names):
+        raise DistilleryError(f"{model_dir}: the model has {model.config.num_labels} labels but its inputs.json "
+                              f"names {len(names)}")
+    import torch
+
+    from .models.inference import best_device, predict_logits, predict_text_logits
+
+    where = torch.device(device) if device else best_device()
+    if rows.dataset is None:
+        return rows.ids, predict_logits(model, rows.inputs, batch_size, "predict", where), names
+    from .models.tokenization import tokenize
+
+    if tokenizer is None:
+        raise DistilleryError(f"{model_dir}: a text model without its tokenizer (tokenizer_config.json)")
+    tokenized = tokenize(rows.dataset, tokenizer, "predict", cache_root=None)
+    return rows.ids, predict_text_logits(model, tokenizer, tokenized, batch_size, "predict", device=where), names
+
+
+def predictions_table(ids: np.ndarray, logits: np.ndarray, names: list[str], scores: str = "probabilities"):
+    """A DataFrame: ``id``, the predicted ``label`` (the first of tied logits), its ``probability`` (softmax),
+    then a column per label: ``p_<label>`` (probabilities) or ``logit_<label>`` (``scores="logits"``)."""
+    import pandas as pd
+
+    z = logits.astype(np.float64)
+    probabilities = np.exp(z - z.max(axis=1, keepdims=True))
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    best = logits.argmax(axis=1)
+    table = {"id": ids, "label": np.asarray(names, dtype=object)[best],
+             "probability": probabilities[np.arange(len(ids)), best]}
+    per_label = probabilities if scores == "probabilities" else logits
+    prefix = "p_" if scores == "probabilities" else "logit_"
+    table.update({f"{prefix}{name}": per_label[:, i] for i, name in enumerate(names)})
+    return pd.DataFrame(table)
+
+
+def output_kind(path: Path) -> str:
+    """How ``path`` is written, from its suffix; an error before any work for another one."""
+    kind = WRITERS.get(Path(path).suffix.lower())
+    if kind is None:
+        raise DistilleryError(f"{path}: the output must end in {', '.join(WRITERS)}")
+    return kind
+
+
+def write_table(table, path: Path) -> None:
+    """``table`` to ``path`` atomically, in the format of its suffix."""
+    from .io import atomic_path
+
+    kind = output_kind(path)
+    with atomic_path(path) as tmp:
+        if kind in ("csv", "tsv"):
+            table.to_csv(tmp, sep="\t" if kind == "tsv" else ",", index=False)
+        elif kind == "json":
+            table.to_json(tmp, orient="records", lines=True)
+        else:
+            table.to_parquet(tmp, index=False)
+
+
+def project_numerics(params_file: Path = PARAMS_FILE) -> tuple[str, int]:
+    """``reproducible_cpu`` and ``cpu_threads`` of the project's params.yaml in this folder (the numerics evaluate
+    ran under), or the defaults (``avx2``, one thread) outside a project."""
+    if not params_file.exists():
+        return DEFAULT_LEVEL, 1
+    import yaml
+
+    threads = (yaml.safe_load(params_file.read_text()) or {}).get("cpu_threads", 1)
+    return level_in(params_file), threads
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m distillery.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="a model directory: models/teacher, models/students/kd/seed_0, ...")
+    parser.add_argument("input", type=Path, help="new rows: .csv .tsv .jsonl .parquet, or .npy .npz for arrays")
+    parser.add_argument("output", type=Path, help="predictions: .csv .tsv .jsonl or .parquet")
+    parser.add_argument("--array", help=".npz input: the array of inputs (default: its only one besides 'id')")
+    parser.add_argument("--scores", choices=("probabilities", "logits"), default="probabilities")
+    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: CUDA, else MPS, else CPU)")
+    parser.add_argument("--reproducible-cpu", choices=tuple(LEVELS),
+                        help="CPU numerics (default: params.yaml's reproducible_cpu here, else avx2)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: params.yaml's cpu_threads, else 1)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_torchao()
+    try:
+        level, threads = project_numerics()
+        level, threads = args.reproducible_cpu or level, threads if args.threads is None else args.threads
+        if args.batch_size < 1:
+            raise DistilleryError(f"--batch-size {args.batch_size}: must be >= 1")
+        output_kind(args.output)
+        if os.environ.get(PINNED_MARK) != level:  # start again with the numerics every library reads on loading
+            environ = {**with_pinned(os.environ, environment(level)), PINNED_MARK: level}
+            os.execve(sys.executable, [sys.executable, "-m", "distillery.predict", *argv], environ)
+        import torch
+
+        from .numerics import pin
+
+        pin(level)
+        if threads:
+            torch.set_num_threads(threads)
+        ids, logits, names = predict(args.model, args.input, args.array, args.batch_size, args.device)
+        write_table(predictions_table(ids, logits, names, args.scores), args.output)
+    except DistilleryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{args.output}: {len(ids):,} rows predicted by {args.model}")
+
+
+if __name__ == "__main__":
+    main()

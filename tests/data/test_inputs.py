@@ -1,0 +1,169 @@
+"""New rows as a model's inputs (``distillery.data.inputs``): the record prepare leaves, and every kind of source's
+rows read again to the same bits as prepare made them; bad rows refused before a model runs, naming file,
+column and rows."""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from distillery.data.inputs import INPUTS_FILE, input_record, load_record, read_rows, save_record
+from distillery.data.prepare import prepare
+from distillery.data.prepared import load_prepared
+from distillery.errors import DistilleryError
+
+from ..conftest import make_params
+from ..text_utils import prepare_text_source, sentences
+
+
+def mixed_table(n: int = 80) -> pd.DataFrame:
+    """Two numeric features, a categorical one, an own id column and a two-class label."""
+    i = np.arange(n)
+    return pd.DataFrame({"row": 1000 + 3 * i, "size": (i % 7) * 1.5 + 0.25 * (i % 3), "weight": 1000.0 * (i % 5) + i,
+                         "colour": np.array(["red", "green", "blue"])[i % 3], "kind": np.where(i % 2, "pear", "apple")})
+
+
+def prepared_table(tmp_path, scaling: str, df: pd.DataFrame | None = None):
+    (df if df is not None else mixed_table()).to_csv(tmp_path / "t.csv", index=False)
+    data = make_params(data={"source": "file:t.csv", "feature_columns": "all", "label_column": "kind",
+                             "label_names": ["apple", "pear"], "categorical": "onehot", "id_column": "row",
+                             "scaling": scaling})["data"]
+    prepare(data, tmp_path / "out", tmp_path)
+    return load_prepared(tmp_path / "out")
+
+
+@pytest.mark.parametrize("scaling", ["standard", "minmax", "none"])
+def test_a_tables_rows_read_again_give_the_prepared_inputs_bit_for_bit(tmp_path, scaling):
+    prepared = prepared_table(tmp_path, scaling)
+    record = input_record(prepared.meta)
+    assert record["kind"] == "table" and record["categories"] == {"colour": ["blue", "green", "red"]}
+    assert record["feature_columns"] == ["size", "weight", "colour"] and record["label_names"] == ["apple", "pear"]
+    rows = read_rows(record, tmp_path / "t.csv")
+    by_id = dict(zip(rows.ids.tolist(), rows.inputs))
+    assert rows.inputs.dtype == np.float32 and rows.inputs.shape == (80, 5)  # 2 numbers, 3 one-hot
+    for split in prepared.splits.values():
+        np.testing.assert_array_equal(np.stack([by_id[i] for i in split.ids]), split.inputs)
+
+
+def test_unseen_categories_encode_as_zeros_with_a_warning_and_positions_are_ids(tmp_path, caplog):
+    prepared_table(tmp_path, "none")
+    new = mixed_table(3).drop(columns=["row", "kind"]).assign(colour=["red", "purple", "blue"])
+    new.to_json(tmp_path / "new.jsonl", orient="records", lines=True)
+    with caplog.at_level(logging.WARNING):
+        rows = read_rows(input_record(load_prepared(tmp_path / "out").meta), tmp_path / "new.jsonl")
+    assert rows.ids.tolist() == [0, 1, 2]
+    np.testing.assert_array_equal(rows.inputs[:, 2:], [[0, 0, 1], [0, 0, 0], [1, 0, 0]])  # blue, green, red
+    np.testing.assert_array_equal(rows.inputs[:, :2], new[["size", "weight"]].to_numpy(np.float32))
+    assert "column 'colour' has 1 categories the model never saw in train" in caplog.text and "purple" in caplog.text
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda df: df.drop(columns=["weight"]),
+     r"missing column\(s\) 'weight' \(a feature column of the model\); the file has columns \['row', 'size', 'colour', "
+     r"'kind'\]"),
+    (lambda df: df.assign(size=["x" if i == 4 else v for i, v in enumerate(df["size"])]),
+     r"column 'size' has 1 non-numeric values: row \[1012\] have \['x'\]"),
+    (lambda df: df.assign(colour=[None if i == 2 else v for i, v in enumerate(df["colour"])]),
+     r"column 'colour' has 1 missing values: row \[1006\]"),
+    (lambda df: df.assign(row=[1000] * len(df)), r"ids appear more than once"),
+])
+def test_bad_table_rows_are_refused_naming_column_and_rows(tmp_path, change, message):
+    prepared = prepared_table(tmp_path, "standard")
+    change(mixed_table(10)).to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(DistilleryError, match=message):
+        read_rows(input_record(prepared.meta), tmp_path / "new.csv")
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """An npz source of uint8 images (pixels: scaled by 255, no scaler) and its prepared splits."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (90, 5, 4), dtype=np.uint8)
+    y = rng.integers(0, 3, 90)
+    np.savez(root / "img.npz", x_train=x[:70], y_train=y[:70], x_test=x[70:], y_test=y[70:])
+    prepare(make_params(data={"source": "npz:img.npz"})["data"], root / "out", root)
+    return root, x, load_prepared(root / "out")
+
+
+def test_images_read_again_give_the_prepared_inputs_bit_for_bit_flat_or_not(images, tmp_path):
+    root, x, prepared = images
+    record = input_record(prepared.meta)
+    assert record == {"kind": "array", "pixel_max": 255.0, "label_names": ["0", "1", "2"], "shape": [5, 4],
+                      "scaling": {"param": "auto", "scaler": "none"}}
+    test = prepared.splits["test"]
+    np.savez(tmp_path / "new.npz", pixels=x[test.ids], id=test.ids)
+    rows = read_rows(record, tmp_path / "new.npz")
+    assert rows.ids.tolist() == test.ids.tolist()
+    np.testing.assert_array_equal(rows.inputs, test.inputs)
+    np.save(tmp_path / "flat.npy", x[test.ids].reshape(len(test.ids), -1).astype(np.int64))  # flat, other dtype
+    np.testing.assert_array_equal(read_rows(record, tmp_path / "flat.npy").inputs, test.inputs)
+
+
+def test_standard_scaled_arrays_read_again_bit_for_bit(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(3.0, 7.0, (60, 6))
+    y = np.arange(60) % 2
+    np.savez(tmp_path / "f.npz", x_train=x[:45], y_train=y[:45], x_test=x[45:], y_test=y[45:])
+    prepare(make_params(data={"source": "npz:f.npz"})["data"], tmp_path / "out", tmp_path)
+    prepared = load_prepared(tmp_path / "out")
+    record = input_record(prepared.meta)
+    assert record["pixel_max"] is None and record["scaling"]["scaler"] == "standard"
+    validation = prepared.splits["validation"]
+    np.save(tmp_path / "new.npy", x[validation.ids])
+    np.testing.assert_array_equal(read_rows(record, tmp_path / "new.npy").inputs, validation.inputs)
+
+
+@pytest.mark.parametrize("arrays, array, message", [
+    ({"a": np.zeros((2, 5, 4)), "b": np.zeros((2, 5, 4))}, None, r"holds the arrays \['a', 'b'\]; name the one"),
+    ({"a": np.zeros((2, 5, 4))}, "c", r"--array c: .* has no such array; it has \['a'\]"),
+    ({"a": np.zeros((2, 4, 5))}, None, r"inputs of shape \[2, 4, 5\]; the model takes \(N, 5, 4\) or \(N, 20\)"),
+    ({"a": np.full((3, 5, 4), 256.0)}, None, r"pixels of 0..255 as its source holds them; 3 rows hold values "
+                                             r"outside: ids \[0, 1, 2\]"),
+    ({"a": np.where(np.arange(60).reshape(3, 5, 4) == 25, np.nan, 1.0)}, None,
+     r"1 rows hold NaN or infinite values: ids \[1\]"),
+    ({"a": np.zeros((2, 5, 4)), "id": np.array([4, 4])}, None, r"1 ids appear more than once: \[4\]"),
+    ({"a": np.zeros((0, 5, 4))}, None, "no rows"),
+])
+def test_bad_arrays_are_refused_before_any_work(images, tmp_path, arrays, array, message):
+    np.savez(tmp_path / "new.npz", **arrays)
+    with pytest.raises(DistilleryError, match=message):
+        read_rows(input_record(images[2].meta), tmp_path / "new.npz", array)
+
+
+def test_a_file_of_the_other_kind_is_refused(images, tmp_path):
+    with pytest.raises(DistilleryError, match=r"takes arrays of shape \[5, 4\]: give a .npy or .npz file"):
+        read_rows(input_record(images[2].meta), tmp_path / "rows.csv")
+    prepared = prepared_table(tmp_path, "none")
+    with pytest.raises(DistilleryError, match=r"takes a table \(table\); give a CSV"):
+        read_rows(input_record(prepared.meta), tmp_path / "rows.npy")
+
+
+def test_text_rows_keep_their_ids_and_empty_texts_are_refused(tmp_path):
+    df = sentences(60).assign(key=lambda d: 500 + np.arange(len(d)))
+    df.to_csv(tmp_path / "s.csv", index=False)
+    prepared = prepare_text_source(tmp_path, tmp_path, source="file:s.csv", id_column="key")
+    record = input_record(prepared.meta)
+    assert record == {"kind": "text", "columns": {"text": "sentence"}, "id_column": "key",
+                      "label_names": prepared.label_names}
+    rows = read_rows(record, tmp_path / "s.csv")
+    test = prepared.splits["test"].dataset
+    by_id = dict(zip(rows.ids.tolist(), rows.dataset["text"]))
+    assert [by_id[i] for i in test["id"]] == test["text"]
+    df.assign(sentence=["  " if i == 7 else s for i, s in enumerate(df["sentence"])]).drop(columns=["label"]) \
+        .to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(DistilleryError, match=r"column 'sentence' has 1 empty or NaN inputs: key \[507\]"):
+        read_rows(record, tmp_path / "new.csv")
+
+
+def test_the_record_is_saved_and_loaded_and_a_folder_without_one_is_explained(tmp_path, images):
+    record = input_record(images[2].meta)
+    save_record(record, tmp_path)
+    assert load_record(tmp_path) == record == json.loads((tmp_path / INPUTS_FILE).read_text())
+    save_record(None, tmp_path / "lm")  # a language model's: nothing
+    with pytest.raises(DistilleryError, match="no inputs.json: not a classifier saved by the pipeline"):
+        load_record(tmp_path / "lm")
+    assert input_record({"kind": "causal_lm", "label_names": []}) is None

@@ -1,0 +1,96 @@
+"""``python -m distillery.predict``: the predictions table checked by hand, the command on a saved model in a
+subprocess (its own CPU numerics), and its refusals: exit 2, a one-line error, no output file."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from distillery.data.inputs import read_rows, save_record
+from distillery.errors import DistilleryError
+from distillery.models.zoo import build_model
+from distillery.predict import output_kind, predictions_table, project_numerics, write_table
+
+from .conftest import REPO
+from .repo_utils import MAKE, run
+
+RECORD = {"kind": "array", "pixel_max": 16.0, "label_names": ["cat", "dog", "owl"], "shape": [2, 3],
+          "scaling": {"param": "standard", "scaler": "standard", "mean": [1.0] * 6, "scale": [2.0] * 6}}
+
+
+def test_predictions_table_is_softmax_argmax_and_a_column_per_label():
+    logits = np.array([[0.0, math.log(3.0)], [2.0, 2.0]], np.float32)
+    table = predictions_table(np.array([7, 9]), logits, ["no", "yes"])
+    assert table.columns.tolist() == ["id", "label", "probability", "p_no", "p_yes"]
+    assert table["id"].tolist() == [7, 9] and table["label"].tolist() == ["yes", "no"]  # a tie: the first label
+    np.testing.assert_allclose(table[["p_no", "p_yes"]].to_numpy(), [[0.25, 0.75], [0.5, 0.5]], rtol=1e-7)
+    np.testing.assert_allclose(table["probability"], [0.75, 0.5], rtol=1e-7)
+    raw = predictions_table(np.array([7, 9]), logits, ["no", "yes"], scores="logits")
+    assert raw.columns.tolist()[3:] == ["logit_no", "logit_yes"]
+    np.testing.assert_array_equal(raw[["logit_no", "logit_yes"]].to_numpy(), logits)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_every_output_format_reads_back(tmp_path, suffix):
+    table = predictions_table(np.array([3]), np.array([[1.0, 0.0]], np.float32), ["a", "b"])
+    write_table(table, tmp_path / f"p{suffix}")
+    readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
+               ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
+    read = readers[suffix](tmp_path / f"p{suffix}")
+    assert read["label"].tolist() == ["a"] and read["p_a"].iloc[0] == pytest.approx(math.e / (1 + math.e))
+    with pytest.raises(DistilleryError, match=r"p.xlsx: the output must end in .csv, .tsv, .jsonl, .parquet"):
+        output_kind(tmp_path / "p.xlsx")
+
+
+def test_numerics_are_the_projects_or_the_defaults(tmp_path):
+    assert project_numerics(tmp_path / "params.yaml") == ("avx2", 1)
+    (tmp_path / "params.yaml").write_text("reproducible_cpu: baseline\ncpu_threads: 2\n")
+    assert project_numerics(tmp_path / "params.yaml") == ("baseline", 2)
+
+
+@pytest.fixture
+def saved(tmp_path):
+    """An (untrained) MLP saved as the pipeline saves one, with its inputs record, and 5 rows of images."""
+    torch.manual_seed(0)
+    model = build_model({"arch": "mlp", "hidden_sizes": [8], "dropout": 0.0}, [2, 3], RECORD["label_names"])
+    model.save_pretrained(tmp_path / "model")
+    save_record(RECORD, tmp_path / "model")
+    np.savez(tmp_path / "rows.npz", x=np.arange(30, dtype=np.uint8).reshape(5, 2, 3) % 17, id=[5, 4, 3, 2, 1])
+    return tmp_path, model
+
+
+def test_the_command_predicts_each_row_by_id_as_the_model_does(saved):
+    tmp_path, model = saved
+    result = run(["python", "-m", "distillery.predict", "model", "rows.npz", "out.parquet", "--scores", "logits"],
+                 tmp_path)
+    assert "out.parquet: 5 rows predicted by model" in result.stdout
+    out = pd.read_parquet(tmp_path / "out.parquet")
+    rows = read_rows(RECORD, tmp_path / "rows.npz")
+    np.testing.assert_array_equal(rows.inputs[0], (np.arange(6).reshape(2, 3) / 16.0 - 1.0) / 2.0)
+    with torch.inference_mode():
+        expected = model.eval()(features=torch.from_numpy(rows.inputs)).logits.numpy()
+    assert out["id"].tolist() == [5, 4, 3, 2, 1]
+    np.testing.assert_allclose(out[["logit_cat", "logit_dog", "logit_owl"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert out["label"].tolist() == [RECORD["label_names"][i] for i in expected.argmax(axis=1)]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["model", "rows.csv", "out.csv"], "rows.csv: this model takes arrays of shape [2, 3]: give a .npy or .npz file"),
+    (["model", "rows.npz", "out.xlsx"], "out.xlsx: the output must end in .csv, .tsv, .jsonl, .parquet"),
+    (["rows", "rows.npz", "out.csv"], "rows: no inputs.json: not a classifier saved by the pipeline"),
+    (["model", "rows.npz", "out.csv", "--batch-size", "0"], "--batch-size 0: must be >= 1"),
+])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(saved, args, message):
+    tmp_path, _ = saved
+    (tmp_path / "rows").mkdir()
+    result = run(["python", "-m", "distillery.predict", *args], tmp_path, check=False)
+    assert result.returncode == 2 and f"error: {message}" in result.stderr, result.stderr
+    assert not list(tmp_path.glob("out.*"))
+
+
+def test_the_make_target_names_what_it_needs():
+    result = run([*MAKE, "predict"], REPO, check=False)
+    assert result.returncode == 2 and "error: give INPUT=<rows file> OUTPUT=<predictions file>" in result.stderr
