@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import DistilleryError
 from .files import check_columns, number_rows, read_table, row_names
+from .prepared import UNLABELLED, Prepared
 from .scaling import as_pixels, rescale
 from .tables import check_values, parse_numbers
 from .validation import _few, check_inputs_present
@@ -29,15 +30,16 @@ ID_COLUMN = "id"
 ARRAY_SUFFIXES = (".npy", ".npz")
 
 
-def input_record(meta: dict) -> dict | None:
-    """The record a model saves of its inputs, from the prepared data's meta.json; None for a language-model
+def input_record(prepared: Prepared) -> dict | None:
+    """The record a model saves of its inputs, from the prepared data (its meta.json); None for a language-model
     corpus (its tokenizer, saved with the model, is all it needs)."""
+    meta = prepared.meta
     own = meta.get("inputs")
     if own is None:
         return None
-    record = {**own, "label_names": meta["label_names"]}
+    record = {**own, "label_names": list(prepared.label_names)}
     if own["kind"] == "array":
-        record.update(shape=meta["input_shape"], scaling=meta["scaling"])
+        record.update(shape=list(prepared.input_shape), scaling=meta["scaling"])
     elif own["kind"] == "table":
         record.update(feature_columns=meta["feature_columns"], categories=meta.get("categories", {}),
                       scaling=meta["scaling"])
@@ -132,8 +134,6 @@ def _table_inputs(record: dict, df, where: str, rows: tuple[str, np.ndarray]) ->
 def _text_dataset(record: dict, df, ids: np.ndarray, where: str, rows: tuple[str, np.ndarray]):
     """The text columns as prepare names them (``text``, ``text_pair``), every cell present."""
     import datasets
-
-    from .prepared import UNLABELLED
 
     columns = {name: column for name, column in record["columns"].items() if column}
     check_columns({"rows": df}, {"rows": where}, {c: f"the model's {name} column" for name, c in columns.items()})

@@ -249,7 +249,7 @@ def train_students(
 
     if not is_main():  # several processes: the main one writes the outputs and reports the time
         return None
-    return publish_students(runs, out_dir, live_root, generations, keep_runs, input_record(prepared.meta))
+    return publish_students(runs, out_dir, live_root, generations, keep_runs, input_record(prepared))
 
 
 def publish_students(runs: dict[int, list[Path]], out_dir: Path, live_root: Path | None, generations: int,

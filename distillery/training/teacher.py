@@ -81,7 +81,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         with atomic_dir(out_dir) as tmp:
             reference = {"checkpoint": tp["checkpoint"], "trust_remote_code": tp["trust_remote_code"]}
             (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n")
-            save_record(input_record(prepared.meta), tmp)
+            save_record(input_record(prepared), tmp)
         return
     if tp["model"]["arch"] == "hf" and not tp["finetune"]:
         check_label_count(tp["model"]["pretrained"], prepared.label_names, f"{where}.model.pretrained",
@@ -93,7 +93,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         with atomic_dir(out_dir) as tmp:
             model.save_pretrained(tmp)
             save_tokenizer(tokenizer, tmp)
-            save_record(input_record(prepared.meta), tmp)
+            save_record(input_record(prepared), tmp)
         return
     from .trainer import TensorDictDataset, check_precision  # the Trainer: not for the stages that load a teacher
 
@@ -127,7 +127,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         **inputs,
     )
     if is_main():
-        publish_teacher(run_dir, finished, out_dir, live_dir, input_record(prepared.meta))
+        publish_teacher(run_dir, finished, out_dir, live_dir, input_record(prepared))
 
 
 def publish_teacher(run_dir: Path, finished: Path, out_dir: Path, live_dir: Path | None,

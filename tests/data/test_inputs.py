@@ -12,7 +12,7 @@ import pytest
 
 from distillery.data.inputs import INPUTS_FILE, input_record, load_record, read_rows, save_record
 from distillery.data.prepare import prepare
-from distillery.data.prepared import load_prepared
+from distillery.data.prepared import Prepared, load_prepared
 from distillery.errors import DistilleryError
 
 from ..conftest import make_params
@@ -38,7 +38,7 @@ def prepared_table(tmp_path, scaling: str, df: pd.DataFrame | None = None):
 @pytest.mark.parametrize("scaling", ["standard", "minmax", "none"])
 def test_a_tables_rows_read_again_give_the_prepared_inputs_bit_for_bit(tmp_path, scaling):
     prepared = prepared_table(tmp_path, scaling)
-    record = input_record(prepared.meta)
+    record = input_record(prepared)
     assert record["kind"] == "table" and record["categories"] == {"colour": ["blue", "green", "red"]}
     assert record["feature_columns"] == ["size", "weight", "colour"] and record["label_names"] == ["apple", "pear"]
     rows = read_rows(record, tmp_path / "t.csv")
@@ -53,7 +53,7 @@ def test_unseen_categories_encode_as_zeros_with_a_warning_and_positions_are_ids(
     new = mixed_table(3).drop(columns=["row", "kind"]).assign(colour=["red", "purple", "blue"])
     new.to_json(tmp_path / "new.jsonl", orient="records", lines=True)
     with caplog.at_level(logging.WARNING):
-        rows = read_rows(input_record(load_prepared(tmp_path / "out").meta), tmp_path / "new.jsonl")
+        rows = read_rows(input_record(load_prepared(tmp_path / "out")), tmp_path / "new.jsonl")
     assert rows.ids.tolist() == [0, 1, 2]
     np.testing.assert_array_equal(rows.inputs[:, 2:], [[0, 0, 1], [0, 0, 0], [1, 0, 0]])  # blue, green, red
     np.testing.assert_array_equal(rows.inputs[:, :2], new[["size", "weight"]].to_numpy(np.float32))
@@ -74,7 +74,7 @@ def test_bad_table_rows_are_refused_naming_column_and_rows(tmp_path, change, mes
     prepared = prepared_table(tmp_path, "standard")
     change(mixed_table(10)).to_csv(tmp_path / "new.csv", index=False)
     with pytest.raises(DistilleryError, match=message):
-        read_rows(input_record(prepared.meta), tmp_path / "new.csv")
+        read_rows(input_record(prepared), tmp_path / "new.csv")
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +91,7 @@ def images(tmp_path_factory):
 
 def test_images_read_again_give_the_prepared_inputs_bit_for_bit_flat_or_not(images, tmp_path):
     root, x, prepared = images
-    record = input_record(prepared.meta)
+    record = input_record(prepared)
     assert record == {"kind": "array", "pixel_max": 255.0, "label_names": ["0", "1", "2"], "shape": [5, 4],
                       "scaling": {"param": "auto", "scaler": "none"}}
     test = prepared.splits["test"]
@@ -110,7 +110,7 @@ def test_standard_scaled_arrays_read_again_bit_for_bit(tmp_path):
     np.savez(tmp_path / "f.npz", x_train=x[:45], y_train=y[:45], x_test=x[45:], y_test=y[45:])
     prepare(make_params(data={"source": "npz:f.npz"})["data"], tmp_path / "out", tmp_path)
     prepared = load_prepared(tmp_path / "out")
-    record = input_record(prepared.meta)
+    record = input_record(prepared)
     assert record["pixel_max"] is None and record["scaling"]["scaler"] == "standard"
     validation = prepared.splits["validation"]
     np.save(tmp_path / "new.npy", x[validation.ids])
@@ -131,22 +131,22 @@ def test_standard_scaled_arrays_read_again_bit_for_bit(tmp_path):
 def test_bad_arrays_are_refused_before_any_work(images, tmp_path, arrays, array, message):
     np.savez(tmp_path / "new.npz", **arrays)
     with pytest.raises(DistilleryError, match=message):
-        read_rows(input_record(images[2].meta), tmp_path / "new.npz", array)
+        read_rows(input_record(images[2]), tmp_path / "new.npz", array)
 
 
 def test_a_file_of_the_other_kind_is_refused(images, tmp_path):
     with pytest.raises(DistilleryError, match=r"takes arrays of shape \[5, 4\]: give a .npy or .npz file"):
-        read_rows(input_record(images[2].meta), tmp_path / "rows.csv")
+        read_rows(input_record(images[2]), tmp_path / "rows.csv")
     prepared = prepared_table(tmp_path, "none")
     with pytest.raises(DistilleryError, match=r"takes a table \(table\); give a CSV"):
-        read_rows(input_record(prepared.meta), tmp_path / "rows.npy")
+        read_rows(input_record(prepared), tmp_path / "rows.npy")
 
 
 def test_text_rows_keep_their_ids_and_empty_texts_are_refused(tmp_path):
     df = sentences(60).assign(key=lambda d: 500 + np.arange(len(d)))
     df.to_csv(tmp_path / "s.csv", index=False)
     prepared = prepare_text_source(tmp_path, tmp_path, source="file:s.csv", id_column="key")
-    record = input_record(prepared.meta)
+    record = input_record(prepared)
     assert record == {"kind": "text", "columns": {"text": "sentence"}, "id_column": "key",
                       "label_names": prepared.label_names}
     rows = read_rows(record, tmp_path / "s.csv")
@@ -160,10 +160,10 @@ def test_text_rows_keep_their_ids_and_empty_texts_are_refused(tmp_path):
 
 
 def test_the_record_is_saved_and_loaded_and_a_folder_without_one_is_explained(tmp_path, images):
-    record = input_record(images[2].meta)
+    record = input_record(images[2])
     save_record(record, tmp_path)
     assert load_record(tmp_path) == record == json.loads((tmp_path / INPUTS_FILE).read_text())
     save_record(None, tmp_path / "lm")  # a language model's: nothing
     with pytest.raises(DistilleryError, match="no inputs.json: not a classifier saved by the pipeline"):
         load_record(tmp_path / "lm")
-    assert input_record({"kind": "causal_lm", "label_names": []}) is None
+    assert input_record(Prepared({}, [], [], {"kind": "causal_lm"})) is None
