@@ -1,17 +1,17 @@
-"""``python -m distillery.predict MODEL INPUT OUTPUT``: a classifier the pipeline trained, on new rows.
+"""``python -m distillery.predict MODEL INPUT OUTPUT``: a model the pipeline trained, on new rows.
 
 MODEL is a model directory the pipeline wrote: the teacher (``models/teacher``; with ``teacher.checkpoint``, the
 checkpoint it names) or a student (``models/students/kd/seed_0``): its safetensors weights, its config (the label
-names), a text model's tokenizer, and ``inputs.json``, the record of how its source's rows became its inputs
-(``distillery.data.inputs``). INPUT is a file of new rows in its source's form: a CSV/TSV/JSON Lines/Parquet table
-with the model's feature or text columns, or for array models (images) a ``.npy`` or ``.npz`` array of the source's
-shape and value range. They are
-turned into inputs by the same code and statistics as ``prepare`` (scaling fitted on train, one-hot categories,
-pixel range, the model's tokenizer), checked before the model runs, and run under the same CPU numerics as the
-stages (the project's ``reproducible_cpu`` and ``cpu_threads``), so a row of the source gives the logits evaluate
-gave it. OUTPUT (``.csv``, ``.tsv``, ``.jsonl`` or ``.parquet``, written atomically) has a row per input row: its
-``id``, the predicted ``label``, its ``probability`` and each label's probability (``--scores logits``: the raw
-logits instead).
+names), its tokenizer (text and language models), and ``inputs.json``, the record of how its source's rows became
+its inputs (``distillery.data.inputs``). INPUT is a file of new rows in its source's form: a CSV/TSV/JSON
+Lines/Parquet table with the model's feature, text, prompt or conversation columns, or for array models (images) a
+``.npy`` or ``.npz`` array of the source's shape and value range. They are turned into inputs by the same code and
+statistics as ``prepare`` (scaling fitted on train, one-hot categories, pixel range, the prompt and chat templates,
+the model's tokenizer), checked before the model runs, and run under the same CPU numerics as the stages (the
+project's ``reproducible_cpu`` and ``cpu_threads``), so a row of the source gives what evaluate gave it. OUTPUT
+(``.csv``, ``.tsv``, ``.jsonl`` or ``.parquet``, written atomically) has a row per input row: its ``id``, and for a
+classifier the predicted ``label``, its ``probability`` and each label's probability (``--scores logits``: the raw
+logits instead); for a language model its greedy ``answer`` (and the ``reference`` the file gives).
 """
 from __future__ import annotations
 
@@ -60,6 +60,40 @@ def predict(model_dir: Path, input_path: Path, array: str | None = None, batch_s
         raise DistilleryError(f"{model_dir}: a text model without its tokenizer (tokenizer_config.json)")
     tokenized = tokenize(rows.dataset, tokenizer, "predict", cache_root=None)
     return rows.ids, predict_text_logits(model, tokenizer, tokenized, batch_size, "predict", device=where), names
+
+
+def answer(model_dir: Path, input_path: Path, batch_size: int = 512, device: str | None = None):
+    """A language model's greedy answers to the prompts of ``input_path``, each up to its end-of-text token or
+    ``data.max_length`` tokens in all, cut at a chat template's end of turn, as evaluate answers test prompts: a
+    DataFrame of ``id``, ``answer`` and the ``reference`` where the file gives one. Every prompt is read and
+    checked before the model loads."""
+    import pandas as pd
+    import torch
+
+    from .data.checkpoints import checkpoint_tokenizer
+    from .data.inputs import load_record, read_prompts
+    from .evaluation.causal_lm import responses
+    from .models.causal_lm import load_causal_lm
+    from .models.inference import best_device
+    from .training.causal_lm import lm_teacher_source
+
+    record = load_record(model_dir)
+    source, trust = lm_teacher_source(Path(model_dir))  # a saved model, or the teacher.checkpoint it names
+    tokenizer = checkpoint_tokenizer(source, trust, where=str(model_dir))
+    if tokenizer.pad_token_id is None:  # as prepare set it (data.corpus)
+        tokenizer.pad_token = tokenizer.eos_token
+    prompts = read_prompts(record, input_path, tokenizer)
+    where = torch.device(device) if device else best_device()
+    model = load_causal_lm(source, trust).to(where)
+    # responses() reads rows of a prompt and its response (evaluate's): an end-of-text token stands for the response
+    rows = np.insert(prompts.tokens, np.cumsum(prompts.lengths), tokenizer.eos_token_id)
+    offsets = np.concatenate([[0], np.cumsum(prompts.lengths + 1)])
+    answers = responses({"answer": model}, (rows, offsets, prompts.lengths), tokenizer, len(prompts.ids),
+                        record["max_length"], batch_size, where, record["end_of_turn"])
+    table = {"id": prompts.ids, "answer": answers["answer"]}
+    if any(reference is not None for reference in prompts.references):
+        table["reference"] = prompts.references
+    return pd.DataFrame(table)
 
 
 def predictions_table(ids: np.ndarray, logits: np.ndarray, names: list[str], scores: str = "probabilities"):
@@ -119,8 +153,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("input", type=Path, help="new rows: .csv .tsv .jsonl .parquet, or .npy .npz for arrays")
     parser.add_argument("output", type=Path, help="predictions: .csv .tsv .jsonl or .parquet")
     parser.add_argument("--array", help=".npz input: the array of inputs (default: its only one besides 'id')")
-    parser.add_argument("--scores", choices=("probabilities", "logits"), default="probabilities")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--scores", choices=("probabilities", "logits"),
+                        help="classifiers: each label's probability (default) or raw logit")
+    parser.add_argument("--batch-size", type=int, default=512, help="rows per forward pass or generation batch")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: CUDA, else MPS, else CPU)")
     parser.add_argument("--reproducible-cpu", choices=tuple(LEVELS),
                         help="CPU numerics (default: params.yaml's reproducible_cpu here, else avx2)")
@@ -144,12 +179,21 @@ def main(argv: list[str] | None = None) -> None:
         pin(level)
         if threads:
             torch.set_num_threads(threads)
-        ids, logits, names = predict(args.model, args.input, args.array, args.batch_size, args.device)
-        write_table(predictions_table(ids, logits, names, args.scores), args.output)
+        from .data.inputs import load_record
+
+        if load_record(args.model)["kind"] == "causal_lm":
+            if args.array or args.scores:
+                raise DistilleryError(f"{args.model}: a language model answers prompts: --array and --scores are for "
+                                      "classifiers")
+            table = answer(args.model, args.input, args.batch_size, args.device)
+        else:
+            ids, logits, names = predict(args.model, args.input, args.array, args.batch_size, args.device)
+            table = predictions_table(ids, logits, names, args.scores or "probabilities")
+        write_table(table, args.output)
     except DistilleryError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print(f"{args.output}: {len(ids):,} rows predicted by {args.model}")
+    print(f"{args.output}: {len(table):,} rows predicted by {args.model}")
 
 
 if __name__ == "__main__":

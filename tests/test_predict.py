@@ -80,7 +80,7 @@ def test_the_command_predicts_each_row_by_id_as_the_model_does(saved):
 @pytest.mark.parametrize("args, message", [
     (["model", "rows.csv", "out.csv"], "rows.csv: this model takes arrays of shape [2, 3]: give a .npy or .npz file"),
     (["model", "rows.npz", "out.xlsx"], "out.xlsx: the output must end in .csv, .tsv, .jsonl, .parquet"),
-    (["rows", "rows.npz", "out.csv"], "rows: no inputs.json: not a classifier saved by the pipeline"),
+    (["rows", "rows.npz", "out.csv"], "rows: no inputs.json: not a model saved by the pipeline"),
     (["model", "rows.npz", "out.csv", "--batch-size", "0"], "--batch-size 0: must be >= 1"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(saved, args, message):
@@ -94,3 +94,11 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(saved, args, message
 def test_the_make_target_names_what_it_needs():
     result = run([*MAKE, "predict"], REPO, check=False)
     assert result.returncode == 2 and "error: give INPUT=<rows file> OUTPUT=<predictions file>" in result.stderr
+
+
+def test_a_language_model_refuses_the_classifier_options(tmp_path):
+    save_record({"kind": "causal_lm"}, (tmp_path / "lm").mkdir() or tmp_path / "lm")
+    result = run(["python", "-m", "distillery.predict", "lm", "p.jsonl", "out.csv", "--scores", "logits"], tmp_path,
+                 check=False)
+    assert result.returncode == 2 and "error: lm: a language model answers prompts: --array and --scores are for " \
+        "classifiers" in result.stderr, result.stderr

@@ -76,12 +76,10 @@ def conversations(values, ids: np.ndarray, column: str, where: str,
     out_ids, prompts, responses = [], [], []
     problems: dict[str, list] = {}
     for row_id, value in zip(ids.tolist(), values.to_numpy(dtype=object)):
-        messages = as_messages(value)
-        if not messages or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
-                                   and isinstance(m.get("content"), str) for m in messages):
+        messages = message_list(value)
+        if messages is None:
             problems.setdefault("are not lists of {role, content} messages with text in both", []).append(row_id)
             continue
-        messages = [{"role": m["role"], "content": m["content"]} for m in messages]
         if messages[-1]["role"] != "assistant":
             problems.setdefault("do not end with the assistant's message (the response)", []).append(row_id)
         elif len(messages) < 2:
@@ -125,7 +123,7 @@ def render(tokenizer, template: str, prompts: list[list[dict]], responses: list[
     conversation: the assistant's message and the end of its turn) as text."""
     out_prompts, out_responses = [], []
     for row_id, messages, response in zip(ids.tolist(), prompts, responses):
-        prompt, whole = _render(tokenizer, template, messages, row_id, True), \
+        prompt, whole = render_prompt(tokenizer, template, messages, row_id), \
             _render(tokenizer, template, [*messages, {"role": "assistant", "content": response}], row_id, False)
         if not whole.startswith(prompt):
             raise DistilleryError(f"data.chat_template: row {row_id}'s conversation does not begin with its prompt "
@@ -134,6 +132,21 @@ def render(tokenizer, template: str, prompts: list[list[dict]], responses: list[
         out_prompts.append(prompt)
         out_responses.append(whole[len(prompt):])
     return out_prompts, out_responses
+
+
+def message_list(value) -> list[dict] | None:
+    """A conversation cell as ``{role, content}`` messages, or None where it is not a list of them with text in
+    both."""
+    messages = as_messages(value)
+    if not messages or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                               and isinstance(m.get("content"), str) for m in messages):
+        return None
+    return [{"role": m["role"], "content": m["content"]} for m in messages]
+
+
+def render_prompt(tokenizer, template: str, messages: list[dict], row_id) -> str:
+    """A prompt's messages as text with the template's generation prompt, as ``render`` writes every prompt."""
+    return _render(tokenizer, template, messages, row_id, True)
 
 
 def _render(tokenizer, template: str, messages: list[dict], row_id, generation_prompt: bool) -> str:

@@ -1,11 +1,12 @@
 """How a model's raw rows become its inputs: recorded next to its weights, applied to new rows.
 
 ``prepare`` notes in meta.json what turned each source's rows into model inputs (``meta["inputs"]``, with the
-``scaling`` statistics, a table's features and categories, the text columns); ``input_record`` gathers it into one
-self-contained record that the teacher and every student save beside their weights (``inputs.json``).
-``read_rows`` reads a file of new rows (CSV/TSV/JSON Lines/Parquet, or ``.npy``/``.npz`` arrays) and makes the
-inputs that model takes with the same code and statistics as ``prepare``: a source row gives the same bits again.
-Every row is checked first; messages name the file, the column and the rows.
+``scaling`` statistics, a table's features and categories, the text columns, a corpus's prompts and chat template);
+``input_record`` gathers it into one self-contained record that the teacher and every student save beside their
+weights (``inputs.json``). ``read_rows`` reads a file of new rows (CSV/TSV/JSON Lines/Parquet, or ``.npy``/``.npz``
+arrays) and makes the inputs that classifier takes, ``read_prompts`` the prompts a language model answers, with the
+same code and statistics as ``prepare``: a source row gives the same bits again. Every row is checked first;
+messages name the file, the column and the rows.
 """
 from __future__ import annotations
 
@@ -17,7 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DistilleryError
+from .chats import message_list, render_prompt
+from .corpus import cell_texts, encode, prompt_texts
 from .files import check_columns, number_rows, read_table, row_names
+from .params import template_fields
 from .prepared import UNLABELLED, Prepared
 from .scaling import as_pixels, rescale
 from .tables import check_values, parse_numbers
@@ -43,6 +47,9 @@ def input_record(prepared: Prepared) -> dict | None:
     elif own["kind"] == "table":
         record.update(feature_columns=meta["feature_columns"], categories=meta.get("categories", {}),
                       scaling=meta["scaling"])
+    elif own["kind"] == "causal_lm":
+        record.update(max_length=meta["max_length"], chat_template=meta["chat_template"],
+                      end_of_turn=meta["end_of_turn"])
     return record
 
 
@@ -57,10 +64,9 @@ def load_record(folder: Path) -> dict:
     path = Path(folder) / INPUTS_FILE
     if not path.exists():
         raise DistilleryError(
-            f"{folder}: no {INPUTS_FILE}: not a classifier saved by the pipeline (the teacher, models/teacher, or a "
+            f"{folder}: no {INPUTS_FILE}: not a model saved by the pipeline (the teacher, models/teacher, or a "
             "student, models/students/<kd|hard>/seed_<s>), or saved before models recorded their inputs (run "
-            "`dvc repro` again). A language model needs none: generate with transformers "
-            "(docs/predict.md#language-models)")
+            "`dvc repro` again)")
     return json.loads(path.read_text())
 
 
@@ -72,6 +78,75 @@ class NewRows:
     ids: np.ndarray
     inputs: np.ndarray | None = None
     dataset: object = None
+
+
+@dataclass
+class NewPrompts:
+    """Prompts for a language model: their ids, their tokens laid row after row with each row's count, the text
+    the model saw, and the references the file gives (a response column, or a conversation's last answer)."""
+
+    ids: np.ndarray
+    tokens: np.ndarray
+    lengths: np.ndarray
+    texts: list[str]
+    references: list[str | None]
+
+
+def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
+    """The rows of ``path`` as prompts for the language model that saved ``record``, written as prepare wrote its
+    prompts: ``data.prompt_column`` or ``data.prompt_template`` (in the chat template where one was set), a
+    conversation (``data.messages_column``: every message, or all but a last assistant's, which is the reference),
+    or for a plain corpus the text column's text, continued. Ids as in ``read_rows``. Each prompt must leave room
+    for an answer within ``data.max_length`` tokens."""
+    path = Path(path)
+    if "".join(path.suffixes[-1:]).lower() in ARRAY_SUFFIXES:
+        raise DistilleryError(f"{path}: a language model takes prompts: give a CSV, TSV, JSON Lines or Parquet file")
+    df = read_table(path)
+    if len(df) == 0:
+        raise DistilleryError(f"{path}: no rows")
+    ids, rows = _table_ids(df, record.get("id_column"), str(path))
+    where = str(path)
+    template = record["chat_template"]
+    if record["messages_column"]:
+        column = record["messages_column"]
+        check_columns({"rows": df}, {"rows": where}, {column: "data.messages_column"})
+        conversations, references, bad = [], [], []
+        for row_id, value in zip(ids.tolist(), df[column].to_numpy(dtype=object)):
+            messages = message_list(value)
+            reference = None
+            if messages and messages[-1]["role"] == "assistant":
+                messages, reference = messages[:-1], messages[-1]["content"]
+            if not messages:
+                bad.append(row_id)
+            conversations.append(messages)
+            references.append(reference)
+        if bad:
+            raise DistilleryError(f"{where}: column {column!r} (data.messages_column): {len(bad)} rows are not "
+                                  "lists of {role, content} messages with text in both and a message before any last "
+                                  f"answer: {rows[0]} {_few(np.asarray(bad))}")
+        texts = [render_prompt(tokenizer, template, m, i) for m, i in zip(conversations, ids.tolist())]
+    else:
+        prompt, response = record["prompt_column"], record["text_column"]
+        columns = ({name: "data.prompt_template" for name in template_fields(record["prompt_template"])}
+                   if record["prompt_template"] else {prompt: "data.prompt_column"} if prompt
+                   else {response: "data.text_column"})
+        check_columns({"rows": df}, {"rows": where}, columns)
+        check_inputs_present(df, list(columns), where, rows)
+        if prompt or record["prompt_template"]:
+            texts = prompt_texts(df, prompt, record["prompt_template"])
+            references = cell_texts(df[response]).tolist() if response in df.columns else [None] * len(df)
+        else:
+            texts, references = cell_texts(df[response]).tolist(), [None] * len(df)
+        if template:
+            texts = [render_prompt(tokenizer, template, [{"role": "user", "content": text}], i)
+                     for text, i in zip(texts, ids.tolist())]
+    tokens, lengths = encode(tokenizer, texts, end=False)
+    long = np.flatnonzero((lengths >= record["max_length"]) | (lengths == 0))
+    if long.size:
+        raise DistilleryError(f"{where}: {long.size} prompts tokenize to nothing or to data.max_length = "
+                              f"{record['max_length']} tokens or more (the positions the model learnt), leaving no "
+                              f"room for an answer: {rows[0]} {_few(rows[1][long])}")
+    return NewPrompts(ids, tokens, lengths, texts, references)
 
 
 def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:

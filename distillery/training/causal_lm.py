@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from ..data.checkpoints import save_tokenizer
+from ..data.inputs import input_record, save_record
 from ..data.prepared import UNLABELLED, Prepared, prompt_lengths, sequence_lengths, target_starts, token_arrays
 from ..distributed import is_main
 from ..errors import DistilleryError
@@ -135,6 +136,7 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
             with atomic_dir(out_dir) as tmp:
                 reference = {"checkpoint": block["checkpoint"], "trust_remote_code": block["trust_remote_code"]}
                 (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n")
+                save_record(input_record(prepared), tmp)
         return
     spec, tp = block["model"], block["train"]
     seeded(block["seed"])
@@ -145,6 +147,7 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
             with atomic_dir(out_dir) as tmp:
                 model.save_pretrained(tmp)
                 save_tokenizer(tokenizer, tmp)
+                save_record(input_record(prepared), tmp)
         return
     check_precision(tp["precision"], "teacher.train.precision")
     run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(block, max_length, *corpus_key(prepared), live_dir is not None)
@@ -153,7 +156,7 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
                           tokenizer=tokenizer, train_params=train, early_stopping_patience=tp["early_stopping_patience"],
                           eval_batch_size=tp["batch_size"], **lm_train_kwargs(prepared, tokenizer))
     if is_main():
-        publish_teacher(run_dir, finished, out_dir, live_dir)
+        publish_teacher(run_dir, finished, out_dir, live_dir, input_record(prepared))
 
 
 def lm_teacher_source(path: Path = TEACHER) -> tuple[str, bool]:
@@ -242,7 +245,8 @@ def train_lm_students(method: Method, params: dict, prepared: Prepared, out_dir:
                    eval_batch_size=params["train"]["batch_size"], **data)
     if not is_main():
         return None
-    return publish_students(runs, out_dir, live_root, generations=1, keep_runs=keep_runs)
+    return publish_students(runs, out_dir, live_root, generations=1, keep_runs=keep_runs,
+                            inputs=input_record(prepared))
 
 
 def with_generated(train: TokenSequences, transfer_dir: Path, vocab_size: int) -> tuple[TokenSequences, str]:

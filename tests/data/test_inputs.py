@@ -163,7 +163,78 @@ def test_the_record_is_saved_and_loaded_and_a_folder_without_one_is_explained(tm
     record = input_record(images[2])
     save_record(record, tmp_path)
     assert load_record(tmp_path) == record == json.loads((tmp_path / INPUTS_FILE).read_text())
-    save_record(None, tmp_path / "lm")  # a language model's: nothing
-    with pytest.raises(DistilleryError, match="no inputs.json: not a classifier saved by the pipeline"):
-        load_record(tmp_path / "lm")
+    (tmp_path / "old").mkdir()
+    save_record(None, tmp_path / "old")  # prepared before prepare recorded the inputs: nothing
+    with pytest.raises(DistilleryError, match=r"old: no inputs.json: not a model saved by the pipeline .* \(run `dvc "
+                                              r"repro` again"):
+        load_record(tmp_path / "old")
     assert input_record(Prepared({}, [], [], {"kind": "causal_lm"})) is None
+
+
+LM_RECORD = {"kind": "causal_lm", "text_column": "answer", "prompt_column": "question", "prompt_template": None,
+             "messages_column": None, "id_column": None, "label_names": [], "max_length": 12, "chat_template": None,
+             "end_of_turn": ""}
+CHAT = ("{% for m in messages %}<{{ m['role'][0] }}>{{ m['content'] }};{% endfor %}"
+        "{% if add_generation_prompt %}<a>{% endif %}")
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    from distillery.data.corpus import train_bpe
+
+    return train_bpe(["what is it? a cat", "where is it? here", "<u>hi;<a>yes;"] * 5, 300, 12)
+
+
+def prompts_file(tmp_path, rows: list[dict]):
+    pd.DataFrame(rows).to_json(tmp_path / "p.jsonl", orient="records", lines=True)
+    return tmp_path / "p.jsonl"
+
+
+def test_prompts_are_tokenized_as_prepare_wrote_them_with_their_references(tmp_path, bpe):
+    from distillery.data.corpus import encode
+    from distillery.data.inputs import read_prompts
+
+    path = prompts_file(tmp_path, [{"question": "what is it?", "answer": " a cat"},
+                                   {"question": "where", "answer": ""}])
+    prompts = read_prompts(LM_RECORD, path, bpe)
+    assert prompts.ids.tolist() == [0, 1] and prompts.texts == ["what is it?", "where"]
+    assert prompts.references == [" a cat", ""]
+    tokens, lengths = encode(bpe, ["what is it?", "where"], end=False)
+    np.testing.assert_array_equal(prompts.tokens, tokens)
+    np.testing.assert_array_equal(prompts.lengths, lengths)
+    templated = {**LM_RECORD, "prompt_column": None, "prompt_template": "Q {question}", "chat_template": CHAT}
+    prompts = read_prompts(templated, prompts_file(tmp_path, [{"question": "hi"}]), bpe)
+    assert prompts.texts == ["<u>Q hi;<a>"] and prompts.references == [None]  # a user message, then the answer's turn
+    plain = {**LM_RECORD, "prompt_column": None}  # a plain corpus: its text is continued
+    assert read_prompts(plain, prompts_file(tmp_path, [{"answer": "what"}]), bpe).texts == ["what"]
+
+
+def test_conversations_are_prompts_and_a_last_answer_their_reference(tmp_path, bpe):
+    from distillery.data.inputs import read_prompts
+
+    record = {**LM_RECORD, "prompt_column": None, "messages_column": "messages", "chat_template": CHAT}
+    user = {"role": "user", "content": "hi"}
+    path = prompts_file(tmp_path, [{"id": 7, "messages": [user]},
+                                   {"id": 9, "messages": [user, {"role": "assistant", "content": "yes"}]}])
+    prompts = read_prompts(record, path, bpe)
+    assert prompts.ids.tolist() == [7, 9] and prompts.texts == ["<u>hi;<a>"] * 2
+    assert prompts.references == [None, "yes"]
+    bad = prompts_file(tmp_path, [{"id": 7, "messages": [{"role": "assistant", "content": "yes"}]},
+                                  {"id": 8, "messages": "not a chat"}, {"id": 9, "messages": [user]}])
+    with pytest.raises(DistilleryError, match=r"column 'messages' \(data.messages_column\): 2 rows are not lists of "
+                                              r"\{role, content\} messages .*: id \[7, 8\]"):
+        read_prompts(record, bad, bpe)
+
+
+@pytest.mark.parametrize("rows, message", [
+    ([{"question": "what is it? " * 6}],
+     r"1 prompts tokenize to nothing or to data.max_length = 12 tokens or more \(the positions the model learnt\), "
+     r"leaving no room for an answer: lines \[1\]"),
+    ([{"question": "what"}, {"question": " "}], r"column 'question' has 1 empty or NaN inputs: lines \[2\]"),
+    ([{"answer": "x"}], r"missing column\(s\) 'question' \(data.prompt_column\)"),
+])
+def test_bad_prompts_are_refused_naming_the_rows(tmp_path, bpe, rows, message):
+    from distillery.data.inputs import read_prompts
+
+    with pytest.raises(DistilleryError, match=message):
+        read_prompts(LM_RECORD, prompts_file(tmp_path, rows), bpe)

@@ -90,3 +90,26 @@ def test_each_conversation_is_written_in_the_template_and_its_answers_scored_wit
     report = (repo / "reports/report.md").read_text()
     assert "the conversations of column `messages` (every assistant message a response), written with a chat " \
            "template, its end of turn `</s>` cut from the answers scored" in report
+
+
+def test_predict_answers_conversations_in_the_template_as_evaluate_did(repo, tmp_path):
+    """The teacher from its folder alone answers the first validation turns, given as conversations ending with the
+    answer (the reference) or with the user's message, in the template and cut at its end of turn, as the report's
+    continuations show them."""
+    import datasets
+
+    from ..repo_utils import run
+
+    validation = datasets.load_from_disk(str(repo / "data/prepared"))["validation"].to_pandas()
+    shown = json.loads((repo / "reports/eval/continuations.json").read_text())
+    turns = [turn_of(conversations(200), row_id) for row_id in validation["id"][:len(shown)]]
+    chats = [prompt + ([{"role": "assistant", "content": answer}] if i % 2 else []) for i, (prompt, answer)
+             in enumerate(turns)]
+    pd.DataFrame({"id": validation["id"][:len(shown)], "messages": chats}).to_json(
+        tmp_path / "chats.jsonl", orient="records", lines=True)
+    run(["python", "-m", "distillery.predict", "models/teacher", str(tmp_path / "chats.jsonl"),
+         str(tmp_path / "answers.csv"), "--batch-size", str(len(shown))], repo)
+    out = pd.read_csv(tmp_path / "answers.csv", keep_default_na=False)
+    assert out["answer"].tolist() == [entry["teacher"] for entry in shown]
+    assert "</s>" not in "".join(out["answer"])
+    assert out["reference"].tolist() == ["" if i % 2 == 0 else answer for i, (_, answer) in enumerate(turns)]

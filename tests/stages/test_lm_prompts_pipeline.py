@@ -113,3 +113,18 @@ def test_sequence_level_kd_and_on_policy_gkd_answer_each_row_s_own_prompt(repo):
     curves = pd.read_csv(repo / "reports/training/kd/seed_0/plots/metrics/jsd.tsv", sep="\t")
     assert len(curves) == 2 and np.isfinite(curves["jsd"]).all()
     assert "(each row's own prompt is answered: prompt_tokens is not read)" in (repo / "reports/report.md").read_text()
+
+
+def test_predict_answers_the_source_prompts_as_evaluate_did(repo, tmp_path):
+    """A student from its folder alone (weights, tokenizer, inputs.json) answers the source rows of the first
+    validation prompts, in evaluate's batch, with the report's continuations; the file's answers are the references."""
+    validation = prepared_rows(repo, "validation")
+    shown = json.loads((repo / "reports/eval/continuations.json").read_text())
+    rows = sentiment_prompts(200).loc[validation["id"][:len(shown)]].rename_axis("id").reset_index()
+    rows.to_json(tmp_path / "rows.jsonl", orient="records", lines=True)
+    run(["python", "-m", "distillery.predict", "models/students/kd/seed_0", str(tmp_path / "rows.jsonl"),
+         str(tmp_path / "answers.jsonl"), "--batch-size", str(len(shown))], repo)
+    out = pd.read_json(tmp_path / "answers.jsonl", lines=True, dtype=False)
+    assert out["id"].tolist() == rows["id"].tolist() and out["reference"].tolist() == rows["answer"].tolist()
+    assert out["answer"].tolist() == [entry["kd_seed0"] for entry in shown]
+    assert all(answer.startswith(entry["reference"]) for answer, entry in zip(rows["answer"], shown))  # cut there
