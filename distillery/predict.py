@@ -25,7 +25,7 @@ import numpy as np
 
 from .cli import quiet_torchao
 from .errors import DistilleryError
-from .numerics import DEFAULT_LEVEL, LEVELS, environment, level_in, with_pinned
+from .numerics import DEFAULT_LEVEL, LEVELS, environment, level_in, pin, with_pinned
 
 WRITERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".parquet": "parquet"}
 PARAMS_FILE = Path("params.yaml")
@@ -174,13 +174,11 @@ def main(argv: list[str] | None = None) -> None:
             os.execve(sys.executable, [sys.executable, "-m", "distillery.predict", *argv], environ)
         import torch
 
-        from .numerics import pin
+        from .data.inputs import load_record
 
         pin(level)
         if threads:
             torch.set_num_threads(threads)
-        from .data.inputs import load_record
-
         if load_record(args.model)["kind"] == "causal_lm":
             if args.array or args.scores:
                 raise DistilleryError(f"{args.model}: a language model answers prompts: --array and --scores are for "

@@ -111,19 +111,19 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
         column = record["messages_column"]
         check_columns({"rows": df}, {"rows": where}, {column: "data.messages_column"})
         conversations, references, bad = [], [], []
-        for row_id, value in zip(ids.tolist(), df[column].to_numpy(dtype=object)):
+        for position, value in enumerate(df[column].to_numpy(dtype=object)):
             messages = message_list(value)
             reference = None
             if messages and messages[-1]["role"] == "assistant":
                 messages, reference = messages[:-1], messages[-1]["content"]
             if not messages:
-                bad.append(row_id)
+                bad.append(position)
             conversations.append(messages)
             references.append(reference)
         if bad:
             raise DistilleryError(f"{where}: column {column!r} (data.messages_column): {len(bad)} rows are not "
                                   "lists of {role, content} messages with text in both and a message before any last "
-                                  f"answer: {rows[0]} {_few(np.asarray(bad))}")
+                                  f"answer: {rows[0]} {_few(rows[1][bad])}")
         texts = [render_prompt(tokenizer, template, m, i) for m, i in zip(conversations, ids.tolist())]
     else:
         prompt, response = record["prompt_column"], record["text_column"]
@@ -134,7 +134,10 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
         check_inputs_present(df, list(columns), where, rows)
         if prompt or record["prompt_template"]:
             texts = prompt_texts(df, prompt, record["prompt_template"])
-            references = cell_texts(df[response]).tolist() if response in df.columns else [None] * len(df)
+            references = [None] * len(df)
+            if response in df.columns:  # the reference, where a cell gives one
+                references = [text if present else None
+                              for text, present in zip(cell_texts(df[response]).tolist(), df[response].notna())]
         else:
             texts, references = cell_texts(df[response]).tolist(), [None] * len(df)
         if template:

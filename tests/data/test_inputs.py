@@ -195,10 +195,10 @@ def test_prompts_are_tokenized_as_prepare_wrote_them_with_their_references(tmp_p
     from distillery.data.inputs import read_prompts
 
     path = prompts_file(tmp_path, [{"question": "what is it?", "answer": " a cat"},
-                                   {"question": "where", "answer": ""}])
+                                   {"question": "where", "answer": None}])
     prompts = read_prompts(LM_RECORD, path, bpe)
     assert prompts.ids.tolist() == [0, 1] and prompts.texts == ["what is it?", "where"]
-    assert prompts.references == [" a cat", ""]
+    assert prompts.references == [" a cat", None]
     tokens, lengths = encode(bpe, ["what is it?", "where"], end=False)
     np.testing.assert_array_equal(prompts.tokens, tokens)
     np.testing.assert_array_equal(prompts.lengths, lengths)
@@ -224,6 +224,9 @@ def test_conversations_are_prompts_and_a_last_answer_their_reference(tmp_path, b
     with pytest.raises(DistilleryError, match=r"column 'messages' \(data.messages_column\): 2 rows are not lists of "
                                               r"\{role, content\} messages .*: id \[7, 8\]"):
         read_prompts(record, bad, bpe)
+    unnamed = prompts_file(tmp_path, [{"messages": [user]}, {"messages": []}])  # no id column: JSON Lines lines
+    with pytest.raises(DistilleryError, match=r"1 rows are not lists .*: lines \[2\]"):
+        read_prompts(record, unnamed, bpe)
 
 
 @pytest.mark.parametrize("rows, message", [
