@@ -19,6 +19,7 @@ import time
 import numpy as np
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from . import lm_metrics as L
 from .speed import synchronize, timed_forward
@@ -275,13 +276,16 @@ def responses(models: dict, split_tokens: tuple, tokenizer, prompts: int, max_le
     out = {"reference": [text(tokens[offsets[row] + prompt_lengths[row]:offsets[row + 1]]) for row in rows]}
     for name, model in models.items():
         texts = {}
-        for chunk, length in same_prompt_batches(rows, prompt_lengths[rows], batch_size):
-            input_ids, mask = padded(tokens_t, offsets, chunk, pad)
-            with torch.inference_mode():
-                batch = continue_prompts(model, input_ids.to(device), mask.to(device), length, max_length, None,
-                                         eos, pad, max_length=max_length)
-            for row, labels in zip(chunk.tolist(), batch["labels"].cpu().numpy()):
-                texts[row] = text(labels[labels != UNLABELLED])
+        with tqdm(total=len(rows), desc=f"answers of {name}", unit="prompt", leave=False,
+                  disable=len(rows) <= batch_size) as progress:
+            for chunk, length in same_prompt_batches(rows, prompt_lengths[rows], batch_size):
+                input_ids, mask = padded(tokens_t, offsets, chunk, pad)
+                with torch.inference_mode():
+                    batch = continue_prompts(model, input_ids.to(device), mask.to(device), length, max_length, None,
+                                             eos, pad, max_length=max_length)
+                for row, labels in zip(chunk.tolist(), batch["labels"].cpu().numpy()):
+                    texts[row] = text(labels[labels != UNLABELLED])
+                progress.update(len(chunk))
         out[name] = [texts[row] for row in rows.tolist()]
     return out
 
