@@ -16,6 +16,7 @@ logits instead); for a language model its greedy ``answer`` (and the ``reference
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -129,10 +130,31 @@ def write_table(table, path: Path) -> None:
     with atomic_path(path) as tmp:
         if kind in ("csv", "tsv"):
             table.to_csv(tmp, sep="\t" if kind == "tsv" else ",", index=False)
-        elif kind == "json":
-            table.to_json(tmp, orient="records", lines=True)
+        elif kind == "json":  # Python's float repr: every value exactly (pandas' to_json rounds to 10 digits)
+            with open(tmp, "w") as f:
+                for row in table.to_dict("records"):
+                    f.write(json.dumps(row) + "\n")
         else:
             table.to_parquet(tmp, index=False)
+
+
+def check_device(device: str | None) -> None:
+    """``--device`` names a device torch has here (None: the best there is), else an error naming it."""
+    import torch
+
+    if device is None:
+        return
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise DistilleryError(f"--device {device}: {exc}") from None
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if not available.get(kind, False):
+        raise DistilleryError(f"--device {device}: no {kind} device here (this torch: {torch.__version__}; devices: "
+                              f"{', '.join(name for name, present in available.items() if present)})")
+    if kind == "cuda" and torch.device(device).index is not None \
+            and torch.device(device).index >= torch.cuda.device_count():
+        raise DistilleryError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA devices")
 
 
 def project_numerics(params_file: Path = PARAMS_FILE) -> tuple[str, int]:
@@ -159,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: CUDA, else MPS, else CPU)")
     parser.add_argument("--reproducible-cpu", choices=tuple(LEVELS),
                         help="CPU numerics (default: params.yaml's reproducible_cpu here, else avx2)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: params.yaml's cpu_threads, else 1)")
+    parser.add_argument("--threads", type=int,
+                        help="torch CPU threads, 0: one per core (default: params.yaml's cpu_threads, else 1)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_torchao()
@@ -168,6 +191,8 @@ def main(argv: list[str] | None = None) -> None:
         level, threads = args.reproducible_cpu or level, threads if args.threads is None else args.threads
         if args.batch_size < 1:
             raise DistilleryError(f"--batch-size {args.batch_size}: must be >= 1")
+        if threads < 0:
+            raise DistilleryError(f"--threads {threads}: must be >= 0 (0: one per core)")
         output_kind(args.output)
         if os.environ.get(PINNED_MARK) != level:  # start again with the numerics every library reads on loading
             environ = {**with_pinned(os.environ, environment(level)), PINNED_MARK: level}
@@ -179,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         pin(level)
         if threads:
             torch.set_num_threads(threads)
+        check_device(args.device)
         if load_record(args.model)["kind"] == "causal_lm":
             if args.array or args.scores:
                 raise DistilleryError(f"{args.model}: a language model answers prompts: --array and --scores are for "

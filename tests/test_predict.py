@@ -34,13 +34,19 @@ def test_predictions_table_is_softmax_argmax_and_a_column_per_label():
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
-def test_every_output_format_reads_back(tmp_path, suffix):
-    table = predictions_table(np.array([3]), np.array([[1.0, 0.0]], np.float32), ["a", "b"])
+def test_every_output_format_reads_back_every_bit(tmp_path, suffix):
+    logits = np.array([[14.067723274230957, -27.1], [1.0, 0.0]], np.float32)
+    table = predictions_table(np.array([3, 4]), logits, ["a", "b"])
     write_table(table, tmp_path / f"p{suffix}")
     readers = {".csv": pd.read_csv, ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-               ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
+               ".jsonl": lambda p: pd.read_json(p, lines=True, precise_float=True), ".parquet": pd.read_parquet}
     read = readers[suffix](tmp_path / f"p{suffix}")
-    assert read["label"].tolist() == ["a"] and read["p_a"].iloc[0] == pytest.approx(math.e / (1 + math.e))
+    assert read["label"].tolist() == ["a", "a"] and read["p_a"].iloc[1] == pytest.approx(math.e / (1 + math.e))
+    np.testing.assert_array_equal(read[["p_a", "p_b"]].to_numpy(), table[["p_a", "p_b"]].to_numpy())  # 6.9e-19 too
+    raw = predictions_table(np.array([3, 4]), logits, ["a", "b"], scores="logits")
+    write_table(raw, tmp_path / f"r{suffix}")
+    read = readers[suffix](tmp_path / f"r{suffix}")
+    np.testing.assert_array_equal(read[["logit_a", "logit_b"]].to_numpy(np.float32), logits)
     with pytest.raises(DistilleryError, match=r"p.xlsx: the output must end in .csv, .tsv, .jsonl, .parquet"):
         output_kind(tmp_path / "p.xlsx")
 
@@ -82,6 +88,10 @@ def test_the_command_predicts_each_row_by_id_as_the_model_does(saved):
     (["model", "rows.npz", "out.xlsx"], "out.xlsx: the output must end in .csv, .tsv, .jsonl, .parquet"),
     (["rows", "rows.npz", "out.csv"], "rows: no inputs.json: not a model saved by the pipeline"),
     (["model", "rows.npz", "out.csv", "--batch-size", "0"], "--batch-size 0: must be >= 1"),
+    (["model", "rows.npz", "out.csv", "--threads", "-1"], "--threads -1: must be >= 0 (0: one per core)"),
+    (["model", "rows.npz", "out.csv", "--device", "xla"], "--device xla: no xla device here"),
+    (["model", "rows.npz", "out.csv", "--device", "gpu7"], "--device gpu7: "),
+    (["missing", "rows.npz", "out.csv"], "missing: no such model folder"),
 ])
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(saved, args, message):
     tmp_path, _ = saved

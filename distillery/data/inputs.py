@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DistilleryError
 from .chats import message_list, render_prompt
 from .corpus import cell_texts, encode, prompt_texts
-from .files import check_columns, number_rows, read_table, row_names
+from .files import check_columns, read_table, row_names
 from .params import template_fields
 from .prepared import UNLABELLED, Prepared
 from .scaling import as_pixels, rescale
@@ -62,6 +62,8 @@ def save_record(record: dict | None, folder: Path) -> None:
 def load_record(folder: Path) -> dict:
     """A model directory's ``inputs.json``, or an error that says what the directory is instead."""
     path = Path(folder) / INPUTS_FILE
+    if not Path(folder).is_dir():
+        raise DistilleryError(f"{folder}: no such model folder")
     if not path.exists():
         raise DistilleryError(
             f"{folder}: no {INPUTS_FILE}: not a model saved by the pipeline (the teacher, models/teacher, or a "
@@ -165,7 +167,9 @@ def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:
                                   "file")
         return _array_rows(record, path, array)
     if is_array_file:
-        raise DistilleryError(f"{path}: this model takes a table ({kind}); give a CSV, TSV, JSON Lines or Parquet file")
+        what = "feature columns" if kind == "table" else "a text column"
+        raise DistilleryError(f"{path}: this model takes a table with {what}; give a CSV, TSV, JSON Lines or Parquet "
+                              "file")
     if array is not None:
         raise DistilleryError(f"--array {array}: only for .npz files of an array model; this model takes a table")
     df = read_table(path)
@@ -178,12 +182,33 @@ def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:
 
 
 def _table_ids(df, id_column: str | None, where: str) -> tuple[np.ndarray, tuple[str, np.ndarray]]:
-    """The rows' ids (the id column, checked, or positions) and how messages name the rows."""
+    """The rows' ids and how messages name the rows: the id column (``data.id_column``, else ``id``) where the file
+    has one, checked (present, integers, unique; bad rows named by their lines), else positions from 0."""
+    import pandas as pd
+
     column = id_column or ID_COLUMN
-    if column in df.columns:
-        ids = number_rows({"train": df}, column, {"train": where})["train"]["id"].to_numpy(np.int64, copy=True)
-        return ids, (column, ids)
-    return np.arange(len(df), dtype=np.int64), row_names(df, where)
+    lines = row_names(df, where)
+    if column not in df.columns:
+        return np.arange(len(df), dtype=np.int64), lines
+    values = df[column]
+    numbers = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero(numbers.isna().to_numpy() | (numbers.fillna(0) % 1 != 0).to_numpy())
+    if bad.size:
+        raise DistilleryError(f"{where}: column {column!r} holds the rows' ids, which must be integers (the output "
+                              f"is keyed by them): {lines[0]} {_few(lines[1][bad])} have "
+                              f"{_few(values.to_numpy()[bad])}")
+    ids = numbers.to_numpy(np.int64)
+    unique, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        raise DistilleryError(f"{where}: column {column!r} holds the rows' ids, which must be unique: "
+                              f"{_count(int((counts > 1).sum()), 'id appears', 'ids appear')} more than once: "
+                              f"{_few(unique[counts > 1])}")
+    return ids, (column, ids)
+
+
+def _count(n: int, one: str, many: str) -> str:
+    """``n`` with the words for one or for many (``1 row holds``, ``3 rows hold``)."""
+    return f"{n:,} {one if n == 1 else many}"
 
 
 def _table_inputs(record: dict, df, where: str, rows: tuple[str, np.ndarray]) -> np.ndarray:
@@ -192,7 +217,10 @@ def _table_inputs(record: dict, df, where: str, rows: tuple[str, np.ndarray]) ->
     from sklearn.preprocessing import OneHotEncoder
 
     columns, categories = record["feature_columns"], record["categories"]
-    check_columns({"rows": df}, {"rows": where}, {c: "a feature column of the model" for c in columns})
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DistilleryError(f"{where}: missing feature column(s) {missing} of the model (it takes {columns}); the "
+                              f"file has columns {list(map(str, df.columns))}")
     kinds = {c: "categorical" if c in categories else "numeric" for c in columns}
     check_values(df, kinds, where, rows, constant=False)
     numeric = [c for c in columns if kinds[c] == "numeric"]
@@ -258,13 +286,14 @@ def _array_rows(record: dict, path: Path, name: str | None) -> NewRows:
     flat = values.reshape(len(values), -1).astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
     if bad.size:
-        raise DistilleryError(f"{path}: {bad.size} rows hold NaN or infinite values: ids {_few(ids[bad])}")
+        raise DistilleryError(f"{path}: {_count(bad.size, 'row holds', 'rows hold')} NaN or infinite values: ids "
+                              f"{_few(ids[bad])}")
     pixel_max = record["pixel_max"]
     if pixel_max is not None:
         bad = np.flatnonzero(((flat < 0) | (flat > pixel_max)).any(axis=1))
         if bad.size:
             raise DistilleryError(f"{path}: the model learnt from pixels of 0..{pixel_max:g} as its source holds them; "
-                                  f"{bad.size} rows hold values outside: ids {_few(ids[bad])}")
+                                  f"{_count(bad.size, 'row holds', 'rows hold')} values outside: ids {_few(ids[bad])}")
         values = as_pixels(values, pixel_max)
     else:
         values = values.astype(np.float64)
@@ -280,6 +309,6 @@ def _array_ids(ids: np.ndarray | None, rows: int, path: Path) -> np.ndarray:
                               f"{list(ids.shape)} and dtype {ids.dtype}")
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
-        raise DistilleryError(f"{path}: {int((counts > 1).sum())} ids appear more than once: "
-                              f"{_few(unique[counts > 1])}")
+        raise DistilleryError(f"{path}: {_count(int((counts > 1).sum()), 'id appears', 'ids appear')} more than "
+                              f"once: {_few(unique[counts > 1])}")
     return ids.astype(np.int64)

@@ -62,13 +62,17 @@ def test_unseen_categories_encode_as_zeros_with_a_warning_and_positions_are_ids(
 
 @pytest.mark.parametrize("change, message", [
     (lambda df: df.drop(columns=["weight"]),
-     r"missing column\(s\) 'weight' \(a feature column of the model\); the file has columns \['row', 'size', 'colour', "
-     r"'kind'\]"),
+     r"missing feature column\(s\) \['weight'\] of the model \(it takes \['size', 'weight', 'colour'\]\); the file "
+     r"has columns \['row', 'size', 'colour', 'kind'\]"),
     (lambda df: df.assign(size=["x" if i == 4 else v for i, v in enumerate(df["size"])]),
      r"column 'size' has 1 non-numeric values: row \[1012\] have \['x'\]"),
     (lambda df: df.assign(colour=[None if i == 2 else v for i, v in enumerate(df["colour"])]),
      r"column 'colour' has 1 missing values: row \[1006\]"),
-    (lambda df: df.assign(row=[1000] * len(df)), r"ids appear more than once"),
+    (lambda df: df.assign(row=[1000] * len(df)),
+     r"column 'row' holds the rows' ids, which must be unique: 1 id appears more than once: \[1000\]"),
+    (lambda df: df.assign(row=["r7" if i == 3 else 1000 + i for i in range(len(df))]),
+     r"column 'row' holds the rows' ids, which must be integers \(the output is keyed by them\): lines \[5\] have "
+     r"\['r7'\]"),
 ])
 def test_bad_table_rows_are_refused_naming_column_and_rows(tmp_path, change, message):
     prepared = prepared_table(tmp_path, "standard")
@@ -124,8 +128,8 @@ def test_standard_scaled_arrays_read_again_bit_for_bit(tmp_path):
     ({"a": np.full((3, 5, 4), 256.0)}, None, r"pixels of 0..255 as its source holds them; 3 rows hold values "
                                              r"outside: ids \[0, 1, 2\]"),
     ({"a": np.where(np.arange(60).reshape(3, 5, 4) == 25, np.nan, 1.0)}, None,
-     r"1 rows hold NaN or infinite values: ids \[1\]"),
-    ({"a": np.zeros((2, 5, 4)), "id": np.array([4, 4])}, None, r"1 ids appear more than once: \[4\]"),
+     r"1 row holds NaN or infinite values: ids \[1\]"),
+    ({"a": np.zeros((2, 5, 4)), "id": np.array([4, 4])}, None, r"1 id appears more than once: \[4\]"),
     ({"a": np.zeros((0, 5, 4))}, None, "no rows"),
 ])
 def test_bad_arrays_are_refused_before_any_work(images, tmp_path, arrays, array, message):
@@ -138,7 +142,7 @@ def test_a_file_of_the_other_kind_is_refused(images, tmp_path):
     with pytest.raises(DistilleryError, match=r"takes arrays of shape \[5, 4\]: give a .npy or .npz file"):
         read_rows(input_record(images[2]), tmp_path / "rows.csv")
     prepared = prepared_table(tmp_path, "none")
-    with pytest.raises(DistilleryError, match=r"takes a table \(table\); give a CSV"):
+    with pytest.raises(DistilleryError, match=r"takes a table with feature columns; give a CSV"):
         read_rows(input_record(prepared), tmp_path / "rows.npy")
 
 
