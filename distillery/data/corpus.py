@@ -170,7 +170,8 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         "split_origin": origin,
         "input_shape": [max_length],
         "label_names": [],
-        "inputs": {"kind": KIND, "text_column": column, "prompt_column": prompt_column, "prompt_template": template,
+        "inputs": {"kind": KIND, "text_column": None if messages else column, "prompt_column": prompt_column,
+                   "prompt_template": template,
                    "messages_column": messages, "id_column": data_params["id_column"]},
     }
     save_corpus(splits, tokenizer, meta, out_dir)

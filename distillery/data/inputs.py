@@ -116,16 +116,17 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
         for position, value in enumerate(df[column].to_numpy(dtype=object)):
             messages = message_list(value)
             reference = None
-            if messages and messages[-1]["role"] == "assistant":
-                messages, reference = messages[:-1], messages[-1]["content"]
-            if not messages:
+            if messages and messages[-1]["role"] == "assistant":  # an answer given: the reference (blank: none)
+                messages, reference = messages[:-1], messages[-1]["content"].strip() and messages[-1]["content"]
+            if not messages or not any(m["content"].strip() for m in messages):
                 bad.append(position)
             conversations.append(messages)
-            references.append(reference)
+            references.append(reference or None)
         if bad:
-            raise DistilleryError(f"{where}: column {column!r} (data.messages_column): {len(bad)} rows are not "
-                                  "lists of {role, content} messages with text in both and a message before any last "
-                                  f"answer: {rows[0]} {_few(rows[1][bad])}")
+            raise DistilleryError(f"{where}: column {column!r} (data.messages_column): "
+                                  f"{_count(len(bad), 'row is not a list', 'rows are not lists')} of {{role, content}} "
+                                  "messages with text before any last answer: "
+                                  f"{rows[0]} {_few(rows[1][bad])}")
         texts = [render_prompt(tokenizer, template, m, i) for m, i in zip(conversations, ids.tolist())]
     else:
         prompt, response = record["prompt_column"], record["text_column"]
@@ -148,9 +149,10 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
     tokens, lengths = encode(tokenizer, texts, end=False)
     long = np.flatnonzero((lengths >= record["max_length"]) | (lengths == 0))
     if long.size:
-        raise DistilleryError(f"{where}: {long.size} prompts tokenize to nothing or to data.max_length = "
-                              f"{record['max_length']} tokens or more (the positions the model learnt), leaving no "
-                              f"room for an answer: {rows[0]} {_few(rows[1][long])}")
+        raise DistilleryError(f"{where}: {_count(long.size, 'prompt tokenizes', 'prompts tokenize')} to nothing or to "
+                              f"data.max_length = {record['max_length']} tokens or more (the positions the model "
+                              f"learnt), leaving no room for an answer: {rows[0]} {_few(rows[1][long])} have "
+                              f"{_few(lengths[long])} tokens")
     return NewPrompts(ids, tokens, lengths, texts, references)
 
 

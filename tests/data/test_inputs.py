@@ -228,15 +228,19 @@ def test_conversations_are_prompts_and_a_last_answer_their_reference(tmp_path, b
     with pytest.raises(DistilleryError, match=r"column 'messages' \(data.messages_column\): 2 rows are not lists of "
                                               r"\{role, content\} messages .*: id \[7, 8\]"):
         read_prompts(record, bad, bpe)
-    unnamed = prompts_file(tmp_path, [{"messages": [user]}, {"messages": []}])  # no id column: JSON Lines lines
-    with pytest.raises(DistilleryError, match=r"1 rows are not lists .*: lines \[2\]"):
+    blank = {"role": "user", "content": " "}
+    unnamed = prompts_file(tmp_path, [{"messages": [user]}, {"messages": []}, {"messages": [blank]}])  # lines: no id
+    with pytest.raises(DistilleryError, match=r"2 rows are not lists of \{role, content\} messages with text before "
+                                              r"any last answer: lines \[2, 3\]"):
         read_prompts(record, unnamed, bpe)
+    no_answer = prompts_file(tmp_path, [{"messages": [user, {"role": "assistant", "content": ""}]}])
+    assert read_prompts(record, no_answer, bpe).references == [None]  # a blank answer is none, as prepare drops it
 
 
 @pytest.mark.parametrize("rows, message", [
     ([{"question": "what is it? " * 6}],
-     r"1 prompts tokenize to nothing or to data.max_length = 12 tokens or more \(the positions the model learnt\), "
-     r"leaving no room for an answer: lines \[1\]"),
+     r"1 prompt tokenizes to nothing or to data.max_length = 12 tokens or more \(the positions the model learnt\), "
+     r"leaving no room for an answer: lines \[1\] have \[\d+\] tokens"),
     ([{"question": "what"}, {"question": " "}], r"column 'question' has 1 empty or NaN inputs: lines \[2\]"),
     ([{"answer": "x"}], r"missing column\(s\) 'question' \(data.prompt_column\)"),
 ])
