@@ -67,7 +67,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         column: "data.text_column",
         **{name: "data.prompt_template" if template else "data.prompt_column" for name in prompt_columns}}
     blank_cells = {name: chats.blank_conversations if name == messages else blank_rows for name in columns}
-    tables, where, _ = load_tables(data_params, root)
+    tables, where, _ = load_tables(data_params, root, list(columns))
     check_columns(tables, where, columns)
     for split, df in tables.items():
         for name, param in columns.items():

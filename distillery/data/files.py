@@ -45,8 +45,10 @@ def file_kind(path: Path) -> str:
     return kind
 
 
-def read_table(path: Path):
-    """A CSV/TSV (also ``.gz``), JSON Lines or Parquet file as a DataFrame; text cells stay text ("NA" too)."""
+def read_table(path: Path, text_columns=()):
+    """A CSV/TSV (also ``.gz``), JSON Lines or Parquet file as a DataFrame; text cells stay text ("NA" too). A CSV or
+    TSV cell of ``text_columns`` stays text even where it reads as a number (`` 7``, ``007``, ``1.50`` as written);
+    JSON Lines and Parquet keep the types they store."""
     import pandas as pd
 
     path = Path(path)
@@ -58,7 +60,8 @@ def read_table(path: Path):
             import csv
 
             return pd.read_csv(path, sep="\t" if kind == "tsv" else ",", keep_default_na=False, na_values=[""],
-                               quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL)
+                               quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL,
+                               dtype={column: str for column in text_columns if column})
         if kind == "json":
             return pd.read_json(path, lines=True, dtype=False)
         return pd.read_parquet(path)
@@ -66,16 +69,16 @@ def read_table(path: Path):
         raise DistilleryError(f"{path}: cannot read it as {kind}: {exc}") from None
 
 
-def load_tables(data_params: dict, root: Path) -> tuple[dict, dict, list[str] | None]:
+def load_tables(data_params: dict, root: Path, text_columns=()) -> tuple[dict, dict, list[str] | None]:
     """Source split name -> DataFrame, split name -> where it came from (for messages), and the label names
-    the source itself declares (a ``ClassLabel``), if any."""
+    the source itself declares (a ``ClassLabel``), if any; ``text_columns`` of a CSV/TSV file are read as text."""
     source = data_params["source"]
     kind, _, rest = source.partition(":")
     if kind == "file":
-        return {"train": read_table(root / rest)}, {"train": str(root / rest)}, None
+        return {"train": read_table(root / rest, text_columns)}, {"train": str(root / rest)}, None
     if kind == "files":
         files = data_params["files"]
-        return ({split: read_table(root / path) for split, path in files.items()},
+        return ({split: read_table(root / path, text_columns) for split, path in files.items()},
                 {split: str(root / path) for split, path in files.items()}, None)
     import datasets
 

@@ -103,7 +103,9 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
     path = Path(path)
     if "".join(path.suffixes[-1:]).lower() in ARRAY_SUFFIXES:
         raise DistilleryError(f"{path}: a language model takes prompts: give a CSV, TSV, JSON Lines or Parquet file")
-    df = read_table(path)
+    text = [record["messages_column"], record["prompt_column"], record["text_column"],
+            *(template_fields(record["prompt_template"]) if record["prompt_template"] else [])]
+    df = read_table(path, text)  # as prepare read them: text as written
     if len(df) == 0:
         raise DistilleryError(f"{path}: no rows")
     ids, rows = _table_ids(df, record.get("id_column"), str(path))
@@ -174,7 +176,7 @@ def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:
                               "file")
     if array is not None:
         raise DistilleryError(f"--array {array}: only for .npz files of an array model; this model takes a table")
-    df = read_table(path)
+    df = read_table(path, record["columns"].values() if kind == "text" else ())
     if len(df) == 0:
         raise DistilleryError(f"{path}: no rows")
     ids, rows = _table_ids(df, record.get("id_column"), str(path))

@@ -143,8 +143,8 @@ def _rest_rows(data_params: dict, root: Path) -> "object":
     """The DataFrame of train rows ``data.max_train_examples`` leaves out (text sources), labels as indices."""
     from .files import labelled_splits, load_tables, number_rows
 
-    tables, where, declared = load_tables(data_params, root)
     inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
+    tables, where, declared = load_tables(data_params, root, inputs)
     dropped: dict = {}
     labelled_splits(number_rows(tables, data_params["id_column"], where), where, data_params, declared, inputs,
                     dropped=dropped)
@@ -159,7 +159,8 @@ def _source_texts(tp: dict, data_params: dict, columns: dict, root: Path) -> dic
     kind, _, rest = spec.partition(":")
     if kind == "file" and not (root / rest).exists():
         _refuse("source", f"{spec!r}: file not found: {root / rest}")
-    tables, where, _ = load_tables({**data_params, "source": spec, "source_splits": None}, root)
+    tables, where, _ = load_tables({**data_params, "source": spec, "source_splits": None}, root,
+                                   list(columns.values()))
     out: dict[str, list[str]] = {name: [] for name in columns}
     for split, df in tables.items():
         missing = [col for col in columns.values() if col not in df.columns]

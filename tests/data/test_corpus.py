@@ -399,3 +399,16 @@ def test_source_splits_read_a_dataset_s_own_split_names(tmp_path):
     assert prepared.meta["sizes"] == {"train": 32, "validation": 8, "test": 10}
     with pytest.raises(DistilleryError, match=r"data.source_splits = \{'train': 'sft'\}\): Unknown split \"sft\""):
         prepare_corpus(tmp_path, out="other", source="hf:chats", max_length=64, source_splits={"train": "sft"})
+
+
+def test_csv_cells_that_read_as_numbers_stay_text_as_written(tmp_path):
+    """A prompt or response cell of a CSV such as `` 7`` or ``007`` is text: pandas alone would make them 7."""
+    rows = 40
+    pd.DataFrame({"prompt": ["007" if i % 2 else "1.50" for i in range(rows)],
+                  "answer": [" 7" if i % 2 else " 1.0" for i in range(rows)]}).to_csv(tmp_path / "n.csv", index=False)
+    prepared = prepare_corpus(tmp_path, source="file:n.csv", prompt_column="prompt", text_column="answer")
+    tokenizer = load_tokenizer(tmp_path / "prepared")
+    split = prepared.splits["train"].dataset
+    for row_id, tokens, prompt_length in zip(split["id"], split["input_ids"], split["prompt_length"]):
+        assert tokenizer.decode(tokens[:prompt_length]) == ("007" if row_id % 2 else "1.50")
+        assert tokenizer.decode(tokens[prompt_length:]) == (" 7" if row_id % 2 else " 1.0") + "<|endoftext|>"

@@ -249,3 +249,14 @@ def test_bad_prompts_are_refused_naming_the_rows(tmp_path, bpe, rows, message):
 
     with pytest.raises(DistilleryError, match=message):
         read_prompts(LM_RECORD, prompts_file(tmp_path, rows), bpe)
+
+
+def test_csv_text_that_reads_as_numbers_stays_as_written(tmp_path, bpe):
+    from distillery.data.inputs import read_prompts
+
+    pd.DataFrame({"question": ["007", "1.50"], "answer": [" 7", " 2"]}).to_csv(tmp_path / "q.csv", index=False)
+    prompts = read_prompts(LM_RECORD, tmp_path / "q.csv", bpe)
+    assert prompts.texts == ["007", "1.50"] and prompts.references == [" 7", " 2"]
+    record = {"kind": "text", "columns": {"text": "sentence"}, "id_column": None, "label_names": ["a", "b"]}
+    pd.DataFrame({"sentence": ["007", "1.50"]}).to_csv(tmp_path / "s.csv", index=False)
+    assert read_rows(record, tmp_path / "s.csv").dataset["text"] == ["007", "1.50"]
