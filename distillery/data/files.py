@@ -142,8 +142,6 @@ def number_rows(tables: dict, id_column: str | None = None, where: dict | None =
 
 def _own_ids(tables: dict, id_column: str, where: dict) -> dict:
     """``data.id_column``'s values as the row ids, checked: present, no gaps, integers, unique."""
-    import pandas as pd
-
     numbered, seen = {}, []
     for split in SPLITS:
         if split not in tables:
@@ -158,13 +156,11 @@ def _own_ids(tables: dict, id_column: str, where: dict) -> dict:
         if empty.size:
             raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r} is empty at {kind} "
                                   f"{_few(names[empty])}")
-        numeric = pd.to_numeric(values, errors="coerce")
-        bad = np.flatnonzero(numeric.isna().to_numpy() | (numeric.fillna(0) % 1 != 0).to_numpy())
+        ids, bad = integer_cells(values)
         if bad.size:
             raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r} must hold integers (they key the "
                                   f"logits and predictions): {kind} {_few(names[bad])} have "
                                   f"{_few(values.to_numpy()[bad])}")
-        ids = numeric.to_numpy(np.int64)
         numbered[split] = df.assign(id=ids)
         seen.append(ids)
     everything = np.concatenate(seen)
@@ -173,6 +169,15 @@ def _own_ids(tables: dict, id_column: str, where: dict) -> dict:
         raise DistilleryError(f"data.id_column = {id_column!r}: {int((counts > 1).sum())} ids appear more than once "
                               f"(over every split): {_few(unique[counts > 1])}")
     return numbered
+
+
+def integer_cells(values) -> tuple[np.ndarray, np.ndarray]:
+    """A column as int64 ids, and the positions of its cells that are no integer (missing, text, a fraction)."""
+    import pandas as pd
+
+    numeric = pd.to_numeric(values, errors="coerce")
+    bad = np.flatnonzero(numeric.isna().to_numpy() | (numeric.fillna(0) % 1 != 0).to_numpy())
+    return numeric.fillna(0).to_numpy(np.int64), bad
 
 
 def row_names(df, path: str) -> tuple[str, np.ndarray]:

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import DistilleryError
 from .chats import message_list, render_prompt
 from .corpus import cell_texts, encode, prompt_texts
-from .files import check_columns, read_table, row_names
+from .files import check_columns, integer_cells, read_table, row_names
 from .params import template_fields
 from .prepared import UNLABELLED, Prepared
 from .scaling import as_pixels, rescale
@@ -188,20 +188,15 @@ def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:
 def _table_ids(df, id_column: str | None, where: str) -> tuple[np.ndarray, tuple[str, np.ndarray]]:
     """The rows' ids and how messages name the rows: the id column (``data.id_column``, else ``id``) where the file
     has one, checked (present, integers, unique; bad rows named by their lines), else positions from 0."""
-    import pandas as pd
-
     column = id_column or ID_COLUMN
     lines = row_names(df, where)
     if column not in df.columns:
         return np.arange(len(df), dtype=np.int64), lines
-    values = df[column]
-    numbers = pd.to_numeric(values, errors="coerce")
-    bad = np.flatnonzero(numbers.isna().to_numpy() | (numbers.fillna(0) % 1 != 0).to_numpy())
+    ids, bad = integer_cells(df[column])
     if bad.size:
         raise DistilleryError(f"{where}: column {column!r} holds the rows' ids, which must be integers (the output "
                               f"is keyed by them): {lines[0]} {_few(lines[1][bad])} have "
-                              f"{_few(values.to_numpy()[bad])}")
-    ids = numbers.to_numpy(np.int64)
+                              f"{_few(df[column].to_numpy()[bad])}")
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         raise DistilleryError(f"{where}: column {column!r} holds the rows' ids, which must be unique: "
