@@ -25,9 +25,11 @@ DVC_ARGS ?=
 TEST_WORKERS ?= auto
 XDIST = -n $(TEST_WORKERS) --maxprocesses 4 --dist loadfile --no-loadscope-reorder
 
-# Predict: `make predict MODEL=models/students/kd/seed_0 INPUT=new_rows.csv OUTPUT=predictions.csv` (docs/predict.md).
+# Predict: `make predict MODEL=models/students/kd/seed_0 INPUT=new_rows.csv OUTPUT=predictions.csv` (docs/predict.md);
+# PREDICT_ARGS passes options, e.g. PREDICT_ARGS="--scores logits --int8".
 MODEL ?= models/students/kd/seed_0
 INPUT ?=
+PREDICT_ARGS ?=
 
 # Preset: `make preset PRESET=sst2-minilm [SET="train.seeds=[0] kd.T=4"]` rewrites params.yaml (see presets/).
 PRESET ?=
@@ -77,7 +79,7 @@ preset: setup
 
 predict: setup
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "error: give INPUT=<rows file> OUTPUT=<predictions file> (and MODEL=<model dir>, default $(MODEL))" >&2; exit 2; }
-	python -m distillery.predict "$(MODEL)" "$(INPUT)" "$(OUTPUT)"
+	python -m distillery.predict "$(MODEL)" "$(INPUT)" "$(OUTPUT)" $(PREDICT_ARGS)
 
 bench: setup
 	python bench/pipeline_time.py

@@ -34,9 +34,10 @@ PINNED_MARK = "DISTILLERY_PREDICT_PINNED"  # set in the re-started process, so i
 
 
 def predict(model_dir: Path, input_path: Path, array: str | None = None, batch_size: int = 512,
-            device: str | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+            device: str | None = None, int8: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The rows of ``input_path`` through the model in ``model_dir``: (ids, float32 logits (N, labels), label
-    names). Every row is read and checked before the model loads."""
+    names). Every row is read and checked before the model loads. ``int8``: the model quantized as evaluate scores
+    ``student.quantize: int8`` (``evaluation.quantization``; on CPU)."""
     from .data.inputs import load_record, read_rows
     from .training.teacher import load_teacher_and_tokenizer
 
@@ -53,6 +54,12 @@ def predict(model_dir: Path, input_path: Path, array: str | None = None, batch_s
     from .models.inference import best_device, predict_logits, predict_text_logits
 
     where = torch.device(device) if device else best_device()
+    if int8:
+        from .evaluation.quantization import quantize_int8
+
+        if where.type != "cpu":
+            raise DistilleryError(f"--int8: int8 models run on CPU (as evaluate scores them), not --device {device}")
+        model = quantize_int8(model)
     if rows.dataset is None:
         return rows.ids, predict_logits(model, rows.inputs, batch_size, "predict", where), names
     from .models.tokenization import tokenize
@@ -177,6 +184,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--array", help=".npz input: the array of inputs (default: its only one besides 'id')")
     parser.add_argument("--scores", choices=("probabilities", "logits"),
                         help="classifiers: each label's probability (default) or raw logit")
+    parser.add_argument("--int8", action="store_true",
+                        help="classifiers: int8 Linear layers, as evaluate scores student.quantize: int8 (CPU)")
     parser.add_argument("--batch-size", type=int, default=512, help="rows per forward pass or generation batch")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: CUDA, else MPS, else CPU)")
     parser.add_argument("--reproducible-cpu", choices=tuple(LEVELS),
@@ -206,12 +215,12 @@ def main(argv: list[str] | None = None) -> None:
             torch.set_num_threads(threads)
         check_device(args.device)
         if load_record(args.model)["kind"] == "causal_lm":
-            if args.array or args.scores:
-                raise DistilleryError(f"{args.model}: a language model answers prompts: --array and --scores are for "
-                                      "classifiers")
+            if args.array or args.scores or args.int8:
+                raise DistilleryError(f"{args.model}: a language model answers prompts: --array, --scores and --int8 "
+                                      "are for classifiers")
             table = answer(args.model, args.input, args.batch_size, args.device)
         else:
-            ids, logits, names = predict(args.model, args.input, args.array, args.batch_size, args.device)
+            ids, logits, names = predict(args.model, args.input, args.array, args.batch_size, args.device, args.int8)
             table = predictions_table(ids, logits, names, args.scores or "probabilities")
         write_table(table, args.output)
     except DistilleryError as exc:

@@ -110,5 +110,22 @@ def test_a_language_model_refuses_the_classifier_options(tmp_path):
     save_record({"kind": "causal_lm"}, (tmp_path / "lm").mkdir() or tmp_path / "lm")
     result = run(["python", "-m", "distillery.predict", "lm", "p.jsonl", "out.csv", "--scores", "logits"], tmp_path,
                  check=False)
-    assert result.returncode == 2 and "error: lm: a language model answers prompts: --array and --scores are for " \
-        "classifiers" in result.stderr, result.stderr
+    assert result.returncode == 2 and "error: lm: a language model answers prompts: --array, --scores and --int8 " \
+        "are for classifiers" in result.stderr, result.stderr
+
+
+def test_int8_predicts_as_evaluate_scores_int8_students(saved):
+    """--int8: the model quantized by evaluate's own quantize_int8, on CPU only."""
+    from distillery.evaluation.quantization import quantize_int8
+    from distillery.models.inference import predict_logits
+    from distillery.predict import predict
+
+    tmp_path, model = saved
+    ids, logits, _ = predict(tmp_path / "model", tmp_path / "rows.npz", device="cpu", int8=True)
+    rows = read_rows(RECORD, tmp_path / "rows.npz")
+    expected = predict_logits(quantize_int8(model), rows.inputs, device=torch.device("cpu"))
+    np.testing.assert_array_equal(logits, expected)
+    assert not np.array_equal(logits, predict_logits(model, rows.inputs, device=torch.device("cpu")))  # int8 moved
+    with pytest.raises(DistilleryError, match=r"--int8: int8 models run on CPU \(as evaluate scores them\), not "
+                                              r"--device cuda"):
+        predict(tmp_path / "model", tmp_path / "rows.npz", device="cuda", int8=True)
