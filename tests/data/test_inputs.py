@@ -260,3 +260,20 @@ def test_csv_text_that_reads_as_numbers_stays_as_written(tmp_path, bpe):
     record = {"kind": "text", "columns": {"text": "sentence"}, "id_column": None, "label_names": ["a", "b"]}
     pd.DataFrame({"sentence": ["007", "1.50"]}).to_csv(tmp_path / "s.csv", index=False)
     assert read_rows(record, tmp_path / "s.csv").dataset["text"] == ["007", "1.50"]
+
+
+def test_sentence_pairs_are_read_as_both_columns(tmp_path):
+    from ..text_utils import pairs
+
+    pairs(60).to_csv(tmp_path / "p.csv", index=False)
+    prepared = prepare_text_source(tmp_path, tmp_path, source="file:p.csv", text_column="premise",
+                                   text_pair_column="hypothesis")
+    record = input_record(prepared)
+    assert record["columns"] == {"text": "premise", "text_pair": "hypothesis"}
+    rows = read_rows(record, tmp_path / "p.csv")
+    test = prepared.splits["test"].dataset
+    by_id = {i: (a, b) for i, a, b in zip(rows.ids.tolist(), rows.dataset["text"], rows.dataset["text_pair"])}
+    assert [by_id[i] for i in test["id"]] == list(zip(test["text"], test["text_pair"]))
+    pairs(3).drop(columns=["hypothesis"]).to_csv(tmp_path / "new.csv", index=False)
+    with pytest.raises(DistilleryError, match=r"missing column\(s\) 'hypothesis' \(the model's text_pair column\)"):
+        read_rows(record, tmp_path / "new.csv")
