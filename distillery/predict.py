@@ -109,9 +109,9 @@ def predictions_table(ids: np.ndarray, logits: np.ndarray, names: list[str], sco
     then a column per label: ``p_<label>`` (probabilities) or ``logit_<label>`` (``scores="logits"``)."""
     import pandas as pd
 
-    z = logits.astype(np.float64)
-    probabilities = np.exp(z - z.max(axis=1, keepdims=True))
-    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    from .evaluation.metrics import probabilities as softmax
+
+    probabilities = softmax(logits)
     best = logits.argmax(axis=1)
     table = {"id": ids, "label": np.asarray(names, dtype=object)[best],
              "probability": probabilities[np.arange(len(ids)), best]}

@@ -101,14 +101,11 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
     or for a plain corpus the text column's text, continued. Ids as in ``read_rows``. Each prompt must leave room
     for an answer within ``data.max_length`` tokens."""
     path = Path(path)
-    if "".join(path.suffixes[-1:]).lower() in ARRAY_SUFFIXES:
+    if path.suffix.lower() in ARRAY_SUFFIXES:
         raise DistilleryError(f"{path}: a language model takes prompts: give a CSV, TSV, JSON Lines or Parquet file")
     text = [record["messages_column"], record["prompt_column"], record["text_column"],
             *(template_fields(record["prompt_template"]) if record["prompt_template"] else [])]
-    df = read_table(path, text)  # as prepare read them: text as written
-    if len(df) == 0:
-        raise DistilleryError(f"{path}: no rows")
-    ids, rows = _table_ids(df, record.get("id_column"), str(path))
+    df, ids, rows = _read_new_table(path, text, record.get("id_column"))
     where = str(path)
     template = record["chat_template"]
     if record["messages_column"]:
@@ -164,7 +161,7 @@ def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:
     ``array``: which array of an ``.npz`` holds the inputs (default: its only one besides ``id``)."""
     path = Path(path)
     kind = record["kind"]
-    is_array_file = "".join(path.suffixes[-1:]).lower() in ARRAY_SUFFIXES
+    is_array_file = path.suffix.lower() in ARRAY_SUFFIXES
     if kind == "array":
         if not is_array_file:
             raise DistilleryError(f"{path}: this model takes arrays of shape {record['shape']}: give a .npy or .npz "
@@ -176,13 +173,20 @@ def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:
                               "file")
     if array is not None:
         raise DistilleryError(f"--array {array}: only for .npz files of an array model; this model takes a table")
-    df = read_table(path, record["columns"].values() if kind == "text" else ())
-    if len(df) == 0:
-        raise DistilleryError(f"{path}: no rows")
-    ids, rows = _table_ids(df, record.get("id_column"), str(path))
+    df, ids, rows = _read_new_table(path, record["columns"].values() if kind == "text" else (),
+                                    record.get("id_column"))
     if kind == "table":
         return NewRows(ids, _table_inputs(record, df, str(path), rows))
     return NewRows(ids, dataset=_text_dataset(record, df, ids, str(path), rows))
+
+
+def _read_new_table(path: Path, text_columns, id_column: str | None):
+    """A file of new rows (its text columns read as prepare read them: as written), not empty: the DataFrame, the
+    rows' ids and how messages name the rows (``_table_ids``)."""
+    df = read_table(path, text_columns)
+    if len(df) == 0:
+        raise DistilleryError(f"{path}: no rows")
+    return (df, *_table_ids(df, id_column, str(path)))
 
 
 def _table_ids(df, id_column: str | None, where: str) -> tuple[np.ndarray, tuple[str, np.ndarray]]:
