@@ -93,10 +93,8 @@ def answer(model_dir: Path, input_path: Path, batch_size: int = 512, device: str
     prompts = read_prompts(record, input_path, tokenizer)
     where = torch.device(device) if device else best_device()
     model = load_causal_lm(source, trust).to(where)
-    # responses() reads rows of a prompt and its response (evaluate's): an end-of-text token stands for the response
-    rows = np.insert(prompts.tokens, np.cumsum(prompts.lengths), tokenizer.eos_token_id)
-    offsets = np.concatenate([[0], np.cumsum(prompts.lengths + 1)])
-    answers = responses({"answer": model}, (rows, offsets, prompts.lengths), tokenizer, len(prompts.ids),
+    offsets = np.concatenate([[0], np.cumsum(prompts.lengths)])
+    answers = responses({"answer": model}, (prompts.tokens, offsets, prompts.lengths), tokenizer, len(prompts.ids),
                         record["max_length"], batch_size, where, record["end_of_turn"])
     table = {"id": prompts.ids, "answer": answers["answer"]}
     if any(reference is not None for reference in prompts.references):

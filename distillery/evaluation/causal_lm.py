@@ -261,7 +261,7 @@ def responses(models: dict, split_tokens: tuple, tokenizer, prompts: int, max_le
     """Each model's greedy answer to the first ``prompts`` prompts of a split of prompts and responses, up to its
     end-of-text token or ``max_length`` tokens in all, as text (special tokens dropped, and the chat template's
     ``end_of_turn`` and what follows it); ``reference``: the responses the split holds (as prepared: cut at
-    ``data.max_length``), the same way."""
+    ``data.max_length``; empty for rows of a prompt alone), the same way."""
     from ..data.chats import cut_at_end_of_turn
     from ..data.prepared import UNLABELLED
     from ..models.causal_lm import continue_prompts, padded
@@ -280,8 +280,9 @@ def responses(models: dict, split_tokens: tuple, tokenizer, prompts: int, max_le
                   disable=len(rows) <= batch_size) as progress:
             for chunk, length in same_prompt_batches(rows, prompt_lengths[rows], batch_size):
                 input_ids, mask = padded(tokens_t, offsets, chunk, pad)
+                lengths = torch.full((len(chunk),), length)  # each row's prompt, whatever follows it
                 with torch.inference_mode():
-                    batch = continue_prompts(model, input_ids.to(device), mask.to(device), length, max_length, None,
+                    batch = continue_prompts(model, input_ids.to(device), mask.to(device), lengths, max_length, None,
                                              eos, pad, max_length=max_length)
                 for row, labels in zip(chunk.tolist(), batch["labels"].cpu().numpy()):
                     texts[row] = text(labels[labels != UNLABELLED])
