@@ -24,7 +24,7 @@ from .files import check_columns, integer_cells, read_table, row_names
 from .params import template_fields
 from .prepared import UNLABELLED, Prepared
 from .scaling import as_pixels, rescale
-from .tables import check_values, parse_numbers
+from .tables import check_values, encoded_features
 from .validation import _few, check_inputs_present
 
 logger = logging.getLogger(__name__)
@@ -226,18 +226,17 @@ def _table_inputs(record: dict, df, where: str, rows: tuple[str, np.ndarray]) ->
                               f"file has columns {list(map(str, df.columns))}")
     kinds = {c: "categorical" if c in categories else "numeric" for c in columns}
     check_values(df, kinds, where, rows, constant=False)
-    numeric = [c for c in columns if kinds[c] == "numeric"]
-    blocks = [np.column_stack([parse_numbers(df[c])[0] for c in numeric])] if numeric else []
-    if categories:
+    numeric, encoder = [c for c in columns if kinds[c] == "numeric"], None
+    if categories:  # the train categories, as prepare's encoder learnt them
         text = df[list(categories)].astype(str)
-        unseen = {c: sorted(set(text[c]) - set(known)) for c, known in categories.items()}
-        for column, values in unseen.items():
-            if values:
+        for column, known in categories.items():
+            unseen = sorted(set(text[column]) - set(known))
+            if unseen:
                 logger.warning("%s: column '%s' has %d categories the model never saw in train, encoded as all "
-                               "zeros: %s", where, column, len(values), _few(np.array(values)))
-        encoder = OneHotEncoder(categories=list(categories.values()), handle_unknown="ignore", sparse_output=False)
-        blocks.append(encoder.fit(text).transform(text))
-    return rescale(np.hstack(blocks), record["scaling"])
+                               "zeros: %s", where, column, len(unseen), _few(np.array(unseen)))
+        encoder = OneHotEncoder(categories=list(categories.values()), handle_unknown="ignore",
+                                sparse_output=False).fit(text)
+    return rescale(encoded_features(df, numeric, list(categories), encoder), record["scaling"])
 
 
 def _text_dataset(record: dict, df, ids: np.ndarray, where: str, rows: tuple[str, np.ndarray]):

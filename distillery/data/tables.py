@@ -113,6 +113,15 @@ def check_values(df, kinds: dict[str, str], where: str, rows: tuple[str, np.ndar
                 "the classes apart; leave it out of data.feature_columns")
 
 
+def encoded_features(df, numeric: list[str], categorical: list[str], encoder) -> np.ndarray:
+    """The feature matrix (float64): the ``numeric`` columns as numbers, then the ``categorical`` ones one-hot by
+    ``encoder`` (fitted on train; None without categorical columns); what prepare stores and predict rebuilds."""
+    blocks = [np.column_stack([parse_numbers(df[c])[0] for c in numeric])] if numeric else []
+    if encoder is not None:
+        blocks.append(encoder.transform(df[categorical].astype(str)))
+    return np.hstack(blocks)
+
+
 def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[str], dict]:
     """Load, check, split and encode a numeric table source: (split -> ``Split`` with float64 features,
     label names, meta for meta.json). Scaling is ``prepare``'s next step."""
@@ -137,10 +146,7 @@ def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[
         if text else None
     splits = {}
     for split, df in parts.items():
-        blocks = [np.column_stack([parse_numbers(df[c])[0] for c in numeric])] if numeric else []
-        if encoder is not None:
-            blocks.append(encoder.transform(df[text].astype(str)))
-        splits[split] = Split(df["id"].to_numpy(np.int64, copy=True), np.hstack(blocks),
+        splits[split] = Split(df["id"].to_numpy(np.int64, copy=True), encoded_features(df, numeric, text, encoder),
                               df[label].to_numpy(np.int64, copy=True))  # copies: pandas' arrays are read-only
     meta = {
         "kind": "table",
