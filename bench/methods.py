@@ -1,7 +1,9 @@
 """Distillation methods side by side: the same teacher, data, seeds and step budget, one process.
 
 Every method that fits the models trains its students (the distill stage's own function), then the
-evaluate stage's own scoring compares them with the hard-label students: test accuracy (and errors),
+evaluate stage's own scoring compares them with the hard-label students (every student at its best validation
+checkpoint of evaluations every 100 steps, the pipeline's default; ``--select last``: at its last step): test
+accuracy (and errors),
 the gap to the hard students with its paired bootstrap 95 % interval, ECE, agreement with the teacher,
 and training wall time relative to `kd` and to the hard students, all measured in this run.
 
@@ -46,7 +48,8 @@ def raw_params(args, method: str) -> dict:
     teacher_train = {"max_steps": args.teacher_steps, "batch_size": args.batch, "eval_steps": args.teacher_eval,
                      "learning_rate": args.teacher_lr, "logging_steps": 100}
     student_train = {"seeds": sizes(args.seeds), "max_steps": args.steps, "batch_size": args.batch,
-                     "learning_rate": args.lr, "eval_steps": args.steps, "logging_steps": 100, "save_steps": args.steps}
+                     "learning_rate": args.lr, "eval_steps": args.eval_steps, "logging_steps": 100,
+                     "save_steps": args.steps, "select": args.select}
     teacher = {"model": {"arch": args.arch, "dropout": args.teacher_dropout,
                          **({"hidden_sizes": sizes(args.teacher)} if args.arch == "mlp" else
                             {"channels": sizes(args.teacher), "hidden_size": args.dense})},
@@ -81,6 +84,9 @@ def main() -> None:
     parser.add_argument("--teacher-eval", type=int, default=100)
     parser.add_argument("--teacher-lr", type=float, default=1e-3)
     parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--eval-steps", type=int, default=100, help="students: validation every this many steps")
+    parser.add_argument("--select", default="best", choices=["best", "last"],
+                        help="students: the checkpoint each ends with (train.select; best: on validation)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=1e-2)
     parser.add_argument("--seeds", default="0,1,2,3,4")
@@ -154,11 +160,19 @@ def main() -> None:
     print(table(result))
 
 
+def _checkpoint(args: dict) -> str:
+    """Which checkpoint the students were scored at (results before ``--select`` existed: the last step)."""
+    if args.get("select", "last") == "last":
+        return "last step"
+    return f"best validation checkpoint (every {args['eval_steps']} steps)"
+
+
 def table(result: dict) -> str:
     n, kd_seconds = result["test_rows"], result["methods"].get("kd", {}).get("seconds")
     lines = [f"{result['name']}: teacher {result['teacher']['accuracy']:.4f} "
              f"({round((1 - result['teacher']['accuracy']) * n)} test errors of {n}); hard students "
-             f"{result['hard']['accuracy']:.4f} ± {result['hard']['accuracy_std']:.4f}; {result['device']}, "
+             f"{result['hard']['accuracy']:.4f} ± {result['hard']['accuracy_std']:.4f}; students at their "
+             f"{_checkpoint(result['args'])}; {result['device']}, "
              f"{result['date'][:10]}; `{result['command']}`", "",
              "| method | accuracy | test errors | − hard, points (95 % CI) | ECE | agreement | time vs kd | time vs hard |",
              "|---|---|---|---|---|---|---|---|"]

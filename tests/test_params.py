@@ -47,6 +47,9 @@ def test_repo_params_are_valid():
         ({"teacher": {"logits_top_k": 3}, "kd": {"method": "logit_std"}},
          "kd.method = 'logit_std': it Z-scores the teacher's logits with their mean and std over every class, "
          "which teacher.logits_top_k does not keep"),
+        ({"teacher": {"logits_top_k": 3}, "kd": {"method": "logit_mse"}},
+         "kd.method = 'logit_mse': it matches every one of the teacher's logits, which teacher.logits_top_k does not "
+         "keep"),
         ({"compute": {"seed_processes": 0}}, "compute.seed_processes = 0: must be auto or an integer >= 1"),
         ({"compute": {"seed_processes": "all"}}, "compute.seed_processes = 'all': must be auto or an integer >= 1"),
         ({"compute": {"seed_processes": True}}, "compute.seed_processes = True: must be of type str or int"),
