@@ -31,11 +31,17 @@ MODEL ?= models/students/kd/seed_0
 INPUT ?=
 PREDICT_ARGS ?=
 
+# Export: `make export [OUT=export/kd] [KIND=kd|hard] [SEED=<seed>]` copies one student (default: the seed best on
+# validation) with its model card (docs/predict.md).
+KIND ?= kd
+OUT ?= export/$(KIND)
+SEED ?=
+
 # Preset: `make preset PRESET=sst2-minilm [SET="train.seeds=[0] kd.T=4"]` rewrites params.yaml (see presets/).
 PRESET ?=
 SET ?=
 
-.PHONY: setup repro test test-fast bench clean sweep sweep-report tune diff preset predict pull push
+.PHONY: setup repro test test-fast bench clean sweep sweep-report tune diff preset predict export pull push
 
 setup: $(VENV)/.installed
 
@@ -80,6 +86,9 @@ preset: setup
 predict: setup
 	@test -n "$(INPUT)" -a -n "$(OUTPUT)" || { echo "error: give INPUT=<rows file> OUTPUT=<predictions file> (and MODEL=<model dir>, default $(MODEL))" >&2; exit 2; }
 	python -m distillery.predict "$(MODEL)" "$(INPUT)" "$(OUTPUT)" $(PREDICT_ARGS)
+
+export: setup
+	python -m distillery.export "$(OUT)" --kind $(KIND) $(if $(SEED),--seed $(SEED))
 
 bench: setup
 	python bench/pipeline_time.py

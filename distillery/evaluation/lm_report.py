@@ -53,6 +53,22 @@ def _cell(block: dict, key: str, fmt: str) -> str:
     return f"{block[key]:{fmt}}" + (f" ± {std:{fmt}}" if std is not None and block.get("seeds", 1) > 1 else "")
 
 
+def lm_setting_table(params: dict, meta: dict, metrics: dict, selections: dict[str, list[dict]]) -> str:
+    """The report's setting: corpus, tokenizer, sequences, prompts, parameters, seeds and checkpoints."""
+    train = params["train"]
+    return "\n".join([
+        "| | |", "|---|---|",
+        f"| corpus | {meta['sizes']['train']:,} / {meta['sizes']['validation']:,} / {meta['sizes']['test']:,} "
+        f"sequences (train / validation / test), {meta['tokens']['train']:,} training tokens |",
+        f"| tokenizer | {meta['tokenizer']}, {meta['vocab_size']:,} tokens |",
+        f"| sequences | {meta['packing']} at {meta['max_length']} tokens; tokens cut: "
+        + ", ".join(f"{k} {v:,}" for k, v in meta["tokens_cut"].items()) + " |",
+        *_prompt_rows(meta),
+        f"| parameters | teacher {metrics['teacher']['params']:,}, student {metrics['kd']['params']:,} |",
+        f"| seeds | {', '.join(map(str, train['seeds']))} |",
+        f"| checkpoints | {_selection_text(train, selections)} |"])
+
+
 def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: list[dict], pngs: list[str],
                      selections: dict[str, list[dict]], method_text: str, speed: dict | None = None) -> str:
     """The report as Markdown (deterministic for the same inputs; timings only when ``speed`` is given)."""
@@ -61,17 +77,7 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
     lines = ["# Distillation report: language model", "",
              f"Teacher → student on `{meta['source']}`: {method_text}; the hard student is the same model trained on "
              f"the next tokens only (same seeds, data order and {train['max_steps']:,} steps).", "",
-             "## Setting", "",
-             "| | |", "|---|---|",
-             f"| corpus | {meta['sizes']['train']:,} / {meta['sizes']['validation']:,} / {meta['sizes']['test']:,} "
-             f"sequences (train / validation / test), {meta['tokens']['train']:,} training tokens |",
-             f"| tokenizer | {meta['tokenizer']}, {meta['vocab_size']:,} tokens |",
-             f"| sequences | {meta['packing']} at {meta['max_length']} tokens; tokens cut: "
-             + ", ".join(f"{k} {v:,}" for k, v in meta["tokens_cut"].items()) + " |",
-             *_prompt_rows(meta),
-             f"| parameters | teacher {metrics['teacher']['params']:,}, student {metrics['kd']['params']:,} |",
-             f"| seeds | {', '.join(map(str, train['seeds']))} |",
-             f"| checkpoints | {_selection_text(train, selections)} |", "",
+             "## Setting", "", lm_setting_table(params, meta, metrics, selections), "",
              "## Results", "",
              f"Students: {spread_over_seeds(seeds)}; validation chose every checkpoint, test was never used "
              "for a choice.", "",

@@ -128,3 +128,25 @@ def test_predict_answers_the_source_prompts_as_evaluate_did(repo, tmp_path):
     assert out["id"].tolist() == rows["id"].tolist() and out["reference"].tolist() == rows["answer"].tolist()
     assert out["answer"].tolist() == [entry["kd_seed0"] for entry in shown]
     assert all(answer.startswith(entry["reference"]) for answer, entry in zip(rows["answer"], shown))  # cut there
+
+
+def test_export_hands_over_the_seed_of_the_lowest_validation_nll(repo):
+    """The applied experiment (on-policy GKD, above) exported: the seed of the lowest validation NLL (by hand from
+    each selection.json), its files byte for byte, its perplexities from metrics.json's per-seed lists, a card for
+    text generation with the answers' scores, and the uncommitted params said."""
+    nll = {int(p.parent.name.split("_")[1]): json.loads(p.read_text())["validation_nll"]
+           for p in (repo / "reports/training/kd").glob("seed_*/selection.json")}
+    best = min(sorted(nll), key=nll.get)
+    run(["python", "-m", "distillery.export", "export/kd"], repo)
+    out, student = repo / "export/kd", repo / f"models/students/kd/seed_{best}"
+    assert all((out / f.name).read_bytes() == f.read_bytes() for f in student.iterdir())
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    record = json.loads((out / "distillation.json").read_text())
+    assert record["seed"] == best and record["test"] == {
+        "perplexity": metrics["kd"]["perplexity_seeds"][best],
+        "validation_perplexity": metrics["kd"]["validation_perplexity_seeds"][best]}
+    assert record["uncommitted_changes"] and record["params"]["kd"]["method"] == "on_policy_gkd"
+    card = (out / "README.md").read_text()
+    assert "pipeline_tag: text-generation" in card and "the best validation NLL per token" in card
+    assert f"| test perplexity | {metrics['kd']['perplexity_seeds'][best]:.3f} |" in card
+    assert "| ROUGE-L F1 of the greedy test answers | — |" in card and "with uncommitted changes" in card

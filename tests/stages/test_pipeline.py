@@ -94,6 +94,55 @@ def test_predict_on_the_source_rows_gives_evaluates_logits_bit_for_bit(repo, tmp
         np.testing.assert_array_equal(got, read_logits(repo / f"data/eval_logits/{logits}.parquet", ids), model)
 
 
+def test_export_hands_over_the_seed_best_on_validation_with_its_model_card(repo, tmp_path):
+    """make export: the seed of the highest validation accuracy (ties: the lower seed, by hand from each
+    selection.json), its files byte for byte, and a card and record whose test scores are the ones computed here
+    from evaluate's predictions; refused while the workspace is not what its params make, and inside models/."""
+    import pandas as pd
+
+    from ..repo_utils import MAKE
+
+    selections = {int(p.parent.name.split("_")[1]): json.loads(p.read_text())["validation_accuracy"]
+                  for p in (repo / "reports/training/kd").glob("seed_*/selection.json")}
+    best = max(sorted(selections), key=selections.get)
+    result = run([*MAKE, "export"], repo)
+    assert f"models/students/kd/seed_{best} (validation)" in result.stdout
+    out, student = repo / "export/kd", repo / f"models/students/kd/seed_{best}"
+    assert {f.name for f in student.iterdir()} | {"README.md", "distillation.json"} == {f.name for f in out.iterdir()}
+    assert all((out / f.name).read_bytes() == f.read_bytes() for f in student.iterdir())
+    predictions = pd.read_csv(repo / "reports/eval/predictions.csv")
+    accuracy = (predictions[f"kd_seed{best}"] == predictions["label"]).mean()
+    record = json.loads((out / "distillation.json").read_text())
+    assert (record["kind"], record["seed"], record["chosen"]) == ("kd", best, "validation")
+    assert record["test"]["accuracy"] == accuracy and record["test"]["rows"] == len(predictions)
+    assert record["commit"] == run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    assert record["metrics"] == json.loads((repo / "reports/metrics.json").read_text())
+    assert record["params"]["kd"]["T"] == yaml.safe_load((repo / "params.yaml").read_text())["kd"]["T"]
+    card = (out / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: transformers\ntags:\n- knowledge-distillation\n")
+    assert f"It is seed {best} of the 2 trained (0, 1), the one with the best validation accuracy" in card
+    assert f"| accuracy | {accuracy:.4f} |" in card and "## How it was made" in card and "](../" not in card
+    assert record["students_md5"] in card and "images.npy" in card
+    assert "export/" not in run(["git", "status", "--porcelain"], repo).stdout  # git ignores it
+
+    hard = run(["python", "-m", "distillery.export", "export/hard", "--kind", "hard", "--seed", "0"], repo)
+    assert "models/students/hard/seed_0 (by hand)" in hard.stdout
+    assert "The hard-label baseline" in (repo / "export/hard/README.md").read_text()
+    for args, message in ((["models/kd"], "models/kd: inside models/, which DVC manages"),
+                          (["export/kd", "--seed", "7"], "--seed 7: not among the trained seeds [0, 1]")):
+        refused = run(["python", "-m", "distillery.export", *args], repo, check=False)
+        assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    params = (repo / "params.yaml").read_text()
+    (repo / "params.yaml").write_text(params.replace("  T: ", "  T: 3.5 #", 1))
+    try:
+        refused = run(["python", "-m", "distillery.export", "export/kd"], repo, check=False)
+    finally:
+        (repo / "params.yaml").write_text(params)
+    assert refused.returncode == 2 and "run `dvc repro` first" in refused.stderr, refused.stderr
+    assert "(dvc status: distill" in refused.stderr and "hard_baseline" not in refused.stderr
+    assert record == json.loads((out / "distillation.json").read_text())  # the earlier export left as it was
+
+
 @pytest.mark.parametrize("module, stages", [
     ("distillery/evaluation/metrics.py", {"evaluate", "plots"}),   # an evaluation module: evaluate and plots only
     ("distillery/data/text.py", {"prepare", "transfer"}),          # a data source: prepare (and the transfer set's

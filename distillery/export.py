@@ -1,0 +1,311 @@
+"""``python -m distillery.export OUT``: one trained student, ready to hand over, with a model card.
+
+OUT receives the student's folder as the pipeline saved it (weights, config, tokenizer, ``inputs.json``: what
+``make predict`` and ``from_pretrained`` read), a ``README.md`` model card (Hugging Face's format: YAML metadata, then
+how the model was made and how it scores against its teacher and the hard-label baseline), and
+``distillation.json``, the same facts for programs (the validated params, the commit, the seed and its scores).
+
+The seed is chosen on validation, never on test: the one with the highest validation accuracy at its checkpoint
+(language models: the lowest validation NLL per token; ties: the lower seed); ``--seed`` takes another. ``--kind
+hard`` exports a hard-label student instead. The card's figures are read from this workspace's ``reports/``, so the
+workspace must be what its params make (``dvc status`` clean: run ``dvc repro`` first); an experiment is exported
+after ``dvc exp apply``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from .data.inputs import load_record
+from .data.prepared import META_FILE
+from .data.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
+from .errors import DistilleryError
+from .evaluation.lm_report import lm_setting_table
+from .evaluation.report import evaluated_on, load_selections, setting_table, significance_verdict
+from .evaluation.wording import counted
+from .io import atomic_dir, write_json, write_text
+from .methods import describe, get_method
+from .numerics import RECORD_FILE as NUMERICS_FILE
+from .params import load_params
+
+KINDS = {"kd": "distilled", "hard": "hard-label"}
+RECORD_FILE = "distillation.json"
+CARD_FILE = "README.md"
+MANAGED = ("models", "data", "reports")  # DVC's outputs live here: an export must not land inside them
+
+
+def pick_seed(selections: list[dict], language_model: bool) -> int:
+    """The seed whose checkpoint scored best on validation: highest accuracy, or (language models) lowest NLL per
+    token; ties go to the lower seed. ``selections``: each seed's ``selection.json`` with its ``seed``."""
+    key = "validation_nll" if language_model else "validation_accuracy"
+    scored = [s for s in selections if s.get(key) is not None]
+    if not scored:
+        raise DistilleryError(f"no seed has a {key.replace('_', ' ')} at its checkpoint (selection.json): give --seed")
+    sign = 1 if language_model else -1
+    return min(scored, key=lambda s: (sign * s[key], s["seed"]))["seed"]
+
+
+def seed_scores(predictions, kind: str, seed: int) -> dict:
+    """A classifier's test scores from evaluate's ``predictions.csv`` (a column per model): the scored rows,
+    accuracy, errors, macro-F1 and top-1 agreement with the teacher."""
+    from sklearn.metrics import f1_score
+
+    predicted, labels = predictions[f"{kind}_seed{seed}"].to_numpy(), predictions["label"].to_numpy()
+    return {"rows": len(labels), "accuracy": float((predicted == labels).mean()), "errors": int((predicted != labels).sum()),
+            "macro_f1": float(f1_score(labels, predicted, average="macro")),
+            "agreement": float((predicted == predictions["teacher"].to_numpy()).mean())}
+
+
+def lm_seed_scores(metrics: dict, kind: str, seeds: list[int], seed: int) -> dict:
+    """A language model's test and validation perplexity from ``metrics.json``'s per-seed lists (seed order)."""
+    at = sorted(seeds).index(seed)
+    return {"perplexity": metrics[kind]["perplexity_seeds"][at],
+            "validation_perplexity": metrics[kind]["validation_perplexity_seeds"][at]}
+
+
+def workspace_state(kind: str) -> dict:
+    """The commit, whether tracked files differ from it, and the students' folder hash in dvc.lock; refused unless
+    ``dvc status`` says every output is what the workspace's params and code make."""
+    status = subprocess.run(["dvc", "status", "--json"], capture_output=True, text=True)
+    if status.returncode != 0:
+        raise DistilleryError(f"dvc status failed: {(status.stderr or status.stdout).strip()}")
+    changed = json.loads(status.stdout or "{}")
+    if changed:
+        raise DistilleryError(f"the workspace's outputs are not those of its params and code (dvc status: "
+                              f"{', '.join(sorted(changed))} changed): run `dvc repro` first")
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                text=True).stdout.strip())
+    folder = f"models/students/{kind}"
+    lock = yaml.safe_load(Path("dvc.lock").read_text()) if Path("dvc.lock").exists() else {}
+    md5 = next((out["md5"] for stage in (lock or {}).get("stages", {}).values() for out in stage.get("outs", [])
+                if out.get("path") == folder), None)
+    return {"commit": commit, "uncommitted_changes": dirty, "students_md5": md5}
+
+
+def check_out(out: Path) -> None:
+    """OUT may be new, empty or an earlier export (replaced); never a folder DVC manages or other files."""
+    inside = next((m for m in MANAGED if out.resolve().is_relative_to(Path(m).resolve())), None)
+    if inside:
+        raise DistilleryError(f"{out}: inside {inside}/, which DVC manages: export elsewhere (e.g. export/kd)")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / RECORD_FILE).exists())):
+        raise DistilleryError(f"{out}: exists and is not an earlier export: remove it or choose another folder")
+
+
+def _front_matter(meta: dict, params: dict) -> list[str]:
+    """Hugging Face model-card metadata: the library, the tags, the pipeline tag where transformers has the class."""
+    lines = ["---", "library_name: transformers", "tags:", "- knowledge-distillation", "- distillery"]
+    if meta.get("kind") == "causal_lm":
+        lines.append("pipeline_tag: text-generation")
+    elif params["student"]["model"]["arch"] == "hf":
+        lines.append("pipeline_tag: text-classification")
+    return [*lines, "---", ""]
+
+
+def _mean(block: dict, key: str, fmt: str = ".4f") -> str:
+    return f"{block[key]:{fmt}} ± {block[key + '_std']:{fmt}}" if key + "_std" in block else f"{block[key]:{fmt}}"
+
+
+def _results_table(header: str, rows: list[tuple[str, ...]]) -> list[str]:
+    return [header, "|---|---|---|---|---|", *("| " + " | ".join(row) + " |" for row in rows)]
+
+
+def classifier_results(metrics: dict, meta: dict, method: str, kind: str, seed: int, scores: dict,
+                       validation: float) -> list[str]:
+    """This model's test scores beside the teacher's and both kinds of student (mean ± std over seeds), and
+    whether distillation beat the hard labels."""
+    seeds = metrics["kd"].get("seeds", 1)
+    teacher, kd, hard = metrics["teacher"], metrics["kd"], metrics["hard"]
+    rows = [("accuracy", f"{scores['accuracy']:.4f}", f"{teacher['accuracy']:.4f}", _mean(kd, "accuracy"),
+             _mean(hard, "accuracy")),
+            ("errors", f"{scores['errors']:,}", f"{teacher['errors']:,.0f}", _mean(kd, "errors", ".1f"),
+             _mean(hard, "errors", ".1f")),
+            ("macro-F1", f"{scores['macro_f1']:.4f}", f"{teacher['macro_f1']:.4f}", _mean(kd, "macro_f1"),
+             _mean(hard, "macro_f1")),
+            ("top-1 agreement with the teacher", f"{scores['agreement']:.4f}", "—", _mean(kd, "agreement"),
+             _mean(hard, "agreement")),
+            ("validation accuracy (at the checkpoint)", f"{validation:.4f}", f"{teacher['validation_accuracy']:.4f}",
+             _mean(kd, "validation_accuracy"), _mean(hard, "validation_accuracy")),
+            ("parameters", f"{metrics[kind]['params']:,}", f"{teacher['params']:,}", f"{kd['params']:,}",
+             f"{hard['params']:,}")]
+    header = (f"| | this model ({KINDS[kind]}, seed {seed}) | teacher | distilled students ({counted(seeds, 'seed')}) "
+              f"| hard-label students ({counted(seeds, 'seed')}) |")
+    return [f"{evaluated_on(meta)} ({scores['rows']:,} rows) unless the row says validation.", "",
+            *_results_table(header, rows), "", significance_verdict(metrics["comparison"], seeds, method)]
+
+
+def lm_results(metrics: dict, kind: str, seed: int, scores: dict) -> list[str]:
+    """This language model's perplexities beside the teacher's and both kinds of student, and KD − hard."""
+    seeds, comparison = metrics["kd"].get("seeds", 1), metrics["comparison"]
+    teacher, kd, hard = metrics["teacher"], metrics["kd"], metrics["hard"]
+    rows = [("test perplexity", f"{scores['perplexity']:.3f}", f"{teacher['perplexity']:.3f}",
+             _mean(kd, "perplexity", ".3f"), _mean(hard, "perplexity", ".3f")),
+            ("validation perplexity", f"{scores['validation_perplexity']:.3f}",
+             f"{teacher['validation_perplexity']:.3f}", _mean(kd, "validation_perplexity", ".3f"),
+             _mean(hard, "validation_perplexity", ".3f")),
+            ("parameters", f"{metrics[kind]['params']:,}", f"{teacher['params']:,}", f"{kd['params']:,}",
+             f"{hard['params']:,}")]
+    if "rouge_l" in teacher:  # answers to the test prompts: means over seeds only
+        rows += [(f"{words} of the greedy test answers", "—", f"{teacher[key]:.4f}", _mean(kd, key), _mean(hard, key))
+                 for key, words in (("rouge_l", "ROUGE-L F1"), ("exact_match", "exact match"))]
+    header = (f"| | this model ({KINDS[kind]}, seed {seed}) | teacher | distilled students ({counted(seeds, 'seed')}) "
+              f"| hard-label students ({counted(seeds, 'seed')}) |")
+    return ["Perplexity per token (lower is better).", "", *_results_table(header, rows), "",
+            f"Distilled − hard in NLL per token on test, the seeds pooled: {comparison['kd_minus_hard_nll']:+.4f} "
+            f"(paired bootstrap 95 % interval {comparison['kd_minus_hard_nll_ci_low']:+.4f} to "
+            f"{comparison['kd_minus_hard_nll_ci_high']:+.4f}; negative: distillation helped)."]
+
+
+def inputs_text(record: dict) -> str:
+    """What a classifier takes, in words, from its ``inputs.json``."""
+    if record["kind"] == "array":
+        return f"images of shape {record['shape']} with pixels from 0 to {record['pixel_max']:g}, as the source gives them"
+    if record["kind"] == "table":
+        columns = ", ".join(f"`{c}`" for c in record["feature_columns"][:12])
+        more = f" and {len(record['feature_columns']) - 12} more" if len(record["feature_columns"]) > 12 else ""
+        return f"table rows with the columns {columns}{more}"
+    columns = [f"`{c}`" for c in record["columns"].values() if c]
+    return f"texts in the column{'s' if len(columns) > 1 else ''} {', '.join(columns)}"
+
+
+def usage(record: dict, params: dict) -> list[str]:
+    """How to run the exported folder: the pipeline's predict, or transformers directly."""
+    rows = {"causal_lm": "prompts.jsonl", "array": "images.npy"}.get(record["kind"], "rows.csv")
+    predict = ["```", f"python -m distillery.predict THIS_FOLDER {rows} predictions.csv   # in a clone of the "
+               "pipeline (make predict MODEL=... INPUT=... OUTPUT=...)", "```", ""]
+    if record["kind"] == "causal_lm":
+        prompted = record.get("prompt_column") or record.get("prompt_template") or record.get("messages_column")
+        takes = ("`inputs.json` says how its training prompts were written (prompt column or template, "
+                 "conversations, chat template, end of turn); the pipeline's predict answers a file of prompts in that "
+                 "form, greedily:" if prompted else
+                 f"It continues text (`inputs.json`: the corpus's column `{record.get('text_column')}`); the "
+                 "pipeline's predict continues each text of a file, greedily:")
+        return [takes, "", *predict, "Or with `transformers`:", "", "```python",
+                "from transformers import AutoModelForCausalLM, AutoTokenizer",
+                "", "tokenizer = AutoTokenizer.from_pretrained(THIS_FOLDER)",
+                "model = AutoModelForCausalLM.from_pretrained(THIS_FOLDER)", "```"]
+    takes = (f"It takes {inputs_text(record)}, and predicts one of {len(record['label_names'])} labels; `inputs.json` "
+             "records how prepare made them into inputs (scaling fitted on train, one-hot categories, pixel range).")
+    if params["student"]["model"]["arch"] == "hf":
+        return [takes, "", "```python", "from transformers import pipeline", "",
+                'classify = pipeline("text-classification", model=THIS_FOLDER)', "```", "",
+                "Or with the pipeline, on a table of rows keyed by id:", "", *predict]
+    return [f"{takes} The pipeline's predict makes the inputs as prepare made them:", "", *predict,
+            f"To load the {params['student']['model']['arch'].upper()} in your own code, `import distillery.models.zoo` "
+            "(it registers the class), then `AutoModelForSequenceClassification.from_pretrained(THIS_FOLDER)`."]
+
+
+def reproduce(state: dict, kind: str, seed: int, level: str) -> list[str]:
+    """The commit and params that make this model again, and whether another CPU gives the same bits."""
+    commit = f"`{state['commit']}`" if state["commit"] else "(no git commit)"
+    changes = (" with uncommitted changes to tracked files (the params are in `distillation.json`)"
+               if state["uncommitted_changes"] else "")
+    md5 = (f"; dvc.lock records the folder of all its seeds, `models/students/{kind}`, as `{state['students_md5']}`"
+           if state["students_md5"] else "")
+    bits = ("the same bits on any x86-64 CPU with AVX2 (`reproducible_cpu: avx2`)" if level == "avx2" else
+            "the same bits on any x86-64 CPU (`reproducible_cpu: baseline`)" if level == "baseline" else
+            "the same bits on a CPU like this one (`reproducible_cpu: native`)")
+    return [f"Made at commit {commit}{changes}. `make repro` there trains `models/students/{kind}/seed_{seed}`, these "
+            f"files, again, with {bits}{md5}."]
+
+
+LOCAL_LINK = re.compile(r"\[([^\]]+)\]\((?![a-z]+://)[^)]*\)")
+
+
+def without_local_links(text: str) -> str:
+    """Markdown links into the repository (``[docs/x.md](../docs/x.md)``) as their text: the card travels alone."""
+    return LOCAL_LINK.sub(r"\1", text)
+
+
+def render_card(params: dict, meta: dict, record: dict, metrics: dict, kind: str, seed: int, chosen: str,
+                results: list[str], setting: str, state: dict) -> str:
+    """The model card: metadata, what the model is, its results, how it was made, how to use and re-make it."""
+    method = params["kd"]["method"]
+    seeds = params["train"]["seeds"]
+    if kind == "kd":
+        made = (f"A student distilled with {describe(params['kd'])} ({get_method(method).paper}) from a teacher of "
+                f"{metrics['teacher']['params']:,} parameters")
+    else:
+        made = ("The hard-label baseline: the students' architecture trained on the labels alone, against which the "
+                f"distilled students (`{method}`) are compared")
+    lines = [*_front_matter(meta, params), f"# A {KINDS[kind]} student of {metrics[kind]['params']:,} parameters", "",
+             f"{made}, on `{meta.get('source', params['data']['source'])}`, by the distillery pipeline. It is seed "
+             f"{seed} of the {len(seeds)} trained ({', '.join(map(str, seeds))}), {chosen}.", "",
+             "## Results", "", *results, "", "## How it was made", "", setting, "", "## Use", "",
+             *usage(record, params), "", "## Reproduce", "", *reproduce(state, kind, seed, params["reproducible_cpu"])]
+    return without_local_links("\n".join(lines) + "\n")
+
+
+def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
+    """Copy ``models/students/KIND/seed_S`` to ``out`` with its model card and record; returns the record."""
+    import pandas as pd
+
+    check_out(out)
+    params = load_params()
+    state = workspace_state(kind)
+    meta_path = Path("data/prepared") / META_FILE
+    if not meta_path.exists() or not Path("reports/metrics.json").exists():
+        raise DistilleryError("no trained models here (data/prepared, reports/metrics.json): run `dvc repro` first")
+    meta = json.loads(meta_path.read_text())
+    metrics = json.loads(Path("reports/metrics.json").read_text())
+    language_model = meta.get("kind") == "causal_lm"
+    selections = {k: load_selections(Path("reports/training") / k) for k in KINDS}
+    trained = [s["seed"] for s in selections[kind]]
+    by_hand = seed is not None
+    if by_hand and seed not in trained:
+        raise DistilleryError(f"--seed {seed}: not among the trained seeds {trained}")
+    if not by_hand:
+        seed = pick_seed(selections[kind], language_model)
+    chosen = ("chosen by hand (--seed)" if by_hand else
+              f"the one with the best validation {'NLL per token' if language_model else 'accuracy'} at its "
+              "checkpoint (never test)")
+    folder = Path(f"models/students/{kind}/seed_{seed}")
+    if not folder.is_dir():
+        raise DistilleryError(f"{folder}: not found: run `dvc repro` first")
+    selection = next(s for s in selections[kind] if s["seed"] == seed)
+    if language_model:
+        scores = lm_seed_scores(metrics, kind, trained, seed)
+        results = lm_results(metrics, kind, seed, scores)
+        setting = lm_setting_table(params, meta, metrics, selections)
+    else:
+        scores = seed_scores(pd.read_csv("reports/eval/predictions.csv"), kind, seed)
+        results = classifier_results(metrics, meta, params["kd"]["method"], kind, seed, scores,
+                                     selection["validation_accuracy"])
+        summary = TRANSFER_LOGITS / SUMMARY_FILE
+        transfer = json.loads(summary.read_text()) if enabled(params["data"]["transfer"]) and summary.exists() else None
+        numerics_file = Path("reports/eval") / NUMERICS_FILE
+        numerics = json.loads(numerics_file.read_text()) if numerics_file.exists() else None
+        setting = setting_table(params, meta, metrics, transfer, selections, numerics)
+    record = {"kind": kind, "seed": seed, "chosen": "by hand" if by_hand else "validation",
+              "selection": selection, "test": scores, **state, "params": params, "metrics": metrics}
+    card = render_card(params, meta, load_record(folder), metrics, kind, seed, chosen, results, setting, state)
+    with atomic_dir(out) as tmp:
+        shutil.copytree(folder, tmp, dirs_exist_ok=True)
+        write_text(tmp / CARD_FILE, card)
+        write_json(tmp / RECORD_FILE, record)
+    return record
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m distillery.export", description=__doc__.splitlines()[0])
+    parser.add_argument("out", type=Path, help="the folder to write (new, empty, or an earlier export)")
+    parser.add_argument("--kind", choices=tuple(KINDS), default="kd", help="distilled (kd) or hard-label students")
+    parser.add_argument("--seed", type=int, help="the seed to export (default: the best on validation)")
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        record = export(args.out, args.kind, args.seed)
+    except DistilleryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(f"{args.out}: models/students/{args.kind}/seed_{record['seed']} ({record['chosen']}) with its model card")
+
+
+if __name__ == "__main__":
+    main()

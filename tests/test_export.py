@@ -1,0 +1,76 @@
+"""distillery.export: which seed is handed over, its scores by hand, where it may be written, the card's parts.
+End to end (make export after dvc repro): tests/stages/test_pipeline.py and test_lm_prompts_pipeline.py."""
+import pandas as pd
+import pytest
+
+from distillery.errors import DistilleryError
+from distillery.export import (RECORD_FILE, check_out, inputs_text, lm_seed_scores, pick_seed, seed_scores,
+                               without_local_links)
+
+
+def test_the_best_validation_accuracy_wins_and_a_tie_goes_to_the_lower_seed():
+    selections = [{"seed": 0, "validation_accuracy": 0.90}, {"seed": 3, "validation_accuracy": 0.95},
+                  {"seed": 1, "validation_accuracy": 0.95}, {"seed": 2, "validation_accuracy": None}]
+    assert pick_seed(selections, language_model=False) == 1
+
+
+def test_a_language_model_is_chosen_by_the_lowest_validation_nll():
+    selections = [{"seed": 0, "validation_nll": 2.5}, {"seed": 1, "validation_nll": 2.4},
+                  {"seed": 2, "validation_nll": 2.6}]
+    assert pick_seed(selections, language_model=True) == 1
+
+
+def test_no_validation_score_asks_for_a_seed():
+    with pytest.raises(DistilleryError, match="no seed has a validation accuracy at its checkpoint.*give --seed"):
+        pick_seed([{"seed": 0, "validation_accuracy": None}], language_model=False)
+
+
+def test_a_seeds_scores_by_hand():
+    predictions = pd.DataFrame({"id": [5, 6, 7, 8], "label": [0, 1, 1, 2], "teacher": [0, 1, 2, 2],
+                                "kd_seed0": [0, 0, 2, 2], "kd_seed1": [0, 1, 1, 2]})
+    got = seed_scores(predictions, "kd", 0)
+    # right on rows 5 and 8; F1 per class: 0 -> 2/3 (p 1/2, r 1), 1 -> 0, 2 -> 2/3 (p 1/2, r 1)
+    assert got == {"rows": 4, "accuracy": 0.5, "errors": 2, "macro_f1": pytest.approx(4 / 9), "agreement": 0.75}
+    assert seed_scores(predictions, "kd", 1)["accuracy"] == 1.0
+
+
+def test_a_language_models_perplexities_are_its_seeds_entries():
+    metrics = {"kd": {"perplexity_seeds": [10.0, 11.0, 12.0], "validation_perplexity_seeds": [9.0, 9.5, 9.8]}}
+    assert lm_seed_scores(metrics, "kd", [4, 0, 2], 2) == {"perplexity": 11.0, "validation_perplexity": 9.5}
+
+
+def test_out_may_be_new_empty_or_an_earlier_export_only(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    check_out(tmp_path / "new")
+    (tmp_path / "empty").mkdir()
+    check_out(tmp_path / "empty")
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / RECORD_FILE).write_text("{}")
+    check_out(tmp_path / "earlier")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep")
+    with pytest.raises(DistilleryError, match="mine: exists and is not an earlier export"):
+        check_out(tmp_path / "mine")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(DistilleryError, match="file: exists and is not an earlier export"):
+        check_out(tmp_path / "file")
+    for managed in ("models/students/kd/mine", "data", "reports/x"):
+        with pytest.raises(DistilleryError, match="which DVC manages: export elsewhere"):
+            check_out(tmp_path / managed)
+
+
+def test_links_into_the_repository_become_their_text():
+    text = "see [docs/x.md](../docs/x.md) and [the paper](https://arxiv.org/abs/1503.02531)"
+    assert without_local_links(text) == "see docs/x.md and [the paper](https://arxiv.org/abs/1503.02531)"
+
+
+def test_what_a_classifier_takes_in_words():
+    table = {"kind": "table", "feature_columns": [f"c{i}" for i in range(14)]}
+    assert inputs_text(table) == ("table rows with the columns " + ", ".join(f"`c{i}`" for i in range(12))
+                                  + " and 2 more")
+    assert inputs_text({"kind": "text", "columns": {"text": "premise", "text_pair": "hypothesis"}}) == \
+        "texts in the columns `premise`, `hypothesis`"
+    assert inputs_text({"kind": "text", "columns": {"text": "sentence", "text_pair": None}}) == \
+        "texts in the column `sentence`"
+    assert inputs_text({"kind": "array", "shape": [28, 28], "pixel_max": 255.0}) == \
+        "images of shape [28, 28] with pixels from 0 to 255, as the source gives them"
