@@ -74,3 +74,22 @@ def test_what_a_classifier_takes_in_words():
         "texts in the column `sentence`"
     assert inputs_text({"kind": "array", "shape": [28, 28], "pixel_max": 255.0}) == \
         "images of shape [28, 28] with pixels from 0 to 255, as the source gives them"
+
+
+@pytest.mark.parametrize("meta, arch, tag", [({"kind": "causal_lm"}, "hf", "text-generation"),
+                                             ({}, "hf", "text-classification"), ({}, "mlp", None)])
+def test_the_cards_pipeline_tag_is_the_tasks_where_transformers_has_the_class(meta, arch, tag):
+    from distillery.export import _front_matter
+
+    lines = _front_matter(meta, {"student": {"model": {"arch": arch}}})
+    assert lines[:2] == ["---", "library_name: transformers"] and lines[-2:] == ["---", ""]
+    assert [line for line in lines if line.startswith("pipeline_tag")] == ([f"pipeline_tag: {tag}"] if tag else [])
+
+
+def test_a_text_classifiers_card_says_what_it_takes_and_how_to_call_it():
+    from distillery.export import usage
+
+    record = {"kind": "text", "columns": {"text": "sentence", "text_pair": None}, "label_names": ["neg", "pos"]}
+    text = "\n".join(usage(record, {"student": {"model": {"arch": "hf"}}}))
+    assert text.startswith("It takes texts in the column `sentence`, and predicts one of 2 labels;")
+    assert 'pipeline("text-classification", model=THIS_FOLDER)' in text and "rows.csv" in text
