@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import sys
 from pathlib import Path
 from typing import Callable
 
@@ -42,10 +41,10 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
     exits with status 2. The stage's objects are then frozen: the interpreter's last garbage collections at exit
     would scan every object of the imported libraries (0.85 s with torch and transformers on two CPU cores:
     ``python bench/pipeline_time.py --imports-only``)."""
-    from .errors import DistilleryError
+    from .errors import exit_on_error
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    try:
+    with exit_on_error():
         from .params import load_params
 
         level = load_params()["reproducible_cpu"]
@@ -59,9 +58,6 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
         if record is not None:
             write_record(record, level)
         gc.freeze()
-    except DistilleryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
 
 
 def write_record(folder: Path, level: str) -> None:

@@ -26,7 +26,7 @@ import yaml
 from .data.inputs import load_record
 from .data.prepared import META_FILE
 from .data.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
-from .errors import DistilleryError
+from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
 from .evaluation.report import evaluated_on, load_selections, setting_table, significance_verdict
 from .evaluation.wording import counted
@@ -299,11 +299,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--kind", choices=tuple(KINDS), default="kd", help="distilled (kd) or hard-label students")
     parser.add_argument("--seed", type=int, help="the seed to export (default: the best on validation)")
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+    with exit_on_error():
         record = export(args.out, args.kind, args.seed)
-    except DistilleryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     print(f"{args.out}: models/students/{args.kind}/seed_{record['seed']} ({record['chosen']}) with its model card")
 
 

@@ -20,7 +20,7 @@ import socket
 import sys
 from pathlib import Path
 
-from .errors import DistilleryError
+from .errors import DistilleryError, exit_on_error
 from .numerics import environment, level_in, with_pinned
 
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--processes", default="1", help="the compute.processes param (default 1)")
     parser.add_argument("script", nargs=argparse.REMAINDER, help="the stage script and its arguments")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         processes = process_count(args.processes)
         pinned = environment(level_in())
         cuda = threads = None
@@ -82,9 +82,6 @@ def main(argv: list[str] | None = None) -> None:
 
             cuda = torch.cuda.is_available()
             threads = load_params()["cpu_threads"] or max(1, (os.cpu_count() or 1) // processes)
-    except DistilleryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     cmd, env = command(processes, args.script, cuda, threads)
     sys.stdout.flush()
     os.execve(cmd[0], cmd, {**package_first(with_pinned(os.environ, pinned)), **env})

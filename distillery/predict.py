@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli import quiet_torchao
-from .errors import DistilleryError
+from .errors import DistilleryError, exit_on_error
 from .numerics import DEFAULT_LEVEL, LEVELS, environment, level_in, pin, with_pinned
 
 WRITERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".parquet": "parquet"}
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     quiet_torchao()
-    try:
+    with exit_on_error():
         level, threads = project_numerics()
         level, threads = args.reproducible_cpu or level, threads if args.threads is None else args.threads
         if args.batch_size < 1:
@@ -221,9 +221,6 @@ def main(argv: list[str] | None = None) -> None:
             ids, logits, names = predict(args.model, args.input, args.array, args.batch_size, args.device, args.int8)
             table = predictions_table(ids, logits, names, args.scores or "probabilities")
         write_table(table, args.output)
-    except DistilleryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     print(f"{args.output}: {len(table):,} rows predicted by {args.model}")
 
 

@@ -16,10 +16,9 @@ import json
 import math
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from ..errors import DistilleryError
+from ..errors import DistilleryError, exit_on_error
 
 
 def _dvc(*args: str) -> str:
@@ -194,12 +193,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         parser.error(f"--tolerance {args.tolerance}: must be a finite number >= 0")
-    try:
+    with exit_on_error():
         base = args.output.parent if args.output else Path(".")
         text = diff_markdown(args.rev, args.plots, base, args.tolerance)
-    except DistilleryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     if args.output:
         from ..io import write_text
 

@@ -8,12 +8,11 @@ the result and writes it to ``params.yaml`` atomically, recording ``preset: NAME
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import yaml
 
-from ..errors import DistilleryError
+from ..errors import DistilleryError, exit_on_error
 from ..io import write_text
 from ..params import validate
 from ..schema import deep_merge
@@ -79,11 +78,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="override one param, e.g. --set train.seeds=[0,1] (repeatable)")
     parser.add_argument("--output", default="params.yaml", help="file to write (default: params.yaml)")
     args = parser.parse_args(argv)
-    try:
+    with exit_on_error():
         write_preset(args.preset, args.sets, Path(args.output))
-    except DistilleryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     print(f"wrote {args.output} from preset {args.preset!r}; run `dvc repro` (or `make repro`)")
 
 

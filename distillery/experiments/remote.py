@@ -10,7 +10,7 @@ import argparse
 import subprocess
 import sys
 
-from ..errors import DistilleryError
+from ..errors import DistilleryError, exit_on_error
 
 CREDENTIALS = ("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment, or access_key_id and "
                "secret_access_key in .dvc/config.local (`dvc remote modify --local {name} ...`)")
@@ -56,11 +56,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("command", choices=["check", "pull", "push"])
     parser.add_argument("-r", "--remote", help="the DVC remote (default: the default remote)")
     args, dvc_args = parser.parse_known_args(argv)  # the rest goes to `dvc pull` / `dvc push`
-    try:
+    with exit_on_error():
         name = check_remote(args.remote)
-    except DistilleryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     if args.command != "check":
         sys.exit(subprocess.run(["dvc", args.command, "-r", name, *dvc_args]).returncode)
 

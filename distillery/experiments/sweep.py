@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import DistilleryError
+from ..errors import DistilleryError, exit_on_error
 
 GUARDED_PATHS = ("stages", "distillery", "params.yaml", "dvc.yaml")
 # The classic study: T in {1, 2, 4} x alpha in {0.5, 0.9}, plus the hard-label-only ablation alpha = 0.
@@ -226,13 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     from .sweep_report import write_report
 
-    try:
+    with exit_on_error():
         baseline, status = run_sweep(args.grid, args.jobs, args.poll)
         failed = report_failures(status)
         _, missing = write_report(list(status), rev=baseline, queue_states=status)  # every queued experiment
-    except DistilleryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     unexplained = {name: reason for name, reason in missing.items() if name not in failed}
     for name, reason in unexplained.items():  # succeeded in the queue, yet no metrics: never dropped silently
         print(f"sweep: experiment {name} finished but has no metrics: {reason}", file=sys.stderr)

@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from ..cli import quiet_torchao
-from ..errors import DistilleryError
+from ..errors import DistilleryError, exit_on_error
 from .study import apply_command, best
 from .sweep import refuse_untracked
 
@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of run_tune's workers
     args = parser.parse_args(argv)
     quiet_torchao()  # the params schema imports the methods, hence torch
-    try:
+    with exit_on_error():
         if args.jobs < 1:
             raise DistilleryError(f"JOBS = {args.jobs}: must be >= 1")
         if args.trials is not None and args.trials < 1:
@@ -262,9 +262,6 @@ def main(argv: list[str] | None = None) -> None:
             code = 0
         else:
             code = run_tune(args.jobs, args.trials)
-    except DistilleryError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
     sys.exit(code)
 
 
