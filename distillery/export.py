@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -38,7 +40,7 @@ from .params import load_params
 KINDS = {"kd": "distilled", "hard": "hard-label"}
 RECORD_FILE = "distillation.json"
 CARD_FILE = "README.md"
-MANAGED = ("models", "data", "reports")  # DVC's outputs live here: an export must not land inside them
+MANAGED = ("models", "data", "reports", ".dvc", ".git")  # DVC's outputs and both tools' own folders
 
 
 def pick_seed(selections: list[dict], language_model: bool) -> int:
@@ -70,43 +72,104 @@ def lm_seed_scores(metrics: dict, kind: str, seeds: list[int], seed: int) -> dic
             "validation_perplexity": metrics[kind]["validation_perplexity_seeds"][at]}
 
 
+def _tool(cmd: list[str]) -> subprocess.CompletedProcess:
+    """Run git or dvc; a one-line refusal where it is not installed."""
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True)
+    except FileNotFoundError:
+        raise DistilleryError(f"`{cmd[0]}` not found: activate the project's environment (`source .venv/bin/activate`) "
+                              "or run `make export`") from None
+
+
+def _flat(tree: dict) -> dict:
+    """Nested params as ``{"kd.T": 4.0, ...}`` (empty blocks kept as ``{}``)."""
+    out = {}
+    for key, value in tree.items():
+        out.update({f"{key}.{k}": v for k, v in _flat(value).items()} if isinstance(value, dict) and value
+                   else {key: value})
+    return out
+
+
+def params_changes(committed: dict | None, current: dict) -> dict:
+    """params.yaml's keys whose values differ from the commit's: ``{key: [at the commit, now]}`` (None: absent)."""
+    before, now = _flat(committed or {}), _flat(current)
+    return {k: [before.get(k), now.get(k)] for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)}
+
+
+def set_args(changes: dict) -> str | None:
+    """The ``dvc exp run`` options that turn the commit's params.yaml into this one, or None when a key was removed
+    (``-S`` cannot say that)."""
+    if any(now is None for _, now in changes.values()):
+        return None
+    parts = []
+    for key, (before, now) in changes.items():
+        value = yaml.safe_dump(now, default_flow_style=True, width=1000).removesuffix("...\n").strip()
+        parts.append("-S " + shlex.quote(f"{'' if before is not None else '++'}{key}={value}"))
+    return " ".join(parts)
+
+
 def workspace_state(kind: str) -> dict:
-    """The commit, whether tracked files differ from it, and the students' folder hash in dvc.lock; refused unless
-    ``dvc status`` says every output is what the workspace's params and code make."""
-    status = subprocess.run(["dvc", "status", "--json"], capture_output=True, text=True)
+    """The commit, how params.yaml and the other tracked files differ from it, and the students' folder hash in
+    dvc.lock; refused unless ``dvc status`` says every output is what the workspace's params and code make."""
+    status = _tool(["dvc", "status", "--json"])
     if status.returncode != 0:
         raise DistilleryError(f"dvc status failed: {(status.stderr or status.stdout).strip()}")
     changed = json.loads(status.stdout or "{}")
     if changed:
         raise DistilleryError(f"the workspace's outputs are not those of its params and code (dvc status: "
                               f"{', '.join(sorted(changed))} changed): run `dvc repro` first")
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip() or None
-    dirty = bool(subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                text=True).stdout.strip())
+    commit = _tool(["git", "rev-parse", "HEAD"]).stdout.strip() or None
+    shown = _tool(["git", "show", "HEAD:params.yaml"])
+    committed = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
+    current = yaml.safe_load(Path("params.yaml").read_text()) or {}
+    files = _tool(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.splitlines()
+    other = sorted(path for path in (line[3:] for line in files)  # outputs and the lock follow from the rest
+                   if path not in ("params.yaml", "dvc.lock") and not path.startswith("reports/"))
     folder = f"models/students/{kind}"
     lock = yaml.safe_load(Path("dvc.lock").read_text()) if Path("dvc.lock").exists() else {}
     md5 = next((out["md5"] for stage in (lock or {}).get("stages", {}).values() for out in stage.get("outs", [])
                 if out.get("path") == folder), None)
-    return {"commit": commit, "uncommitted_changes": dirty, "students_md5": md5}
+    return {"commit": commit, "params_changed": params_changes(committed, current) if commit else {},
+            "files_changed": other, "students_md5": md5}
 
 
-def check_out(out: Path) -> None:
-    """OUT may be new, empty or an earlier export (replaced); never a folder DVC manages or other files."""
+def check_out(out: Path) -> dict | None:
+    """OUT may be new, empty or an earlier export holding only what it wrote (replaced: its record is returned);
+    never a folder DVC or git manages, nor one with other files (an export replaces the whole folder)."""
     inside = next((m for m in MANAGED if out.resolve().is_relative_to(Path(m).resolve())), None)
     if inside:
-        raise DistilleryError(f"{out}: inside {inside}/, which DVC manages: export elsewhere (e.g. export/kd)")
-    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / RECORD_FILE).exists())):
+        raise DistilleryError(f"{out}: inside {inside}/, which {'git' if inside == '.git' else 'DVC'} manages: export "
+                              "elsewhere (e.g. export/kd)")
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return None
+    if not out.is_dir() or not (out / RECORD_FILE).exists():
         raise DistilleryError(f"{out}: exists and is not an earlier export: remove it or choose another folder")
+    earlier = json.loads((out / RECORD_FILE).read_text())
+    foreign = sorted({p.name for p in out.iterdir()} - set(earlier.get("files", [])))
+    if foreign:
+        raise DistilleryError(f"{out}: an earlier export, with files it did not write ({', '.join(foreign)}); an export "
+                              "replaces the whole folder: move them, or export elsewhere and copy")
+    return earlier
+
+
+def _modes_of_umask(folder: Path) -> None:
+    """The folder and its files readable as the user's umask says (temporary files are created private)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    for path in (folder, *folder.rglob("*")):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 
 
 def _front_matter(meta: dict, params: dict) -> list[str]:
-    """Hugging Face model-card metadata: the library, the tags, the pipeline tag where transformers has the class."""
-    lines = ["---", "library_name: transformers", "tags:", "- knowledge-distillation", "- distillery"]
+    """Hugging Face model-card metadata: the tags, and the library and pipeline tag where transformers has the
+    model's class (text and language models)."""
     if meta.get("kind") == "causal_lm":
-        lines.append("pipeline_tag: text-generation")
+        library = ["library_name: transformers", "pipeline_tag: text-generation"]
     elif params["student"]["model"]["arch"] == "hf":
-        lines.append("pipeline_tag: text-classification")
-    return [*lines, "---", ""]
+        library = ["library_name: transformers", "pipeline_tag: text-classification"]
+    else:  # the MLP and CNN classes are the pipeline's: transformers alone cannot load them
+        library = []
+    return ["---", *library, "tags:", "- knowledge-distillation", "- distillery", "---", ""]
 
 
 def _mean(block: dict, key: str, fmt: str = ".4f") -> str:
@@ -137,7 +200,8 @@ def classifier_results(metrics: dict, meta: dict, method: str, kind: str, seed: 
              f"{hard['params']:,}")]
     header = (f"| | this model ({KINDS[kind]}, seed {seed}) | teacher | distilled students ({counted(seeds, 'seed')}) "
               f"| hard-label students ({counted(seeds, 'seed')}) |")
-    return [f"{evaluated_on(meta)} ({scores['rows']:,} rows) unless the row says validation.", "",
+    return [f"{evaluated_on(meta)}: {scores['rows']:,} rows; the validation row is on the split that chose each "
+            "checkpoint.", "",
             *_results_table(header, rows), "", significance_verdict(metrics["comparison"], seeds, method)]
 
 
@@ -175,45 +239,66 @@ def inputs_text(record: dict) -> str:
     return f"texts in the column{'s' if len(columns) > 1 else ''} {', '.join(columns)}"
 
 
-def usage(record: dict, params: dict) -> list[str]:
+def usage(record: dict, params: dict, commit: str | None) -> list[str]:
     """How to run the exported folder: the pipeline's predict, or transformers directly."""
     rows = {"causal_lm": "prompts.jsonl", "array": "images.npy"}.get(record["kind"], "rows.csv")
-    predict = ["```", f"python -m distillery.predict THIS_FOLDER {rows} predictions.csv   # in a clone of the "
-               "pipeline (make predict MODEL=... INPUT=... OUTPUT=...)", "```", ""]
+    where = f" (the distillery project at commit `{commit[:12]}`, `make setup`)" if commit else ""
+    predict = [f"With the pipeline that made it{where}:", "", "```",
+               f"python -m distillery.predict THIS_FOLDER {rows} predictions.csv", "```", ""]
     if record["kind"] == "causal_lm":
         prompted = record.get("prompt_column") or record.get("prompt_template") or record.get("messages_column")
-        takes = ("`inputs.json` says how its training prompts were written (prompt column or template, "
-                 "conversations, chat template, end of turn); the pipeline's predict answers a file of prompts in that "
-                 "form, greedily:" if prompted else
-                 f"It continues text (`inputs.json`: the corpus's column `{record.get('text_column')}`); the "
-                 "pipeline's predict continues each text of a file, greedily:")
-        return [takes, "", *predict, "Or with `transformers`:", "", "```python",
+        takes = ("It answers prompts written as its training prompts were (`inputs.json`: the prompt column or "
+                 "template, conversations, the chat template and its end of turn); predict answers a file of them "
+                 "greedily." if prompted else
+                 f"It continues text (`inputs.json`: the corpus's column `{record.get('text_column')}`); predict "
+                 "continues each text of a file greedily.")
+        return [takes, "", *predict, "With `transformers` alone:", "", "```python",
                 "from transformers import AutoModelForCausalLM, AutoTokenizer",
                 "", "tokenizer = AutoTokenizer.from_pretrained(THIS_FOLDER)",
                 "model = AutoModelForCausalLM.from_pretrained(THIS_FOLDER)", "```"]
-    takes = (f"It takes {inputs_text(record)}, and predicts one of {len(record['label_names'])} labels; `inputs.json` "
-             "records how prepare made them into inputs (scaling fitted on train, one-hot categories, pixel range).")
+    takes = f"It takes {inputs_text(record)}, and predicts one of {len(record['label_names'])} labels."
     if params["student"]["model"]["arch"] == "hf":
-        return [takes, "", "```python", "from transformers import pipeline", "",
-                'classify = pipeline("text-classification", model=THIS_FOLDER)', "```", "",
-                "Or with the pipeline, on a table of rows keyed by id:", "", *predict]
-    return [f"{takes} The pipeline's predict makes the inputs as prepare made them:", "", *predict,
-            f"To load the {params['student']['model']['arch'].upper()} in your own code, `import distillery.models.zoo` "
-            "(it registers the class), then `AutoModelForSequenceClassification.from_pretrained(THIS_FOLDER)`."]
+        return [takes, "With `transformers` alone:", "", "```python", "from transformers import pipeline", "",
+                'classify = pipeline("text-classification", model=THIS_FOLDER)', "```", "", *predict]
+    made = {"array": "pixels divided by their range and scaled as `inputs.json` records",
+            "table": "categories one-hot coded and columns scaled with the statistics fitted on train, as `inputs.json` "
+                     "records"}[record["kind"]]
+    return [f"{takes} It needs its inputs made as prepare made them ({made}), which predict does.", "", *predict,
+            "In your own code (the model's class is the pipeline's, so distillery must be installed):", "",
+            "```python", "import torch", "from transformers import AutoModelForSequenceClassification", "",
+            "import distillery.models.zoo  # registers the class", "from distillery.data.inputs import load_record, "
+            "read_rows", "", "model = AutoModelForSequenceClassification.from_pretrained(THIS_FOLDER)",
+            f'rows = read_rows(load_record(THIS_FOLDER), "{rows}")  # the inputs, made as prepare made them',
+            "logits = model(features=torch.from_numpy(rows.inputs)).logits", "```"]
 
 
 def reproduce(state: dict, kind: str, seed: int, level: str) -> list[str]:
     """The commit and params that make this model again, and whether another CPU gives the same bits."""
-    commit = f"`{state['commit']}`" if state["commit"] else "(no git commit)"
-    changes = (" with uncommitted changes to tracked files (the params are in `distillation.json`)"
-               if state["uncommitted_changes"] else "")
-    md5 = (f"; dvc.lock records the folder of all its seeds, `models/students/{kind}`, as `{state['students_md5']}`"
-           if state["students_md5"] else "")
+    folder = f"`models/students/{kind}/seed_{seed}`"
     bits = ("the same bits on any x86-64 CPU with AVX2 (`reproducible_cpu: avx2`)" if level == "avx2" else
             "the same bits on any x86-64 CPU (`reproducible_cpu: baseline`)" if level == "baseline" else
             "the same bits on a CPU like this one (`reproducible_cpu: native`)")
-    return [f"Made at commit {commit}{changes}. `make repro` there trains `models/students/{kind}/seed_{seed}`, these "
-            f"files, again, with {bits}{md5}."]
+    md5 = (f" dvc.lock records the folder of all its seeds, `models/students/{kind}`, as `{state['students_md5']}`."
+           if state["students_md5"] else "")
+    if not state["commit"]:
+        return [f"Made outside a git commit: the params are in `distillation.json`.{md5}"]
+    commit, changes = state["commit"], state["params_changed"]
+    if not changes:
+        how = f"`git checkout {commit[:12]} && make repro` trains {folder}, these files, again, with {bits}."
+    else:
+        listed = "; ".join(f"`{k}` = {now!r} ({'absent' if before is None else repr(before)} there)"
+                           for k, (before, now) in changes.items())
+        args = set_args(changes)
+        how = (f"Its params.yaml differs from the commit's: {listed} (an experiment, e.g. `dvc exp run`). "
+               + (f"`git checkout {commit[:12]}`, then `dvc exp run {args}`, trains {folder}, these files, again, "
+                  f"with {bits}." if args else "`distillation.json` holds the params it was trained with."))
+    lines = [f"Made at commit `{commit}`. {how}{md5}"]
+    if state["files_changed"]:
+        lines += ["", "The workspace also had uncommitted changes to " + ", ".join(f"`{f}`" for f in
+                                                                           state["files_changed"][:10])
+                  + (f" and {len(state['files_changed']) - 10} more" if len(state["files_changed"]) > 10 else "")
+                  + ": where they are code, the commit alone does not make these files."]
+    return lines
 
 
 LOCAL_LINK = re.compile(r"\[([^\]]+)\]\((?![a-z]+://)[^)]*\)")
@@ -239,7 +324,7 @@ def render_card(params: dict, meta: dict, record: dict, metrics: dict, kind: str
              f"{made}, on `{meta.get('source', params['data']['source'])}`, by the distillery pipeline. It is seed "
              f"{seed} of the {len(seeds)} trained ({', '.join(map(str, seeds))}), {chosen}.", "",
              "## Results", "", *results, "", "## How it was made", "", setting, "", "## Use", "",
-             *usage(record, params), "", "## Reproduce", "", *reproduce(state, kind, seed, params["reproducible_cpu"])]
+             *usage(record, params, state["commit"]), "", "## Reproduce", "", *reproduce(state, kind, seed, params["reproducible_cpu"])]
     return without_local_links("\n".join(lines) + "\n")
 
 
@@ -247,7 +332,7 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
     """Copy ``models/students/KIND/seed_S`` to ``out`` with its model card and record; returns the record."""
     import pandas as pd
 
-    check_out(out)
+    earlier = check_out(out)
     params = load_params()
     state = workspace_state(kind)
     meta_path = Path("data/prepared") / META_FILE
@@ -263,9 +348,13 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
         raise DistilleryError(f"--seed {seed}: not among the trained seeds {trained}")
     if not by_hand:
         seed = pick_seed(selections[kind], language_model)
+    key = "validation_nll" if language_model else "validation_accuracy"
+    score = next(s[key] for s in selections[kind] if s["seed"] == seed)
+    tied = [s["seed"] for s in selections[kind] if s["seed"] != seed and s[key] == score]
     chosen = ("chosen by hand (--seed)" if by_hand else
               f"the one with the best validation {'NLL per token' if language_model else 'accuracy'} at its "
-              "checkpoint (never test)")
+              "checkpoint (never test)" + (f"; tied there with seed{'s' if len(tied) > 1 else ''} "
+                                           f"{', '.join(map(str, tied))}, the lower seed was taken" if tied else ""))
     folder = Path(f"models/students/{kind}/seed_{seed}")
     if not folder.is_dir():
         raise DistilleryError(f"{folder}: not found: run `dvc repro` first")
@@ -283,14 +372,16 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
         numerics_file = Path("reports/eval") / NUMERICS_FILE
         numerics = json.loads(numerics_file.read_text()) if numerics_file.exists() else None
         setting = setting_table(params, meta, metrics, transfer, selections, numerics)
-    record = {"kind": kind, "seed": seed, "chosen": "by hand" if by_hand else "validation",
-              "selection": selection, "test": scores, **state, "params": params, "metrics": metrics}
+    files = sorted({p.name for p in folder.iterdir()} | {CARD_FILE, RECORD_FILE})
+    record = {"kind": kind, "seed": seed, "chosen": "by hand" if by_hand else "validation", "selection": selection,
+              "test": scores, **state, "files": files, "params": params, "metrics": metrics}
     card = render_card(params, meta, load_record(folder), metrics, kind, seed, chosen, results, setting, state)
     with atomic_dir(out) as tmp:
         shutil.copytree(folder, tmp, dirs_exist_ok=True)
         write_text(tmp / CARD_FILE, card)
         write_json(tmp / RECORD_FILE, record)
-    return record
+        _modes_of_umask(tmp)
+    return {**record, "replaced": earlier}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -301,7 +392,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     with exit_on_error():
         record = export(args.out, args.kind, args.seed)
-    print(f"{args.out}: models/students/{args.kind}/seed_{record['seed']} ({record['chosen']}) with its model card")
+    earlier = record["replaced"]
+    replaced = f", replacing the export of {earlier['kind']} seed {earlier['seed']}" if earlier else ""
+    print(f"{args.out}: models/students/{args.kind}/seed_{record['seed']} ({record['chosen']}) with its model "
+          f"card{replaced}")
 
 
 if __name__ == "__main__":

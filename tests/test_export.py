@@ -1,11 +1,13 @@
 """distillery.export: which seed is handed over, its scores by hand, where it may be written, the card's parts.
 End to end (make export after dvc repro): tests/stages/test_pipeline.py and test_lm_prompts_pipeline.py."""
+import json
+
 import pandas as pd
 import pytest
 
 from distillery.errors import DistilleryError
-from distillery.export import (RECORD_FILE, check_out, inputs_text, lm_seed_scores, pick_seed, seed_scores,
-                               without_local_links)
+from distillery.export import (RECORD_FILE, check_out, inputs_text, lm_seed_scores, params_changes, pick_seed,
+                               seed_scores, set_args, without_local_links)
 
 
 def test_the_best_validation_accuracy_wins_and_a_tie_goes_to_the_lower_seed():
@@ -39,14 +41,22 @@ def test_a_language_models_perplexities_are_its_seeds_entries():
     assert lm_seed_scores(metrics, "kd", [4, 0, 2], 2) == {"perplexity": 11.0, "validation_perplexity": 9.5}
 
 
-def test_out_may_be_new_empty_or_an_earlier_export_only(tmp_path, monkeypatch):
+def test_out_may_be_new_empty_or_an_earlier_export_of_its_own_files_only(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    check_out(tmp_path / "new")
+    assert check_out(tmp_path / "new") is None
     (tmp_path / "empty").mkdir()
-    check_out(tmp_path / "empty")
-    (tmp_path / "earlier").mkdir()
-    (tmp_path / "earlier" / RECORD_FILE).write_text("{}")
-    check_out(tmp_path / "earlier")
+    assert check_out(tmp_path / "empty") is None
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    record = {"kind": "kd", "seed": 1, "files": ["README.md", RECORD_FILE, "model.safetensors"]}
+    (earlier / RECORD_FILE).write_text(json.dumps(record))
+    (earlier / "model.safetensors").write_text("w")
+    assert check_out(earlier) == record
+    (earlier / ".git").mkdir()  # a clone of the model's Hub repository, say: replacing the folder would lose it
+    (earlier / "notes.txt").write_text("keep")
+    with pytest.raises(DistilleryError, match=r"earlier: an earlier export, with files it did not write \(.git, "
+                                              r"notes.txt\); an export replaces the whole folder"):
+        check_out(earlier)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     with pytest.raises(DistilleryError, match="mine: exists and is not an earlier export"):
@@ -54,9 +64,23 @@ def test_out_may_be_new_empty_or_an_earlier_export_only(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("x")
     with pytest.raises(DistilleryError, match="file: exists and is not an earlier export"):
         check_out(tmp_path / "file")
-    for managed in ("models/students/kd/mine", "data", "reports/x"):
+    for managed in ("models/students/kd/mine", "data", "reports/x", ".dvc/x"):
         with pytest.raises(DistilleryError, match="which DVC manages: export elsewhere"):
             check_out(tmp_path / managed)
+    with pytest.raises(DistilleryError, match=r"\.git/x: inside \.git/, which git manages"):
+        check_out(tmp_path / ".git/x")
+
+
+def test_params_changed_since_the_commit_and_the_options_that_make_them():
+    committed = {"kd": {"T": 4.0, "alpha": 0.5, "method": "kd"}, "train": {"seeds": [0, 1]}, "teachers": {}}
+    current = {"kd": {"T": 2, "alpha": 0.5, "method": "dkd", "dkd": {"beta": 4.0}}, "train": {"seeds": [0, 1, 2]},
+               "teachers": {}}
+    changes = params_changes(committed, current)
+    assert changes == {"kd.T": [4.0, 2], "kd.dkd.beta": [None, 4.0], "kd.method": ["kd", "dkd"],
+                       "train.seeds": [[0, 1], [0, 1, 2]]}
+    assert set_args(changes) == "-S kd.T=2 -S ++kd.dkd.beta=4.0 -S kd.method=dkd -S 'train.seeds=[0, 1, 2]'"
+    assert params_changes(current, current) == {}
+    assert set_args(params_changes(current, committed)) is None  # kd.dkd.beta removed: -S cannot say it
 
 
 def test_links_into_the_repository_become_their_text():
@@ -78,18 +102,20 @@ def test_what_a_classifier_takes_in_words():
 
 @pytest.mark.parametrize("meta, arch, tag", [({"kind": "causal_lm"}, "hf", "text-generation"),
                                              ({}, "hf", "text-classification"), ({}, "mlp", None)])
-def test_the_cards_pipeline_tag_is_the_tasks_where_transformers_has_the_class(meta, arch, tag):
+def test_the_cards_library_and_pipeline_tag_only_where_transformers_has_the_class(meta, arch, tag):
     from distillery.export import _front_matter
 
     lines = _front_matter(meta, {"student": {"model": {"arch": arch}}})
-    assert lines[:2] == ["---", "library_name: transformers"] and lines[-2:] == ["---", ""]
-    assert [line for line in lines if line.startswith("pipeline_tag")] == ([f"pipeline_tag: {tag}"] if tag else [])
+    assert lines[0] == "---" and lines[-2:] == ["---", ""] and "- knowledge-distillation" in lines
+    expected = ["library_name: transformers", f"pipeline_tag: {tag}"] if tag else []
+    assert [line for line in lines if line.startswith(("library_name", "pipeline_tag"))] == expected
 
 
 def test_a_text_classifiers_card_says_what_it_takes_and_how_to_call_it():
     from distillery.export import usage
 
     record = {"kind": "text", "columns": {"text": "sentence", "text_pair": None}, "label_names": ["neg", "pos"]}
-    text = "\n".join(usage(record, {"student": {"model": {"arch": "hf"}}}))
-    assert text.startswith("It takes texts in the column `sentence`, and predicts one of 2 labels;")
-    assert 'pipeline("text-classification", model=THIS_FOLDER)' in text and "rows.csv" in text
+    text = "\n".join(usage(record, {"student": {"model": {"arch": "hf"}}}, "0123456789abcdef"))
+    assert text.startswith("It takes texts in the column `sentence`, and predicts one of 2 labels.")
+    assert 'pipeline("text-classification", model=THIS_FOLDER)' in text
+    assert "the distillery project at commit `0123456789ab`" in text and "THIS_FOLDER rows.csv" in text

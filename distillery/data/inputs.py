@@ -62,8 +62,10 @@ def save_record(record: dict | None, folder: Path) -> None:
 def load_record(folder: Path) -> dict:
     """A model directory's ``inputs.json``, or an error that says what the directory is instead."""
     path = Path(folder) / INPUTS_FILE
-    if not Path(folder).is_dir():
+    if not Path(folder).exists():
         raise DistilleryError(f"{folder}: no such model folder")
+    if not Path(folder).is_dir():
+        raise DistilleryError(f"{folder}: a file, not a model folder (the folder that holds {INPUTS_FILE})")
     if not path.exists():
         raise DistilleryError(
             f"{folder}: no {INPUTS_FILE}: not a model saved by the pipeline (the teacher, models/teacher, or a "
@@ -296,6 +298,10 @@ def _array_rows(record: dict, path: Path, name: str | None) -> NewRows:
         if bad.size:
             raise DistilleryError(f"{path}: the model learnt from pixels of 0..{pixel_max:g} as its source holds them; "
                                   f"{_count(bad.size, 'row holds', 'rows hold')} values outside: ids {_few(ids[bad])}")
+        if pixel_max > 1 and flat.max() <= 1 and not np.all(flat == np.round(flat)):
+            logger.warning("%s: every pixel lies within 0..1, but the model learnt from pixels of 0..%g as its "
+                           "source holds them (prepare divides them): if these are divided already, multiply them "
+                           "by %g first", path, pixel_max, pixel_max)
         values = as_pixels(values, pixel_max)
     else:
         values = values.astype(np.float64)

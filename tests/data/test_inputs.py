@@ -277,3 +277,23 @@ def test_sentence_pairs_are_read_as_both_columns(tmp_path):
     pairs(3).drop(columns=["hypothesis"]).to_csv(tmp_path / "new.csv", index=False)
     with pytest.raises(DistilleryError, match=r"missing column\(s\) 'hypothesis' \(the model's text_pair column\)"):
         read_rows(record, tmp_path / "new.csv")
+
+
+def test_images_divided_already_are_read_with_a_warning(images, tmp_path, caplog):
+    record = input_record(images[2])  # pixels of 0..255
+    np.save(tmp_path / "divided.npy", np.full((2, 5, 4), 0.5))
+    with caplog.at_level("WARNING", logger="distillery.data.inputs"):
+        read_rows(record, tmp_path / "divided.npy")
+    assert "every pixel lies within 0..1, but the model learnt from pixels of 0..255" in caplog.text
+    assert "multiply them by 255 first" in caplog.text
+    caplog.clear()
+    np.save(tmp_path / "binary.npy", np.eye(5, 4)[None].repeat(2, axis=0))  # whole-number pixels: as the source's
+    with caplog.at_level("WARNING", logger="distillery.data.inputs"):
+        read_rows(record, tmp_path / "binary.npy")
+    assert caplog.text == ""
+
+
+def test_a_file_given_for_the_model_folder_is_named_as_such(tmp_path, images):
+    save_record(input_record(images[2]), tmp_path)
+    with pytest.raises(DistilleryError, match=r"inputs.json: a file, not a model folder"):
+        load_record(tmp_path / INPUTS_FILE)

@@ -145,8 +145,12 @@ def test_export_hands_over_the_seed_of_the_lowest_validation_nll(repo):
     assert record["seed"] == best and record["test"] == {
         "perplexity": metrics["kd"]["perplexity_seeds"][best],
         "validation_perplexity": metrics["kd"]["validation_perplexity_seeds"][best]}
-    assert record["uncommitted_changes"] and record["params"]["kd"]["method"] == "on_policy_gkd"
+    assert record["params"]["kd"]["method"] == "on_policy_gkd" and record["files_changed"] == []
+    assert record["params_changed"] == {"kd.alpha": [0.5, 1], "kd.method": ["seqkd", "on_policy_gkd"],
+                                        "kd.on_policy_gkd.student_data_fraction": [None, 1.0]}
     card = (out / "README.md").read_text()
     assert "pipeline_tag: text-generation" in card and "the best validation NLL per token" in card
     assert f"| test perplexity | {metrics['kd']['perplexity_seeds'][best]:.3f} |" in card
-    assert "| ROUGE-L F1 of the greedy test answers | — |" in card and "with uncommitted changes" in card
+    assert "| ROUGE-L F1 of the greedy test answers | — |" in card
+    assert (f"`git checkout {record['commit'][:12]}`, then `dvc exp run -S kd.alpha=1 -S kd.method=on_policy_gkd "
+            "-S ++kd.on_policy_gkd.student_data_fraction=1.0`, trains") in card

@@ -115,14 +115,16 @@ def test_export_hands_over_the_seed_best_on_validation_with_its_model_card(repo,
     record = json.loads((out / "distillation.json").read_text())
     assert (record["kind"], record["seed"], record["chosen"]) == ("kd", best, "validation")
     assert record["test"]["accuracy"] == accuracy and record["test"]["rows"] == len(predictions)
-    assert record["commit"] == run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    commit = run(["git", "rev-parse", "HEAD"], repo).stdout.strip()
+    assert (record["commit"], record["params_changed"], record["files_changed"]) == (commit, {}, [])
     assert record["metrics"] == json.loads((repo / "reports/metrics.json").read_text())
     assert record["params"]["kd"]["T"] == yaml.safe_load((repo / "params.yaml").read_text())["kd"]["T"]
     card = (out / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: transformers\ntags:\n- knowledge-distillation\n")
+    assert card.startswith("---\ntags:\n- knowledge-distillation\n")  # no library: the MLP class is the pipeline's
     assert f"It is seed {best} of the 2 trained (0, 1), the one with the best validation accuracy" in card
     assert f"| accuracy | {accuracy:.4f} |" in card and "## How it was made" in card and "](../" not in card
     assert record["students_md5"] in card and "images.npy" in card
+    assert f"`git checkout {commit[:12]} && make repro` trains `models/students/kd/seed_{best}`" in card
     assert "export/" not in run(["git", "status", "--porcelain"], repo).stdout  # git ignores it
 
     hard = run(["python", "-m", "distillery.export", "export/hard", "--kind", "hard", "--seed", "0"], repo)
@@ -132,6 +134,10 @@ def test_export_hands_over_the_seed_best_on_validation_with_its_model_card(repo,
                           (["export/kd", "--seed", "7"], "--seed 7: not among the trained seeds [0, 1]")):
         refused = run(["python", "-m", "distillery.export", *args], repo, check=False)
         assert refused.returncode == 2 and message in refused.stderr, refused.stderr
+    (out / "notes.txt").write_text("mine")
+    refused = run(["python", "-m", "distillery.export", "export/kd"], repo, check=False)
+    assert "export/kd: an earlier export, with files it did not write (notes.txt)" in refused.stderr
+    (out / "notes.txt").unlink()
     params = (repo / "params.yaml").read_text()
     (repo / "params.yaml").write_text(params.replace("  T: ", "  T: 3.5 #", 1))
     try:

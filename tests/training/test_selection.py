@@ -84,8 +84,8 @@ def test_the_report_names_the_rule_and_each_picked_step(digits):
                            {"seed": 1, "step": 80, "last_step": 300, "validation_accuracy": 0.55}]}
     text = selection_text(train, selections)
     assert "`train.select: best`" in text and "every 20 steps (ties: the earlier step)" in text
-    assert "distilled: steps 60, 300 (seeds 0, 1; validation accuracy there 0.5500)" in text
-    assert "hard: steps 40, 80 (seeds 0, 1; validation accuracy there 0.5000)" in text
+    assert "distilled: steps 60, 300 (seeds 0, 1; mean validation accuracy there 0.5500)" in text
+    assert "hard: steps 40, 80 (seeds 0, 1; mean validation accuracy there 0.5000)" in text
     assert "1 of 4 students peaked at their last evaluation" in text
     assert "chosen on validation" in budget_text(train)
     last = student_params("last")["train"]
