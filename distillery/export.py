@@ -60,7 +60,8 @@ def seed_scores(predictions, kind: str, seed: int) -> dict:
     from sklearn.metrics import f1_score
 
     predicted, labels = predictions[f"{kind}_seed{seed}"].to_numpy(), predictions["label"].to_numpy()
-    return {"rows": len(labels), "accuracy": float((predicted == labels).mean()), "errors": int((predicted != labels).sum()),
+    return {"rows": len(labels), "accuracy": float((predicted == labels).mean()),
+            "errors": int((predicted != labels).sum()),
             "macro_f1": float(f1_score(labels, predicted, average="macro")),
             "agreement": float((predicted == predictions["teacher"].to_numpy()).mean())}
 
@@ -147,8 +148,8 @@ def check_out(out: Path) -> dict | None:
     earlier = json.loads((out / RECORD_FILE).read_text())
     foreign = sorted({p.name for p in out.iterdir()} - set(earlier.get("files", [])))
     if foreign:
-        raise DistilleryError(f"{out}: an earlier export, with files it did not write ({', '.join(foreign)}); an export "
-                              "replaces the whole folder: move them, or export elsewhere and copy")
+        raise DistilleryError(f"{out}: an earlier export, with files it did not write ({', '.join(foreign)}); an "
+                              "export replaces the whole folder: move them, or export elsewhere and copy")
     return earlier
 
 
@@ -230,7 +231,8 @@ def lm_results(metrics: dict, kind: str, seed: int, scores: dict) -> list[str]:
 def inputs_text(record: dict) -> str:
     """What a classifier takes, in words, from its ``inputs.json``."""
     if record["kind"] == "array":
-        return f"images of shape {record['shape']} with pixels from 0 to {record['pixel_max']:g}, as the source gives them"
+        return (f"images of shape {record['shape']} with pixels from 0 to {record['pixel_max']:g}, as the source "
+                "gives them")
     if record["kind"] == "table":
         columns = ", ".join(f"`{c}`" for c in record["feature_columns"][:12])
         more = f" and {len(record['feature_columns']) - 12} more" if len(record["feature_columns"]) > 12 else ""
@@ -261,8 +263,8 @@ def usage(record: dict, params: dict, commit: str | None) -> list[str]:
         return [takes, "With `transformers` alone:", "", "```python", "from transformers import pipeline", "",
                 'classify = pipeline("text-classification", model=THIS_FOLDER)', "```", "", *predict]
     made = {"array": "pixels divided by their range and scaled as `inputs.json` records",
-            "table": "categories one-hot coded and columns scaled with the statistics fitted on train, as `inputs.json` "
-                     "records"}[record["kind"]]
+            "table": "categories one-hot coded and columns scaled with the statistics fitted on train, as "
+                     "`inputs.json` records"}[record["kind"]]
     return [f"{takes} It needs its inputs made as prepare made them ({made}), which predict does.", "", *predict,
             "In your own code (the model's class is the pipeline's, so distillery must be installed):", "",
             "```python", "import torch", "from transformers import AutoModelForSequenceClassification", "",
@@ -324,7 +326,8 @@ def render_card(params: dict, meta: dict, record: dict, metrics: dict, kind: str
              f"{made}, on `{meta.get('source', params['data']['source'])}`, by the distillery pipeline. It is seed "
              f"{seed} of the {len(seeds)} trained ({', '.join(map(str, seeds))}), {chosen}.", "",
              "## Results", "", *results, "", "## How it was made", "", setting, "", "## Use", "",
-             *usage(record, params, state["commit"]), "", "## Reproduce", "", *reproduce(state, kind, seed, params["reproducible_cpu"])]
+             *usage(record, params, state["commit"]), "", "## Reproduce", "",
+             *reproduce(state, kind, seed, params["reproducible_cpu"])]
     return without_local_links("\n".join(lines) + "\n")
 
 

@@ -256,7 +256,8 @@ def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
             steps = ", ".join(f"{r['step']:,}" for r in records)
             accuracy = sum(r["validation_accuracy"] for r in records) / len(records)
             parts.append(f"{KIND_WORDS.get(kind, kind)}: steps {steps} (seeds "
-                         f"{', '.join(str(r['seed']) for r in records)}; mean validation accuracy there {accuracy:.4f})")
+                         f"{', '.join(str(r['seed']) for r in records)}; mean validation accuracy there "
+                         f"{accuracy:.4f})")
     text = rule + ("; picked " + "; ".join(parts) if parts else "")
     at_end = sum(r["step"] == r["last_step"] for records in selections.values() for r in records)
     if train["select"] == "best" and at_end:
