@@ -98,7 +98,7 @@ def validate_block(raw: Any, schema: dict, path: str, source: str) -> dict:
         problem = spec.check(value) if spec.check else None
         if problem:
             raise DistilleryError(f"{source}: {where} = {value!r}: {problem}")
-        out[key] = value
+        out[key] = float(value) if spec.types == FLOAT else value  # `-S kd.T=2` reads as 2.0, as params.yaml's 4.0
     return out
 
 

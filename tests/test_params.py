@@ -72,6 +72,15 @@ def test_defaults_fill_missing_keys():
         validate({"kd": {"fitnet": {"weight": -1}}})
 
 
+def test_a_whole_number_for_a_float_param_reads_as_a_float():
+    params = validate({"kd": {"T": 2, "alpha": 1}, "train": {"learning_rate": 1}}, "p.yaml")
+    assert [type(v) for v in (params["kd"]["T"], params["kd"]["alpha"], params["train"]["learning_rate"])] == [float] * 3
+    assert params["kd"]["T"] == 2.0 and params["train"]["max_steps"] == 1500 and type(params["train"]["max_steps"]) is int
+    from distillery.methods import describe
+
+    assert describe(params["kd"]) == "`kd`, T = 2.0, alpha = 1.0"  # as `-S kd.T=2` shows in the report
+
+
 def test_mixed_precision_without_gpu_is_refused(monkeypatch):
     import torch
 
