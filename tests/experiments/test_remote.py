@@ -168,7 +168,7 @@ def test_pulled_experiment_is_shown_diffed_and_applied(shared_experiment):
 
     diff = run([*MAKE, "diff", "REV=t2"], c, env=env).stdout
     assert re.search(r"\| params\.yaml\s*\| kd\.T\s*\| 2\s*\| 4\.0\s*\|", diff), diff
-    assert "`kd`, T = 2, alpha = 0.5 (`t2`) → `kd`, T = 4.0, alpha = 0.5 (this change)" in diff, diff
+    assert "`kd`, T = 2.0, alpha = 0.5 (`t2`) → `kd`, T = 4.0, alpha = 0.5 (this change)" in diff, diff
     assert re.search(r"\| reports/metrics\.json\s*\| kd\.", diff), diff
 
     run(["dvc", "exp", "apply", "t2"], c, env=env)

@@ -140,8 +140,8 @@ def test_diff_between_commits_with_other_kd_T_shows_changed_param_and_metric(swe
     params_section = report.split("## Params")[1].split("## Changed plots")[0]
     assert re.search(r"\| params\.yaml\s*\| kd\.T\s*\| 4\.0\s*\| 2\s*\|", params_section), params_section
     assert "kd.alpha" not in params_section
-    assert re.search(r"\*\*Distillation method:\*\* `kd`, T = 4\.0, alpha = 0\.5 \(`HEAD~1`\) → `kd`, T = 2, "
-                     r"alpha = 0\.5 \(this change\)", report), report[:300]
+    assert re.search(r"\*\*Distillation method:\*\* `kd`, T = 4\.0, alpha = 0\.5 \(`HEAD~1`\) → `kd`, T = 2\.0, "
+                     r"alpha = 0\.5 \(this change\)", report), report[:300]  # params.yaml's 2 read as the float it is
     metrics_section = report.split("## Params")[0]
     assert re.search(r"\| reports/metrics\.json\s*\| kd\.nll\s*\|", metrics_section), metrics_section
     accuracy_rows = [line for line in metrics_section.splitlines() if "reports/metrics.json" in line]
