@@ -27,15 +27,14 @@ import yaml
 
 from .data.inputs import load_record
 from .data.prepared import META_FILE
-from .data.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
 from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
-from .evaluation.report import evaluated_on, load_selections, setting_table, significance_verdict
+from .evaluation.report import evaluated_on, setting_inputs, setting_table, significance_verdict
 from .evaluation.wording import counted
 from .io import atomic_dir, write_json, write_text
 from .methods import describe, get_method
-from .numerics import RECORD_FILE as NUMERICS_FILE
 from .params import load_params
+from .schema import flatten
 
 KINDS = {"kd": "distilled", "hard": "hard-label"}
 RECORD_FILE = "distillation.json"
@@ -82,18 +81,9 @@ def _tool(cmd: list[str]) -> subprocess.CompletedProcess:
                               "or run `make export`") from None
 
 
-def _flat(tree: dict) -> dict:
-    """Nested params as ``{"kd.T": 4.0, ...}`` (empty blocks kept as ``{}``)."""
-    out = {}
-    for key, value in tree.items():
-        out.update({f"{key}.{k}": v for k, v in _flat(value).items()} if isinstance(value, dict) and value
-                   else {key: value})
-    return out
-
-
 def params_changes(committed: dict | None, current: dict) -> dict:
     """params.yaml's keys whose values differ from the commit's: ``{key: [at the commit, now]}`` (None: absent)."""
-    before, now = _flat(committed or {}), _flat(current)
+    before, now = flatten(committed or {}), flatten(current)
     return {k: [before.get(k), now.get(k)] for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)}
 
 
@@ -177,7 +167,11 @@ def _mean(block: dict, key: str, fmt: str = ".4f") -> str:
     return f"{block[key]:{fmt}} ± {block[key + '_std']:{fmt}}" if key + "_std" in block else f"{block[key]:{fmt}}"
 
 
-def _results_table(header: str, rows: list[tuple[str, ...]]) -> list[str]:
+def _results_table(metrics: dict, kind: str, seed: int, rows: list[tuple[str, ...]]) -> list[str]:
+    """This model's column beside the teacher's and both kinds of student (``rows``: a name, then the four cells)."""
+    seeds = counted(metrics["kd"].get("seeds", 1), "seed")
+    header = (f"| | this model ({KINDS[kind]}, seed {seed}) | teacher | distilled students ({seeds}) "
+              f"| hard-label students ({seeds}) |")
     return [header, "|---|---|---|---|---|", *("| " + " | ".join(row) + " |" for row in rows)]
 
 
@@ -199,16 +193,14 @@ def classifier_results(metrics: dict, meta: dict, method: str, kind: str, seed: 
              _mean(kd, "validation_accuracy"), _mean(hard, "validation_accuracy")),
             ("parameters", f"{metrics[kind]['params']:,}", f"{teacher['params']:,}", f"{kd['params']:,}",
              f"{hard['params']:,}")]
-    header = (f"| | this model ({KINDS[kind]}, seed {seed}) | teacher | distilled students ({counted(seeds, 'seed')}) "
-              f"| hard-label students ({counted(seeds, 'seed')}) |")
     return [f"{evaluated_on(meta)}: {scores['rows']:,} rows; the validation row is on the split that chose each "
             "checkpoint.", "",
-            *_results_table(header, rows), "", significance_verdict(metrics["comparison"], seeds, method)]
+            *_results_table(metrics, kind, seed, rows), "", significance_verdict(metrics["comparison"], seeds, method)]
 
 
 def lm_results(metrics: dict, kind: str, seed: int, scores: dict) -> list[str]:
     """This language model's perplexities beside the teacher's and both kinds of student, and KD − hard."""
-    seeds, comparison = metrics["kd"].get("seeds", 1), metrics["comparison"]
+    comparison = metrics["comparison"]
     teacher, kd, hard = metrics["teacher"], metrics["kd"], metrics["hard"]
     rows = [("test perplexity", f"{scores['perplexity']:.3f}", f"{teacher['perplexity']:.3f}",
              _mean(kd, "perplexity", ".3f"), _mean(hard, "perplexity", ".3f")),
@@ -220,9 +212,7 @@ def lm_results(metrics: dict, kind: str, seed: int, scores: dict) -> list[str]:
     if "rouge_l" in teacher:  # answers to the test prompts: means over seeds only
         rows += [(f"{words} of the greedy test answers", "—", f"{teacher[key]:.4f}", _mean(kd, key), _mean(hard, key))
                  for key, words in (("rouge_l", "ROUGE-L F1"), ("exact_match", "exact match"))]
-    header = (f"| | this model ({KINDS[kind]}, seed {seed}) | teacher | distilled students ({counted(seeds, 'seed')}) "
-              f"| hard-label students ({counted(seeds, 'seed')}) |")
-    return ["Perplexity per token (lower is better).", "", *_results_table(header, rows), "",
+    return ["Perplexity per token (lower is better).", "", *_results_table(metrics, kind, seed, rows), "",
             f"Distilled − hard in NLL per token on test, the seeds pooled: {comparison['kd_minus_hard_nll']:+.4f} "
             f"(paired bootstrap 95 % interval {comparison['kd_minus_hard_nll_ci_low']:+.4f} to "
             f"{comparison['kd_minus_hard_nll_ci_high']:+.4f}; negative: distillation helped)."]
@@ -344,16 +334,17 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
     meta = json.loads(meta_path.read_text())
     metrics = json.loads(Path("reports/metrics.json").read_text())
     language_model = meta.get("kind") == "causal_lm"
-    selections = {k: load_selections(Path("reports/training") / k) for k in KINDS}
+    inputs = setting_inputs(params)
+    selections = inputs["selections"]
     trained = [s["seed"] for s in selections[kind]]
     by_hand = seed is not None
     if by_hand and seed not in trained:
         raise DistilleryError(f"--seed {seed}: not among the trained seeds {trained}")
     if not by_hand:
         seed = pick_seed(selections[kind], language_model)
+    selection = next(s for s in selections[kind] if s["seed"] == seed)
     key = "validation_nll" if language_model else "validation_accuracy"
-    score = next(s[key] for s in selections[kind] if s["seed"] == seed)
-    tied = [s["seed"] for s in selections[kind] if s["seed"] != seed and s[key] == score]
+    tied = [s["seed"] for s in selections[kind] if s["seed"] != seed and s[key] == selection[key]]
     chosen = ("chosen by hand (--seed)" if by_hand else
               f"the one with the best validation {'NLL per token' if language_model else 'accuracy'} at its "
               "checkpoint (never test)" + (f"; tied there with seed{'s' if len(tied) > 1 else ''} "
@@ -361,7 +352,6 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
     folder = Path(f"models/students/{kind}/seed_{seed}")
     if not folder.is_dir():
         raise DistilleryError(f"{folder}: not found: run `dvc repro` first")
-    selection = next(s for s in selections[kind] if s["seed"] == seed)
     if language_model:
         scores = lm_seed_scores(metrics, kind, trained, seed)
         results = lm_results(metrics, kind, seed, scores)
@@ -370,11 +360,7 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
         scores = seed_scores(pd.read_csv("reports/eval/predictions.csv"), kind, seed)
         results = classifier_results(metrics, meta, params["kd"]["method"], kind, seed, scores,
                                      selection["validation_accuracy"])
-        summary = TRANSFER_LOGITS / SUMMARY_FILE
-        transfer = json.loads(summary.read_text()) if enabled(params["data"]["transfer"]) and summary.exists() else None
-        numerics_file = Path("reports/eval") / NUMERICS_FILE
-        numerics = json.loads(numerics_file.read_text()) if numerics_file.exists() else None
-        setting = setting_table(params, meta, metrics, transfer, selections, numerics)
+        setting = setting_table(params, meta, metrics, **inputs)
     files = sorted({p.name for p in folder.iterdir()} | {CARD_FILE, RECORD_FILE})
     record = {"kind": kind, "seed": seed, "chosen": "by hand" if by_hand else "validation", "selection": selection,
               "test": scores, **state, "files": files, "params": params, "metrics": metrics}

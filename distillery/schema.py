@@ -110,5 +110,15 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+def flatten(tree: dict, prefix: str = "") -> dict:
+    """Nested params as one level of dotted keys: ``{"kd": {"T": 4.0}}`` -> ``{"kd.T": 4.0}`` (empty blocks
+    vanish)."""
+    out = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        out.update(flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
+    return out
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key

@@ -9,10 +9,8 @@ from distillery.cli import run_stage
 from distillery.data.prepared import load_prepared
 from distillery.io import read_logits, write_text
 from distillery.methods import get_method
-from distillery.numerics import RECORD_FILE
 from distillery.params import load_params
-from distillery.evaluation.report import load_selections, render_report
-from distillery.data.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
+from distillery.evaluation.report import load_selections, render_report, setting_inputs
 
 OUT = Path("reports/plots")
 EVAL = Path("reports/eval")
@@ -57,13 +55,8 @@ def main() -> None:
 
     metrics = json.loads(Path("reports/metrics.json").read_text())
     pngs = sorted(p.name for p in OUT.glob("*.png"))
-    summary = TRANSFER_LOGITS / SUMMARY_FILE
-    transfer = json.loads(summary.read_text()) if enabled(params["data"]["transfer"]) and summary.exists() else None
-    selections = {kind: load_selections(Path("reports/training") / kind) for kind in ("kd", "hard")}
-    record = EVAL / RECORD_FILE
-    numerics = json.loads(record.read_text()) if record.exists() else None
-    write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, None, pngs, transfer,
-                                                        selections, numerics))
+    write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, None, pngs,
+                                                        **setting_inputs(params)))
     print(f"wrote {pngs} to {OUT} and reports/report.md")
 
 

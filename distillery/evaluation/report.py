@@ -242,6 +242,19 @@ def load_selections(curves_root: Path) -> list[dict]:
     return [{"seed": int(p.parent.name.split("_")[1]), **json.loads(p.read_text())} for p in paths]
 
 
+def setting_inputs(params: dict) -> dict:
+    """What ``setting_table`` reads beyond the params, from a reproduced workspace: the transfer set's summary (when
+    data.transfer is on), each kind's checkpoint records and evaluate's record of its CPU numerics."""
+    from ..data.transfer import SUMMARY_FILE, TRANSFER_LOGITS, enabled
+    from ..numerics import RECORD_FILE
+
+    summary, numerics = TRANSFER_LOGITS / SUMMARY_FILE, Path("reports/eval") / RECORD_FILE
+    return {"transfer": json.loads(summary.read_text()) if enabled(params["data"]["transfer"]) and summary.exists()
+            else None,
+            "selections": {kind: load_selections(Path("reports/training") / kind) for kind in ("kd", "hard")},
+            "numerics": json.loads(numerics.read_text()) if numerics.exists() else None}
+
+
 def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
     """The checkpoint row of the setting table: ``train.select``'s rule, and per model (``selections``: kind ->
     each seed's ``selection.json``) the step it picked and its validation accuracy there."""

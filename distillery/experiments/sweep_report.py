@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..errors import DistilleryError
 from ..io import DISTILL_SECONDS_LINE
+from ..schema import flatten
 
 METRICS_FILE = "reports/metrics.json"
 PARAMS_FILE = "params.yaml"
@@ -35,14 +36,6 @@ LM_COMPARISON = ("kd_minus_hard_nll", "kd_minus_hard_nll_ci_low", "kd_minus_hard
                  "kd_minus_hard_rouge_l", "kd_minus_hard_rouge_l_ci_low", "kd_minus_hard_rouge_l_ci_high")
 REPORT = Path("reports/sweep.md")
 PLOTS = Path("reports/sweep")
-
-
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        out.update(_flatten(value, f"{name}.") if isinstance(value, dict) else {name: value})
-    return out
 
 
 def experiments(shown: list[dict], names: list[str] | None = None) -> pd.DataFrame:
@@ -66,7 +59,7 @@ def experiments(shown: list[dict], names: list[str] | None = None) -> pd.DataFra
             if rev.get("error") or not metrics or not params:
                 continue
             row = {"name": exp.get("name") or rev["rev"][:7], "rev": rev["rev"], "baseline": commit["rev"]}
-            row.update({f"param:{k}": v for k, v in _flatten(params).items()})
+            row.update({f"param:{k}": v for k, v in flatten(params).items()})
             row.setdefault("param:kd.method", "kd")
             comparison = metrics.get("comparison") or {}
             language_model = "perplexity" in metrics["kd"]
