@@ -82,20 +82,26 @@ def _tool(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def params_changes(committed: dict | None, current: dict) -> dict:
-    """params.yaml's keys whose values differ from the commit's: ``{key: [at the commit, now]}`` (None: absent)."""
+    """params.yaml's keys whose values differ from the commit's: ``{key: {"commit": value, "now": value}}``, a side
+    left out where the key is absent there (an explicit ``null`` is kept as None)."""
     before, now = flatten(committed or {}), flatten(current)
-    return {k: [before.get(k), now.get(k)] for k in sorted(before.keys() | now.keys()) if before.get(k) != now.get(k)}
+    changes = {}
+    for key in sorted(before.keys() | now.keys()):
+        if key in before and key in now and before[key] == now[key]:
+            continue
+        changes[key] = ({"commit": before[key]} if key in before else {}) | ({"now": now[key]} if key in now else {})
+    return changes
 
 
 def set_args(changes: dict) -> str | None:
-    """The ``dvc exp run`` options that turn the commit's params.yaml into this one, or None when a key was removed
-    (``-S`` cannot say that)."""
-    if any(now is None for _, now in changes.values()):
+    """The ``dvc exp run`` options that turn the commit's params.yaml into this one (``++`` for a key new since the
+    commit), or None when a key was removed (``-S`` cannot say that)."""
+    if any("now" not in change for change in changes.values()):
         return None
     parts = []
-    for key, (before, now) in changes.items():
-        value = yaml.safe_dump(now, default_flow_style=True, width=1000).removesuffix("...\n").strip()
-        parts.append("-S " + shlex.quote(f"{'' if before is not None else '++'}{key}={value}"))
+    for key, change in changes.items():
+        value = yaml.safe_dump(change["now"], default_flow_style=True, width=1000).removesuffix("...\n").strip()
+        parts.append("-S " + shlex.quote(f"{'' if 'commit' in change else '++'}{key}={value}"))
     return " ".join(parts)
 
 
@@ -278,8 +284,8 @@ def reproduce(state: dict, kind: str, seed: int, level: str) -> list[str]:
     if not changes:
         how = f"`git checkout {commit[:12]} && make repro` trains {folder}, these files, again, with {bits}."
     else:
-        listed = "; ".join(f"`{k}` = {now!r} ({'absent' if before is None else repr(before)} there)"
-                           for k, (before, now) in changes.items())
+        listed = "; ".join((f"`{k}` = {c['now']!r}" if "now" in c else f"`{k}` removed")
+                           + f" ({repr(c['commit']) if 'commit' in c else 'absent'} there)" for k, c in changes.items())
         args = set_args(changes)
         how = (f"Its params.yaml differs from the commit's: {listed} (an experiment, e.g. `dvc exp run`). "
                + (f"`git checkout {commit[:12]}`, then `dvc exp run {args}`, trains {folder}, these files, again, "

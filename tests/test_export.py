@@ -72,15 +72,21 @@ def test_out_may_be_new_empty_or_an_earlier_export_of_its_own_files_only(tmp_pat
 
 
 def test_params_changed_since_the_commit_and_the_options_that_make_them():
-    committed = {"kd": {"T": 4.0, "alpha": 0.5, "method": "kd"}, "train": {"seeds": [0, 1]}, "teachers": {}}
+    committed = {"kd": {"T": 4.0, "alpha": 0.5, "method": "kd"}, "train": {"seeds": [0, 1]}, "teachers": {},
+                 "teacher": {"logits_top_k": 5}}
     current = {"kd": {"T": 2, "alpha": 0.5, "method": "dkd", "dkd": {"beta": 4.0}}, "train": {"seeds": [0, 1, 2]},
-               "teachers": {}}
+               "teachers": {}, "teacher": {"logits_top_k": None}}
     changes = params_changes(committed, current)
-    assert changes == {"kd.T": [4.0, 2], "kd.dkd.beta": [None, 4.0], "kd.method": ["kd", "dkd"],
-                       "train.seeds": [[0, 1], [0, 1, 2]]}
-    assert set_args(changes) == "-S kd.T=2 -S ++kd.dkd.beta=4.0 -S kd.method=dkd -S 'train.seeds=[0, 1, 2]'"
+    assert changes == {"kd.T": {"commit": 4.0, "now": 2}, "kd.dkd.beta": {"now": 4.0},
+                       "kd.method": {"commit": "kd", "now": "dkd"}, "teacher.logits_top_k": {"commit": 5, "now": None},
+                       "train.seeds": {"commit": [0, 1], "now": [0, 1, 2]}}
+    # an explicit null is a value -S can set, not a removed key
+    assert set_args(changes) == ("-S kd.T=2 -S ++kd.dkd.beta=4.0 -S kd.method=dkd -S teacher.logits_top_k=null "
+                                 "-S 'train.seeds=[0, 1, 2]'")
     assert params_changes(current, current) == {}
-    assert set_args(params_changes(current, committed)) is None  # kd.dkd.beta removed: -S cannot say it
+    removed = params_changes(current, committed)
+    assert removed["kd.dkd.beta"] == {"commit": 4.0}
+    assert set_args(removed) is None  # kd.dkd.beta removed: -S cannot say it
 
 
 def test_links_into_the_repository_become_their_text():

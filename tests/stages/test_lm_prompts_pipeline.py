@@ -146,8 +146,9 @@ def test_export_hands_over_the_seed_of_the_lowest_validation_nll(repo):
         "perplexity": metrics["kd"]["perplexity_seeds"][best],
         "validation_perplexity": metrics["kd"]["validation_perplexity_seeds"][best]}
     assert record["params"]["kd"]["method"] == "on_policy_gkd" and record["files_changed"] == []
-    assert record["params_changed"] == {"kd.alpha": [0.5, 1], "kd.method": ["seqkd", "on_policy_gkd"],
-                                        "kd.on_policy_gkd.student_data_fraction": [None, 1.0]}
+    assert record["params_changed"] == {"kd.alpha": {"commit": 0.5, "now": 1},
+                                        "kd.method": {"commit": "seqkd", "now": "on_policy_gkd"},
+                                        "kd.on_policy_gkd.student_data_fraction": {"now": 1.0}}
     card = (out / "README.md").read_text()
     assert "pipeline_tag: text-generation" in card and "the best validation NLL per token" in card
     assert f"| test perplexity | {metrics['kd']['perplexity_seeds'][best]:.3f} |" in card
