@@ -4,12 +4,14 @@ and on simulated others (each library capped through its own environment variabl
 instructions would have it), unpinned and pinned.
 
 Run: `python bench/cpu_paths.py`. Prints a table of weight hashes (same hash = same bits) and int8 agreement with
-fp32; raw results: bench/results/cpu_paths.json.
+fp32, and whether the pinned weights are the bits of the last recorded run (run it on another vendor's CPU: the
+vendor check for each model); raw results: bench/results/cpu_paths.json.
 """
 from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -81,10 +83,34 @@ print(json.dumps(out))
 '''
 
 
+PINNED = "this CPU, pinned avx2"
+
+
+def cpu_model() -> str:
+    """The CPU's model name as Linux lists it, or the platform's processor string."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def against_last_run(last: dict | None, now: dict) -> str:
+    """Whether the pinned weights here are the bits of the last recorded run (another CPU's, where it was one)."""
+    if not last or PINNED not in last.get("runs", {}):
+        return "no earlier run recorded to compare the pinned weights with"
+    before, here = last["runs"][PINNED], now["runs"][PINNED]
+    verdicts = ", ".join(f"{model.upper()} {'same' if before[model] == here[model] else 'DIFFERENT'}"
+                         for model in ("mlp", "cnn", "bert"))
+    return (f"pinned avx2 here ({now['cpu']}) against the last recorded run ({last['date']}, "
+            f"{last.get('cpu', 'CPU not recorded')}): {verdicts}")
+
+
 def main() -> None:
     clean = {k: v for k, v in os.environ.items() if k not in {*AVX2_CPU, *SSE_CPU, "MKL_CBWR"}}
+    last = json.loads(RESULTS.read_text()) if RESULTS.exists() else None
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": "python bench/cpu_paths.py",
-              "runs": {}}
+              "cpu": cpu_model(), "runs": {}}
     for name, env in RUNS.items():
         done = subprocess.run([sys.executable, "-c", PROBE], env={**clean, **env}, capture_output=True, text=True,
                               check=True)
@@ -96,6 +122,7 @@ def main() -> None:
         print(f"| {name} | {r['torch_cpu_capability']} | {r['mlp']} | {r['cnn']} | {r['bert']} | "
               f"{r['int8_8bit']['agreement']:.3f} ({r['int8_8bit']['hash']}) | "
               f"{r['int8_7bit']['agreement']:.3f} ({r['int8_7bit']['hash']}) |")
+    print(against_last_run(last, result))
     print(f"wrote {RESULTS.relative_to(REPO)}")
 
 
