@@ -28,7 +28,7 @@ from ..methods import HARD, Method
 from ..models.causal_lm import build_causal_lm, check_same_vocabulary, checked_checkpoint_config, has_next, \
     padded
 from ..token_logits import TokenLogits, check_token_top_k, load_token_logits
-from .runs import CHECKPOINT_ROOT, run_conditions, seeded, train_once, weights_fingerprint
+from .runs import CHECKPOINT_ROOT, run_conditions, run_environment, seeded, train_once, weights_fingerprint
 
 METRIC = "nll"  # language models are selected by the validation NLL per token
 
@@ -150,7 +150,8 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
                 save_record(input_record(prepared), tmp)
         return
     check_precision(tp["precision"], "teacher.train.precision")
-    run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(block, max_length, *corpus_key(prepared), live_dir is not None)
+    key = fingerprint(block, max_length, run_environment(params), *corpus_key(prepared), live_dir is not None)
+    run_dir = CHECKPOINT_ROOT / "teacher" / key
     train = {k: v for k, v in tp.items() if k not in ("early_stopping_patience", "jitter")}
     finished = train_once(run_dir, lambda: model, seed=block["seed"], with_curves=live_dir is not None,
                           tokenizer=tokenizer, train_params=train, early_stopping_patience=tp["early_stopping_patience"],

@@ -247,23 +247,44 @@ def without_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
-def run_conditions(params: dict) -> dict:
-    """What one seed's run depends on besides the model, the data and the method: the ``train`` params but
-    ``seeds`` (so a seed's run, and its fingerprint, is the same whatever other seeds the list holds), the code
-    (``source_digest`` and the versions of transformers and accelerate) and what changes the bits of the same
-    computation: the CPU numerics in force (``numerics.record``: the pinned level and variables, torch's kernels,
-    threads and version), ``cpu_threads``, the number of processes and the device."""
+def run_environment(params: dict) -> dict:
+    """What changes the bits of the same computation, for a run's fingerprint: the code (``source_digest`` and the
+    versions of transformers and accelerate), the CPU numerics in force (``numerics.record``: the pinned level and
+    variables, torch's kernels, threads and version), ``cpu_threads``, the number of processes and the device."""
     import accelerate
     import transformers
 
     from .. import distributed
     from ..numerics import record
 
-    return {"train": {key: value for key, value in params["train"].items() if key != "seeds"},
-            "code": source_digest(), "transformers": transformers.__version__, "accelerate": accelerate.__version__,
+    return {"code": source_digest(), "transformers": transformers.__version__, "accelerate": accelerate.__version__,
             "numerics": record(params.get("reproducible_cpu")), "cpu_threads": params.get("cpu_threads"),
             "processes": distributed.processes(),
             "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+
+
+def run_conditions(params: dict) -> dict:
+    """What one student seed's run depends on besides the model, the data and the method: the ``train`` params but
+    ``seeds`` (so a seed's run, and its fingerprint, is the same whatever other seeds the list holds) and
+    ``run_environment``."""
+    return {"train": {key: value for key, value in params["train"].items() if key != "seeds"},
+            **run_environment(params)}
+
+
+def data_key(prepared, *splits) -> str:
+    """What a run's fingerprint takes of its data: the label names and input shape, and each split's ids, labels
+    and inputs (the arrays with their dtype and shape, or a text split's text columns). Another scaling, feature
+    column, class list or text is another run, never a run trained on other inputs reused or resumed."""
+    from ..models.tokenization import TEXT_COLUMNS
+
+    parts = [list(prepared.label_names), list(prepared.input_shape)]
+    for split in splits:
+        parts += [split.ids, split.labels]
+        if split.inputs is not None:
+            parts += [str(split.inputs.dtype), list(split.inputs.shape), split.inputs]
+        if split.dataset is not None:
+            parts += [list(split.dataset[c]) for c in TEXT_COLUMNS if c in split.dataset.column_names]
+    return fingerprint(*parts)
 
 
 def keep_published(run_dirs: list[Path], out_dir: Path) -> None:

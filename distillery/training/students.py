@@ -24,8 +24,8 @@ from ..models.zoo import build_model
 from ..data.inputs import input_record, save_record
 from ..data.omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from ..data.prepared import Prepared
-from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, copy_selection, keep_published, run_conditions, \
-    save_timings, seeded, train_once, train_runtime, weights_fingerprint
+from .runs import CHECKPOINT_ROOT, CURVES, FINISHED_MODEL, copy_selection, data_key, keep_published, \
+    run_conditions, save_timings, seeded, train_once, train_runtime, weights_fingerprint
 from ..models.text import build_text_model, copy_teacher_layers, text_tokenizer
 
 TEACHER_DIR = Path("models/teacher")
@@ -221,13 +221,13 @@ def train_students(
         return student if helpers is None and not peers else Distillee(student, helpers, peers)
 
     with_curves = live_root is not None
-    conditions = run_conditions(params)
+    conditions, inputs_key = run_conditions(params), data_key(prepared, train, val)
 
     def train_seed(seed: int) -> list[Path]:
         """Train the seed's student (each generation in turn) and return the run directory of each generation."""
         # {"model": ...}: the value params["student"] had before student.quantize, which only evaluate reads
-        run_id = fingerprint({"model": params["student"]["model"]}, conditions, seed, train.ids,
-                             train.labels, val.ids, with_curves, *run_parts)
+        run_id = fingerprint({"model": params["student"]["model"]}, conditions, seed, inputs_key, with_curves,
+                             *run_parts)
         run_dirs, data, make = [], first_data, make_model
         for k in range(1, generations + 1):
             if k > 1:

@@ -16,7 +16,7 @@ from ..errors import DistilleryError
 from ..io import atomic_dir, fingerprint
 from ..models.zoo import build_model, check_safetensors, load_model
 from ..data.prepared import Prepared
-from .runs import CHECKPOINT_ROOT, CURVES, copy_selection, save_timings, seeded, train_once
+from .runs import CHECKPOINT_ROOT, CURVES, copy_selection, data_key, run_environment, save_timings, seeded, train_once
 from ..models.text import build_text_model, check_label_count, saved_tokenizer
 
 REFERENCE_FILE = "teacher.json"
@@ -99,7 +99,8 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
 
     check_precision(tp["train"]["precision"], f"{where}.train.precision")
     train, val = prepared.splits["train"], prepared.splits["validation"]
-    run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(tp, train.ids, train.labels, val.ids, live_dir is not None)
+    run_dir = CHECKPOINT_ROOT / "teacher" / fingerprint(tp, run_environment(params), data_key(prepared, train, val),
+                                                        live_dir is not None)
     if tp["model"]["arch"] == "hf":
         from ..models.tokenization import tokenize, training_columns
 

@@ -5,12 +5,13 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from distillery.io import fingerprint
 from distillery.training import runs
-from distillery.training.runs import (CURVES, PUBLISHED, TIMINGS, is_timing, keep_published,
+from distillery.training.runs import (CURVES, PUBLISHED, TIMINGS, data_key, is_timing, keep_published,
                                       last_complete_checkpoint, live_callback, run_conditions, source_digest,
                                       truncate_curves)
 
@@ -185,6 +186,32 @@ def test_a_runs_conditions_leave_out_the_other_seeds_and_hold_the_numerics(monke
     before = fingerprint(run_conditions(native))
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "default")  # another CPU's kernels in force, as the variable says
     assert fingerprint(run_conditions(native)) != before
+
+
+def test_the_data_key_holds_the_inputs_labels_classes_and_text_of_the_splits(digits):
+    import dataclasses
+
+    import datasets
+
+    train, val = digits.splits["train"], digits.splits["validation"]
+    key = data_key(digits, train, val)
+    assert data_key(digits, train, val) == key
+    scaled = dataclasses.replace(train, inputs=train.inputs * 2)
+    column_dropped = dataclasses.replace(train, inputs=train.inputs.reshape(len(train.ids), -1)[:, :-1].copy())
+    relabelled = dataclasses.replace(val, labels=val.labels[::-1].copy())
+    for other in (data_key(digits, scaled, val), data_key(digits, column_dropped, val),
+                  data_key(digits, train, relabelled),
+                  data_key(dataclasses.replace(digits, label_names=[*digits.label_names, "extra"]), train, val)):
+        assert other != key
+    as_float64 = dataclasses.replace(train, inputs=train.inputs.astype(np.float64))
+    assert data_key(digits, as_float64, val) != key  # the same values, other bytes and dtype
+
+    def text(sentences):
+        table = datasets.Dataset.from_dict({"id": [0, 1], "text": sentences, "label": [0, 1]})
+        return dataclasses.replace(train, ids=np.arange(2), labels=np.array([0, 1]), inputs=None, dataset=table)
+
+    assert data_key(digits, text(["good", "bad"])) == data_key(digits, text(["good", "bad"]))
+    assert data_key(digits, text(["good", "bad"])) != data_key(digits, text(["Good", "bad"]))
 
 
 def test_the_source_digest_follows_the_code_of_every_python_file_of_the_package(tmp_path):

@@ -116,6 +116,35 @@ def test_more_seeds_train_only_the_new_ones(digits, tmp_path, monkeypatch):
     assert len(list((tmp_path / ".cache" / "checkpoints" / "hard").iterdir())) == 2
 
 
+def test_a_finished_hard_run_is_not_reused_for_other_inputs_with_the_same_ids_and_labels(digits, tmp_path,
+                                                                                          monkeypatch):
+    """The hard students have no teacher logits to tell two datasets apart: another scaling of the same rows, or
+    another class list, must train anew, not reuse the run kept from before (a wrong hard baseline)."""
+    import dataclasses
+
+    import distillery.training.trainer as trainer
+
+    trained = []
+
+    def counting(*args, seed, **kwargs):
+        trained.append(seed)
+        return train_model(*args, seed=seed, **kwargs)
+
+    train_model = trainer.train_model
+    monkeypatch.setattr(trainer, "train_model", counting)
+    params = make_params(train={"seeds": [0]})
+    first = weights(train("hard", params, digits, tmp_path, "students", keep_runs=True), 0)
+    rescaled = dataclasses.replace(digits, splits={name: dataclasses.replace(split, inputs=split.inputs * 0.5)
+                                                   for name, split in digits.splits.items()})
+    other = weights(train("hard", params, rescaled, tmp_path, "students", keep_runs=True), 0)
+    renamed = dataclasses.replace(digits, label_names=[f"digit {name}" for name in digits.label_names])
+    train("hard", params, renamed, tmp_path, "students", keep_runs=True)
+    assert trained == [0, 0, 0]
+    assert not torch.equal(other["net.1.weight"], first["net.1.weight"])
+    train("hard", params, renamed, tmp_path, "students", keep_runs=True)  # the same inputs again: reused
+    assert trained == [0, 0, 0]
+
+
 def test_ce_and_kd_terms_are_logged_separately(digits, tmp_path):
     params = make_params(train={"seeds": [0]})
     (tmp_path / "l").mkdir()
