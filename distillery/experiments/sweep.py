@@ -5,7 +5,8 @@
 1. refuses when untracked files sit under the pipeline's code or params: queued experiments run
    in temporary copies that take git-tracked files only, so the sweep would silently miss them;
 2. checks every grid point against the params schema before anything runs, and refuses a grid over ``data.*``
-   when the data lies outside the repo (queued experiments run in temporary copies where it does not resolve);
+   when a data file lies outside the repo or is tracked by neither git nor DVC (queued experiments run in temporary
+   copies that lack it);
 3. reproduces the workspace, so the stages the grid does not touch (teacher, its logits, the
    hard baseline) are computed once and every experiment restores them from the cache;
 4. queues each ``;``-separated group with ``dvc exp run --queue -S key=v1,v2 ...`` (DVC expands
@@ -17,6 +18,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import re
 import subprocess
@@ -98,22 +100,54 @@ def data_paths(data: dict) -> dict[str, str]:
     return paths
 
 
-def refuse_data_outside_repo(points: list[dict[str, object]], params_path: Path, root: Path = Path(".")) -> None:
-    """A grid point that changes ``data.*`` re-runs ``prepare``, which in DVC's queue runs in a temporary copy of the
-    repo: a data path that leaves the repo (``../shared/data/...``) does not resolve there. Refused, naming both."""
-    changes = sorted({key for point in points for key in point if key.startswith("data.")})
-    if not changes:
+def with_point(data: dict, point: dict[str, object]) -> dict:
+    """The ``data`` block with a grid point's ``data.*`` values put in."""
+    data = copy.deepcopy(data)
+    for key, value in point.items():
+        if key.startswith("data."):
+            node = data
+            *parents, leaf = key.split(".")[1:]
+            for name in parents:
+                node = node.setdefault(name, {})
+            node[leaf] = value
+    return data
+
+
+def in_a_copy(path: Path, root: Path) -> bool:
+    """Whether a queued copy of the repo at ``root`` holds ``path`` (inside it): git tracks it, or DVC does (a
+    ``.dvc`` file beside it or beside a folder above it)."""
+    relative = path.resolve().relative_to(root.resolve())
+    listed = subprocess.run(["git", "ls-files", "--error-unmatch", "--", str(relative)], cwd=root,
+                            capture_output=True)
+    return listed.returncode == 0 or any((root / part.parent / f"{part.name}.dvc").exists()
+                                         for part in [relative, *relative.parents[:-1]])
+
+
+def refuse_data_a_copy_lacks(changed: list[str], datas: list[dict], root: Path = Path(".")) -> None:
+    """Experiments that change ``data.*`` (``changed``) re-run ``prepare``, which in DVC's queue runs in a temporary
+    copy of the repo: a data file there must be inside the repo and tracked by git or DVC. ``datas``: every ``data``
+    block the experiments may run with. Refused, naming the keys and the path."""
+    if not changed:
         return
-    data = yaml.safe_load(params_path.read_text()).get("data", {})
     top = root.resolve()
-    outside = {key: path for key, path in data_paths(data).items()
-               if not Path(path).is_absolute() and not (top / path).resolve().is_relative_to(top)}
-    if outside:
-        key, path = next(iter(outside.items()))
-        raise DistilleryError(
-            f"GRID changes {', '.join(changes)}, which re-runs prepare, and {key} = {path!r} lies outside the repo: "
-            "queued experiments run in a temporary copy of the repo where that path does not resolve. Run these "
-            "points one at a time with `dvc exp run -S ...` in the workspace, or give the data an absolute path")
+    paths = {}
+    for data in datas:
+        paths.update(data_paths(data))
+    for key, path in paths.items():
+        if Path(path).is_absolute():
+            continue
+        where = (top / path).resolve()
+        lead = f"{', '.join(changed)} re-runs prepare, and {key} = {path!r}"
+        if not where.is_relative_to(top):
+            raise DistilleryError(
+                f"{lead} lies outside the repo: queued experiments run in a temporary copy of the repo where that "
+                "path does not resolve. Run these points one at a time with `dvc exp run -S ...` in the workspace, "
+                "or give the data an absolute path")
+        if where.exists() and not in_a_copy(where, top):
+            raise DistilleryError(
+                f"{lead} is tracked by neither git nor DVC: queued experiments run in a temporary copy of the repo "
+                f"that holds tracked files only. `dvc add {path}` (or `git add` a small file) and commit, or run "
+                "these points one at a time with `dvc exp run -S ...` in the workspace")
 
 
 def untracked_code(root: Path = Path(".")) -> list[str]:
@@ -183,7 +217,9 @@ def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> tuple[str, dic
     refuse_untracked()
     groups = parse_grid(grid)
     points = check_grid(groups, Path("params.yaml"))
-    refuse_data_outside_repo(points, Path("params.yaml"))
+    data = yaml.safe_load(Path("params.yaml").read_text()).get("data", {})
+    refuse_data_a_copy_lacks(sorted({key for point in points for key in point if key.startswith("data.")}),
+                             [with_point(data, point) for point in points])
     print(f"sweep: {len(points)} experiments from {grid!r}", flush=True)
     print("sweep: reproducing the workspace so shared stages run once (dvc repro)", flush=True)
     if subprocess.run(["dvc", "repro"]).returncode != 0:

@@ -32,7 +32,7 @@ import yaml
 from ..cli import quiet_torchao
 from ..errors import DistilleryError, exit_on_error
 from .study import apply_command, best
-from .sweep import refuse_untracked
+from .sweep import refuse_data_a_copy_lacks, refuse_untracked, with_point
 
 METRICS_FILE = "reports/metrics.json"
 MAX_RETRY = 1  # a killed worker's trial is run once more; a second kill leaves it failed (and counted)
@@ -202,6 +202,10 @@ def run_tune(jobs: int, trials: int | None) -> int:
     from .sweep_report import write_report
 
     tune, space = load_tune()
+    data = yaml.safe_load(Path("params.yaml").read_text()).get("data", {})
+    changed = sorted(key for key in space if key.startswith("data."))
+    refuse_data_a_copy_lacks(changed, [data, *(with_point(data, {key: value}) for key in changed
+                                               if space[key][0] == "choices" for value in space[key][1])])
     budget = trials or tune["trials"]
     study = open_study(tune, open_storage(tune))
     refuse_untracked()

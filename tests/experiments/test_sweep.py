@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -354,16 +355,29 @@ def test_an_experiment_without_metrics_is_named_missing_and_the_sweep_fails(tmp_
     assert "4 experiments queued, 3 with metrics, **1 missing**." in (tmp_path / "reports/sweep.md").read_text()
 
 
-def test_a_grid_over_data_with_data_outside_the_repo_is_refused(tmp_path):
-    from distillery.experiments.sweep import refuse_data_outside_repo
+def test_a_grid_over_data_with_data_a_queued_copy_lacks_is_refused(tmp_path):
+    from distillery.experiments.sweep import refuse_data_a_copy_lacks, with_point
 
-    (tmp_path / "repo").mkdir()
-    params = tmp_path / "repo" / "params.yaml"
-    params.write_text(yaml.safe_dump({"data": {"source": "files", "files": {
-        "train": "../shared/train.tsv", "validation": "data/validation.tsv"}, "transfer": {"augment": 1}}}))
-    with pytest.raises(DistilleryError, match=r"data.transfer.augment, which re-runs prepare, and data.files.train = "
+    repo = tmp_path / "repo"
+    (repo / "data").mkdir(parents=True)
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    data = {"source": "files", "files": {"train": "../shared/train.tsv", "validation": "data/validation.tsv"},
+            "transfer": {"augment": 1}}
+    with pytest.raises(DistilleryError, match=r"data.transfer.augment re-runs prepare, and data.files.train = "
                                               r"'../shared/train.tsv' lies outside the repo"):
-        refuse_data_outside_repo([{"data.transfer.augment": 0}], params, tmp_path / "repo")
-    refuse_data_outside_repo([{"kd.T": 2.0}], params, tmp_path / "repo")  # prepare does not re-run
-    params.write_text(yaml.safe_dump({"data": {"source": f"file:{tmp_path / 'all.csv'}"}}))  # absolute: resolves
-    refuse_data_outside_repo([{"data.split_seed": 1}], params, tmp_path / "repo")
+        refuse_data_a_copy_lacks(["data.transfer.augment"], [data], repo)
+    refuse_data_a_copy_lacks([], [data], repo)  # kd.T only: prepare does not re-run
+    refuse_data_a_copy_lacks(["data.split_seed"], [{"source": f"file:{tmp_path / 'all.csv'}"}], repo)  # absolute
+
+    (repo / "wine.csv").write_text("id,label\n")  # in the repo, but untracked: not in a queued copy
+    point = {"data.source": "file:wine.csv", "data.scaling": "minmax"}
+    assert with_point({"source": "sklearn:digits", "scaling": "auto"}, point) == {"source": "file:wine.csv",
+                                                                                   "scaling": "minmax"}
+    with pytest.raises(DistilleryError, match=r"data.scaling, data.source re-runs prepare, and data.source = "
+                                              r"'wine.csv' is tracked by neither git nor DVC: .*`dvc add wine.csv`"):
+        refuse_data_a_copy_lacks(["data.scaling", "data.source"], [with_point({}, point)], repo)
+    subprocess.run(["git", "add", "wine.csv"], cwd=repo, check=True)
+    refuse_data_a_copy_lacks(["data.scaling"], [with_point({}, point)], repo)
+    (repo / "data" / "big.csv").write_text("id,label\n")
+    (repo / "data.dvc").write_text("outs:\n- path: data\n")  # DVC tracks the folder above it
+    refuse_data_a_copy_lacks(["data.scaling"], [{"source": "file:data/big.csv"}], repo)

@@ -72,6 +72,25 @@ def test_a_storage_that_cannot_be_opened_is_refused_before_any_work(tmp_path, mo
     assert "error: params.yaml: tune.storage = " in capsys.readouterr().err
 
 
+def test_a_space_over_data_with_a_file_a_queued_copy_lacks_is_refused_before_the_study(tmp_path, monkeypatch,
+                                                                                          capsys):
+    from distillery.experiments import tune
+
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "wine.csv").write_text("id,label\n")  # untracked: not in the copies trials run in
+    storage = f"sqlite:///{tmp_path}/tune.db"
+    (tmp_path / "params.yaml").write_text(json.dumps({
+        "data": {"source": "file:wine.csv", "label_column": "label", "feature_columns": "all"},
+        "tune": {"storage": storage, "space": {"data.scaling": {"choices": ["standard", "minmax"]}}}}))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        tune.main(["--jobs", "1"])
+    assert exit_.value.code == 2
+    assert ("error: data.scaling re-runs prepare, and data.source = 'wine.csv' is tracked by neither git nor DVC"
+            in capsys.readouterr().err)
+    assert not (tmp_path / "tune.db").exists()
+
+
 @pytest.mark.parametrize("args, message", [(["--jobs", "0"], "JOBS = 0: must be >= 1"),
                                            (["--trials", "0"], "TRIALS = 0: must be >= 1")])
 def test_bad_jobs_or_trials_are_refused(args, message, capsys):
