@@ -52,6 +52,7 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	touch $@
 
 repro: setup
+	python -m distillery.data.sources   # a data file params.yaml names changed since prepare read it: run it again
 	dvc repro
 	python -m distillery.evaluation.report reports/metrics.json
 

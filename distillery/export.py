@@ -27,6 +27,7 @@ import yaml
 
 from .data.inputs import load_record
 from .data.prepared import META_FILE
+from .data.sources import RECORD_KEY, STAGE_RECORDS, in_repo_copy, stale_stages
 from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
 from .evaluation.report import evaluated_on, setting_inputs, setting_table, significance_verdict
@@ -115,6 +116,11 @@ def workspace_state(kind: str) -> dict:
     if changed:
         raise DistilleryError(f"the workspace's outputs are not those of its params and code (dvc status: "
                               f"{', '.join(sorted(changed))} changed): run `dvc repro` first")
+    stale = stale_stages()
+    if stale:
+        raise DistilleryError("data files changed since the stages read them, which DVC does not watch ("
+                              + "; ".join(f"{stage}: {', '.join(changes)}" for stage, changes in stale.items())
+                              + "): `make repro` runs those stages again")
     commit = _tool(["git", "rev-parse", "HEAD"]).stdout.strip() or None
     shown = _tool(["git", "show", "HEAD:params.yaml"])
     committed = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
@@ -127,7 +133,21 @@ def workspace_state(kind: str) -> dict:
     md5 = next((out["md5"] for stage in (lock or {}).get("stages", {}).values() for out in stage.get("outs", [])
                 if out.get("path") == folder), None)
     return {"commit": commit, "params_changed": params_changes(committed, current) if commit else {},
-            "files_changed": other, "students_md5": md5}
+            "files_changed": other, "students_md5": md5, "data_files": data_files()}
+
+
+def data_files(root: Path = Path(".")) -> dict[str, dict]:
+    """The data files params.yaml names, as the stages that read them recorded them (sha256, bytes), and whether a
+    clone of the commit holds them (``in_commit``: inside the repo and tracked by git or DVC)."""
+    files = {}
+    for record in STAGE_RECORDS.values():
+        if (root / record).is_file():
+            files.update(json.loads((root / record).read_text()).get(RECORD_KEY, {}))
+    top = root.resolve()
+    for path, file in files.items():
+        where = (top / path).resolve()
+        file["in_commit"] = where.is_relative_to(top) and where.exists() and in_repo_copy(where, top)
+    return dict(sorted(files.items()))
 
 
 def check_out(out: Path) -> dict | None:
@@ -290,7 +310,16 @@ def reproduce(state: dict, kind: str, seed: int, level: str) -> list[str]:
         how = (f"Its params.yaml differs from the commit's: {listed} (an experiment, e.g. `dvc exp run`). "
                + (f"`git checkout {commit[:12]}`, then `dvc exp run {args}`, trains {folder}, these files, again, "
                   f"with {bits}." if args else "`distillation.json` holds the params it was trained with."))
+    outside = [path for path, file in state["data_files"].items() if not file["in_commit"]]
+    if outside:
+        how = how.replace(", again,", ", again, given the same data files (below),")
     lines = [f"Made at commit `{commit}`. {how}{md5}"]
+    if state["data_files"]:
+        lines += ["", "Data files read (DVC does not watch a file params.yaml names; sha256 as the stages read them): "
+                  + "; ".join(f"`{path}`, {file['bytes']:,} bytes, sha256 `{file['sha256']}`"
+                              + ("" if file["in_commit"] else ", **not in the commit** (outside the repo, or tracked "
+                                                               "by neither git nor DVC)")
+                              for path, file in state["data_files"].items()) + "."]
     if state["files_changed"]:
         lines += ["", "The workspace also had uncommitted changes to " + ", ".join(f"`{f}`" for f in
                                                                            state["files_changed"][:10])

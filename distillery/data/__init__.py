@@ -4,7 +4,8 @@
 ``text`` and ``tables`` (the text and numeric-table sources, independent of each other), ``validation``,
 ``splitting``, ``scaling``; ``prepared`` (the splits on disk); ``transfer`` and ``augment`` (rows learnt from the
 teacher's soft targets only); ``omitted`` (Hinton's omitted-class experiment); ``device`` (a batch's small tensors
-onto a GPU without a host sync); ``params`` (the ``data`` block).
+onto a GPU without a host sync); ``params`` (the ``data`` block); ``sources`` (the files params.yaml names and what
+they held when a stage read them).
 
 May import: the shared ground only (``distillery.errors``, ``io``, ``schema``, ``distributed``, ``logits_top_k``).
 """

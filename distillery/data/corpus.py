@@ -42,6 +42,7 @@ from . import chats
 from .checkpoints import checkpoint_tokenizer, save_tokenizer
 from .files import cap_train, check_columns, load_tables, number_rows, source_parts
 from .params import template_fields
+from .sources import PREPARE_READS, source_record
 from .prepared import META_FILE, PROMPT_LENGTH, SPLITS, Prepared, load_prepared, target_counts, within_rows
 from .splitting import random_split_indices
 
@@ -173,6 +174,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         "inputs": {"kind": KIND, "text_column": None if messages else column, "prompt_column": prompt_column,
                    "prompt_template": template,
                    "messages_column": messages, "id_column": data_params["id_column"]},
+        **source_record(data_params, PREPARE_READS, root),
     }
     save_corpus(splits, tokenizer, meta, out_dir)
     return load_prepared(out_dir)

@@ -18,6 +18,7 @@ from .corpus import prepare_corpus
 from .params import TEXT_KINDS, check_source
 from .prepared import Prepared, Split, save_prepared
 from .scaling import DIGITS_PIXEL_MAX, UINT8_PIXEL_MAX, as_pixels, scale_splits
+from .sources import PREPARE_READS, source_record
 from .splitting import split_indices
 from .tables import table_splits
 from .text import prepare_text
@@ -112,6 +113,7 @@ def prepare(data_params: dict, out_dir: Path, root: Path = Path("."), task: str 
         meta["inputs"] = {"kind": "array", "pixel_max": raw.pixel_max}
     splits, meta["scaling"] = scale_splits(splits, data_params["scaling"], pixels)
     meta["sizes"] = {k: len(v.ids) for k, v in splits.items()}
+    meta.update(source_record(data_params, PREPARE_READS, root))
     prepared = Prepared(splits, label_names, list(splits["train"].inputs.shape[1:]), meta)
     save_prepared(prepared, out_dir)
     return prepared

@@ -14,6 +14,7 @@ from ..errors import DistilleryError
 from ..io import atomic_dir
 from .files import check_columns, labelled_splits, load_tables, number_rows, row_labels
 from .prepared import META_FILE, Prepared, Split, load_prepared
+from .sources import PREPARE_READS, source_record
 
 
 def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
@@ -48,6 +49,7 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
         "hidden_test_labels": hidden,
         "text_columns": list(columns),
         "inputs": {"kind": "text", "columns": columns, "id_column": id_column},
+        **source_record(data_params, PREPARE_READS, root),
     }
     save_text(Prepared(splits, names, [], meta), out_dir)
     return load_prepared(out_dir)

@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import DistilleryError
 from ..io import atomic_dir
 from .prepared import UNLABELLED, Prepared, Split
+from .sources import PREPARE_READS, source_record
 
 TRANSFER_DIR = Path("data/transfer")
 TRANSFER_LOGITS = Path("data/transfer_logits")
@@ -189,7 +190,8 @@ def build_transfer(data_params: dict, prepared: Prepared, root: Path = Path(".")
     """The transfer set ``data.transfer`` asks for, checked (see the module docstring); empty when it is off.
     Raises ``DistilleryError`` naming the param before anything is written."""
     tp = data_params["transfer"]
-    meta = {"enabled": enabled(tp), "counts": {o: 0 for o in ORIGINS}, "kind": "text" if prepared.is_text else "array"}
+    meta = {"enabled": enabled(tp), "counts": {o: 0 for o in ORIGINS}, "kind": "text" if prepared.is_text else "array",
+            **source_record(data_params, ("data.transfer.source", *(PREPARE_READS if tp["rest"] else ())), root)}
     train = prepared.splits["train"]
     max_id = max(int(s.ids.max()) for s in prepared.splits.values() if len(s.ids))
     if prepared.is_text:

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import yaml
 
+from ..data.sources import in_repo_copy, local_files
 from ..errors import DistilleryError, exit_on_error
 
 GUARDED_PATHS = ("stages", "distillery", "params.yaml", "dvc.yaml")
@@ -88,18 +89,6 @@ def check_grid(groups: list[list[str]], params_path: Path) -> list[dict[str, obj
     return points
 
 
-def data_paths(data: dict) -> dict[str, str]:
-    """The local files and folders a ``data`` block reads: param name -> path as written."""
-    paths = {}
-    sources = {"data.source": data.get("source"), "data.transfer.source": (data.get("transfer") or {}).get("source")}
-    for key, spec in sources.items():
-        kind, _, rest = str(spec or "").partition(":")
-        if kind in ("file", "npz"):
-            paths[key] = rest
-    paths.update({f"data.files.{split}": path for split, path in (data.get("files") or {}).items()})
-    return paths
-
-
 def with_point(data: dict, point: dict[str, object]) -> dict:
     """The ``data`` block with a grid point's ``data.*`` values put in."""
     data = copy.deepcopy(data)
@@ -113,16 +102,6 @@ def with_point(data: dict, point: dict[str, object]) -> dict:
     return data
 
 
-def in_a_copy(path: Path, root: Path) -> bool:
-    """Whether a queued copy of the repo at ``root`` holds ``path`` (inside it): git tracks it, or DVC does (a
-    ``.dvc`` file beside it or beside a folder above it)."""
-    relative = path.resolve().relative_to(root.resolve())
-    listed = subprocess.run(["git", "ls-files", "--error-unmatch", "--", str(relative)], cwd=root,
-                            capture_output=True)
-    return listed.returncode == 0 or any((root / part.parent / f"{part.name}.dvc").exists()
-                                         for part in [relative, *relative.parents[:-1]])
-
-
 def refuse_data_a_copy_lacks(changed: list[str], datas: list[dict], root: Path = Path(".")) -> None:
     """Experiments that change ``data.*`` (``changed``) re-run ``prepare``, which in DVC's queue runs in a temporary
     copy of the repo: a data file there must be inside the repo and tracked by git or DVC. ``datas``: every ``data``
@@ -132,7 +111,7 @@ def refuse_data_a_copy_lacks(changed: list[str], datas: list[dict], root: Path =
     top = root.resolve()
     paths = {}
     for data in datas:
-        paths.update(data_paths(data))
+        paths.update(local_files(data))
     for key, path in paths.items():
         if Path(path).is_absolute():
             continue
@@ -143,7 +122,7 @@ def refuse_data_a_copy_lacks(changed: list[str], datas: list[dict], root: Path =
                 f"{lead} lies outside the repo: queued experiments run in a temporary copy of the repo where that "
                 "path does not resolve. Run these points one at a time with `dvc exp run -S ...` in the workspace, "
                 "or give the data an absolute path")
-        if where.exists() and not in_a_copy(where, top):
+        if where.exists() and not in_repo_copy(where, top):
             raise DistilleryError(
                 f"{lead} is tracked by neither git nor DVC: queued experiments run in a temporary copy of the repo "
                 f"that holds tracked files only. `dvc add {path}` (or `git add` a small file) and commit, or run "

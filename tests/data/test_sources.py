@@ -1,0 +1,90 @@
+"""The files params.yaml names: which they are, what a stage recorded of them, which changed, which a clone holds,
+and `make repro`'s re-run of the stage that read a changed one."""
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+
+import pytest
+
+from distillery.data import sources
+from distillery.data.prepare import prepare
+from distillery.data.prepared import load_prepared
+from distillery.data.sources import (PREPARE_READS, changed_files, in_repo_copy, local_files, source_record,
+                                     stale_stages)
+
+from ..conftest import make_params
+
+
+def test_local_files_are_the_file_and_npz_sources_the_split_files_and_the_transfer_source():
+    assert local_files({"source": "sklearn:digits"}) == {}
+    assert local_files({"source": "hf:stanfordnlp/sst2", "transfer": {"source": "file:more.csv"}}) == {
+        "data.transfer.source": "more.csv"}
+    assert local_files({"source": "files", "files": {"train": "a.tsv", "test": "b.tsv"}}) == {
+        "data.files.train": "a.tsv", "data.files.test": "b.tsv"}
+    assert local_files({"source": "npz:../shared/mnist.npz"}) == {"data.source": "../shared/mnist.npz"}
+
+
+def test_a_stage_records_each_file_it_reads_by_its_sha256_and_says_when_it_changed(tmp_path):
+    (tmp_path / "rows.csv").write_text("id,x,label\n0,1.5,0\n")
+    data = {"source": "file:rows.csv", "transfer": {"source": "file:missing.csv"}}
+    record = source_record(data, PREPARE_READS, tmp_path)
+    digest = hashlib.sha256(b"id,x,label\n0,1.5,0\n").hexdigest()
+    assert record == {"source_files": {"rows.csv": {"sha256": digest, "bytes": 19}}}  # the transfer's: not prepare's
+    assert source_record({"source": "sklearn:digits"}, PREPARE_READS, tmp_path) == {}  # nothing added: same bytes
+
+    meta = tmp_path / "data/prepared/meta.json"
+    assert changed_files(meta, tmp_path) == [] and stale_stages(tmp_path) == {}  # not run yet
+    meta.parent.mkdir(parents=True)
+    meta.write_text(json.dumps({"sizes": {}, **record}))
+    assert stale_stages(tmp_path) == {}
+    (tmp_path / "rows.csv").write_text("id,x,label\n0,2.5,0\n")
+    now = hashlib.sha256(b"id,x,label\n0,2.5,0\n").hexdigest()
+    assert stale_stages(tmp_path) == {"prepare": [f"rows.csv changed (sha256 {digest[:12]}… then, {now[:12]}… now)"]}
+    (tmp_path / "rows.csv").unlink()
+    assert changed_files(meta, tmp_path) == ["rows.csv is gone"]
+
+
+def test_prepare_records_its_csv_and_the_default_source_records_nothing(tmp_path):
+    rows = "\n".join(f"{i},{i % 7 * 0.5},{(i * 3) % 5 * 0.25},{i % 2}" for i in range(60))
+    (tmp_path / "t.csv").write_text("id,a,b,label\n" + rows + "\n")
+    params = make_params(data={"source": "file:t.csv", "feature_columns": "all", "label_column": "label"})
+    prepare(params["data"], tmp_path / "prepared", root=tmp_path)
+    meta = load_prepared(tmp_path / "prepared").meta
+    assert meta["source_files"] == {"t.csv": {"sha256": sources.sha256(tmp_path / "t.csv"),
+                                              "bytes": (tmp_path / "t.csv").stat().st_size}}
+    prepare(make_params()["data"], tmp_path / "digits")
+    assert "source_files" not in load_prepared(tmp_path / "digits").meta
+
+
+def test_a_clone_holds_what_git_or_dvc_tracks(tmp_path):
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    for name in ("small.csv", "loose.csv", "data/big/rows.csv"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("id\n")
+    subprocess.run(["git", "add", "small.csv"], cwd=tmp_path, check=True)
+    (tmp_path / "data/big.dvc").write_text("outs:\n- path: big\n")
+    assert in_repo_copy(tmp_path / "small.csv", tmp_path)
+    assert in_repo_copy(tmp_path / "data/big/rows.csv", tmp_path)
+    assert not in_repo_copy(tmp_path / "loose.csv", tmp_path)
+
+
+def test_make_repro_reruns_the_stage_whose_file_changed_and_stops_if_dvc_fails(tmp_path, monkeypatch, capsys):
+    (tmp_path / "rows.csv").write_text("a")
+    (tmp_path / "data/transfer").mkdir(parents=True)
+    (tmp_path / "data/transfer/meta.json").write_text(json.dumps(
+        source_record({"transfer": {"source": "file:rows.csv"}}, ("data.transfer.source",), tmp_path)))
+    (tmp_path / "rows.csv").write_text("b")
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    monkeypatch.setattr(sources.subprocess, "run", lambda cmd: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
+    sources.main()
+    assert calls == [["dvc", "repro", "--force", "--single-item", "transfer"]]
+    assert "transfer: rows.csv changed (sha256 " in capsys.readouterr().out
+
+    monkeypatch.setattr(sources.subprocess, "run", lambda cmd: subprocess.CompletedProcess(cmd, 1))
+    with pytest.raises(SystemExit) as exit_:
+        sources.main()
+    assert exit_.value.code == 2
+    assert "error: `dvc repro --force --single-item transfer` failed" in capsys.readouterr().err

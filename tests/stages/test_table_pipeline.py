@@ -1,0 +1,83 @@
+"""End to end with the user's own table in the repo (a CSV that git does not track): a change of its scaling trains
+new hard students (never the runs kept from the old features), an edited file re-runs prepare under `make repro`
+though DVC does not watch it, and `make export` says what the commit does not hold."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.datasets import load_wine
+
+from ..conftest import TINY, deep_merge
+from ..repo_utils import MAKE, copy_repo, git_commit, reproduced, run
+
+pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
+
+TABLE = {"data": {"source": "file:wine.csv", "feature_columns": "all", "label_column": "cultivar",
+                  "label_names": ["barbera", "barolo", "grignolino"], "id_column": "wine_id", "scaling": "standard"},
+         "train": {"seeds": [0], "max_steps": 60, "eval_steps": 20, "save_steps": 20}}
+
+
+def write_wine(path, scale_alcohol: float = 1.0) -> None:
+    wine = load_wine(as_frame=True)
+    table = wine.data.assign(alcohol=wine.data["alcohol"] * scale_alcohol)
+    table.insert(0, "wine_id", np.arange(100, 100 + len(table)))
+    table["cultivar"] = np.array(["barolo", "grignolino", "barbera"])[wine.target]
+    table.to_csv(path, index=False)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    repo = copy_repo(tmp_path_factory.mktemp("table"), deep_merge(TINY, TABLE))
+    write_wine(repo / "wine.csv")  # the user's file: in the repo, never committed
+    with open(repo / ".git/info/exclude", "a") as exclude:
+        exclude.write("wine.csv\n")
+    return reproduced(repo)
+
+
+def metrics(repo) -> dict:
+    return json.loads((repo / "reports/metrics.json").read_text())
+
+
+def test_another_scaling_of_the_same_rows_trains_new_hard_students(repo):
+    before = metrics(repo)
+    assert before["hard"]["accuracy"] > 0.8 and before["teacher"]["accuracy"] > 0.8
+    git_commit(repo, "standardized")
+    result = run(["dvc", "exp", "run", "-S", "data.scaling=minmax"], repo)
+    assert "reusing" not in result.stdout + result.stderr  # the runs kept for the standardized rows are not theirs
+    after = metrics(repo)
+    assert after["hard"]["accuracy"] > 0.8, after["hard"]  # a kept run on the old features scored ~0.4 here
+    record = json.loads((repo / "models/students/hard/seed_0/inputs.json").read_text())
+    assert record["scaling"]["scaler"] == "minmax"
+
+
+def test_an_edited_data_file_reruns_prepare_under_make_repro_and_export_says_what_the_commit_lacks(repo):
+    run(["dvc", "exp", "run", "-S", "data.scaling=standard"], repo)  # back to the commit's params
+    git_commit(repo, "standardized again")
+    prepared = (repo / "data/prepared/meta.json").read_text()
+    write_wine(repo / "wine.csv", scale_alcohol=10.0)
+    assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo).stdout  # DVC does not watch it
+
+    refused = run([*MAKE, "export"], repo, check=False)
+    assert refused.returncode != 0
+    assert "prepare: wine.csv changed (sha256 " in refused.stderr and "`make repro` runs those stages again" in \
+        refused.stderr
+    assert not (repo / "export").exists()
+
+    result = run([*MAKE, "repro"], repo)
+    assert "prepare: wine.csv changed" in result.stdout and "Running stage 'prepare'" in result.stdout, result.stdout
+    assert (repo / "data/prepared/meta.json").read_text() != prepared
+    record = json.loads((repo / "data/prepared/meta.json").read_text())["source_files"]["wine.csv"]
+    assert record["bytes"] == (repo / "wine.csv").stat().st_size
+    assert "Running stage 'prepare'" not in run([*MAKE, "repro"], repo).stdout  # current again: nothing forced
+
+    run([*MAKE, "export"], repo)
+    card = (repo / "export/kd/README.md").read_text()
+    assert "trains `models/students/kd/seed_0`, these files, again, given the same data files (below)," in card
+    assert f"`wine.csv`, {record['bytes']:,} bytes, sha256 `{record['sha256']}`, **not in the commit**" in card
+    exported = json.loads((repo / "export/kd/distillation.json").read_text())
+    assert exported["data_files"]["wine.csv"] == {**record, "in_commit": False}
+    scaled = pd.read_csv(repo / "wine.csv")["alcohol"]
+    assert scaled.min() > 100  # the file the card names is the edited one
