@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shlex
 import shutil
@@ -32,7 +31,7 @@ from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
 from .evaluation.report import evaluated_on, setting_inputs, setting_table, significance_verdict
 from .evaluation.wording import counted
-from .io import atomic_dir, write_json, write_text
+from .io import atomic_dir, umask, write_json, write_text
 from .methods import describe, get_method
 from .params import load_params
 from .schema import flatten
@@ -170,9 +169,9 @@ def check_out(out: Path) -> dict | None:
 
 
 def _modes_of_umask(folder: Path) -> None:
-    """The folder and its files readable as the user's umask says (temporary files are created private)."""
-    mask = os.umask(0)
-    os.umask(mask)
+    """The folder and its files readable as the user's umask says (the copies keep the modes of models/' files,
+    which DVC's cache may have made read-only)."""
+    mask = umask()
     for path in (folder, *folder.rglob("*")):
         path.chmod((0o777 if path.is_dir() else 0o666) & ~mask)
 

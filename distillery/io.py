@@ -34,17 +34,26 @@ def _remove_stale_temporaries(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def umask() -> int:
+    """The process's umask (read by setting it, and set back at once)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it into place, else delete it.
 
     A crash leaves either the old file or nothing at ``path``, never a half-written one
-    (a temporary left by ``kill -9`` is removed by the next write of the same path).
+    (a temporary left by ``kill -9`` is removed by the next write of the same path). The file gets the mode a plain
+    ``open`` gives under the umask (``mkstemp`` makes it private).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~umask())
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -56,11 +65,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Like ``atomic_path`` for a directory: fill the yielded empty dir, then it replaces ``path``."""
+    """Like ``atomic_path`` for a directory: fill the yielded empty dir, then it replaces ``path`` (with the mode
+    ``mkdir`` gives under the umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp.chmod(0o777 & ~umask())
     try:
         yield tmp
         if path.exists():

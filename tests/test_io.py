@@ -1,10 +1,13 @@
+import os
+import stat
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from distillery.errors import DistilleryError
-from distillery.io import atomic_dir, atomic_path, read_logits, write_logits
+from distillery.io import atomic_dir, atomic_path, read_logits, write_logits, write_text
 
 
 def test_logits_round_trip_joins_by_id(tmp_path):
@@ -101,6 +104,20 @@ def test_atomic_dir_replaces_whole_dir_or_nothing(tmp_path):
         (tmp / "c").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["c"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_atomic_writes_get_the_modes_of_the_umask_not_private_temporaries(tmp_path, mask, file_mode, dir_mode):
+    before = os.umask(mask)
+    try:
+        write_text(tmp_path / "report.md", "# r\n")
+        with atomic_dir(tmp_path / "model") as tmp:
+            (tmp / "config.json").write_text("{}")
+    finally:
+        os.umask(before)
+    assert stat.S_IMODE((tmp_path / "report.md").stat().st_mode) == file_mode
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == dir_mode
+    assert stat.S_IMODE((tmp_path / "model/config.json").stat().st_mode) == file_mode
 
 
 def test_atomic_path_keeps_old_file_when_the_rename_fails(tmp_path, monkeypatch):

@@ -28,9 +28,12 @@ def integer_labels(labels, ids, source: str, column: str = "label") -> np.ndarra
         return labels.astype(np.int64)
     if labels.dtype.kind == "b" or labels.dtype.kind not in "f":
         shown = [v for v in labels[:SHOWN].tolist()]
+        names = sorted({str(v) for v in labels.tolist()}) if labels.dtype.kind in "OUS" else []
+        hint = (f": class names need data.label_names, the classes in index order (e.g. data.label_names: "
+                f"[{', '.join(names[:SHOWN])}{', ...' if len(names) > SHOWN else ''}])" if names else "")
         raise DistilleryError(
             f"{source}: column '{column}' must hold integer class indices, got dtype {labels.dtype} "
-            f"(first values {shown})"
+            f"(first values {shown}){hint}"
         )
     bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
     if bad.size:

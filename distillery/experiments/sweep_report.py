@@ -193,9 +193,11 @@ def untimed_note(frame: pd.DataFrame, seconds: dict[str, float | None]) -> list[
     untimed = [f"`{n}`" for n in frame["name"] if not seconds.get(n)]
     if not untimed:
         return []
-    note = (f"No distill time for {', '.join(untimed)}: its `dvc queue logs` holds no distill run. An experiment "
-            "whose params are the workspace's runs no stage (DVC keeps the workspace's outputs, trained by an "
-            "earlier `dvc repro`, not beside the others); a failed one has no time either.")
+    note = (f"No distill time for {', '.join(untimed)}: its `dvc queue logs` holds no distill run. DVC trains "
+            "nothing for an experiment whose params are the workspace's (it keeps the workspace's outputs, trained "
+            "by an earlier `dvc repro`, not beside the others) or that ran before with the same params and code "
+            "(its run-cache restores the outputs: `Stage 'distill' is cached` in the log); a failed one has no time "
+            "either.")
     if kd_seconds(frame, seconds) is None and (frame["param:kd.method"] == "kd").any():
         note += " With no `kd` time, no time is relative to `kd`: compare the seconds."
     return [note, ""]
@@ -429,7 +431,8 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
                   f"![distilled − hard accuracy]({relative / 'kd_minus_hard.png'})", ""]
     text = "\n".join(parts)
     write_text(report, text)
-    print(f"wrote {report} and {sorted(p.name for p in plots.glob('*.png'))} in {plots}")
+    drawn = re.findall(r"\]\((?:[^)]*/)?([^/)]+\.png)\)", text)  # the plots this report shows, drawn just now
+    print(f"wrote {report}" + (f" and {', '.join(drawn)} in {plots}" if drawn else ""))
     return frame, missing
 
 

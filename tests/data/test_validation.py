@@ -55,7 +55,9 @@ def test_good_table_passes_with_names_or_indices():
         ([0, 1], [[0.0], [np.inf]], [0, 1], "1 rows have NaN/inf inputs: ids [1]"),
         ([0, 1], [[0.0], [1.0]], [0, 5], "1 labels outside the label set 0..1: ids [1] have [5]"),
         ([0, 1], [[0.0], [1.0]], [0.0, 1.5], "column 'label' has 1 labels that are not integers: ids [1] have [1.5]"),
-        ([0, 1], [[0.0], [1.0]], ["a", "b"], "column 'label' must hold integer class indices, got dtype <U1"),
+        ([0, 1], [[0.0], [1.0]], ["b", "a"], "column 'label' must hold integer class indices, got dtype <U1 (first "
+                                             "values ['b', 'a']): class names need data.label_names, the classes in "
+                                             "index order (e.g. data.label_names: [a, b])"),
         ([7, 7], [[0.0], [1.0]], [0, 1], "column 'id' has 1 duplicate ids: [7]"),
         ([0, 1], [[0.0]], [0, 1], "inputs and labels differ in length"),
         ([], np.zeros((0, 1)), [], "data.npz: no rows"),
