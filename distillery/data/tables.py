@@ -62,9 +62,9 @@ def parse_numbers(values) -> tuple[np.ndarray, np.ndarray]:
     return numbers, failed
 
 
-def column_kinds(df, columns: list[str], categorical: str, where: str) -> dict[str, str]:
-    """Column -> ``numeric`` or ``categorical`` (no cell of it is a number), decided on the train table;
-    categorical columns are refused unless ``data.categorical`` is ``onehot``."""
+def column_kinds(df, columns: list[str], categorical: str, where: str) -> tuple[dict[str, str], list[str]]:
+    """Column -> ``numeric`` or ``categorical`` (no cell of it is a number), decided on the train table, and the
+    problem with them if any: categorical columns are refused unless ``data.categorical`` is ``onehot``."""
     kinds, examples = {}, {}
     for column in columns:
         present = df[column].notna().to_numpy()
@@ -73,44 +73,59 @@ def column_kinds(df, columns: list[str], categorical: str, where: str) -> dict[s
         if kinds[column] == "categorical":
             examples[column] = df[column][present].iloc[0]
     if examples and categorical == "refuse":
-        raise DistilleryError(
-            f"{where}: column(s) {list(examples)} hold text, not numbers (e.g. {examples}); one-hot encode them "
-            "with data.categorical: onehot, or leave them out of data.feature_columns")
-    return kinds
+        return kinds, [f"{where}: column(s) {list(examples)} hold text, not numbers (e.g. {examples}); one-hot "
+                       "encode them with data.categorical: onehot, or leave them out of data.feature_columns"]
+    return kinds, []
 
 
-def check_values(df, kinds: dict[str, str], where: str, rows: tuple[str, np.ndarray], constant: bool) -> None:
-    """Every feature cell of ``df`` present and finite, numeric columns numbers only; with ``constant``
-    (the train table) no column may hold one value in every row."""
+def value_problems(df, kinds: dict[str, str], where: str, rows: tuple[str, np.ndarray], constant: bool) -> list[str]:
+    """What is wrong with the feature cells of ``df``, one line per column: each cell present and finite, numeric
+    columns numbers only; with ``constant`` (the train table) no column may hold one value in every row."""
     which, names = rows
+    problems = []
     for column, kind in kinds.items():
         values = df[column]
         missing = values.isna().to_numpy()
         if missing.all():
-            raise DistilleryError(f"{where}: column '{column}' is empty: all {len(df)} values are missing")
+            problems.append(f"{where}: column '{column}' is empty: all {len(df)} values are missing")
+            continue
         if kind == "numeric":
             numbers, failed = parse_numbers(values)
             bad = np.flatnonzero(failed)
             if bad.size:
-                raise DistilleryError(
-                    f"{where}: column '{column}' has {bad.size} non-numeric values: {which} {_few(names[bad])} "
-                    f"have {_few(values.to_numpy()[bad])}")
+                problems.append(f"{where}: column '{column}' has {bad.size} non-numeric values: {which} "
+                                f"{_few(names[bad])} have {_few(values.to_numpy()[bad])}")
+                continue
             bad = np.flatnonzero(~np.isfinite(numbers))
             if bad.size:
-                raise DistilleryError(
-                    f"{where}: column '{column}' has {bad.size} missing, NaN or infinite values: "
-                    f"{which} {_few(names[bad])} have {_few(numbers[bad])}")
+                problems.append(f"{where}: column '{column}' has {bad.size} missing, NaN or infinite values: "
+                                f"{which} {_few(names[bad])} have {_few(numbers[bad])}")
+                continue
             distinct = np.unique(numbers)
         else:
             bad = np.flatnonzero(missing)
             if bad.size:
-                raise DistilleryError(
-                    f"{where}: column '{column}' has {bad.size} missing values: {which} {_few(names[bad])}")
+                problems.append(f"{where}: column '{column}' has {bad.size} missing values: {which} "
+                                f"{_few(names[bad])}")
+                continue
             distinct = values.astype(str).unique()
         if constant and len(distinct) == 1:
-            raise DistilleryError(
-                f"{where}: column '{column}' is constant (every row has {_few(distinct)[0]!r}), so it cannot tell "
-                "the classes apart; leave it out of data.feature_columns")
+            problems.append(f"{where}: column '{column}' is constant (every row has {_few(distinct)[0]!r}), so it "
+                            "cannot tell the classes apart; leave it out of data.feature_columns")
+    return problems
+
+
+def check_values(df, kinds: dict[str, str], where: str, rows: tuple[str, np.ndarray], constant: bool) -> None:
+    """``value_problems`` as one error naming every problem, if any."""
+    refuse(value_problems(df, kinds, where, rows, constant))
+
+
+def refuse(problems: list[str]) -> None:
+    """One error for every problem found (a single one as it is), so a file is fixed in one pass."""
+    if len(problems) == 1:
+        raise DistilleryError(problems[0])
+    if problems:
+        raise DistilleryError(f"{len(problems)} problems with the data:\n  " + "\n  ".join(problems))
 
 
 def encoded_features(df, numeric: list[str], categorical: list[str], encoder) -> np.ndarray:
@@ -130,15 +145,19 @@ def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[
     tables, where, _ = load_tables(data_params, root)
     label = data_params["label_column"]
     columns = feature_columns(tables["train"], data_params, where["train"])
-    kinds = column_kinds(tables["train"], columns, data_params["categorical"], where["train"])
+    kinds, problems = column_kinds(tables["train"], columns, data_params["categorical"], where["train"])
     rows = {}
     id_column = data_params["id_column"]
     for split, df in tables.items():
         check_columns_present(df, columns, label, where[split])
         rows[split] = (id_column, df[id_column].to_numpy()) if id_column in df.columns else row_names(df, where[split])
-        check_values(df, kinds, where[split], rows[split], constant=split == "train")
-    parts, label_names, origin, hidden = labelled_splits(number_rows(tables, id_column, where), where, data_params,
-                                                         rows=rows)
+        problems += value_problems(df, kinds, where[split], rows[split], constant=split == "train")
+    try:  # the labels and ids are checked too, so that one run names every problem of the file
+        parts, label_names, origin, hidden = labelled_splits(number_rows(tables, id_column, where), where,
+                                                             data_params, rows=rows)
+    except DistilleryError as error:
+        refuse([*problems, str(error)])
+    refuse(problems)
 
     numeric = [c for c in columns if kinds[c] == "numeric"]
     text = [c for c in columns if kinds[c] == "categorical"]

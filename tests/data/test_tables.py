@@ -124,6 +124,23 @@ def test_bad_table_is_refused_naming_file_column_and_lines(tmp_path, case, messa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
+def test_every_problem_of_a_table_is_named_in_one_run(tmp_path):
+    df = table()
+    df["region"] = np.where(df.index % 3, "north", "south")  # text in a feature column
+    df.loc[[4, 9], "size"] = np.nan  # missing values
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(DistilleryError) as error:  # and the labels are names, with no data.label_names
+        prepare(params(label_names=None)["data"], tmp_path / "out", tmp_path)
+    lines = str(error.value).splitlines()
+    assert lines[0] == "3 problems with the data:"
+    assert "t.csv: column(s) ['region'] hold text, not numbers" in lines[1]
+    assert lines[2].endswith("t.csv: column 'size' has 2 missing, NaN or infinite values: lines [6, 11] have "
+                             "[nan, nan]")
+    assert "t.csv: column 'kind' must hold integer class indices" in lines[3]
+    assert lines[3].endswith("data.label_names: [apple, pear])")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
 def test_parquet_rows_are_named_from_zero_and_labels_by_line(tmp_path):
     table().assign(size=lambda d: d["size"].where(d.index != 7)).to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DistilleryError, match=re.escape("t.parquet: column 'size' has 1 missing, NaN or infinite "
