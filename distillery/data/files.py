@@ -19,6 +19,7 @@ A corpus has no labels: the same rules, with plain (unstratified) random splits 
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +29,8 @@ from .prepared import SPLITS
 from .sentences import sentence_split_indices
 from .splitting import split_indices
 from .validation import _few, validate_table
+
+logger = logging.getLogger(__name__)
 
 HIDDEN_LABEL = -1
 READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -124,6 +127,12 @@ def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list
         if not pd.api.types.is_numeric_dtype(df[label]):
             df[label] = df[label].astype(str).map(index)
         df[label] = df[label].astype(np.int64)
+    seen = set(np.concatenate([df[label].to_numpy() for df in tables.values()]).tolist())
+    unused = [str(n) for i, n in enumerate(names) if i not in seen]
+    if unused:
+        logger.warning("data.label_names: %s %s no rows in %s: the models get an output for %s that no row teaches",
+                       unused, "has" if len(unused) == 1 else "have", ", ".join(where.values()),
+                       "it" if len(unused) == 1 else "them")
     return [str(n) for n in names]
 
 

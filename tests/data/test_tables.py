@@ -141,6 +141,16 @@ def test_every_problem_of_a_table_is_named_in_one_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
+def test_a_listed_class_without_rows_is_warned_about(tmp_path, caplog):
+    import logging
+
+    table().to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        prepare(params(label_names=["apple", "pear", "quince"])["data"], tmp_path / "out", tmp_path)
+    assert "data.label_names: ['quince'] has no rows in " in caplog.text and "t.csv" in caplog.text
+    assert load_prepared(tmp_path / "out").label_names == ["apple", "pear", "quince"]
+
+
 def test_parquet_rows_are_named_from_zero_and_labels_by_line(tmp_path):
     table().assign(size=lambda d: d["size"].where(d.index != 7)).to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DistilleryError, match=re.escape("t.parquet: column 'size' has 1 missing, NaN or infinite "
