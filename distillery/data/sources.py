@@ -36,6 +36,7 @@ def local_files(data: dict) -> dict[str, str]:
 
 
 def sha256(path: Path) -> str:
+    """The file's SHA-256, read in blocks of 1 MiB."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
