@@ -29,7 +29,7 @@ from .data.prepared import META_FILE
 from .data.sources import RECORD_KEY, STAGE_RECORDS, in_repo_copy, stale_stages
 from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
-from .evaluation.report import evaluated_on, setting_inputs, setting_table, significance_verdict
+from .evaluation.report import budget_caveat, evaluated_on, setting_inputs, setting_table, significance_verdict
 from .evaluation.wording import counted
 from .io import atomic_dir, umask, write_json, write_text
 from .methods import describe, get_method
@@ -201,9 +201,9 @@ def _results_table(metrics: dict, kind: str, seed: int, rows: list[tuple[str, ..
 
 
 def classifier_results(metrics: dict, meta: dict, method: str, kind: str, seed: int, scores: dict,
-                       validation: float) -> list[str]:
+                       validation: float, caveat: str | None = None) -> list[str]:
     """This model's test scores beside the teacher's and both kinds of student (mean ± std over seeds), and
-    whether distillation beat the hard labels."""
+    whether distillation beat the hard labels (with the report's ``caveat`` on the budget, if any)."""
     seeds = metrics["kd"].get("seeds", 1)
     teacher, kd, hard = metrics["teacher"], metrics["kd"], metrics["hard"]
     rows = [("accuracy", f"{scores['accuracy']:.4f}", f"{teacher['accuracy']:.4f}", _mean(kd, "accuracy"),
@@ -220,7 +220,8 @@ def classifier_results(metrics: dict, meta: dict, method: str, kind: str, seed: 
              f"{hard['params']:,}")]
     return [f"{evaluated_on(meta)}: {scores['rows']:,} rows; the validation row is on the split that chose each "
             "checkpoint.", "",
-            *_results_table(metrics, kind, seed, rows), "", significance_verdict(metrics["comparison"], seeds, method)]
+            *_results_table(metrics, kind, seed, rows), "", significance_verdict(metrics["comparison"], seeds, method),
+            *(["", caveat] if caveat else [])]
 
 
 def lm_results(metrics: dict, kind: str, seed: int, scores: dict) -> list[str]:
@@ -393,7 +394,8 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
     else:
         scores = seed_scores(pd.read_csv("reports/eval/predictions.csv"), kind, seed)
         results = classifier_results(metrics, meta, params["kd"]["method"], kind, seed, scores,
-                                     selection["validation_accuracy"])
+                                     selection["validation_accuracy"],
+                                     budget_caveat(params["train"], selections, params["kd"]["method"]))
         setting = setting_table(params, meta, metrics, **inputs)
     files = sorted({p.name for p in folder.iterdir()} | {CARD_FILE, RECORD_FILE})
     record = {"kind": kind, "seed": seed, "chosen": "by hand" if by_hand else "validation", "selection": selection,

@@ -279,6 +279,22 @@ def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
     return text
 
 
+def budget_caveat(train: dict, selections: dict[str, list[dict]] | None, method: str = "kd") -> str | None:
+    """A warning beside the verdict when most students of either kind peaked at their last evaluation
+    (``train.select: best``): the ceiling ended them while they still improved, so the gap may be a head start."""
+    if train["select"] != "best" or not selections:
+        return None
+    ended = {kind: sum(r["step"] == r["last_step"] for r in records) for kind, records in selections.items()}
+    if not any(2 * ended[kind] > len(records) for kind, records in selections.items() if records):
+        return None
+    counts = " and ".join(f"{ended[kind]} of {len(records)} {'distilled' if kind == 'kd' else 'hard-label'}"
+                          for kind, records in selections.items() if records)
+    return (f"**Budget.** {counts} students peaked at their last evaluation (step {train['max_steps']:,}): they were "
+            f"still improving on validation when `train.max_steps` ended them, so the gap may be `{method}`'s head "
+            "start rather than a difference that holds once both kinds level off. Raise `train.max_steps` until most "
+            "peak inside it and compare again ([docs/fair-comparisons.md](../docs/fair-comparisons.md)).")
+
+
 def _at_most(train: dict) -> str:
     return "at most " if train["select"] == "best" else ""
 
@@ -528,6 +544,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
         roc_table(metrics, meta["label_names"]),
         f"## Distilled (`{method}`) vs hard labels: is the difference real?",
         significance_verdict(metrics["comparison"], seeds, method),
+        *filter(None, [budget_caveat(params["train"], selections, method)]),
         f"The interval is a paired bootstrap over test examples ({metrics['comparison']['bootstrap_samples']:,} "
         "resamples, fixed seed) of the accuracy difference pooled over seeds; it holds the trained seeds fixed, "
         "so the spread between seeds is the ± in the table above. McNemar compares the distilled and hard student of "

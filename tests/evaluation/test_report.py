@@ -12,7 +12,7 @@ from distillery.evaluation import evaluate as E
 from distillery.evaluation import metrics as M
 from distillery.evaluation import plots as P
 from distillery.errors import DistilleryError
-from distillery.evaluation.report import ROWS, render_report, significance_verdict
+from distillery.evaluation.report import ROWS, budget_caveat, render_report, significance_verdict
 
 from ..conftest import make_params
 
@@ -254,3 +254,19 @@ def test_the_setting_says_which_cpu_numerics_made_the_results():
                                      "2 torch threads; another CPU may give other bits")
     arm = {**native, "reproducible_cpu": "avx2", "applies": False, "torch_cpu_capability": "DEFAULT"}
     assert "(not an x86 CPU: the pinned paths do not apply)" in numerics_text(arm)
+
+
+def test_a_verdict_on_students_the_budget_ended_carries_a_caveat():
+    train = make_params(train={"max_steps": 2000})["train"]
+
+    def picked(*steps):
+        return [{"seed": seed, "step": step, "last_step": 2000} for seed, step in enumerate(steps)]
+
+    ended = {"kd": picked(2000, 2000, 2000), "hard": picked(2000, 1500, 2000)}
+    caveat = budget_caveat(train, ended, "dkd")
+    assert caveat.startswith("**Budget.** 3 of 3 distilled and 2 of 3 hard-label students peaked at their last "
+                             "evaluation (step 2,000)") and "`dkd`'s head start" in caveat
+    assert budget_caveat(train, {"kd": picked(1500, 2000, 1000), "hard": picked(2000, 500, 1000)}) is None  # 1 of 3
+    assert budget_caveat(train, {"kd": picked(1500, 2000), "hard": picked(2000, 2000)}) is not None  # 2 of 2 hard
+    assert budget_caveat({**train, "select": "last"}, ended) is None  # every student at its last step by rule
+    assert budget_caveat(train, None) is None
