@@ -21,7 +21,7 @@ from .errors import DistilleryError
 from .evaluation.params import EVALUATE, QUANTIZE
 from .methods import check_method_params, get_method, kd_schema
 from .numerics import DEFAULT_LEVEL, LEVELS
-from .schema import INT, FLOAT, STR, Field, deep_merge, non_negative, one_of, positive, validate_block
+from .schema import INT, FLOAT, STR, Field, deep_merge, non_negative, one_of, positive, unflatten, validate_block
 from .training.params import COMPUTE, CPU_THREADS, STUDENT_MODEL, TEACHER, TEACHERS, TRAIN, check_training, \
     teacher_blocks
 
@@ -199,14 +199,8 @@ def tune_space(params: dict, raw: dict | None, source: str) -> dict[str, tuple]:
         else:
             raise DistilleryError(f"{where} = {spec!r}: must be [low, high], [low, high, log] or {{choices: [...]}}")
         for value in values:
-            point: dict = {}
-            node = point
-            *parents, leaf = str(path).split(".")
-            for name in parents:
-                node = node.setdefault(name, {})
-            node[leaf] = value
             try:
-                _validate_pipeline(deep_merge(base, point), "@")
+                _validate_pipeline(deep_merge(base, unflatten({path: value})), "@")
             except DistilleryError as exc:
                 raise DistilleryError(f"{where}: {value!r} is not a valid value "
                                       f"({str(exc).removeprefix('@: ')})") from None

@@ -102,6 +102,18 @@ def validate_block(raw: Any, schema: dict, path: str, source: str) -> dict:
     return out
 
 
+def unflatten(flat: dict) -> dict:
+    """Dotted keys as nested params, ``flatten``'s inverse: ``{"kd.T": 4.0}`` -> ``{"kd": {"T": 4.0}}``."""
+    out: dict = {}
+    for key, value in flat.items():
+        *parents, leaf = str(key).split(".")
+        node = out
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = value
+    return out
+
+
 def deep_merge(base: dict, override: dict) -> dict:
     """``override`` merged into a copy of ``base``; nested dicts merge, anything else replaces."""
     out = copy.deepcopy(base)

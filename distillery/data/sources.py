@@ -64,8 +64,8 @@ def changed_files(meta_file: Path, root: Path = Path(".")) -> list[str]:
         where = Path(root) / path
         if not where.is_file():
             changed.append(f"{path} is gone")
-        elif sha256(where) != was["sha256"]:
-            changed.append(f"{path} changed (sha256 {was['sha256'][:12]}… then, {sha256(where)[:12]}… now)")
+        elif (now := sha256(where)) != was["sha256"]:
+            changed.append(f"{path} changed (sha256 {was['sha256'][:12]}… then, {now[:12]}… now)")
     return changed
 
 

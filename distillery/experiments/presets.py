@@ -15,7 +15,7 @@ import yaml
 from ..errors import DistilleryError, exit_on_error
 from ..io import write_text
 from ..params import validate
-from ..schema import deep_merge
+from ..schema import deep_merge, unflatten
 
 PRESETS_DIR = Path("presets")  # of the repository, like params.yaml: every command runs from its root
 
@@ -47,9 +47,7 @@ def parse_set(assignment: str) -> dict:
         value = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise DistilleryError(f"--set {assignment!r}: the value is not valid YAML: {exc}") from None
-    for part in reversed(key.split(".")):
-        value = {part: value}
-    return value
+    return unflatten({key: value})
 
 
 def resolve(name: str, sets: list[str] = (), presets_dir: Path = PRESETS_DIR) -> dict:

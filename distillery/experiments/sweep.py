@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import re
 import subprocess
@@ -31,6 +30,7 @@ import yaml
 
 from ..data.sources import in_repo_copy, local_files
 from ..errors import DistilleryError, exit_on_error
+from ..schema import deep_merge, unflatten
 
 GUARDED_PATHS = ("stages", "distillery", "params.yaml", "dvc.yaml")
 # The classic study: T in {1, 2, 4} x alpha in {0.5, 0.9}, plus the hard-label-only ablation alpha = 0.
@@ -91,15 +91,7 @@ def check_grid(groups: list[list[str]], params_path: Path) -> list[dict[str, obj
 
 def with_point(data: dict, point: dict[str, object]) -> dict:
     """The ``data`` block with a grid point's ``data.*`` values put in."""
-    data = copy.deepcopy(data)
-    for key, value in point.items():
-        if key.startswith("data."):
-            node = data
-            *parents, leaf = key.split(".")[1:]
-            for name in parents:
-                node = node.setdefault(name, {})
-            node[leaf] = value
-    return data
+    return deep_merge(data, unflatten(point).get("data", {}))
 
 
 def refuse_data_a_copy_lacks(changed: list[str], datas: list[dict], root: Path = Path(".")) -> None:

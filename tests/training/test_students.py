@@ -81,17 +81,23 @@ def test_seeds_differ_and_runs_repeat_bit_for_bit(digits, tmp_path):
     assert not any((tmp_path / ".cache" / "checkpoints" / "hard").iterdir()), "without keep_runs: runs deleted"
 
 
-def test_more_seeds_train_only_the_new_ones(digits, tmp_path, monkeypatch):
+@pytest.fixture
+def trained(monkeypatch) -> list[int]:
+    """The seeds the Trainer trains, in order (a kept run that is reused trains none)."""
     import distillery.training.trainer as trainer
 
-    trained = []
+    seeds = []
+    train_model = trainer.train_model
 
     def counting(*args, seed, **kwargs):
-        trained.append(seed)
+        seeds.append(seed)
         return train_model(*args, seed=seed, **kwargs)
 
-    train_model = trainer.train_model
     monkeypatch.setattr(trainer, "train_model", counting)
+    return seeds
+
+
+def test_more_seeds_train_only_the_new_ones(digits, tmp_path, trained):
     one = train("hard", make_params(train={"seeds": [0]}), digits, tmp_path, "students", keep_runs=True)
     seed_0 = weights(one, 0)
     two = train("hard", make_params(train={"seeds": [0, 1]}), digits, tmp_path, "students", keep_runs=True)
@@ -116,22 +122,11 @@ def test_more_seeds_train_only_the_new_ones(digits, tmp_path, monkeypatch):
     assert len(list((tmp_path / ".cache" / "checkpoints" / "hard").iterdir())) == 2
 
 
-def test_a_finished_hard_run_is_not_reused_for_other_inputs_with_the_same_ids_and_labels(digits, tmp_path,
-                                                                                          monkeypatch):
+def test_a_finished_hard_run_is_not_reused_for_other_inputs_with_the_same_ids_and_labels(digits, tmp_path, trained):
     """The hard students have no teacher logits to tell two datasets apart: another scaling of the same rows, or
     another class list, must train anew, not reuse the run kept from before (a wrong hard baseline)."""
     import dataclasses
 
-    import distillery.training.trainer as trainer
-
-    trained = []
-
-    def counting(*args, seed, **kwargs):
-        trained.append(seed)
-        return train_model(*args, seed=seed, **kwargs)
-
-    train_model = trainer.train_model
-    monkeypatch.setattr(trainer, "train_model", counting)
     params = make_params(train={"seeds": [0]})
     first = weights(train("hard", params, digits, tmp_path, "students", keep_runs=True), 0)
     rescaled = dataclasses.replace(digits, splits={name: dataclasses.replace(split, inputs=split.inputs * 0.5)
