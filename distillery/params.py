@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from .data.chats import FROM_TOKENIZER
-from .data.params import DATA, check_data, has_prompts, is_text
+from .data.params import DATA, check_data, has_prompts, is_text, template_fields
 from .errors import DistilleryError
 from .evaluation.params import EVALUATE, QUANTIZE
 from .methods import check_method_params, get_method, kd_schema
@@ -281,6 +281,19 @@ def _check_top_k(params: dict, source: str) -> None:
             raise DistilleryError(f"{source}: {exc}") from None
 
 
+def _check_sentence_column(data: dict, where: str) -> None:
+    """``data.validation_split: sentences`` over a corpus splits one column's texts (``sentence_column``): refused
+    for conversations and for a prompt template that reads several columns."""
+    if data["messages_column"]:
+        raise DistilleryError(f"{where}: data.validation_split = 'sentences' with data.messages_column: it splits "
+                              "the texts of one column, not conversations; use 'rows'")
+    fields = template_fields(data["prompt_template"]) if data["prompt_template"] else []
+    if len(fields) > 1:
+        raise DistilleryError(f"{where}: data.validation_split = 'sentences' with data.prompt_template reading "
+                              f"{', '.join(map(repr, fields))}: it splits the texts of one column; use 'rows' or "
+                              "a template of one column")
+
+
 def _check_causal_lm(params: dict, source: str) -> None:
     """``task: causal_lm``: a text corpus, Hugging Face causal LMs (a checkpoint or a config with model_type) sharing
     the prepared tokenizer, and a method that reads only the teacher's stored per-token logits (or none)."""
@@ -294,7 +307,6 @@ def _check_causal_lm(params: dict, source: str) -> None:
         "data.transfer": transfer_on,
         "data.omit_classes": bool(data["omit_classes"]),
         "data.text_pair_column": bool(data["text_pair_column"]),
-        "data.validation_split": data["validation_split"] != "rows",
         "teachers": bool(params["teachers"]),
         "student.quantize": params["student"]["quantize"] != "none",
         "student.model.init_from_teacher_layers": bool(params["student"]["model"]["init_from_teacher_layers"]),
@@ -324,6 +336,8 @@ def _check_causal_lm(params: dict, source: str) -> None:
     if data["messages_column"] and (data["prompt_column"] or data["prompt_template"]):
         raise DistilleryError(f"{where}: data.messages_column with data.prompt_column / prompt_template: a "
                               "conversation holds its prompt (the messages before the last); set one")
+    if data["validation_split"] == "sentences":
+        _check_sentence_column(data, where)
     if data["messages_column"] and not data["chat_template"]:
         raise DistilleryError(f"{where}: data.messages_column = {data['messages_column']!r} without "
                               "data.chat_template: a conversation is written as text by a chat template; set "

@@ -41,9 +41,10 @@ from ..io import atomic_dir
 from . import chats
 from .checkpoints import checkpoint_tokenizer, save_tokenizer
 from .files import cap_train, check_columns, load_tables, number_rows, source_parts
-from .params import template_fields
+from .params import sentence_column, template_fields
 from .sources import PREPARE_READS, source_record
 from .prepared import META_FILE, PROMPT_LENGTH, SPLITS, Prepared, load_prepared, target_counts, within_rows
+from .sentences import check_train_to_split, sentence_split_indices, sentence_split_origin
 from .splitting import random_split_indices
 
 KIND = "causal_lm"
@@ -74,10 +75,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         for name, param in columns.items():
             _check_has_text(df[name], where[split], name, param, blank_cells[name])
     numbered = number_rows(tables, data_params["id_column"], where)
-    parts, origin = source_parts(
-        numbered, data_params,
-        lambda rest, test_mask: random_split_indices(len(rest), data_params, test_mask, f"data.source = {source!r}"),
-        stratified=False)
+    parts, origin = _split(numbered, data_params)
 
     rows, empty_rows = {}, {}
     for split in SPLITS:
@@ -178,6 +176,27 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     }
     save_corpus(splits, tokenizer, meta, out_dir)
     return load_prepared(out_dir)
+
+
+def _split(tables: dict, data_params: dict) -> tuple[dict, dict]:
+    """The corpus's train/validation/test parts and where each came from: rows at random, or with
+    ``data.validation_split: sentences`` whole sentences of ``sentence_column`` (data/sentences.py)."""
+    where = f"data.source = {data_params['source']!r}"
+    if data_params["validation_split"] == "rows":
+        return source_parts(tables, data_params, lambda rest, test_mask: random_split_indices(
+            len(rest), data_params, test_mask, where), stratified=False)
+    check_train_to_split(tables, where)
+    column, left_out = sentence_column(data_params), []
+
+    def split_rows(rest, test_mask):
+        index, phrases = sentence_split_indices(rest[column].astype(str).tolist(), None, data_params, test_mask,
+                                                where)
+        left_out.append(phrases)
+        return index
+
+    parts, origin = source_parts(tables, data_params, split_rows, stratified=False)
+    sentence_split_origin(origin, left_out[0], tables, data_params, stratified=False)
+    return parts, origin
 
 
 def prompt_texts(df, prompt_column: str | None, template: str | None) -> list[str]:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import DistilleryError
 from .prepared import SPLITS
-from .sentences import sentence_split_indices
+from .sentences import check_train_to_split, sentence_split_indices, sentence_split_origin
 from .splitting import split_indices
 from .validation import _few, validate_table
 
@@ -249,19 +249,11 @@ def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list
         left_out.append(phrases)
         return index
 
-    if data_params["validation_split"] == "sentences" and "validation" in tables and "test" in tables:
-        raise DistilleryError(f"{source}: data.validation_split = 'sentences', but the source has its own "
-                              "validation and test splits, which are used as they are: nothing is split off train")
+    if data_params["validation_split"] == "sentences":
+        check_train_to_split(tables, source)
     parts, origin = source_parts(tables, data_params, split_rows, stratified=True, hidden=bool(hidden))
     if left_out:
-        one_file = "validation" not in tables and "test" not in tables
-        origin["validation"] = (f"{data_params['validation_fraction'] * 100:g} % of the sentences of "
-                                f"{'the non-test rows' if one_file else 'source train'} (stratified; "
-                                "data.validation_split: sentences)")
-        if one_file:
-            origin["test"] = f"{data_params['test_fraction'] * 100:g} % of the sentences (stratified)"
-        origin["train"] += (f", less {left_out[0]:,} phrases found only inside validation"
-                            f"{' or test' if one_file else ''} sentences")
+        sentence_split_origin(origin, left_out[0], tables, data_params, stratified=True)
     parts = cap_train(parts, origin, data_params, dropped)
     return {split: df.sort_values("id") for split, df in parts.items()}, names, origin, bool(hidden)
 

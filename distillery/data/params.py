@@ -53,6 +53,14 @@ def template_fields(template: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def sentence_column(data: dict) -> str:
+    """The column whose texts ``data.validation_split: sentences`` splits into sentences and phrases: a corpus's
+    prompt (``data.prompt_column``, or the one column ``data.prompt_template`` reads), else ``data.text_column``."""
+    if data.get("prompt_template"):
+        return template_fields(data["prompt_template"])[0]
+    return data.get("prompt_column") or data["text_column"]
+
+
 def _template(v):
     try:
         names = template_fields(v)
@@ -147,7 +155,8 @@ DATA = {
     "validation_split": Field(STR, one_of("rows", "sentences"), "rows",
                               help="rows: validation is a stratified data.validation_fraction of the train rows; "
                                    "sentences (text sources whose rows include phrases of other rows, like SST-2): "
-                                   "of the whole sentences, their phrases left out of train (data/sentences.py)"),
+                                   "of the whole sentences, their phrases left out of train (data/sentences.py; a "
+                                   "language model's corpus: the sentences of its prompts, or of its texts)"),
     "test_fraction": Field(FLOAT, open_fraction, 0.2),
     "split_seed": Field(INT, non_negative, 0),
     "files": Field((dict,), _split_files, None, nullable=True,

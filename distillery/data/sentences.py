@@ -12,7 +12,9 @@ apart settings that the scored split can. Here:
 - a phrase found only inside validation sentences leaves train (it is their text); a phrase that also lies
   inside a train sentence stays (it is common text, like the phrases train shares with the scored split).
 
-Rows of the held-out test split are neither sentences nor phrases here: they are never searched.
+Rows of the held-out test split are neither sentences nor phrases here: they are never searched. A classifier's
+sentences are split stratified by label; a language model's corpus splits the texts of its prompts (or, without
+prompts, of ``data.text_column``) at random.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from collections import defaultdict
 
 import numpy as np
 
-from .splitting import split_indices
+from ..errors import DistilleryError
+from .splitting import random_split_indices, split_indices
 
 
 def normalised(text: str) -> str:
@@ -70,13 +73,15 @@ def sentence_rows(texts: list[str]) -> np.ndarray:
     return is_sentence
 
 
-def sentence_split_indices(texts: list[str], labels: np.ndarray, data_params: dict, test_mask: np.ndarray | None,
-                           source: str, label_names: list[str]) -> tuple[dict[str, np.ndarray], int]:
+def sentence_split_indices(texts: list[str], labels: np.ndarray | None, data_params: dict,
+                           test_mask: np.ndarray | None, source: str,
+                           label_names: list[str] | None = None) -> tuple[dict[str, np.ndarray], int]:
     """Train/validation/test row indices with validation drawn from whole sentences (see the module docstring), and
-    the number of train phrases left out because they lie only inside validation sentences. ``test_mask``: the
-    rows of the source's held-out split (the prepared test split); None: test is a stratified
-    ``data.test_fraction`` of the sentences too, with the same rule for its phrases."""
-    labels = np.asarray(labels)
+    the number of train phrases left out because they lie only inside validation sentences. The sentences are
+    split stratified by ``labels``, or at random where they are None (a corpus). ``test_mask``: the rows of the
+    source's held-out split (the prepared test split); None: test is a ``data.test_fraction`` of the sentences
+    too, with the same rule for its phrases."""
+    labels = None if labels is None else np.asarray(labels)
     texts = [normalised(t) for t in texts]
     rows = np.arange(len(texts))
     held = np.zeros(len(texts), bool) if test_mask is None else np.asarray(test_mask, bool)
@@ -85,7 +90,9 @@ def sentence_split_indices(texts: list[str], labels: np.ndarray, data_params: di
     is_sentence[pool] = sentence_rows([texts[i] for i in pool])
     sentences, phrases = rows[is_sentence], pool[~is_sentence[pool]]
     drawn = np.r_[sentences, rows[held]]  # the rows split_indices splits: the sentences, then the held-out test rows
-    index = split_indices(labels[drawn], data_params, None if test_mask is None else held[drawn], source, label_names)
+    drawn_mask = None if test_mask is None else held[drawn]
+    index = random_split_indices(len(drawn), data_params, drawn_mask, source) if labels is None else \
+        split_indices(labels[drawn], data_params, drawn_mask, source, label_names)
     train_sentences = drawn[index["train"]]
     held_out = {split: drawn[index[split]] for split in ("test", "validation")}
 
@@ -99,3 +106,24 @@ def sentence_split_indices(texts: list[str], labels: np.ndarray, data_params: di
         phrases = np.concatenate([phrases[~inside], phrases[inside][kept]])
     return {"train": np.sort(np.concatenate([train_sentences, phrases])),
             "validation": np.sort(held_out["validation"]), "test": np.sort(held_out["test"])}, left_out
+
+
+def check_train_to_split(tables: dict, source: str) -> None:
+    """Refuse a sentence split of a source with its own validation and test splits: nothing is split off train."""
+    if "validation" in tables and "test" in tables:
+        raise DistilleryError(f"{source}: data.validation_split = 'sentences', but the source has its own "
+                              "validation and test splits, which are used as they are: nothing is split off train")
+
+
+def sentence_split_origin(origin: dict, left_out: int, tables: dict, data_params: dict, stratified: bool) -> None:
+    """Rewrite ``origin`` (split -> where it came from, in words) for a sentence split of the source ``tables``
+    that left ``left_out`` train phrases out."""
+    one_file = "validation" not in tables and "test" not in tables
+    how = "stratified; " if stratified else ""
+    origin["validation"] = (f"{data_params['validation_fraction'] * 100:g} % of the sentences of "
+                            f"{'the non-test rows' if one_file else 'source train'} ({how}"
+                            "data.validation_split: sentences)")
+    if one_file:
+        origin["test"] = f"{data_params['test_fraction'] * 100:g} % of the sentences{' (stratified)' * stratified}"
+    origin["train"] += (f", less {left_out:,} phrases found only inside validation"
+                        f"{' or test' if one_file else ''} sentences")

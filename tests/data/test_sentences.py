@@ -97,5 +97,46 @@ def test_prepare_splits_sentences_and_says_so(tmp_path):
 def test_sentences_need_single_texts():
     with pytest.raises(DistilleryError, match="validation_split = 'sentences' with data.source = 'sklearn:digits'"):
         make_params(data={"validation_split": "sentences"})
-    with pytest.raises(DistilleryError, match="data.validation_split"):
-        make_params(task="causal_lm", data={"source": "file:c.txt", "validation_split": "sentences"})
+    with pytest.raises(DistilleryError, match="validation_split = 'sentences' with sentence pairs"):
+        make_params(data={"source": "file:p.csv", "text_pair_column": "b", "validation_split": "sentences"})
+
+
+HF = {"model": {"arch": "hf", "config": {"model_type": "gpt2"}}}
+
+
+def _corpus_params(**data) -> dict:
+    data = {"source": "files", "files": {"train": "train.tsv", "test": "test.tsv"}, "text_column": "label",
+            "validation_split": "sentences", "validation_fraction": 0.25, "vocab_size": 300, "max_length": 32,
+            **data}
+    return make_params(task="causal_lm", data=data, teacher=HF, student=HF)["data"]
+
+
+def test_a_language_model_s_prompts_are_split_into_sentences_too(tmp_path):
+    from distillery.data.prepare import prepare
+
+    df = _treebank(40)
+    df.to_csv(tmp_path / "train.tsv", sep="\t", index=False)
+    pd.DataFrame({"sentence": [f"t{i} shared" for i in range(10)], "label": [i % 2 for i in range(10)]}).to_csv(
+        tmp_path / "test.tsv", sep="\t", index=False)
+    prepared = prepare(_corpus_params(prompt_template="Review: {sentence}"), tmp_path / "sentences", tmp_path,
+                       task="causal_lm")
+    texts = {split: df["sentence"].to_numpy()[prepared.splits[split].ids] for split in ("train", "validation")}
+    assert len(texts["validation"]) == 10 and all(t.endswith(" shared") for t in texts["validation"])
+    for i in (t.split()[0][1:] for t in texts["validation"]):  # a validation sentence's own phrases leave train
+        assert f"s{i} w{i}" not in texts["train"] and f"x{i}" not in texts["train"]
+    assert prepared.meta["sizes"] == {"train": 121 - 10 - 20, "validation": 10, "test": 10}
+    origin = prepared.meta["split_origin"]
+    assert origin["validation"] == "25 % of the sentences of source train (data.validation_split: sentences)"
+    assert origin["train"] == "source train, less 20 phrases found only inside validation sentences"
+    rows = prepare(_corpus_params(prompt_template="Review: {sentence}", validation_split="rows"), tmp_path / "rows",
+                   tmp_path, task="causal_lm")
+    assert rows.meta["sizes"] == {"train": 90, "validation": 31, "test": 10}
+    plain = prepare(_corpus_params(text_column="sentence"), tmp_path / "plain", tmp_path, task="causal_lm")
+    assert plain.meta["sizes"] == prepared.meta["sizes"]  # no prompts: the texts are split the same way
+
+
+def test_a_corpus_split_into_sentences_needs_one_column_of_them():
+    with pytest.raises(DistilleryError, match=r"prompt_template reading 'title', 'body': it splits the texts of one"):
+        _corpus_params(prompt_template="{title}: {body}")
+    with pytest.raises(DistilleryError, match="validation_split = 'sentences' with data.messages_column"):
+        _corpus_params(messages_column="messages", chat_template="tokenizer")
