@@ -39,6 +39,11 @@ def test_accuracy_nll_agreement_f1():
     # class 0: tp 1, fp 1, fn 1 -> F1 0.5; class 1: tp 0 -> F1 0  => macro 0.25
     assert M.macro_f1(logits, labels, 2) == pytest.approx(0.25)
     assert M.classification_metrics(logits, labels, 2)["errors"] == 2  # rows 2 and 3 are wrong
+    # a fourth class with no row and no prediction is left out: three classes each right, macro 1, not 3/4
+    right = logits_for([[0.8, 0.1, 0.05, 0.05], [0.1, 0.8, 0.05, 0.05], [0.1, 0.05, 0.8, 0.05]])
+    assert M.macro_f1(right, np.array([0, 1, 2]), 4) == pytest.approx(1.0)
+    # predicted but never true counts: class 1 has F1 0 (one false positive), class 0 F1 2·1/(1+2) = 2/3
+    assert M.macro_f1(logits_for([[0.9, 0.1], [0.2, 0.8]]), np.array([0, 0]), 2) == pytest.approx(1 / 3)
 
 
 def test_brier_by_hand():
@@ -150,7 +155,7 @@ def test_f1_auc_and_roc_points_equal_scikit_learns_with_ties_and_absent_classes(
         n, k = int(rng.integers(2, 50)), int(rng.integers(2, 6))
         logits = np.round(rng.normal(size=(n, k)), int(rng.integers(0, 3)))  # rounding makes ties
         labels = rng.integers(0, k, n)
-        expected = f1_score(labels, logits.argmax(1), labels=np.arange(k), average="macro", zero_division=0)
+        expected = f1_score(labels, logits.argmax(1), average="macro", zero_division=0)
         assert M.macro_f1(logits, labels, k) == pytest.approx(expected, abs=1e-12)
         auc, probs = M.roc_auc_per_class(logits, labels), M.probabilities(logits)
         for c in range(k):
