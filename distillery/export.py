@@ -33,8 +33,8 @@ from .evaluation.report import budget_caveat, evaluated_on, setting_inputs, sett
 from .evaluation.wording import counted
 from .io import atomic_dir, umask, write_json, write_text
 from .methods import describe, get_method
-from .params import load_params
-from .schema import flatten
+from .params import SCHEMA, load_params, validate
+from .schema import flatten, leaves
 
 KINDS = {"kd": "distilled", "hard": "hard-label"}
 RECORD_FILE = "distillation.json"
@@ -82,26 +82,34 @@ def _tool(cmd: list[str]) -> subprocess.CompletedProcess:
 
 
 def params_changes(committed: dict | None, current: dict) -> dict:
-    """params.yaml's keys whose values differ from the commit's: ``{key: {"commit": value, "now": value}}``, a side
-    left out where the key is absent there (an explicit ``null`` is kept as None)."""
-    before, now = flatten(committed or {}), flatten(current)
+    """The params whose values as the stages read them (defaults filled in) differ from the commit's params.yaml:
+    ``{key: {"commit": value, "now": value, "written": whether the commit's params.yaml writes the key}}``, so a
+    key written out at its default (``make preset`` writes every one) is no change. Where either file does not
+    validate (a commit from before a param was renamed), the files are compared as written, and a side is left
+    out where the key is absent there."""
+    try:
+        before, now = leaves(validate(committed or {}), SCHEMA), leaves(validate(current), SCHEMA)
+    except DistilleryError:
+        before, now = flatten(committed or {}), flatten(current)
+    written = flatten(committed or {})
     changes = {}
     for key in sorted(before.keys() | now.keys()):
         if key in before and key in now and before[key] == now[key]:
             continue
-        changes[key] = ({"commit": before[key]} if key in before else {}) | ({"now": now[key]} if key in now else {})
+        changes[key] = (({"commit": before[key]} if key in before else {}) | ({"now": now[key]} if key in now else {})
+                        | {"written": key in written or any(k.startswith(f"{key}.") for k in written)})
     return changes
 
 
 def set_args(changes: dict) -> str | None:
-    """The ``dvc exp run`` options that turn the commit's params.yaml into this one (``++`` for a key new since the
-    commit), or None when a key was removed (``-S`` cannot say that)."""
+    """The ``dvc exp run`` options that turn the commit's params.yaml into this one (``++`` for a key the commit's
+    file does not write), or None when a key was removed (``-S`` cannot say that)."""
     if any("now" not in change for change in changes.values()):
         return None
     parts = []
     for key, change in changes.items():
         value = yaml.safe_dump(change["now"], default_flow_style=True, width=1000).removesuffix("...\n").strip()
-        parts.append("-S " + shlex.quote(f"{'' if 'commit' in change else '++'}{key}={value}"))
+        parts.append("-S " + shlex.quote(f"{'' if change['written'] else '++'}{key}={value}"))
     return " ".join(parts)
 
 
@@ -305,7 +313,9 @@ def reproduce(state: dict, kind: str, seed: int, level: str) -> list[str]:
         how = f"`git checkout {commit[:12]} && make repro` trains {folder}, these files, again, with {bits}."
     else:
         listed = "; ".join((f"`{k}` = {c['now']!r}" if "now" in c else f"`{k}` removed")
-                           + f" ({repr(c['commit']) if 'commit' in c else 'absent'} there)" for k, c in changes.items())
+                           + f" ({repr(c['commit']) if 'commit' in c else 'absent'} there"
+                           + ("" if c["written"] or "commit" not in c else ", its default") + ")"
+                           for k, c in changes.items())
         args = set_args(changes)
         how = (f"Its params.yaml differs from the commit's: {listed} (an experiment, e.g. `dvc exp run`). "
                + (f"`git checkout {commit[:12]}`, then `dvc exp run {args}`, trains {folder}, these files, again, "

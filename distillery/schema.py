@@ -132,5 +132,18 @@ def flatten(tree: dict, prefix: str = "") -> dict:
     return out
 
 
+def leaves(tree: dict, schema: dict, prefix: str = "") -> dict:
+    """Validated params as dotted keys down to ``schema``'s fields: a field whose value is a mapping
+    (``data.files``, ``teachers``) stays one key, unlike ``flatten``."""
+    out = {}
+    for key, spec in schema.items():
+        value = tree.get(key)
+        if isinstance(spec, dict):
+            out.update(leaves(value or {}, spec, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key

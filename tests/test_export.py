@@ -72,21 +72,38 @@ def test_out_may_be_new_empty_or_an_earlier_export_of_its_own_files_only(tmp_pat
 
 
 def test_params_changed_since_the_commit_and_the_options_that_make_them():
-    committed = {"kd": {"T": 4.0, "alpha": 0.5, "method": "kd"}, "train": {"seeds": [0, 1]}, "teachers": {},
+    committed = {"kd": {"T": 4.0, "alpha": 0.5, "method": "kd"}, "train": {"seeds": [0, 1]},
                  "teacher": {"logits_top_k": 5}}
     current = {"kd": {"T": 2, "alpha": 0.5, "method": "dkd", "dkd": {"beta": 4.0}}, "train": {"seeds": [0, 1, 2]},
-               "teachers": {}, "teacher": {"logits_top_k": None}}
+               "teacher": {"logits_top_k": None}}
     changes = params_changes(committed, current)
-    assert changes == {"kd.T": {"commit": 4.0, "now": 2}, "kd.dkd.beta": {"now": 4.0},
-                       "kd.method": {"commit": "kd", "now": "dkd"}, "teacher.logits_top_k": {"commit": 5, "now": None},
-                       "train.seeds": {"commit": [0, 1], "now": [0, 1, 2]}}
-    # an explicit null is a value -S can set, not a removed key
-    assert set_args(changes) == ("-S kd.T=2 -S ++kd.dkd.beta=4.0 -S kd.method=dkd -S teacher.logits_top_k=null "
+    assert changes == {"kd.T": {"commit": 4.0, "now": 2.0, "written": True},
+                       "kd.dkd.beta": {"commit": 8.0, "now": 4.0, "written": False},  # 8: the default
+                       "kd.method": {"commit": "kd", "now": "dkd", "written": True},
+                       "teacher.logits_top_k": {"commit": 5, "now": None, "written": True},
+                       "train.seeds": {"commit": [0, 1], "now": [0, 1, 2], "written": True}}
+    # an explicit null is a value -S can set; a key the commit's file does not write takes ++
+    assert set_args(changes) == ("-S kd.T=2.0 -S ++kd.dkd.beta=4.0 -S kd.method=dkd -S teacher.logits_top_k=null "
                                  "-S 'train.seeds=[0, 1, 2]'")
     assert params_changes(current, current) == {}
-    removed = params_changes(current, committed)
-    assert removed["kd.dkd.beta"] == {"commit": 4.0}
-    assert set_args(removed) is None  # kd.dkd.beta removed: -S cannot say it
+    back = params_changes(current, committed)  # kd.dkd.beta removed: back to its default, which -S sets
+    assert back["kd.dkd.beta"] == {"commit": 4.0, "now": 8.0, "written": True}
+    assert "-S kd.dkd.beta=8.0" in set_args(back)
+
+
+def test_params_written_out_at_their_defaults_are_no_change():
+    from distillery.params import SCHEMA, validate
+    from distillery.schema import leaves, unflatten
+
+    everything = unflatten(leaves(validate({}), SCHEMA))  # what `make preset` writes: every default
+    assert params_changes({}, everything) == {}
+    assert params_changes({}, everything | {"kd": everything["kd"] | {"T": 2.0}}) == {
+        "kd.T": {"commit": 4.0, "now": 2.0, "written": False}}
+    files = {"data": {"source": "files", "files": {"train": "a.csv"}, "feature_columns": "all"}}
+    assert params_changes({}, files)["data.files"] == {"commit": None, "now": {"train": "a.csv"},
+                                                       "written": False}  # a mapping param stays one key
+    # a file that no longer validates is compared as written
+    assert params_changes({"kd": {"old_knob": 1}}, {}) == {"kd.old_knob": {"commit": 1, "written": True}}
 
 
 def test_links_into_the_repository_become_their_text():

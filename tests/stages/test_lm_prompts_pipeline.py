@@ -146,12 +146,13 @@ def test_export_hands_over_the_seed_of_the_lowest_validation_nll(repo):
         "perplexity": metrics["kd"]["perplexity_seeds"][best],
         "validation_perplexity": metrics["kd"]["validation_perplexity_seeds"][best]}
     assert record["params"]["kd"]["method"] == "on_policy_gkd" and record["files_changed"] == []
-    assert record["params_changed"] == {"kd.alpha": {"commit": 0.5, "now": 1},
-                                        "kd.method": {"commit": "seqkd", "now": "on_policy_gkd"},
-                                        "kd.on_policy_gkd.student_data_fraction": {"now": 1.0}}
+    assert record["params_changed"] == {
+        "kd.alpha": {"commit": 0.5, "now": 1.0, "written": True},
+        "kd.method": {"commit": "seqkd", "now": "on_policy_gkd", "written": True},
+        "kd.on_policy_gkd.student_data_fraction": {"commit": 0.5, "now": 1.0, "written": False}}  # 0.5: the default
     card = (out / "README.md").read_text()
     assert "pipeline_tag: text-generation" in card and "the best validation NLL per token" in card
     assert f"| test perplexity | {metrics['kd']['perplexity_seeds'][best]:.3f} |" in card
     assert "| ROUGE-L F1 of the greedy test answers | — |" in card
-    assert (f"`git checkout {record['commit'][:12]}`, then `dvc exp run -S kd.alpha=1 -S kd.method=on_policy_gkd "
+    assert (f"`git checkout {record['commit'][:12]}`, then `dvc exp run -S kd.alpha=1.0 -S kd.method=on_policy_gkd "
             "-S ++kd.on_policy_gkd.student_data_fraction=1.0`, trains") in card
