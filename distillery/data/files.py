@@ -171,12 +171,14 @@ def _own_ids(tables: dict, id_column: str, where: dict) -> dict:
                                   f"logits and predictions): {kind} {_few(names[bad])} have "
                                   f"{_few(values.to_numpy()[bad])}")
         numbered[split] = df.assign(id=ids)
-        seen.append(ids)
-    everything = np.concatenate(seen)
-    unique, counts = np.unique(everything, return_counts=True)
+        seen.append((where[split], kind, names, ids))
+    unique, counts = np.unique(np.concatenate([ids for *_, ids in seen]), return_counts=True)
     if (counts > 1).any():
+        repeated = _few(unique[counts > 1])
+        places = "; ".join(f"{place} {kind} {_few(names[np.isin(ids, repeated)])}"
+                           for place, kind, names, ids in seen if np.isin(ids, repeated).any())
         raise DistilleryError(f"data.id_column = {id_column!r}: {int((counts > 1).sum())} ids appear more than once "
-                              f"(over every split): {_few(unique[counts > 1])}")
+                              f"(over every split): {repeated} ({places})")
     return numbered
 
 

@@ -29,7 +29,7 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
     inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
     label = data_params["label_column"]
     id_column = data_params["id_column"]
-    check_columns({k: v for k, v in tables.items() if k != "test" or label in v}, where, named)
+    check_columns(tables, where, named)
     numbered = number_rows(tables, id_column, where)
     parts, names, origin, hidden = labelled_splits(numbered, where, data_params, declared, inputs,
                                                    row_labels(tables, where, id_column))

@@ -111,6 +111,16 @@ def test_bad_text_data_names_file_column_and_ids(text_assets, tmp_path, frame_ed
     assert not (tmp_path / "prepared").exists()
 
 
+def test_a_test_file_without_the_label_column_is_named_with_the_param(text_assets, tmp_path):
+    text_assets["df"].iloc[:40].to_csv(tmp_path / "train.csv", index=False)
+    text_assets["df"].iloc[40:50].drop(columns="label").to_csv(tmp_path / "test.csv", index=False)
+    with pytest.raises(DistilleryError) as err:
+        prepare_text_source(tmp_path, tmp_path, source="files", files={"train": "train.csv", "test": "test.csv"})
+    assert str(err.value).endswith("test.csv: missing column(s) 'label' (data.label_column); the file has columns "
+                                   "['sentence']")  # its own columns: no id added
+    assert not (tmp_path / "prepared").exists()
+
+
 def test_text_params_are_checked_together():
     with pytest.raises(DistilleryError, match="text sources .* need arch 'hf' models"):
         make_params(data={"source": "file:x.csv"})
