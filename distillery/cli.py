@@ -35,9 +35,12 @@ def quiet_torchao() -> None:
 quiet_torchao()  # on import: every stage script imports this module before distillery's torch modules
 
 
-def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | None = None) -> None:
+def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | None = None,
+              reads: str | None = None) -> None:
     """Pin the numerics (``reproducible_cpu``, ``cpu_threads``), call ``main``, then write what was in force to
-    ``record/numerics.json`` (the stage's output folder). A ``DistilleryError`` prints ``error: <message>`` and
+    ``record/numerics.json`` (the stage's output folder), and beside it the local checkpoints the model block
+    ``reads`` names (``teacher``, ``teachers.<name>``, ``student``) in ``sources.json`` where there are any (see
+    ``data.sources``). A ``DistilleryError`` prints ``error: <message>`` and
     exits with status 2. The stage's objects are then frozen: the interpreter's last garbage collections at exit
     would scan every object of the imported libraries (0.85 s with torch and transformers on two CPU cores:
     ``python bench/pipeline_time.py --imports-only``)."""
@@ -56,15 +59,25 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
             set_cpu_threads()
         main()
         if record is not None:
-            write_record(record, level)
+            write_record(record, level, reads)
         gc.freeze()
 
 
-def write_record(folder: Path, level: str) -> None:
-    """``folder/numerics.json``: the numerics the stage ran under (``distillery.numerics.record``), written by the
+def write_record(folder: Path, level: str, reads: str | None = None) -> None:
+    """``folder/numerics.json``: the numerics the stage ran under (``distillery.numerics.record``), and
+    ``folder/sources.json``: the local checkpoints of the model block ``reads`` (``data.sources``); written by the
     main process."""
+    from .data.sources import CHECKPOINT_RECORD, checkpoint_record
     from .distributed import is_main
     from .io import write_json
+    from .params import load_params
 
-    if is_main():
-        write_json(folder / RECORD_FILE, record_numerics(level))
+    if not is_main():
+        return
+    write_json(folder / RECORD_FILE, record_numerics(level))
+    if reads is not None:
+        params = load_params()
+        block = params["teachers"][reads.split(".", 1)[1]] if reads.startswith("teachers.") else params[reads]
+        checkpoints = checkpoint_record(block, reads)
+        if checkpoints:
+            write_json(folder / CHECKPOINT_RECORD, checkpoints)

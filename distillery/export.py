@@ -26,7 +26,7 @@ import yaml
 
 from .data.inputs import load_record
 from .data.prepared import META_FILE
-from .data.sources import RECORD_KEY, STAGE_RECORDS, in_repo_copy, stale_stages
+from .data.sources import RECORD_KEY, in_repo_copy, stage_records, stale_stages
 from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
 from .evaluation.report import budget_caveat, evaluated_on, setting_inputs, setting_table, significance_verdict
@@ -125,7 +125,7 @@ def workspace_state(kind: str) -> dict:
                               f"{', '.join(sorted(changed))} changed): run `dvc repro` first")
     stale = stale_stages()
     if stale:
-        raise DistilleryError("data files changed since the stages read them, which DVC does not watch ("
+        raise DistilleryError("data files or checkpoints changed since the stages read them, which DVC does not watch ("
                               + "; ".join(f"{stage}: {', '.join(changes)}" for stage, changes in stale.items())
                               + "): `make repro` runs those stages again")
     commit = _tool(["git", "rev-parse", "HEAD"]).stdout.strip() or None
@@ -144,10 +144,11 @@ def workspace_state(kind: str) -> dict:
 
 
 def data_files(root: Path = Path(".")) -> dict[str, dict]:
-    """The data files params.yaml names, as the stages that read them recorded them (sha256, bytes), and whether a
-    clone of the commit holds them (``in_commit``: inside the repo and tracked by git or DVC)."""
+    """The data files and local checkpoints params.yaml names, as the stages that read them recorded them (sha256,
+    bytes), and whether a clone of the commit holds them (``in_commit``: inside the repo and tracked by git or
+    DVC)."""
     files = {}
-    for record in STAGE_RECORDS.values():
+    for record in stage_records(root).values():
         if (root / record).is_file():
             files.update(json.loads((root / record).read_text()).get(RECORD_KEY, {}))
     top = root.resolve()
@@ -322,10 +323,11 @@ def reproduce(state: dict, kind: str, seed: int, level: str) -> list[str]:
                   f"with {bits}." if args else "`distillation.json` holds the params it was trained with."))
     outside = [path for path, file in state["data_files"].items() if not file["in_commit"]]
     if outside:
-        how = how.replace(", again,", ", again, given the same data files (below),")
+        how = how.replace(", again,", ", again, given the same files (below),")
     lines = [f"Made at commit `{commit}`. {how}{md5}"]
     if state["data_files"]:
-        lines += ["", "Data files read (DVC does not watch a file params.yaml names; sha256 as the stages read them): "
+        lines += ["", "Data files and local checkpoints read (DVC does not watch a file params.yaml names; sha256 as "
+                  "the stages read them, a folder's of its files): "
                   + "; ".join(f"`{path}`, {file['bytes']:,} bytes, sha256 `{file['sha256']}`"
                               + ("" if file["in_commit"] else ", **not in the commit** (outside the repo, or tracked "
                                                                "by neither git nor DVC)")

@@ -31,4 +31,4 @@ def main() -> None:
         print(f"{DISTILL_SECONDS_LINE}{seconds:.2f} s")
 
 if __name__ == "__main__":
-    run_stage(main, record=Path("reports/training/kd"))
+    run_stage(main, record=Path("reports/training/kd"), reads="student")

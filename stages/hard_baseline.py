@@ -22,4 +22,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    run_stage(main, record=Path("reports/training/hard"))
+    run_stage(main, record=Path("reports/training/hard"), reads="student")

@@ -27,4 +27,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--name", help="one of the teachers under `teachers` in params.yaml")
     args = parser.parse_args()
-    run_stage(lambda: main(args.name), record=TeacherPaths(args.name).curves)
+    run_stage(lambda: main(args.name), record=TeacherPaths(args.name).curves,
+              reads="teacher" if args.name is None else f"teachers.{args.name}")

@@ -22,3 +22,24 @@ def test_negative_cpu_threads_is_refused(tmp_path, monkeypatch):
     (tmp_path / "params.yaml").write_text("cpu_threads: -2\n")
     with pytest.raises(DistilleryError, match=r"cpu_threads = -2: must be >= 0"):
         set_cpu_threads()
+
+
+def test_a_stage_records_the_local_checkpoints_of_the_block_it_reads(tmp_path, monkeypatch):
+    import json
+
+    from distillery.cli import write_record
+    from distillery.data.sources import digest
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt/config.json").write_text("{}")
+    bert = {"model_type": "bert", "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "intermediate_size": 32}
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({
+        "data": {"source": "file:t.csv"}, "teacher": {"model": {"arch": "hf", "pretrained": "ckpt"}},
+        "student": {"model": {"arch": "hf", "config": bert, "tokenizer": "bert-base-uncased"}}}))
+    write_record(tmp_path / "teacher", "avx2", reads="teacher")
+    assert json.loads((tmp_path / "teacher/sources.json").read_text()) == {
+        "source_files": {"ckpt": digest(tmp_path / "ckpt")}}
+    write_record(tmp_path / "student", "avx2", reads="student")  # a Hub id: nothing local to record
+    assert sorted(p.name for p in (tmp_path / "student").iterdir()) == ["numerics.json"]

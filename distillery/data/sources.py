@@ -1,11 +1,13 @@
-"""The local files a ``data`` block reads, and what they held when a stage read them.
+"""The local files params.yaml names, and what they held when a stage read them.
 
 DVC re-runs a stage when a dependency in dvc.yaml changes, and dvc.yaml's dependencies are fixed paths: a file
-that params.yaml names (``data.source: file:wine.csv``) is not one of them, so editing it re-runs nothing. The
-stages that read such files (``prepare``, and ``transfer`` for ``data.transfer.source`` and the rest rows) record
-each file's sha256 in their ``meta.json`` (``source_record``); ``python -m distillery.data.sources``, which
-``make repro`` runs before ``dvc repro``, re-runs the stage whose files changed since, and ``make export`` refuses
-while one has.
+that params.yaml names (``data.source: file:wine.csv``) or a local checkpoint (``teacher.model.pretrained:
+../my-teacher``) is not one of them, so replacing it re-runs nothing. The stages that read such files record each
+one's sha256 (a folder's: of its files' names and contents): ``prepare`` and ``transfer`` in their ``meta.json``
+(``source_record``), the teachers and students beside their ``numerics.json`` (``checkpoint_record``). ``python
+-m distillery.data.sources``, which ``make repro`` runs before ``dvc repro``, re-runs the stage whose files
+changed since, and ``make export`` refuses while one has. Runs kept for reuse are keyed by the same digests
+(``checkpoint_digests``), so a checkpoint replaced at the same path trains anew.
 """
 from __future__ import annotations
 
@@ -17,9 +19,15 @@ from pathlib import Path
 from ..errors import DistilleryError, exit_on_error
 
 RECORD_KEY = "source_files"
-PREPARE_READS = ("data.source", "data.files")  # the param names of the files prepare reads
-# the stages that read files named in params, and the meta.json where each records them
-STAGE_RECORDS = {"prepare": Path("data/prepared/meta.json"), "transfer": Path("data/transfer/meta.json")}
+PREPARE_READS = ("data.source", "data.files", "data.tokenizer")  # the param names of the files prepare reads
+CHECKPOINT_RECORD = "sources.json"  # beside a training stage's numerics.json
+# the stages that read files named in params, and the JSON file where each records them
+STAGE_RECORDS = {"prepare": Path("data/prepared/meta.json"), "transfer": Path("data/transfer/meta.json"),
+                 "teacher": Path("reports/training/teacher") / CHECKPOINT_RECORD,
+                 "distill": Path("reports/training/kd") / CHECKPOINT_RECORD,
+                 "hard_baseline": Path("reports/training/hard") / CHECKPOINT_RECORD}
+EXTRA_TEACHER_RECORDS = "reports/training/teachers/*/" + CHECKPOINT_RECORD  # stage extra_teacher@<name>
+CHECKPOINT_PARAMS = ("model.pretrained", "model.tokenizer", "checkpoint")  # of a teacher or student block
 
 
 def local_files(data: dict) -> dict[str, str]:
@@ -32,7 +40,36 @@ def local_files(data: dict) -> dict[str, str]:
         if kind in ("file", "npz"):
             paths[key] = rest
     paths.update({f"data.files.{split}": path for split, path in (data.get("files") or {}).items()})
+    if data.get("tokenizer"):
+        paths["data.tokenizer"] = data["tokenizer"]
     return paths
+
+
+def local_checkpoints(block: dict, prefix: str, root: Path = Path(".")) -> dict[str, str]:
+    """The checkpoints a teacher or student block (``prefix``: its param name) reads from this machine: param ->
+    path, for each of its ``model.pretrained``, ``model.tokenizer`` and ``checkpoint`` that is a path here (a Hub
+    id is not)."""
+    paths = {}
+    for key in CHECKPOINT_PARAMS:
+        value = block
+        for part in key.split("."):
+            value = (value or {}).get(part) if isinstance(value, dict) else None
+        if isinstance(value, str) and value and (Path(root) / value).exists():
+            paths[f"{prefix}.{key}"] = value
+    return paths
+
+
+def checkpoint_digests(params: dict, root: Path = Path(".")) -> dict[str, str]:
+    """Path -> sha256 of every local checkpoint params names (teacher, ``teachers.<name>``, student,
+    ``data.tokenizer``): what a kept run's key takes of them."""
+    paths = {**local_checkpoints(params.get("teacher") or {}, "teacher", root),
+             **local_checkpoints(params.get("student") or {}, "student", root)}
+    for name, block in (params.get("teachers") or {}).items():
+        paths.update(local_checkpoints(block, f"teachers.{name}", root))
+    tokenizer = (params.get("data") or {}).get("tokenizer")
+    if tokenizer and (Path(root) / tokenizer).exists():
+        paths["data.tokenizer"] = tokenizer
+    return {path: digest(Path(root) / path)["sha256"] for path in sorted(set(paths.values()))}
 
 
 def sha256(path: Path) -> str:
@@ -44,13 +81,31 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def digest(path: Path) -> dict:
+    """``{"sha256", "bytes"}`` of a file, or of a folder: the SHA-256 of its files' relative paths and contents in
+    sorted order, and their bytes together."""
+    path = Path(path)
+    if path.is_file():
+        return {"sha256": sha256(path), "bytes": path.stat().st_size}
+    combined, size = hashlib.sha256(), 0
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        combined.update(f"{file.relative_to(path).as_posix()}\0{sha256(file)}\n".encode())
+        size += file.stat().st_size
+    return {"sha256": combined.hexdigest(), "bytes": size}
+
+
 def source_record(data: dict, keys: tuple[str, ...], root: Path = Path(".")) -> dict:
-    """``{"source_files": {path as written: {"sha256": ..., "bytes": ...}}}`` for the local files of ``data`` whose
-    param name starts with one of ``keys``; ``{}`` when there are none (a stage's record is then as before)."""
-    files = {}
-    for key, path in local_files(data).items():
-        if key.startswith(keys) and (Path(root) / path).is_file():
-            files[path] = {"sha256": sha256(Path(root) / path), "bytes": (Path(root) / path).stat().st_size}
+    """``{"source_files": {path as written: {"sha256": ..., "bytes": ...}}}`` for the local files (or folders) of
+    ``data`` whose param name starts with one of ``keys``; ``{}`` when there are none (a stage's record is then as
+    before)."""
+    files = {path: digest(Path(root) / path) for key, path in local_files(data).items()
+             if key.startswith(keys) and (Path(root) / path).exists()}
+    return {RECORD_KEY: files} if files else {}
+
+
+def checkpoint_record(block: dict, prefix: str, root: Path = Path(".")) -> dict:
+    """``source_record`` of the local checkpoints of a teacher or student block (``local_checkpoints``)."""
+    files = {path: digest(Path(root) / path) for path in local_checkpoints(block, prefix, root).values()}
     return {RECORD_KEY: files} if files else {}
 
 
@@ -62,16 +117,23 @@ def changed_files(meta_file: Path, root: Path = Path(".")) -> list[str]:
     changed = []
     for path, was in json.loads(Path(meta_file).read_text()).get(RECORD_KEY, {}).items():
         where = Path(root) / path
-        if not where.is_file():
+        if not where.exists():
             changed.append(f"{path} is gone")
-        elif (now := sha256(where)) != was["sha256"]:
+        elif (now := digest(where)["sha256"]) != was["sha256"]:
             changed.append(f"{path} changed (sha256 {was['sha256'][:12]}… then, {now[:12]}… now)")
     return changed
 
 
+def stage_records(root: Path = Path(".")) -> dict[str, Path]:
+    """Stage -> the file where it records what it read (``STAGE_RECORDS`` and one per extra teacher)."""
+    extra = {f"extra_teacher@{record.parent.name}": record.relative_to(root)
+             for record in sorted(Path(root).glob(EXTRA_TEACHER_RECORDS))}
+    return {**STAGE_RECORDS, **extra}
+
+
 def stale_stages(root: Path = Path(".")) -> dict[str, list[str]]:
     """Stage -> the files it read that changed since (only the stages with any)."""
-    stale = {stage: changed_files(Path(root) / record, root) for stage, record in STAGE_RECORDS.items()}
+    stale = {stage: changed_files(Path(root) / record, root) for stage, record in stage_records(root).items()}
     return {stage: changes for stage, changes in stale.items() if changes}
 
 
@@ -86,10 +148,11 @@ def in_repo_copy(path: Path, root: Path = Path(".")) -> bool:
 
 
 def main() -> None:
-    """Re-run (``dvc repro --force --single-item``) each stage whose data files changed since it read them."""
+    """Re-run (``dvc repro --force --single-item``) each stage whose files changed since it read them."""
     with exit_on_error():
         for stage, changes in stale_stages().items():
-            print(f"{stage}: {'; '.join(changes)} since it ran (DVC does not watch the files params.yaml names): "
+            print(f"{stage}: {'; '.join(changes)} since it ran (DVC does not watch the files and checkpoints "
+                  f"params.yaml names): "
                   f"running it again", flush=True)
             if subprocess.run(["dvc", "repro", "--force", "--single-item", stage]).returncode != 0:
                 raise DistilleryError(f"`dvc repro --force --single-item {stage}` failed (output above)")

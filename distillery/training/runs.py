@@ -250,17 +250,22 @@ def without_docstrings(tree: ast.AST) -> ast.AST:
 def run_environment(params: dict) -> dict:
     """What changes the bits of the same computation, for a run's fingerprint: the code (``source_digest`` and the
     versions of transformers and accelerate), the CPU numerics in force (``numerics.record``: the pinned level and
-    variables, torch's kernels, threads and version), ``cpu_threads``, the number of processes and the device."""
+    variables, torch's kernels, threads and version), ``cpu_threads``, the number of processes and the device; and
+    the contents of the local checkpoints params name (``checkpoint_digests``), where there are any: a checkpoint
+    replaced at the same path is another run."""
     import accelerate
     import transformers
 
     from .. import distributed
+    from ..data.sources import checkpoint_digests
     from ..numerics import record
 
+    checkpoints = checkpoint_digests(params)
     return {"code": source_digest(), "transformers": transformers.__version__, "accelerate": accelerate.__version__,
             "numerics": record(params.get("reproducible_cpu")), "cpu_threads": params.get("cpu_threads"),
             "processes": distributed.processes(),
-            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"}
+            "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+            **({"checkpoints": checkpoints} if checkpoints else {})}
 
 
 def run_conditions(params: dict) -> dict:

@@ -11,8 +11,8 @@ import pytest
 from distillery.data import sources
 from distillery.data.prepare import prepare
 from distillery.data.prepared import load_prepared
-from distillery.data.sources import (PREPARE_READS, changed_files, in_repo_copy, local_files, source_record,
-                                     stale_stages)
+from distillery.data.sources import (PREPARE_READS, changed_files, checkpoint_digests, checkpoint_record, digest,
+                                     in_repo_copy, local_checkpoints, local_files, source_record, stale_stages)
 
 from ..conftest import make_params
 
@@ -56,6 +56,56 @@ def test_prepare_records_its_csv_and_the_default_source_records_nothing(tmp_path
                                               "bytes": (tmp_path / "t.csv").stat().st_size}}
     prepare(make_params()["data"], tmp_path / "digits")
     assert "source_files" not in load_prepared(tmp_path / "digits").meta
+
+
+def checkpoint(folder, weights: bytes = b"w1"):
+    """A stand-in checkpoint folder: a config and weights."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text('{"model_type": "bert"}')
+    (folder / "model.safetensors").write_bytes(weights)
+    return folder
+
+
+def test_a_folder_s_digest_is_its_files_names_and_contents(tmp_path):
+    first = digest(checkpoint(tmp_path / "a"))
+    by_hand = hashlib.sha256()
+    for name, content in (("config.json", b'{"model_type": "bert"}'), ("model.safetensors", b"w1")):
+        by_hand.update(f"{name}\0{hashlib.sha256(content).hexdigest()}\n".encode())
+    assert first == {"sha256": by_hand.hexdigest(), "bytes": 22 + 2}
+    assert digest(checkpoint(tmp_path / "elsewhere")) == first  # where it lies is no part of it
+    assert digest(checkpoint(tmp_path / "b", b"w2"))["sha256"] != first["sha256"]
+    (tmp_path / "a/model.safetensors").rename(tmp_path / "a/weights.safetensors")
+    assert digest(tmp_path / "a")["sha256"] != first["sha256"]  # a renamed file too
+
+
+def test_the_local_checkpoints_of_a_block_and_of_the_params(tmp_path):
+    checkpoint(tmp_path / "teacher-ckpt")
+    checkpoint(tmp_path / "tok")
+    teacher = {"model": {"pretrained": "teacher-ckpt", "tokenizer": "bert-base-uncased"}, "checkpoint": None}
+    # a Hub id is no local checkpoint
+    assert local_checkpoints(teacher, "teacher", tmp_path) == {"teacher.model.pretrained": "teacher-ckpt"}
+    student = {"model": {"pretrained": None, "tokenizer": "tok"}}
+    params = {"teacher": teacher, "student": student, "teachers": {"b": {"checkpoint": "tok"}},
+              "data": {"tokenizer": None}}
+    assert checkpoint_digests(params, tmp_path) == {"teacher-ckpt": digest(tmp_path / "teacher-ckpt")["sha256"],
+                                                    "tok": digest(tmp_path / "tok")["sha256"]}
+    assert checkpoint_digests(make_params(), tmp_path) == {}  # the default reads none
+    assert checkpoint_record(student, "student", tmp_path) == {"source_files": {"tok": digest(tmp_path / "tok")}}
+    assert checkpoint_record({"model": {}}, "student", tmp_path) == {}
+
+
+def test_a_replaced_checkpoint_makes_its_stage_stale(tmp_path):
+    folder = checkpoint(tmp_path / "ckpt")
+    block = {"model": {"pretrained": "ckpt"}}
+    was = digest(folder)["sha256"]
+    for record in ("reports/training/teacher/sources.json", "reports/training/teachers/b/sources.json"):
+        (tmp_path / record).parent.mkdir(parents=True)
+        (tmp_path / record).write_text(json.dumps(checkpoint_record(block, "teacher", tmp_path)))
+    assert stale_stages(tmp_path) == {}
+    (folder / "model.safetensors").write_bytes(b"fine-tuned again")
+    now = digest(folder)["sha256"]
+    said = [f"ckpt changed (sha256 {was[:12]}… then, {now[:12]}… now)"]
+    assert stale_stages(tmp_path) == {"teacher": said, "extra_teacher@b": said}
 
 
 def test_a_clone_holds_what_git_or_dvc_tracks(tmp_path):

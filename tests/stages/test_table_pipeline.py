@@ -75,7 +75,7 @@ def test_an_edited_data_file_reruns_prepare_under_make_repro_and_export_says_wha
 
     run([*MAKE, "export"], repo)
     card = (repo / "export/kd/README.md").read_text()
-    assert "trains `models/students/kd/seed_0`, these files, again, given the same data files (below)," in card
+    assert "trains `models/students/kd/seed_0`, these files, again, given the same files (below)," in card
     assert f"`wine.csv`, {record['bytes']:,} bytes, sha256 `{record['sha256']}`, **not in the commit**" in card
     exported = json.loads((repo / "export/kd/distillation.json").read_text())
     assert exported["data_files"]["wine.csv"] == {**record, "in_commit": False}

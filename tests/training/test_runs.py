@@ -284,3 +284,16 @@ def test_weights_fingerprint_is_the_weights_bytes_in_any_dtype():
     bf16 = runs.weights_fingerprint(model.to(torch.bfloat16))  # no NumPy dtype: read as bytes
     assert bf16 != runs.weights_fingerprint(model.float())
     assert bf16 == runs.weights_fingerprint(model.to(torch.bfloat16))
+
+
+def test_a_checkpoint_replaced_at_the_same_path_is_another_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt/model.safetensors").write_bytes(b"w1")
+    params = make_params() | {"teacher": {"model": {"pretrained": "ckpt"}}}
+    first = runs.run_environment(params)
+    (tmp_path / "ckpt/model.safetensors").write_bytes(b"w2")
+    second = runs.run_environment(params)
+    assert list(first["checkpoints"]) == ["ckpt"] and first["checkpoints"] != second["checkpoints"]
+    assert fingerprint(first) != fingerprint(second)
+    assert "checkpoints" not in runs.run_environment(make_params())  # the default's key as before
