@@ -187,10 +187,19 @@ def teacher_warning(metrics: dict) -> str | None:
     return text + "Improve the teacher first (training budget, size, feature scaling: data.scaling)."
 
 
+def _source(source: str, data: dict) -> str:
+    """``data.source`` for the setting table; a ``files`` source with its files."""
+    if source != "files" or not data.get("files"):
+        return f"`{source}`"
+    return "files " + ", ".join(f"{split} `{path}`" for split, path in data["files"].items())
+
+
 def _inputs(meta: dict) -> str:
     """What each row's input is, for the setting table."""
     if meta.get("kind") == "text":
-        return f"text columns {meta['text_columns']}"
+        columns = meta["inputs"]["columns"]
+        pair = f" paired with the column {columns['text_pair']!r}" if "text_pair" in columns else ""
+        return f"the text of the column {columns['text']!r}{pair}"
     if meta.get("kind") == "table":
         return f"{len(meta['features'])} features from the columns {meta['feature_columns']}"
     return f"input shape {meta['input_shape']}"
@@ -336,7 +345,7 @@ def setting_table(params: dict, meta: dict, metrics: dict, transfer: dict | None
                         f"at most {teacher['train']['max_steps']} steps, early stopping on validation accuracy)")
     sizes = meta.get("sizes", {})
     rows = [
-        ["data", f"`{meta.get('source', params['data']['source'])}`: "
+        ["data", f"{_source(meta.get('source', params['data']['source']), params['data'])}: "
                  + ", ".join(f"{n:,} {split}" for split, n in sizes.items())
                  + f"; {len(meta['label_names'])} classes"
                  + f"; {_inputs(meta)}"],

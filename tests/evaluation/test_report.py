@@ -204,6 +204,13 @@ def test_setting_table_records_the_feature_scaling(synthetic, digits):
     table = {**digits.meta, "kind": "table", "feature_columns": ["size", "colour"],
              "features": ["size", "colour_blue", "colour_red"], "input_shape": [3]}
     assert "; 3 features from the columns ['size', 'colour'] |" in setting_table(params, table, metrics)
+    text = {**digits.meta, "kind": "text", "source": "files", "inputs": {"columns": {"text": "subject",
+                                                                                     "text_pair": "body"}}}
+    files = {**params, "data": {**params["data"], "source": "files",
+                                "files": {"train": "mydata/tickets.csv", "test": "mydata/tickets_test.csv"}}}
+    row = next(line for line in setting_table(files, text, metrics).splitlines() if line.startswith("| data |"))
+    assert row.startswith("| data | files train `mydata/tickets.csv`, test `mydata/tickets_test.csv`: ")
+    assert row.endswith("; the text of the column 'subject' paired with the column 'body' |")
 
 
 def test_setting_table_says_where_a_students_embeddings_started(synthetic, digits):
