@@ -28,7 +28,7 @@ from ..errors import DistilleryError
 from .prepared import SPLITS
 from .sentences import check_train_to_split, sentence_split_indices, sentence_split_origin
 from .splitting import split_indices
-from .validation import _few, validate_table
+from .validation import _few, refuse, table_problems
 
 logger = logging.getLogger(__name__)
 
@@ -109,13 +109,14 @@ def load_tables(data_params: dict, root: Path, text_columns=()) -> tuple[dict, d
 def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list[str] | None,
                     inputs: list[str], rows: dict | None) -> list[str]:
     """Label names, with every table's label column turned into class indices in place (validated first,
-    with the ``inputs`` columns; ``rows``: split -> how messages name its rows, see ``validate_table``)."""
+    with the ``inputs`` columns, every problem of every split in one error; ``rows``: split -> how messages name
+    its rows, see ``table_problems``)."""
     import pandas as pd
 
     label = data_params["label_column"]
     names = data_params["label_names"] or declared
-    for split, df in tables.items():
-        validate_table(df, inputs, label, where[split], names, rows=(rows or {}).get(split))
+    refuse([problem for split, df in tables.items()
+            for problem in table_problems(df, inputs, label, where[split], names, rows=(rows or {}).get(split))])
     if names is None:
         values = pd.concat([df[label] for df in tables.values()])
         if pd.api.types.is_numeric_dtype(values):
@@ -150,8 +151,34 @@ def number_rows(tables: dict, id_column: str | None = None, where: dict | None =
 
 
 def _own_ids(tables: dict, id_column: str, where: dict) -> dict:
-    """``data.id_column``'s values as the row ids, checked: present, no gaps, integers, unique."""
-    numbered, seen = {}, []
+    """``data.id_column``'s values as the row ids, checked first (``id_problems``)."""
+    refuse(id_problems(tables, id_column, where))
+    return {split: df.assign(id=integer_cells(df[id_column])[0]) for split, df in tables.items()}
+
+
+def source_problems(tables: dict, where: dict, data_params: dict, declared: list[str] | None,
+                    inputs: list[str]) -> list[str]:
+    """Every problem of the source's tables that ``labelled_splits`` would refuse, one line each, before any id is
+    added: ``data.id_column``'s cells (``id_problems``), then each split's inputs and labels (``table_problems``;
+    hidden test labels are not checked), so that one run names them all."""
+    id_column, label = data_params["id_column"], data_params["label_column"]
+    problems = id_problems(tables, id_column, where) if id_column else []
+    rows = row_labels(tables, where, id_column)
+    checked = {split: df for split, df in tables.items() if not (split == "test" and hidden_labels(df, label))}
+    return problems + [problem for split, df in checked.items() for problem in table_problems(
+        df, inputs, label, where[split], data_params["label_names"] or declared, rows=rows[split])]
+
+
+def hidden_labels(df, label: str) -> bool:
+    """Whether a test table's labels are all hidden (GLUE's −1): the source's validation split is scored instead."""
+    return label in df and bool((df[label] == HIDDEN_LABEL).all())
+
+
+def id_problems(tables: dict, id_column: str, where: dict) -> list[str]:
+    """What is wrong with ``data.id_column`` in the source's tables, one line per problem: cells empty or not
+    integers, ids repeated over the splits (each copy's file and lines named). A table without the column is
+    refused at once: its rows cannot be named by it."""
+    problems, seen = [], []
     for split in SPLITS:
         if split not in tables:
             continue
@@ -163,23 +190,24 @@ def _own_ids(tables: dict, id_column: str, where: dict) -> dict:
         kind, names = row_names_of(df, where[split])
         empty = np.flatnonzero(values.isna().to_numpy())
         if empty.size:
-            raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r} is empty at {kind} "
-                                  f"{_few(names[empty])}")
+            problems.append(f"{where[split]}: data.id_column = {id_column!r} is empty at {kind} "
+                            f"{_few(names[empty])}")
         ids, bad = integer_cells(values)
+        bad = np.setdiff1d(bad, empty)
         if bad.size:
-            raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r} must hold integers (they key the "
-                                  f"logits and predictions): {kind} {_few(names[bad])} have "
-                                  f"{_few(values.to_numpy()[bad])}")
-        numbered[split] = df.assign(id=ids)
-        seen.append((where[split], kind, names, ids))
+            problems.append(f"{where[split]}: data.id_column = {id_column!r} must hold integers (they key the "
+                            f"logits and predictions): {kind} {_few(names[bad])} have "
+                            f"{_few(values.to_numpy()[bad])}")
+        valid = np.setdiff1d(np.arange(len(df)), np.union1d(empty, bad))
+        seen.append((where[split], kind, names[valid], ids[valid]))
     unique, counts = np.unique(np.concatenate([ids for *_, ids in seen]), return_counts=True)
     if (counts > 1).any():
         repeated = _few(unique[counts > 1])
         places = "; ".join(f"{place} {kind} {_few(names[np.isin(ids, repeated)])}"
                            for place, kind, names, ids in seen if np.isin(ids, repeated).any())
-        raise DistilleryError(f"data.id_column = {id_column!r}: {int((counts > 1).sum())} ids appear more than once "
-                              f"(over every split): {repeated} ({places})")
-    return numbered
+        problems.append(f"data.id_column = {id_column!r}: {int((counts > 1).sum())} ids appear more than once "
+                        f"(over every split): {repeated} ({places})")
+    return problems
 
 
 def integer_cells(values) -> tuple[np.ndarray, np.ndarray]:
@@ -209,7 +237,7 @@ def row_names_of(df, where: str) -> tuple[str, np.ndarray]:
 
 
 def row_labels(tables: dict, where: dict, id_column: str | None) -> dict:
-    """split -> how ``validate_table`` names the rows: by ``data.id_column`` when given, else by line/row."""
+    """split -> how ``table_problems`` names the rows: by ``data.id_column`` when given, else by line/row."""
     if id_column is not None:
         return {split: (id_column, df[id_column].to_numpy()) for split, df in tables.items()}
     return {split: row_names_of(df, where[split]) for split, df in tables.items()}
@@ -236,7 +264,7 @@ def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list
     source = data_params["source"]
     label = data_params["label_column"]
     tables = dict(tables)
-    hidden = "test" in tables and label in tables["test"] and (tables["test"][label] == HIDDEN_LABEL).all()
+    hidden = "test" in tables and hidden_labels(tables["test"], label)
     if hidden:
         del tables["test"]
     names = _labels_as_ints(tables, where, data_params, declared, list(inputs), rows)

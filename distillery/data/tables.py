@@ -18,8 +18,8 @@ import numpy as np
 
 from ..errors import DistilleryError
 from .prepared import Split
-from .files import labelled_splits, load_tables, number_rows, row_names
-from .validation import _few
+from .files import labelled_splits, load_tables, number_rows, row_names, source_problems
+from .validation import _few, refuse
 
 ID_COLUMN = "id"
 
@@ -120,14 +120,6 @@ def check_values(df, kinds: dict[str, str], where: str, rows: tuple[str, np.ndar
     refuse(value_problems(df, kinds, where, rows, constant))
 
 
-def refuse(problems: list[str]) -> None:
-    """One error for every problem found (a single one as it is), so a file is fixed in one pass."""
-    if len(problems) == 1:
-        raise DistilleryError(problems[0])
-    if problems:
-        raise DistilleryError(f"{len(problems)} problems with the data:\n  " + "\n  ".join(problems))
-
-
 def encoded_features(df, numeric: list[str], categorical: list[str], encoder) -> np.ndarray:
     """The feature matrix (float64): the ``numeric`` columns as numbers, then the ``categorical`` ones one-hot by
     ``encoder`` (fitted on train; None without categorical columns); what prepare stores and predict rebuilds."""
@@ -152,12 +144,10 @@ def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[
         check_columns_present(df, columns, label, where[split])
         rows[split] = (id_column, df[id_column].to_numpy()) if id_column in df.columns else row_names(df, where[split])
         problems += value_problems(df, kinds, where[split], rows[split], constant=split == "train")
-    try:  # the labels and ids are checked too, so that one run names every problem of the file
-        parts, label_names, origin, hidden = labelled_splits(number_rows(tables, id_column, where), where,
-                                                             data_params, rows=rows)
-    except DistilleryError as error:
-        refuse([*problems, str(error)])
-    refuse(problems)
+    # the labels and ids are checked too, so that one run names every problem of the file
+    refuse(problems + source_problems(tables, where, data_params, None, []))
+    parts, label_names, origin, hidden = labelled_splits(number_rows(tables, id_column, where), where,
+                                                         data_params, rows=rows)
 
     numeric = [c for c in columns if kinds[c] == "numeric"]
     text = [c for c in columns if kinds[c] == "categorical"]

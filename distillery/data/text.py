@@ -12,9 +12,10 @@ import numpy as np
 
 from ..errors import DistilleryError
 from ..io import atomic_dir
-from .files import check_columns, labelled_splits, load_tables, number_rows, row_labels
+from .files import check_columns, labelled_splits, load_tables, number_rows, row_labels, source_problems
 from .prepared import META_FILE, Prepared, Split, load_prepared
 from .sources import PREPARE_READS, source_record
+from .validation import refuse
 
 
 def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
@@ -30,6 +31,7 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
     label = data_params["label_column"]
     id_column = data_params["id_column"]
     check_columns(tables, where, named)
+    refuse(source_problems(tables, where, data_params, declared, inputs))
     numbered = number_rows(tables, id_column, where)
     parts, names, origin, hidden = labelled_splits(numbered, where, data_params, declared, inputs,
                                                    row_labels(tables, where, id_column))

@@ -75,7 +75,15 @@ def check_unique_ids(ids, source: str, column: str = "id") -> None:
         raise DistilleryError(f"{source}: column '{column}' has {repeated.size} duplicate ids: {_few(repeated)}")
 
 
-def validate_table(
+def refuse(problems: list[str]) -> None:
+    """One error for every problem found (a single one as it is), so a file is fixed in one pass."""
+    if len(problems) == 1:
+        raise DistilleryError(problems[0])
+    if problems:
+        raise DistilleryError(f"{len(problems)} problems with the data:\n  " + "\n  ".join(problems))
+
+
+def table_problems(
     df,
     input_columns: Sequence[str],
     label_column: str,
@@ -83,8 +91,9 @@ def validate_table(
     label_names: Sequence[str] | None = None,
     id_column: str = "id",
     rows: tuple[str, np.ndarray] | None = None,
-) -> None:
-    """A table read from a file: the columns exist, rows are there, inputs non-empty, labels valid, ids unique.
+) -> list[str]:
+    """What is wrong with a table read from a file, one line per problem: the columns exist, rows are there,
+    inputs non-empty, labels valid, ids unique.
 
     Labels are integer class indices (``0..len(label_names)-1`` when ``label_names`` is given)
     or, with ``label_names``, names from that list. Rows are named by ``rows`` (a word and one name
@@ -96,53 +105,59 @@ def validate_table(
     columns = [*input_columns, label_column]
     missing = [c for c in columns if c not in df.columns]
     if missing:
-        raise DistilleryError(
-            f"{source}: missing column(s) {missing}; the file has columns {list(map(str, df.columns))}"
-        )
+        return [f"{source}: missing column(s) {missing}; the file has columns {list(map(str, df.columns))}"]
     if len(df) == 0:
-        raise DistilleryError(f"{source}: no rows")
+        return [f"{source}: no rows"]
+    problems = []
     has_ids = id_column in df.columns
     if has_ids:
         if df[id_column].isna().any():
-            rows = np.flatnonzero(df[id_column].isna().to_numpy())
-            raise DistilleryError(f"{source}: column '{id_column}' is empty at rows {_few(rows)}")
-        check_unique_ids(df[id_column].to_numpy(), source, id_column)
+            empty = np.flatnonzero(df[id_column].isna().to_numpy())
+            problems.append(f"{source}: column '{id_column}' is empty at rows {_few(empty)}")
+        unique, counts = np.unique(df[id_column].dropna().to_numpy(), return_counts=True)
+        if (counts > 1).any():
+            repeated = unique[counts > 1]
+            problems.append(f"{source}: column '{id_column}' has {repeated.size} duplicate ids: {_few(repeated)}")
     names = df[id_column].to_numpy() if has_ids else np.arange(len(df))
     which = "ids" if has_ids else "rows"
     if rows is not None:
         which, names = rows
 
-    check_inputs_present(df, input_columns, source, (which, names))
+    problems += input_problems(df, input_columns, source, (which, names))
 
     labels = df[label_column]
     bad = np.flatnonzero(labels.isna().to_numpy())
     if bad.size:
-        raise DistilleryError(f"{source}: column '{label_column}' has {bad.size} missing labels: {which} {_few(names[bad])}")
+        problems.append(f"{source}: column '{label_column}' has {bad.size} missing labels: {which} "
+                        f"{_few(names[bad])}")
+        labels, names = labels[~labels.isna()], np.asarray(names)[~labels.isna().to_numpy()]
     if label_names is not None and not pd.api.types.is_numeric_dtype(labels):
         known = set(map(str, label_names))
         bad = np.flatnonzero(~labels.astype(str).isin(known).to_numpy())
         if bad.size:
-            raise DistilleryError(
-                f"{source}: column '{label_column}' has {bad.size} labels outside the label set {list(label_names)}: "
-                f"{which} {_few(names[bad])} have {_few(labels.to_numpy()[bad])}"
-            )
-        return
-    values = integer_labels(labels.to_numpy(), names, source, label_column)
+            problems.append(f"{source}: column '{label_column}' has {bad.size} labels outside the label set "
+                            f"{list(label_names)}: {which} {_few(names[bad])} have {_few(labels.to_numpy()[bad])}")
+        return problems
+    try:
+        values = integer_labels(labels.to_numpy(), names, source, label_column)
+    except DistilleryError as error:
+        return [*problems, str(error)]
     upper = math.inf if label_names is None else len(label_names)
     bad = np.flatnonzero((values < 0) | (values >= upper))
     if bad.size:
         allowed = "non-negative" if label_names is None else f"0..{len(label_names) - 1}"
-        raise DistilleryError(
-            f"{source}: column '{label_column}' has {bad.size} labels outside {allowed}: "
-            f"{which} {_few(names[bad])} have {_few(values[bad])}"
-        )
+        problems.append(f"{source}: column '{label_column}' has {bad.size} labels outside {allowed}: "
+                        f"{which} {_few(names[bad])} have {_few(values[bad])}")
+    return problems
 
 
-def check_inputs_present(df, input_columns: Sequence[str], source: str, rows: tuple[str, np.ndarray]) -> None:
-    """No input cell of ``df`` empty, blank or NaN; ``rows``: how messages name the rows (a word, a name each)."""
+def input_problems(df, input_columns: Sequence[str], source: str, rows: tuple[str, np.ndarray]) -> list[str]:
+    """Each input column of ``df`` with an empty, blank or NaN cell, one line each; ``rows``: how messages name the
+    rows (a word, a name each)."""
     import pandas as pd
 
     which, names = rows
+    problems = []
     for column in input_columns:
         values = df[column]
         empty = values.isna().to_numpy().copy()
@@ -152,9 +167,14 @@ def check_inputs_present(df, input_columns: Sequence[str], source: str, rows: tu
             empty |= ~np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan))
         bad = np.flatnonzero(empty)
         if bad.size:
-            raise DistilleryError(
-                f"{source}: column '{column}' has {bad.size} empty or NaN inputs: {which} {_few(names[bad])}"
-            )
+            problems.append(f"{source}: column '{column}' has {bad.size} empty or NaN inputs: {which} "
+                            f"{_few(names[bad])}")
+    return problems
+
+
+def check_inputs_present(df, input_columns: Sequence[str], source: str, rows: tuple[str, np.ndarray]) -> None:
+    """No input cell of ``df`` empty, blank or NaN (``input_problems``)."""
+    refuse(input_problems(df, input_columns, source, rows))
 
 
 def check_stratifiable(labels, fraction: float, split: str, source: str, label_names: Sequence[str]) -> None:

@@ -63,3 +63,24 @@ def test_messages_name_the_users_ids_or_lines(tmp_path, edit, extra, message):
     assert message in str(info.value)
     assert "appear more than once" not in message or str(info.value).endswith("tickets.csv lines [2, 6])")
     assert not (tmp_path / "prepared").exists()
+
+
+def test_every_problem_of_a_text_file_is_named_in_one_run(tmp_path):
+    df = tickets()
+    df["label"] = df["label"].map({0: "neg", 1: "pos"})
+    df.loc[4, "ticket_id"] = 5000  # line 6 repeats line 2's id
+    df.loc[7, "sentence"] = " "
+    df.loc[9, "label"] = None
+    df.loc[11, "label"] = "meh"
+    df.to_csv(tmp_path / "tickets.csv", index=False)
+    with pytest.raises(DistilleryError) as info:
+        prepare_text(data(id_column="ticket_id", label_names=["neg", "pos"]), tmp_path / "prepared", tmp_path)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "4 problems with the data:"
+    assert lines[1].strip().startswith("data.id_column = 'ticket_id': 1 ids appear more than once (over every "
+                                       "split): [5000] (") and lines[1].endswith("tickets.csv lines [2, 6])")
+    assert lines[2].endswith("tickets.csv: column 'sentence' has 1 empty or NaN inputs: ticket_id [5049]")
+    assert lines[3].endswith("tickets.csv: column 'label' has 1 missing labels: ticket_id [5063]")
+    assert lines[4].endswith("tickets.csv: column 'label' has 1 labels outside the label set ['neg', 'pos']: "
+                             "ticket_id [5077] have ['meh']")
+    assert not (tmp_path / "prepared").exists()
