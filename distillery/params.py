@@ -307,6 +307,7 @@ def _check_causal_lm(params: dict, source: str) -> None:
         "data.transfer": transfer_on,
         "data.omit_classes": bool(data["omit_classes"]),
         "data.text_pair_column": bool(data["text_pair_column"]),
+        "data.empty_text": data["empty_text"] != "refuse",
         "teachers": bool(params["teachers"]),
         "student.quantize": params["student"]["quantize"] != "none",
         "student.model.init_from_teacher_layers": bool(params["student"]["model"]["init_from_teacher_layers"]),

@@ -242,13 +242,16 @@ def _table_inputs(record: dict, df, where: str, rows: tuple[str, np.ndarray]) ->
 
 
 def _text_dataset(record: dict, df, ids: np.ndarray, where: str, rows: tuple[str, np.ndarray]):
-    """The text columns as prepare names them (``text``, ``text_pair``), every cell present."""
+    """The text columns as prepare names them (``text``, ``text_pair``), every cell present unless the model was
+    trained with ``data.empty_text: keep`` (an empty cell is then an empty text)."""
     import datasets
 
     columns = {name: column for name, column in record["columns"].items() if column}
     check_columns({"rows": df}, {"rows": where}, {c: f"the model's {name} column" for name, c in columns.items()})
-    check_inputs_present(df, list(columns.values()), where, rows)
-    return datasets.Dataset.from_dict({"id": ids, **{name: df[c].astype(str).tolist() for name, c in columns.items()},
+    if record.get("empty_text", "refuse") == "refuse":
+        check_inputs_present(df, list(columns.values()), where, rows)
+    return datasets.Dataset.from_dict({"id": ids, **{name: df[c].fillna("").astype(str).tolist()
+                                                     for name, c in columns.items()},
                                        "label": np.full(len(ids), UNLABELLED, np.int64)})
 
 

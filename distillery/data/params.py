@@ -185,6 +185,10 @@ DATA = {
                                 "template) or a Jinja template; each prompt a user message, its response the "
                                 "assistant's; null: prompts as written"),
     "text_pair_column": Field(STR, None, None, nullable=True, help="the second text of sentence-pair tasks"),
+    "empty_text": Field(STR, one_of("refuse", "keep"), "refuse",
+                        help="text classification: a row whose text or pair text is empty or missing: refuse the "
+                             "file naming the rows, or keep it as an empty text (a ticket without a body); "
+                             "predict follows the model's setting"),
     "label_column": Field(STR, None, "label"),
     "id_column": Field(STR, None, None, nullable=True,
                        help="file and hf sources: a column of integer row ids, kept end to end (logits, "
@@ -228,6 +232,9 @@ def check_data(data: dict, source: str) -> None:
         what = "sentence pairs" if is_text(data) else f"data.source = {data['source']!r}"
         raise DistilleryError(f"{source}: data.validation_split = 'sentences' with {what}: it splits single texts "
                               "(text sources without data.text_pair_column)")
+    if data["empty_text"] != "refuse" and not is_text(data):
+        raise DistilleryError(f"{source}: data.empty_text = {data['empty_text']!r} with data.source = "
+                              f"{data['source']!r}: it is for text sources (a table's empty cells are refused)")
     columns = data["feature_columns"]
     if columns is None:
         if data["categorical"] != "refuse":

@@ -31,9 +31,10 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
     label = data_params["label_column"]
     id_column = data_params["id_column"]
     check_columns(tables, where, named)
-    refuse(source_problems(tables, where, data_params, declared, inputs))
+    checked = inputs if data_params["empty_text"] == "refuse" else []  # keep: an empty text is a text
+    refuse(source_problems(tables, where, data_params, declared, checked))
     numbered = number_rows(tables, id_column, where)
-    parts, names, origin, hidden = labelled_splits(numbered, where, data_params, declared, inputs,
+    parts, names, origin, hidden = labelled_splits(numbered, where, data_params, declared, checked,
                                                    row_labels(tables, where, id_column))
 
     columns = {"text": data_params["text_column"]}
@@ -42,7 +43,7 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
     splits = {}
     for split, df in parts.items():
         splits[split] = Split(df["id"].to_numpy(np.int64), None, df[label].to_numpy(np.int64),
-                              {name: df[col].astype(str).tolist() for name, col in columns.items()})
+                              {name: df[col].fillna("").astype(str).tolist() for name, col in columns.items()})
     meta = {
         "kind": "text",
         "source": source,
@@ -50,7 +51,8 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
         "split_origin": origin,
         "hidden_test_labels": hidden,
         "text_columns": list(columns),
-        "inputs": {"kind": "text", "columns": columns, "id_column": id_column},
+        "inputs": {"kind": "text", "columns": columns, "id_column": id_column,
+                   "empty_text": data_params["empty_text"]},
         **source_record(data_params, PREPARE_READS, root),
     }
     save_text(Prepared(splits, names, [], meta), out_dir)

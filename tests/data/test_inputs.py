@@ -151,7 +151,7 @@ def test_text_rows_keep_their_ids_and_empty_texts_are_refused(tmp_path):
     df.to_csv(tmp_path / "s.csv", index=False)
     prepared = prepare_text_source(tmp_path, tmp_path, source="file:s.csv", id_column="key")
     record = input_record(prepared)
-    assert record == {"kind": "text", "columns": {"text": "sentence"}, "id_column": "key",
+    assert record == {"kind": "text", "columns": {"text": "sentence"}, "id_column": "key", "empty_text": "refuse",
                       "label_names": prepared.label_names}
     rows = read_rows(record, tmp_path / "s.csv")
     test = prepared.splits["test"].dataset
@@ -277,6 +277,32 @@ def test_sentence_pairs_are_read_as_both_columns(tmp_path):
     pairs(3).drop(columns=["hypothesis"]).to_csv(tmp_path / "new.csv", index=False)
     with pytest.raises(DistilleryError, match=r"missing column\(s\) 'hypothesis' \(the model's text_pair column\)"):
         read_rows(record, tmp_path / "new.csv")
+
+
+def test_with_empty_text_kept_a_pair_without_its_second_text_is_an_empty_text(tmp_path):
+    from ..text_utils import pairs
+
+    df = pairs(60)
+    df.loc[[3, 8], "hypothesis"] = [None, "  "]
+    df.to_csv(tmp_path / "p.csv", index=False)
+    kwargs = {"source": "file:p.csv", "text_column": "premise", "text_pair_column": "hypothesis"}
+    with pytest.raises(DistilleryError, match=r"column 'hypothesis' has 2 empty or NaN inputs: lines \[5, 10\]"):
+        prepare_text_source(tmp_path, tmp_path, **kwargs)
+    prepared = prepare_text_source(tmp_path, tmp_path, **kwargs, empty_text="keep")
+    texts = {i: t for split in prepared.splits.values() for i, t in zip(split.ids, split.dataset["text_pair"])}
+    assert (texts[3], texts[8]) == ("", "  ") and len(texts) == 60  # kept as written, NaN as ""
+    record = input_record(prepared)
+    assert record["empty_text"] == "keep"
+    df.drop(columns=["label"]).to_csv(tmp_path / "new.csv", index=False)
+    rows = read_rows(record, tmp_path / "new.csv")
+    assert rows.dataset["text_pair"][3] == "" and rows.dataset["text_pair"][8] == "  "
+    with pytest.raises(DistilleryError, match=r"column 'hypothesis' has 2 empty or NaN inputs"):
+        read_rows({**record, "empty_text": "refuse"}, tmp_path / "new.csv")
+
+
+def test_empty_text_is_a_text_source_s_param():
+    with pytest.raises(DistilleryError, match="data.empty_text = 'keep' with data.source = 'sklearn:digits'"):
+        make_params(data={"empty_text": "keep"})
 
 
 def test_images_divided_already_are_read_with_a_warning(images, tmp_path, caplog):
