@@ -197,6 +197,9 @@ def _table_ids(df, id_column: str | None, where: str) -> tuple[np.ndarray, tuple
     column = id_column or ID_COLUMN
     lines = row_names(df, where)
     if column not in df.columns:
+        if id_column:
+            logger.warning("%s: no column %r (the model's data.id_column): the rows are numbered from 0 in the "
+                           "output's id column", where, id_column)
         return np.arange(len(df), dtype=np.int64), lines
     ids, bad = integer_cells(df[column])
     if bad.size:

@@ -163,6 +163,16 @@ def test_text_rows_keep_their_ids_and_empty_texts_are_refused(tmp_path):
         read_rows(record, tmp_path / "new.csv")
 
 
+def test_rows_without_the_models_id_column_are_numbered_with_a_warning(tmp_path, caplog):
+    df = sentences(60).assign(key=lambda d: 500 + np.arange(len(d)))
+    df.to_csv(tmp_path / "s.csv", index=False)
+    record = input_record(prepare_text_source(tmp_path, tmp_path, source="file:s.csv", id_column="key"))
+    df.drop(columns=["key", "label"]).head(3).to_csv(tmp_path / "new.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        assert read_rows(record, tmp_path / "new.csv").ids.tolist() == [0, 1, 2]
+    assert "new.csv: no column 'key' (the model's data.id_column): the rows are numbered from 0" in caplog.text
+
+
 def test_the_record_is_saved_and_loaded_and_a_folder_without_one_is_explained(tmp_path, images):
     record = input_record(images[2])
     save_record(record, tmp_path)
