@@ -6,6 +6,7 @@ integer ``label``; reading, ids, labels and the split into train/validation/test
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,8 @@ from .files import check_columns, labelled_splits, load_tables, number_rows, row
 from .prepared import META_FILE, Prepared, Split, load_prepared
 from .sources import PREPARE_READS, source_record
 from .validation import refuse
+
+logger = logging.getLogger(__name__)
 
 
 def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
@@ -55,8 +58,24 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
                    "empty_text": data_params["empty_text"]},
         **source_record(data_params, PREPARE_READS, root),
     }
+    repeated = repeated_texts(splits)
+    if any(repeated.values()):
+        meta["texts_also_in_train"] = repeated
+        logger.warning("%s: the text of %s also stands in train (word for word): those rows test memory as much as "
+                       "learning", source, " and ".join(f"{n:,} of the {len(splits[split].ids):,} {split} rows"
+                                                       for split, n in repeated.items() if n))
     save_text(Prepared(splits, names, [], meta), out_dir)
     return load_prepared(out_dir)
+
+
+def repeated_texts(splits: dict[str, Split]) -> dict[str, int]:
+    """How many validation and test rows have the same text (and pair text) as some train row (the splits' text
+    columns as lists, before they are saved)."""
+    def rows(split):
+        return list(zip(*(split.dataset[name] for name in sorted(split.dataset))))
+
+    train = set(rows(splits["train"]))
+    return {name: sum(row in train for row in rows(splits[name])) for name in ("validation", "test")}
 
 
 def save_text(prepared: Prepared, out_dir: Path) -> None:

@@ -199,7 +199,10 @@ def _inputs(meta: dict) -> str:
     if meta.get("kind") == "text":
         columns = meta["inputs"]["columns"]
         pair = f" paired with the column {columns['text_pair']!r}" if "text_pair" in columns else ""
-        return f"the text of the column {columns['text']!r}{pair}"
+        repeated = meta.get("texts_also_in_train", {})
+        also = "".join(f"; {n:,} of the {meta['sizes'][split]:,} {split} rows repeat a train row's text word for word"
+                       for split, n in repeated.items() if n)
+        return f"the text of the column {columns['text']!r}{pair}{also}"
     if meta.get("kind") == "table":
         return f"{len(meta['features'])} features from the columns {meta['feature_columns']}"
     return f"input shape {meta['input_shape']}"

@@ -121,6 +121,21 @@ def test_a_test_file_without_the_label_column_is_named_with_the_param(text_asset
     assert not (tmp_path / "prepared").exists()
 
 
+def test_test_rows_that_repeat_a_train_row_s_text_are_counted_and_warned_about(text_assets, tmp_path, caplog):
+    import logging
+
+    df = text_assets["df"].iloc[:40].reset_index(drop=True)
+    df.to_csv(tmp_path / "train.csv", index=False)
+    df.iloc[[0, 1, 2]].assign(label=[1, 1, 1]).to_csv(tmp_path / "test.csv", index=False)  # train's texts again
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare_text_source(tmp_path, tmp_path, source="files",
+                                       files={"train": "train.csv", "test": "test.csv"})
+    train = set(prepared.splits["train"].dataset["text"])
+    by_hand = sum(text in train for text in df["sentence"].iloc[:3])  # one may have gone to validation
+    assert by_hand >= 1 and prepared.meta["texts_also_in_train"] == {"validation": 0, "test": by_hand}
+    assert f"the text of {by_hand} of the 3 test rows also stands in train" in caplog.text
+
+
 def test_text_params_are_checked_together():
     with pytest.raises(DistilleryError, match="text sources .* need arch 'hf' models"):
         make_params(data={"source": "file:x.csv"})

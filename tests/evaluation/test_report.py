@@ -211,6 +211,8 @@ def test_setting_table_records_the_feature_scaling(synthetic, digits):
     row = next(line for line in setting_table(files, text, metrics).splitlines() if line.startswith("| data |"))
     assert row.startswith("| data | files train `mydata/tickets.csv`, test `mydata/tickets_test.csv`: ")
     assert row.endswith("; the text of the column 'subject' paired with the column 'body' |")
+    text["texts_also_in_train"] = {"validation": 0, "test": 26}
+    assert setting_table(files, text, metrics).count("; 26 of the ") == 1
 
 
 def test_setting_table_says_where_a_students_embeddings_started(synthetic, digits):
