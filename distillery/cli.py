@@ -50,7 +50,8 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
     with exit_on_error():
         from .params import load_params
 
-        level = load_params()["reproducible_cpu"]
+        params = load_params()
+        level = params["reproducible_cpu"]
         if uses_torch:  # the others (numpy only) run as the launcher started them: OpenBLAS reads its pin on loading
             import torch
 
@@ -59,24 +60,22 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
             set_cpu_threads()
         main()
         if record is not None:
-            write_record(record, level, reads)
+            write_record(record, params, reads)
         gc.freeze()
 
 
-def write_record(folder: Path, level: str, reads: str | None = None) -> None:
+def write_record(folder: Path, params: dict, reads: str | None = None) -> None:
     """``folder/numerics.json``: the numerics the stage ran under (``distillery.numerics.record``), and
     ``folder/sources.json``: the local checkpoints of the model block ``reads`` (``data.sources``); written by the
     main process."""
     from .data.sources import CHECKPOINT_RECORD, checkpoint_record
     from .distributed import is_main
     from .io import write_json
-    from .params import load_params
 
     if not is_main():
         return
-    write_json(folder / RECORD_FILE, record_numerics(level))
+    write_json(folder / RECORD_FILE, record_numerics(params["reproducible_cpu"]))
     if reads is not None:
-        params = load_params()
         block = params["teachers"][reads.split(".", 1)[1]] if reads.startswith("teachers.") else params[reads]
         checkpoints = checkpoint_record(block, reads)
         if checkpoints:

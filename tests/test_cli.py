@@ -38,8 +38,10 @@ def test_a_stage_records_the_local_checkpoints_of_the_block_it_reads(tmp_path, m
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "data": {"source": "file:t.csv"}, "teacher": {"model": {"arch": "hf", "pretrained": "ckpt"}},
         "student": {"model": {"arch": "hf", "config": bert, "tokenizer": "bert-base-uncased"}}}))
-    write_record(tmp_path / "teacher", "avx2", reads="teacher")
+    from distillery.params import load_params
+
+    write_record(tmp_path / "teacher", load_params(), reads="teacher")
     assert json.loads((tmp_path / "teacher/sources.json").read_text()) == {
         "source_files": {"ckpt": digest(tmp_path / "ckpt")}}
-    write_record(tmp_path / "student", "avx2", reads="student")  # a Hub id: nothing local to record
+    write_record(tmp_path / "student", load_params(), reads="student")  # a Hub id: nothing local to record
     assert sorted(p.name for p in (tmp_path / "student").iterdir()) == ["numerics.json"]

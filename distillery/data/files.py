@@ -106,17 +106,13 @@ def load_tables(data_params: dict, root: Path, text_columns=()) -> tuple[dict, d
             {split: f"{source} (split {(chosen or {}).get(split, split)})" for split in dsd}, names)
 
 
-def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list[str] | None,
-                    inputs: list[str], rows: dict | None) -> list[str]:
-    """Label names, with every table's label column turned into class indices in place (validated first,
-    with the ``inputs`` columns, every problem of every split in one error; ``rows``: split -> how messages name
-    its rows, see ``table_problems``)."""
+def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list[str] | None) -> list[str]:
+    """Label names, with every table's label column (checked already: ``source_problems``) turned into class indices
+    in place."""
     import pandas as pd
 
     label = data_params["label_column"]
     names = data_params["label_names"] or declared
-    refuse([problem for split, df in tables.items()
-            for problem in table_problems(df, inputs, label, where[split], names, rows=(rows or {}).get(split))])
     if names is None:
         values = pd.concat([df[label] for df in tables.values()])
         if pd.api.types.is_numeric_dtype(values):
@@ -139,9 +135,16 @@ def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list
 
 def number_rows(tables: dict, id_column: str | None = None, where: dict | None = None) -> dict:
     """The tables with an ``id`` column: positions in the source, train rows first, then validation, then test;
-    or, with ``data.id_column``, the values of that column (integers, unique over every split)."""
+    or, with ``data.id_column``, the values of that column (integers, unique over every split: ``id_problems``)."""
     if id_column is not None:
-        return _own_ids(tables, id_column, where or {split: split for split in tables})
+        refuse(id_problems(tables, id_column, where or {split: split for split in tables}))
+    return _numbered(tables, id_column)
+
+
+def _numbered(tables: dict, id_column: str | None) -> dict:
+    """``number_rows`` without its check (the caller made it)."""
+    if id_column is not None:
+        return {split: df.assign(id=integer_cells(df[id_column])[0]) for split, df in tables.items()}
     offset, numbered = 0, {}
     for split in SPLITS:
         if split in tables:
@@ -150,20 +153,15 @@ def number_rows(tables: dict, id_column: str | None = None, where: dict | None =
     return numbered
 
 
-def _own_ids(tables: dict, id_column: str, where: dict) -> dict:
-    """``data.id_column``'s values as the row ids, checked first (``id_problems``)."""
-    refuse(id_problems(tables, id_column, where))
-    return {split: df.assign(id=integer_cells(df[id_column])[0]) for split, df in tables.items()}
-
-
 def source_problems(tables: dict, where: dict, data_params: dict, declared: list[str] | None,
                     inputs: list[str]) -> list[str]:
     """Every problem of the source's tables that ``labelled_splits`` would refuse, one line each, before any id is
-    added: ``data.id_column``'s cells (``id_problems``), then each split's inputs and labels (``table_problems``;
-    hidden test labels are not checked), so that one run names them all."""
+    added: ``data.id_column``'s cells (``id_problems``), then each split's inputs (not with ``data.empty_text:
+    keep``) and labels (``table_problems``; hidden test labels are not checked), so that one run names them all."""
     id_column, label = data_params["id_column"], data_params["label_column"]
     problems = id_problems(tables, id_column, where) if id_column else []
     rows = row_labels(tables, where, id_column)
+    inputs = inputs if data_params["empty_text"] == "refuse" else []  # keep: an empty text is a text
     checked = {split: df for split, df in tables.items() if not (split == "test" and hidden_labels(df, label))}
     return problems + [problem for split, df in checked.items() for problem in table_problems(
         df, inputs, label, where[split], data_params["label_names"] or declared, rows=rows[split])]
@@ -254,20 +252,22 @@ def check_columns(tables: dict, where: dict, columns: dict[str, str]) -> None:
 
 
 def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list[str] | None = None,
-                    inputs: list[str] = (), rows: dict | None = None,
-                    dropped: dict | None = None) -> tuple[dict, list[str], dict, bool]:
-    """The source's tables (with ids) as the prepared splits (see the module docstring), each sorted by id with
-    its labels as class indices: (split -> DataFrame, label names, split -> where it came from in words,
-    whether the source's test labels are hidden). Labels and ``inputs`` are validated first. ``dropped``, when
-    given, receives under ``"train"`` the train rows ``data.max_train_examples`` left out (sorted by id; the
-    transfer set's ``rest``)."""
+                    inputs: list[str] = (), dropped: dict | None = None,
+                    problems: list[str] = ()) -> tuple[dict, list[str], dict, bool]:
+    """The source's tables as the prepared splits (see the module docstring), numbered (``number_rows``), each
+    sorted by id with its labels as class indices: (split -> DataFrame, label names, split -> where it came from in
+    words, whether the source's test labels are hidden). Ids, labels and ``inputs`` are checked first
+    (``source_problems``), refused in one error with the caller's own ``problems``. ``dropped``, when given,
+    receives under ``"train"`` the train rows ``data.max_train_examples`` left out (sorted by id; the transfer
+    set's ``rest``)."""
     source = data_params["source"]
     label = data_params["label_column"]
-    tables = dict(tables)
+    refuse([*problems, *source_problems(tables, where, data_params, declared, list(inputs))])
+    tables = _numbered(tables, data_params["id_column"])
     hidden = "test" in tables and hidden_labels(tables["test"], label)
     if hidden:
         del tables["test"]
-    names = _labels_as_ints(tables, where, data_params, declared, list(inputs), rows)
+    names = _labels_as_ints(tables, where, data_params, declared)
 
     left_out = []
 

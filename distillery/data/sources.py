@@ -27,7 +27,6 @@ STAGE_RECORDS = {"prepare": Path("data/prepared/meta.json"), "transfer": Path("d
                  "distill": Path("reports/training/kd") / CHECKPOINT_RECORD,
                  "hard_baseline": Path("reports/training/hard") / CHECKPOINT_RECORD}
 EXTRA_TEACHER_RECORDS = "reports/training/teachers/*/" + CHECKPOINT_RECORD  # stage extra_teacher@<name>
-CHECKPOINT_PARAMS = ("model.pretrained", "model.tokenizer", "checkpoint")  # of a teacher or student block
 
 
 def local_files(data: dict) -> dict[str, str]:
@@ -49,14 +48,11 @@ def local_checkpoints(block: dict, prefix: str, root: Path = Path(".")) -> dict[
     """The checkpoints a teacher or student block (``prefix``: its param name) reads from this machine: param ->
     path, for each of its ``model.pretrained``, ``model.tokenizer`` and ``checkpoint`` that is a path here (a Hub
     id is not)."""
-    paths = {}
-    for key in CHECKPOINT_PARAMS:
-        value = block
-        for part in key.split("."):
-            value = (value or {}).get(part) if isinstance(value, dict) else None
-        if isinstance(value, str) and value and (Path(root) / value).exists():
-            paths[f"{prefix}.{key}"] = value
-    return paths
+    model = block.get("model") or {}
+    named = {"model.pretrained": model.get("pretrained"), "model.tokenizer": model.get("tokenizer"),
+             "checkpoint": block.get("checkpoint")}
+    return {f"{prefix}.{key}": path for key, path in named.items()
+            if isinstance(path, str) and path and (Path(root) / path).exists()}
 
 
 def checkpoint_digests(params: dict, root: Path = Path(".")) -> dict[str, str]:
@@ -66,7 +62,7 @@ def checkpoint_digests(params: dict, root: Path = Path(".")) -> dict[str, str]:
              **local_checkpoints(params.get("student") or {}, "student", root)}
     for name, block in (params.get("teachers") or {}).items():
         paths.update(local_checkpoints(block, f"teachers.{name}", root))
-    tokenizer = (params.get("data") or {}).get("tokenizer")
+    tokenizer = local_files(params.get("data") or {}).get("data.tokenizer")
     if tokenizer and (Path(root) / tokenizer).exists():
         paths["data.tokenizer"] = tokenizer
     return {path: digest(Path(root) / path)["sha256"] for path in sorted(set(paths.values()))}

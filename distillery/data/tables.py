@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import DistilleryError
 from .prepared import Split
-from .files import labelled_splits, load_tables, number_rows, row_names, source_problems
+from .files import labelled_splits, load_tables, row_names
 from .validation import _few, refuse
 
 ID_COLUMN = "id"
@@ -144,10 +144,8 @@ def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[
         check_columns_present(df, columns, label, where[split])
         rows[split] = (id_column, df[id_column].to_numpy()) if id_column in df.columns else row_names(df, where[split])
         problems += value_problems(df, kinds, where[split], rows[split], constant=split == "train")
-    # the labels and ids are checked too, so that one run names every problem of the file
-    refuse(problems + source_problems(tables, where, data_params, None, []))
-    parts, label_names, origin, hidden = labelled_splits(number_rows(tables, id_column, where), where,
-                                                         data_params, rows=rows)
+    # the labels and ids are checked with them, so that one run names every problem of the file
+    parts, label_names, origin, hidden = labelled_splits(tables, where, data_params, problems=problems)
 
     numeric = [c for c in columns if kinds[c] == "numeric"]
     text = [c for c in columns if kinds[c] == "categorical"]

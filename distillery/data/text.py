@@ -13,10 +13,9 @@ import numpy as np
 
 from ..errors import DistilleryError
 from ..io import atomic_dir
-from .files import check_columns, labelled_splits, load_tables, number_rows, row_labels, source_problems
+from .files import check_columns, labelled_splits, load_tables
 from .prepared import META_FILE, Prepared, Split, load_prepared
 from .sources import PREPARE_READS, source_record
-from .validation import refuse
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +33,7 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
     label = data_params["label_column"]
     id_column = data_params["id_column"]
     check_columns(tables, where, named)
-    checked = inputs if data_params["empty_text"] == "refuse" else []  # keep: an empty text is a text
-    refuse(source_problems(tables, where, data_params, declared, checked))
-    numbered = number_rows(tables, id_column, where)
-    parts, names, origin, hidden = labelled_splits(numbered, where, data_params, declared, checked,
-                                                   row_labels(tables, where, id_column))
+    parts, names, origin, hidden = labelled_splits(tables, where, data_params, declared, inputs)
 
     columns = {"text": data_params["text_column"]}
     if data_params["text_pair_column"]:

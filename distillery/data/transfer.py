@@ -142,13 +142,12 @@ def _refuse(param: str, problem: str):
 
 def _rest_rows(data_params: dict, root: Path) -> "object":
     """The DataFrame of train rows ``data.max_train_examples`` leaves out (text sources), labels as indices."""
-    from .files import labelled_splits, load_tables, number_rows
+    from .files import labelled_splits, load_tables
 
     inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
     tables, where, declared = load_tables(data_params, root, inputs)
     dropped: dict = {}
-    labelled_splits(number_rows(tables, data_params["id_column"], where), where, data_params, declared, inputs,
-                    dropped=dropped)
+    labelled_splits(tables, where, data_params, declared, inputs, dropped=dropped)
     return dropped.get("train")
 
 
