@@ -51,10 +51,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 	$(BIN)/pip install -q --no-deps -e .
 	touch $@
 
-# repro: first `python -m distillery.data.sources` runs again a stage whose data file (named in params.yaml) changed
-# since the stage read it, which DVC does not see; then `dvc repro` and the metrics table.
+# repro: `dvc repro`, then the metrics table.
 repro: setup
-	python -m distillery.data.sources
 	dvc repro
 	python -m distillery.evaluation.report reports/metrics.json
 

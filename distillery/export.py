@@ -119,15 +119,16 @@ def workspace_state(kind: str) -> dict:
     status = _tool(["dvc", "status", "--json"])
     if status.returncode != 0:
         raise DistilleryError(f"dvc status failed: {(status.stderr or status.stdout).strip()}")
-    changed = json.loads(status.stdout or "{}")
+    changed = {stage: said for stage, said in json.loads(status.stdout or "{}").items()
+               if said != ["always changed"]}  # the sources stage: stale_stages below checks what it watches
     if changed:
         raise DistilleryError(f"the workspace's outputs are not those of its params and code (dvc status: "
                               f"{', '.join(sorted(changed))} changed): run `dvc repro` first")
     stale = stale_stages()
     if stale:
-        raise DistilleryError("data files or checkpoints changed since the stages read them, which DVC does not watch ("
+        raise DistilleryError("data files or checkpoints changed since the stages read them ("
                               + "; ".join(f"{stage}: {', '.join(changes)}" for stage, changes in stale.items())
-                              + "): `make repro` runs those stages again")
+                              + "): `dvc repro` runs those stages again")
     commit = _tool(["git", "rev-parse", "HEAD"]).stdout.strip() or None
     shown = _tool(["git", "show", "HEAD:params.yaml"])
     committed = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None

@@ -1,7 +1,9 @@
 """Fresh git copies of this repo and subprocesses that import ``distillery`` from them (slow tests)."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -25,6 +27,21 @@ def run(cmd: list[str], cwd: Path, check=True, env: dict | None = None) -> subpr
     if check and result.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+ALWAYS_RUNS = "sources"  # dvc.yaml's always_changed stage: it hashes the files params.yaml names on every run
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages a ``dvc repro`` or ``dvc exp run`` output says it ran, but ``ALWAYS_RUNS``."""
+    return set(re.findall(r"^Running stage '([^']+)'", output, re.MULTILINE)) - {ALWAYS_RUNS}
+
+
+def dvc_status(repo: Path, env: dict | None = None) -> dict:
+    """``dvc status --json`` of ``repo``, less ``ALWAYS_RUNS``, which it always lists as changed (checked)."""
+    status = json.loads(run(["dvc", "status", "--json"], repo, env=env).stdout or "{}")
+    assert status.pop(ALWAYS_RUNS, None) == ["always changed"], status
+    return status
 
 
 def git_commit(repo: Path, message: str, *paths: str) -> None:

@@ -2,12 +2,14 @@
 
 DVC re-runs a stage when a dependency in dvc.yaml changes, and dvc.yaml's dependencies are fixed paths: a file
 that params.yaml names (``data.source: file:wine.csv``) or a local checkpoint (``teacher.model.pretrained:
-../my-teacher``) is not one of them, so replacing it re-runs nothing. The stages that read such files record each
-one's sha256 (a folder's: of its files' names and contents): ``prepare`` and ``transfer`` in their ``meta.json``
-(``source_record``), the teachers and students beside their ``numerics.json`` (``checkpoint_record``). ``python
--m distillery.data.sources``, which ``make repro`` runs before ``dvc repro``, re-runs the stage whose files
-changed since, and ``make export`` refuses while one has. Runs kept for reuse are keyed by the same digests
-(``checkpoint_digests``), so a checkpoint replaced at the same path trains anew.
+../my-teacher``) cannot be one of them. The ``sources`` stage, which DVC runs first on every ``dvc repro`` and
+``dvc exp run`` (``always_changed``), writes the sha256 of each such file (a folder's: of its files' names and
+contents) into ``data/sources/<stage>.json`` (``watch``), one file per stage that reads them; each of those stages
+depends on its file, so an edited file or a checkpoint replaced at the same path re-runs the stage that reads it and
+nothing else. The stages also record what they read themselves: ``prepare`` and ``transfer`` in their ``meta.json``
+(``source_record``), the teachers and students beside their ``numerics.json`` (``checkpoint_record``); ``make
+export`` refuses while a file changed since (``stale_stages``) and names them in the model card. Runs kept for reuse
+are keyed by the same digests (``checkpoint_digests``), so a checkpoint replaced at the same path trains anew.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ import json
 import subprocess
 from pathlib import Path
 
-from ..errors import DistilleryError, exit_on_error
+from ..io import write_json
 
 RECORD_KEY = "source_files"
 PREPARE_READS = ("data.source", "data.files", "data.tokenizer")  # the param names of the files prepare reads
@@ -27,6 +29,9 @@ STAGE_RECORDS = {"prepare": Path("data/prepared/meta.json"), "transfer": Path("d
                  "distill": Path("reports/training/kd") / CHECKPOINT_RECORD,
                  "hard_baseline": Path("reports/training/hard") / CHECKPOINT_RECORD}
 EXTRA_TEACHER_RECORDS = "reports/training/teachers/*/" + CHECKPOINT_RECORD  # stage extra_teacher@<name>
+WATCH_FOLDER = Path("data/sources")  # the sources stage's output: <name>.json per stage (or stages) reading files
+WATCH_READERS = {"prepare": "prepare", "transfer": "transfer", "teacher": "teacher",
+                 "student": "distill and hard_baseline"}  # and teachers/<name>: extra_teacher@<name>
 
 
 def local_files(data: dict) -> dict[str, str]:
@@ -44,15 +49,19 @@ def local_files(data: dict) -> dict[str, str]:
     return paths
 
 
-def local_checkpoints(block: dict, prefix: str, root: Path = Path(".")) -> dict[str, str]:
-    """The checkpoints a teacher or student block (``prefix``: its param name) reads from this machine: param ->
-    path, for each of its ``model.pretrained``, ``model.tokenizer`` and ``checkpoint`` that is a path here (a Hub
-    id is not)."""
+def named_checkpoints(block: dict, prefix: str) -> dict[str, str]:
+    """Param -> value of a teacher or student block's (``prefix``: its param name) ``model.pretrained``,
+    ``model.tokenizer`` and ``checkpoint`` where set: a path here or a Hub id."""
     model = block.get("model") or {}
     named = {"model.pretrained": model.get("pretrained"), "model.tokenizer": model.get("tokenizer"),
              "checkpoint": block.get("checkpoint")}
-    return {f"{prefix}.{key}": path for key, path in named.items()
-            if isinstance(path, str) and path and (Path(root) / path).exists()}
+    return {f"{prefix}.{key}": path for key, path in named.items() if isinstance(path, str) and path}
+
+
+def local_checkpoints(block: dict, prefix: str, root: Path = Path(".")) -> dict[str, str]:
+    """The checkpoints a teacher or student block reads from this machine: param -> path, for each of
+    ``named_checkpoints`` that is a path here (a Hub id is not)."""
+    return {key: path for key, path in named_checkpoints(block, prefix).items() if (Path(root) / path).exists()}
 
 
 def checkpoint_digests(params: dict, root: Path = Path(".")) -> dict[str, str]:
@@ -143,16 +152,44 @@ def in_repo_copy(path: Path, root: Path = Path(".")) -> bool:
                                          for part in [relative, *relative.parents[:-1]])
 
 
-def main() -> None:
-    """Re-run (``dvc repro --force --single-item``) each stage whose files changed since it read them."""
-    with exit_on_error():
-        for stage, changes in stale_stages().items():
-            print(f"{stage}: {'; '.join(changes)} since it ran (DVC does not watch the files and checkpoints "
-                  f"params.yaml names): "
-                  f"running it again", flush=True)
-            if subprocess.run(["dvc", "repro", "--force", "--single-item", stage]).returncode != 0:
-                raise DistilleryError(f"`dvc repro --force --single-item {stage}` failed (output above)")
+def watched(params: dict) -> dict[str, dict[str, str]]:
+    """Name of a ``data/sources`` file -> the files (param -> path as written; those of a checkpoint may be Hub ids)
+    that the stages depending on it read: ``prepare``, ``transfer``, ``teacher``, ``student`` (``distill`` and
+    ``hard_baseline``) and ``teachers/<name>`` (``extra_teacher@<name>``). ``params``: validated."""
+    data = params["data"]
+    files = local_files(data)
+    transfer_reads = ("data.transfer.source", *(PREPARE_READS if data["transfer"]["rest"] else ()))
+    watch = {"prepare": {key: path for key, path in files.items() if key.startswith(PREPARE_READS)},
+             "transfer": {key: path for key, path in files.items() if key.startswith(transfer_reads)},
+             "teacher": named_checkpoints(params["teacher"], "teacher"),
+             "student": named_checkpoints(params["student"], "student")}
+    for name, block in params["teachers"].items():
+        watch[f"teachers/{name}"] = named_checkpoints(block, f"teachers.{name}")
+    return watch
 
 
-if __name__ == "__main__":
-    main()
+def watch(params: dict, root: Path = Path("."), folder: Path = WATCH_FOLDER) -> list[str]:
+    """Write ``folder/<name>.json`` for each of ``watched(params)``: path -> sha256 of each of its files that exists
+    here. A path that does not exist here keeps the digest it had (queued experiments run in a copy of the repo
+    that lacks the files outside it or untracked; the stage that reads one says so if it runs). Files of
+    ``teachers.<name>`` no longer in params are removed. Returns a line per file that changed since."""
+    digests, said, kept = {}, [], set()
+    for name, paths in watched(params).items():
+        file = Path(root) / folder / f"{name}.json"
+        before = json.loads(file.read_text()) if file.is_file() else {}
+        now = {}
+        for path in sorted(set(paths.values())):
+            if (Path(root) / path).exists():
+                now[path] = digests.setdefault(path, digest(Path(root) / path)["sha256"])
+            elif path in before:
+                now[path] = before[path]
+        readers = WATCH_READERS.get(name) or f"extra_teacher@{name.split('/', 1)[1]}"
+        said += [f"{path} changed (sha256 {before[path][:12]}… then, {sha[:12]}… now): {readers} runs again"
+                 for path, sha in now.items() if path in before and before[path] != sha]
+        if now != before or not file.is_file():
+            write_json(file, now)
+        kept.add(file)
+    for file in (Path(root) / folder).glob("teachers/*.json"):
+        if file not in kept:
+            file.unlink()
+    return said

@@ -11,6 +11,7 @@ from pathlib import Path
 from ..data.augment import Jittered, check_jitter
 from ..data.checkpoints import save_tokenizer
 from ..data.inputs import input_record, save_record
+from ..data.sources import digest
 from ..distributed import is_main
 from ..errors import DistilleryError
 from ..io import atomic_dir, fingerprint
@@ -80,6 +81,8 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             return
         with atomic_dir(out_dir) as tmp:
             reference = {"checkpoint": tp["checkpoint"], "trust_remote_code": tp["trust_remote_code"]}
+            if Path(tp["checkpoint"]).exists():  # a local folder replaced at the same path changes this output,
+                reference["sha256"] = digest(Path(tp["checkpoint"]))["sha256"]  # so its logits are made again
             (tmp / REFERENCE_FILE).write_text(json.dumps(reference, indent=2) + "\n")
             save_record(input_record(prepared), tmp)
         return

@@ -1,5 +1,5 @@
 """The files params.yaml names: which they are, what a stage recorded of them, which changed, which a clone holds,
-and `make repro`'s re-run of the stage that read a changed one."""
+and the sources stage's digests, which re-run the stage that reads a changed one."""
 from __future__ import annotations
 
 import hashlib
@@ -12,7 +12,8 @@ from distillery.data import sources
 from distillery.data.prepare import prepare
 from distillery.data.prepared import load_prepared
 from distillery.data.sources import (PREPARE_READS, changed_files, checkpoint_digests, checkpoint_record, digest,
-                                     in_repo_copy, local_checkpoints, local_files, source_record, stale_stages)
+                                     in_repo_copy, local_checkpoints, local_files, source_record, stale_stages, watch,
+                                     watched)
 
 from ..conftest import make_params
 
@@ -120,21 +121,48 @@ def test_a_clone_holds_what_git_or_dvc_tracks(tmp_path):
     assert not in_repo_copy(tmp_path / "loose.csv", tmp_path)
 
 
-def test_make_repro_reruns_the_stage_whose_file_changed_and_stops_if_dvc_fails(tmp_path, monkeypatch, capsys):
-    (tmp_path / "rows.csv").write_text("a")
-    (tmp_path / "data/transfer").mkdir(parents=True)
-    (tmp_path / "data/transfer/meta.json").write_text(json.dumps(
-        source_record({"transfer": {"source": "file:rows.csv"}}, ("data.transfer.source",), tmp_path)))
-    (tmp_path / "rows.csv").write_text("b")
-    monkeypatch.chdir(tmp_path)
-    calls = []
-    monkeypatch.setattr(sources.subprocess, "run", lambda cmd: calls.append(cmd) or subprocess.CompletedProcess(cmd, 0))
-    sources.main()
-    assert calls == [["dvc", "repro", "--force", "--single-item", "transfer"]]
-    assert "transfer: rows.csv changed (sha256 " in capsys.readouterr().out
+def watched_params(**teachers) -> dict:
+    return {"data": {"source": "file:rows.csv", "transfer": {"source": "file:more.csv", "rest": False}},
+            "teacher": {"checkpoint": "ckpt", "model": {}}, "student": {"model": {"pretrained": "org/hub-model"}},
+            "teachers": {name: {"checkpoint": path, "model": {}} for name, path in teachers.items()}}
 
-    monkeypatch.setattr(sources.subprocess, "run", lambda cmd: subprocess.CompletedProcess(cmd, 1))
-    with pytest.raises(SystemExit) as exit_:
-        sources.main()
-    assert exit_.value.code == 2
-    assert "error: `dvc repro --force --single-item transfer` failed" in capsys.readouterr().err
+
+def test_each_reader_is_watched_for_its_own_files():
+    assert watched(watched_params(b="ckpt")) == {
+        "prepare": {"data.source": "rows.csv"}, "transfer": {"data.transfer.source": "more.csv"},
+        "teacher": {"teacher.checkpoint": "ckpt"}, "student": {"student.model.pretrained": "org/hub-model"},
+        "teachers/b": {"teachers.b.checkpoint": "ckpt"}}
+    params = watched_params()
+    params["data"]["transfer"]["rest"] = True  # the transfer set's rest rows: the source's rows outside the splits
+    assert watched(params)["transfer"] == {"data.source": "rows.csv", "data.transfer.source": "more.csv"}
+
+
+def test_the_sources_stage_writes_each_readers_digests_and_says_which_changed(tmp_path):
+    (tmp_path / "rows.csv").write_text("a")
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt/config.json").write_text("{}")
+    folder = tmp_path / "data/sources"
+
+    def files() -> dict:
+        return {f.relative_to(folder).as_posix(): json.loads(f.read_text()) for f in sorted(folder.rglob("*.json"))}
+
+    assert watch(watched_params(b="ckpt"), tmp_path) == []  # first run: nothing to compare with
+    ckpt = digest(tmp_path / "ckpt")["sha256"]
+    assert files() == {"prepare.json": {"rows.csv": hashlib.sha256(b"a").hexdigest()}, "student.json": {},
+                       "teacher.json": {"ckpt": ckpt}, "teachers/b.json": {"ckpt": ckpt}, "transfer.json": {}}
+
+    (tmp_path / "rows.csv").write_text("b")
+    a, b = hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()
+    assert watch(watched_params(b="ckpt"), tmp_path) == [
+        f"rows.csv changed (sha256 {a[:12]}… then, {b[:12]}… now): prepare runs again"]
+    assert files()["prepare.json"] == {"rows.csv": b}
+
+    (tmp_path / "ckpt/config.json").write_text('{"hidden": 8}')
+    said = watch(watched_params(b="ckpt"), tmp_path)
+    assert [line.rsplit(": ", 1)[1] for line in said] == ["teacher runs again", "extra_teacher@b runs again"]
+    assert said[0].startswith(f"ckpt changed (sha256 {ckpt[:12]}… then, ")
+
+    (tmp_path / "rows.csv").unlink()  # a queued experiment's copy without the user's untracked file
+    assert watch(watched_params(), tmp_path) == []
+    assert files()["prepare.json"] == {"rows.csv": b}  # as recorded: prepare does not run for a file it cannot read
+    assert "teachers/b.json" not in files()  # teachers.b left params: its file goes too

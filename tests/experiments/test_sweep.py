@@ -13,7 +13,7 @@ from distillery.errors import DistilleryError
 from distillery.experiments.sweep import DEFAULT_GRID, check_grid, grid_points, parse_grid
 
 from ..conftest import REPO, TINY, deep_merge
-from ..repo_utils import MAKE, copy_repo, git_commit, run
+from ..repo_utils import MAKE, copy_repo, git_commit, run, stages_run
 
 GRID = "kd.T=1,2 kd.alpha=0.5,0.9"
 
@@ -124,7 +124,7 @@ def test_teacher_logits_and_hard_baseline_ran_once_for_the_whole_grid(swept):
     names = [r[0] for r in _row_cells((swept / "reports/sweep.md").read_text())]
     for name in names:
         queue_log = run(["dvc", "queue", "logs", name], swept).stdout
-        ran = set(re.findall(r"Running stage '(\w+)'", queue_log))
+        ran = stages_run(queue_log)
         assert ran == {"distill", "evaluate", "plots"}, (name, queue_log[-2000:])
 
 

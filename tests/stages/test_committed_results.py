@@ -2,7 +2,6 @@
 re-makes every output and leaves `git status` clean (README, "Two commands"; docs/reproducibility.md)."""
 from __future__ import annotations
 
-import json
 import shutil
 
 import pytest
@@ -11,7 +10,7 @@ from distillery.errors import DistilleryError
 from distillery.numerics import environment, is_x86, level_in
 
 from ..conftest import REPO
-from ..repo_utils import git_commit, run
+from ..repo_utils import dvc_status, git_commit, run, stages_run
 
 pytestmark = pytest.mark.slow  # the default pipeline at its full budget (about a minute on two cores)
 
@@ -41,10 +40,10 @@ def test_a_fresh_copy_s_dvc_repro_remakes_the_committed_results(tmp_path):
 
     result = run(["dvc", "repro"], tmp_path)
 
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert {"prepare", "teacher", "teacher_logits", "distill", "hard_baseline", "evaluate"} <= ran, result.stdout
     changed = run(["git", "status", "--porcelain"], tmp_path).stdout
     diff = run(["git", "diff", "--", "reports/metrics.json", "dvc.lock"], tmp_path).stdout
     assert not changed, (f"`dvc repro` changed committed files: the code or params changed without `dvc repro` "
                          f"and a commit of what it wrote, or this CPU gives other bits:\n{changed}\n{diff[:6000]}")
-    assert json.loads(run(["dvc", "status", "--json"], tmp_path).stdout or "{}") == {}
+    assert dvc_status(tmp_path) == {}

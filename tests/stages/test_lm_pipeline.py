@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ..repo_utils import copy_repo, git_commit, reproduced, run
+from ..repo_utils import copy_repo, git_commit, reproduced, run, stages_run
 from ..text_utils import sentences
 
 pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
@@ -100,7 +100,7 @@ def test_teacher_logits_are_top_k_per_token_keyed_by_id_and_position(repo):
 def test_kd_change_reruns_only_distill_evaluate_plots(repo):
     git_commit(repo, "first run")
     result = run(["dvc", "exp", "run", "-S", "kd.T=2"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"distill", "evaluate", "plots"}, result.stdout
 
 
@@ -108,14 +108,14 @@ def test_sequence_level_kd_samples_and_scores_once_then_trains_on_the_teacher_s_
     git_commit(repo, "after the kd change")
     result = run(["dvc", "exp", "run", "-S", "kd.method=seqkd", "-S", "teacher.generate.sequences=40",
                   "-S", "teacher.generate.prompt_tokens=3"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"transfer_logits", "distill", "evaluate", "plots"}, result.stdout
     summary = json.loads((repo / "data/transfer_logits/summary.json").read_text())
     assert summary["rows"] == 40 and 3 < summary["mean_length"] <= 12
     assert "generated: 40 sequences" in result.stdout
     result = run(["dvc", "exp", "run", "-S", "kd.method=seqkd", "-S", "teacher.generate.sequences=40",
                   "-S", "teacher.generate.prompt_tokens=3", "-S", "kd.alpha=0"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"distill", "evaluate", "plots"}, result.stdout  # sampled and scored once
 
 
@@ -124,7 +124,7 @@ def test_on_policy_gkd_trains_on_the_student_s_samples_with_the_live_teacher_and
     before = json.loads((repo / "reports/metrics.json").read_text())["kd"]
     result = run(["dvc", "exp", "run", "-S", "kd.method=on_policy_gkd", "-S", "++kd.on_policy_gkd.prompt_tokens=3",
                   "-S", "kd.alpha=1"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"distill", "evaluate", "plots"}, result.stdout
     after = json.loads((repo / "reports/metrics.json").read_text())["kd"]
     assert 1 < after["perplexity"] < 300 and after["perplexity"] != before["perplexity"]
@@ -137,7 +137,7 @@ def test_minillm_trains_on_teacher_mixed_samples_by_policy_gradient_and_no_teach
     before = json.loads((repo / "reports/metrics.json").read_text())["kd"]
     result = run(["dvc", "exp", "run", "-S", "kd.method=minillm", "-S", "++kd.minillm.prompt_tokens=3",
                   "-S", "++kd.minillm.student_data_fraction=1.0"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"distill", "evaluate", "plots"}, result.stdout
     after = json.loads((repo / "reports/metrics.json").read_text())["kd"]
     assert 1 < after["perplexity"] < 300 and after["perplexity"] != before["perplexity"]

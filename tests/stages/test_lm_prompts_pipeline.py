@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ..repo_utils import copy_repo, git_commit, reproduced, run
+from ..repo_utils import copy_repo, git_commit, reproduced, run, stages_run
 from ..text_utils import sentences
 from .test_lm_pipeline import lm_params
 
@@ -94,7 +94,7 @@ def test_sequence_level_kd_and_on_policy_gkd_answer_each_row_s_own_prompt(repo):
 
     git_commit(repo, "first run")
     result = run(["dvc", "exp", "run", "-S", "kd.method=seqkd", "-S", "teacher.generate.sequences=40"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"transfer_logits", "distill", "evaluate", "plots"}, result.stdout
     generated = pq.read_table(repo / "data/transfer_logits/generated_sequences.parquet").to_pandas()
     rows = prepared_rows(repo, "train").set_index("id")
@@ -108,7 +108,7 @@ def test_sequence_level_kd_and_on_policy_gkd_answer_each_row_s_own_prompt(repo):
     git_commit(repo, "after sequence-level KD")
     result = run(["dvc", "exp", "run", "-S", "kd.method=on_policy_gkd", "-S", "kd.alpha=1",
                   "-S", "++kd.on_policy_gkd.student_data_fraction=1.0"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"distill", "evaluate", "plots"}, result.stdout
     curves = pd.read_csv(repo / "reports/training/kd/seed_0/plots/metrics/jsd.tsv", sep="\t")
     assert len(curves) == 2 and np.isfinite(curves["jsd"]).all()

@@ -12,7 +12,7 @@ import yaml
 from distillery.numerics import LEVELS
 
 from ..conftest import TINY, deep_merge
-from ..repo_utils import ENV, copy_repo, reproduced, run
+from ..repo_utils import ENV, copy_repo, dvc_status, reproduced, run, stages_run
 
 pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
 
@@ -158,17 +158,17 @@ def test_editing_a_module_reruns_only_the_stages_that_run_it(repo, module, stage
     source = path.read_text()
     path.write_text(source + "\n# edited\n")
     try:
-        changed = json.loads(run(["dvc", "status", "--json"], repo).stdout)
+        changed = dvc_status(repo)
     finally:
         path.write_text(source)
     assert set(changed) == stages, changed
-    assert json.loads(run(["dvc", "status", "--json"], repo).stdout) == {}
+    assert dvc_status(repo) == {}
 
 
 def test_changing_kd_temperature_reruns_only_distill_evaluate_plots(repo):
     before = json.loads((repo / "reports/metrics.json").read_text())
     result = run(["dvc", "exp", "run", "-S", "kd.T=2", "-S", "kd.alpha=0.9"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"distill", "evaluate", "plots"}, result.stdout
     after = json.loads((repo / "reports/metrics.json").read_text())
     assert after["teacher"] == before["teacher"]
@@ -183,7 +183,7 @@ def test_another_method_with_its_own_param_reruns_only_distill_evaluate_plots(re
     trainable regressor, and a param that params.yaml did not have; the report and curves name its terms."""
     before = json.loads((repo / "reports/metrics.json").read_text())
     result = run(["dvc", "exp", "run", "-S", "kd.method=fitnet", "-S", "++kd.fitnet.weight=0.5"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"distill", "evaluate", "plots"}, result.stdout
     after = json.loads((repo / "reports/metrics.json").read_text())
     assert after["teacher"] == before["teacher"] and after["hard"] == before["hard"]
@@ -199,7 +199,7 @@ def test_each_extra_teacher_is_its_own_stage_and_adding_one_trains_only_it(repo)
     """multi_teacher: `teachers.<name>` entries become `extra_teacher@<name>` stages; adding a second one trains
     and scores only that one; the report shows every teacher and the ensembles."""
     def ran(result):
-        return {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+        return stages_run(result.stdout)
 
     first = run(["dvc", "exp", "run", "-S", "kd.method=multi_teacher", "-S", "++teachers.wide.seed=1",
                  "-S", "++teachers.wide.model.hidden_sizes=[48]"], repo)
@@ -226,7 +226,7 @@ def test_same_params_give_identical_metrics(repo):
     shutil.rmtree(repo / ".cache/checkpoints", ignore_errors=True)  # the students kept from the first run too
     result = run(["dvc", "repro", "--force", "--no-run-cache"], repo)  # every stage runs again
     stages = run(["dvc", "stage", "list", "--name-only"], repo).stdout.split()  # extra teachers' stages too
-    assert len(stages) >= 9 and result.stdout.count("Running stage") == len(stages), result.stdout
+    assert len(stages) >= 10 and result.stdout.count("Running stage") == len(stages), result.stdout
     assert (repo / "reports/metrics.json").read_bytes() == first
     assert output_hashes(repo) == hashes  # prepared data, teacher, logits, students, eval: bit for bit
 
@@ -312,7 +312,7 @@ def test_a_third_seed_trains_only_its_own_students(repo):
     alone; seeds 0 and 1 come back from the runs the stages kept, byte for byte."""
     before = student_hashes(repo)
     result = run(["dvc", "exp", "run", "-S", "train.seeds=[0,1,2]"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"distill", "hard_baseline", "evaluate", "plots"}, result.stdout
     log = result.stdout + result.stderr
     assert log.count("trained before with the same params") == 4, log  # kd and hard, seeds 0 and 1

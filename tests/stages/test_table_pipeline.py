@@ -1,6 +1,6 @@
 """End to end with the user's own table in the repo (a CSV that git does not track): a change of its scaling trains
-new hard students (never the runs kept from the old features), an edited file re-runs prepare under `make repro`
-though DVC does not watch it, and `make export` says what the commit does not hold."""
+new hard students (never the runs kept from the old features), an edited file re-runs prepare under plain
+`dvc repro` (the sources stage's digest), and `make export` says what the commit does not hold."""
 from __future__ import annotations
 
 import json
@@ -11,7 +11,7 @@ import pytest
 from sklearn.datasets import load_wine
 
 from ..conftest import TINY, deep_merge
-from ..repo_utils import MAKE, copy_repo, git_commit, reproduced, run
+from ..repo_utils import MAKE, copy_repo, git_commit, reproduced, run, stages_run
 
 pytestmark = pytest.mark.slow  # end to end: dvc repro / subprocesses (make test-fast skips it)
 
@@ -53,25 +53,26 @@ def test_another_scaling_of_the_same_rows_trains_new_hard_students(repo):
     assert record["scaling"]["scaler"] == "minmax"
 
 
-def test_an_edited_data_file_reruns_prepare_under_make_repro_and_export_says_what_the_commit_lacks(repo):
+def test_an_edited_data_file_reruns_prepare_under_dvc_repro_and_export_says_what_the_commit_lacks(repo):
     run(["dvc", "exp", "run", "-S", "data.scaling=standard"], repo)  # back to the commit's params
     git_commit(repo, "standardized again")
     prepared = (repo / "data/prepared/meta.json").read_text()
     write_wine(repo / "wine.csv", scale_alcohol=10.0)
-    assert "Data and pipelines are up to date" in run(["dvc", "repro"], repo).stdout  # DVC does not watch it
 
-    refused = run([*MAKE, "export"], repo, check=False)
+    refused = run([*MAKE, "export"], repo, check=False)  # before any repro: the stages' own records say so
     assert refused.returncode != 0
-    assert "prepare: wine.csv changed (sha256 " in refused.stderr and "`make repro` runs those stages again" in \
+    assert "prepare: wine.csv changed (sha256 " in refused.stderr and "`dvc repro` runs those stages again" in \
         refused.stderr
     assert not (repo / "export").exists()
 
-    result = run([*MAKE, "repro"], repo)
-    assert "prepare: wine.csv changed" in result.stdout and "Running stage 'prepare'" in result.stdout, result.stdout
+    result = run(["dvc", "repro"], repo)  # plain DVC: the sources stage's digest of wine.csv is prepare's dep
+    assert "wine.csv changed (sha256 " in result.stdout and "prepare runs again" in result.stdout, result.stdout
+    assert {"prepare", "teacher", "distill", "hard_baseline"} <= stages_run(result.stdout), result.stdout
     assert (repo / "data/prepared/meta.json").read_text() != prepared
     record = json.loads((repo / "data/prepared/meta.json").read_text())["source_files"]["wine.csv"]
     assert record["bytes"] == (repo / "wine.csv").stat().st_size
-    assert "Running stage 'prepare'" not in run([*MAKE, "repro"], repo).stdout  # current again: nothing forced
+    assert json.loads((repo / "data/sources/prepare.json").read_text()) == {"wine.csv": record["sha256"]}
+    assert stages_run(run([*MAKE, "repro"], repo).stdout) == set()  # current again
 
     run([*MAKE, "export"], repo)
     card = (repo / "export/kd/README.md").read_text()

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from ..repo_utils import copy_repo, git_commit, reproduced, run
+from ..repo_utils import copy_repo, git_commit, reproduced, run, stages_run
 from ..data.test_text import _hf_dir
 from ..text_utils import sentences, text_params, tiny_checkpoint, train_tokenizer
 
@@ -49,7 +49,7 @@ def test_kd_change_reruns_only_distill_evaluate_plots_and_reuses_tokenization(re
     assert {"teacher-train", "student-train"} <= {name.rsplit("-", 1)[0] for name in before}
     git_commit(repo, "first run")
     result = run(["dvc", "exp", "run", "-S", "kd.alpha=0.9", "-S", "kd.T=2"], repo)
-    ran = {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    ran = stages_run(result.stdout)
     assert ran == {"distill", "evaluate", "plots"}, result.stdout
     after = {p.name: p.stat().st_mtime_ns for p in cache.glob("*.arrow")}
     assert after == before  # cache hits: nothing tokenized again

@@ -6,11 +6,11 @@ import json
 import pytest
 
 from ..conftest import TINY
-from ..repo_utils import copy_repo, reproduced, run
+from ..repo_utils import copy_repo, reproduced, run, stages_run
 
 
 def ran(result) -> set[str]:
-    return {line.split("'")[1] for line in result.stdout.splitlines() if line.startswith("Running stage")}
+    return stages_run(result.stdout)
 
 
 @pytest.mark.slow

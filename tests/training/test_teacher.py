@@ -1,4 +1,5 @@
 """distillery.training.teacher: counting the teacher's forward passes (what bench/caching.py reads)."""
+import json
 import sys
 from pathlib import Path
 
@@ -33,8 +34,6 @@ def test_loaded_teacher_counts_only_with_the_variable(tmp_path, monkeypatch):
 
 def test_a_hub_checkpoint_teacher_comes_with_its_tokenizer(tmp_path, monkeypatch):
     """teacher.checkpoint as a Hub id (not a folder here): its tokenizer is loaded too (text teachers need it)."""
-    import json
-
     from distillery.training import teacher
 
     calls = []
@@ -52,6 +51,7 @@ def test_a_checkpoint_teacher_records_its_inputs_and_predicts_through_the_refere
     import numpy as np
     from sklearn.datasets import load_digits
 
+    from distillery.data.sources import digest
     from distillery.models.inference import predict_logits
     from distillery.predict import predict
     from distillery.training.teacher import build_teacher
@@ -62,6 +62,8 @@ def test_a_checkpoint_teacher_records_its_inputs_and_predicts_through_the_refere
     checkpoint.save_pretrained(tmp_path / "checkpoint")
     build_teacher(make_params(teacher={"checkpoint": str(tmp_path / "checkpoint")}), digits, tmp_path / "teacher")
     assert sorted(p.name for p in (tmp_path / "teacher").iterdir()) == ["inputs.json", "teacher.json"]
+    reference = json.loads((tmp_path / "teacher/teacher.json").read_text())
+    assert reference["sha256"] == digest(tmp_path / "checkpoint")["sha256"]  # replaced in place: another output
     test = digits.splits["test"]
     np.save(tmp_path / "rows.npy", load_digits().images[test.ids])
     ids, logits, names = predict(tmp_path / "teacher", tmp_path / "rows.npy", device="cpu")
