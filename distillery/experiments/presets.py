@@ -3,14 +3,19 @@
 A preset holds only what differs from the schema defaults (the sklearn digits MLP); it may start
 from another preset with ``base: <name>``. ``python -m distillery.experiments.presets NAME [--set key=value ...]``
 (``make preset PRESET=NAME``) merges it over the defaults, applies the ``--set`` overrides, validates
-the result and writes it to ``params.yaml`` atomically, recording ``preset: NAME``.
+the result and writes it to ``params.yaml`` atomically, recording ``preset: NAME``. The file keeps its layout and
+comments (it is read and written back with ruamel.yaml, DVC's YAML library): only the values change, and the
+params it did not list are added where they differ from their defaults.
 """
 from __future__ import annotations
 
 import argparse
+import io
 from pathlib import Path
 
 import yaml
+from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from ..errors import DistilleryError, exit_on_error
 from ..io import write_text
@@ -58,14 +63,75 @@ def resolve(name: str, sets: list[str] = (), presets_dir: Path = PRESETS_DIR) ->
     return validate({**raw, "preset": name}, f"preset {name!r}")
 
 
+def _round_trip() -> YAML:
+    """ruamel.yaml keeping comments and layout; what it adds is written as PyYAML writes it, since the stages read
+    params.yaml with PyYAML (YAML 1.1: ``null``, not an empty value, and ``5.0e-05``, not ``5e-05``, a string
+    there)."""
+    rt = YAML()
+    rt.default_flow_style, rt.width = None, 4096  # lists of scalars in one line, as params.yaml writes them
+    rt.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    rt.representer.add_representer(float, lambda r, value: r.represent_scalar(
+        "tag:yaml.org,2002:float", yaml.safe_dump(value).split("\n")[0]))
+    return rt
+
+
+def _styled(value):
+    """``value`` as ruamel writes it in params.yaml's style: mappings as blocks, lists of plain values on one line."""
+    if isinstance(value, dict):
+        block = CommentedMap((key, _styled(item)) for key, item in value.items())
+        block.fa.set_block_style()
+        return block
+    if isinstance(value, list):
+        items = CommentedSeq(_styled(item) for item in value)
+        if not any(isinstance(item, (dict, list)) for item in value):
+            items.fa.set_flow_style()
+        return items
+    return value
+
+
+def _update(target: dict, params: dict, defaults: dict) -> None:
+    """Make the ruamel mapping ``target`` hold ``params``, keeping its keys' order and comments: a value that is
+    the same stays as written, a key ``params`` lacks goes, and one ``target`` lacks is added at the end of its
+    block unless it holds its default (``defaults``), which the stages fill in anyway."""
+    for key in [key for key in target if key not in params]:
+        del target[key]
+    for key, value in params.items():
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if isinstance(target.get(key), dict) and isinstance(value, dict):
+            _update(target[key], value, default)
+        elif key in target and target[key] != value:
+            target[key] = _styled(value)
+        elif key not in target and value != default:
+            target[key] = _styled(value if not isinstance(value, dict) or not isinstance(default, dict) else
+                                  {k: v for k, v in value.items() if v != default.get(k)})
+
+
 def write_preset(name: str, sets: list[str] = (), out: Path = Path("params.yaml"),
                  presets_dir: Path = PRESETS_DIR) -> dict:
-    """Validate preset ``name`` (+ ``sets``) and write it to ``out`` atomically; nothing is written on error."""
+    """Validate preset ``name`` (+ ``sets``) and write it to ``out`` atomically, in the layout and with the
+    comments of ``out`` (else, or if it does not read as YAML, of ``params.yaml``); nothing is written on error."""
     params = resolve(name, sets, presets_dir)
-    header = (f"# Written by `python -m distillery.experiments.presets {' '.join([name, *(f'--set {s}' for s in sets)])}`: "
-              f"presets/{name}.yaml over the defaults of distillery/params.py.\n"
-              "# Edit freely; `make preset PRESET=digits-mlp` goes back to the default setting.\n")
-    write_text(out, header + yaml.safe_dump(params, sort_keys=False, allow_unicode=True))
+    rt = _round_trip()
+    document = None
+    for template in (Path(out), Path("params.yaml")):  # the first that reads as a mapping
+        try:
+            document = rt.load(template.read_text()) if template.is_file() else None
+        except YAMLError:
+            continue
+        if isinstance(document, dict):
+            break
+    if not isinstance(document, dict):
+        document = rt.load("{}")
+    _update(document, params, validate({}, "the defaults"))
+    command = " ".join(["make preset", f"PRESET={name}", *([f"SET=\"{' '.join(sets)}\""] if sets else [])])
+    document.yaml_add_eol_comment(f"`{command}` wrote this file (PRESET=digits-mlp: the defaults)", "preset",
+                                  column=30)
+    text = io.StringIO()
+    rt.dump(document, text)
+    if validate(yaml.safe_load(text.getvalue()), str(out)) != params:  # what the stages will read
+        raise DistilleryError(f"preset {name!r}: params.yaml would not read back as written (a YAML writer's "
+                              "difference): nothing written")
+    write_text(out, text.getvalue())
     return params
 
 

@@ -48,6 +48,27 @@ def test_switching_writes_validated_params_and_refuses_bad_input(tmp_path):
     assert out.read_text() == before  # nothing written on error
 
 
+def test_switching_keeps_the_comments_and_lists_only_what_differs_from_the_defaults(tmp_path):
+    shipped = (REPO / "params.yaml").read_text()
+    out = tmp_path / "params.yaml"
+    write_preset("sst2-minilm", ["kd.T=3"], out)  # no file there yet: params.yaml's layout and comments
+    text = out.read_text()
+    assert load_params(out) == resolve("sst2-minilm", ["kd.T=3"])  # 5.0e-05 and null as PyYAML reads them
+    assert "  validation_fraction: 0.125  # of the non-test rows\n" in text
+    assert "    learning_rate: 5.0e-05\n" in text and "  label_names: [negative, positive]\n" in text
+    assert "dkd:" not in text and "  files:" not in text  # at their defaults and not listed: left out
+    assert '`make preset PRESET=sst2-minilm SET="kd.T=3"` wrote this file' in text
+
+    write_preset("digits-mlp", [], out)  # and back: every comment where it was, the defaults' values
+    assert load_params(out) == {**load_params(REPO / "params.yaml"), "preset": "digits-mlp"}
+    comments = [line for line in shipped.splitlines() if "#" in line]
+    assert [line for line in out.read_text().splitlines() if line in comments] == comments
+
+    out.write_text("data: [unclosed\n")  # a broken file: replaced, with params.yaml's layout
+    write_preset("digits-mlp", [], out)
+    assert out.read_text().startswith("# Every knob of the pipeline.")
+
+
 def test_presets_command_line(tmp_path, capsys):
     from distillery.experiments.presets import main
 
