@@ -19,7 +19,6 @@ A corpus has no labels: the same rules, with plain (unstratified) random splits 
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +29,6 @@ from .sentences import check_train_to_split, sentence_split_indices, sentence_sp
 from .splitting import split_indices
 from .validation import _few, refuse, table_problems
 
-logger = logging.getLogger(__name__)
 
 HIDDEN_LABEL = -1
 READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
@@ -106,7 +104,7 @@ def load_tables(data_params: dict, root: Path, text_columns=()) -> tuple[dict, d
             {split: f"{source} (split {(chosen or {}).get(split, split)})" for split in dsd}, names)
 
 
-def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list[str] | None) -> list[str]:
+def _labels_as_ints(tables: dict, data_params: dict, declared: list[str] | None) -> list[str]:
     """Label names, with every table's label column (checked already: ``source_problems``) turned into class indices
     in place."""
     import pandas as pd
@@ -124,13 +122,7 @@ def _labels_as_ints(tables: dict, where: dict, data_params: dict, declared: list
         if not pd.api.types.is_numeric_dtype(df[label]):
             df[label] = df[label].astype(str).map(index)
         df[label] = df[label].astype(np.int64)
-    seen = set(np.concatenate([df[label].to_numpy() for df in tables.values()]).tolist())
-    unused = [str(n) for i, n in enumerate(names) if i not in seen]
-    if unused:
-        logger.warning("data.label_names: %s %s no rows in %s: the models get an output for %s that no row teaches",
-                       unused, "has" if len(unused) == 1 else "have", ", ".join(where.values()),
-                       "it" if len(unused) == 1 else "them")
-    return [str(n) for n in names]
+    return [str(n) for n in names]  # a class without train rows: prepared.untaught_classes
 
 
 def number_rows(tables: dict, id_column: str | None = None, where: dict | None = None) -> dict:
@@ -267,7 +259,7 @@ def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list
     hidden = "test" in tables and hidden_labels(tables["test"], label)
     if hidden:
         del tables["test"]
-    names = _labels_as_ints(tables, where, data_params, declared)
+    names = _labels_as_ints(tables, data_params, declared)
 
     left_out = []
 

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import DistilleryError
 from .corpus import prepare_corpus
 from .params import TEXT_KINDS, check_source
-from .prepared import Prepared, Split, save_prepared
+from .prepared import Prepared, Split, save_prepared, untaught_classes
 from .scaling import DIGITS_PIXEL_MAX, UINT8_PIXEL_MAX, as_pixels, scale_splits
 from .sources import PREPARE_READS, source_record
 from .splitting import split_indices
@@ -113,6 +113,8 @@ def prepare(data_params: dict, out_dir: Path, root: Path = Path("."), task: str 
         meta["inputs"] = {"kind": "array", "pixel_max": raw.pixel_max}
     splits, meta["scaling"] = scale_splits(splits, data_params["scaling"], pixels)
     meta["sizes"] = {k: len(v.ids) for k, v in splits.items()}
+    if untaught := untaught_classes(splits, label_names):
+        meta["classes_without_train_rows"] = untaught
     meta.update(source_record(data_params, PREPARE_READS, root))
     prepared = Prepared(splits, label_names, list(splits["train"].inputs.shape[1:]), meta)
     save_prepared(prepared, out_dir)

@@ -8,6 +8,7 @@ token sequences themselves; every later stage loads it with ``load_prepared``. S
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import numpy as np
 
 from ..errors import DistilleryError
 from ..io import atomic_dir
+
+logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
 META_FILE = "meta.json"
@@ -110,6 +113,21 @@ def token_arrays(split: Split) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     start = column.offsets[0].as_py()
     return column.values.to_numpy().astype(np.int64)[start:start + offsets[-1]], offsets
+
+
+def untaught_classes(splits: dict, label_names: list[str]) -> dict[str, dict[str, int]]:
+    """The classes no train row has, each with its rows in the other splits: the models get an output for each
+    that nothing teaches (a test row of one is always wrong). Logged as a warning; ``{}`` when every class has
+    train rows."""
+    taught = set(np.asarray(splits["train"].labels).tolist())
+    untaught = {name: {split: int((np.asarray(part.labels) == index).sum()) for split, part in splits.items()
+                       if split != "train"}
+                for index, name in enumerate(label_names) if index not in taught}
+    if untaught:
+        logger.warning("no train row has the class %s: the models get an output for %s that no row teaches",
+                       "; ".join(f"{name!r} ({', '.join(f'{n} {split}' for split, n in rows.items())} rows)"
+                                 for name, rows in untaught.items()), "it" if len(untaught) == 1 else "them")
+    return untaught
 
 
 def save_prepared(prepared: Prepared, out_dir: Path) -> None:

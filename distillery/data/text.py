@@ -14,7 +14,7 @@ import numpy as np
 from ..errors import DistilleryError
 from ..io import atomic_dir
 from .files import check_columns, labelled_splits, load_tables
-from .prepared import META_FILE, Prepared, Split, load_prepared
+from .prepared import META_FILE, Prepared, Split, load_prepared, untaught_classes
 from .sources import PREPARE_READS, source_record
 
 logger = logging.getLogger(__name__)
@@ -53,6 +53,8 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
                    "empty_text": data_params["empty_text"]},
         **source_record(data_params, PREPARE_READS, root),
     }
+    if untaught := untaught_classes(splits, names):
+        meta["classes_without_train_rows"] = untaught
     repeated = repeated_texts(splits)
     if any(repeated.values()):
         meta["texts_also_in_train"] = repeated

@@ -187,6 +187,17 @@ def teacher_warning(metrics: dict) -> str | None:
     return text + "Improve the teacher first (training budget, size, feature scaling: data.scaling)."
 
 
+def untaught_warning(meta: dict) -> str | None:
+    """A warning when some class has no train rows (``classes_without_train_rows`` of meta.json), else None."""
+    untaught = meta.get("classes_without_train_rows")
+    if not untaught:
+        return None
+    listed = "; ".join(f"`{name}` ({', '.join(f'{n:,} {split}' for split, n in rows.items())} rows)"
+                       for name, rows in untaught.items())
+    return (f"No train row has the class {listed}: every model has an output for it that no row taught. Give it "
+            "train rows, or leave it out of `data.label_names`.")
+
+
 def _source(source: str, data: dict) -> str:
     """``data.source`` for the setting table; a ``files`` source with its files."""
     if source != "files" or not data.get("files"):
@@ -535,10 +546,10 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
     ``numerics``: the evaluate stage's record of its CPU numerics (reports/eval/numerics.json)."""
     seeds = metrics["kd"].get("seeds", 1)
     method = params["kd"]["method"]
-    warning = teacher_warning(metrics)
+    warnings = filter(None, [untaught_warning(meta), teacher_warning(metrics)])
     parts = [
         "# Distillation report",
-        *([f"> **Warning.** {warning}"] if warning else []),
+        *(f"> **Warning.** {warning}" for warning in warnings),
         summary(metrics, speed, method),
         "## Setting",
         setting_table(params, meta, metrics, transfer, selections, numerics),

@@ -141,14 +141,17 @@ def test_every_problem_of_a_table_is_named_in_one_run(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
-def test_a_listed_class_without_rows_is_warned_about(tmp_path, caplog):
+def test_a_listed_class_without_train_rows_is_warned_about_and_recorded(tmp_path, caplog):
     import logging
 
     table().to_csv(tmp_path / "t.csv", index=False)
     with caplog.at_level(logging.WARNING):
         prepare(params(label_names=["apple", "pear", "quince"])["data"], tmp_path / "out", tmp_path)
-    assert "data.label_names: ['quince'] has no rows in " in caplog.text and "t.csv" in caplog.text
-    assert load_prepared(tmp_path / "out").label_names == ["apple", "pear", "quince"]
+    assert "no train row has the class 'quince' (0 validation, 0 test rows): the models get an output for it" in \
+        caplog.text
+    prepared = load_prepared(tmp_path / "out")
+    assert prepared.label_names == ["apple", "pear", "quince"]
+    assert prepared.meta["classes_without_train_rows"] == {"quince": {"validation": 0, "test": 0}}
 
 
 def test_parquet_rows_are_named_from_zero_and_labels_by_line(tmp_path):

@@ -89,6 +89,13 @@ def test_hf_source_with_labelled_splits_keeps_them(text_assets, tmp_path):
     assert prepared.meta["sizes"] == {"train": 100, "validation": 30, "test": 30}
     assert prepared.meta["hidden_test_labels"] is False
     assert evaluated_on_test(prepared.meta)
+    assert "classes_without_train_rows" not in prepared.meta  # every class has train rows: nothing recorded
+
+    only_neg = text_assets["df"].assign(label=text_assets["df"]["label"].where(text_assets["df"].index >= 100, 0))
+    _hf_dir(tmp_path / "one_class_in_train", only_neg, hidden_test=False)
+    prepared = prepare_text_source(tmp_path / "one", tmp_path, source="hf:one_class_in_train")
+    positives = {split: int((part.labels == 1).sum()) for split, part in prepared.splits.items() if split != "train"}
+    assert prepared.meta["classes_without_train_rows"] == {prepared.label_names[1]: positives}
 
 
 @pytest.mark.parametrize(

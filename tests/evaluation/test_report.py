@@ -186,6 +186,15 @@ def test_a_teacher_no_better_than_the_hard_students_is_warned_about_first(synthe
     assert teacher_warning(level) is None
 
 
+def test_a_class_without_train_rows_is_warned_about_at_the_top(synthetic, digits):
+    params, metrics, _, _ = synthetic
+    meta = {**digits.meta, "classes_without_train_rows": {"7": {"validation": 0, "test": 3}}}
+    title, first, second = render_report(params, meta, metrics, None, []).split("\n\n")[:3]
+    assert (title, second[:2]) == ("# Distillation report", "Th")  # the summary follows the one warning
+    assert first == ("> **Warning.** No train row has the class `7` (0 validation, 3 test rows): every model has an "
+                     "output for it that no row taught. Give it train rows, or leave it out of `data.label_names`.")
+
+
 def test_setting_table_records_the_feature_scaling(synthetic, digits):
     from distillery.evaluation.report import scaling_text, setting_table
 
