@@ -65,7 +65,8 @@ def open_storage(tune: dict):
 
 
 def open_study(tune: dict, storage):
-    """The study ``tune.study`` (created, or loaded to resume); a stored study's direction must match."""
+    """The study ``tune.study`` (created, or loaded to resume); a stored study's direction and metric (its user
+    attribute ``metric``, set when it is created) must match: its trials' values are that metric's."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -75,6 +76,13 @@ def open_study(tune: dict, storage):
     if stored != tune["direction"]:
         raise DistilleryError(f"params.yaml: tune.direction = {tune['direction']!r}: the study {tune['study']!r} in "
                               f"{tune['storage']} was created to {stored}; name another tune.study")
+    scored = study.user_attrs.get("metric")
+    if scored is None:
+        study.set_user_attr("metric", tune["metric"])
+    elif scored != tune["metric"]:
+        raise DistilleryError(f"params.yaml: tune.metric = {tune['metric']!r}: the study {tune['study']!r} in "
+                              f"{tune['storage']} scored its trials on {scored!r}, so its best trial and report would "
+                              "mix the two; name another tune.study (or set tune.metric back)")
     return study
 
 

@@ -16,7 +16,7 @@ from optuna.trial import TrialState, create_trial
 
 from distillery.errors import DistilleryError
 from distillery.params import validate
-from distillery.experiments.tune import _override, make_sampler, open_storage, spent, suggest
+from distillery.experiments.tune import _override, make_sampler, open_storage, open_study, spent, suggest
 
 from ..conftest import TINY, deep_merge
 from ..repo_utils import ENV, copy_repo, run
@@ -70,6 +70,23 @@ def test_a_storage_that_cannot_be_opened_is_refused_before_any_work(tmp_path, mo
         tune.main(["--jobs", "2"])
     assert exit_.value.code == 2
     assert "error: params.yaml: tune.storage = " in capsys.readouterr().err
+
+
+def test_a_study_scored_on_another_metric_or_direction_is_refused(tmp_path):
+    url = f"sqlite:///{tmp_path}/tune.db"
+    kd = validate({"tune": {"storage": url, "study": "s"}})["tune"]
+    study = open_study(kd, open_storage(kd))
+    assert study.user_attrs["metric"] == "kd.validation_accuracy"  # recorded when created
+    assert open_study(kd, open_storage(kd)).user_attrs["metric"] == "kd.validation_accuracy"  # resumed: the same
+    hard = {**kd, "metric": "hard.validation_accuracy"}
+    with pytest.raises(DistilleryError, match=re.escape(
+            "tune.metric = 'hard.validation_accuracy': the study 's' in " + url + " scored its trials on "
+            "'kd.validation_accuracy', so its best trial and report would mix the two; name another tune.study")):
+        open_study(hard, open_storage(hard))
+    assert open_study({**hard, "study": "t"}, open_storage(hard)).user_attrs["metric"] == "hard.validation_accuracy"
+    with pytest.raises(DistilleryError, match="tune.direction = 'minimize': the study 's' in .* was created to "
+                                              "maximize; name another tune.study"):
+        open_study({**kd, "direction": "minimize"}, open_storage(kd))
 
 
 def test_a_space_over_data_with_a_file_a_queued_copy_lacks_is_refused_before_the_study(tmp_path, monkeypatch,
