@@ -53,10 +53,23 @@ def parse_grid(text: str) -> list[list[str]]:
     if not groups:
         raise DistilleryError("GRID is empty: give overrides like 'kd.T=1,2,4 kd.alpha=0.5,0.9'")
     for group in groups:
+        keys = []
         for item in group:
             key, sep, values = item.partition("=")
             if not sep or not key or not values or "" in values.split(","):
                 raise DistilleryError(f"GRID item {item!r}: expected key=value[,value...], e.g. kd.T=1,2,4")
+            for value in values.split(","):
+                try:
+                    yaml.safe_load(value)
+                except yaml.YAMLError:
+                    raise DistilleryError(
+                        f"GRID item {item!r}: {value!r} is not a value (commas separate the values, so a list "
+                        "cannot be one here: queue it with `dvc exp run --queue -S key=[...]`)") from None
+            keys.append(key)
+        twice = sorted({key for key in keys if keys.count(key) > 1})
+        if twice:
+            raise DistilleryError(f"GRID group {' '.join(group)!r}: {', '.join(twice)} given twice; list every value "
+                                  "of a key once (kd.T=1,2,4), or put the other in a group of its own after ';'")
     return groups
 
 
@@ -179,6 +192,31 @@ def wait(names: list[str], poll_seconds: float) -> dict[str, str]:
             time.sleep(poll_seconds)
 
 
+def refuse_a_busy_queue() -> None:
+    """Stop before queueing if DVC's queue holds experiments waiting or running: the workers a sweep starts would
+    run them with its own, and its report would leave them out."""
+    busy = sorted(name for name, state in queue_status().items() if state in ("Queued", "Running"))
+    if busy:
+        raise DistilleryError(f"DVC's queue already holds {', '.join(busy)} (queued or running: `dvc queue status`), "
+                              "which this sweep's workers would run too: wait for them, or `dvc queue remove "
+                              "--queued` / `dvc queue kill NAME`, then run the sweep again")
+
+
+def stop(names: list[str]) -> None:
+    """Kill the experiments of ``names`` that are running and take those still queued off the queue: an
+    interrupted sweep leaves nothing to run behind it."""
+    status = queue_status()
+    running = [name for name in names if status.get(name) == "Running"]
+    queued = [name for name in names if status.get(name) == "Queued"]
+    if running:
+        dvc("queue", "kill", *running, check=False)
+    if queued:
+        dvc("queue", "remove", *queued, check=False)
+    print(f"sweep: interrupted: {len(running)} running experiment(s) killed{': ' if running else ''}"
+          f"{', '.join(running)}; {len(queued)} queued one(s) removed{': ' if queued else ''}{', '.join(queued)}; "
+          "those finished stay in `dvc exp show`", file=sys.stderr)
+
+
 def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> tuple[str, dict[str, str]]:
     """Queue and run the grid; return the baseline commit and ``{experiment name: final status}``.
 
@@ -186,6 +224,7 @@ def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> tuple[str, dic
     they run do not hide them from the report.
     """
     refuse_untracked()
+    refuse_a_busy_queue()
     groups = parse_grid(grid)
     points = check_grid(groups, Path("params.yaml"))
     data = yaml.safe_load(Path("params.yaml").read_text()).get("data", {})
@@ -198,9 +237,15 @@ def run_sweep(grid: str, jobs: int, poll_seconds: float = 5.0) -> tuple[str, dic
     baseline = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     names = queue(groups)
     if len(names) != len(points):
-        raise DistilleryError(f"expected {len(points)} queued experiments, dvc queued {len(names)}: {names}")
-    start_workers(jobs)
-    return baseline, wait(names, poll_seconds)
+        dvc("queue", "remove", *names, check=False)
+        raise DistilleryError(f"expected {len(points)} queued experiments, dvc queued {len(names)}: {names} "
+                              "(taken off the queue again)")
+    try:
+        start_workers(jobs)
+        return baseline, wait(names, poll_seconds)
+    except KeyboardInterrupt:
+        stop(names)
+        raise
 
 
 def start_workers(jobs: int) -> None:
@@ -234,7 +279,10 @@ def main(argv: list[str] | None = None) -> None:
     from .sweep_report import write_report
 
     with exit_on_error():
-        baseline, status = run_sweep(args.grid, args.jobs, args.poll)
+        try:
+            baseline, status = run_sweep(args.grid, args.jobs, args.poll)
+        except KeyboardInterrupt:
+            sys.exit(130)  # Ctrl-C: stop() said what it stopped
         failed = report_failures(status)
         _, missing = write_report(list(status), rev=baseline, queue_states=status)  # every queued experiment
     unexplained = {name: reason for name, reason in missing.items() if name not in failed}

@@ -36,6 +36,8 @@ def test_default_grid_is_the_classic_study_plus_the_alpha_zero_ablation():
         ("kd.T=1,0", "kd.T = 0: must be > 0"),
         ("kd.alpha=0.5; kd.alpha=1.5", "kd.alpha = 1.5: must be in [0, 1]"),
         ("kd.T.x=1", "kd.T is not a param group"),
+        ("kd.T=1,4 kd.T=2", "GRID group 'kd.T=1,4 kd.T=2': kd.T given twice"),  # DVC queued one of the three
+        ("kd.T=[1,4]", "GRID item 'kd.T=[1,4]': '[1' is not a value (commas separate the values"),
     ],
 )
 def test_bad_grid_is_refused_before_anything_runs(grid, message):
@@ -300,6 +302,48 @@ def test_wait_stops_when_an_experiment_left_the_idle_queue(monkeypatch):
 
     monkeypatch.setattr(sweep, "queue_status", lambda: {"a": "Success"})
     assert sweep.wait(["a", "b"], poll_seconds=1) == {"a": "Success", "b": "Missing"}
+
+
+def test_an_interrupted_sweep_kills_its_running_experiments_and_unqueues_the_rest(tmp_path, monkeypatch, capsys):
+    import subprocess
+
+    from distillery.experiments import sweep
+
+    (tmp_path / "params.yaml").write_text("{}\n")
+    monkeypatch.chdir(tmp_path)
+    calls = []
+    states = {"a": "Success", "b": "Running", "c": "Queued", "other": "Running"}
+    monkeypatch.setattr(sweep, "queue_status", lambda: states)
+    monkeypatch.setattr(sweep, "dvc", lambda *args, check=True: calls.append(args) or
+                        subprocess.CompletedProcess(args, 0, stdout="", stderr=""))
+    monkeypatch.setattr(sweep, "refuse_untracked", lambda: None)
+    monkeypatch.setattr(sweep, "refuse_a_busy_queue", lambda: None)
+    monkeypatch.setattr(sweep, "check_grid", lambda groups, path: [{}, {}, {}])
+    monkeypatch.setattr(sweep, "refuse_data_a_copy_lacks", lambda *args: None)
+    monkeypatch.setattr(sweep.subprocess, "run", lambda *args, **kwargs: subprocess.CompletedProcess(args, 0, ""))
+    monkeypatch.setattr(sweep, "queue", lambda groups: ["a", "b", "c"])
+    monkeypatch.setattr(sweep, "start_workers", lambda jobs: None)
+
+    def interrupted(names, poll_seconds):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sweep, "wait", interrupted)
+    with pytest.raises(SystemExit) as exit_:
+        sweep.main(["--grid", "kd.T=1,2,4"])
+    assert exit_.value.code == 130
+    assert calls == [("queue", "kill", "b"), ("queue", "remove", "c")]  # not another sweep's "other"
+    assert ("sweep: interrupted: 1 running experiment(s) killed: b; 1 queued one(s) removed: c; those finished "
+            "stay in `dvc exp show`") in capsys.readouterr().err
+
+
+def test_a_sweep_refuses_a_queue_holding_other_experiments(monkeypatch):
+    from distillery.experiments import sweep
+
+    monkeypatch.setattr(sweep, "queue_status", lambda: {"old": "Success", "kinky-hobo": "Queued", "x": "Running"})
+    with pytest.raises(DistilleryError, match=re.escape("DVC's queue already holds kinky-hobo, x (queued or running")):
+        sweep.refuse_a_busy_queue()
+    monkeypatch.setattr(sweep, "queue_status", lambda: {"old": "Success", "bad": "Failed"})
+    sweep.refuse_a_busy_queue()  # finished ones are no matter
 
 
 def test_failed_experiments_are_named_with_their_queue_logs(monkeypatch, capsys):
