@@ -72,7 +72,7 @@ tune: setup
 	python -m distillery.experiments.tune --jobs $(JOBS) $(if $(TRIALS),--trials $(TRIALS))
 
 diff: setup
-	@python -m distillery.experiments.pr_report --rev "$(REV)" $(if $(PLOTS_DIR),--plots "$(PLOTS_DIR)") $(if $(OUTPUT),--output "$(OUTPUT)") $(if $(TOLERANCE),--tolerance "$(TOLERANCE)")
+	@python -m distillery.experiments.pr_report --rev="$(REV)" $(if $(PLOTS_DIR),--plots="$(PLOTS_DIR)") $(if $(OUTPUT),--output="$(OUTPUT)") $(if $(TOLERANCE),--tolerance="$(TOLERANCE)")
 
 pull: setup
 	python -m distillery.experiments.remote pull $(if $(REMOTE),--remote "$(REMOTE)") $(DVC_ARGS)

@@ -83,7 +83,7 @@ def metrics_markdown(diff: dict, rev: str, tolerance: float, name: str = "diff.t
         top = (f"{exceed} of {n} metric difference{'s' if n != 1 else ''} "
                f"exceed{'s' if exceed == 1 else ''} `{name}` ({bound}); {noise} {'is' if noise == 1 else 'are'} "
                "float noise.")
-    lines = [top, "", f"| Path | Metric | {rev} | workspace | Change | Verdict |", "|---|---|---|---|---|---|"]
+    lines = [top, "", f"| Path | Metric | {rev} | this change | Change | Verdict |", "|---|---|---|---|---|---|"]
     for row in rows:
         verdict = f"same (\\|Δ\\| ≤ {bound})" if row["status"] == "same" else "**changed**"
         lines.append(f"| {row['path']} | {row['metric']} | {_value(row['old'])} | {_value(row['new'])} | "
@@ -99,9 +99,11 @@ def workspace_tolerance() -> float:
 
 
 def sorted_table(markdown: str) -> str:
-    """A ``dvc ... diff --md`` table with its rows sorted by path and name (dvc's own order varies run to run)."""
+    """A ``dvc ... diff --md`` table with its rows sorted by path and name (dvc's own order varies run to run), its
+    ``workspace`` column called "this change" as in the rest of the report."""
     lines = markdown.splitlines()
-    return "\n".join(lines[:2] + sorted(lines[2:]))
+    return "\n".join([line.replace("| workspace |", "| this change |") for line in lines[:1]] + lines[1:2]
+                     + sorted(lines[2:]))
 
 
 def changed_plots(rev: str, out_dir: Path) -> dict[str, dict[str, Path]]:
@@ -178,6 +180,9 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
             for revision, image in sorted(images.items(), key=lambda item: item[0] != rev):  # REV first
                 link = Path(os.path.relpath(image.resolve(), base.resolve())).as_posix()
                 parts += [f"{revision}:", "", f"![{plot} at {revision}](./{link})", ""]
+    else:
+        parts += ["(The changed plots: `make diff PLOTS_DIR=<folder>` renders them there, as the pull-request "
+                  "comment does.)", ""]
     return "\n".join(parts)
 
 
@@ -191,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a metric difference at most this (absolute) is float noise (default: diff.tolerance "
                              "of params.yaml)")
     args = parser.parse_args(argv)
+    if not args.rev.strip():
+        parser.error("--rev is empty: name the git revision to compare with (make diff REV=main)")
     if args.tolerance is not None and not (math.isfinite(args.tolerance) and args.tolerance >= 0):
         parser.error(f"--tolerance {args.tolerance}: must be a finite number >= 0")
     with exit_on_error():

@@ -53,7 +53,7 @@ def test_all_noise_says_so_in_one_line_at_the_top():
     text = pr_report.metrics_markdown(NOISE, "main", 1e-6)
     assert text.splitlines()[0] == ("All 2 metric differences are float noise (|Δ| ≤ 1e-06, `diff.tolerance`): "
                                     "the results are the same.")
-    assert text.splitlines()[2] == "| Path | Metric | main | workspace | Change | Verdict |"
+    assert text.splitlines()[2] == "| Path | Metric | main | this change | Change | Verdict |"
     rows = _rows(text)
     assert rows["kd.accuracy"] == ["reports/metrics.json", "kd.accuracy", "0.9", "0.9", "+1e-09",
                                    "same (\\|Δ\\| ≤ 1e-06)"]
@@ -94,6 +94,7 @@ def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch, in
         monkeypatch.setattr(pr_report, "_dvc", lambda *args, answers=answers: answers[args[0]])
         reports.append(pr_report.diff_markdown("main", tolerance=1e-6))
     assert reports[0] == reports[1]
+    assert "| Path | Param | main | this change |" in reports[0]
     table = reports[0].split("## Params")[0]
     assert table.index("kd.ece") < table.index("kd.nll") < table.index("student.latency_ms")
     assert table.index("3 of 3 metric differences") < table.index("| Path |") < table.index("|---|") < \
@@ -145,3 +146,7 @@ def test_real_dvc_metrics_diff_of_noise_and_a_change(tmp_path):
         report("--tolerance", "0").stdout
     refused = report("--tolerance", "-1")
     assert refused.returncode == 2 and "--tolerance -1.0: must be a finite number >= 0" in refused.stderr
+    assert "--tolerance -0.001: must be" in report("--tolerance=-1e-3").stderr  # as make diff passes it
+    refused = report("--rev=")
+    assert refused.returncode == 2 and "--rev is empty: name the git revision to compare with" in refused.stderr
+    assert "`make diff PLOTS_DIR=<folder>` renders them" in report().stdout  # no plots asked for: said how
