@@ -147,6 +147,37 @@ def swept_params(frame: pd.DataFrame) -> list[str]:
     return [*ALWAYS, *varying]
 
 
+SAME_TEST_ROWS = ("data.transfer.", "data.omit_classes")  # data params that leave the test rows as they are
+
+
+def setting_notes(frame: pd.DataFrame) -> list[str]:
+    """What the table's columns do not say: params every experiment shares that differ from its baseline commit's
+    params.yaml (uncommitted changes of the workspace when they were queued), and a swept ``data`` param that
+    gives each experiment its own test rows (their accuracies then do not compare across rows)."""
+    notes = []
+    commit = frame["baseline"].iloc[0]
+    shown = subprocess.run(["git", "show", f"{commit}:params.yaml"], capture_output=True, text=True)
+    if shown.returncode == 0:
+        import yaml
+
+        committed = flatten(yaml.safe_load(shown.stdout) or {})
+        shared = {c[6:]: frame[c].tolist()[0] for c in frame.columns if c.startswith("param:")
+                  and frame[c].map(json.dumps).nunique() == 1 and c != "param:kd.method"}
+        changed = {key: value for key, value in shared.items() if committed.get(key, "absent") != value}
+        if changed:
+            notes.append("Every experiment also differs from the params.yaml of commit "
+                         f"{commit[:7]} (changes in the workspace when they were queued): "
+                         + ", ".join(f"`{key}` = {json.dumps(value)} ({json.dumps(committed[key])} there)"
+                                     if key in committed else f"`{key}` = {json.dumps(value)} (absent there)"
+                                     for key, value in sorted(changed.items())) + ".")
+    split = [p for p in swept_params(frame) if p.startswith("data.") and not p.startswith(SAME_TEST_ROWS)]
+    if split:
+        notes.append(f"The experiments differ in {', '.join(f'`{p}`' for p in split)}, so each is scored on its own "
+                     "test rows: compare the distilled and hard students within a row (the last column), not the "
+                     "accuracies of different rows.")
+    return [line for note in notes for line in (note, "")]
+
+
 def _mean_std(mean: float, std: float) -> str:
     return f"{mean:.4f} ± {std:.4f}"
 
@@ -408,10 +439,11 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
                   "bootstrap over test sequences of the experiment's evaluate stage; the distill time is the "
                   "Trainer's training time summed over seeds, in seconds and relative to the `kd` experiment(s) of this "
                   "sweep.", "",
-                  language_model_table(frame, seconds), "", *untimed_note(frame, seconds)]
+                  language_model_table(frame, seconds), "", *untimed_note(frame, seconds), *setting_notes(frame)]
     elif frame is not None:
         parts += [f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
-                  "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), ""]
+                  "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), "",
+                  *setting_notes(frame)]
     if frame is not None and not language_model and frame["param:kd.method"].nunique() > 1:
         seconds = {r["name"]: distill_seconds(r["name"]) for _, r in frame.iterrows()}
         methods_plot(frame, plots / "methods.png")

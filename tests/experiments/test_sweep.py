@@ -211,6 +211,34 @@ def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
     assert list(only["name"]) == ["a"]
 
 
+def test_the_report_says_what_the_workspace_changed_and_when_rows_have_their_own_test_rows(monkeypatch):
+    import subprocess
+
+    import pandas as pd
+
+    from distillery.experiments import sweep_report
+
+    committed = "kd:\n  T: 4.0\n  alpha: 0.5\ndata:\n  split_seed: 0\n"
+    monkeypatch.setattr(sweep_report.subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+        cmd, 0 if cmd[:2] == ["git", "show"] and cmd[2] == "abc1234def:params.yaml" else 128, stdout=committed))
+    frame = pd.DataFrame({"name": ["x", "y"], "baseline": ["abc1234def"] * 2, "param:kd.method": ["kd"] * 2,
+                          "param:kd.T": [1.0, 4.0], "param:kd.alpha": [0.9, 0.9], "param:data.split_seed": [0, 0],
+                          "param:train.max_steps": [300, 300]})
+    assert sweep_report.setting_notes(frame) == [
+        "Every experiment also differs from the params.yaml of commit abc1234 (changes in the workspace when they "
+        "were queued): `kd.alpha` = 0.9 (0.5 there), `train.max_steps` = 300 (absent there).", ""]
+    frame["param:data.split_seed"] = [0, 1]
+    frame["param:kd.alpha"] = [0.5, 0.5]
+    assert sweep_report.setting_notes(frame)[0].startswith(
+        "Every experiment also differs from the params.yaml of commit abc1234 (changes in the workspace when they "
+        "were queued): `train.max_steps` = 300")
+    assert sweep_report.setting_notes(frame)[-2:] == [
+        "The experiments differ in `data.split_seed`, so each is scored on its own test rows: compare the distilled "
+        "and hard students within a row (the last column), not the accuracies of different rows.", ""]
+    frame["baseline"] = ["gone"] * 2  # no such commit: only what the rows themselves say
+    assert len(sweep_report.setting_notes(frame)) == 2
+
+
 def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp_path, monkeypatch):
     from distillery.experiments import sweep_report
 
