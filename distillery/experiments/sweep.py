@@ -153,7 +153,7 @@ def refuse_untracked(root: Path = Path(".")) -> None:
             "untracked files under the pipeline's code or params would be missing from every queued "
             "experiment (DVC runs them in temporary copies holding git-tracked files only):\n  "
             + "\n  ".join(missing)
-            + "\n`git add` them (or remove them) and run the sweep again"
+            + "\n`git add` them (or remove them) and run it again"
         )
 
 

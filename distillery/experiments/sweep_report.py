@@ -102,7 +102,7 @@ def language_model_table(frame: pd.DataFrame, seconds: dict[str, float | None]) 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
         time = seconds.get(r["name"])
-        cells = [r["name"], *(str(r[f"param:{p}"]) for p in params),
+        cells = [r["name"], *(_value(r[f"param:{p}"]) for p in params),
                  f"{r['kd.validation_perplexity']:.3f} ± {r['kd.validation_perplexity_std']:.3f}",
                  f"{r['kd.perplexity']:.3f} ± {r['kd.perplexity_std']:.3f}",
                  f"{r['hard.perplexity']:.3f} ± {r['hard.perplexity_std']:.3f}",
@@ -189,7 +189,7 @@ def sweep_table(frame: pd.DataFrame) -> str:
               "distilled − hard accuracy"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
-        cells = [r["name"], *(str(r[f"param:{p}"]) for p in params),
+        cells = [r["name"], *(_value(r[f"param:{p}"]) for p in params),
                  _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), _mean_std(r["kd.ece"], r["kd.ece_std"]),
                  _mean_std(r["hard.accuracy"], r["hard.accuracy_std"]), _mean_std(r["hard.ece"], r["hard.ece_std"]),
                  f"{r['gain']:+.4f}"]
@@ -365,6 +365,7 @@ def tuning_history(study, metric: str, path: Path) -> None:
 
 
 def _value(v) -> str:
+    """A param's value for a table: floats to 4 significant digits (a tuned kd.T of 4.975432265518121: 4.975)."""
     return f"{v:.4g}" if isinstance(v, float) else str(v)
 
 
@@ -425,7 +426,8 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
             missing[name] += f"; `dvc queue status`: {queue_states[name]}"
     parts = ["# Sweep", ""]
     if names:
-        parts += [f"{len(names)} experiments queued, {len(found)} with metrics"
+        parts += [f"{len(names)} {'experiments queued' if study is None else 'trial experiments'}, {len(found)} with "
+                  "metrics"
                   + (f", **{len(missing)} missing**" if missing else "") + ".", ""]
     if missing:
         parts += ["## Missing experiments", "", "Queued by the sweep but without metrics in `dvc exp show`; "

@@ -247,7 +247,7 @@ def run_tune(jobs: int, trials: int | None) -> int:
     top = best(study)
     baseline = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     names = [t.user_attrs["experiment"] for t in trials_now if t.state == TrialState.COMPLETE]
-    write_report(names, rev=baseline, study=study, tune=tune)
+    write_report(names, rev=baseline, study=study, tune={**tune, "trials": budget})  # TRIALS overrides tune.trials
     if top:
         settings = ", ".join(f"{k} = {v:.6g}" if isinstance(v, float) else f"{k} = {v}" for k, v in top["params"].items())
         print(f"tune: best trial {top['number']} ({top['experiment']}): {tune['metric']} = {top['value']:.6g} "

@@ -224,6 +224,7 @@ def test_report_gains_the_tuning_section_with_the_best_trial_and_history(tmp_pat
     text = (tmp_path / "sweep.md").read_text()
     tuning = text.split("## Tuning: study `s`")[1]
     assert "4 trials (3 complete, 1 fail) of the budget 5" in tuning
+    assert text.startswith("# Sweep\n\n3 trial experiments, 3 with metrics.")
     assert "**Best:** trial 1, experiment `s-1`: `kd.validation_accuracy` = 0.8000 with `kd.T` = 4, `kd.alpha` = 0.9. " \
            "Apply it: `dvc exp apply s-1`" in tuning
     assert "| 3 | fail | — | — | — | `s-3` |" in tuning
@@ -302,3 +303,4 @@ def test_a_killed_worker_leaves_a_failed_trial_that_the_resumed_study_runs_again
     assert retry.system_attrs["failed_trial"] == 4 and retry.params == killed.params
     assert spent(trials) == 5 and re.search(r"4 of 5 trials spent", resumed.stdout)
     assert "t-5" in _exp_show(tuned)
+    assert "6 trials (5 complete, 1 fail) of the budget 5" in (tuned / "reports/sweep.md").read_text()  # TRIALS
