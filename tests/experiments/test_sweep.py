@@ -155,7 +155,8 @@ def test_diff_between_commits_with_other_kd_T_shows_changed_param_and_metric(swe
     assert [Path(i).name.split("_")[0] for i in training] == ["HEAD~1", "workspace"]
     assert all((swept / image).stat().st_size > 10_000 for image in images)
     printed = run([*MAKE, "diff", "REV=HEAD~1"], swept).stdout
-    assert printed.strip() == report.split("## Changed plots")[0].strip()
+    assert printed.strip() == report.split("## Changed plots")[0].strip() + (
+        "\n\n(The changed plots: `make diff PLOTS_DIR=<folder>` renders them there, as the pull-request comment does.)")
 
 
 
