@@ -29,8 +29,8 @@ from .data.prepared import META_FILE
 from .data.sources import RECORD_KEY, in_repo_copy, stage_records, stale_stages
 from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
-from .evaluation.report import budget_caveat, evaluated_on, setting_inputs, setting_table, significance_verdict
-from .evaluation.wording import counted
+from .evaluation.report import evaluated_on, setting_inputs, setting_table, significance_verdict
+from .evaluation.wording import budget_caveat, counted
 from .io import atomic_dir, umask, write_json, write_text
 from .methods import describe, get_method
 from .params import SCHEMA, load_params, validate

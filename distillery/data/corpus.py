@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,9 @@ from .sources import PREPARE_READS, source_record
 from .prepared import META_FILE, PROMPT_LENGTH, SPLITS, Prepared, load_prepared, target_counts, within_rows
 from .sentences import check_train_to_split, sentence_split_indices, sentence_split_origin
 from .splitting import random_split_indices
+from .validation import _few
+
+logger = logging.getLogger(__name__)
 
 KIND = "causal_lm"
 TOKENIZER_DIR = "tokenizer"  # under the prepared directory
@@ -77,11 +81,13 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
     numbered = number_rows(tables, data_params["id_column"], where)
     parts, origin = _split(numbered, data_params)
 
-    rows, empty_rows = {}, {}
+    rows, empty_rows, dropped = {}, {}, {}
     for split in SPLITS:
         df = parts[split].sort_values("id")
         blank = np.logical_or.reduce([blank_cells[name](df[name]) for name in columns])
         empty_rows[split] = int(blank.sum())
+        if blank.any():
+            dropped.setdefault("empty in a column read", {})[split] = _few(df.loc[blank, "id"])
         if blank.all():
             named = " or ".join(f"column {name!r} ({param})" for name, param in columns.items())
             raise DistilleryError(f"data.source = {source!r}: the {split} split ({origin[split]}) has no text: all "
@@ -128,6 +134,9 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
             prompt_values, prompt_lengths = encode(tokenizer, prompts[split], end=False)
             values, lengths = join_rows(prompt_values, prompt_lengths, values, lengths)
         short, long_prompts = lengths < MIN_TOKENS, prompt_lengths >= max_length
+        if long_prompts.any() and long_prompts.sum() < len(long_prompts):  # all: refused below
+            dropped.setdefault(f"a prompt of data.max_length = {max_length} tokens or more", {})[split] = \
+                _few(split_ids[long_prompts])
         keep = ~(short | long_prompts)
         if not keep.all():
             values, lengths, split_ids = values[np.repeat(keep, lengths)], lengths[keep], split_ids[keep]
@@ -149,6 +158,11 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         stats["tokens_cut"][split] = cut
         stats["short_rows"][split] = int(short.sum())
         stats["long_prompts"][split] = int(long_prompts.sum())
+    for reason, ids_by_split in dropped.items():
+        counts = empty_rows if reason.startswith("empty") else stats["long_prompts"]
+        logger.warning("%s: rows dropped, %s: %s", source, reason, "; ".join(
+            f"{split} {counts[split]:,} (ids {ids}{'…' if counts[split] > len(ids) else ''})"
+            for split, ids in ids_by_split.items()))
     meta = {
         "kind": KIND,
         "source": source,

@@ -132,15 +132,16 @@ def paired_nll_bootstrap(
             "perplexity_ratio": float(np.exp(difference))}
 
 
-def gap_closure(teacher: float, kd: float, hard: float) -> float:
+def gap_closure(teacher: float, kd: float, hard: float) -> float | None:
     """Fraction of the hard-label student's perplexity gap to the teacher that the KD student closes.
 
     (hard - kd) / (hard - teacher): 1 = matches the teacher, 0 = no better than hard labels, < 0 = worse,
-    > 1 = beyond the teacher; nan when hard == teacher (no gap). Not invariant to the scale: pass
-    perplexities for a perplexity gap, mean NLLs for an NLL gap.
+    > 1 = beyond the teacher; None when the teacher is not better than the hard student (hard <= teacher: no gap
+    to close, and the ratio's sign would read backwards). Not invariant to the scale: pass perplexities for a
+    perplexity gap, mean NLLs for an NLL gap.
     """
     gap = hard - teacher
-    return float("nan") if gap == 0 else float((hard - kd) / gap)
+    return None if gap <= 0 else float((hard - kd) / gap)
 
 
 def normalised(text: str) -> str:

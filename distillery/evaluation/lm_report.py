@@ -3,7 +3,7 @@ comparison with its interval, the teacher's judgement of each model's samples, t
 greedy continuations side by side."""
 from __future__ import annotations
 
-from .wording import counted, spread_over_seeds
+from .wording import budget_caveat, counted, spread_over_seeds
 
 ROWS = (("perplexity", "perplexity", ".3f"), ("nll", "NLL per token", ".4f"),
         ("next_token_accuracy", "next-token accuracy", ".4f"), ("teacher_agreement", "top-1 agreement with teacher",
@@ -46,6 +46,40 @@ def prompt_source(meta: dict) -> str | None:
     return source
 
 
+DROPPED_WARNING = 0.05  # a split losing more than this share of its rows (prompt too long, or empty) is warned about
+
+
+def lm_teacher_warning(metrics: dict) -> str | None:
+    """A warning when the teacher's validation perplexity is not below the hard-label students' mean, else None."""
+    teacher = metrics["teacher"].get("validation_perplexity")
+    hard = metrics["hard"].get("validation_perplexity")
+    if teacher is None or hard is None or teacher < hard:
+        return None
+    return (f"The teacher is not better than the hard-label students on validation: perplexity {teacher:.3f} against "
+            f"their mean {hard:.3f}. A teacher that does not beat the students has nothing to teach them, so the "
+            "KD vs hard comparison here says nothing about distillation (and the gap to the teacher is not "
+            "computed). Improve the teacher first (its training budget or size).")
+
+
+def dropped_rows_warning(meta: dict) -> str | None:
+    """A warning when prepare dropped more than ``DROPPED_WARNING`` of a split's rows (a prompt that fills
+    ``data.max_length``, or an empty row): the scores are of the rest, which may be the easy part."""
+    long_prompts, empty = meta.get("long_prompts") or {}, meta.get("empty_rows") or {}
+    lost = {split: long_prompts.get(split, 0) + empty.get(split, 0) for split in meta["sizes"]}
+    shares = {split: n / (n + meta["sizes"][split]) for split, n in lost.items() if n}
+    if not any(share > DROPPED_WARNING for share in shares.values()):
+        return None
+    listed = ", ".join(f"{split} {lost[split]:,} of {lost[split] + meta['sizes'][split]:,} ({share:.0%})"
+                       for split, share in shares.items())
+    return (f"prepare dropped rows: {listed}, whose prompt fills `data.max_length` = {meta['max_length']} tokens "
+            "or whose text is empty. Every score here is of the rows left, which need not be like the rest: raise "
+            "`data.max_length` (or fix the empty rows).")
+
+
+def _gap(value: float | None) -> str:
+    return "— (the teacher is no better than the hard student)" if value is None else f"{value:.2f}"
+
+
 def _cell(block: dict, key: str, fmt: str) -> str:
     if key not in block:
         return "—"
@@ -74,7 +108,9 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
     """The report as Markdown (deterministic for the same inputs; timings only when ``speed`` is given)."""
     train, comparison = params["train"], metrics["comparison"]
     seeds = len(train["seeds"])
+    warnings = filter(None, [dropped_rows_warning(meta), lm_teacher_warning(metrics)])
     lines = ["# Distillation report: language model", "",
+             *(line for warning in warnings for line in (f"> **Warning.** {warning}", "")),
              f"Teacher → student on `{meta['source']}`: {method_text}; the hard student is the same model trained on "
              f"the next tokens only (same seeds, data order and {train['max_steps']:,} steps).", "",
              "## Setting", "", lm_setting_table(params, meta, metrics, selections), "",
@@ -116,7 +152,10 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
                      f"(95 % interval {comparison[prefix + 'kd_minus_hard_nll_ci_low']:+.4f} to "
                      f"{comparison[prefix + 'kd_minus_hard_nll_ci_high']:+.4f}); perplexity ratio KD / hard "
                      f"{comparison[prefix + 'kd_over_hard_perplexity']:.4f}; gap to the teacher closed "
-                     f"{comparison[prefix + 'gap_closure']:.2f}")
+                     f"{_gap(comparison[prefix + 'gap_closure'])}")
+    caveat = budget_caveat(train, selections, (params.get("kd") or {}).get("method", "kd"))
+    if caveat:
+        lines += ["", caveat]
     if speed:
         lines += ["", "## Speed", "", "| model | tokens/s (scoring) | ms per generated token |", "|---|---|---|"]
         lines += [f"| {name} | {row['tokens_per_s']:,.0f} | {row['ms_per_generated_token']:.2f} |"
@@ -164,7 +203,7 @@ def lm_table(metrics: dict, speed: dict | None = None) -> str:
     lines += ["", f"KD - hard NLL per token, validation {comparison['validation_kd_minus_hard_nll']:+.4f} "
               f"[{comparison['validation_kd_minus_hard_nll_ci_low']:+.4f}, "
               f"{comparison['validation_kd_minus_hard_nll_ci_high']:+.4f}], gap closed "
-              f"{comparison['validation_gap_closure']:.2f}"]
+              f"{_gap(comparison['validation_gap_closure'])}"]
     if speed:
         lines += [""] + [f"{name}: {row['tokens_per_s']:,.0f} tokens/s scored, {row['ms_per_generated_token']:.2f} ms "
                          "per generated token" for name, row in speed.items()]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ..io import SELECTION_FILE, TIMINGS_ROOT
 from ..methods import describe, get_method
-from .wording import counted, spread_over_seeds
+from .wording import budget_caveat, counted, spread_over_seeds
 
 MODELS = ("teacher", "kd", "hard")
 SPEED_FILE = TIMINGS_ROOT / "speed.json"  # written by the evaluate stage
@@ -300,22 +300,6 @@ def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
         text += (f". {at_end} of {sum(map(len, selections.values()))} students peaked at their last evaluation: "
                  "their best may lie beyond `train.max_steps`")
     return text
-
-
-def budget_caveat(train: dict, selections: dict[str, list[dict]] | None, method: str = "kd") -> str | None:
-    """A warning beside the verdict when most students of either kind peaked at their last evaluation
-    (``train.select: best``): the ceiling ended them while they still improved, so the gap may be a head start."""
-    if train["select"] != "best" or not selections:
-        return None
-    ended = {kind: sum(r["step"] == r["last_step"] for r in records) for kind, records in selections.items()}
-    if not any(2 * ended[kind] > len(records) for kind, records in selections.items() if records):
-        return None
-    counts = " and ".join(f"{ended[kind]} of {len(records)} {'distilled' if kind == 'kd' else 'hard-label'}"
-                          for kind, records in selections.items() if records)
-    return (f"**Budget.** {counts} students peaked at their last evaluation (step {train['max_steps']:,}): they were "
-            f"still improving on validation when `train.max_steps` ended them, so the gap may be `{method}`'s head "
-            "start rather than a difference that holds once both kinds level off. Raise `train.max_steps` until most "
-            "peak inside it and compare again ([docs/fair-comparisons.md](../docs/fair-comparisons.md)).")
 
 
 def _at_most(train: dict) -> str:

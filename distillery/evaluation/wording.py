@@ -10,3 +10,19 @@ def counted(count: int, noun: str) -> str:
 def spread_over_seeds(count: int) -> str:
     """What a student's ``mean ± std`` cell is: the spread over its seeds, or one seed's figure."""
     return f"mean ± sample std over {counted(count, 'seed')}" if count > 1 else "one seed's figures (no spread)"
+
+
+def budget_caveat(train: dict, selections: dict[str, list[dict]] | None, method: str = "kd") -> str | None:
+    """A warning beside the verdict when most students of either kind peaked at their last evaluation
+    (``train.select: best``): the ceiling ended them while they still improved, so the gap may be a head start."""
+    if train["select"] != "best" or not selections:
+        return None
+    ended = {kind: sum(r["step"] == r["last_step"] for r in records) for kind, records in selections.items()}
+    if not any(2 * ended[kind] > len(records) for kind, records in selections.items() if records):
+        return None
+    counts = " and ".join(f"{ended[kind]} of {len(records)} {'distilled' if kind == 'kd' else 'hard-label'}"
+                          for kind, records in selections.items() if records)
+    return (f"**Budget.** {counts} students peaked at their last evaluation (step {train['max_steps']:,}): they were "
+            f"still improving on validation when `train.max_steps` ended them, so the gap may be `{method}`'s head "
+            "start rather than a difference that holds once both kinds level off. Raise `train.max_steps` until most "
+            "peak inside it and compare again ([docs/fair-comparisons.md](../docs/fair-comparisons.md)).")

@@ -107,7 +107,7 @@ def language_model_table(frame: pd.DataFrame, seconds: dict[str, float | None]) 
                  f"{r['kd.perplexity']:.3f} ± {r['kd.perplexity_std']:.3f}",
                  f"{r['hard.perplexity']:.3f} ± {r['hard.perplexity_std']:.3f}",
                  f"{r['kd_minus_hard_nll']:+.4f} ({r['kd_minus_hard_nll_ci_low']:+.4f} to "
-                 f"{r['kd_minus_hard_nll_ci_high']:+.4f})", f"{r['gap_closure']:.2f}",
+                 f"{r['kd_minus_hard_nll_ci_high']:+.4f})", "—" if r["gap_closure"] is None else f"{r['gap_closure']:.2f}",
                  _mean_std(r["kd.teacher_agreement"], r["kd.teacher_agreement_std"]),
                  *(_answer_cells(r) if answers else []), *time_cells(time, reference)]
         lines.append("| " + " | ".join(cells) + " |")

@@ -312,11 +312,16 @@ def prompted(tmp_path) -> Path:
     return tmp_path
 
 
-def test_prompts_are_kept_whole_before_their_responses_and_their_lengths_stored(prompted):
+def test_prompts_are_kept_whole_before_their_responses_and_their_lengths_stored(prompted, caplog):
+    import logging
+
     from distillery.data.prepared import prompt_lengths, target_counts
 
-    prepared = prepare_corpus(prompted, source="files", files=FILES, tokenizer="words", max_length=4,
-                              prompt_column="prompt")
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare_corpus(prompted, source="files", files=FILES, tokenizer="words", max_length=4,
+                                  prompt_column="prompt")
+    assert "files: rows dropped, empty in a column read: train 2 (ids [4, 5])" in caplog.text  # named, not just counted
+    assert "files: rows dropped, a prompt of data.max_length = 4 tokens or more: train 1 (ids [2])" in caplog.text
     meta = prepared.meta
     assert prepared.has_prompts and meta["prompt_column"] == "prompt" and meta["prompt_template"] is None
     assert meta["empty_rows"] == {"train": 2, "validation": 0, "test": 0}  # a blank prompt, a blank response

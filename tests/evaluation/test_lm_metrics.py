@@ -237,7 +237,8 @@ def test_gap_closure():
     assert L.gap_closure(teacher=10.0, kd=14.0, hard=14.0) == 0.0  # KD no better than hard labels
     assert L.gap_closure(teacher=10.0, kd=16.0, hard=14.0) == -0.5  # KD worse than hard labels
     assert L.gap_closure(teacher=10.0, kd=9.0, hard=14.0) == 1.25  # KD beyond the teacher
-    assert math.isnan(L.gap_closure(teacher=10.0, kd=12.0, hard=10.0))
+    assert L.gap_closure(teacher=10.0, kd=12.0, hard=10.0) is None  # no gap
+    assert L.gap_closure(teacher=5.864, kd=5.234, hard=4.830) is None  # a helper's weaker teacher: it read 0.39
 
 
 def test_rouge_l_is_the_f1_of_the_longest_common_word_subsequence():

@@ -10,7 +10,7 @@ SPLITS = {"train": 90, "validation": 10, "test": 20}
 def model_metrics(nll: float, **extra) -> dict:
     block = {}
     for prefix in ("validation_", ""):
-        block.update({prefix + "perplexity": 2.0, prefix + "nll": nll, prefix + "next_token_accuracy": 0.5})
+        block.update({prefix + "perplexity": 4 * nll, prefix + "nll": nll, prefix + "next_token_accuracy": 0.5})
     return {**block, "params": 1000, **extra}
 
 
@@ -68,3 +68,25 @@ def test_the_setting_names_where_the_prompts_come_from():
     assert prompt_source({**plain, "prompt_column": "q", "chat_template": "x", "end_of_turn": ""}) == \
         "column `q`, written with a chat template"
 
+
+
+def test_a_weak_teacher_many_dropped_rows_and_students_ended_by_the_ceiling_are_warned_about():
+    weak = metrics(1)
+    for name, perplexity in (("teacher", 5.864), ("kd", 5.234), ("hard", 4.830)):  # a helper's corpus, validation
+        weak[name]["validation_perplexity"] = perplexity
+    weak["comparison"]["validation_gap_closure"] = None  # lm_metrics.gap_closure: no gap to close
+    meta = {**META, "long_prompts": {"train": 342, "validation": 55, "test": 113}, "empty_rows": {"train": 1}}
+    ended = {"kd": [{"step": 100, "last_step": 100}], "hard": [{"step": 100, "last_step": 100}]}
+    params = {"train": {"seeds": [0], "max_steps": 100, "select": "best", "eval_steps": 10}, "kd": {"method": "gkd"}}
+    text = render_lm_report(params, meta, weak, [], [], ended, "`gkd`")
+    first, second = [line for line in text.splitlines() if line.startswith("> **Warning.**")]
+    assert first == ("> **Warning.** prepare dropped rows: train 343 of 433 (79%), validation 55 of 65 (85%), test "
+                     "113 of 133 (85%), whose prompt fills `data.max_length` = 64 tokens or whose text is empty. Every "
+                     "score here is of the rows left, which need not be like the rest: raise `data.max_length` (or "
+                     "fix the empty rows).")
+    assert second.startswith("> **Warning.** The teacher is not better than the hard-label students on validation: "
+                             "perplexity 5.864 against their mean 4.830.")
+    assert "gap to the teacher closed — (the teacher is no better than the hard student)" in text
+    assert "**Budget.** 1 of 1 distilled and 1 of 1 hard-label students peaked at their last evaluation" in text
+    assert "the gap may be `gkd`'s head start" in text
+    assert "Warning" not in render(1) and "Budget" not in render(1)  # a better teacher, students peaked inside

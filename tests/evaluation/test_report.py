@@ -12,7 +12,8 @@ from distillery.evaluation import evaluate as E
 from distillery.evaluation import metrics as M
 from distillery.evaluation import plots as P
 from distillery.errors import DistilleryError
-from distillery.evaluation.report import ROWS, budget_caveat, render_report, significance_verdict
+from distillery.evaluation.report import ROWS, render_report, significance_verdict
+from distillery.evaluation.wording import budget_caveat
 
 from ..conftest import make_params
 
