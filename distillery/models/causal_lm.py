@@ -40,8 +40,10 @@ def check_positions(config, max_length: int, where: str) -> None:
 def check_vocabulary(config, tokenizer, where: str) -> None:
     """Every token id of the tokenizer must have a row in the model's output (padded vocabularies are fine)."""
     if len(tokenizer) > config.vocab_size:
-        raise DistilleryError(f"{where}: the model's vocabulary has {config.vocab_size} tokens but the tokenizer "
-                              f"(data.tokenizer) has {len(tokenizer)}; use the model's own tokenizer")
+        fix = (f"leave vocab_size out of {where}: it defaults to the tokenizer's" if where.endswith(".config") else
+               "set data.tokenizer to the model's own tokenizer")
+        raise DistilleryError(f"{where}: the model's vocabulary has {config.vocab_size} tokens but the prepared "
+                              f"tokenizer has {len(tokenizer)}; {fix}")
 
 
 def first_differing_token(vocab_a: dict[str, int], vocab_b: dict[str, int]) -> str | None:
@@ -88,16 +90,25 @@ def build_causal_lm(spec: dict, tokenizer, max_length: int, where: str, trust_re
     """A causal LM from a ``*.model`` block (``arch: hf``): ``pretrained`` weights, or a model built from ``config``
     (``model_type`` and its sizes, e.g. gpt2 ``n_layer``/``n_embd``/``n_head``) with the tokenizer's vocabulary and
     special tokens and, unless the config names them, ``max_length`` positions."""
-    overrides = dict(spec["config"] or {})
+    config = causal_lm_config(spec, tokenizer, max_length, where, trust_remote_code)
     if spec["pretrained"]:
-        path = resolve_pretrained(spec["pretrained"])
-        config = checked_checkpoint_config(spec, tokenizer, max_length, where, trust_remote_code)
         try:
-            model = AutoModelForCausalLM.from_pretrained(path, config=config, use_safetensors=True,
-                                                         trust_remote_code=trust_remote_code)
+            return AutoModelForCausalLM.from_pretrained(resolve_pretrained(spec["pretrained"]), config=config,
+                                                        use_safetensors=True, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as exc:
             raise DistilleryError(f"{where}.pretrained = {spec['pretrained']!r}: cannot load it: {exc}") from None
-        return model
+    try:
+        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise DistilleryError(f"{where}.config = {spec['config']!r}: cannot build the model: {exc}") from None
+
+
+def causal_lm_config(spec: dict, tokenizer, max_length: int, where: str, trust_remote_code: bool = False):
+    """The config ``build_causal_lm`` builds the model of a ``*.model`` block from, after every check that needs
+    no weights (the vocabulary against the prepared tokenizer, the positions against ``max_length``)."""
+    if spec["pretrained"]:
+        return checked_checkpoint_config(spec, tokenizer, max_length, where, trust_remote_code)
+    overrides = dict(spec["config"] or {})
     model_type = overrides.pop("model_type")
     special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")
                if getattr(tokenizer, name) is not None}
@@ -110,10 +121,7 @@ def build_causal_lm(spec: dict, tokenizer, max_length: int, where: str, trust_re
         raise DistilleryError(f"{where}.config = {spec['config']!r}: cannot build the model: {exc}") from None
     check_vocabulary(config, tokenizer, f"{where}.config")
     check_positions(config, max_length, f"{where}.config")
-    try:
-        return AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
-    except (ValueError, TypeError, KeyError) as exc:
-        raise DistilleryError(f"{where}.config = {spec['config']!r}: cannot build the model: {exc}") from None
+    return config
 
 
 def check_same_vocabulary(student_config, teacher_config, where: str = "student.model") -> None:

@@ -24,9 +24,9 @@ from ..data.prepared import UNLABELLED, Prepared, prompt_lengths, sequence_lengt
 from ..distributed import is_main
 from ..errors import DistilleryError
 from ..io import fingerprint
-from ..methods import HARD, Method
-from ..models.causal_lm import build_causal_lm, check_same_vocabulary, checked_checkpoint_config, has_next, \
-    padded
+from ..methods import HARD, Method, get_method
+from ..models.causal_lm import build_causal_lm, causal_lm_config, check_same_vocabulary, checked_checkpoint_config, \
+    has_next, padded
 from ..token_logits import TokenLogits, check_token_top_k, load_token_logits
 from .runs import CHECKPOINT_ROOT, run_conditions, run_environment, seeded, train_once, weights_fingerprint
 
@@ -117,6 +117,14 @@ def prepared_tokenizer(prepared_dir: Path = PREPARED):
     return load_tokenizer(prepared_dir)
 
 
+def check_student_fits(params: dict, tokenizer, max_length: int, teacher_config) -> None:
+    """The student's config against the prepared tokenizer and, for a method that reads the teacher, the teacher's
+    vocabulary: refused in the teacher stage, before the teacher trains, not in distill after it."""
+    student = causal_lm_config(params["student"]["model"], tokenizer, max_length, "student.model")
+    if get_method(params["kd"]["method"]).teacher_needed:
+        check_same_vocabulary(student, teacher_config)
+
+
 def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Path, live_dir: Path | None) -> None:
     """Write ``out_dir``: the language-model teacher trained here (early-stopped on the validation NLL), a
     pretrained one used as it is (``finetune: false``), or a reference to ``teacher.checkpoint``; each checked
@@ -132,6 +140,7 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
         spec = {"pretrained": block["checkpoint"], "config": None}  # checked, not loaded: later stages load it
         config = checked_checkpoint_config(spec, tokenizer, max_length, "teacher.checkpoint", block["trust_remote_code"])
         check_token_top_k(block["logits_top_k"], config.vocab_size)
+        check_student_fits(params, tokenizer, max_length, config)
         if is_main():
             with atomic_dir(out_dir) as tmp:
                 reference = {"checkpoint": block["checkpoint"], "trust_remote_code": block["trust_remote_code"]}
@@ -142,6 +151,7 @@ def build_lm_teacher(params: dict, block: dict, prepared: Prepared, out_dir: Pat
     seeded(block["seed"])
     model = build_causal_lm(spec, tokenizer, max_length, "teacher.model", block["trust_remote_code"])
     check_token_top_k(block["logits_top_k"], model.config.vocab_size)  # refused before training, not after
+    check_student_fits(params, tokenizer, max_length, model.config)
     if spec["pretrained"] and not block["finetune"]:
         if is_main():
             with atomic_dir(out_dir) as tmp:

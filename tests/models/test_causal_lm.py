@@ -10,7 +10,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from distillery.data.prepared import UNLABELLED
 from distillery.errors import DistilleryError
-from distillery.models.causal_lm import (build_causal_lm, check_same_vocabulary, first_differing_token, padded,
+from distillery.models.causal_lm import (build_causal_lm, causal_lm_config, check_same_vocabulary, first_differing_token, padded,
                                          continue_prompts, padded_batches, sample_continuations,
                                          TeacherMixture, has_next, prompt_lengths_from_labels,
                                          token_logits_batches)
@@ -55,8 +55,13 @@ def test_a_checkpoint_with_another_tokenizer_is_refused_naming_the_first_differi
 def test_a_vocabulary_smaller_than_the_tokenizer_is_refused(tmp_path):
     model = AutoModelForCausalLM.from_config(GPT2Config(vocab_size=4, n_layer=1, n_head=2, n_embd=8))
     model.save_pretrained(tmp_path)
-    with pytest.raises(DistilleryError, match=r"vocabulary has 4 tokens but the tokenizer .* has 8"):
+    with pytest.raises(DistilleryError, match=r"vocabulary has 4 tokens but the prepared tokenizer has 8; set "
+                                              r"data.tokenizer to the model's own tokenizer"):
         build_causal_lm({"pretrained": str(tmp_path), "config": None}, word_tokenizer(), 12, "teacher.model")
+    config = {"model_type": "gpt2", "vocab_size": 4, "n_layer": 1, "n_head": 2, "n_embd": 8}
+    with pytest.raises(DistilleryError, match=r"student.model.config: the model's vocabulary has 4 tokens but the "
+                                              r"prepared tokenizer has 8; leave vocab_size out of student.model.config"):
+        causal_lm_config({"pretrained": None, "config": config}, word_tokenizer(), 12, "student.model")
 
 
 def test_a_student_of_another_vocabulary_size_is_refused_naming_both():

@@ -126,3 +126,28 @@ def test_generated_sequences_follow_the_corpus_with_their_own_targets(tmp_path):
     union_targets, alone_targets = (dense_targets(b["teacher_logits"], 10) for b in (batch, alone))
     torch.testing.assert_close(union_targets[:2], alone_targets)
     torch.testing.assert_close(union_targets[2], dense_targets(train.__getitems__([0])["teacher_logits"], 10)[0])
+
+
+def test_the_teacher_stage_refuses_a_student_that_would_not_fit_before_the_teacher_trains():
+    """A helper's student of 300 tokens (the BPE had 434) was refused in distill, after the teacher had trained."""
+    from transformers import GPT2Config
+
+    from distillery.errors import DistilleryError
+    from distillery.training.causal_lm import check_student_fits
+
+    from ..models.test_causal_lm import word_tokenizer
+
+    tokenizer, teacher = word_tokenizer(), GPT2Config(vocab_size=8, n_layer=1, n_head=2, n_embd=8)
+
+    def params(method: str, **config) -> dict:
+        gpt2 = {"model_type": "gpt2", "n_layer": 1, "n_head": 2, "n_embd": 8, **config}
+        return {"student": {"model": {"pretrained": None, "config": gpt2}}, "kd": {"method": method}}
+
+    check_student_fits(params("kd"), tokenizer, 12, teacher)  # the tokenizer's 8 tokens: fits
+    with pytest.raises(DistilleryError, match="student.model.config: the model's vocabulary has 4 tokens but the "
+                                              "prepared tokenizer has 8"):
+        check_student_fits(params("kd", vocab_size=4), tokenizer, 12, teacher)
+    with pytest.raises(DistilleryError, match="student.model: the student's vocabulary has 16 tokens, the teacher's 8"):
+        check_student_fits(params("kd", vocab_size=16), tokenizer, 12, teacher)
+    with pytest.raises(DistilleryError, match=r"data.max_length = 12 is above the model's 4 positions"):
+        check_student_fits(params("kd", n_positions=4), tokenizer, 12, teacher)
