@@ -127,6 +127,15 @@ def output_kind(path: Path) -> str:
     return kind
 
 
+def _missing(value) -> bool:
+    """A float NaN (pandas' missing cell) or pandas' NA."""
+    import math
+
+    import pandas as pd
+
+    return (isinstance(value, float) and math.isnan(value)) or value is pd.NA
+
+
 def write_table(table, path: Path) -> None:
     """``table`` to ``path`` atomically, in the format of its suffix."""
     from .io import atomic_path
@@ -137,8 +146,9 @@ def write_table(table, path: Path) -> None:
             table.to_csv(tmp, sep="\t" if kind == "tsv" else ",", index=False)
         elif kind == "json":  # Python's float repr: every value exactly (pandas' to_json rounds to 10 digits)
             with open(tmp, "w") as f:
-                for row in table.to_dict("records"):
-                    f.write(json.dumps(row) + "\n")
+                for row in table.to_dict("records"):  # a missing value (NaN, e.g. no reference) as null: JSON has
+                    f.write(json.dumps({k: None if _missing(v) else v for k, v in row.items()},  # no NaN
+                                       allow_nan=False) + "\n")
         else:
             table.to_parquet(tmp, index=False)
 

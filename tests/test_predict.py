@@ -33,6 +33,18 @@ def test_predictions_table_is_softmax_argmax_and_a_column_per_label():
     np.testing.assert_array_equal(raw[["logit_no", "logit_yes"]].to_numpy(), logits)
 
 
+def test_a_missing_value_is_null_in_jsonl_which_has_no_nan(tmp_path):
+    """A helper's answers without a reference were written as `"reference": NaN`, which strict JSON parsers refuse."""
+    import json
+
+    answers = pd.DataFrame({"id": [1, 2], "answer": ["It is 42", "7"], "reference": ["It is 42", None]})
+    answers.loc[1, "reference"] = np.nan  # what pandas holds for a missing cell
+    write_table(answers, tmp_path / "a.jsonl")
+    lines = (tmp_path / "a.jsonl").read_text().splitlines()
+    assert lines[1] == '{"id": 2, "answer": "7", "reference": null}'
+    assert [json.loads(line, parse_constant=lambda c: pytest.fail(c)) for line in lines][0]["reference"] == "It is 42"
+
+
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
 def test_every_output_format_reads_back_every_bit(tmp_path, suffix):
     logits = np.array([[14.067723274230957, -27.1], [1.0, 0.0]], np.float32)
