@@ -26,7 +26,7 @@ import yaml
 
 from .data.inputs import load_record
 from .data.prepared import META_FILE
-from .data.sources import RECORD_KEY, in_repo_copy, stage_records, stale_stages
+from .data.sources import RECORD_KEY, WATCH_FOLDER, in_repo_copy, stage_records, stale_stages
 from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
 from .evaluation.report import evaluated_on, setting_inputs, setting_table, significance_verdict
@@ -134,8 +134,9 @@ def workspace_state(kind: str) -> dict:
     committed = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
     current = yaml.safe_load(Path("params.yaml").read_text()) or {}
     files = _tool(["git", "status", "--porcelain", "--untracked-files=no"]).stdout.splitlines()
-    other = sorted(path for path in (line[3:] for line in files)  # outputs and the lock follow from the rest
-                   if path not in ("params.yaml", "dvc.lock") and not path.startswith("reports/"))
+    other = sorted(path for path in (line[3:] for line in files)  # outputs, the lock and the digests of the data
+                   if path not in ("params.yaml", "dvc.lock")  # files (listed below) follow from the rest
+                   and not path.startswith(("reports/", f"{WATCH_FOLDER.as_posix()}/")))
     folder = f"models/students/{kind}"
     lock = yaml.safe_load(Path("dvc.lock").read_text()) if Path("dvc.lock").exists() else {}
     md5 = next((out["md5"] for stage in (lock or {}).get("stages", {}).values() for out in stage.get("outs", [])

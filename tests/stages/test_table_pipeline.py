@@ -77,6 +77,7 @@ def test_an_edited_data_file_reruns_prepare_under_dvc_repro_and_export_says_what
     run([*MAKE, "export"], repo)
     card = (repo / "export/kd/README.md").read_text()
     assert "trains `models/students/kd/seed_0`, these files, again, given the same files (below)," in card
+    assert "data/sources" not in card  # its new digest of wine.csv: the file itself is listed, not the record
     assert f"`wine.csv`, {record['bytes']:,} bytes, sha256 `{record['sha256']}`, **not in the commit**" in card
     exported = json.loads((repo / "export/kd/distillation.json").read_text())
     assert exported["data_files"]["wine.csv"] == {**record, "in_commit": False}
