@@ -200,7 +200,9 @@ def _front_matter(meta: dict, params: dict) -> list[str]:
 
 
 def _mean(block: dict, key: str, fmt: str = ".4f") -> str:
-    return f"{block[key]:{fmt}} ± {block[key + '_std']:{fmt}}" if key + "_std" in block else f"{block[key]:{fmt}}"
+    """Mean ± std over the seeds; one seed's figure alone (it has no spread)."""
+    spread = key + "_std" in block and block.get("seeds", 1) > 1
+    return f"{block[key]:{fmt}} ± {block[key + '_std']:{fmt}}" if spread else f"{block[key]:{fmt}}"
 
 
 def _results_table(metrics: dict, kind: str, seed: int, rows: list[tuple[str, ...]]) -> list[str]:
@@ -246,8 +248,10 @@ def lm_results(metrics: dict, kind: str, seed: int, scores: dict) -> list[str]:
              _mean(hard, "validation_perplexity", ".3f")),
             ("parameters", f"{metrics[kind]['params']:,}", f"{teacher['params']:,}", f"{kd['params']:,}",
              f"{hard['params']:,}")]
-    if "rouge_l" in teacher:  # answers to the test prompts: means over seeds only
-        rows += [(f"{words} of the greedy test answers", "—", f"{teacher[key]:.4f}", _mean(kd, key), _mean(hard, key))
+    if "rouge_l" in teacher:  # answers to the test prompts: means over seeds only (with one seed, this model's)
+        own = metrics[kind].get("seeds", 1) == 1
+        rows += [(f"{words} of the greedy test answers", f"{metrics[kind][key]:.4f}" if own else "—",
+                  f"{teacher[key]:.4f}", _mean(kd, key), _mean(hard, key))
                  for key, words in (("rouge_l", "ROUGE-L F1"), ("exact_match", "exact match"))]
     return ["Perplexity per token (lower is better).", "", *_results_table(metrics, kind, seed, rows), "",
             f"Distilled − hard in NLL per token on test, the seeds pooled: {comparison['kd_minus_hard_nll']:+.4f} "

@@ -142,3 +142,25 @@ def test_a_text_classifiers_card_says_what_it_takes_and_how_to_call_it():
     assert text.startswith("It takes texts in the column `sentence`, and predicts one of 2 labels.")
     assert 'pipeline("text-classification", model=THIS_FOLDER)' in text
     assert "the distillery project at commit `0123456789ab`" in text and "THIS_FOLDER rows.csv" in text
+
+
+def test_one_seed_has_no_spread_and_its_answers_are_this_models():
+    """A helper's one-seed card read `4.849 ± 0.000` and `—` for this model's ROUGE-L, its only seed's figure."""
+    from distillery.export import lm_results
+
+    def block(perplexity: float, rouge: float, seeds: int) -> dict:
+        return {"perplexity": perplexity, "perplexity_std": 0.0, "validation_perplexity": perplexity + 1,
+                "validation_perplexity_std": 0.0, "rouge_l": rouge, "rouge_l_std": 0.0, "exact_match": rouge / 2,
+                "exact_match_std": 0.0, "params": 100, "seeds": seeds}
+
+    comparison = {"kd_minus_hard_nll": -0.1, "kd_minus_hard_nll_ci_low": -0.2, "kd_minus_hard_nll_ci_high": -0.05}
+    metrics = {"teacher": {**block(3.0, 0.5, 1), "params": 1000}, "kd": block(4.849, 0.25, 1),
+               "hard": block(5.0, 0.125, 1), "comparison": comparison}
+    text = "\n".join(lm_results(metrics, "kd", 0, {"perplexity": 4.849, "validation_perplexity": 5.849}))
+    assert "| test perplexity | 4.849 | 3.000 | 4.849 | 5.000 |" in text
+    assert "| ROUGE-L F1 of the greedy test answers | 0.2500 | 0.5000 | 0.2500 | 0.1250 |" in text
+    metrics["kd"] = {**block(4.849, 0.25, 2), "perplexity_std": 0.1}
+    metrics["hard"]["seeds"] = 2
+    text = "\n".join(lm_results(metrics, "kd", 1, {"perplexity": 4.9, "validation_perplexity": 5.9}))
+    assert "| test perplexity | 4.900 | 3.000 | 4.849 ± 0.100 | 5.000 ± 0.000 |" in text
+    assert "| ROUGE-L F1 of the greedy test answers | — |" in text  # a mean over seeds only
