@@ -89,21 +89,53 @@ def _styled(value):
     return value
 
 
-def _update(target: dict, params: dict, defaults: dict) -> None:
+def _update(target: dict, params: dict, defaults: dict, listed: set[str] | None, prefix: str = "") -> None:
     """Make the ruamel mapping ``target`` hold ``params``, keeping its keys' order and comments: a value that is
     the same stays as written, a key ``params`` lacks goes, and one ``target`` lacks is added at the end of its
-    block unless it holds its default (``defaults``), which the stages fill in anyway."""
+    block unless it holds its default (``defaults``), which the stages fill in anyway. A key at its default that
+    the committed params.yaml does not list (``listed``: its dotted keys; None: keep every key) goes too: an
+    earlier preset added it, and going back leaves the file as committed (DVC re-runs a stage whose params block
+    gains a key, even at its default)."""
     for key in [key for key in target if key not in params]:
         del target[key]
     for key, value in params.items():
         default = defaults.get(key) if isinstance(defaults, dict) else None
+        dotted = prefix + str(key)
         if isinstance(target.get(key), dict) and isinstance(value, dict):
-            _update(target[key], value, default)
+            _update(target[key], value, default, listed, dotted + ".")
+            if not target[key] and value == default and not _is_listed(dotted, listed):
+                del target[key]
+        elif key in target and value == default and not _is_listed(dotted, listed):
+            del target[key]
         elif key in target and target[key] != value:
             target[key] = _styled(value)
         elif key not in target and value != default:
             target[key] = _styled(value if not isinstance(value, dict) or not isinstance(default, dict) else
                                   {k: v for k, v in value.items() if v != default.get(k)})
+
+
+def _is_listed(dotted: str, listed: set[str] | None) -> bool:
+    return listed is None or dotted in listed
+
+
+def _committed_keys() -> set[str] | None:
+    """The dotted keys of the committed params.yaml (``git show HEAD:params.yaml``); None when there is none."""
+    import subprocess
+
+    shown = subprocess.run(["git", "show", "HEAD:params.yaml"], capture_output=True, text=True)
+    try:
+        committed = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
+    except yaml.YAMLError:
+        return None
+    return set(_paths(committed)) if isinstance(committed, dict) else None
+
+
+def _paths(tree: dict, prefix: str = ""):
+    """Every key of a nested mapping as a dotted path, blocks (an empty one too) and leaves alike."""
+    for key, value in tree.items():
+        yield prefix + str(key)
+        if isinstance(value, dict):
+            yield from _paths(value, f"{prefix}{key}.")
 
 
 def write_preset(name: str, sets: list[str] = (), out: Path = Path("params.yaml"),
@@ -122,7 +154,7 @@ def write_preset(name: str, sets: list[str] = (), out: Path = Path("params.yaml"
             break
     if not isinstance(document, dict):
         document = rt.load("{}")
-    _update(document, params, validate({}, "the defaults"))
+    _update(document, params, validate({}, "the defaults"), _committed_keys())
     command = " ".join(["make preset", f"PRESET={name}", *([f"SET=\"{' '.join(sets)}\""] if sets else [])])
     document.yaml_add_eol_comment(f"`{command}` wrote this file (PRESET=digits-mlp: the defaults)", "preset",
                                   column=30)
