@@ -93,8 +93,10 @@ def evaluate_language_models(params: dict, prepared) -> None:
         "perplexity": {name: metrics[name]["perplexity"] for name in ("kd", "hard", "teacher")},
         "validation_perplexity": {name: metrics[name]["validation_perplexity"] for name in ("kd", "hard", "teacher")},
         "kd_minus_hard_nll": comparison["kd_minus_hard_nll"], "gap_closure": comparison["gap_closure"]}
-    if "rouge_l" in metrics["teacher"]:
-        headline["rouge_l"] = {name: metrics[name]["rouge_l"] for name in ("kd", "hard", "teacher")}
+    for key in ("rouge_l", "exact_match"):  # the answers to the test prompts, where there are prompts
+        if key in metrics["teacher"]:
+            headline[key] = {name: metrics[name][key] for name in ("kd", "hard", "teacher")}
+            headline[f"kd_minus_hard_{key}"] = comparison[f"kd_minus_hard_{key}"]
     write_json(Path("reports/headline.json"), headline)
     write_json(TIMINGS_ROOT / "speed.json", lm_speed(first, splits["test"], pad, ev["batch_size"],
                                                      ev["timing_repeats"], ev["timing_warmup"], tokenizer, max_length,

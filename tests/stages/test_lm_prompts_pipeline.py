@@ -79,6 +79,9 @@ def test_every_model_is_scored_on_the_responses_and_on_its_answers(repo):
     assert comparison["kd_minus_hard_rouge_l_ci_low"] <= comparison["kd_minus_hard_rouge_l"] \
         <= comparison["kd_minus_hard_rouge_l_ci_high"]
     assert comparison["kd_minus_hard_rouge_l"] == pytest.approx(metrics["kd"]["rouge_l"] - metrics["hard"]["rouge_l"])
+    headline = json.loads((repo / "reports/headline.json").read_text())  # what `dvc exp show` opens with
+    assert headline["exact_match"] == {name: metrics[name]["exact_match"] for name in ("kd", "hard", "teacher")}
+    assert headline["kd_minus_hard_exact_match"] == comparison["kd_minus_hard_exact_match"]
     table = pd.read_parquet(repo / "data/eval_logits/sequence_nll_test.parquet")
     rows = prepared_rows(repo, "test")
     assert table["tokens"].tolist() == [len(t) - p for t, p in zip(rows["input_ids"], rows["prompt_length"])]
