@@ -124,6 +124,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         tokenizer.chat_template = chat_template
     max_length, packing = data_params["max_length"], data_params["packing"]
     splits, stats = {}, {k: {} for k in ("tokens", "target_tokens", "tokens_cut", "short_rows", "long_prompts")}
+    kept_prompts = {}  # each kept row's prompt (plain text: its text), to find those train also holds
     for split in SPLITS:
         values, lengths = encode(tokenizer, texts[split], end=not chat)
         if chat:  # the template's end of turn: the eos where it writes one
@@ -134,6 +135,8 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
             prompt_values, prompt_lengths = encode(tokenizer, prompts[split], end=False)
             values, lengths = join_rows(prompt_values, prompt_lengths, values, lengths)
         short, long_prompts = lengths < MIN_TOKENS, prompt_lengths >= max_length
+        kept_prompts[split] = [prompt for prompt, kept in zip((prompts or texts)[split], ~(short | long_prompts))
+                               if kept]
         if long_prompts.any() and long_prompts.sum() < len(long_prompts):  # all: refused below
             dropped.setdefault(f"a prompt of data.max_length = {max_length} tokens or more", {})[split] = \
                 _few(split_ids[long_prompts])
@@ -158,6 +161,13 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         stats["tokens_cut"][split] = cut
         stats["short_rows"][split] = int(short.sum())
         stats["long_prompts"][split] = int(long_prompts.sum())
+    seen = set(kept_prompts["train"])
+    repeated = {split: sum(prompt in seen for prompt in kept_prompts[split]) for split in ("validation", "test")}
+    if any(repeated.values()):
+        logger.warning("%s: the %s of %s also stands in train, word for word: scores on them measure memory as much "
+                       "as learning", source, "prompt" if prompts else "text",
+                       " and ".join(f"{n:,} of the {len(kept_prompts[split]):,} {split} rows"
+                                    for split, n in repeated.items() if n))
     for reason, ids_by_split in dropped.items():
         counts = empty_rows if reason.startswith("empty") else stats["long_prompts"]
         logger.warning("%s: rows dropped, %s: %s", source, reason, "; ".join(
@@ -169,6 +179,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         "sizes": {split: len(parts[0]) for split, parts in splits.items()},
         **stats,
         "empty_rows": empty_rows,
+        **({"prompts_also_in_train" if prompts else "texts_also_in_train": repeated} if any(repeated.values()) else {}),
         "vocab_size": len(tokenizer),
         "max_length": max_length,
         "packing": packing,

@@ -80,6 +80,14 @@ def _gap(value: float | None) -> str:
     return "— (the teacher is no better than the hard student)" if value is None else f"{value:.2f}"
 
 
+def _repeated(meta: dict) -> str:
+    """The validation and test rows whose prompt (plain text: text) train also holds word for word, in words."""
+    what = "prompt" if "prompts_also_in_train" in meta else "text"
+    repeated = meta.get("prompts_also_in_train") or meta.get("texts_also_in_train") or {}
+    return "".join(f"; {n:,} of the {meta['sizes'][split]:,} {split} rows repeat a train row's {what} word for word"
+                   for split, n in repeated.items() if n)
+
+
 def _cell(block: dict, key: str, fmt: str) -> str:
     if key not in block:
         return "—"
@@ -93,7 +101,7 @@ def lm_setting_table(params: dict, meta: dict, metrics: dict, selections: dict[s
     return "\n".join([
         "| | |", "|---|---|",
         f"| corpus | {meta['sizes']['train']:,} / {meta['sizes']['validation']:,} / {meta['sizes']['test']:,} "
-        f"sequences (train / validation / test), {meta['tokens']['train']:,} training tokens |",
+        f"sequences (train / validation / test), {meta['tokens']['train']:,} training tokens{_repeated(meta)} |",
         f"| tokenizer | {meta['tokenizer']}, {meta['vocab_size']:,} tokens |",
         f"| sequences | {meta['packing']} at {meta['max_length']} tokens; tokens cut: "
         + ", ".join(f"{k} {v:,}" for k, v in meta["tokens_cut"].items()) + " |",

@@ -322,6 +322,7 @@ def test_prompts_are_kept_whole_before_their_responses_and_their_lengths_stored(
                                   prompt_column="prompt")
     assert "files: rows dropped, empty in a column read: train 2 (ids [4, 5])" in caplog.text  # named, not just counted
     assert "files: rows dropped, a prompt of data.max_length = 4 tokens or more: train 1 (ids [2])" in caplog.text
+    assert "prompts_also_in_train" not in prepared.meta  # validation's "a" and test's "e d": not train prompts
     meta = prepared.meta
     assert prepared.has_prompts and meta["prompt_column"] == "prompt" and meta["prompt_template"] is None
     assert meta["empty_rows"] == {"train": 2, "validation": 0, "test": 0}  # a blank prompt, a blank response
@@ -351,6 +352,18 @@ def test_a_prompt_template_fills_in_each_row_s_columns(prompted):
     with pytest.raises(DistilleryError, match=r"train\.jsonl: missing column\(s\) 'review' \(data\.prompt_template\)"):
         prepare_corpus(prompted, out="other", source="files", files=FILES, tokenizer="words",
                        prompt_template="{prompt} {review}")
+
+
+def test_validation_and_test_prompts_train_also_holds_are_counted_and_warned_about(prompted, caplog):
+    """A helper's templated corpus had 98 of 200 test prompts in train, unsaid: exact match partly measured memory."""
+    import logging
+
+    write_jsonl(prompted / "validation.jsonl", ["d e", "e"], prompt=["a b", "d"])  # "a b": a train prompt
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare_corpus(prompted, source="files", files=FILES, tokenizer="words", max_length=8,
+                                  prompt_column="prompt")
+    assert prepared.meta["prompts_also_in_train"] == {"validation": 1, "test": 0}
+    assert "files: the prompt of 1 of the 2 validation rows also stands in train, word for word" in caplog.text
 
 
 def test_a_split_whose_every_prompt_fills_max_length_is_refused_naming_the_column(prompted):

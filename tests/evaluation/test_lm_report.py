@@ -75,7 +75,8 @@ def test_a_weak_teacher_many_dropped_rows_and_students_ended_by_the_ceiling_are_
     for name, perplexity in (("teacher", 5.864), ("kd", 5.234), ("hard", 4.830)):  # a helper's corpus, validation
         weak[name]["validation_perplexity"] = perplexity
     weak["comparison"]["validation_gap_closure"] = None  # lm_metrics.gap_closure: no gap to close
-    meta = {**META, "long_prompts": {"train": 342, "validation": 55, "test": 113}, "empty_rows": {"train": 1}}
+    meta = {**META, "long_prompts": {"train": 342, "validation": 55, "test": 113}, "empty_rows": {"train": 1},
+            "prompts_also_in_train": {"validation": 0, "test": 12}}
     ended = {"kd": [{"step": 100, "last_step": 100}], "hard": [{"step": 100, "last_step": 100}]}
     params = {"train": {"seeds": [0], "max_steps": 100, "select": "best", "eval_steps": 10}, "kd": {"method": "gkd"}}
     text = render_lm_report(params, meta, weak, [], [], ended, "`gkd`")
@@ -89,4 +90,5 @@ def test_a_weak_teacher_many_dropped_rows_and_students_ended_by_the_ceiling_are_
     assert "gap to the teacher closed — (the teacher is no better than the hard student)" in text
     assert "**Budget.** 1 of 1 distilled and 1 of 1 hard-label students peaked at their last evaluation" in text
     assert "the gap may be `gkd`'s head start" in text
+    assert "training tokens; 12 of the 20 test rows repeat a train row's prompt word for word |" in text
     assert "Warning" not in render(1) and "Budget" not in render(1)  # a better teacher, students peaked inside
