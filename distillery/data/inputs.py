@@ -152,8 +152,8 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
     if long.size:
         raise DistilleryError(f"{where}: {_count(long.size, 'prompt tokenizes', 'prompts tokenize')} to nothing or to "
                               f"data.max_length = {record['max_length']} tokens or more (the positions the model "
-                              f"learnt), leaving no room for an answer: {rows[0]} {_few(rows[1][long])} have "
-                              f"{_few(lengths[long])} tokens")
+                              f"learnt), leaving no room for an answer: {rows[0]} {_few(rows[1][long])} "
+                              f"{'has' if long.size == 1 else 'have'} {_few(lengths[long])} tokens")
     return NewPrompts(ids, tokens, lengths, texts, references)
 
 

@@ -250,7 +250,7 @@ def test_conversations_are_prompts_and_a_last_answer_their_reference(tmp_path, b
 @pytest.mark.parametrize("rows, message", [
     ([{"question": "what is it? " * 6}],
      r"1 prompt tokenizes to nothing or to data.max_length = 12 tokens or more \(the positions the model learnt\), "
-     r"leaving no room for an answer: lines \[1\] have \[\d+\] tokens"),
+     r"leaving no room for an answer: lines \[1\] has \[\d+\] tokens"),
     ([{"question": "what"}, {"question": " "}], r"column 'question' has 1 empty or NaN inputs: lines \[2\]"),
     ([{"answer": "x"}], r"missing column\(s\) 'question' \(data.prompt_column\)"),
 ])
