@@ -19,7 +19,7 @@ from .data.chats import FROM_TOKENIZER
 from .data.params import DATA, check_data, has_prompts, is_text, template_fields
 from .errors import DistilleryError
 from .evaluation.params import EVALUATE, QUANTIZE
-from .methods import check_method_params, get_method, kd_schema
+from .methods import METHODS, check_method_params, get_method, kd_schema
 from .numerics import DEFAULT_LEVEL, LEVELS
 from .schema import INT, FLOAT, STR, Field, deep_merge, non_negative, one_of, positive, unflatten, validate_block
 from .training.params import COMPUTE, CPU_THREADS, STUDENT_MODEL, TEACHER, TEACHERS, TRAIN, check_training, \
@@ -328,9 +328,13 @@ def _check_causal_lm(params: dict, source: str) -> None:
             raise DistilleryError(f"{where}: {role}.model.tokenizer = {spec['tokenizer']!r}: every model of a "
                                   "language-model run reads the tokens prepare wrote with data.tokenizer; set that")
     method = get_method(params["kd"]["method"])
-    if not method.needs <= {"teacher_logits", "generated", "live_teacher", "student_samples"}:
-        raise DistilleryError(f"{where}: kd.method = {method.name!r} needs {', '.join(sorted(method.needs))}; over "
-                              "tokens only the methods that read the teacher's logits (stored or live) or nothing run")
+    over_tokens = {"teacher_logits", "generated", "live_teacher", "student_samples"}
+    if not method.needs <= over_tokens:
+        usable = sorted(name for name, m in METHODS.items() if m.needs <= over_tokens)
+        raise DistilleryError(f"{where}: kd.method = {method.name!r} needs "
+                              f"{', '.join(sorted(method.needs - over_tokens))}, which a language model does not "
+                              f"have; over tokens only the methods that read the teacher's logits (stored or live) "
+                              f"or nothing run: {', '.join(usable)}")
     if data["prompt_column"] and data["prompt_template"]:
         raise DistilleryError(f"{where}: data.prompt_column and data.prompt_template both set: a prompt is one column "
                               "or made from the columns by the template; set one")

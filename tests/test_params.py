@@ -123,7 +123,8 @@ def test_prompts_from_a_template_name_its_columns_and_free_the_sampling_prompt_l
     (lm(student={"model": {"arch": "mlp"}}), r"student.model.arch = 'mlp': language models are Hugging Face"),
     (lm(teacher={"model": {"config": {"n_layer": 1, "model_type": None}}}), "teacher.model: give pretrained"),
     (lm(student={"model": {"tokenizer": "x"}}), "every model of a language-model run reads the tokens prepare"),
-    (lm(kd={"method": "fitnet"}), "kd.method = 'fitnet' needs .*only the methods that read the teacher's logits"),
+    (lm(kd={"method": "fitnet"}), "kd.method = 'fitnet' needs helpers, hidden_states, which a language model does "
+                                  "not have; .*only the methods that read the teacher's logits .*: dist, dkd, gkd, kd,"),
     (lm(kd={"method": "seqkd"}), "trains on the teacher's generated sequences: set teacher.generate.sequences"),
     (lm(teacher={"logits_top_k": 300}), r"teacher.logits_top_k = 300 is not below data.vocab_size = 300"),
     (lm(teacher={"generate": {"sequences": 5, "prompt_tokens": 16}}), "prompt_tokens = 16 leaves no room"),
