@@ -66,10 +66,22 @@ def _change(row: dict) -> str:
     return "-"
 
 
+def seed_spread(diff: dict, path: str, metric: str) -> float | None:
+    """The larger of the old and new std over seeds of ``metric`` (its ``<metric>_std`` sibling in ``diff``, which
+    holds every metric: ``dvc metrics diff --all``), or None when it has none."""
+    values = (diff.get(path) or {}).get(f"{metric}_std") or {}
+    spreads = [abs(v) for v in (values.get("old"), values.get("new")) if _is_number(v)]
+    return max(spreads) if spreads else None
+
+
 def metrics_markdown(diff: dict, rev: str, tolerance: float, name: str = "diff.tolerance") -> str:
     """The metrics section: one line (all float noise, or how many differences exceed the tolerance) over a table
-    of every difference, the noise rows marked "same (|Δ| ≤ tolerance)". ``name`` is where the tolerance came
-    from (the param, or ``--tolerance``)."""
+    of every difference, the noise rows marked "same (|Δ| ≤ tolerance)" and a change no larger than the metric's
+    std over seeds said to be within it. ``diff``: ``dvc metrics diff --all --json`` (unchanged metrics are left
+    out of the table); ``name`` is where the tolerance came from (the param, or ``--tolerance``)."""
+    everything = diff or {}
+    diff = {path: {metric: values for metric, values in (metrics or {}).items()
+                   if values.get("old") != values.get("new")} for path, metrics in everything.items()}
     rows = classify_metrics(diff, tolerance)
     if not rows:
         return "No metric changed."
@@ -83,9 +95,17 @@ def metrics_markdown(diff: dict, rev: str, tolerance: float, name: str = "diff.t
         top = (f"{exceed} of {n} metric difference{'s' if n != 1 else ''} "
                f"exceed{'s' if exceed == 1 else ''} `{name}` ({bound}); {noise} {'is' if noise == 1 else 'are'} "
                "float noise.")
+    spreads = {id(row): seed_spread(everything, row["path"], row["metric"]) for row in rows}
+    within = [row for row in rows if row["status"] == "changed" and row["delta"] is not None and spreads[id(row)]
+              and abs(row["delta"]) <= spreads[id(row)]]
+    if within:
+        top += (f" {len(within)} of the changes {'is' if len(within) == 1 else 'are'} no larger than the metric's std "
+                "over seeds: within the seeds' spread.")
     lines = [top, "", f"| Path | Metric | {rev} | this change | Change | Verdict |", "|---|---|---|---|---|---|"]
     for row in rows:
         verdict = f"same (\\|Δ\\| ≤ {bound})" if row["status"] == "same" else "**changed**"
+        if any(row is w for w in within):
+            verdict += f", within the seeds' std ({spreads[id(row)]:.3g})"
         lines.append(f"| {row['path']} | {row['metric']} | {_value(row['old'])} | {_value(row['new'])} | "
                      f"{_change(row)} | {verdict} |")
     return "\n".join(lines)
@@ -154,7 +174,8 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
     each vs ``rev``. A metric difference within ``tolerance`` (None: ``diff.tolerance`` of params.yaml) is noise."""
     name = "diff.tolerance" if tolerance is None else "--tolerance"
     tolerance = workspace_tolerance() if tolerance is None else tolerance
-    metrics = metrics_markdown(json.loads(_dvc("metrics", "diff", rev, "--json") or "{}"), rev, tolerance, name)
+    metrics = metrics_markdown(json.loads(_dvc("metrics", "diff", rev, "--all", "--json") or "{}"), rev, tolerance,
+                               name)
     params = sorted_table(_dvc("params", "diff", rev, "--md"))
     before, after = method_at(rev), method_at(None)
     parts = [

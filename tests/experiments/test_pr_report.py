@@ -49,6 +49,22 @@ def test_added_removed_and_non_numbers_are_changed():
     assert table["name"][2:5] == ["x", "y", "-"]
 
 
+def test_a_change_no_larger_than_the_seeds_std_is_said_to_be_within_it():
+    """A helper's +0.0017 accuracy (0.6 of an image) read **changed** with nothing to say the seeds vary by 0.0032."""
+    diff = {"reports/metrics.json": {  # `dvc metrics diff --all`: the unchanged std too
+        "kd.accuracy": {"old": 0.97, "new": 0.97167}, "kd.accuracy_std": {"old": 0.0032, "new": 0.0032},
+        "kd.nll": {"old": 0.10, "new": 0.15}, "kd.nll_std": {"old": 0.012, "new": 0.012},
+        "hard.accuracy": {"old": 0.95, "new": 0.95}}}
+    text = pr_report.metrics_markdown(diff, "main", 1e-6)
+    assert text.splitlines()[0] == ("2 of 2 metric differences exceed `diff.tolerance` (1e-06); 0 are float noise. "
+                                    "1 of the changes is no larger than the metric's std over seeds: within the "
+                                    "seeds' spread.")
+    rows = _rows(text)
+    assert sorted(rows) == ["kd.accuracy", "kd.nll"]  # unchanged metrics stay out of the table
+    assert rows["kd.accuracy"][5] == "**changed**, within the seeds' std (0.0032)"
+    assert rows["kd.nll"][5] == "**changed**"  # 0.05 against a std of 0.012
+
+
 def test_all_noise_says_so_in_one_line_at_the_top():
     text = pr_report.metrics_markdown(NOISE, "main", 1e-6)
     assert text.splitlines()[0] == ("All 2 metric differences are float noise (|Δ| ≤ 1e-06, `diff.tolerance`): "
