@@ -180,7 +180,9 @@ def watch(params: dict, root: Path = Path("."), folder: Path = WATCH_FOLDER) -> 
         now = {}
         for path in sorted(set(paths.values())):
             if (Path(root) / path).exists():
-                now[path] = digests.setdefault(path, digest(Path(root) / path)["sha256"])
+                if path not in digests:  # a folder read by several stages (teacher and student) is hashed once
+                    digests[path] = digest(Path(root) / path)["sha256"]
+                now[path] = digests[path]
             elif path in before:
                 now[path] = before[path]
         readers = WATCH_READERS.get(name) or f"extra_teacher@{name.split('/', 1)[1]}"
