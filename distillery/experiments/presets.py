@@ -4,13 +4,15 @@ A preset holds only what differs from the schema defaults (the sklearn digits ML
 from another preset with ``base: <name>``. ``python -m distillery.experiments.presets NAME [--set key=value ...]``
 (``make preset PRESET=NAME``) merges it over the defaults, applies the ``--set`` overrides, validates
 the result and writes it to ``params.yaml`` atomically, recording ``preset: NAME``. The file keeps its layout and
-comments (it is read and written back with ruamel.yaml, DVC's YAML library): only the values change, and the
-params it did not list are added where they differ from their defaults.
+comments (it is read and written back with ruamel.yaml, DVC's YAML library): only the values change, the params it
+did not list are added where they differ from their defaults, and those at their default that the committed
+params.yaml does not list are left out.
 """
 from __future__ import annotations
 
 import argparse
 import io
+import subprocess
 from pathlib import Path
 
 import yaml
@@ -120,8 +122,6 @@ def _is_listed(dotted: str, listed: set[str] | None) -> bool:
 
 def _committed_keys() -> set[str] | None:
     """The dotted keys of the committed params.yaml (``git show HEAD:params.yaml``); None when there is none."""
-    import subprocess
-
     shown = subprocess.run(["git", "show", "HEAD:params.yaml"], capture_output=True, text=True)
     try:
         committed = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None
