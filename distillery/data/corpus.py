@@ -87,7 +87,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         blank = np.logical_or.reduce([blank_cells[name](df[name]) for name in columns])
         empty_rows[split] = int(blank.sum())
         if blank.any():
-            dropped.setdefault("empty in a column read", {})[split] = _few(df.loc[blank, "id"])
+            dropped.setdefault("empty in a column read", {})[split] = (int(blank.sum()), _few(df.loc[blank, "id"]))
         if blank.all():
             named = " or ".join(f"column {name!r} ({param})" for name, param in columns.items())
             raise DistilleryError(f"data.source = {source!r}: the {split} split ({origin[split]}) has no text: all "
@@ -139,7 +139,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
                                if kept]
         if long_prompts.any() and long_prompts.sum() < len(long_prompts):  # all: refused below
             dropped.setdefault(f"a prompt of data.max_length = {max_length} tokens or more", {})[split] = \
-                _few(split_ids[long_prompts])
+                (int(long_prompts.sum()), _few(split_ids[long_prompts]))
         keep = ~(short | long_prompts)
         if not keep.all():
             values, lengths, split_ids = values[np.repeat(keep, lengths)], lengths[keep], split_ids[keep]
@@ -168,11 +168,10 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
                        "as learning", source, "prompt" if prompts else "text",
                        " and ".join(f"{n:,} of the {len(kept_prompts[split]):,} {split} rows"
                                     for split, n in repeated.items() if n))
-    for reason, ids_by_split in dropped.items():
-        counts = empty_rows if reason.startswith("empty") else stats["long_prompts"]
+    for reason, by_split in dropped.items():  # reason -> split -> (rows, the first ids)
         logger.warning("%s: rows dropped, %s: %s", source, reason, "; ".join(
-            f"{split} {counts[split]:,} (ids {ids}{'…' if counts[split] > len(ids) else ''})"
-            for split, ids in ids_by_split.items()))
+            f"{split} {count:,} (ids {ids}{'…' if count > len(ids) else ''})"
+            for split, (count, ids) in by_split.items()))
     meta = {
         "kind": KIND,
         "source": source,
