@@ -44,7 +44,8 @@ from .checkpoints import checkpoint_tokenizer, save_tokenizer
 from .files import cap_train, check_columns, load_tables, number_rows, source_parts
 from .params import sentence_column, template_fields
 from .sources import PREPARE_READS, source_record
-from .prepared import META_FILE, PROMPT_LENGTH, SPLITS, Prepared, load_prepared, target_counts, within_rows
+from .prepared import META_FILE, PROMPT_LENGTH, SPLITS, Prepared, load_prepared, repeated_in_train, \
+    target_counts, within_rows
 from .sentences import check_train_to_split, sentence_split_indices, sentence_split_origin
 from .splitting import random_split_indices
 from .validation import _few
@@ -135,12 +136,11 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
             prompt_values, prompt_lengths = encode(tokenizer, prompts[split], end=False)
             values, lengths = join_rows(prompt_values, prompt_lengths, values, lengths)
         short, long_prompts = lengths < MIN_TOKENS, prompt_lengths >= max_length
-        kept_prompts[split] = [prompt for prompt, kept in zip((prompts or texts)[split], ~(short | long_prompts))
-                               if kept]
         if long_prompts.any() and long_prompts.sum() < len(long_prompts):  # all: refused below
             dropped.setdefault(f"a prompt of data.max_length = {max_length} tokens or more", {})[split] = \
                 (int(long_prompts.sum()), _few(split_ids[long_prompts]))
         keep = ~(short | long_prompts)
+        kept_prompts[split] = [prompt for prompt, kept in zip((prompts or texts)[split], keep) if kept]
         if not keep.all():
             values, lengths, split_ids = values[np.repeat(keep, lengths)], lengths[keep], split_ids[keep]
             prompt_lengths = prompt_lengths[keep]
@@ -161,13 +161,7 @@ def prepare_corpus(data_params: dict, out_dir: Path, root: Path = Path(".")) -> 
         stats["tokens_cut"][split] = cut
         stats["short_rows"][split] = int(short.sum())
         stats["long_prompts"][split] = int(long_prompts.sum())
-    seen = set(kept_prompts["train"])
-    repeated = {split: sum(prompt in seen for prompt in kept_prompts[split]) for split in ("validation", "test")}
-    if any(repeated.values()):
-        logger.warning("%s: the %s of %s also stands in train, word for word: scores on them measure memory as much "
-                       "as learning", source, "prompt" if prompts else "text",
-                       " and ".join(f"{n:,} of the {len(kept_prompts[split]):,} {split} rows"
-                                    for split, n in repeated.items() if n))
+    repeated = repeated_in_train(kept_prompts, source, "prompt" if prompts else "text")
     for reason, by_split in dropped.items():  # reason -> split -> (rows, the first ids)
         logger.warning("%s: rows dropped, %s: %s", source, reason, "; ".join(
             f"{split} {count:,} (ids {ids}{'…' if count > len(ids) else ''})"

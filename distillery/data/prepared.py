@@ -130,6 +130,18 @@ def untaught_classes(splits: dict, label_names: list[str]) -> dict[str, dict[str
     return untaught
 
 
+def repeated_in_train(rows: dict[str, list], source: str, what: str) -> dict[str, int]:
+    """How many validation and test rows (``rows``: split -> each row's text, prompt or tuple of texts) are word for
+    word a train row's; logged as a warning (``what``: "text" or "prompt") when any is."""
+    train = set(rows["train"])
+    repeated = {split: sum(row in train for row in rows[split]) for split in ("validation", "test")}
+    if any(repeated.values()):
+        logger.warning("%s: the %s of %s also stands in train, word for word: those rows test memory as much as "
+                       "learning", source, what, " and ".join(f"{n:,} of the {len(rows[split]):,} {split} rows"
+                                                            for split, n in repeated.items() if n))
+    return repeated
+
+
 def save_prepared(prepared: Prepared, out_dir: Path) -> None:
     import datasets
     import pyarrow as pa

@@ -58,6 +58,12 @@ def named_checkpoints(block: dict, prefix: str) -> dict[str, str]:
     return {f"{prefix}.{key}": path for key, path in named.items() if isinstance(path, str) and path}
 
 
+def transfer_reads(data: dict) -> tuple[str, ...]:
+    """The param names of the files the transfer stage reads: its source, and prepare's with ``data.transfer.rest``
+    (the source's rows outside the splits)."""
+    return ("data.transfer.source", *(PREPARE_READS if data["transfer"]["rest"] else ()))
+
+
 def local_checkpoints(block: dict, prefix: str, root: Path = Path(".")) -> dict[str, str]:
     """The checkpoints a teacher or student block reads from this machine: param -> path, for each of
     ``named_checkpoints`` that is a path here (a Hub id is not)."""
@@ -158,9 +164,8 @@ def watched(params: dict) -> dict[str, dict[str, str]]:
     ``hard_baseline``) and ``teachers/<name>`` (``extra_teacher@<name>``). ``params``: validated."""
     data = params["data"]
     files = local_files(data)
-    transfer_reads = ("data.transfer.source", *(PREPARE_READS if data["transfer"]["rest"] else ()))
     watch = {"prepare": {key: path for key, path in files.items() if key.startswith(PREPARE_READS)},
-             "transfer": {key: path for key, path in files.items() if key.startswith(transfer_reads)},
+             "transfer": {key: path for key, path in files.items() if key.startswith(transfer_reads(data))},
              "teacher": named_checkpoints(params["teacher"], "teacher"),
              "student": named_checkpoints(params["student"], "student")}
     for name, block in params["teachers"].items():

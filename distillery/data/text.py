@@ -6,7 +6,6 @@ integer ``label``; reading, ids, labels and the split into train/validation/test
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -14,10 +13,8 @@ import numpy as np
 from ..errors import DistilleryError
 from ..io import atomic_dir
 from .files import check_columns, labelled_splits, load_tables
-from .prepared import META_FILE, Prepared, Split, load_prepared, untaught_classes
+from .prepared import META_FILE, Prepared, Split, load_prepared, repeated_in_train, untaught_classes
 from .sources import PREPARE_READS, source_record
-
-logger = logging.getLogger(__name__)
 
 
 def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Prepared:
@@ -55,24 +52,12 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
     }
     if untaught := untaught_classes(splits, names):
         meta["classes_without_train_rows"] = untaught
-    repeated = repeated_texts(splits)
-    if any(repeated.values()):
+    texts = {name: list(zip(*(split.dataset[column] for column in sorted(split.dataset))))  # text (and pair)
+             for name, split in splits.items()}
+    if any((repeated := repeated_in_train(texts, source, "text")).values()):
         meta["texts_also_in_train"] = repeated
-        logger.warning("%s: the text of %s also stands in train (word for word): those rows test memory as much as "
-                       "learning", source, " and ".join(f"{n:,} of the {len(splits[split].ids):,} {split} rows"
-                                                       for split, n in repeated.items() if n))
     save_text(Prepared(splits, names, [], meta), out_dir)
     return load_prepared(out_dir)
-
-
-def repeated_texts(splits: dict[str, Split]) -> dict[str, int]:
-    """How many validation and test rows have the same text (and pair text) as some train row (the splits' text
-    columns as lists, before they are saved)."""
-    def rows(split):
-        return list(zip(*(split.dataset[name] for name in sorted(split.dataset))))
-
-    train = set(rows(splits["train"]))
-    return {name: sum(row in train for row in rows(splits[name])) for name in ("validation", "test")}
 
 
 def save_text(prepared: Prepared, out_dir: Path) -> None:

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import DistilleryError
 from ..io import atomic_dir
 from .prepared import UNLABELLED, Prepared, Split
-from .sources import PREPARE_READS, source_record
+from .sources import source_record, transfer_reads
 
 TRANSFER_DIR = Path("data/transfer")
 TRANSFER_LOGITS = Path("data/transfer_logits")
@@ -190,7 +190,7 @@ def build_transfer(data_params: dict, prepared: Prepared, root: Path = Path(".")
     Raises ``DistilleryError`` naming the param before anything is written."""
     tp = data_params["transfer"]
     meta = {"enabled": enabled(tp), "counts": {o: 0 for o in ORIGINS}, "kind": "text" if prepared.is_text else "array",
-            **source_record(data_params, ("data.transfer.source", *(PREPARE_READS if tp["rest"] else ())), root)}
+            **source_record(data_params, transfer_reads(data_params), root)}
     train = prepared.splits["train"]
     max_id = max(int(s.ids.max()) for s in prepared.splits.values() if len(s.ids))
     if prepared.is_text:

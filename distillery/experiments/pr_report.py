@@ -95,17 +95,19 @@ def metrics_markdown(diff: dict, rev: str, tolerance: float, name: str = "diff.t
         top = (f"{exceed} of {n} metric difference{'s' if n != 1 else ''} "
                f"exceed{'s' if exceed == 1 else ''} `{name}` ({bound}); {noise} {'is' if noise == 1 else 'are'} "
                "float noise.")
-    spreads = {id(row): seed_spread(everything, row["path"], row["metric"]) for row in rows}
-    within = [row for row in rows if row["status"] == "changed" and row["delta"] is not None and spreads[id(row)]
-              and abs(row["delta"]) <= spreads[id(row)]]
+    for row in rows:  # a change no larger than the metric's std over seeds: its spread, else None
+        spread = seed_spread(everything, row["path"], row["metric"])
+        row["within"] = spread if row["status"] == "changed" and row["delta"] is not None and spread \
+            and abs(row["delta"]) <= spread else None
+    within = sum(row["within"] is not None for row in rows)
     if within:
-        top += (f" {len(within)} of the changes {'is' if len(within) == 1 else 'are'} no larger than the metric's std "
+        top += (f" {within} of the changes {'is' if within == 1 else 'are'} no larger than the metric's std "
                 "over seeds: within the seeds' spread.")
     lines = [top, "", f"| Path | Metric | {rev} | this change | Change | Verdict |", "|---|---|---|---|---|---|"]
     for row in rows:
         verdict = f"same (\\|Δ\\| ≤ {bound})" if row["status"] == "same" else "**changed**"
-        if any(row is w for w in within):
-            verdict += f", within the seeds' std ({spreads[id(row)]:.3g})"
+        if row["within"] is not None:
+            verdict += f", within the seeds' std ({row['within']:.3g})"
         lines.append(f"| {row['path']} | {row['metric']} | {_value(row['old'])} | {_value(row['new'])} | "
                      f"{_change(row)} | {verdict} |")
     return "\n".join(lines)
