@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 
 import pytest
@@ -57,6 +58,22 @@ def test_prepare_records_its_csv_and_the_default_source_records_nothing(tmp_path
                                               "bytes": (tmp_path / "t.csv").stat().st_size}}
     prepare(make_params()["data"], tmp_path / "digits")
     assert "source_files" not in load_prepared(tmp_path / "digits").meta
+
+
+def test_a_large_file_is_read_once_while_unchanged_and_a_small_one_each_time(tmp_path):
+    big, small = tmp_path / "model.safetensors", tmp_path / "config.json"
+    big.write_bytes(b"a" * (1 << 20))
+    small.write_bytes(b"a")
+    sources._sha256.cache_clear()
+    assert sources.sha256(big) == sources.sha256(big) == hashlib.sha256(b"a" * (1 << 20)).hexdigest()
+    assert sources._sha256.cache_info().hits == 1
+    big.write_bytes(b"b" * (1 << 20))
+    os.utime(big, ns=(1, 1))  # another time stamp: read again
+    assert sources.sha256(big) == hashlib.sha256(b"b" * (1 << 20)).hexdigest()
+    stamp = small.stat().st_mtime_ns
+    small.write_bytes(b"b")
+    os.utime(small, ns=(stamp, stamp))  # same size and time stamp: a small file is read again all the same
+    assert sources.sha256(small) == hashlib.sha256(b"b").hexdigest()
 
 
 def checkpoint(folder, weights: bytes = b"w1"):
