@@ -8,6 +8,7 @@ operation), nor after CUDA started.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Callable, TypeVar
 
@@ -26,18 +27,23 @@ def slot() -> int:
     return _slot
 
 
-def _start_child(slots, parent: int) -> None:
-    """Take the next slot, and end when the process that forked this one ends (Linux: ``PR_SET_PDEATHSIG``), so
-    a stage killed with ``kill -9`` leaves no process behind writing its runs."""
-    global _slot
-    _slot = slots.get()
+def end_with_parent(parent: int, signal_number: int) -> None:
+    """Have this process sent ``signal_number`` when its parent, ``parent``, ends (Linux: ``PR_SET_PDEATHSIG``,
+    kept across ``exec``; elsewhere nothing), and end it now if the parent has already ended."""
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal_number)  # 1: PR_SET_PDEATHSIG
     if os.getppid() != parent:  # it ended before the line above
         os._exit(1)
+
+
+def _start_child(slots, parent: int) -> None:
+    """Take the next slot, and end when the process that forked this one ends, so a stage killed with ``kill -9``
+    leaves no process behind writing its runs."""
+    global _slot
+    _slot = slots.get()
+    end_with_parent(parent, signal.SIGKILL)
 
 
 def _call(index: int):

@@ -10,17 +10,20 @@ CPU processes (gloo), each with ``cpu_threads`` torch threads; ``distillery.dist
 with them.
 
 The script imports the ``distillery`` of the repository it runs in (``package_first``), whichever copy an
-editable install of the package points at.
+editable install of the package points at. It is sent SIGTERM when the process that started it ends (DVC, killed
+with SIGTERM or ``kill -9``), so no stage runs on unseen, writing outputs the next run also writes.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
 
 from .errors import DistilleryError, exit_on_error
+from .forking import end_with_parent
 from .numerics import environment, level_in, with_pinned
 
 
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> None:
             cuda = torch.cuda.is_available()
             threads = load_params()["cpu_threads"] or max(1, (os.cpu_count() or 1) // processes)
     cmd, env = command(processes, args.script, cuda, threads)
+    end_with_parent(os.getppid(), signal.SIGTERM)  # DVC killed (SIGTERM, SIGKILL): its stage ends too
     sys.stdout.flush()
     os.execve(cmd[0], cmd, {**package_first(with_pinned(os.environ, pinned)), **env})
 

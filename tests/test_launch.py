@@ -111,3 +111,40 @@ def test_dvc_resolves_the_process_count_into_each_command(tmp_path):
     assert commands["distill"] == "python -m distillery.launch --processes 2 stages/distill.py"
     assert commands["extra_teacher@wide"] == "python -m distillery.launch --processes 2 stages/teacher.py --name wide"
     assert commands["evaluate"] == "python -m distillery.launch stages/evaluate.py"  # one process, numerics pinned
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_stage_ends_when_the_process_that_started_it_is_killed(tmp_path):
+    """As ``kill -9`` of ``dvc repro``: its stage, started through ``distillery.launch``, does not run on."""
+    import signal
+    import subprocess
+    import time
+
+    (tmp_path / "stage.py").write_text("import os, pathlib, time\n"
+                                       "pathlib.Path('stage.pid').write_text(str(os.getpid()))\ntime.sleep(60)\n")
+    starts_stage = (f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-m', 'distillery.launch', "
+                    f"'stage.py'], env={{'PYTHONPATH': {str(REPO)!r}}})\ntime.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", starts_stage], cwd=tmp_path)
+    pid_file = tmp_path / "stage.pid"
+    for _ in range(300):
+        if pid_file.exists() and pid_file.read_text():
+            break
+        time.sleep(0.1)
+    stage = int(pid_file.read_text())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+
+    def running(pid: int) -> bool:
+        try:
+            state = [line for line in open(f"/proc/{pid}/status") if line.startswith("State:")][0]
+        except FileNotFoundError:
+            return False
+        return "Z" not in state.split()[1]  # a zombie has ended
+
+    for _ in range(100):
+        if not running(stage):
+            break
+        time.sleep(0.1)
+    else:
+        os.kill(stage, signal.SIGKILL)
+        pytest.fail("the stage went on after the process that started it was killed")
