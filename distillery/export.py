@@ -128,7 +128,10 @@ def workspace_state(kind: str) -> dict:
     if stale:
         raise DistilleryError("data files or checkpoints changed since the stages read them ("
                               + "; ".join(f"{stage}: {', '.join(changes)}" for stage, changes in stale.items())
-                              + "): `dvc repro` runs those stages again")
+                              + "): `dvc repro` runs those stages again" + (
+                                  " (a file that is gone: put it back, or point its param at where it is now)"
+                                  if any(change.endswith(" is gone") for changes in stale.values()
+                                         for change in changes) else ""))
     commit = _tool(["git", "rev-parse", "HEAD"]).stdout.strip() or None
     shown = _tool(["git", "show", "HEAD:params.yaml"])
     committed = yaml.safe_load(shown.stdout) if shown.returncode == 0 else None

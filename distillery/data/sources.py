@@ -16,9 +16,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import os
 import subprocess
 from pathlib import Path
 
+from ..errors import DistilleryError
 from ..io import write_json
 
 RECORD_KEY = "source_files"
@@ -184,30 +186,52 @@ def watched(params: dict) -> dict[str, dict[str, str]]:
     return watch
 
 
-def watch(params: dict, root: Path = Path("."), folder: Path = WATCH_FOLDER) -> list[str]:
+def watch(params: dict, root: Path = Path("."), folder: Path = WATCH_FOLDER,
+          workspace: Path | None = None) -> list[str]:
     """Write ``folder/<name>.json`` for each of ``watched(params)``: path -> sha256 of each of its files that exists
-    here. A path that does not exist here keeps the digest it had (queued experiments run in a copy of the repo
-    that lacks the files outside it or untracked; the stage that reads one says so if it runs). Files of
-    ``teachers.<name>`` no longer in params are removed. Returns a line per file that changed since."""
-    digests, said, kept = {}, [], set()
+    here. Files of ``teachers.<name>`` no longer in params are removed. Returns a line per file that changed since,
+    and a warning per file gone from the workspace.
+
+    A path that does not exist here keeps the digest it had, so its stage keeps its outputs: a clone that pulled
+    them may lack a file outside the repo (``../shared``), and a queued experiment runs in a copy of the repo
+    (``.dvc/tmp/exps``) that lacks the untracked files and those outside it. ``workspace`` (default: ``DVC_ROOT``,
+    which DVC sets to the workspace in its copies) is where such a file is looked for then: one that changed there
+    since the workspace's last ``dvc repro`` is refused, as the experiment would give results of the file as it was."""
+    workspace = Path(workspace or os.environ.get("DVC_ROOT") or root)
+    in_copy = workspace.resolve() != Path(root).resolve()
+    digests, said, written, stale = {}, [], {}, []
     for name, paths in watched(params).items():
         file = Path(root) / folder / f"{name}.json"
         before = json.loads(file.read_text()) if file.is_file() else {}
+        readers = WATCH_READERS.get(name) or f"extra_teacher@{name.split('/', 1)[1]}"
         now = {}
-        for path in sorted(set(paths.values())):
+        for key, path in sorted(paths.items(), key=lambda item: item[1]):
             if (Path(root) / path).exists():
                 if path not in digests:  # a folder read by several stages (teacher and student) is hashed once
                     digests[path] = digest(Path(root) / path)["sha256"]
                 now[path] = digests[path]
             elif path in before:
                 now[path] = before[path]
-        readers = WATCH_READERS.get(name) or f"extra_teacher@{name.split('/', 1)[1]}"
+                there = Path(workspace) / path
+                if in_copy and there.exists() and (sha := digest(there)["sha256"]) != before[path]:
+                    stale.append(f"{path} ({key}; sha256 {before[path][:12]}… then, {sha[:12]}… now)")
+                elif not in_copy or not there.exists():
+                    said.append(f"warning: {path} ({key}) is gone: {readers} keeps its outputs of the file as it "
+                                f"was (sha256 {before[path][:12]}…) and would fail if it ran; put the file back, or "
+                                f"point {key} at where it is now")
         said += [f"{path} changed (sha256 {before[path][:12]}… then, {sha[:12]}… now): {readers} runs again"
                  for path, sha in now.items() if path in before and before[path] != sha]
-        if now != before or not file.is_file():
+        written[file] = now if now != before or not file.is_file() else None
+    if stale:
+        raise DistilleryError(
+            f"this experiment runs in a copy of the repo that lacks files the workspace holds, and they changed "
+            f"since the workspace's last `dvc repro`: {'; '.join(stale)}. Its stages would give results of the "
+            f"files as they were: run `dvc repro` in the workspace first (`make sweep` and `make tune` do), or "
+            f"`git add` the files (a queued experiment carries what git tracks or has staged)")
+    for file, now in written.items():
+        if now is not None:
             write_json(file, now)
-        kept.add(file)
     for file in (Path(root) / folder).glob("teachers/*.json"):
-        if file not in kept:
+        if file not in written:
             file.unlink()
     return said

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from distillery.data import sources
 from distillery.data.prepare import prepare
 from distillery.data.prepared import load_prepared
+from distillery.errors import DistilleryError
 from distillery.data.sources import (PREPARE_READS, changed_files, checkpoint_digests, checkpoint_record, digest,
                                      in_repo_copy, local_checkpoints, local_files, source_record, stale_stages, watch,
                                      watched)
@@ -179,7 +181,37 @@ def test_the_sources_stage_writes_each_readers_digests_and_says_which_changed(tm
     assert [line.rsplit(": ", 1)[1] for line in said] == ["teacher runs again", "extra_teacher@b runs again"]
     assert said[0].startswith(f"ckpt changed (sha256 {ckpt[:12]}… then, ")
 
-    (tmp_path / "rows.csv").unlink()  # a queued experiment's copy without the user's untracked file
-    assert watch(watched_params(), tmp_path) == []
+    (tmp_path / "rows.csv").unlink()  # gone: a clone that pulled the outputs keeps them, with a warning
+    assert watch(watched_params(), tmp_path, workspace=tmp_path) == [
+        f"warning: rows.csv (data.source) is gone: prepare keeps its outputs of the file as it was (sha256 "
+        f"{b[:12]}…) and would fail if it ran; put the file back, or point data.source at where it is now"]
     assert files()["prepare.json"] == {"rows.csv": b}  # as recorded: prepare does not run for a file it cannot read
     assert "teachers/b.json" not in files()  # teachers.b left params: its file goes too
+
+
+def test_a_queued_experiment_s_copy_without_a_file_checks_the_workspace_s(tmp_path, monkeypatch):
+    """DVC runs a queued experiment in a copy of the repo (``.dvc/tmp/exps/...``) that lacks untracked files, with
+    ``DVC_ROOT`` the workspace: the file there is what the experiment's stages would have to read."""
+    workspace, copy = tmp_path / "workspace", tmp_path / "workspace/.dvc/tmp/exps/tmp1"
+    copy.mkdir(parents=True)
+    (workspace / "rows.csv").write_text("a")
+    (workspace / "ckpt").mkdir()
+    params = watched_params()
+    watch(params, workspace, workspace=workspace)
+    (copy / "data").mkdir()
+    shutil.copytree(workspace / "data/sources", copy / "data/sources")  # the copy holds the workspace's records
+    recorded = {f.name: f.read_text() for f in (copy / "data/sources").glob("*.json")}
+    monkeypatch.setenv("DVC_ROOT", str(workspace))
+    assert watch(params, copy) == []  # the same file in the workspace: its stages' outputs stand, silently
+
+    (workspace / "rows.csv").write_text("b")  # edited, and the workspace not reproduced since
+    a, b = hashlib.sha256(b"a").hexdigest(), hashlib.sha256(b"b").hexdigest()
+    with pytest.raises(DistilleryError) as refused:
+        watch(params, copy)
+    assert (f"lacks files the workspace holds, and they changed since the workspace's last `dvc repro`: rows.csv "
+            f"(data.source; sha256 {a[:12]}… then, {b[:12]}… now)") in str(refused.value)
+    assert "`git add` the files" in str(refused.value)
+    assert {f.name: f.read_text() for f in (copy / "data/sources").glob("*.json")} == recorded  # nothing written
+
+    (workspace / "rows.csv").unlink()  # gone from both: kept, with the warning
+    assert watch(params, copy)[0].startswith("warning: rows.csv (data.source) is gone")

@@ -1,6 +1,7 @@
 """End to end with the user's own table in the repo (a CSV that git does not track): a change of its scaling trains
 new hard students (never the runs kept from the old features), an edited file re-runs prepare under plain
-`dvc repro` (the sources stage's digest), and `make export` says what the commit does not hold."""
+`dvc repro` (the sources stage's digest), and `make export` says what the commit does not hold; an experiment in a copy of the repo without the edited file is
+refused, and a file gone is said."""
 from __future__ import annotations
 
 import json
@@ -83,3 +84,25 @@ def test_an_edited_data_file_reruns_prepare_under_dvc_repro_and_export_says_what
     assert exported["data_files"]["wine.csv"] == {**record, "in_commit": False}
     scaled = pd.read_csv(repo / "wine.csv")["alcohol"]
     assert scaled.min() > 100  # the file the card names is the edited one
+
+
+def test_an_experiment_in_a_copy_without_the_edited_file_is_refused_and_a_gone_file_is_said(repo):
+    """A queued or ``--temp`` experiment runs in a copy of the repo that lacks the untracked wine.csv: it used to
+    keep the old digest, and so the old data, without a word."""
+    write_wine(repo / "wine.csv", scale_alcohol=2.0)  # edited, the workspace not reproduced since
+    refused = run(["dvc", "exp", "run", "--temp", "-S", "kd.T=3"], repo, check=False)
+    assert refused.returncode != 0
+    assert ("this experiment runs in a copy of the repo that lacks files the workspace holds, and they changed since "
+            "the workspace's last `dvc repro`: wine.csv (data.source; sha256 ") in refused.stdout + refused.stderr
+    write_wine(repo / "wine.csv", scale_alcohol=10.0)  # as the workspace's last repro read it
+
+    (repo / "wine.csv").rename(repo / "moved.csv")
+    try:
+        result = run(["dvc", "repro"], repo)
+        assert "warning: wine.csv (data.source) is gone: prepare keeps its outputs" in result.stdout, result.stdout
+        assert stages_run(result.stdout) == set()
+        refused = run([*MAKE, "export"], repo, check=False)
+        assert refused.returncode != 0 and "prepare: wine.csv is gone" in refused.stderr
+        assert "(a file that is gone: put it back, or point its param at where it is now)" in refused.stderr
+    finally:
+        (repo / "moved.csv").rename(repo / "wine.csv")
