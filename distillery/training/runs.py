@@ -32,6 +32,7 @@ TRAINER_STATE = "trainer_state.json"
 STEP_SIGNAL = "DVCLIVE_STEP_COMPLETED"  # DVCLive's file for DVC's VS Code extension, one per workspace
 FINISHED_MODEL, CURVES, TIMINGS, TRAINER_OUTPUT = "model", "live", "timings.json", "trainer"
 TIMING_SUFFIXES = ("runtime", "samples_per_second", "steps_per_second")  # of the Trainer's log keys
+CALL_LOSS = "train_loss"  # the Trainer's mean loss over the steps one call of train() trained
 logger = logging.getLogger(__name__)
 
 
@@ -40,10 +41,17 @@ def is_timing(key: str) -> bool:
     return key.endswith(TIMING_SUFFIXES)
 
 
+def of_this_call(key: str) -> bool:
+    """Whether a Trainer log key describes one call of ``train()`` rather than the run: a timing, or ``train_loss``,
+    the mean loss over the steps that call trained (a resumed run's leaves out the steps before the resume)."""
+    return is_timing(key) or key == CALL_LOSS
+
+
 def live_callback(run_dir: Path, resume_step: int | None):
     """DVCLive's Trainer callback, writing the curves under ``run_dir/live``, with rows keyed by the Trainer's
-    global step; the timings the Trainer logs go to ``run_dir/timings.json`` instead (``{step: {key: value}}``),
-    so the curves hold the same bytes on every run with the same params.
+    global step; the timings the Trainer logs, and its mean loss of the call (``of_this_call``), go to
+    ``run_dir/timings.json`` instead (``{step: {key: value}}``), so the curves hold the same bytes on every run with
+    the same params, resumed or not.
 
     ``dvcyaml=None`` keeps DVCLive from touching ``dvc.yaml``; ``save_dvc_exp=False`` from making experiments.
     When resuming from the checkpoint at ``resume_step`` the curves logged up to it are kept and continued;
@@ -83,11 +91,11 @@ def live_callback(run_dir: Path, resume_step: int | None):
         def on_log(self, args, state, control, model=None, logs=None, **kwargs):
             if self.live is not None:
                 self.live.step = state.global_step  # the library counts log calls instead
-            timed = {k: v for k, v in (logs or {}).items() if is_timing(k)}
+            timed = {k: v for k, v in (logs or {}).items() if of_this_call(k)}
             if timed:
                 timings.setdefault(str(state.global_step), {}).update(timed)
                 write_json(timings_path, timings)
-            logs = {k: v for k, v in (logs or {}).items() if not is_timing(k)}
+            logs = {k: v for k, v in (logs or {}).items() if not of_this_call(k)}
             super().on_log(args, state, control, model=model, logs=logs, **kwargs)
 
     if resume_step is not None:

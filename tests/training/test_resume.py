@@ -77,6 +77,14 @@ def assert_same_as_uninterrupted(params, work: Path, prepared, tmp_path: Path, m
             pd.testing.assert_frame_equal(
                 curve(work / f"reports/training/kd/seed_{seed}", name), curve(tmp_path / f"ref_live/seed_{seed}", name)
             )
+        resumed, uninterrupted = (files(folder) for folder in (work / f"reports/training/kd/seed_{seed}",
+                                                               tmp_path / f"ref_live/seed_{seed}"))
+        assert resumed == uninterrupted  # every file of the curves, bit for bit: dvc.lock is the same
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {path.relative_to(folder).as_posix(): path.read_bytes() for path in sorted(folder.rglob("*"))
+            if path.is_file()}
 
 
 def test_killed_distill_resumes_and_matches_uninterrupted_run(tmp_path, monkeypatch):
