@@ -201,12 +201,22 @@ def id_problems(tables: dict, id_column: str, where: dict) -> list[str]:
 
 
 def integer_cells(values) -> tuple[np.ndarray, np.ndarray]:
-    """A column as int64 ids, and the positions of its cells that are no integer (missing, text, a fraction)."""
+    """A column as int64 ids, and the positions of its cells that are no int64 (missing, text, a fraction, outside
+    -2**63 .. 2**63-1, or beyond 2**53 in a column read as floats, which hold no larger integer exactly); those
+    cells are 0 in the ids."""
     import pandas as pd
 
     numeric = pd.to_numeric(values, errors="coerce")
-    bad = np.flatnonzero(numeric.isna().to_numpy() | (numeric.fillna(0) % 1 != 0).to_numpy())
-    return numeric.fillna(0).to_numpy(np.int64), bad
+    missing = numeric.isna().to_numpy()
+    if numeric.dtype.kind in "iu":  # read as integers (a nullable column's may be missing)
+        unsigned = numeric.dtype.kind == "u"
+        raw = numeric.to_numpy(np.uint64 if unsigned else np.int64, na_value=0)
+        bad = missing | (raw > np.iinfo(np.int64).max if unsigned else False)
+        return np.where(bad, 0, raw).astype(np.int64), np.flatnonzero(bad)
+    floats = numeric.to_numpy(np.float64, na_value=np.nan)
+    with np.errstate(invalid="ignore"):
+        bad = missing | (floats % 1 != 0) | (np.abs(floats) > 2.0 ** 53)
+    return np.where(bad, 0, floats).astype(np.int64), np.flatnonzero(bad)
 
 
 def row_names(df, path: str) -> tuple[str, np.ndarray]:

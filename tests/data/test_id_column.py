@@ -3,8 +3,10 @@ name rows by their line in the file, never by internal row numbers."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from distillery.data.files import integer_cells
 from distillery.errors import DistilleryError
 from distillery.params import SCHEMA
 from distillery.data.prepared import load_prepared
@@ -84,3 +86,26 @@ def test_every_problem_of_a_text_file_is_named_in_one_run(tmp_path):
     assert lines[4].endswith("tickets.csv: column 'label' has 1 labels outside the label set ['neg', 'pos']: "
                              "ticket_id [5077] have ['meh']")
     assert not (tmp_path / "prepared").exists()
+
+
+def test_ids_beyond_int64_are_refused_not_wrapped(tmp_path):
+    """A hash id of 2**63 used to become -2**63 in prepare and predict, and ids above 2**64 all one value."""
+    df = tickets().astype({"ticket_id": object})
+    df.loc[4, "ticket_id"] = 2 ** 63
+    df.loc[5, "ticket_id"] = 2 ** 63 - 1  # the largest int64: kept
+    df.to_csv(tmp_path / "tickets.csv", index=False)
+    with pytest.raises(DistilleryError, match=r"lines \[6\] have \[9223372036854775808\]"):
+        prepare_text(data(id_column="ticket_id"), tmp_path / "prepared", tmp_path)
+
+
+@pytest.mark.parametrize("cells, ids, bad", [
+    (pd.Series([1, 2, 2 ** 63 - 1]), [1, 2, 2 ** 63 - 1], []),
+    (pd.Series([2 ** 63 - 1, 2 ** 63], dtype=np.uint64), [2 ** 63 - 1, 0], [1]),
+    (pd.Series([str(2 ** 64 + 1), "1"]), [0, 1], [0]),  # read as a float: beyond float's exact integers
+    (pd.Series([2.0 ** 53, 2.0 ** 53 + 2, None]), [2 ** 53, 0, 0], [1, 2]),
+    (pd.Series([1, None, 2 ** 62], dtype="Int64"), [1, 0, 2 ** 62], [1]),  # nullable integers keep every digit
+    (pd.Series(["W-1", "2", "2.5"]), [0, 2, 0], [0, 2]),
+])
+def test_integer_cells_are_int64_exactly_or_named(cells, ids, bad):
+    got_ids, got_bad = integer_cells(cells)
+    assert got_ids.dtype == np.int64 and got_ids.tolist() == ids and got_bad.tolist() == bad
