@@ -32,6 +32,16 @@ def check_source(source: str) -> str | None:
     return None
 
 
+def source_path(source: str) -> str | None:
+    """The local file or folder a ``data.source`` (or transfer source) of any kind but ``sklearn:`` and ``files``
+    reads where it exists: what follows ``kind:`` (for ``hf:``, before ``:<config>``; a Hub id is no path here).
+    ``data.sources`` watches it for edits, so a new kind's path is watched without a word of its own."""
+    kind, _, rest = source.partition(":")
+    if kind in ("sklearn", "files") or not rest:
+        return None
+    return rest.partition(":")[0] if kind == "hf" else rest
+
+
 def has_prompts(data: dict) -> bool:
     """Whether a validated ``data`` block makes a corpus of prompts and responses (``data.prompt_column``,
     ``data.prompt_template`` or ``data.messages_column``)."""

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ..errors import DistilleryError
 from ..io import write_json
+from .params import source_path
 
 RECORD_KEY = "source_files"
 PREPARE_READS = ("data.source", "data.files", "data.tokenizer")  # the param names of the files prepare reads
@@ -38,14 +39,14 @@ WATCH_READERS = {"prepare": "prepare", "transfer": "transfer", "teacher": "teach
 
 
 def local_files(data: dict) -> dict[str, str]:
-    """The local files a ``data`` block reads: param name -> path as written (``data.source: file:...`` or
-    ``npz:...``, each of ``data.files``, ``data.transfer.source``)."""
+    """The local files a ``data`` block may read: param name -> path as written (the path of ``data.source`` and
+    ``data.transfer.source``, whatever their kind: ``source_path``; each of ``data.files``; ``data.tokenizer``).
+    A path that does not exist (a Hub id) is skipped by those who read them."""
     paths = {}
     sources = {"data.source": data.get("source"), "data.transfer.source": (data.get("transfer") or {}).get("source")}
     for key, spec in sources.items():
-        kind, _, rest = str(spec or "").partition(":")
-        if kind in ("file", "npz"):
-            paths[key] = rest
+        if path := source_path(str(spec or "")):
+            paths[key] = path
     paths.update({f"data.files.{split}": path for split, path in (data.get("files") or {}).items()})
     if data.get("tokenizer"):
         paths["data.tokenizer"] = data["tokenizer"]

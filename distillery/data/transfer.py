@@ -173,7 +173,7 @@ def _source_texts(tp: dict, data_params: dict, columns: dict, root: Path) -> dic
 
 
 def _source_arrays(tp: dict, root: Path, shape: list[int]) -> np.ndarray:
-    from .prepare import load_source
+    from .arrays import load_source
 
     spec = tp["source"]
     kind, _, rest = spec.partition(":")

@@ -21,10 +21,26 @@ from distillery.data.sources import (PREPARE_READS, changed_files, checkpoint_di
 from ..conftest import make_params
 
 
-def test_local_files_are_the_file_and_npz_sources_the_split_files_and_the_transfer_source():
+def test_local_files_are_the_sources_paths_of_every_kind_the_split_files_and_the_transfer_source():
     assert local_files({"source": "sklearn:digits"}) == {}
-    assert local_files({"source": "hf:stanfordnlp/sst2", "transfer": {"source": "file:more.csv"}}) == {
-        "data.transfer.source": "more.csv"}
+    assert local_files({"source": "hf:stanfordnlp/sst2:default", "transfer": {"source": "file:more.csv"}}) == {
+        "data.source": "stanfordnlp/sst2", "data.transfer.source": "more.csv"}  # a Hub id: skipped where no path
+    assert local_files({"source": "npy:data/mine"}) == {"data.source": "data/mine"}  # a kind added later, too
+
+
+def test_a_local_dataset_folder_of_any_kind_is_watched_and_a_hub_id_is_not(tmp_path):
+    """A new source kind, or ``hf:`` with a local dataset folder, was not watched: an edit re-ran nothing."""
+    (tmp_path / "my_dataset").mkdir()
+    (tmp_path / "my_dataset/train.arrow").write_bytes(b"rows")
+    params = {**watched_params(), "data": {"source": "hf:my_dataset", "transfer": {"source": None, "rest": False}}}
+    watch(params, tmp_path, workspace=tmp_path)
+    recorded = json.loads((tmp_path / "data/sources/prepare.json").read_text())
+    assert recorded == {"my_dataset": digest(tmp_path / "my_dataset")["sha256"]}
+    (tmp_path / "my_dataset/train.arrow").write_bytes(b"other rows")
+    assert watch(params, tmp_path, workspace=tmp_path)[0].startswith("my_dataset changed (sha256 ")
+    params["data"]["source"] = "hf:stanfordnlp/sst2"
+    watch(params, tmp_path, workspace=tmp_path)
+    assert json.loads((tmp_path / "data/sources/prepare.json").read_text()) == {}
     assert local_files({"source": "files", "files": {"train": "a.tsv", "test": "b.tsv"}}) == {
         "data.files.train": "a.tsv", "data.files.test": "b.tsv"}
     assert local_files({"source": "npz:../shared/mnist.npz"}) == {"data.source": "../shared/mnist.npz"}

@@ -1,0 +1,93 @@
+"""Sources of array rows (images, feature vectors), declared once each: ``ARRAY_SOURCES`` maps a ``data.source``
+kind to its loader, which returns a ``RawData``; ``prepare`` splits and scales it, and a transfer set of the same
+kind reads it too. A kind's form and checks are declared beside the others in ``data.params.SOURCE_KINDS``; a
+local path after ``kind:`` is watched for edits whatever the kind (``data.sources``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import DistilleryError
+from .params import SOURCE_KINDS, check_source
+from .scaling import DIGITS_PIXEL_MAX, UINT8_PIXEL_MAX, as_pixels
+from .validation import check_splits_not_empty, integer_labels
+
+
+@dataclass
+class RawData:
+    """A loaded source: inputs (N, ...) (float32 pixels in 0..1 or float64 features), integer labels, ids, and an
+    optional fixed test split."""
+
+    inputs: np.ndarray
+    labels: np.ndarray
+    ids: np.ndarray
+    label_names: list[str]
+    test_mask: np.ndarray | None = None  # True where the source itself puts a row in its test split
+    pixel_max: float | None = None  # pixels: the source's values divided by this to 0..1 (data.scaling: auto keeps them)
+
+    @property
+    def pixels(self) -> bool:
+        return self.pixel_max is not None
+
+
+def load_digits(rest: str, root: Path, source: str) -> RawData:
+    """``sklearn:digits``: scikit-learn's bundled 8x8 digits (1,797 images), offline."""
+    from sklearn.datasets import load_digits as sklearn_digits
+
+    digits = sklearn_digits()
+    inputs = as_pixels(digits.images, DIGITS_PIXEL_MAX)
+    labels = digits.target.astype(np.int64)
+    return RawData(inputs, labels, np.arange(len(labels)), [str(n) for n in digits.target_names],
+                   pixel_max=DIGITS_PIXEL_MAX)
+
+
+def load_npz(rest: str, root: Path, source: str) -> RawData:
+    """``npz:<file.npz>``: x_train, y_train, x_test, y_test (MNIST's layout); the test rows are the source's test split."""
+    path = root / rest
+    if not path.exists():
+        raise DistilleryError(f"data.source = {source!r}: file not found: {path}")
+    with np.load(path, allow_pickle=False) as arrays:
+        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+        if missing:
+            raise DistilleryError(f"{path}: missing arrays {missing}; it has {sorted(arrays.files)}")
+        try:
+            parts = {k: arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+        except ValueError as exc:  # object arrays need pickle, which is refused
+            raise DistilleryError(f"{path}: {exc}") from None
+    for split in ("train", "test"):
+        if len(parts[f"x_{split}"]) != len(parts[f"y_{split}"]):
+            raise DistilleryError(
+                f"{path}: x_{split} has {len(parts[f'x_{split}'])} rows but y_{split} has {len(parts[f'y_{split}'])}"
+            )
+    check_splits_not_empty({"x_train": len(parts["x_train"]), "x_test": len(parts["x_test"])}, str(path))
+    x = np.concatenate([parts["x_train"], parts["x_test"]])
+    if x.dtype.kind not in "iuf":
+        raise DistilleryError(f"{path}: x_train/x_test must be numeric arrays, got dtype {x.dtype}")
+    ids = np.arange(len(x))
+    y = integer_labels(np.concatenate([parts["y_train"], parts["y_test"]]), ids, str(path), "y_train/y_test")
+    pixel_max = UINT8_PIXEL_MAX if x.dtype == np.uint8 else None
+    inputs = as_pixels(x, pixel_max) if pixel_max else x.astype(np.float64)
+    names = [str(i) for i in range(max(int(y.max()), 0) + 1)]
+    test_mask = ids >= len(parts["x_train"])
+    return RawData(inputs, y, ids, names, test_mask, pixel_max)
+
+
+Loader = Callable[[str, Path, str], RawData]  # (what follows "kind:", the repo root, data.source as written)
+ARRAY_SOURCES: dict[str, Loader] = {"sklearn": load_digits, "npz": load_npz}
+
+
+def load_source(source: str, root: Path = Path(".")) -> RawData:
+    """Load an array ``data.source`` (or transfer source) with its kind's loader; relative paths are taken from
+    ``root`` (the repo)."""
+    kind, _, rest = source.partition(":")
+    if problem := check_source(source):
+        raise DistilleryError(f"data.source = {source!r}: {problem}")
+    if kind not in ARRAY_SOURCES:
+        raise DistilleryError(f"data.source = {source!r}: the kind {kind!r} is declared in data.params.SOURCE_KINDS "
+                              f"({SOURCE_KINDS[kind]}) but is no array source: it has no loader in "
+                              f"data.arrays.ARRAY_SOURCES, and is not one of the text and table kinds")
+    return ARRAY_SOURCES[kind](rest, root, source)
