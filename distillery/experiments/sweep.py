@@ -48,8 +48,9 @@ def dvc(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def parse_grid(text: str) -> list[list[str]]:
-    """``"a=1,2 b=3; c=0"`` -> ``[["a=1,2", "b=3"], ["c=0"]]``: one ``dvc exp run --queue`` per group."""
-    groups = [group.split() for group in text.split(";") if group.strip()]
+    """``"a=1,2 b=3; c=0"`` -> ``[["a=1,2", "b=3"], ["c=0"]]``: one ``dvc exp run --queue`` per group. A key may
+    be written with DVC's ``++`` (``++kd.dkd.beta=4,8``); the sweep adds it to every key anyway (``queue``)."""
+    groups = [[item.removeprefix("++") for item in group.split()] for group in text.split(";") if group.strip()]
     if not groups:
         raise DistilleryError("GRID is empty: give overrides like 'kd.T=1,2,4 kd.alpha=0.5,0.9'")
     for group in groups:
@@ -158,10 +159,12 @@ def refuse_untracked(root: Path = Path(".")) -> None:
 
 
 def queue(groups: list[list[str]]) -> list[str]:
-    """Queue each group with ``dvc exp run --queue -S ...``; the names DVC gave the experiments."""
+    """Queue each group with ``dvc exp run --queue -S ++key=values ...`` (``++``: a key that params.yaml leaves to
+    its default, such as a method's own ``kd.dkd.beta``, is added; one it holds is set); the names DVC gave the
+    experiments."""
     names = []
     for group in groups:
-        out = dvc("exp", "run", "--queue", *itertools.chain.from_iterable(("-S", item) for item in group)).stdout
+        out = dvc("exp", "run", "--queue", *itertools.chain.from_iterable(("-S", f"++{item}") for item in group)).stdout
         names.extend(_QUEUED.findall(out))
     return names
 

@@ -45,6 +45,23 @@ def test_bad_grid_is_refused_before_anything_runs(grid, message):
         check_grid(parse_grid(grid), REPO / "params.yaml")
 
 
+def test_a_method_s_own_param_is_swept_though_params_yaml_leaves_it_to_its_default(monkeypatch):
+    """``kd.dkd.beta`` is in no params.yaml: ``-S kd.dkd.beta=4`` made DVC fail after the workspace's repro, and
+    ``++kd.dkd.beta`` was refused by the sweep's own check. Every key is queued with ``++`` now."""
+    from distillery.experiments import sweep
+
+    groups = parse_grid("kd.method=dkd ++kd.dkd.beta=4,8")
+    assert groups == [["kd.method=dkd", "kd.dkd.beta=4,8"]]
+    assert check_grid(groups, REPO / "params.yaml") == [{"kd.method": "dkd", "kd.dkd.beta": 4},
+                                                          {"kd.method": "dkd", "kd.dkd.beta": 8}]
+    queued = []
+    monkeypatch.setattr(sweep, "dvc", lambda *args, **kwargs: queued.append(args) or subprocess.CompletedProcess(
+        args, 0, "Queued experiment 'first-one' for future execution.\n"
+                 "Queued experiment 'second-one' for future execution.\n", ""))
+    assert sweep.queue(groups) == ["first-one", "second-one"]
+    assert queued == [("exp", "run", "--queue", "-S", "++kd.method=dkd", "-S", "++kd.dkd.beta=4,8")]
+
+
 def test_sweep_refuses_untracked_code_and_names_it(tmp_path):
     repo = copy_repo(tmp_path, {})
     for name in ("stages/new_stage.py", "distillery/new_module.py", "notes.txt", "distillery/__pycache__/x.pyc"):
