@@ -2,12 +2,16 @@
 from the installed wheel, with no network and no source tree beside it."""
 from __future__ import annotations
 
+import ast
+import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import sysconfig
+import tomllib
 
 from distillery.methods import METHODS
 
@@ -49,3 +53,38 @@ def test_the_wheel_installs_every_subpackage_and_imports(tmp_path):
                       for p in (REPO / "distillery").rglob("*.py") if p.name != "__main__.py"}
     assert set(found["modules"]) | {"distillery"} == source_modules
     assert found["methods"] == list(METHODS)
+    metadata = next((site).glob("distillery-*.dist-info")) / "METADATA"
+    required = {line.split(":", 1)[1].strip() for line in metadata.read_text().splitlines()
+                if line.startswith("Requires-Dist:")}
+    assert required == set(tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"])
+
+
+def _name(requirement: str) -> str:
+    """The normalised distribution name of ``torch>=2.13.0`` or ``torch==2.13.0``: ``torch``."""
+    return re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-").replace(".", "-")
+
+
+def test_the_package_declares_every_library_it_imports_at_least_at_the_tested_version():
+    """The wheel declared no dependencies: ``pip install`` of it, then ``python -m distillery.methods``, failed on
+    numpy. Every third-party module the package imports is a declared dependency, whose lower bound is the version
+    requirements.txt pins."""
+    imported = set()
+    for path in (REPO / "distillery").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = {name for name in imported if name not in sys.stdlib_module_names and name != "distillery"}
+    declared = {_name(r): r for r in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    distributions = importlib.metadata.packages_distributions()
+    undeclared = sorted(name for name in third_party
+                        if not {_name(d) for d in distributions.get(name, [name])} & set(declared))
+    assert undeclared == []
+    pinned = {_name(line): line.split("==")[1].strip() for line in (REPO / "requirements.txt").read_text().splitlines()
+              if "==" in line and not line.startswith("#")}
+    for name, requirement in declared.items():
+        bound = requirement.partition(">=")[2]
+        assert name in pinned, f"{requirement}: not pinned in requirements.txt"
+        assert not bound or bound == pinned[name], f"{requirement}: requirements.txt tests {pinned[name]}"
+
