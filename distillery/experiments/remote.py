@@ -27,11 +27,13 @@ def _problem(exc: Exception, name: str) -> str:
     return "is unreachable: check its URL and endpointurl (`dvc remote list`, `dvc config -l`) and the network"
 
 
-def check_remote(name: str | None = None, root: str = ".") -> str:
+def check_remote(name: str | None = None, root: str = ".", command: str = "check") -> str:
     """Contact DVC remote ``name`` (None: the default remote) and return its name.
 
     Raises ``DistilleryError`` naming the remote when none is configured, or the remote is unreachable or
-    refuses the credentials.
+    refuses the credentials, or (``command`` ``check``) its folder or bucket prefix does not exist. ``pull`` says so
+    in a warning (a mistyped path pulled nothing and said only "Everything is up to date"; a new team's first CI
+    run pulls from a remote that holds nothing yet), ``push`` that it starts the remote.
     """
     from dvc.config import RemoteConfigError
     from dvc.repo import Repo
@@ -44,10 +46,17 @@ def check_remote(name: str | None = None, root: str = ".") -> str:
         config = repo.config["remote"][remote.name]
         where = config["url"] + (f" at {config['endpointurl']}" if config.get("endpointurl") else "")
         try:
-            remote.fs.exists(remote.path)
+            exists = remote.fs.exists(remote.path)
         except Exception as exc:  # noqa: BLE001 (any failure to list the remote is reported, named)
             raise DistilleryError(f"DVC remote '{remote.name}' ({where}) {_problem(exc, remote.name)}\n"
                                   f"  ({type(exc).__name__}: {exc})") from None
+    empty = (f"DVC remote '{remote.name}' ({where}) holds nothing: no such folder or prefix. Check its URL (`dvc "
+             f"remote list`), or push to it first (`make push REMOTE={remote.name}`)")
+    if not exists and command == "check":
+        raise DistilleryError(empty)
+    if not exists:  # a new team's first CI run pulls from a remote nothing was pushed to yet
+        print(f"warning: {empty}: nothing to pull" if command == "pull" else
+              f"DVC remote '{remote.name}' ({where}) holds nothing yet: this push starts it", flush=True)
     return remote.name
 
 
@@ -57,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-r", "--remote", help="the DVC remote (default: the default remote)")
     args, dvc_args = parser.parse_known_args(argv)  # the rest goes to `dvc pull` / `dvc push`
     with exit_on_error():
-        name = check_remote(args.remote)
+        name = check_remote(args.remote, command=args.command)
     if args.command != "check":
         sys.exit(subprocess.run(["dvc", args.command, "-r", name, *dvc_args]).returncode)
 

@@ -185,3 +185,22 @@ def test_each_failure_to_list_the_remote_is_named_with_what_to_fix():
     assert "`dvc remote modify --local storage ...`" in _problem(NoCredentialsError(), "storage")
     assert _problem(PermissionError("Forbidden"), "storage").startswith("refused the credentials: check")
     assert _problem(EndpointConnectionError(endpoint_url="http://x"), "storage").startswith("is unreachable")
+
+
+@pytest.mark.slow
+def test_a_remote_that_does_not_exist_is_refused_by_check_said_by_pull_and_started_by_push(tmp_path, capsys):
+    """A mistyped local remote: `make pull` said only "Everything is up to date" and `make push` made the folder
+    unseen."""
+    subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=tmp_path, check=True, env=ENV)
+    missing = tmp_path.parent / f"{tmp_path.name}-no-such-remote"
+    subprocess.run(["dvc", "remote", "add", "typo", str(missing)], cwd=tmp_path, check=True, env=ENV)
+    empty = f"DVC remote 'typo' ({missing}) holds nothing: no such folder or prefix. Check its URL"
+    with pytest.raises(DistilleryError, match=re.escape(empty)):
+        check_remote("typo", root=str(tmp_path), command="check")
+    assert check_remote("typo", root=str(tmp_path), command="pull") == "typo"
+    assert capsys.readouterr().out.startswith(f"warning: {empty}")
+    assert check_remote("typo", root=str(tmp_path), command="push") == "typo"
+    assert "holds nothing yet: this push starts it" in capsys.readouterr().out
+    missing.mkdir()
+    assert check_remote("typo", root=str(tmp_path), command="pull") == "typo" and capsys.readouterr().out == ""
