@@ -14,7 +14,7 @@ from ..errors import DistilleryError
 from .arrays import RawData, load_source
 from .corpus import prepare_corpus
 from .params import TEXT_KINDS
-from .prepared import Prepared, Split, save_prepared, untaught_classes
+from .prepared import Prepared, Split, features_repeated_in_train, save_prepared, untaught_classes
 from .scaling import scale_splits
 from .sources import PREPARE_READS, source_record
 from .splitting import split_indices
@@ -47,6 +47,8 @@ def prepare(data_params: dict, out_dir: Path, root: Path = Path("."), task: str 
         splits = {name: Split(raw.ids[rows], raw.inputs[rows], raw.labels[rows]) for name, rows in index.items()}
         label_names, meta, pixels = raw.label_names, {"source": data_params["source"]}, raw.pixels
         meta["inputs"] = {"kind": "array", "pixel_max": raw.pixel_max}
+    if any((repeated := features_repeated_in_train(splits, data_params["source"])).values()):
+        meta["inputs_also_in_train"] = repeated
     splits, meta["scaling"] = scale_splits(splits, data_params["scaling"], pixels)
     meta["sizes"] = {k: len(v.ids) for k, v in splits.items()}
     if untaught := untaught_classes(splits, label_names):

@@ -7,6 +7,7 @@ token sequences themselves; every later stage loads it with ``load_prepared``. S
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -130,16 +131,25 @@ def untaught_classes(splits: dict, label_names: list[str]) -> dict[str, dict[str
     return untaught
 
 
-def repeated_in_train(rows: dict[str, list], source: str, what: str) -> dict[str, int]:
-    """How many validation and test rows (``rows``: split -> each row's text, prompt or tuple of texts) are word for
-    word a train row's; logged as a warning (``what``: "text" or "prompt") when any is."""
+def repeated_in_train(rows: dict[str, list], source: str, what: str, same: str = "word for word") -> dict[str, int]:
+    """How many validation and test rows (``rows``: split -> each row's text, prompt, tuple of texts or digest of
+    its features) are ``same`` a train row's; logged as a warning (``what``: "text", "prompt" or "features") when
+    any is."""
     train = set(rows["train"])
     repeated = {split: sum(row in train for row in rows[split]) for split in ("validation", "test")}
     if any(repeated.values()):
-        logger.warning("%s: the %s of %s also stands in train, word for word: those rows test memory as much as "
-                       "learning", source, what, " and ".join(f"{n:,} of the {len(rows[split]):,} {split} rows"
-                                                            for split, n in repeated.items() if n))
+        logger.warning("%s: the %s of %s also stands in train, %s: those rows test memory as much as learning",
+                       source, what, " and ".join(f"{n:,} of the {len(rows[split]):,} {split} rows"
+                                                  for split, n in repeated.items() if n), same)
     return repeated
+
+
+def features_repeated_in_train(splits: dict[str, Split], source: str) -> dict[str, int]:
+    """``repeated_in_train`` of array and table rows: validation and test rows whose features (as the model takes
+    them, before scaling) are a train row's, value for value (duplicated rows of a file fall into every split)."""
+    digests = {name: [hashlib.blake2b(np.ascontiguousarray(row).tobytes(), digest_size=16).digest()
+                      for row in split.inputs] for name, split in splits.items()}
+    return repeated_in_train(digests, source, "features", "value for value")
 
 
 def save_prepared(prepared: Prepared, out_dir: Path) -> None:

@@ -214,9 +214,11 @@ def _inputs(meta: dict) -> str:
         also = "".join(f"; {n:,} of the {meta['sizes'][split]:,} {split} rows repeat a train row's text word for word"
                        for split, n in repeated.items() if n)
         return f"the text of the column {columns['text']!r}{pair}{also}"
+    also = "".join(f"; {n:,} of the {meta['sizes'][split]:,} {split} rows repeat a train row's features value for "
+                   f"value" for split, n in meta.get("inputs_also_in_train", {}).items() if n)
     if meta.get("kind") == "table":
-        return f"{len(meta['features'])} features from the columns {meta['feature_columns']}"
-    return f"input shape {meta['input_shape']}"
+        return f"{len(meta['features'])} features from the columns {meta['feature_columns']}{also}"
+    return f"input shape {meta['input_shape']}{also}"
 
 
 def scaling_text(scaling: dict) -> str:

@@ -154,6 +154,22 @@ def test_a_listed_class_without_train_rows_is_warned_about_and_recorded(tmp_path
     assert prepared.meta["classes_without_train_rows"] == {"quince": {"validation": 0, "test": 0}}
 
 
+def test_rows_whose_features_train_holds_are_counted_and_warned_about(tmp_path, caplog):
+    """A file's duplicated rows (under new ids) fall into every split: validation and test then score memory."""
+    df = table(60)
+    pd.concat([df, df.iloc[:30].assign(id=df["id"].iloc[:30] + 1000)]).to_csv(tmp_path / "t.csv", index=False)
+    prepared = prepare(params(scaling="none")["data"], tmp_path / "out", tmp_path)
+    train = {tuple(row) for row in prepared.splits["train"].inputs.tolist()}
+    by_hand = {split: sum(tuple(row) in train for row in prepared.splits[split].inputs.tolist())
+               for split in ("validation", "test")}
+    assert by_hand["validation"] + by_hand["test"] > 0
+    assert prepared.meta["inputs_also_in_train"] == by_hand
+    assert "the features of " in caplog.text and "also stands in train, value for value" in caplog.text
+    df.to_csv(tmp_path / "unique.csv", index=False)
+    unique = prepare(params(source="file:unique.csv", scaling="none")["data"], tmp_path / "unique", tmp_path)
+    assert "inputs_also_in_train" not in unique.meta
+
+
 def test_parquet_rows_are_named_from_zero_and_labels_by_line(tmp_path):
     table().assign(size=lambda d: d["size"].where(d.index != 7)).to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DistilleryError, match=re.escape("t.parquet: column 'size' has 1 missing, NaN or infinite "

@@ -214,6 +214,9 @@ def test_setting_table_records_the_feature_scaling(synthetic, digits):
     table = {**digits.meta, "kind": "table", "feature_columns": ["size", "colour"],
              "features": ["size", "colour_blue", "colour_red"], "input_shape": [3]}
     assert "; 3 features from the columns ['size', 'colour'] |" in setting_table(params, table, metrics)
+    table["inputs_also_in_train"] = {"validation": 2, "test": 0}
+    assert (f"; 3 features from the columns ['size', 'colour']; 2 of the {table['sizes']['validation']:,} "
+            f"validation rows repeat a train row's features value for value |") in setting_table(params, table, metrics)
     text = {**digits.meta, "kind": "text", "source": "files", "inputs": {"columns": {"text": "subject",
                                                                                      "text_pair": "body"}}}
     files = {**params, "data": {**params["data"], "source": "files",
