@@ -271,10 +271,11 @@ def check_data(data: dict, source: str) -> None:
 def _check_transfer(data: dict, source: str) -> None:
     """Rules of ``data.transfer`` that params alone show (the rest need the data: ``data.transfer``)."""
     tp = data["transfer"]
-    on = tp["rest"] or tp["source"] or tp["augment"]
-    if on and data["feature_columns"] is not None:
-        raise DistilleryError(f"{source}: data.transfer with data.feature_columns (a numeric table): transfer sets "
-                              "are text or array (image) rows")
+    table = data["feature_columns"] is not None
+    if table and tp["augment"]:
+        raise DistilleryError(f"{source}: data.transfer.augment = {tp['augment']} with data.feature_columns (a numeric "
+                              "table): variants are made of texts (Tang et al.) and images (jitter), not of table "
+                              "rows; give unlabelled rows in data.transfer.source instead")
     if tp["rest"] and not is_text(data):
         raise DistilleryError(f"{source}: data.transfer.rest = true with data.source = {data['source']!r}: the rest "
                               "of the train rows exists for text sources with data.max_train_examples")
@@ -285,7 +286,11 @@ def _check_transfer(data: dict, source: str) -> None:
         kind = tp["source"].partition(":")[0]
         if kind == "files":
             raise DistilleryError(f"{source}: data.transfer.source = 'files': name one file (file:<path>)")
-        if (kind in ("hf", "file")) != is_text(data):
+        if table and kind != "file":
+            raise DistilleryError(f"{source}: data.transfer.source = {tp['source']!r} with data.feature_columns (a "
+                                  "numeric table): the transfer rows are one file with the same feature columns, "
+                                  "file:<path>")
+        if not table and (kind in ("hf", "file")) != is_text(data):
             raise DistilleryError(f"{source}: data.transfer.source = {tp['source']!r} with data.source = "
                                   f"{data['source']!r}: the transfer source must be of the same kind (text: hf:, "
                                   "file:; arrays: npz:, sklearn:)")

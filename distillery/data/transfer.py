@@ -7,8 +7,9 @@ like ``data/prepared``) and scored once by the ``transfer_logits`` stage (``data
 - ``rest``: the train rows ``data.max_train_examples`` leaves out, labels dropped (text sources). Their
   labels are kept aside in ``source_label`` only so the report can show the teacher's agreement with them
   and what the hard student would reach on all labels; no training reads them.
-- ``source``: every row of another source of the same kind (``hf:``, ``file:``, ``files``, ``npz:``), its
-  labels (if any) ignored.
+- ``source``: every row of another source of the same kind (``hf:``, ``file:``, ``files``, ``npz:``; for a
+  numeric table, one file with its feature columns, encoded and scaled as the prepared rows), its labels (if any)
+  ignored.
 - ``augment``: N seeded variants of each labelled train row. Text: Tang et al. (2019), "Distilling
   Task-Specific Knowledge from BERT into Simple Neural Networks" - each word is masked (``mask_prob``) or else
   replaced (``replace_prob``) by a word drawn uniformly from the labelled train rows' vocabulary (the paper
@@ -185,6 +186,21 @@ def _source_arrays(tp: dict, root: Path, shape: list[int]) -> np.ndarray:
     return raw.inputs.astype(np.float32)
 
 
+def _source_table(tp: dict, prepared: Prepared, root: Path) -> np.ndarray:
+    """The rows of a numeric table's transfer source (``file:<path>``) as the prepared rows are: the same feature
+    columns, categories one-hot over the train categories, scaled with the train statistics (``data.inputs``)."""
+    from .inputs import input_record, read_rows
+
+    spec = tp["source"]
+    path = root / spec.partition(":")[2]
+    if not path.exists():
+        _refuse("source", f"{spec!r}: file not found: {path}")
+    try:
+        return read_rows(input_record(prepared), path).inputs.astype(np.float32)
+    except DistilleryError as exc:
+        _refuse("source", f"{spec!r}: {exc}")
+
+
 def build_transfer(data_params: dict, prepared: Prepared, root: Path = Path(".")) -> TransferSet:
     """The transfer set ``data.transfer`` asks for, checked (see the module docstring); empty when it is off.
     Raises ``DistilleryError`` naming the param before anything is written."""
@@ -201,7 +217,8 @@ def build_transfer(data_params: dict, prepared: Prepared, root: Path = Path(".")
         labelled = {name: list(train.dataset[name]) for name in columns}
         texts: dict[str, list[str]] = {name: [] for name in columns}
     else:
-        if prepared.meta.get("scaling", {}).get("scaler", "none") != "none" and tp["source"]:
+        if prepared.meta.get("scaling", {}).get("scaler", "none") != "none" and tp["source"] and \
+                prepared.meta.get("kind") != "table":  # a table's rows are encoded and scaled as prepare's were
             _refuse("source", f"the prepared inputs are scaled ({prepared.meta['scaling']['scaler']}); another "
                               "array source needs data.scaling: none (or pixel inputs, data.scaling: auto)")
         arrays = []
@@ -232,6 +249,10 @@ def build_transfer(data_params: dict, prepared: Prepared, root: Path = Path(".")
             n = len(rows["text"])
             for name in columns:
                 texts[name] += rows[name]
+        elif prepared.meta.get("kind") == "table":
+            x = _source_table(tp, prepared, root)
+            n = len(x)
+            arrays.append(x)
         else:
             x = _source_arrays(tp, root, prepared.input_shape)
             n = len(x)

@@ -181,11 +181,47 @@ def test_rest_with_nothing_left_out_is_refused(text_prepared, text_source):
     ({"data": {"transfer": {"source": "file:x.csv"}}}, "the transfer source must be of the same kind"),
     ({"data": {"transfer": {"mask_prob": 1.5}}}, "data.transfer.mask_prob = 1.5: must be a probability"),
     ({"data": {"transfer": {"labelled_repeats": 0}}}, "data.transfer.labelled_repeats = 0"),
+    ({"data": {"source": "file:t.csv", "feature_columns": "all", "transfer": {"augment": 1}}},
+     "data.transfer.augment = 1 with data.feature_columns (a numeric table): variants are made of texts"),
+    ({"data": {"source": "file:t.csv", "feature_columns": "all", "transfer": {"source": "npz:more.npz"}}},
+     "the transfer rows are one file with the same feature columns, file:<path>"),
 ])
 def test_bad_transfer_params_are_refused_at_validation(groups, message):
     with pytest.raises(DistilleryError) as info:
         make_params(**groups)
     assert message in str(info.value)
+
+
+def test_a_table_s_transfer_rows_are_encoded_and_scaled_as_its_prepared_rows(tmp_path):
+    """Unlabelled rows of a numeric table (its feature columns, a category among them) as a transfer source."""
+    import pandas as pd
+
+    from distillery.data.prepare import prepare
+
+    i = np.arange(80)
+    rows = pd.DataFrame({"id": 100 + i, "size": (i % 7) * 1.5, "weight": 1000.0 * (i % 5) + i,
+                         "colour": np.where(i % 3, "red", "blue"), "kind": np.where(i % 2, "pear", "apple")})
+    rows.iloc[:60].to_csv(tmp_path / "t.csv", index=False)
+    unlabelled = rows.drop(columns=["kind"]).assign(colour=lambda df: df["colour"].where(df.index != 70, "green"))
+    unlabelled.to_csv(tmp_path / "more.csv", index=False)  # its first 60 rows are the labelled file's, unlabelled
+    data = make_params(data={"source": "file:t.csv", "feature_columns": "all", "label_column": "kind",
+                             "label_names": ["apple", "pear"], "categorical": "onehot",
+                             "transfer": {"source": "file:more.csv"}})["data"]
+    prepared = prepare(data, tmp_path / "prepared", tmp_path)
+    transfer = build_transfer(data, prepared, tmp_path)
+    assert transfer.meta["counts"]["source"] == 80 and transfer.inputs.shape == (80, *prepared.input_shape)
+    assert transfer.ids.min() == transfer.meta["id_offset"] == 60  # after the prepared ids: the file's positions
+    train = prepared.splits["train"]
+    np.testing.assert_array_equal(transfer.inputs[train.ids], train.inputs)  # row for row, bit for bit
+    assert transfer.meta["duplicates_of_labelled"] == len(train.ids)
+    blue, red = (prepared.meta["features"].index(f"colour_{c}") for c in ("blue", "red"))
+    scaling = prepared.meta["scaling"]  # an unseen category: all zeros before scaling, as in predict
+    np.testing.assert_allclose(transfer.inputs[70, [blue, red]],
+                               [-scaling["mean"][k] / scaling["scale"][k] for k in (blue, red)], rtol=1e-6)
+    unlabelled.drop(columns=["weight"]).to_csv(tmp_path / "more.csv", index=False)
+    with pytest.raises(DistilleryError, match=r"data.transfer.source: 'file:more.csv': .*missing feature column\(s\) "
+                                              r"\['weight'\]"):
+        build_transfer(data, prepared, tmp_path)
 
 
 def test_jitter_without_shift_or_noise_is_refused(digits):
