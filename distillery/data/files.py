@@ -27,7 +27,7 @@ from ..errors import DistilleryError
 from .prepared import SPLITS
 from .sentences import check_train_to_split, sentence_split_indices, sentence_split_origin
 from .splitting import split_indices
-from .validation import _few, refuse, table_problems
+from .validation import _few, label_texts, labels_are_names, refuse, table_problems, unused_indices_problem
 
 
 HIDDEN_LABEL = -1
@@ -106,21 +106,22 @@ def load_tables(data_params: dict, root: Path, text_columns=()) -> tuple[dict, d
 
 def _labels_as_ints(tables: dict, data_params: dict, declared: list[str] | None) -> list[str]:
     """Label names, with every table's label column (checked already: ``source_problems``) turned into class indices
-    in place."""
+    in place: indices as they are, names (``labels_are_names``, over every table) by their place in the names."""
     import pandas as pd
 
     label = data_params["label_column"]
     names = data_params["label_names"] or declared
+    values = pd.concat([df[label] for df in tables.values()])
     if names is None:
-        values = pd.concat([df[label] for df in tables.values()])
         if pd.api.types.is_numeric_dtype(values):
             names = [str(i) for i in range(int(values.max()) + 1)]
         else:
             names = sorted(values.astype(str).unique())
+    by_name = labels_are_names(values, names)
     index = {str(n): i for i, n in enumerate(names)}
     for df in tables.values():
-        if not pd.api.types.is_numeric_dtype(df[label]):
-            df[label] = df[label].astype(str).map(index)
+        if by_name:
+            df[label] = label_texts(df[label]).map(index)
         df[label] = df[label].astype(np.int64)
     return [str(n) for n in names]  # a class without train rows: prepared.untaught_classes
 
@@ -149,14 +150,23 @@ def source_problems(tables: dict, where: dict, data_params: dict, declared: list
                     inputs: list[str]) -> list[str]:
     """Every problem of the source's tables that ``labelled_splits`` would refuse, one line each, before any id is
     added: ``data.id_column``'s cells (``id_problems``), then each split's inputs (not with ``data.empty_text:
-    keep``) and labels (``table_problems``; hidden test labels are not checked), so that one run names them all."""
+    keep``) and labels (``table_problems``; hidden test labels are not checked; without label names no class index
+    below the largest label may go unused: ``unused_indices_problem``), so that one run names them all."""
+    import pandas as pd
+
     id_column, label = data_params["id_column"], data_params["label_column"]
     problems = id_problems(tables, id_column, where) if id_column else []
     rows = row_labels(tables, where, id_column)
     inputs = inputs if data_params["empty_text"] == "refuse" else []  # keep: an empty text is a text
     checked = {split: df for split, df in tables.items() if not (split == "test" and hidden_labels(df, label))}
-    return problems + [problem for split, df in checked.items() for problem in table_problems(
-        df, inputs, label, where[split], data_params["label_names"] or declared, rows=rows[split])]
+    names = data_params["label_names"] or declared
+    present = [df[label].dropna() for df in checked.values() if label in df.columns]  # else table_problems says so
+    labels = pd.concat(present) if present else pd.Series([], dtype=np.int64)
+    by_name = labels_are_names(labels, names)  # decided over every split, so that a label means one class in all
+    problems += [problem for split, df in checked.items() for problem in table_problems(
+        df, inputs, label, where[split], names, rows=rows[split], by_name=by_name)]
+    unused = None if names else unused_indices_problem(labels, label, ", ".join(where[split] for split in checked))
+    return problems + ([unused] if unused else [])
 
 
 def hidden_labels(df, label: str) -> bool:

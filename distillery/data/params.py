@@ -205,7 +205,8 @@ DATA = {
                        help="file and hf sources: a column of integer row ids, kept end to end (logits, "
                             "predictions, messages); null: rows are numbered by position, messages name lines"),
     "label_names": Field(LIST, _names, None, nullable=True,
-                         help="class names in index order; labels may be indices or these names"),
+                         help="class names in index order; labels may be indices 0..k-1 or these names (numbers too, "
+                              "compared as text, when some label is no index)"),
     "max_train_examples": Field(INT, positive, None, nullable=True,
                                 help="keep a random subset of train (data.split_seed)"),
     "feature_columns": Field((list, str), _feature_columns, None, nullable=True,

@@ -29,8 +29,8 @@ def integer_labels(labels, ids, source: str, column: str = "label") -> np.ndarra
     if labels.dtype.kind == "b" or labels.dtype.kind not in "f":
         shown = [v for v in labels[:SHOWN].tolist()]
         names = sorted({str(v) for v in labels.tolist()}) if labels.dtype.kind in "OUS" else []
-        hint = (f": class names need data.label_names, the classes in index order (e.g. data.label_names: "
-                f"[{', '.join(names[:SHOWN])}{', ...' if len(names) > SHOWN else ''}])" if names else "")
+        hint = (f": class names need data.label_names, the classes in index order (e.g. "
+                f"{label_names_example(names)})" if names else "")
         raise DistilleryError(
             f"{source}: column '{column}' must hold integer class indices, got dtype {labels.dtype} "
             f"(first values {shown}){hint}"
@@ -42,6 +42,65 @@ def integer_labels(labels, ids, source: str, column: str = "label") -> np.ndarra
             f"ids {_few(ids[bad])} have {_few(labels[bad])}"
         )
     return labels.astype(np.int64)
+
+
+def label_names_example(names: Sequence) -> str:
+    """``data.label_names: [a, b, c]`` for the classes ``names``, ready to paste (the first few, then ``...``)."""
+    shown = ", ".join(map(str, list(names)[:SHOWN]))
+    return f"data.label_names: [{shown}{', ...' if len(names) > SHOWN else ''}]"
+
+
+def label_texts(labels):
+    """Labels as the text that ``data.label_names`` is compared with: integral numbers without a fraction (``1``,
+    not ``1.0``), anything else as ``str`` writes it."""
+    import pandas as pd
+
+    labels = pd.Series(labels)
+    if pd.api.types.is_numeric_dtype(labels) and not pd.api.types.is_bool_dtype(labels):
+        numbers = labels.to_numpy(dtype=np.float64)
+        if np.isfinite(numbers).all() and (numbers == np.round(numbers)).all():
+            return labels.astype(np.int64).astype(str)
+    return labels.astype(str)
+
+
+def labels_are_names(labels, label_names: Sequence | None) -> bool:
+    """Whether labels (none missing) name their classes from ``data.label_names`` rather than index them: always for
+    text labels; for numbers (grades 5, 6, 7 with ``data.label_names: [5, 6, 7]``) when some label is no class index
+    0..k-1 and every one equals a name, compared as text (``label_texts``). Labels within 0..k-1 are indices."""
+    import pandas as pd
+
+    if label_names is None:
+        return False
+    labels = pd.Series(labels)
+    if not pd.api.types.is_numeric_dtype(labels):
+        return True
+    numbers = labels.to_numpy(dtype=np.float64)
+    if ((numbers >= 0) & (numbers < len(label_names)) & (numbers == np.round(numbers))).all():
+        return False
+    return bool(label_texts(labels).isin(set(map(str, label_names))).all())
+
+
+def unused_indices_problem(labels, column: str, where: str) -> str | None:
+    """Without ``data.label_names`` integer labels are class indices 0..k-1, k one above the largest: a problem line
+    when some index below it has no row in any split (labels 1, 2, 3 would make a class 0 that no row has), with the
+    ``data.label_names`` that names the classes by value instead; None when every index has rows, or when the labels
+    are not non-negative integers (``table_problems`` names those)."""
+    import pandas as pd
+
+    labels = pd.Series(labels).dropna()
+    if not pd.api.types.is_numeric_dtype(labels) or pd.api.types.is_bool_dtype(labels) or labels.empty:
+        return None
+    numbers = labels.to_numpy(dtype=np.float64)
+    if not (np.isfinite(numbers) & (numbers >= 0) & (numbers == np.round(numbers))).all():
+        return None
+    present = np.unique(numbers.astype(np.int64))
+    unused = np.setdiff1d(np.arange(present[-1] + 1), present)
+    if not unused.size:
+        return None
+    return (f"{where}: column '{column}' holds the labels {_few(present)} and none of {_few(unused)}: without "
+            f"data.label_names labels are class indices 0..{present[-1]}, and a class without rows is an output that "
+            f"no row teaches; name the classes by these values with {label_names_example(present)} (or number the "
+            "labels from 0)")
 
 
 def validate_arrays(ids, inputs, labels, label_names: Sequence[str], source: str) -> None:
@@ -91,12 +150,14 @@ def table_problems(
     label_names: Sequence[str] | None = None,
     id_column: str = "id",
     rows: tuple[str, np.ndarray] | None = None,
+    by_name: bool | None = None,
 ) -> list[str]:
     """What is wrong with a table read from a file, one line per problem: the columns exist, rows are there,
     inputs non-empty, labels valid, ids unique.
 
     Labels are integer class indices (``0..len(label_names)-1`` when ``label_names`` is given)
-    or, with ``label_names``, names from that list. Rows are named by ``rows`` (a word and one name
+    or, with ``label_names``, names from that list (``by_name``: as ``labels_are_names`` decides over every
+    table of the source; None: over this one). Rows are named by ``rows`` (a word and one name
     per row, e.g. ``("lines", ...)``) when given, else by ``id_column`` when the table has one, else
     by their 0-based row number.
     """
@@ -131,9 +192,12 @@ def table_problems(
         problems.append(f"{source}: column '{label_column}' has {bad.size} missing labels: {which} "
                         f"{_few(names[bad])}")
         labels, names = labels[~labels.isna()], np.asarray(names)[~labels.isna().to_numpy()]
-    if label_names is not None and not pd.api.types.is_numeric_dtype(labels):
-        known = set(map(str, label_names))
-        bad = np.flatnonzero(~labels.astype(str).isin(known).to_numpy())
+    if by_name is None:
+        by_name = labels_are_names(labels, label_names)
+    unnamed = (np.flatnonzero(~label_texts(labels).isin(set(map(str, label_names))).to_numpy())
+               if label_names is not None else None)
+    if by_name:
+        bad = unnamed
         if bad.size:
             problems.append(f"{source}: column '{label_column}' has {bad.size} labels outside the label set "
                             f"{list(label_names)}: {which} {_few(names[bad])} have {_few(labels.to_numpy()[bad])}")
@@ -146,8 +210,12 @@ def table_problems(
     bad = np.flatnonzero((values < 0) | (values >= upper))
     if bad.size:
         allowed = "non-negative" if label_names is None else f"0..{len(label_names) - 1}"
-        problems.append(f"{source}: column '{label_column}' has {bad.size} labels outside {allowed}: "
-                        f"{which} {_few(names[bad])} have {_few(values[bad])}")
+        problem = (f"{source}: column '{label_column}' has {bad.size} labels outside {allowed}: "
+                   f"{which} {_few(names[bad])} have {_few(values[bad])}")
+        if unnamed is not None and 0 < unnamed.size < len(values):  # some are names: meant to name classes by value?
+            problem += (f"; nor are they all names in data.label_names {list(label_names)} (labels are read as names "
+                        f"when every one is a name): {which} {_few(names[unnamed])} have {_few(values[unnamed])}")
+        problems.append(problem)
     return problems
 
 

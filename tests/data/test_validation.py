@@ -7,7 +7,7 @@ import pytest
 
 from distillery.data.prepare import prepare
 from distillery.errors import DistilleryError
-from distillery.data.validation import check_stratifiable, table_problems, validate_arrays
+from distillery.data.validation import check_stratifiable, labels_are_names, table_problems, validate_arrays
 
 from ..conftest import make_params
 
@@ -138,3 +138,18 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
     params = make_params(data={"source": "npz:d.npz"})
     with pytest.raises(DistilleryError, match="allow_pickle=False"):
         prepare(params["data"], tmp_path / "prepared", root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "labels, names, by_name",
+    [
+        ([1, 2, 3], [1, 2, 3], True),  # 3 is no index 0..2: grades named by value
+        ([5.0, 6.0, 7.0], ["5", "6", "7"], True),  # compared as text, 5.0 as 5
+        ([0, 1, 2], [1, 2, 0], False),  # all within 0..2: indices, though each is a name too
+        ([0, 3], [1, 2, 3], False),  # 0 is no name: neither reading, the indices' check names the rows
+        (["b", "a"], ["a", "b"], True),
+        ([1, 2, 3], None, False),
+    ],
+)
+def test_labels_are_names_when_some_is_no_index_and_every_one_a_name(labels, names, by_name):
+    assert labels_are_names(pd.Series(labels), names) is by_name
