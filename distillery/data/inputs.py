@@ -192,14 +192,16 @@ def _read_new_table(path: Path, text_columns, id_column: str | None):
 
 
 def _table_ids(df, id_column: str | None, where: str) -> tuple[np.ndarray, tuple[str, np.ndarray]]:
-    """The rows' ids and how messages name the rows: the id column (``data.id_column``, else ``id``) where the file
-    has one, checked (present, integers, unique; bad rows named by their lines), else positions from 0."""
-    column = id_column or ID_COLUMN
+    """The rows' ids and how messages name the rows: the id column (``data.id_column``, else ``id``, which a file
+    without the model's ``data.id_column`` falls back on too, with a warning) where the file has one, checked
+    (present, integers, unique; bad rows named by their lines), else positions from 0."""
+    column = id_column if id_column in df.columns else ID_COLUMN
     lines = row_names(df, where)
+    if id_column and column != id_column:
+        logger.warning("%s: no column %r (the model's data.id_column): %s", where, id_column,
+                       f"the file's column {ID_COLUMN!r} holds the rows' ids" if column in df.columns else
+                       "the rows are numbered from 0 in the output's id column")
     if column not in df.columns:
-        if id_column:
-            logger.warning("%s: no column %r (the model's data.id_column): the rows are numbered from 0 in the "
-                           "output's id column", where, id_column)
         return np.arange(len(df), dtype=np.int64), lines
     ids, bad = integer_cells(df[column])
     if bad.size:

@@ -173,6 +173,23 @@ def test_rows_without_the_models_id_column_are_numbered_with_a_warning(tmp_path,
     assert "new.csv: no column 'key' (the model's data.id_column): the rows are numbered from 0" in caplog.text
 
 
+def test_rows_without_the_models_id_column_are_keyed_by_a_column_id_with_a_warning(tmp_path, caplog):
+    df = sentences(60).assign(key=lambda d: 500 + np.arange(len(d)))
+    df.to_csv(tmp_path / "s.csv", index=False)
+    record = input_record(prepare_text_source(tmp_path, tmp_path, source="file:s.csv", id_column="key"))
+    df.rename(columns={"key": "id"}).head(3).to_csv(tmp_path / "new.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        rows = read_rows(record, tmp_path / "new.csv")
+    assert rows.ids.tolist() == rows.dataset["id"] == [500, 501, 502]
+    assert "new.csv: no column 'key' (the model's data.id_column): the file's column 'id' holds the rows' ids" in \
+        caplog.text
+    caplog.clear()
+    df.assign(id=[7] * 60).head(3).to_csv(tmp_path / "both.csv", index=False)  # the model's own column comes first
+    with caplog.at_level(logging.WARNING):
+        assert read_rows(record, tmp_path / "both.csv").ids.tolist() == [500, 501, 502]
+    assert caplog.text == ""
+
+
 def test_the_record_is_saved_and_loaded_and_a_folder_without_one_is_explained(tmp_path, images):
     record = input_record(images[2])
     save_record(record, tmp_path)
