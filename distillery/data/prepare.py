@@ -14,7 +14,8 @@ from ..errors import DistilleryError
 from .arrays import RawData, load_source
 from .corpus import prepare_corpus
 from .params import TEXT_KINDS
-from .prepared import Prepared, Split, features_repeated_in_train, save_prepared, untaught_classes
+from .prepared import Prepared, Split, features_repeated_in_train, save_prepared, train_classes_missing, \
+    untaught_classes
 from .scaling import scale_splits
 from .sources import PREPARE_READS, source_record
 from .splitting import split_indices
@@ -53,6 +54,8 @@ def prepare(data_params: dict, out_dir: Path, root: Path = Path("."), task: str 
     meta["sizes"] = {k: len(v.ids) for k, v in splits.items()}
     if untaught := untaught_classes(splits, label_names):
         meta["classes_without_train_rows"] = untaught
+    if missing := train_classes_missing(splits, label_names):
+        meta["classes_without_validation_or_test_rows"] = missing
     meta.update(source_record(data_params, PREPARE_READS, root))
     prepared = Prepared(splits, label_names, list(splits["train"].inputs.shape[1:]), meta)
     save_prepared(prepared, out_dir)

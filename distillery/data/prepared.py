@@ -131,6 +131,28 @@ def untaught_classes(splits: dict, label_names: list[str]) -> dict[str, dict[str
     return untaught
 
 
+WITHOUT_ROWS = {"validation": "checkpoint selection and temperature scaling never see {}",
+                "test": "the test scores say nothing about {}"}  # what a class missing from the split costs
+
+
+def train_classes_missing(splits: dict, label_names: list[str]) -> dict[str, list[str]]:
+    """Split -> the classes train has that the validation or test split has no row of (too few rows of them for a
+    stratified split to give each split one, or a file per split without them), each split logged as a warning;
+    ``{}`` when both have every class train has."""
+    taught = set(np.asarray(splits["train"].labels).tolist())
+    missing = {}
+    for split in ("validation", "test"):
+        present = set(np.asarray(splits[split].labels).tolist())
+        names = [name for index, name in enumerate(label_names) if index in taught and index not in present]
+        if names:
+            missing[split] = names
+            one = len(names) == 1
+            logger.warning("the %s split has no row of the %s %s, which train has: %s", split,
+                           "class" if one else "classes", ", ".join(map(repr, names)),
+                           WITHOUT_ROWS[split].format("it" if one else "them"))
+    return missing
+
+
 def repeated_in_train(rows: dict[str, list], source: str, what: str, same: str = "word for word") -> dict[str, int]:
     """How many validation and test rows (``rows``: split -> each row's text, prompt, tuple of texts or digest of
     its features) are ``same`` a train row's; logged as a warning (``what``: "text", "prompt" or "features") when

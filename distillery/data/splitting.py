@@ -29,7 +29,8 @@ def split_indices(
             )
         else:
             rest, test = rows[~test_mask], rows[test_mask]
-        check_stratifiable(labels[rest], data_params["validation_fraction"], "validation", source, names)
+        check_stratifiable(labels[rest], data_params["validation_fraction"], "validation", source, names,
+                           test_took=labels[test] if test_mask is None else None)
         train, validation = train_test_split(
             rest, test_size=data_params["validation_fraction"], stratify=labels[rest], random_state=seed
         )

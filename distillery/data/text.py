@@ -13,7 +13,8 @@ import numpy as np
 from ..errors import DistilleryError
 from ..io import atomic_dir
 from .files import check_columns, labelled_splits, load_tables
-from .prepared import META_FILE, Prepared, Split, load_prepared, repeated_in_train, untaught_classes
+from .prepared import META_FILE, Prepared, Split, load_prepared, repeated_in_train, train_classes_missing, \
+    untaught_classes
 from .sources import PREPARE_READS, source_record
 
 
@@ -52,6 +53,8 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
     }
     if untaught := untaught_classes(splits, names):
         meta["classes_without_train_rows"] = untaught
+    if missing := train_classes_missing(splits, names):
+        meta["classes_without_validation_or_test_rows"] = missing
     texts = {name: list(zip(*(split.dataset[column] for column in sorted(split.dataset))))  # text (and pair)
              for name, split in splits.items()}
     if any((repeated := repeated_in_train(texts, source, "text")).values()):

@@ -245,16 +245,30 @@ def check_inputs_present(df, input_columns: Sequence[str], source: str, rows: tu
     refuse(input_problems(df, input_columns, source, rows))
 
 
-def check_stratifiable(labels, fraction: float, split: str, source: str, label_names: Sequence[str]) -> None:
-    """Raise if ``labels`` cannot be split off a stratified ``fraction`` for ``split`` (what scikit-learn needs)."""
+def check_stratifiable(labels, fraction: float, split: str, source: str, label_names: Sequence[str],
+                       test_took=None) -> None:
+    """Raise if ``labels`` cannot be split off a stratified ``fraction`` for ``split`` (what scikit-learn needs).
+    ``test_took``: the labels of the rows a stratified test split took from the same rows before, which the message
+    counts in."""
     labels = np.asarray(labels)
     n, classes = len(labels), np.unique(labels)
+
+    def name(c: int):
+        return label_names[c] if 0 <= c < len(label_names) else c
+
     counts = {int(c): int((labels == c).sum()) for c in classes}
-    scarce = {label_names[c] if 0 <= c < len(label_names) else c: k for c, k in counts.items() if k < 2}
+    scarce = {c: k for c, k in counts.items() if k < 2}
     if scarce:
+        before = ""
+        if test_took is not None:
+            taken = {c: int((np.asarray(test_took) == c).sum()) for c in scarce}
+            before = (f" left for train and {split} once the stratified test split took "
+                      f"{ {name(c): k for c, k in taken.items()} } of their "
+                      f"{ {name(c): k + taken[c] for c, k in scarce.items()} }")
         raise DistilleryError(
-            f"{source}: too few rows to split off a stratified {split} split: classes {scarce} "
-            "have fewer than 2 rows (give more data or fewer classes)"
+            f"{source}: too few rows to split off a stratified {split} split: classes "
+            f"{ {name(c): k for c, k in scarce.items()} } have fewer than 2 rows{before} (give more data or fewer "
+            "classes)"
         )
     n_split = math.ceil(fraction * n)
     if n_split < len(classes) or n - n_split < len(classes):

@@ -198,6 +198,21 @@ def untaught_warning(meta: dict) -> str | None:
             "train rows, or leave it out of `data.label_names`.")
 
 
+def missing_classes_warning(meta: dict) -> str | None:
+    """A warning when the validation or test split has no row of a class train has
+    (``classes_without_validation_or_test_rows`` of meta.json), else None."""
+    missing = meta.get("classes_without_validation_or_test_rows")
+    if not missing:
+        return None
+    costs = {"validation": "checkpoint selection and temperature scaling never see {}",
+             "test": "the test scores say nothing about {}"}
+    said = "; ".join(f"the {split} split has no row of the {'class' if len(names) == 1 else 'classes'} "
+                     f"{', '.join(f'`{name}`' for name in names)}: "
+                     + costs[split].format("it" if len(names) == 1 else "them") for split, names in missing.items())
+    return (f"Train has classes that other splits lack: {said}. Give those classes more rows: a stratified split "
+            "gives each split its share of a class's rows, which rounds to none for a class of a few rows.")
+
+
 def _source(source: str, data: dict) -> str:
     """``data.source`` for the setting table; a ``files`` source with its files."""
     if source != "files" or not data.get("files"):
@@ -532,7 +547,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
     ``numerics``: the evaluate stage's record of its CPU numerics (reports/eval/numerics.json)."""
     seeds = metrics["kd"].get("seeds", 1)
     method = params["kd"]["method"]
-    warnings = filter(None, [untaught_warning(meta), teacher_warning(metrics)])
+    warnings = filter(None, [untaught_warning(meta), missing_classes_warning(meta), teacher_warning(metrics)])
     parts = [
         "# Distillation report",
         *(f"> **Warning.** {warning}" for warning in warnings),

@@ -170,6 +170,26 @@ def test_rows_whose_features_train_holds_are_counted_and_warned_about(tmp_path, 
     assert "inputs_also_in_train" not in unique.meta
 
 
+def test_a_class_that_validation_or_test_lacks_is_warned_about_and_recorded(tmp_path, caplog):
+    import logging
+
+    df = table()
+    df.loc[[0, 2, 4], "kind"] = "quince"  # 3 rows: stratified, test takes 1 and validation's share rounds to none
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare(params(label_names=["apple", "pear", "quince"])["data"], tmp_path / "out", tmp_path)
+    assert [int((split.labels == 2).sum()) for split in prepared.splits.values()] == [2, 0, 1]
+    assert ("the validation split has no row of the class 'quince', which train has: checkpoint selection and "
+            "temperature scaling never see it") in caplog.text
+    assert load_prepared(tmp_path / "out").meta["classes_without_validation_or_test_rows"] == {
+        "validation": ["quince"]}
+    caplog.clear()
+    table().to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare(params()["data"], tmp_path / "out", tmp_path)
+    assert "classes_without_validation_or_test_rows" not in prepared.meta and caplog.text == ""
+
+
 def test_parquet_rows_are_named_from_zero_and_labels_by_line(tmp_path):
     table().assign(size=lambda d: d["size"].where(d.index != 7)).to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DistilleryError, match=re.escape("t.parquet: column 'size' has 1 missing, NaN or infinite "

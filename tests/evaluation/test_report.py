@@ -196,6 +196,18 @@ def test_a_class_without_train_rows_is_warned_about_at_the_top(synthetic, digits
                      "output for it that no row taught. Give it train rows, or leave it out of `data.label_names`.")
 
 
+def test_a_class_missing_from_validation_or_test_is_warned_about_at_the_top(synthetic, digits):
+    params, metrics, _, _ = synthetic
+    meta = {**digits.meta, "classes_without_validation_or_test_rows": {"validation": ["nebbiolo"],
+                                                                       "test": ["nebbiolo", "barolo"]}}
+    title, first = render_report(params, meta, metrics, None, []).split("\n\n")[:2]
+    assert first == ("> **Warning.** Train has classes that other splits lack: the validation split has no row of the "
+                     "class `nebbiolo`: checkpoint selection and temperature scaling never see it; the test split has "
+                     "no row of the classes `nebbiolo`, `barolo`: the test scores say nothing about them. Give those "
+                     "classes more rows: a stratified split gives each split its share of a class's rows, which rounds "
+                     "to none for a class of a few rows.")
+
+
 def test_setting_table_records_the_feature_scaling(synthetic, digits):
     from distillery.evaluation.report import scaling_text, setting_table
 
