@@ -27,7 +27,7 @@ from ..errors import DistilleryError
 from .prepared import SPLITS
 from .sentences import check_train_to_split, sentence_split_indices, sentence_split_origin
 from .splitting import split_indices
-from .validation import _few, label_texts, labels_are_names, refuse, table_problems, unused_indices_problem
+from .validation import _few, _listed, label_texts, labels_are_names, refuse, table_problems, unused_indices_problem
 
 
 HIDDEN_LABEL = -1
@@ -191,22 +191,23 @@ def id_problems(tables: dict, id_column: str, where: dict) -> list[str]:
         empty = np.flatnonzero(values.isna().to_numpy())
         if empty.size:
             problems.append(f"{where[split]}: data.id_column = {id_column!r} is empty at {kind} "
-                            f"{_few(names[empty])}")
+                            f"{_listed(names[empty])}")
         ids, bad = integer_cells(values)
         bad = np.setdiff1d(bad, empty)
         if bad.size:
             problems.append(f"{where[split]}: data.id_column = {id_column!r} must hold integers (they key the "
-                            f"logits and predictions): {kind} {_few(names[bad])} have "
-                            f"{_few(values.to_numpy()[bad])}")
+                            f"logits and predictions): no integer in {bad.size:,} of the {len(df):,} rows: {kind} "
+                            f"{_listed(names[bad])} have {_few(values.to_numpy()[bad])}; leave data.id_column out to "
+                            "number the rows by position, or map the ids to integers")
         valid = np.setdiff1d(np.arange(len(df)), np.union1d(empty, bad))
         seen.append((where[split], kind, names[valid], ids[valid]))
     unique, counts = np.unique(np.concatenate([ids for *_, ids in seen]), return_counts=True)
     if (counts > 1).any():
-        repeated = _few(unique[counts > 1])
-        places = "; ".join(f"{place} {kind} {_few(names[np.isin(ids, repeated)])}"
+        repeated = unique[counts > 1]
+        places = "; ".join(f"{place} {kind} {_listed(names[np.isin(ids, repeated)])}"
                            for place, kind, names, ids in seen if np.isin(ids, repeated).any())
-        problems.append(f"data.id_column = {id_column!r}: {int((counts > 1).sum())} ids appear more than once "
-                        f"(over every split): {repeated} ({places})")
+        problems.append(f"data.id_column = {id_column!r}: {repeated.size} ids appear more than once "
+                        f"(over every split): {_listed(repeated)} ({places})")
     return problems
 
 

@@ -25,7 +25,7 @@ from .params import template_fields
 from .prepared import UNLABELLED, Prepared
 from .scaling import as_pixels, rescale
 from .tables import check_values, encoded_features
-from .validation import _few, check_inputs_present
+from .validation import _few, _listed, check_inputs_present
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
             raise DistilleryError(f"{where}: column {column!r} (data.messages_column): "
                                   f"{_count(len(bad), 'row is not a list', 'rows are not lists')} of {{role, content}} "
                                   "messages with text before any last answer: "
-                                  f"{rows[0]} {_few(rows[1][bad])}")
+                                  f"{rows[0]} {_listed(rows[1][bad])}")
         texts = [render_prompt(tokenizer, template, m, i) for m, i in zip(conversations, ids.tolist())]
     else:
         prompt, response = record["prompt_column"], record["text_column"]
@@ -152,7 +152,7 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
     if long.size:
         raise DistilleryError(f"{where}: {_count(long.size, 'prompt tokenizes', 'prompts tokenize')} to nothing or to "
                               f"data.max_length = {record['max_length']} tokens or more (the positions the model "
-                              f"learnt), leaving no room for an answer: {rows[0]} {_few(rows[1][long])} "
+                              f"learnt), leaving no room for an answer: {rows[0]} {_listed(rows[1][long])} "
                               f"{'has' if long.size == 1 else 'have'} {_few(lengths[long])} tokens")
     return NewPrompts(ids, tokens, lengths, texts, references)
 
@@ -206,13 +206,14 @@ def _table_ids(df, id_column: str | None, where: str) -> tuple[np.ndarray, tuple
     ids, bad = integer_cells(df[column])
     if bad.size:
         raise DistilleryError(f"{where}: column {column!r} holds the rows' ids, which must be integers (the output "
-                              f"is keyed by them): {lines[0]} {_few(lines[1][bad])} have "
-                              f"{_few(df[column].to_numpy()[bad])}")
+                              f"is keyed by them): no integer in {bad.size:,} of the {len(df):,} rows: {lines[0]} "
+                              f"{_listed(lines[1][bad])} have {_few(df[column].to_numpy()[bad])}; map the ids to "
+                              "integers, or rename the column to number the rows from 0")
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         raise DistilleryError(f"{where}: column {column!r} holds the rows' ids, which must be unique: "
                               f"{_count(int((counts > 1).sum()), 'id appears', 'ids appear')} more than once: "
-                              f"{_few(unique[counts > 1])}")
+                              f"{_listed(unique[counts > 1])}")
     return ids, (column, ids)
 
 
@@ -240,7 +241,7 @@ def _table_inputs(record: dict, df, where: str, rows: tuple[str, np.ndarray]) ->
             unseen = sorted(set(text[column]) - set(known))
             if unseen:
                 logger.warning("%s: column '%s' has %d categories the model never saw in train, encoded as all "
-                               "zeros: %s", where, column, len(unseen), _few(np.array(unseen)))
+                               "zeros: %s", where, column, len(unseen), _listed(unseen))
         encoder = OneHotEncoder(categories=list(categories.values()), handle_unknown="ignore",
                                 sparse_output=False).fit(text)
     return rescale(encoded_features(df, numeric, list(categories), encoder), record["scaling"])
@@ -299,13 +300,14 @@ def _array_rows(record: dict, path: Path, name: str | None) -> NewRows:
     bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
     if bad.size:
         raise DistilleryError(f"{path}: {_count(bad.size, 'row holds', 'rows hold')} NaN or infinite values: ids "
-                              f"{_few(ids[bad])}")
+                              f"{_listed(ids[bad])}")
     pixel_max = record["pixel_max"]
     if pixel_max is not None:
         bad = np.flatnonzero(((flat < 0) | (flat > pixel_max)).any(axis=1))
         if bad.size:
             raise DistilleryError(f"{path}: the model learnt from pixels of 0..{pixel_max:g} as its source holds them; "
-                                  f"{_count(bad.size, 'row holds', 'rows hold')} values outside: ids {_few(ids[bad])}")
+                                  f"{_count(bad.size, 'row holds', 'rows hold')} values outside: ids "
+                                  f"{_listed(ids[bad])}")
         if pixel_max > 1 and flat.max() <= 1 and not np.all(flat == np.round(flat)):
             logger.warning("%s: every pixel lies within 0..1, but the model learnt from pixels of 0..%g as its "
                            "source holds them (prepare divides them): if these are divided already, multiply them "
@@ -326,5 +328,5 @@ def _array_ids(ids: np.ndarray | None, rows: int, path: Path) -> np.ndarray:
     unique, counts = np.unique(ids, return_counts=True)
     if (counts > 1).any():
         raise DistilleryError(f"{path}: {_count(int((counts > 1).sum()), 'id appears', 'ids appear')} more than "
-                              f"once: {_few(unique[counts > 1])}")
+                              f"once: {_listed(unique[counts > 1])}")
     return ids.astype(np.int64)

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import DistilleryError
 from .prepared import Split
 from .files import labelled_splits, load_tables, row_names
-from .validation import _few, refuse
+from .validation import _few, _listed, refuse
 
 ID_COLUMN = "id"
 
@@ -94,19 +94,19 @@ def value_problems(df, kinds: dict[str, str], where: str, rows: tuple[str, np.nd
             bad = np.flatnonzero(failed)
             if bad.size:
                 problems.append(f"{where}: column '{column}' has {bad.size} non-numeric values: {which} "
-                                f"{_few(names[bad])} have {_few(values.to_numpy()[bad])}")
+                                f"{_listed(names[bad])} have {_few(values.to_numpy()[bad])}")
                 continue
             bad = np.flatnonzero(~np.isfinite(numbers))
             if bad.size:
                 problems.append(f"{where}: column '{column}' has {bad.size} missing, NaN or infinite values: "
-                                f"{which} {_few(names[bad])} have {_few(numbers[bad])}")
+                                f"{which} {_listed(names[bad])} have {_few(numbers[bad])}")
                 continue
             distinct = np.unique(numbers)
         else:
             bad = np.flatnonzero(missing)
             if bad.size:
                 problems.append(f"{where}: column '{column}' has {bad.size} missing values: {which} "
-                                f"{_few(names[bad])}")
+                                f"{_listed(names[bad])}")
                 continue
             distinct = values.astype(str).unique()
         if constant and len(distinct) == 1:

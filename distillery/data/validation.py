@@ -20,6 +20,13 @@ def _few(values) -> list:
     return np.asarray(values)[:SHOWN].tolist()
 
 
+def _listed(values) -> str:
+    """The first few ``values`` (``_few``) as a message writes them, and how many more there are:
+    ``[2, 3, 4, 5, 6] and 176 more``."""
+    more = len(values) - SHOWN
+    return f"{_few(values)}{f' and {more:,} more' if more > 0 else ''}"
+
+
 def integer_labels(labels, ids, source: str, column: str = "label") -> np.ndarray:
     """``labels`` as int64, or an error if any is missing, fractional or not a number."""
     labels = np.asarray(labels)
@@ -39,7 +46,7 @@ def integer_labels(labels, ids, source: str, column: str = "label") -> np.ndarra
     if bad.size:
         raise DistilleryError(
             f"{source}: column '{column}' has {bad.size} labels that are not integers: "
-            f"ids {_few(ids[bad])} have {_few(labels[bad])}"
+            f"ids {_listed(ids[bad])} have {_few(labels[bad])}"
         )
     return labels.astype(np.int64)
 
@@ -97,10 +104,10 @@ def unused_indices_problem(labels, column: str, where: str) -> str | None:
     unused = np.setdiff1d(np.arange(present[-1] + 1), present)
     if not unused.size:
         return None
-    return (f"{where}: column '{column}' holds the labels {_few(present)} and none of {_few(unused)}: without "
-            f"data.label_names labels are class indices 0..{present[-1]}, and a class without rows is an output that "
-            f"no row teaches; name the classes by these values with {label_names_example(present)} (or number the "
-            "labels from 0)")
+    return (f"{where}: column '{column}' holds the labels {_listed(present)} and none of {_listed(unused)}: "
+            f"without data.label_names labels are class indices 0..{present[-1]}, and a class without rows is an "
+            f"output that no row teaches; name the classes by these values with {label_names_example(present)} (or "
+            "number the labels from 0)")
 
 
 def validate_arrays(ids, inputs, labels, label_names: Sequence[str], source: str) -> None:
@@ -116,13 +123,13 @@ def validate_arrays(ids, inputs, labels, label_names: Sequence[str], source: str
         raise DistilleryError(f"{source}: inputs must be numeric, got dtype {flat.dtype}")
     bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
     if bad.size:
-        raise DistilleryError(f"{source}: {bad.size} rows have NaN/inf inputs: ids {_few(ids[bad])}")
+        raise DistilleryError(f"{source}: {bad.size} rows have NaN/inf inputs: ids {_listed(ids[bad])}")
     labels = integer_labels(labels, ids, source)
     bad = np.flatnonzero((labels < 0) | (labels >= len(label_names)))
     if bad.size:
         raise DistilleryError(
             f"{source}: {bad.size} labels outside the label set 0..{len(label_names) - 1}: "
-            f"ids {_few(ids[bad])} have {_few(labels[bad])}"
+            f"ids {_listed(ids[bad])} have {_few(labels[bad])}"
         )
     check_unique_ids(ids, source)
 
@@ -131,7 +138,7 @@ def check_unique_ids(ids, source: str, column: str = "id") -> None:
     unique, counts = np.unique(np.asarray(ids), return_counts=True)
     if (counts > 1).any():
         repeated = unique[counts > 1]
-        raise DistilleryError(f"{source}: column '{column}' has {repeated.size} duplicate ids: {_few(repeated)}")
+        raise DistilleryError(f"{source}: column '{column}' has {repeated.size} duplicate ids: {_listed(repeated)}")
 
 
 def refuse(problems: list[str]) -> None:
@@ -174,11 +181,11 @@ def table_problems(
     if has_ids:
         if df[id_column].isna().any():
             empty = np.flatnonzero(df[id_column].isna().to_numpy())
-            problems.append(f"{source}: column '{id_column}' is empty at rows {_few(empty)}")
+            problems.append(f"{source}: column '{id_column}' is empty at rows {_listed(empty)}")
         unique, counts = np.unique(df[id_column].dropna().to_numpy(), return_counts=True)
         if (counts > 1).any():
             repeated = unique[counts > 1]
-            problems.append(f"{source}: column '{id_column}' has {repeated.size} duplicate ids: {_few(repeated)}")
+            problems.append(f"{source}: column '{id_column}' has {repeated.size} duplicate ids: {_listed(repeated)}")
     names = df[id_column].to_numpy() if has_ids else np.arange(len(df))
     which = "ids" if has_ids else "rows"
     if rows is not None:
@@ -190,7 +197,7 @@ def table_problems(
     bad = np.flatnonzero(labels.isna().to_numpy())
     if bad.size:
         problems.append(f"{source}: column '{label_column}' has {bad.size} missing labels: {which} "
-                        f"{_few(names[bad])}")
+                        f"{_listed(names[bad])}")
         labels, names = labels[~labels.isna()], np.asarray(names)[~labels.isna().to_numpy()]
     if by_name is None:
         by_name = labels_are_names(labels, label_names)
@@ -200,7 +207,7 @@ def table_problems(
         bad = unnamed
         if bad.size:
             problems.append(f"{source}: column '{label_column}' has {bad.size} labels outside the label set "
-                            f"{list(label_names)}: {which} {_few(names[bad])} have {_few(labels.to_numpy()[bad])}")
+                            f"{list(label_names)}: {which} {_listed(names[bad])} have {_few(labels.to_numpy()[bad])}")
         return problems
     try:
         values = integer_labels(labels.to_numpy(), names, source, label_column)
@@ -211,10 +218,10 @@ def table_problems(
     if bad.size:
         allowed = "non-negative" if label_names is None else f"0..{len(label_names) - 1}"
         problem = (f"{source}: column '{label_column}' has {bad.size} labels outside {allowed}: "
-                   f"{which} {_few(names[bad])} have {_few(values[bad])}")
+                   f"{which} {_listed(names[bad])} have {_few(values[bad])}")
         if unnamed is not None and 0 < unnamed.size < len(values):  # some are names: meant to name classes by value?
             problem += (f"; nor are they all names in data.label_names {list(label_names)} (labels are read as names "
-                        f"when every one is a name): {which} {_few(names[unnamed])} have {_few(values[unnamed])}")
+                        f"when every one is a name): {which} {_listed(names[unnamed])} have {_few(values[unnamed])}")
         problems.append(problem)
     return problems
 
@@ -236,7 +243,7 @@ def input_problems(df, input_columns: Sequence[str], source: str, rows: tuple[st
         bad = np.flatnonzero(empty)
         if bad.size:
             problems.append(f"{source}: column '{column}' has {bad.size} empty or NaN inputs: {which} "
-                            f"{_few(names[bad])}")
+                            f"{_listed(names[bad])}")
     return problems
 
 

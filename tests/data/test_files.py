@@ -55,9 +55,9 @@ def test_labels_are_read_one_way_in_every_split(tmp_path):
 def test_numbers_neither_indices_nor_names_are_refused_naming_both_readings(tmp_path):
     wines([0, 1, 2, 3]).to_csv(tmp_path / "w.csv", index=False)
     with pytest.raises(DistilleryError, match=re.escape(
-            "w.csv: column 'grade' has 15 labels outside 0..2: lines [5, 9, 13, 17, 21] have [3, 3, 3, 3, 3]; nor "
-            "are they all names in data.label_names [1, 2, 3] (labels are read as names when every one is a name): "
-            "lines [2, 6, 10, 14, 18] have [0, 0, 0, 0, 0]")):
+            "w.csv: column 'grade' has 15 labels outside 0..2: lines [5, 9, 13, 17, 21] and 10 more have [3, 3, 3, 3, "
+            "3]; nor are they all names in data.label_names [1, 2, 3] (labels are read as names when every one is a "
+            "name): lines [2, 6, 10, 14, 18] and 10 more have [0, 0, 0, 0, 0]")):
         prepared(tmp_path, label_names=[1, 2, 3])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.csv"]
 

@@ -52,7 +52,8 @@ def test_own_ids_are_the_row_ids_and_transfer_ids_go_above_them(tmp_path):
      "data.id_column = 'id': no such column; the file has columns ['ticket_id', 'sentence', 'label']"),
     (lambda df: df.assign(ticket_id=df["ticket_id"].astype(str).where(df.index != 4, "T-4")),
      {"id_column": "ticket_id"}, "data.id_column = 'ticket_id' must hold integers (they key the logits and "
-                                 "predictions): lines [6] have ['T-4']"),
+                                 "predictions): no integer in 1 of the 60 rows: lines [6] have ['T-4']; leave "
+                                 "data.id_column out to number the rows by position, or map the ids to integers"),
     (lambda df: df.assign(ticket_id=df["ticket_id"].where(df.index != 4, 5000)), {"id_column": "ticket_id"},
      "data.id_column = 'ticket_id': 1 ids appear more than once (over every split): [5000] ("),
     (lambda df: df.rename(columns={"label": "y"}), {"id_column": "ticket_id"},
@@ -109,3 +110,22 @@ def test_ids_beyond_int64_are_refused_not_wrapped(tmp_path):
 def test_integer_cells_are_int64_exactly_or_named(cells, ids, bad):
     got_ids, got_bad = integer_cells(cells)
     assert got_ids.dtype == np.int64 and got_ids.tolist() == ids and got_bad.tolist() == bad
+
+
+def test_text_ids_and_repeated_ids_are_counted_with_what_to_do(tmp_path):
+    tickets().assign(ticket_id=[f"T-{i:04d}" for i in range(60)]).to_csv(tmp_path / "tickets.csv", index=False)
+    with pytest.raises(DistilleryError) as info:
+        prepare_text(data(id_column="ticket_id"), tmp_path / "prepared", tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'tickets.csv'}: data.id_column = 'ticket_id' must hold integers (they key the logits and "
+        "predictions): no integer in 60 of the 60 rows: lines [2, 3, 4, 5, 6] and 55 more have ['T-0000', 'T-0001', "
+        "'T-0002', 'T-0003', 'T-0004']; leave data.id_column out to number the rows by position, or map the ids to "
+        "integers")
+    repeated = tickets()
+    repeated.loc[10:15, "ticket_id"] = repeated["ticket_id"].iloc[:6].to_numpy()  # 6 ids twice: lines 2-7, 12-17
+    repeated.to_csv(tmp_path / "tickets.csv", index=False)
+    with pytest.raises(DistilleryError) as info:
+        prepare_text(data(id_column="ticket_id"), tmp_path / "prepared", tmp_path)
+    assert str(info.value) == ("data.id_column = 'ticket_id': 6 ids appear more than once (over every split): "
+                               "[5000, 5007, 5014, 5021, 5028] and 1 more "
+                               f"({tmp_path / 'tickets.csv'} lines [2, 3, 4, 5, 6] and 7 more)")

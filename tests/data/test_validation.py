@@ -7,7 +7,7 @@ import pytest
 
 from distillery.data.prepare import prepare
 from distillery.errors import DistilleryError
-from distillery.data.validation import check_stratifiable, labels_are_names, table_problems, validate_arrays
+from distillery.data.validation import _listed, check_stratifiable, labels_are_names, table_problems, validate_arrays
 
 from ..conftest import make_params
 
@@ -153,3 +153,8 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
 )
 def test_labels_are_names_when_some_is_no_index_and_every_one_a_name(labels, names, by_name):
     assert labels_are_names(pd.Series(labels), names) is by_name
+
+
+def test_a_list_cut_short_says_how_many_more_there_are():
+    assert _listed(np.arange(5)) == "[0, 1, 2, 3, 4]"
+    assert _listed(np.arange(1181)) == "[0, 1, 2, 3, 4] and 1,176 more"
