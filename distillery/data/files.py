@@ -27,7 +27,8 @@ from ..errors import DistilleryError
 from .prepared import SPLITS
 from .sentences import check_train_to_split, sentence_split_indices, sentence_split_origin
 from .splitting import split_indices
-from .validation import _few, _listed, label_texts, labels_are_names, refuse, table_problems, unused_indices_problem
+from .validation import _few, _listed, did_you_mean, label_texts, labels_are_names, refuse, table_problems, \
+    unused_indices_problem
 
 
 HIDDEN_LABEL = -1
@@ -185,7 +186,7 @@ def id_problems(tables: dict, id_column: str, where: dict) -> list[str]:
         df = tables[split]
         if id_column not in df.columns:
             raise DistilleryError(f"{where[split]}: data.id_column = {id_column!r}: no such column; the file has "
-                                  f"columns {list(map(str, df.columns))}")
+                                  f"columns {list(map(str, df.columns))}{did_you_mean([id_column], df.columns)}")
         values = df[id_column]
         kind, names = row_names_of(df, where[split])
         empty = np.flatnonzero(values.isna().to_numpy())
@@ -254,14 +255,26 @@ def row_labels(tables: dict, where: dict, id_column: str | None) -> dict:
     return {split: row_names_of(df, where[split]) for split, df in tables.items()}
 
 
-def check_columns(tables: dict, where: dict, columns: dict[str, str]) -> None:
-    """The columns (column -> the param that names it) are in every table; a missing one is named with its param
-    and the file's own columns (before any id is added)."""
+def missing_column_problems(tables: dict, where: dict, columns: dict[str, str]) -> list[str]:
+    """A line for each table that lacks some of the columns (column -> the param that names it), naming each with
+    its param, the file's own columns (before any id is added) and the near name it may have meant."""
+    problems = []
     for split, df in tables.items():
-        missing = [f"{c!r} ({param})" for c, param in columns.items() if c not in df.columns]
+        missing = [c for c in columns if c not in df.columns]
         if missing:
-            raise DistilleryError(f"{where[split]}: missing column(s) {', '.join(missing)}; the file has columns "
-                                  f"{list(map(str, df.columns))}")
+            by_param: dict[str, list[str]] = {}
+            for column in missing:
+                by_param.setdefault(columns[column], []).append(column)
+            named = ", ".join(f"{names[0]!r} ({param})" if len(names) == 1 else f"{names} ({param})"
+                              for param, names in by_param.items())
+            problems.append(f"{where[split]}: missing column(s) {named}; the file has columns "
+                            f"{list(map(str, df.columns))}{did_you_mean(missing, df.columns)}")
+    return problems
+
+
+def check_columns(tables: dict, where: dict, columns: dict[str, str]) -> None:
+    """The columns (column -> the param that names it) are in every table: ``missing_column_problems`` refused."""
+    refuse(missing_column_problems(tables, where, columns))
 
 
 def labelled_splits(tables: dict, where: dict, data_params: dict, declared: list[str] | None = None,

@@ -25,7 +25,7 @@ from .params import template_fields
 from .prepared import UNLABELLED, Prepared
 from .scaling import as_pixels, rescale
 from .tables import check_values, encoded_features
-from .validation import _few, _listed, check_inputs_present
+from .validation import _few, _listed, check_inputs_present, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def _table_inputs(record: dict, df, where: str, rows: tuple[str, np.ndarray]) ->
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise DistilleryError(f"{where}: missing feature column(s) {missing} of the model (it takes {columns}); the "
-                              f"file has columns {list(map(str, df.columns))}")
+                              f"file has columns {list(map(str, df.columns))}{did_you_mean(missing, df.columns)}")
     kinds = {c: "categorical" if c in categories else "numeric" for c in columns}
     check_values(df, kinds, where, rows, constant=False)
     numeric, encoder = [c for c in columns if kinds[c] == "numeric"], None

@@ -232,7 +232,9 @@ DATA = {
 
 def check_data(data: dict, source: str) -> None:
     """Rules between params of the ``data`` block: numeric tables (``data.feature_columns``), ``data.scaling``,
-    ``data.files`` and ``data.transfer`` (the checks that need the data itself run in ``prepare``)."""
+    ``data.files`` and ``data.transfer`` (the checks that need the data itself run in ``prepare``, those of
+    ``data.feature_columns`` against the label and id columns too, so that one run names them with the columns the
+    file lacks)."""
     if (data["source"] == "files") != (data["files"] is not None):
         raise DistilleryError(f"{source}: data.source = {data['source']!r} with data.files = {data['files']!r}: "
                               "data.files (split -> file) goes with data.source: files, and only with it")
@@ -259,15 +261,6 @@ def check_data(data: dict, source: str) -> None:
     if data["source"].partition(":")[0] not in ("file", "files"):
         raise DistilleryError(f"{source}: data.feature_columns = {columns!r} with data.source = {data['source']!r}: "
                               "numeric tables come from file:<path> or files sources")
-    if isinstance(columns, list) and data["label_column"] in columns:
-        raise DistilleryError(f"{source}: data.feature_columns = {columns!r} holds the label column "
-                              f"{data['label_column']!r} (data.label_column)")
-    if isinstance(columns, list) and data["id_column"] in columns:
-        raise DistilleryError(f"{source}: data.feature_columns = {columns!r} holds the id column "
-                              f"{data['id_column']!r} (data.id_column)")
-    if isinstance(columns, list) and "id" in columns:
-        raise DistilleryError(f"{source}: data.feature_columns = {columns!r}: the column 'id' names the rows, "
-                              "it is no feature")
 
 
 def _check_transfer(data: dict, source: str) -> None:

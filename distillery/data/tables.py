@@ -18,30 +18,41 @@ import numpy as np
 
 from ..errors import DistilleryError
 from .prepared import Split
-from .files import labelled_splits, load_tables, row_names
+from .files import labelled_splits, load_tables, missing_column_problems, row_names
 from .validation import _few, _listed, refuse
 
 ID_COLUMN = "id"
 
 
 def feature_columns(df, data_params: dict, where: str) -> list[str]:
-    """``data.feature_columns`` resolved on ``df`` (``all``: every column but the label and id)."""
+    """``data.feature_columns`` resolved on ``df`` (``all``: every column but the label and ids)."""
     label = data_params["label_column"]
     columns = data_params["feature_columns"]
-    if columns == "all":
-        columns = [str(c) for c in df.columns if c not in (label, ID_COLUMN, data_params["id_column"])]
-        if not columns:
-            raise DistilleryError(f"{where}: data.feature_columns = 'all' but the file has no column besides "
-                                  f"the label {label!r} and {ID_COLUMN!r}")
-    check_columns_present(df, columns, label, where)
-    return list(columns)
+    if columns != "all":
+        return list(columns)
+    columns = [str(c) for c in df.columns if c not in (label, ID_COLUMN, data_params["id_column"])]
+    if not columns:
+        raise DistilleryError(f"{where}: data.feature_columns = 'all' but the file has no column besides "
+                              f"the label {label!r} and {ID_COLUMN!r}")
+    return columns
 
 
-def check_columns_present(df, columns: list[str], label: str, where: str) -> None:
-    missing = [c for c in [*columns, label] if c not in df.columns]
-    if missing:
-        raise DistilleryError(f"{where}: missing column(s) {missing} (data.feature_columns, data.label_column); "
-                              f"the file has columns {list(map(str, df.columns))}")
+def column_problems(tables: dict, where: dict, data_params: dict, columns: list[str]) -> list[str]:
+    """What is wrong with the columns the params name, one line each: a feature column that is the label or an id
+    column, then each table's missing feature, label and id columns (``missing_column_problems``: with the near
+    name meant)."""
+    label, id_column = data_params["label_column"], data_params["id_column"]
+    listed = f"data.feature_columns = {columns!r}"
+    problems = []
+    if label in columns:
+        problems.append(f"{listed} holds the label column {label!r} (data.label_column)")
+    if id_column is not None and id_column in columns:
+        problems.append(f"{listed} holds the id column {id_column!r} (data.id_column)")
+    if ID_COLUMN in columns:
+        problems.append(f"{listed}: the column {ID_COLUMN!r} names the rows, it is no feature")
+    named = {**{c: "data.feature_columns" for c in columns}, label: "data.label_column",
+             **({id_column: "data.id_column"} if id_column else {})}
+    return problems + missing_column_problems(tables, where, named)
 
 
 def parse_numbers(values) -> tuple[np.ndarray, np.ndarray]:
@@ -137,11 +148,11 @@ def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[
     tables, where, _ = load_tables(data_params, root)
     label = data_params["label_column"]
     columns = feature_columns(tables["train"], data_params, where["train"])
+    refuse(column_problems(tables, where, data_params, columns))
     kinds, problems = column_kinds(tables["train"], columns, data_params["categorical"], where["train"])
     rows = {}
     id_column = data_params["id_column"]
     for split, df in tables.items():
-        check_columns_present(df, columns, label, where[split])
         rows[split] = (id_column, df[id_column].to_numpy()) if id_column in df.columns else row_names(df, where[split])
         problems += value_problems(df, kinds, where[split], rows[split], constant=split == "train")
     # the labels and ids are checked with them, so that one run names every problem of the file

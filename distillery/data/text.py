@@ -25,8 +25,8 @@ def prepare_text(data_params: dict, out_dir: Path, root: Path = Path(".")) -> Pr
         raise DistilleryError(f"data.text_column is required for the text source {source!r}")
     tables, where, declared = load_tables(data_params, root,
                                           [data_params["text_column"], data_params["text_pair_column"]])
-    named = {data_params[param]: f"data.{param}" for param in ("text_column", "text_pair_column", "label_column")
-             if data_params[param]}
+    named = {data_params[param]: f"data.{param}" for param in ("text_column", "text_pair_column", "label_column",
+                                                                "id_column") if data_params[param]}
     inputs = [c for c in (data_params["text_column"], data_params["text_pair_column"]) if c]
     label = data_params["label_column"]
     id_column = data_params["id_column"]

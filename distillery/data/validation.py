@@ -27,6 +27,27 @@ def _listed(values) -> str:
     return f"{_few(values)}{f' and {more:,} more' if more > 0 else ''}"
 
 
+CLOSE_NAME = 0.75  # difflib's ratio from which a column name is taken for a slip of another (params: its 0.6)
+
+
+def did_you_mean(missing: Sequence[str], columns) -> str:
+    """``; did you mean 'hue'?`` for the missing column names that the file's ``columns`` nearly hold (compared in
+    lower case with ``difflib``, as unknown params are, a little stricter: a table has many short names), or ``""``."""
+    import difflib
+
+    by_case = {str(c).lower(): str(c) for c in columns}
+    close = {}
+    for name in missing:
+        match = difflib.get_close_matches(str(name).lower(), by_case, n=1, cutoff=CLOSE_NAME)
+        if match:
+            close[name] = by_case[match[0]]
+    if not close:
+        return ""
+    if len(missing) == 1:
+        return f"; did you mean {next(iter(close.values()))!r}?"
+    return "; did you mean " + ", ".join(f"{match!r} for {name!r}" for name, match in close.items()) + "?"
+
+
 def integer_labels(labels, ids, source: str, column: str = "label") -> np.ndarray:
     """``labels`` as int64, or an error if any is missing, fractional or not a number."""
     labels = np.asarray(labels)

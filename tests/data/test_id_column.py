@@ -49,7 +49,9 @@ def test_own_ids_are_the_row_ids_and_transfer_ids_go_above_them(tmp_path):
     (lambda df: df.assign(sentence=df["sentence"].where(df.index != 7, " ")), {},
      "column 'sentence' has 1 empty or NaN inputs: lines [9]"),
     (lambda df: df, {"id_column": "id"},
-     "data.id_column = 'id': no such column; the file has columns ['ticket_id', 'sentence', 'label']"),
+     "missing column(s) 'id' (data.id_column); the file has columns ['ticket_id', 'sentence', 'label']"),
+    (lambda df: df, {"id_column": "Ticket_ID"}, "missing column(s) 'Ticket_ID' (data.id_column); the file has columns "
+                                                "['ticket_id', 'sentence', 'label']; did you mean 'ticket_id'?"),
     (lambda df: df.assign(ticket_id=df["ticket_id"].astype(str).where(df.index != 4, "T-4")),
      {"id_column": "ticket_id"}, "data.id_column = 'ticket_id' must hold integers (they key the logits and "
                                  "predictions): no integer in 1 of the 60 rows: lines [6] have ['T-4']; leave "

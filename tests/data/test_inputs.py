@@ -63,7 +63,10 @@ def test_unseen_categories_encode_as_zeros_with_a_warning_and_positions_are_ids(
 @pytest.mark.parametrize("change, message", [
     (lambda df: df.drop(columns=["weight"]),
      r"missing feature column\(s\) \['weight'\] of the model \(it takes \['size', 'weight', 'colour'\]\); the file "
-     r"has columns \['row', 'size', 'colour', 'kind'\]"),
+     r"has columns \['row', 'size', 'colour', 'kind'\]$"),
+    (lambda df: df.rename(columns={"weight": "Weight"}),
+     r"missing feature column\(s\) \['weight'\] of the model \(it takes \['size', 'weight', 'colour'\]\); the file "
+     r"has columns \['row', 'size', 'Weight', 'colour', 'kind'\]; did you mean 'Weight'\?$"),
     (lambda df: df.assign(size=["x" if i == 4 else v for i, v in enumerate(df["size"])]),
      r"column 'size' has 1 non-numeric values: row \[1012\] have \['x'\]"),
     (lambda df: df.assign(colour=[None if i == 2 else v for i, v in enumerate(df["colour"])]),

@@ -110,8 +110,8 @@ def corrupt(case: str) -> tuple[pd.DataFrame, dict]:
         ("empty", "t.csv: column 'size' is empty: all 60 values are missing"),
         ("nan", "t.csv: column 'size' has 2 missing, NaN or infinite values: lines [6, 11] have [nan, nan]"),
         ("inf", "t.csv: column 'size' has 1 missing, NaN or infinite values: lines [7] have [inf]"),
-        ("unknown_column", "t.csv: missing column(s) ['height'] (data.feature_columns, data.label_column); "
-                           "the file has columns ['id', 'size', 'weight', 'kind']"),
+        ("unknown_column", "t.csv: missing column(s) 'height' (data.feature_columns); the file has columns ['id', "
+                           "'size', 'weight', 'kind']; did you mean 'weight'?"),
         ("categorical", "t.csv: column(s) ['colour', 'shape'] hold text, not numbers (e.g. {'colour': 'red', "
                         "'shape': 'square'}); one-hot encode them with data.categorical: onehot"),
     ],
@@ -190,6 +190,27 @@ def test_a_class_that_validation_or_test_lacks_is_warned_about_and_recorded(tmp_
     assert "classes_without_validation_or_test_rows" not in prepared.meta and caplog.text == ""
 
 
+def test_every_problem_of_the_named_columns_is_named_in_one_run_with_the_name_meant(tmp_path):
+    table().rename(columns={"id": "row"}).to_csv(tmp_path / "t.csv", index=False)
+    data = params(feature_columns=["size", "Weight", "kind", "row", "id"], id_column="row")["data"]
+    with pytest.raises(DistilleryError) as error:
+        prepare(data, tmp_path / "out", tmp_path)
+    assert str(error.value).splitlines() == [
+        "4 problems with the data:",
+        "  data.feature_columns = ['size', 'Weight', 'kind', 'row', 'id'] holds the label column 'kind' "
+        "(data.label_column)",
+        "  data.feature_columns = ['size', 'Weight', 'kind', 'row', 'id'] holds the id column 'row' (data.id_column)",
+        "  data.feature_columns = ['size', 'Weight', 'kind', 'row', 'id']: the column 'id' names the rows, it is no "
+        "feature",
+        f"  {tmp_path / 't.csv'}: missing column(s) ['Weight', 'id'] (data.feature_columns); the file has "
+        "columns ['row', 'size', 'weight', 'kind']; did you mean 'weight' for 'Weight'?"]
+    with pytest.raises(DistilleryError, match=re.escape(
+            "t.csv: missing column(s) 'Kind' (data.label_column), 'Row' (data.id_column); the file has columns ['row', "
+            "'size', 'weight', 'kind']; did you mean 'kind' for 'Kind', 'row' for 'Row'?")):
+        prepare(params(label_column="Kind", id_column="Row")["data"], tmp_path / "out", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
+
+
 def test_parquet_rows_are_named_from_zero_and_labels_by_line(tmp_path):
     table().assign(size=lambda d: d["size"].where(d.index != 7)).to_parquet(tmp_path / "t.parquet")
     with pytest.raises(DistilleryError, match=re.escape("t.parquet: column 'size' has 1 missing, NaN or infinite "
@@ -218,8 +239,6 @@ def test_prepare_stage_refuses_a_bad_table_with_status_2_and_writes_nothing(tmp_
     "data, message",
     [
         ({"source": "hf:glue:sst2", "feature_columns": "all"}, "numeric tables come from file:<path> or files"),
-        ({"feature_columns": ["size", "kind"]}, "holds the label column 'kind'"),
-        ({"feature_columns": ["id", "size"]}, "the column 'id' names the rows, it is no feature"),
         ({"feature_columns": "every"}, "data.feature_columns = 'every': must be 'all' or a list of column names"),
         ({"feature_columns": None, "categorical": "onehot"}, "data.categorical = 'onehot' goes with "
                                                              "data.feature_columns"),

@@ -103,6 +103,9 @@ def test_hf_source_with_labelled_splits_keeps_them(text_assets, tmp_path):
     [
         (lambda df: df.rename(columns={"sentence": "txt"}), {},
          "missing column(s) 'sentence' (data.text_column); the file has columns ['txt', 'label']"),
+        (lambda df: df, {"label_column": "Label"},
+         "missing column(s) 'Label' (data.label_column); the file has columns ['sentence', 'label']; did you mean "
+         "'label'?"),
         (lambda df: df.assign(sentence=df["sentence"].where(df.index != 7, "   ")), {}, "empty or NaN inputs: lines [9]"),
         (lambda df: df.assign(label=df["label"].where(df.index != 11, 5)), {"label_names": ["neg", "pos"]},
          "labels outside 0..1: lines [13] have [5]"),
