@@ -12,6 +12,7 @@ rows: lines of a CSV/TSV (the header is line 1) or JSON Lines file, 0-based rows
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,12 @@ from .prepared import Split
 from .files import labelled_splits, load_tables, missing_column_problems, row_names
 from .validation import _few, _listed, refuse
 
+logger = logging.getLogger(__name__)
+
 ID_COLUMN = "id"
+# A categorical column with more categories than this share of the train rows is taken for an id, a date or free
+# text: its average category has fewer than two train rows, so it teaches nothing that carries to other rows.
+MAX_CATEGORIES_PER_TRAIN_ROW = 0.5
 
 
 def feature_columns(df, data_params: dict, where: str) -> list[str]:
@@ -140,6 +146,27 @@ def encoded_features(df, numeric: list[str], categorical: list[str], encoder) ->
     return np.hstack(blocks)
 
 
+def too_many_categories(parts: dict, categorical: list[str], where: str) -> dict[str, dict]:
+    """The categorical columns whose categories outnumber ``MAX_CATEGORIES_PER_TRAIN_ROW`` of the train rows, each
+    with its categories, the train rows and, per other split, its rows of a value train never saw (one-hot: all
+    zeros); logged as a warning. ``{}`` when there is none."""
+    train = parts["train"]
+    found = {}
+    for column in categorical:
+        seen = set(train[column].astype(str))
+        if len(seen) <= MAX_CATEGORIES_PER_TRAIN_ROW * len(train):
+            continue
+        unseen = {split: int((~df[column].astype(str).isin(seen)).sum()) for split, df in parts.items()
+                  if split != "train"}
+        found[column] = {"categories": len(seen), "train_rows": len(train), "unseen_rows": unseen}
+        logger.warning("%s: column '%s' has %d categories in %d train rows (more than half as many): one-hot encoding "
+                       "(data.categorical) gives each a feature of its own, and %s hold a value train never saw, all "
+                       "zeros, as most new rows will: an id, a date or free text is no category; leave it out of "
+                       "data.feature_columns", where, column, len(seen), len(train),
+                       " and ".join(f"{n} of the {len(parts[split])} {split} rows" for split, n in unseen.items()))
+    return found
+
+
 def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[str], dict]:
     """Load, check, split and encode a numeric table source: (split -> ``Split`` with float64 features,
     label names, meta for meta.json). Scaling is ``prepare``'s next step."""
@@ -177,4 +204,6 @@ def table_splits(data_params: dict, root: Path) -> tuple[dict[str, Split], list[
     }
     if encoder is not None:
         meta["categories"] = {c: [str(v) for v in cats] for c, cats in zip(text, encoder.categories_)}
+    if crowded := too_many_categories(parts, text, where["train"]):
+        meta["too_many_categories"] = crowded
     return splits, label_names, meta

@@ -213,6 +213,21 @@ def missing_classes_warning(meta: dict) -> str | None:
             "gives each split its share of a class's rows, which rounds to none for a class of a few rows.")
 
 
+def categories_warning(meta: dict) -> str | None:
+    """A warning when a one-hot column has more categories than half the train rows (``too_many_categories`` of
+    meta.json: an id, a date or free text), else None."""
+    crowded = meta.get("too_many_categories")
+    if not crowded:
+        return None
+    listed = "; ".join(
+        f"`{column}` has {c['categories']:,} categories in {c['train_rows']:,} train rows, and "
+        + " and ".join(f"{n:,} of the {meta['sizes'][split]:,} {split} rows" for split, n in c["unseen_rows"].items())
+        + " hold a value train never saw" for column, c in crowded.items())
+    return (f"One-hot columns with about a category per train row: {listed}. One-hot encoding gives each category a "
+            "feature of its own and a value train never saw all zeros, as most new rows will get: an id, a date or "
+            "free text is no category. Leave such a column out of `data.feature_columns`.")
+
+
 def _source(source: str, data: dict) -> str:
     """``data.source`` for the setting table; a ``files`` source with its files."""
     if source != "files" or not data.get("files"):
@@ -547,7 +562,8 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
     ``numerics``: the evaluate stage's record of its CPU numerics (reports/eval/numerics.json)."""
     seeds = metrics["kd"].get("seeds", 1)
     method = params["kd"]["method"]
-    warnings = filter(None, [untaught_warning(meta), missing_classes_warning(meta), teacher_warning(metrics)])
+    warnings = filter(None, [untaught_warning(meta), missing_classes_warning(meta), categories_warning(meta),
+                             teacher_warning(metrics)])
     parts = [
         "# Distillation report",
         *(f"> **Warning.** {warning}" for warning in warnings),

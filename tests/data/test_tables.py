@@ -81,6 +81,35 @@ def test_categorical_columns_are_one_hot_encoded_with_the_train_categories(tmp_p
     assert train.inputs[:, 3].tolist() == (train.ids % 3 == 0).astype(float).tolist()
 
 
+def test_a_one_hot_column_with_about_a_category_per_train_row_is_warned_about_and_recorded(tmp_path, caplog):
+    import logging
+
+    df = table().assign(colour=np.where(np.arange(60) % 3 == 0, "red", "blue"),
+                        note=[f"picked on day {i}" for i in range(60)])  # free text: a category per row
+    df.to_csv(tmp_path / "t.csv", index=False)
+    with caplog.at_level(logging.WARNING):
+        prepared = prepare(params(categorical="onehot")["data"], tmp_path / "out", tmp_path)
+    assert prepared.input_shape == [2 + 2 + 40]  # the note: a feature per train row
+    assert ("t.csv: column 'note' has 40 categories in 40 train rows (more than half as many): one-hot encoding "
+            "(data.categorical) gives each a feature of its own, and 8 of the 8 validation rows and 12 of the 12 test "
+            "rows hold a value train never saw, all zeros, as most new rows will: an id, a date or free text is no "
+            "category; leave it out of data.feature_columns") in caplog.text
+    assert "column 'colour'" not in caplog.text
+    assert load_prepared(tmp_path / "out").meta["too_many_categories"] == {
+        "note": {"categories": 40, "train_rows": 40, "unseen_rows": {"validation": 8, "test": 12}}}
+
+
+@pytest.mark.parametrize("categories, warned", [(5, False), (6, True)])
+def test_more_categories_than_half_the_train_rows_are_too_many(categories, warned):
+    from distillery.data.tables import too_many_categories
+
+    train = pd.DataFrame({"grape": [f"g{i % categories}" for i in range(10)]})  # 10 train rows
+    parts = {"train": train, "validation": train.head(2), "test": pd.DataFrame({"grape": ["other"]})}
+    found = too_many_categories(parts, ["grape"], "t.csv")
+    assert found == ({"grape": {"categories": 6, "train_rows": 10, "unseen_rows": {"validation": 0, "test": 1}}}
+                     if warned else {})
+
+
 def corrupt(case: str) -> tuple[pd.DataFrame, dict]:
     """The table with one kind of bad input, and the params that read it."""
     df = table().astype({"size": object})

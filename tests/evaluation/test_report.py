@@ -208,6 +208,19 @@ def test_a_class_missing_from_validation_or_test_is_warned_about_at_the_top(synt
                      "to none for a class of a few rows.")
 
 
+def test_a_one_hot_column_with_about_a_category_per_train_row_is_warned_about_at_the_top(synthetic, digits):
+    params, metrics, _, _ = synthetic
+    meta = {**digits.meta, "sizes": {"train": 120, "validation": 22, "test": 36},
+            "too_many_categories": {"note": {"categories": 120, "train_rows": 120,
+                                             "unseen_rows": {"validation": 22, "test": 35}}}}
+    first = render_report(params, meta, metrics, None, []).split("\n\n")[1]
+    assert first == ("> **Warning.** One-hot columns with about a category per train row: `note` has 120 categories in "
+                     "120 train rows, and 22 of the 22 validation rows and 35 of the 36 test rows hold a value train "
+                     "never saw. One-hot encoding gives each category a feature of its own and a value train never "
+                     "saw all zeros, as most new rows will get: an id, a date or free text is no category. Leave such "
+                     "a column out of `data.feature_columns`.")
+
+
 def test_setting_table_records_the_feature_scaling(synthetic, digits):
     from distillery.evaluation.report import scaling_text, setting_table
 
