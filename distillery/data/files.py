@@ -196,8 +196,8 @@ def id_problems(tables: dict, id_column: str, where: dict) -> list[str]:
         ids, bad = integer_cells(values)
         bad = np.setdiff1d(bad, empty)
         if bad.size:
-            problems.append(f"{where[split]}: data.id_column = {id_column!r} must hold integers (they key the "
-                            f"logits and predictions): no integer in {bad.size:,} of the {len(df):,} rows: {kind} "
+            problems.append(f"{where[split]}: data.id_column = {id_column!r} must hold integers of 64 bits "
+                            f"(they key the logits and predictions): no such integer in {bad.size:,} of the {len(df):,} rows: {kind} "
                             f"{_listed(names[bad])} have {_few(values.to_numpy()[bad])}; leave data.id_column out to "
                             "number the rows by position, or map the ids to integers")
         valid = np.setdiff1d(np.arange(len(df)), np.union1d(empty, bad))

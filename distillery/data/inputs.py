@@ -205,8 +205,8 @@ def _table_ids(df, id_column: str | None, where: str) -> tuple[np.ndarray, tuple
         return np.arange(len(df), dtype=np.int64), lines
     ids, bad = integer_cells(df[column])
     if bad.size:
-        raise DistilleryError(f"{where}: column {column!r} holds the rows' ids, which must be integers (the output "
-                              f"is keyed by them): no integer in {bad.size:,} of the {len(df):,} rows: {lines[0]} "
+        raise DistilleryError(f"{where}: column {column!r} holds the rows' ids, which must be integers of 64 "
+                              f"bits (the output is keyed by them): no such integer in {bad.size:,} of the {len(df):,} rows: {lines[0]} "
                               f"{_listed(lines[1][bad])} have {_few(df[column].to_numpy()[bad])}; map the ids to "
                               "integers, or rename the column to number the rows from 0")
     unique, counts = np.unique(ids, return_counts=True)

@@ -53,8 +53,8 @@ def test_own_ids_are_the_row_ids_and_transfer_ids_go_above_them(tmp_path):
     (lambda df: df, {"id_column": "Ticket_ID"}, "missing column(s) 'Ticket_ID' (data.id_column); the file has columns "
                                                 "['ticket_id', 'sentence', 'label']; did you mean 'ticket_id'?"),
     (lambda df: df.assign(ticket_id=df["ticket_id"].astype(str).where(df.index != 4, "T-4")),
-     {"id_column": "ticket_id"}, "data.id_column = 'ticket_id' must hold integers (they key the logits and "
-                                 "predictions): no integer in 1 of the 60 rows: lines [6] have ['T-4']; leave "
+     {"id_column": "ticket_id"}, "data.id_column = 'ticket_id' must hold integers of 64 bits (they key the "
+                                 "logits and predictions): no such integer in 1 of the 60 rows: lines [6] have ['T-4']; leave "
                                  "data.id_column out to number the rows by position, or map the ids to integers"),
     (lambda df: df.assign(ticket_id=df["ticket_id"].where(df.index != 4, 5000)), {"id_column": "ticket_id"},
      "data.id_column = 'ticket_id': 1 ids appear more than once (over every split): [5000] ("),
@@ -119,8 +119,8 @@ def test_text_ids_and_repeated_ids_are_counted_with_what_to_do(tmp_path):
     with pytest.raises(DistilleryError) as info:
         prepare_text(data(id_column="ticket_id"), tmp_path / "prepared", tmp_path)
     assert str(info.value) == (
-        f"{tmp_path / 'tickets.csv'}: data.id_column = 'ticket_id' must hold integers (they key the logits and "
-        "predictions): no integer in 60 of the 60 rows: lines [2, 3, 4, 5, 6] and 55 more have ['T-0000', 'T-0001', "
+        f"{tmp_path / 'tickets.csv'}: data.id_column = 'ticket_id' must hold integers of 64 bits (they key the logits "
+        "and predictions): no such integer in 60 of the 60 rows: lines [2, 3, 4, 5, 6] and 55 more have ['T-0000', 'T-0001', "
         "'T-0002', 'T-0003', 'T-0004']; leave data.id_column out to number the rows by position, or map the ids to "
         "integers")
     repeated = tickets()

@@ -74,7 +74,7 @@ def test_unseen_categories_encode_as_zeros_with_a_warning_and_positions_are_ids(
     (lambda df: df.assign(row=[1000] * len(df)),
      r"column 'row' holds the rows' ids, which must be unique: 1 id appears more than once: \[1000\]"),
     (lambda df: df.assign(row=["r7" if i == 3 else 1000 + i for i in range(len(df))]),
-     r"column 'row' holds the rows' ids, which must be integers \(the output is keyed by them\): no integer in 1 of "
+     r"column 'row' holds the rows' ids, which must be integers of 64 bits \(the output is keyed by them\): no such integer in 1 of "
      r"the 10 rows: lines \[5\] have \['r7'\]; map the ids to integers, or rename the column to number the rows "
      r"from 0$"),
 ])
