@@ -40,10 +40,12 @@ def end_with_parent(parent: int, signal_number: int) -> None:
 
 def _start_child(slots, parent: int) -> None:
     """Take the next slot, and end when the process that forked this one ends, so a stage killed with ``kill -9``
-    leaves no process behind writing its runs."""
+    leaves no process behind writing its runs. Ctrl-C ends a child at once and without a word: the stage says it
+    once, not once a job (a job's run resumes from its last checkpoint next time)."""
     global _slot
     _slot = slots.get()
     end_with_parent(parent, signal.SIGKILL)
+    signal.signal(signal.SIGINT, lambda *_: os._exit(128 + signal.SIGINT))
 
 
 def _call(index: int):
