@@ -34,6 +34,9 @@ def available(presets_dir: Path = PRESETS_DIR) -> list[str]:
 def preset_overrides(name: str, presets_dir: Path = PRESETS_DIR, _seen: tuple = ()) -> dict:
     """The raw overrides of preset ``name``, its ``base`` chain merged in (base first)."""
     path = Path(presets_dir) / f"{name}.yaml"
+    if not Path(presets_dir).is_dir():
+        raise DistilleryError(f"preset {name!r}: no folder {presets_dir}/ here ({Path.cwd()}): presets are the "
+                              "repository's; run this in its root")
     if not path.exists():
         raise DistilleryError(f"preset {name!r}: no such preset; available: {', '.join(available(presets_dir))}")
     if name in _seen:

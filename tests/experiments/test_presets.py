@@ -41,6 +41,9 @@ def test_switching_writes_validated_params_and_refuses_bad_input(tmp_path):
     before = out.read_text()
     with pytest.raises(DistilleryError, match="preset 'sst2-mini': no such preset; available: digits-mlp, "):
         write_preset("sst2-mini", [], out)
+    with pytest.raises(DistilleryError, match=r"preset 'sst2-minilm': no folder elsewhere/ here \(.*\): presets are the "
+                                              r"repository's; run this in its root"):
+        write_preset("sst2-minilm", [], out, presets_dir=Path("elsewhere"))  # outside the repository
     with pytest.raises(DistilleryError, match="unknown param 'kd.alfa'; did you mean 'kd.alpha'"):
         write_preset("sst2-minilm", ["kd.alfa=0.5"], out)
     with pytest.raises(DistilleryError, match="kd.alpha = 2: must be in"):
