@@ -29,7 +29,7 @@ class Evaluation:
     """What evaluate writes: ``metrics`` (teacher/kd/hard blocks, ``kd_int8``/``hard_int8`` with
     ``student.quantize: int8``, ``generations`` when the distilled students have them, and a ``comparison``
     block), per-example
-    predictions, reliability tables (``<model>`` and ``<model>_scaled`` after temperature scaling, students
+    predictions (each test row's id, label and every model's predicted class, by name), reliability tables (``<model>`` and ``<model>_scaled`` after temperature scaling, students
     pooled over seeds) and the raw test logits keyed ``teacher`` / ``<kind>_seed<s>``."""
 
     metrics: dict
@@ -304,4 +304,6 @@ def evaluate(params: dict, prepared: Prepared, teacher_dir: Path, student_dirs: 
         labels = np.tile(test.labels, len(runs))  # students pooled over seeds
         reliability[name] = pd.DataFrame(M.reliability_bins(np.concatenate(runs), labels, bins))
         reliability[f"{name}_scaled"] = pd.DataFrame(M.reliability_bins(np.concatenate(scaled[name]), labels, bins))
+    names = np.asarray(prepared.label_names, dtype=object)  # the class names, as the report and dvc plots show them
+    predictions[predictions.columns[1:]] = predictions[predictions.columns[1:]].apply(lambda column: names[column])
     return Evaluation(metrics, predictions, reliability, test_logits)

@@ -118,6 +118,10 @@ def test_evaluate_with_int8_adds_blocks_and_none_adds_nothing(trained, digits):
     students = {"kd": trained / "kd", "hard": trained / "hard"}
     plain = evaluate(make_params(), digits, trained / "teacher", students)
     assert set(plain.metrics) == {"teacher", "kd", "hard", "comparison"}
+    names = np.asarray(digits.label_names, dtype=object)  # predictions.csv names the classes, as dvc plots shows them
+    assert plain.predictions["label"].tolist() == names[digits.splits["test"].labels].tolist()
+    for model in ("teacher", "kd_seed0", "hard_seed0"):
+        assert plain.predictions[model].tolist() == names[plain.test_logits[model].argmax(-1)].tolist()
     int8 = evaluate(make_params(student={"quantize": "int8"}), digits, trained / "teacher", students)
     assert list(int8.metrics) == ["teacher", "kd", "kd_int8", "hard", "hard_int8", "comparison"]
     # the fp32 results are untouched, byte for byte
