@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
+from ..errors import DistilleryError
 from .losses import LossTerms, hard_terms
 
 if TYPE_CHECKING:  # annotations only: torch is imported where a function runs it
@@ -111,6 +112,23 @@ class Method:
     def hyperparams(self, kd_params: dict) -> dict:
         """The params this method reads, from the validated ``kd`` block."""
         return {**{k: kd_params[k] for k in self.shared}, **kd_params.get(self.name, {})}
+
+
+class Hyperparams(dict):
+    """The params handed to a method's loss: a dict whose lookup of a param the method does not declare raises a
+    ``DistilleryError`` naming the method, the param and those it declares (a bare ``KeyError`` named none of them,
+    raised at the first step in each seed's process)."""
+
+    def __init__(self, method: Method, values: Mapping):
+        super().__init__(values)
+        self.method_name = method.name
+        self.declared = (*method.shared, *method.params)
+
+    def __missing__(self, key):
+        raise DistilleryError(
+            f"kd.method = {self.method_name!r}: its loss reads the param {key!r}, which the method does not declare; "
+            f"it declares {', '.join(self.declared) or 'none'} (METHOD's shared and params in "
+            f"distillery/methods/{self.method_name}.py)")
 
 
 HARD = Method(

@@ -27,7 +27,7 @@ from ..forking import slot
 from ..data.augment import Jittered
 from ..data.device import to_device
 from ..data.prepared import UNLABELLED
-from ..methods.base import HARD, Method, StepInputs
+from ..methods.base import HARD, Hyperparams, Method, StepInputs
 from ..models.causal_lm import continue_prompts, prompt_lengths_from_labels
 from ..models.zoo import SteadyTrainMode
 from ..token_logits import dense_targets
@@ -185,7 +185,7 @@ class DistillationTrainer(Trainer):
         # accelerate turns on TF32 matmuls for a compiled model in fp32 on CUDA: `precision` says what they run in
         torch.backends.cuda.matmul.allow_tf32 = tf32
         self.method = method
-        self.hyperparams = hyperparams or {}
+        self.hyperparams = Hyperparams(method, hyperparams or {})  # a param read but not declared: named
         self.teacher = None if teacher is None else teacher.to(self.args.device)  # once, not per step
         if self.teacher is not None and self.args.torch_compile:  # as the Trainer compiles the student
             self.teacher = torch.compile(self.teacher, backend=self.args.torch_compile_backend,

@@ -40,6 +40,27 @@ def test_declarations_are_checked():
         Method("x", "paper", loss=lambda i, hp: None, needs=frozenset({"helpers"}))
 
 
+def test_a_param_the_loss_reads_but_its_method_does_not_declare_is_named(digits, tmp_path, monkeypatch,
+                                                                         one_torch_thread):
+    """A loss reading ``hp["beta"]`` with only ``gamma`` declared stops training with an error naming the method, the
+    param and those it declares (it was a bare ``KeyError: 'beta'`` from each seed's process)."""
+    from distillery.schema import FLOAT, Field
+    from distillery.training.students import train_students
+
+    from ..conftest import make_params
+    from ..training.test_students import fake_teacher_logits
+
+    method = Method("my_kd", "paper", params={"gamma": Field(FLOAT, None, 0.5)},
+                    loss=lambda inputs, hp: kd_terms(inputs.student.logits, inputs.teacher_logits, inputs.labels,
+                                                     hp["T"], hp["beta"]))
+    monkeypatch.chdir(tmp_path)
+    fake_teacher_logits(digits, tmp_path)
+    with pytest.raises(DistilleryError, match=r"^kd.method = 'my_kd': its loss reads the param 'beta', which the "
+                                              r"method does not declare; it declares T, alpha, gamma \(METHOD's "
+                                              r"shared and params in distillery/methods/my_kd.py\)$"):
+        train_students(method, make_params(train={"seeds": [0]}), digits, tmp_path / "students", logits_dir=tmp_path)
+
+
 def test_hyperparams_are_the_shared_ones_it_reads_and_its_own():
     kd = {"method": "kd", "T": 2.0, "alpha": 0.3, "other": {"beta": 1.0}}
     assert METHODS["kd"].hyperparams(kd) == {"T": 2.0, "alpha": 0.3}
@@ -68,3 +89,4 @@ def test_readme_methods_table_is_the_one_the_declarations_give():
     page = (REPO / "docs" / "methods.md").read_text()
     assert methods_table() in page, "docs/methods.md's methods table is stale: paste `python -m distillery.methods`"
     assert methods_table().count("\n") == len(METHODS) + 1
+
