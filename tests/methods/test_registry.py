@@ -90,3 +90,28 @@ def test_readme_methods_table_is_the_one_the_declarations_give():
     assert methods_table() in page, "docs/methods.md's methods table is stale: paste `python -m distillery.methods`"
     assert methods_table().count("\n") == len(METHODS) + 1
 
+
+def test_the_adding_a_method_template_pasted_as_a_module_runs_on_a_batch_of_transfer_rows():
+    """docs/methods.md's template, run as a module of ``distillery.methods``: a finite loss and a CE of 0 on a batch of
+    transfer rows only (labels all -100), the terms it declares, and its own param read."""
+    import re
+    import types
+
+    import torch
+
+    from distillery.methods.losses import UNLABELLED
+
+    from ..conftest import REPO
+    from .problem import hyperparams, make_problem
+
+    page = (REPO / "docs" / "methods.md").read_text()
+    template = re.search(r"```python\n(.*?)```", page[page.index("## Adding a method"):], re.S).group(1)
+    module = types.ModuleType("distillery.methods.my_kd")
+    module.__package__ = "distillery.methods"
+    exec(compile(template, "docs/methods.md", "exec"), module.__dict__)
+    method = module.METHOD
+    problem = make_problem(method)
+    transfer_rows = problem.step_inputs(torch.full_like(problem.labels, UNLABELLED))
+    out = method.loss(transfer_rows, problem.hp)
+    assert torch.isfinite(out.loss) and out.terms["ce"].item() == 0.0 and tuple(out.terms) == method.terms
+    assert method.loss(transfer_rows, hyperparams(method, gamma=0.0)).loss < out.loss
