@@ -29,6 +29,7 @@ from .data.prepared import META_FILE
 from .data.sources import RECORD_KEY, WATCH_FOLDER, in_repo_copy, stage_records, stale_stages
 from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
+from .evaluation.plots import read_predictions
 from .evaluation.report import evaluated_on, setting_inputs, setting_table, significance_verdict
 from .evaluation.wording import budget_caveat, counted
 from .io import atomic_dir, umask, write_json, write_text
@@ -379,8 +380,6 @@ def render_card(params: dict, meta: dict, record: dict, metrics: dict, kind: str
 
 def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
     """Copy ``models/students/KIND/seed_S`` to ``out`` with its model card and record; returns the record."""
-    import pandas as pd
-
     earlier = check_out(out)
     params = load_params()
     state = workspace_state(kind)
@@ -413,7 +412,7 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
         results = lm_results(metrics, kind, seed, scores)
         setting = lm_setting_table(params, meta, metrics, selections)
     else:
-        scores = seed_scores(pd.read_csv("reports/eval/predictions.csv"), kind, seed)
+        scores = seed_scores(read_predictions(Path("reports/eval/predictions.csv"), meta["label_names"]), kind, seed)
         results = classifier_results(metrics, meta, params["kd"]["method"], kind, seed, scores,
                                      selection["validation_accuracy"],
                                      budget_caveat(params["train"], selections, params["kd"]["method"]))

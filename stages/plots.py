@@ -24,7 +24,7 @@ def main() -> None:
     if prepared.is_lm:
         return language_model_plots(params, prepared.meta)
     test, names = prepared.splits["test"], prepared.label_names
-    predictions = pd.read_csv(EVAL / "predictions.csv")
+    predictions = P.read_predictions(EVAL / "predictions.csv", names)
     runs = {"teacher": ["teacher"]} | {k: P.student_columns(predictions, k) for k in ("kd", "hard")}
     logits = {name: [read_logits(EVAL_LOGITS / f"{c}.parquet", test.ids, prepared.num_labels) for c in cols]
               for name, cols in runs.items()}

@@ -46,6 +46,17 @@ def draw_figures(jobs: list[tuple[Callable, tuple]], processes: int | None = Non
     run_side_by_side([functools.partial(draw, *args) for draw, args in jobs], processes or cores())
 
 
+def read_predictions(path: Path, label_names: list[str]) -> pd.DataFrame:
+    """evaluate's ``predictions.csv`` with its classes as indices of ``label_names`` again (the file names them; read
+    as text, so a class named ``NA`` or ``1`` stays itself)."""
+    predictions = pd.read_csv(path, dtype=str, keep_default_na=False)
+    index = {name: i for i, name in enumerate(label_names)}
+    classes = [column for column in predictions.columns if column != "id"]
+    predictions[classes] = predictions[classes].apply(lambda column: column.map(index))
+    predictions["id"] = predictions["id"].astype(np.int64)
+    return predictions
+
+
 def student_columns(predictions: pd.DataFrame, kind: str) -> list[str]:
     return [c for c in predictions.columns if c.startswith(f"{kind}_seed")]
 

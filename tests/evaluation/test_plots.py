@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from distillery.evaluation import plots as P
@@ -42,3 +43,16 @@ def test_a_failing_figure_is_raised(tmp_path):
     with pytest.raises(IndexError):
         P.draw_figures(jobs, processes=2)
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_predictions_are_read_back_as_class_indices_whatever_the_names(tmp_path):
+    """evaluate names the classes in predictions.csv; the plots and the model card count with indices, and a class
+    named ``NA`` or ``1`` is not read as a number or as missing."""
+    from distillery.evaluation.plots import read_predictions
+
+    names = ["NA", "1", "pear, ripe"]
+    pd.DataFrame({"id": [7, 9, 12], "label": ["NA", "1", "pear, ripe"], "teacher": ["1", "1", "NA"],
+                  "kd_seed0": ["pear, ripe", "NA", "1"]}).to_csv(tmp_path / "predictions.csv", index=False)
+    read = read_predictions(tmp_path / "predictions.csv", names)
+    assert read["id"].tolist() == [7, 9, 12] and read["label"].tolist() == [0, 1, 2]
+    assert read["teacher"].tolist() == [1, 1, 0] and read["kd_seed0"].tolist() == [2, 0, 1]
