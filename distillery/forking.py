@@ -40,30 +40,14 @@ def end_with_parent(parent: int, signal_number: int) -> None:
 
 def _start_child(slots, parent: int) -> None:
     """Take the next slot, and end when the process that forked this one ends, so a stage killed with ``kill -9``
-    leaves no process behind writing its runs. Ctrl-C interrupts the job a child runs (its KeyboardInterrupt goes
-    back to the caller, as any job's exception) and leaves an idle child to the caller's shutdown: idle, it printed
-    a traceback of its own, one per child."""
+    leaves no process behind writing its runs."""
     global _slot
     _slot = slots.get()
     end_with_parent(parent, signal.SIGKILL)
-    signal.signal(signal.SIGINT, _interrupt_a_running_job)
-
-
-_running = False  # in a child: whether it runs a job now
-
-
-def _interrupt_a_running_job(signal_number, frame) -> None:
-    if _running:
-        raise KeyboardInterrupt
 
 
 def _call(index: int):
-    global _running
-    _running = True
-    try:
-        return _jobs[index]()
-    finally:
-        _running = False
+    return _jobs[index]()
 
 
 def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:

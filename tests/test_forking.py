@@ -41,22 +41,3 @@ def test_a_failing_job_is_raised_with_its_type_and_message():
 
     with pytest.raises(DistilleryError, match="seed 1: the run broke"):
         run_side_by_side([lambda: 1, fails, lambda: 3], processes=2)
-
-
-def test_ctrl_c_ends_the_children_without_a_traceback_each():
-    """Ctrl-C during a stage's seeds printed a KeyboardInterrupt traceback per forked seed; now the stage's own."""
-    import signal
-    import subprocess
-    import sys
-
-    script = ("import time\nfrom distillery.forking import run_side_by_side\n"
-              "print('started', flush=True)\nrun_side_by_side([lambda: time.sleep(30), lambda: None], processes=2)\n")
-    stage = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)  # its own process group, as a terminal's job
-    assert stage.stdout.readline() == "started\n"
-    time.sleep(1.0)  # the children are forked: one runs its job, the other has ended its own and waits for more
-    started = time.monotonic()
-    os.killpg(stage.pid, signal.SIGINT)  # what Ctrl-C does: the signal to every process of the group
-    _, err = stage.communicate(timeout=20)
-    assert time.monotonic() - started < 10  # nobody waited for the jobs
-    assert stage.returncode != 0 and err.count("Traceback") == 1 and "KeyboardInterrupt" in err, err
