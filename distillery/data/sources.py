@@ -88,17 +88,23 @@ def checkpoint_digests(params: dict, root: Path = Path(".")) -> dict[str, str]:
 
 
 def sha256(path: Path) -> str:
-    """The file's SHA-256, read in blocks of 1 MiB. A file of 1 MiB or more is read once per process while its
-    inode, size and modification time stay the same: a stage would otherwise hash a checkpoint's weights three or
-    four times (a smaller file is read each time, as rewriting one can keep its size and time stamp)."""
+    """The file's SHA-256. A file of 1 MiB or more is read once per process while its inode, size and modification
+    time stay the same: a stage would otherwise hash a checkpoint's weights three or four times (a smaller file is
+    read each time, as rewriting one can keep its size and time stamp)."""
     stat = Path(path).stat()
     if stat.st_size < 1 << 20:
-        return _sha256.__wrapped__(str(path), stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        return _read_sha256(path)
     return _sha256(str(Path(path).resolve()), stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
 
 @functools.lru_cache(maxsize=1024)
 def _sha256(path: str, inode: int, size: int, mtime_ns: int) -> str:
+    """``_read_sha256`` kept per file state (the arguments after the path are the cache's key)."""
+    return _read_sha256(path)
+
+
+def _read_sha256(path) -> str:
+    """The file's SHA-256, read in blocks of 1 MiB."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
