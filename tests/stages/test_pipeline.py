@@ -220,17 +220,6 @@ def output_hashes(repo: Path) -> dict:
     return {out["path"]: out["md5"] for stage in lock["stages"].values() for out in stage.get("outs", [])}
 
 
-def test_same_params_give_identical_metrics(repo):
-    first = (repo / "reports/metrics.json").read_bytes()
-    hashes = output_hashes(repo)
-    shutil.rmtree(repo / ".cache/checkpoints", ignore_errors=True)  # the students kept from the first run too
-    result = run(["dvc", "repro", "--force", "--no-run-cache"], repo)  # every stage runs again
-    stages = run(["dvc", "stage", "list", "--name-only"], repo).stdout.split()  # extra teachers' stages too
-    assert len(stages) >= 10 and result.stdout.count("Running stage") == len(stages), result.stdout
-    assert (repo / "reports/metrics.json").read_bytes() == first
-    assert output_hashes(repo) == hashes  # prepared data, teacher, logits, students, eval: bit for bit
-
-
 @pytest.mark.parametrize(
     "stage, override, message",
     [
@@ -295,14 +284,17 @@ def student_hashes(repo: Path) -> dict:
             for p in sorted((repo / "models/students").rglob("*.safetensors"))}
 
 
-def test_pinned_numerics_give_the_same_bits_on_another_cpu(repo):
-    """`reproducible_cpu: avx2` (the default): the pipeline run again as on an AVX2-only CPU gives byte-identical
-    metrics, students and every other output (on a CPU without AVX-512 both runs take the same paths anyway)."""
+def test_same_params_give_the_same_bits_here_and_on_another_cpu(repo):
+    """Every stage run again (`--force`, no run cache, no kept students) as on an AVX2-only CPU gives byte-identical
+    metrics, students and every other output: `reproducible_cpu: avx2` (the default) pins the kernels. On a CPU
+    without AVX-512 both runs take the same paths, and this is the plain same-params, same-bits check."""
     first, hashes, students = (repo / "reports/metrics.json").read_bytes(), output_hashes(repo), student_hashes(repo)
     shutil.rmtree(repo / ".cache/checkpoints", ignore_errors=True)  # the students are trained again too
-    run(["dvc", "repro", "--force", "--no-run-cache"], repo, env=on_cpu(AVX2_ONLY))
+    result = run(["dvc", "repro", "--force", "--no-run-cache"], repo, env=on_cpu(AVX2_ONLY))
+    stages = run(["dvc", "stage", "list", "--name-only"], repo).stdout.split()  # extra teachers' stages too
+    assert len(stages) >= 10 and result.stdout.count("Running stage") == len(stages), result.stdout
     assert (repo / "reports/metrics.json").read_bytes() == first
-    assert student_hashes(repo) == students and output_hashes(repo) == hashes
+    assert student_hashes(repo) == students and output_hashes(repo) == hashes  # data, teacher, logits, eval too
     record = json.loads((repo / "reports/eval/numerics.json").read_text())
     assert record["torch_cpu_capability"] == "AVX2" and record["environment"]["MKL_CBWR"] == "COMPATIBLE"
 
@@ -323,10 +315,13 @@ def test_a_third_seed_trains_only_its_own_students(repo):
 
 def test_native_numerics_give_other_bits_on_another_cpu(tmp_path):
     """The problem the pinning solves: with `reproducible_cpu: native` the same students trained on this CPU and on
-    one without AVX2 (torch's default kernels, MKL's and oneDNN's SSE paths) end with other weights."""
+    one without AVX2 (torch's default kernels, MKL's and oneDNN's SSE paths) end with other weights (the hard-label
+    students: their stage needs no teacher)."""
     native = copy_repo(tmp_path, deep_merge(TINY, {"reproducible_cpu": "native", "train": {"seeds": [0]}}))
-    run(["dvc", "repro", "distill"], native, env=on_cpu({}))  # this CPU, nothing capped or pinned
+    run(["dvc", "repro", "hard_baseline"], native, env=on_cpu({}))  # this CPU, nothing capped or pinned
     here = student_hashes(native)
-    run(["dvc", "repro", "--force", "--no-run-cache", "distill"], native, env=on_cpu(NO_AVX2))
-    assert student_hashes(native).keys() == here.keys() and student_hashes(native) != here
-    assert json.loads((native / "reports/training/kd/numerics.json").read_text())["torch_cpu_capability"] == "DEFAULT"
+    run(["dvc", "repro", "--force", "--no-run-cache", "hard_baseline"], native, env=on_cpu(NO_AVX2))
+    assert student_hashes(native).keys() == here.keys() == {"models/students/hard/seed_0/model.safetensors"}
+    assert student_hashes(native) != here
+    numerics = json.loads((native / "reports/training/hard/numerics.json").read_text())
+    assert numerics["torch_cpu_capability"] == "DEFAULT"
