@@ -6,7 +6,8 @@ from pathlib import Path
 
 from distillery.cli import run_stage
 from distillery.data.prepared import load_prepared
-from distillery.evaluation.evaluate import evaluate, headline
+from distillery.evaluation.evaluate import evaluate
+from distillery.evaluation.headline import headline
 from distillery.io import TIMINGS_ROOT, atomic_dir, write_json, write_logits
 from distillery.models.zoo import load_model
 from distillery.models.text import saved_tokenizer
@@ -88,16 +89,8 @@ def evaluate_language_models(params: dict, prepared) -> None:
             table.insert(0, "id", prepared.splits[name].ids)
             table.to_parquet(out / f"sequence_nll_{name}.parquet", index=False)
     write_json(Path("reports/metrics.json"), metrics)
+    write_json(Path("reports/headline.json"), headline(metrics))
     comparison = metrics["comparison"]
-    headline = {
-        "perplexity": {name: metrics[name]["perplexity"] for name in ("kd", "hard", "teacher")},
-        "validation_perplexity": {name: metrics[name]["validation_perplexity"] for name in ("kd", "hard", "teacher")},
-        "kd_minus_hard_nll": comparison["kd_minus_hard_nll"], "gap_closure": comparison["gap_closure"]}
-    for key in ("rouge_l", "exact_match"):  # the answers to the test prompts, where there are prompts
-        if key in metrics["teacher"]:
-            headline[key] = {name: metrics[name][key] for name in ("kd", "hard", "teacher")}
-            headline[f"kd_minus_hard_{key}"] = comparison[f"kd_minus_hard_{key}"]
-    write_json(Path("reports/headline.json"), headline)
     write_json(TIMINGS_ROOT / "speed.json", lm_speed(first, splits["test"], pad, ev["batch_size"],
                                                      ev["timing_repeats"], ev["timing_warmup"], tokenizer, max_length,
                                                      device))

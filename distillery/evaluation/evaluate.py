@@ -124,18 +124,6 @@ def compare_students(kd_correct: dict[int, np.ndarray], hard_correct: dict[int, 
     return out
 
 
-def headline(metrics: dict) -> dict:
-    """What people compare first, from ``metrics``: test accuracy, distilled − hard accuracy and ECE (the students'
-    means over seeds). Written to reports/headline.json, the first metrics file in dvc.yaml, so ``dvc exp show``
-    opens with these columns."""
-    models = ("kd", "hard", "teacher")
-    return {
-        "accuracy": {m: metrics[m]["accuracy"] for m in models},
-        "kd_minus_hard": metrics["comparison"]["kd_minus_hard_accuracy"],
-        "ece": {m: metrics[m]["ece"] for m in models},
-    }
-
-
 TEACHER_KEYS = ("accuracy", "macro_f1", "nll", "ece")
 
 
