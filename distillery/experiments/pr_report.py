@@ -4,9 +4,11 @@
 says; the workflow adds ``--plots plots_diff --output report.md`` and posts it with
 ``cml comment create``, which uploads the images the Markdown links to.
 
-A metric whose old and new values are numbers at most ``diff.tolerance`` apart (params.yaml, absolute; or
-``--tolerance``) is marked "same": float noise, not a change. One line above the metrics table says whether any
-difference exceeds the tolerance.
+A metric whose old and new values are numbers at most ``diff.tolerance`` apart (the compared revision's params.yaml,
+absolute, so that a change cannot set its own judge; or ``--tolerance``) is marked "same": float noise, not a change.
+One line above the metrics table says whether any difference exceeds the tolerance. The report opens with a warning
+when the workspace's results are not this change's (stages out of date) or not committed, and pairs each model's
+test predictions of both revisions by id (``paired_predictions``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import subprocess
 from pathlib import Path
 
 from ..errors import DistilleryError, exit_on_error
+from . import paired_predictions, revisions
 
 
 def _dvc(*args: str) -> str:
@@ -68,7 +71,12 @@ def _change(row: dict) -> str:
 
 def seed_spread(diff: dict, path: str, metric: str) -> float | None:
     """The larger of the old and new std over seeds of ``metric`` (its ``<metric>_std`` sibling in ``diff``, which
-    holds every metric: ``dvc metrics diff --all``), or None when it has none."""
+    holds every metric: ``dvc metrics diff --all``; a ``headline.json`` figure's is beside the metrics.json figure it
+    copies), or None when it has none."""
+    if Path(path).name == "headline.json":
+        from ..evaluation.headline import source_of
+
+        path, metric = (Path(path).with_name("metrics.json").as_posix(), source_of(metric))
     values = (diff.get(path) or {}).get(f"{metric}_std") or {}
     spreads = [abs(v) for v in (values.get("old"), values.get("new")) if _is_number(v)]
     return max(spreads) if spreads else None
@@ -85,9 +93,12 @@ def metrics_markdown(diff: dict, rev: str, tolerance: float, name: str = "diff.t
     rows = classify_metrics(diff, tolerance)
     if not rows:
         return "No metric changed."
-    n, exceed = len(rows), sum(row["status"] == "changed" for row in rows)
+    measures = [row for row in rows if not row["metric"].endswith("_std")]  # a `_std` row is a spread over seeds
+    n, exceed = len(measures), sum(row["status"] == "changed" for row in measures)
     noise, bound = n - exceed, f"{tolerance:g}"
-    if exceed == 0:
+    if not measures:
+        top = "Only spreads over seeds changed."
+    elif exceed == 0:
         top = ("The one metric difference is float noise" if n == 1 else
                f"All {n} metric differences are float noise") + \
             f" (|Δ| ≤ {bound}, `{name}`): the results are the same."
@@ -103,6 +114,9 @@ def metrics_markdown(diff: dict, rev: str, tolerance: float, name: str = "diff.t
     if within:
         top += (f" {within} of the changes {'is' if within == 1 else 'are'} no larger than the metric's std "
                 "over seeds: within the seeds' spread.")
+    if spreads := sum(row["status"] == "changed" for row in rows if row not in measures):
+        top += (f" (Not counted: {spreads} std{'s' if spreads != 1 else ''} over seeds that changed, the rows "
+                "ending in `_std`.)")
     lines = [top, "", f"| Path | Metric | {rev} | this change | Change | Verdict |", "|---|---|---|---|---|---|"]
     for row in rows:
         verdict = f"same (\\|Δ\\| ≤ {bound})" if row["status"] == "same" else "**changed**"
@@ -113,56 +127,106 @@ def metrics_markdown(diff: dict, rev: str, tolerance: float, name: str = "diff.t
     return "\n".join(lines)
 
 
-def workspace_tolerance() -> float:
-    """``diff.tolerance`` of the workspace's params.yaml."""
-    from ..params import load_params
+def tolerance_at(rev: str) -> tuple[float, str]:
+    """``diff.tolerance`` of ``rev``'s params.yaml (the default where that file or the param is absent, as
+    validation would give it) and where it came from, in words."""
+    import yaml
 
-    return load_params()["diff"]["tolerance"]
+    from ..params import validate
+
+    text = revisions.file_at(rev, "params.yaml")
+    raw = (yaml.safe_load(text) or {}) if text else {}
+    given = (raw.get("diff") or {}).get("tolerance")
+    default = validate({})["diff"]["tolerance"]
+    tolerance = given if _is_number(given) and given >= 0 else default
+    return float(tolerance), f"diff.tolerance of {rev}"
 
 
 def sorted_table(markdown: str) -> str:
     """A ``dvc ... diff --md`` table with its rows sorted by path and name (dvc's own order varies run to run), its
-    ``workspace`` column called "this change" as in the rest of the report."""
+    ``workspace`` column called "this change" as in the rest of the report; "" when it has no row."""
     lines = markdown.splitlines()
-    return "\n".join([line.replace("| workspace |", "| this change |") for line in lines[:1]] + lines[1:2]
-                     + sorted(lines[2:]))
+    if len(lines) < 3:
+        return ""
+    header = "|".join(" this change " if cell.strip() == "workspace" else cell for cell in lines[0].split("|"))
+    return "\n".join([header, lines[1], *sorted(lines[2:])])
 
 
-def changed_plots(rev: str, out_dir: Path) -> dict[str, dict[str, Path]]:
-    """Images rendered by ``dvc plots diff REV -o OUT_DIR`` whose file differs between REV and the workspace.
+def _strings(tree) -> list[str]:
+    """Every string in a JSON tree."""
+    if isinstance(tree, dict):
+        return [text for value in tree.values() for text in _strings(value)]
+    if isinstance(tree, list):
+        return [text for value in tree for text in _strings(value)]
+    return [tree] if isinstance(tree, str) else []
 
-    Returns ``{plot path: {revision: image file}}``; a plot present in one revision only counts as changed.
-    """
-    rendered = json.loads(_dvc("plots", "diff", rev, "--json", "-o", str(out_dir)) or "{}").get("data", {})
+
+def _vega_rows(entry: dict) -> dict[str, list]:
+    """An interactive (vega) plot's data rows per revision, each cut to the fields its spec draws (a confusion
+    matrix of one seed reads two columns of a file that holds every model's), in a fixed order."""
+    spec = {key: value for key, value in (entry.get("content") or {}).items() if key != "data"}
+    values = (entry.get("content") or {}).get("data", {}).get("values", [])
+    fields = set().union(*(row.keys() for row in values)) if values else set()
+    drawn = (fields & set(_strings(spec))) - {"rev"} or fields - {"rev"}
+    rows: dict[str, list] = {revision: [] for revision in entry.get("revisions", [])}
+    for row in values:
+        rows.setdefault(row.get("rev"), []).append(json.dumps({k: row.get(k) for k in sorted(drawn)}))
+    return {revision: sorted(cut) for revision, cut in rows.items()}
+
+
+def changed_plots(rev: str, out_dir: Path) -> tuple[dict[str, dict[str, Path]], list[dict]]:
+    """The plots of ``dvc plots diff REV -o OUT_DIR`` that differ between REV and the workspace, and the ones DVC
+    could not read.
+
+    Returns ``({plot: {revision: image file}}, errors)``: an image plot is changed when its files differ, an
+    interactive one (``{}``: no image to show) when its data rows do; a plot present in one revision only counts as
+    changed. ``errors``: DVC's, ``{"name", "rev", "type", "msg"}`` each; a plot with one is left out of the
+    changed ones (it is unknown whether it changed)."""
+    shown = json.loads(_dvc("plots", "diff", rev, "--json", "-o", str(out_dir)) or "{}")
+    errors = shown.get("errors") or []
+    unreadable = {error.get("name") for error in errors}
     changed = {}
-    for plot, entries in rendered.items():
+    for plot, entries in shown.get("data", {}).items():
+        if plot in unreadable:
+            continue
         images = {e["revisions"][0]: Path(e["url"]) for e in entries if e.get("type") == "image"}
-        files = list(images.values())
-        if len(files) != 2 or not filecmp.cmp(files[0], files[1], shallow=False):
-            changed[plot] = images
-    return changed
+        if images:
+            files = list(images.values())
+            if len(files) != 2 or not filecmp.cmp(files[0], files[1], shallow=False):
+                changed[plot] = images
+            continue
+        rows = [_vega_rows(e) for e in entries]
+        per_revision = {revision: values for r in rows for revision, values in r.items()}
+        if len(per_revision) != 2 or len({json.dumps(v) for v in per_revision.values()}) != 1:
+            changed[plot] = {}
+    return changed, errors
+
+
+def unreadable_markdown(errors: list[dict], rev: str) -> list[str]:
+    """A bullet per plot DVC could not read, with what to do: a revision's outputs absent from the DVC cache are
+    pulled (``make pull``) or made again (``dvc repro`` at that revision)."""
+    lines = []
+    for error in errors:
+        where = f"`{error['rev']}`" if error.get("rev") not in (None, "workspace") else "this change"
+        lines.append(f"- {error.get('name') or 'a plot'} at {where}: {error.get('type', 'error')}: "
+                     f"{error.get('msg', '').strip()}")
+    if lines:
+        lines.append(f"\n(Outputs absent from this machine's DVC cache: `make pull` fetches them from the team's "
+                     f"remote, or check out `{rev}` and run `dvc repro` to make them.)")
+    return lines
 
 
 def method_at(rev: str | None) -> str:
     """The distillation method and the params it reads at ``rev`` (None: the workspace; a commit, branch or
     experiment name), in words."""
     import yaml
-    from dvc.scm import SCM, RevError, resolve_rev
 
     from ..methods import describe
     from ..params import validate
 
-    if rev is None:
-        text = Path("params.yaml").read_text()
-    else:
-        try:
-            commit = resolve_rev(SCM("."), rev)  # git's names and DVC experiment names
-        except RevError:
-            return "unknown (no such revision)"
-        shown = subprocess.run(["git", "show", f"{commit}:params.yaml"], capture_output=True, text=True)
-        if shown.returncode != 0:
-            return "unknown (no params.yaml)"
-        text = shown.stdout
+    text = Path("params.yaml").read_text() if rev is None else revisions.file_at(rev, "params.yaml")
+    if text is None:
+        return "unknown (no params.yaml)"
     raw = yaml.safe_load(text) or {}
     try:
         return describe(validate(raw)["kd"])
@@ -170,43 +234,100 @@ def method_at(rev: str | None) -> str:
         return f"`{(raw.get('kd') or {}).get('method', 'kd')}`"
 
 
+def state_warnings(rev: str) -> list[str]:
+    """Paragraphs opening the report when the workspace's results are not what this change makes (stages out of
+    date: its metrics are the earlier setting's) or not committed (a pull request shows what is committed)."""
+    warnings = []
+    if stale := revisions.stale_stages():
+        changed = revisions.changed_params(stale)
+        warnings.append(
+            f"**Stale results.** `dvc status` finds the stage{'s' if len(stale) > 1 else ''} "
+            f"{', '.join(f'`{s}`' for s in stale)} out of date"
+            + (f" (changed: {', '.join(f'`{c}`' for c in changed)})" if changed else "")
+            + ": the metrics and plots below are from before that change, not this change's. Run `make repro` "
+            "(then commit what it writes), and `make diff` again.")
+    if uncommitted := revisions.uncommitted_results():
+        shown = ", ".join(f"`{path}`" for path in uncommitted[:8]) + (", ..." if len(uncommitted) > 8 else "")
+        warnings.append(
+            f"**Not committed.** The workspace's results differ from the commit checked out in "
+            f"{len(uncommitted)} file{'s' if len(uncommitted) > 1 else ''}: {shown}. A pull request shows what is "
+            "committed: commit them with the change. (On a pull request's CI, after `make repro`, this says the "
+            "committed results are not what the committed params and code make.)")
+    return warnings
+
+
+def paired_section(rev: str) -> list[str]:
+    """The test predictions of both revisions paired by id, as a section; nothing when either has none (a language
+    model's pipeline)."""
+    from ..params import load_params
+
+    old = revisions.file_at(rev, paired_predictions.PREDICTIONS)
+    new_path = Path(paired_predictions.PREDICTIONS)
+    if old is None or not new_path.exists():
+        return []
+    ev = load_params()["evaluate"]
+    comparison = paired_predictions.compare(old, new_path.read_text(), ev["bootstrap_samples"], ev["bootstrap_seed"])
+    return [f"## Test predictions, paired: `{rev}` → this change", "",
+            paired_predictions.comparison_markdown(comparison, rev), ""]
+
+
 def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."),
                   tolerance: float | None = None) -> str:
-    """The report: the distillation method, metrics diff, params diff and (with ``plots_dir``) changed plots,
-    each vs ``rev``. A metric difference within ``tolerance`` (None: ``diff.tolerance`` of params.yaml) is noise."""
-    name = "diff.tolerance" if tolerance is None else "--tolerance"
-    tolerance = workspace_tolerance() if tolerance is None else tolerance
+    """The report: warnings on the workspace's results, the distillation method, metrics diff, the test predictions
+    paired, params diff and (with ``plots_dir``) changed plots, each vs ``rev``. A metric difference within
+    ``tolerance`` (None: ``diff.tolerance`` of ``rev``'s params.yaml) is noise."""
+    revisions.commit_of(rev)  # an unknown revision is named before anything runs
+    if tolerance is None:
+        tolerance, name = tolerance_at(rev)
+        here = load_tolerance()
+        notes = ([f"This change sets `diff.tolerance` to {here:g}; the comparison uses `{rev}`'s {tolerance:g}, so "
+                  "that a change does not set the bar it is judged by (`make diff TOLERANCE=` overrides it)."]
+                 if here != tolerance else [])
+    else:
+        name, notes = "--tolerance", []
     metrics = metrics_markdown(json.loads(_dvc("metrics", "diff", rev, "--all", "--json") or "{}"), rev, tolerance,
                                name)
     params = sorted_table(_dvc("params", "diff", rev, "--md"))
     before, after = method_at(rev), method_at(None)
-    parts = [
-        f"**Distillation method:** {after}" if before == after else
-        f"**Distillation method:** {before} (`{rev}`) → {after} (this change)",
-        "",
-        f"## Metrics: `{rev}` → this change",
-        "",
-        metrics,
-        "",
-        f"## Params: `{rev}` → this change",
-        "",
-        params or "No param changed.",
-        "",
-    ]
+    parts = [*(f"{warning}\n" for warning in state_warnings(rev)),
+             f"**Distillation method:** {after}" if before == after else
+             f"**Distillation method:** {before} (`{rev}`) → {after} (this change)",
+             "",
+             f"## Metrics: `{rev}` → this change",
+             "",
+             metrics,
+             "",
+             *(f"{note}\n" for note in notes),
+             *paired_section(rev),
+             f"## Params: `{rev}` → this change",
+             "",
+             params or "No param changed.",
+             ""]
     if plots_dir is not None:
-        changed = changed_plots(rev, plots_dir)
+        changed, errors = changed_plots(rev, plots_dir)
         parts += [f"## Changed plots: `{rev}` → this change", ""]
-        if not changed:
+        if not changed and not errors:
             parts += ["No plot changed.", ""]
         for plot, images in changed.items():
             parts += [f"### {plot}", ""]
+            if not images:
+                parts += [f"Its data changed (an interactive plot: `dvc plots diff {rev}` draws both).", ""]
             for revision, image in sorted(images.items(), key=lambda item: item[0] != rev):  # REV first
                 link = Path(os.path.relpath(image.resolve(), base.resolve())).as_posix()
                 parts += [f"{revision}:", "", f"![{plot} at {revision}](./{link})", ""]
+        if errors:
+            parts += ["### Plots DVC could not read", "", *unreadable_markdown(errors, rev), ""]
     else:
         parts += ["(The changed plots: `make diff PLOTS_DIR=<folder>` renders them there, as the pull-request "
                   "comment does.)", ""]
     return "\n".join(parts)
+
+
+def load_tolerance() -> float:
+    """``diff.tolerance`` of the workspace's params.yaml."""
+    from ..params import load_params
+
+    return load_params()["diff"]["tolerance"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -217,7 +338,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output", type=Path, help="write the Markdown here (default: print it)")
     parser.add_argument("--tolerance", type=float,
                         help="a metric difference at most this (absolute) is float noise (default: diff.tolerance "
-                             "of params.yaml)")
+                             "of the --rev revision's params.yaml)")
     args = parser.parse_args(argv)
     if not args.rev.strip():
         parser.error("--rev is empty: name the git revision to compare with (make diff REV=main)")

@@ -1,5 +1,6 @@
-"""The pull-request report (``make diff``): float noise within ``diff.tolerance`` is "same", one line says whether
-anything really changed, the rows keep one order, and only the plots whose images differ are shown."""
+"""The pull-request report (``make diff``): float noise within ``diff.tolerance`` (the compared revision's) is "same",
+one line says whether anything really changed, the rows keep one order, only the plots whose images or data differ
+are shown and the ones DVC could not read are named, and stale or uncommitted results are said first."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,7 @@ import sys
 
 import pytest
 
-from distillery.experiments import pr_report
+from distillery.experiments import pr_report, revisions
 from distillery.params import validate
 
 from ..conftest import REPO
@@ -108,6 +109,8 @@ def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch, in
         answers = {"metrics": json.dumps(diff), "params": "\n".join([header, *(params if order is metrics
                                                                                 else params[::-1])])}
         monkeypatch.setattr(pr_report, "_dvc", lambda *args, answers=answers: answers[args[0]])
+        monkeypatch.setattr(pr_report, "state_warnings", lambda rev: [])
+        monkeypatch.setattr(pr_report, "paired_section", lambda rev: [])
         reports.append(pr_report.diff_markdown("main", tolerance=1e-6))
     assert reports[0] == reports[1]
     assert "| Path | Param | main | this change |" in reports[0]
@@ -119,18 +122,95 @@ def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch, in
     assert params_section.index("kd.T") < params_section.index("kd.alpha")
 
 
-def test_changed_plots_leave_out_identical_images(tmp_path, monkeypatch):
+def test_changed_plots_leave_out_identical_images_and_data_and_name_what_dvc_could_not_read(tmp_path, monkeypatch):
     for name, content in [("main_a.png", b"A"), ("workspace_a.png", b"A"), ("main_b.png", b"B1"),
                           ("workspace_b.png", b"B2"), ("workspace_c.png", b"C")]:
         (tmp_path / name).write_bytes(content)
     entry = lambda rev, name: {"type": "image", "revisions": [rev], "url": str(tmp_path / name)}  # noqa: E731
+
+    def vega(*rows):  # an interactive plot: both revisions' rows in one spec, each row tagged with its revision
+        values = [{"step": step, "loss": loss, "rev": rev, "other": rev} for rev, step, loss in rows]
+        spec = {"encoding": {"x": {"field": "step"}}, "layer": [{"encoding": {"y": {"field": "loss"}}}]}
+        return [{"type": "vega", "revisions": ["workspace", "main"],
+                 "content": {**spec, "data": {"values": values}}}]  # "other": a column of the file it does not draw
+
     rendered = {"data": {"a.png": [entry("workspace", "workspace_a.png"), entry("main", "main_a.png")],
                          "b.png": [entry("workspace", "workspace_b.png"), entry("main", "main_b.png")],
-                         "c.png": [entry("workspace", "workspace_c.png")]}}
+                         "c.png": [entry("workspace", "workspace_c.png")],
+                         "Loss": vega(("workspace", "1", "0.5"), ("main", "1", "0.5"), ("workspace", "2", "0.4"),
+                                      ("main", "2", "0.4")),
+                         "Accuracy": vega(("workspace", "1", "0.5"), ("main", "1", "0.6")),
+                         "Curve": vega(("workspace", "1", "0.5"))},
+                "errors": [{"name": "Curve", "rev": "main", "type": "DataIndexDirError",
+                            "msg": "failed to load directory ('reports', 'training', 'kd')"}]}
     monkeypatch.setattr(pr_report, "_dvc", lambda *args: json.dumps(rendered))
-    changed = pr_report.changed_plots("main", tmp_path)
-    assert sorted(changed) == ["b.png", "c.png"]  # a.png is byte-identical in both revisions
+    changed, errors = pr_report.changed_plots("main", tmp_path)
+    assert sorted(changed) == ["Accuracy", "b.png", "c.png"]  # a.png byte-identical, Loss's rows the same
     assert changed["b.png"] == {"workspace": tmp_path / "workspace_b.png", "main": tmp_path / "main_b.png"}
+    assert changed["Accuracy"] == {}  # no image to show
+    assert [e["name"] for e in errors] == ["Curve"]  # unread at main: not said to have changed
+    lines = pr_report.unreadable_markdown(errors, "main")
+    assert lines[0] == ("- Curve at `main`: DataIndexDirError: failed to load directory ('reports', 'training', "
+                        "'kd')")
+    assert "`make pull` fetches them" in lines[1] and "check out `main` and run `dvc repro`" in lines[1]
+
+
+def test_the_params_table_calls_the_workspace_this_change_and_an_empty_one_is_said():
+    padded = ("| Path        | Param   | main   | workspace   |\n|-------------|---------|--------|-------------|\n"
+              "| params.yaml | kd.T    | 4.0    | 2           |")
+    assert pr_report.sorted_table(padded).splitlines()[0] == "| Path        | Param   | main   | this change |"
+    assert pr_report.sorted_table("| Path | Param | main | workspace |\n|---|---|---|---|") == ""
+    assert pr_report.sorted_table("") == ""
+
+
+def test_a_headline_figure_has_the_spread_of_the_metric_it_copies_and_stds_are_not_counted():
+    """headline.json's accuracy.kd read **changed** with no word of the seeds' std that metrics.json's kd.accuracy had
+    beside it; and the count at the top counted every changed std as a difference."""
+    diff = {"reports/headline.json": {"accuracy.kd": {"old": 0.97, "new": 0.97167},
+                                      "kd_minus_hard": {"old": 0.013, "new": 0.0147}},
+            "reports/metrics.json": {"kd.accuracy": {"old": 0.97, "new": 0.97167},
+                                     "kd.accuracy_std": {"old": 0.0032, "new": 0.0030}}}
+    text = pr_report.metrics_markdown(diff, "main", 1e-6)
+    rows = {(row[0], row[1]): row for row in
+            ([c.strip() for c in line.strip().strip("|").split(" | ")] for line in text.splitlines()
+             if line.startswith("| reports/"))}
+    assert rows[("reports/headline.json", "accuracy.kd")][5] == "**changed**, within the seeds' std (0.0032)"
+    assert rows[("reports/headline.json", "kd_minus_hard")][5] == "**changed**"  # no std beside it
+    assert text.splitlines()[0].startswith("3 of 3 metric differences exceed")  # not 4: the std is no difference
+    assert "(Not counted: 1 std over seeds that changed, the rows ending in `_std`.)" in text.splitlines()[0]
+
+
+def test_stale_stages_are_those_out_of_date_with_their_deps_not_the_ones_merely_unpulled():
+    assert not revisions._stale("always changed")
+    assert not revisions._stale({"changed outs": {"models/students/kd": "deleted", "data/prepared": "not in cache"}})
+    assert revisions._stale({"changed outs": {"reports/metrics.json": "modified"}})  # edited by hand
+    assert revisions._stale({"changed deps": {"params.yaml": {"kd": "modified"}}})
+    assert revisions._stale("changed command")
+    stale = {"distill": [{"changed deps": {"params.yaml": {"kd": "modified"}, "distillery/x.py": "modified"}}],
+             "plots": [{"changed deps": {"params.yaml": {"kd": "modified"}}}]}
+    assert revisions.changed_params(stale) == ["params.yaml: kd", "distillery/x.py"]
+
+
+def _git_repo(path):
+    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
+    subprocess.run([sys.executable, "-m", "dvc", "init", "-q"], cwd=path, env=ENV, check=True)
+
+
+def test_uncommitted_results_are_the_lock_and_tracked_outputs_changed_since_the_commit(tmp_path):
+    _git_repo(tmp_path)
+    (tmp_path / "dvc.lock").write_text("schema: '2.0'\nstages:\n  evaluate:\n    cmd: x\n    outs:\n"
+                                       "    - path: reports/metrics.json\n    - path: reports/plots\n")
+    (tmp_path / "reports/plots").mkdir(parents=True)
+    for name in ("reports/metrics.json", "reports/plots/a.png", "notes.md"):
+        (tmp_path / name).write_text("1")
+    git_commit(tmp_path, "results")
+    assert revisions.uncommitted_results(tmp_path) == []
+    for name in ("reports/metrics.json", "reports/plots/a.png", "notes.md"):
+        (tmp_path / name).write_text("2")
+    (tmp_path / "dvc.lock").write_text((tmp_path / "dvc.lock").read_text() + "# another run\n")
+    (tmp_path / "reports/plots/new.png").write_text("untracked: a new file is not a changed result")
+    assert sorted(revisions.uncommitted_results(tmp_path)) == ["dvc.lock", "reports/metrics.json",
+                                                               "reports/plots/a.png"]
 
 
 @pytest.mark.slow
@@ -152,12 +232,17 @@ def test_real_dvc_metrics_diff_of_noise_and_a_change(tmp_path):
     (tmp_path / "metrics.json").write_text(json.dumps({"kd": {"accuracy": 0.9 + 1e-9, "nll": 0.25}}))
     printed = report()
     assert printed.returncode == 0, printed.stderr
-    assert ("The one metric difference is float noise (|Δ| ≤ 1e-06, `diff.tolerance`): the results are the same."
-            in printed.stdout), printed.stdout
+    assert ("The one metric difference is float noise (|Δ| ≤ 1e-06, `diff.tolerance of HEAD`): the results are the "
+            "same." in printed.stdout), printed.stdout
     assert "| metrics.json | kd.accuracy | 0.9 | 0.9 | +1e-09 | same (\\|Δ\\| ≤ 1e-06) |" in printed.stdout
 
     (tmp_path / "metrics.json").write_text(json.dumps({"kd": {"accuracy": 0.9 + 1e-9, "nll": 0.26}}))
-    assert "1 of 2 metric differences exceeds `diff.tolerance` (1e-06); 1 is float noise." in report().stdout
+    assert "1 of 2 metric differences exceeds `diff.tolerance of HEAD` (1e-06); 1 is float noise." in report().stdout
+    (tmp_path / "params.yaml").write_text("diff:\n  tolerance: 1.0\n")  # the change would wave itself through
+    judged = report().stdout
+    assert "1 of 2 metric differences exceeds `diff.tolerance of HEAD` (1e-06); 1 is float noise." in judged
+    assert ("This change sets `diff.tolerance` to 1; the comparison uses `HEAD`'s 1e-06, so that a change does not "
+            "set the bar it is judged by") in judged
     assert "2 of 2 metric differences exceed `--tolerance` (0); 0 are float noise." in \
         report("--tolerance", "0").stdout
     refused = report("--tolerance", "-1")

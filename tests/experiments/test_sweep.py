@@ -174,6 +174,25 @@ def test_diff_between_commits_with_other_kd_T_shows_changed_param_and_metric(swe
     printed = run([*MAKE, "diff", "REV=HEAD~1"], swept).stdout
     assert printed.strip() == report.split("## Changed plots")[0].strip() + (
         "\n\n(The changed plots: `make diff PLOTS_DIR=<folder>` renders them there, as the pull-request comment does.)")
+    assert "Stale results" not in report and "Not committed" not in report
+    paired = report.split("## Test predictions, paired: `HEAD~1` → this change")[1].split("## Params")[0]
+    assert re.search(r"\| hard labels \| [0-9.]+ \(1 seed\) \| [0-9.]+ \(1 seed\) \| \+0\.0000 \| \+0\.0000 to \+0\.0000 "
+                     r"\| same predictions on every row \|", paired), paired
+    assert "| distilled |" in paired
+    plots = report.split("## Changed plots")[1]  # the interactive ones: listed when their data changed, only then
+    assert "### Training loss (seed 0)\n\nIts data changed" in plots and "### Confusion hard student" not in plots
+
+    params = (swept / "params.yaml").read_text()
+    (swept / "params.yaml").write_text(params.replace("T: 2", "T: 3"))  # edited, not reproduced
+    stale = run([*MAKE, "diff", "REV=HEAD"], swept).stdout
+    assert stale.startswith("**Stale results.** `dvc status` finds the stages `distill`, `plots` out of date "
+                            "(changed: `params.yaml: kd`)"), stale[:400]
+    (swept / "params.yaml").write_text(params)
+    run(["dvc", "exp", "apply", next(r[0] for r in rows if (float(r[2]), float(r[3])) == (1, 0.5))], swept)
+    uncommitted = run([*MAKE, "diff", "REV=HEAD"], swept).stdout  # another experiment's results, not committed
+    assert uncommitted.startswith("**Not committed.** The workspace's results differ from the commit checked out in "), \
+        uncommitted[:400]
+    assert "`reports/metrics.json`" in uncommitted.split("\n")[0] and "Stale results" not in uncommitted
 
 
 
@@ -192,7 +211,8 @@ def _shown(rows: list[tuple[str, float, float, float, float, str | None]], metho
     ``method``: experiment name -> kd.method (default: none in params.yaml, i.e. kd)."""
     def rev(name, T, alpha, kd, hard):
         student = lambda acc: {"accuracy": acc, "accuracy_std": 0.01, "ece": 0.1, "ece_std": 0.02,  # noqa: E731
-                               "agreement": 0.9, "agreement_std": 0.03}
+                               "agreement": 0.9, "agreement_std": 0.03, "validation_accuracy": acc + 0.01,
+                               "validation_accuracy_std": 0.005}
         kd_params = {"T": T, "alpha": alpha, **({"method": method[name]} if method else {})}
         comparison = {"kd_minus_hard_ci_low": kd - hard - 0.01, "kd_minus_hard_ci_high": kd - hard + 0.01}
         metrics = {"kd": student(kd), "hard": student(hard), "comparison": comparison}
@@ -220,8 +240,8 @@ def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
     assert list(frame["name"]) == ["c", "a", "b"]  # by alpha, then T; queued and failed ones skipped
     assert frame["gain"].round(6).tolist() == [0.0, -0.05, 0.05]
     rows = _row_cells((tmp_path / "sweep.md").read_text())
-    assert rows[2] == ["b", "kd", "2", "0.5", "0.8000 ± 0.0100", "0.1000 ± 0.0200", "0.7500 ± 0.0100",
-                       "0.1000 ± 0.0200", "+0.0500"]
+    assert rows[2] == ["b", "kd", "2", "0.5", "0.8100 ± 0.0050", "0.8000 ± 0.0100", "0.1000 ± 0.0200",
+                       "0.7500 ± 0.0100", "0.1000 ± 0.0200", "+0.0500"]  # validation first: what to choose by
     assert "![accuracy and ECE vs T](sweep/metrics_vs_T.png)" in (tmp_path / "sweep.md").read_text()
     for png in ("metrics_vs_T.png", "kd_minus_hard.png"):
         assert (tmp_path / "sweep" / png).stat().st_size > 10_000
@@ -268,8 +288,8 @@ def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp
     assert list(frame["param:kd.method"]) == ["dkd", "fitnet", "kd"]
     text = (tmp_path / "sweep.md").read_text()
     methods = _row_cells(text.split("## Methods")[1])
-    assert methods[0] == ["`dkd`", "0.7800 ± 0.0100", "+3.00 (+2.00 to +4.00)", "0.1000 ± 0.0200",
-                          "0.9000 ± 0.0300", "11.0", "1.10×"]
+    assert methods[0] == ["`dkd`", "0.7900 ± 0.0050", "0.7800 ± 0.0100", "+3.00 (+2.00 to +4.00)",
+                          "0.1000 ± 0.0200", "0.9000 ± 0.0300", "11.0", "1.10×"]
     assert methods[1][-2:] == ["25.0", "2.50×"] and methods[2][-2:] == ["10.0", "1.00×"]
     assert "No distill time" not in text
     assert "![methods](sweep/methods.png)" in text and "metrics_vs_T" not in text  # T did not vary
