@@ -65,7 +65,8 @@ def experiments(shown: list[dict], names: list[str] | None = None) -> pd.DataFra
             language_model = "perplexity" in metrics["kd"]
             for kind in ("kd", "hard"):
                 for key in LM_KEYS if language_model else ("accuracy", "accuracy_std", "ece", "ece_std", "agreement",
-                                                           "agreement_std"):
+                                                           "agreement_std", "validation_accuracy",
+                                                           "validation_accuracy_std"):
                     row[f"{kind}.{key}"] = metrics[kind].get(key)
             if language_model:
                 row.update({key: comparison.get(key) for key in LM_COMPARISON})
@@ -178,18 +179,22 @@ def setting_notes(frame: pd.DataFrame) -> list[str]:
     return [line for note in notes for line in (note, "")]
 
 
-def _mean_std(mean: float, std: float) -> str:
+def _mean_std(mean: float | None, std: float | None) -> str:
+    """``mean ± std``; "—" for a figure the experiment's metrics lack (an older schema's)."""
+    if mean is None or pd.isna(mean):
+        return "—"
     return f"{mean:.4f} ± {std:.4f}"
 
 
 def sweep_table(frame: pd.DataFrame) -> str:
     """The Markdown table of the experiments."""
     params = swept_params(frame)
-    header = ["experiment", *params, "distilled accuracy", "distilled ECE", "hard accuracy", "hard ECE",
-              "distilled − hard accuracy"]
+    header = ["experiment", *params, "distilled accuracy, validation", "distilled accuracy", "distilled ECE",
+              "hard accuracy", "hard ECE", "distilled − hard accuracy"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
         cells = [r["name"], *(_value(r[f"param:{p}"]) for p in params),
+                 _mean_std(r.get("kd.validation_accuracy"), r.get("kd.validation_accuracy_std")),
                  _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), _mean_std(r["kd.ece"], r["kd.ece_std"]),
                  _mean_std(r["hard.accuracy"], r["hard.accuracy_std"]), _mean_std(r["hard.ece"], r["hard.ece_std"]),
                  f"{r['gain']:+.4f}"]
@@ -239,8 +244,8 @@ def methods_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
     Time is relative to the mean of the sweep's ``kd`` experiments."""
     params = [p for p in swept_params(frame) if p != "kd.method" and frame[f"param:{p}"].map(json.dumps).nunique() > 1]
     reference = kd_seconds(frame, seconds)
-    header = ["method", *params, "accuracy", "− hard (95 % CI), points", "ECE", "agreement with teacher",
-              "distill time, s", "distill time vs kd"]
+    header = ["method", *params, "accuracy, validation", "accuracy", "− hard (95 % CI), points", "ECE",
+              "agreement with teacher", "distill time, s", "distill time vs kd"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
         gap = 100 * r["gain"]
@@ -248,6 +253,7 @@ def methods_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
             f" ({100 * r['gain_ci_low']:+.2f} to {100 * r['gain_ci_high']:+.2f})"
         agreement = "—" if pd.isna(r.get("kd.agreement")) else _mean_std(r["kd.agreement"], r["kd.agreement_std"])
         cells = [f"`{r['param:kd.method']}`", *(str(r[f"param:{p}"]) for p in params),
+                 _mean_std(r.get("kd.validation_accuracy"), r.get("kd.validation_accuracy_std")),
                  _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), f"{gap:+.2f}{interval}",
                  _mean_std(r["kd.ece"], r["kd.ece_std"]), agreement, *time_cells(seconds.get(r["name"]), reference)]
         lines.append("| " + " | ".join(cells) + " |")
@@ -444,7 +450,8 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
                   language_model_table(frame, seconds), "", *untimed_note(frame, seconds), *setting_notes(frame)]
     elif frame is not None:
         parts += [f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
-                  "Students: mean ± std over seeds on the test split.", "", sweep_table(frame), "",
+                  "Students: mean ± std over seeds; the first accuracy is on the validation split, the one to choose "
+                  "a setting by, the rest are on the test split, for reporting only.", "", sweep_table(frame), "",
                   *setting_notes(frame)]
     if frame is not None and not language_model and frame["param:kd.method"].nunique() > 1:
         seconds = {r["name"]: distill_seconds(r["name"]) for _, r in frame.iterrows()}
