@@ -346,3 +346,34 @@ def test_the_preset_table_lists_every_preset_and_only_presets():
     table = text[text.index("| preset | teacher → student |"):].split("\n\n")[0]
     named = {name for row in table.splitlines()[2:] for name in re.findall(r"`([\w-]+)`", row.split("|")[1])}
     assert named == {path.stem for path in (REPO / "presets").glob("*.yaml")}
+
+
+def test_the_readme_results_are_the_committed_metrics():
+    """README.md's results table and the figures beside it are reports/metrics.json's: a change that moves the
+    committed results and leaves the README's figures as they were fails here."""
+    metrics = json.loads((REPO / "reports/metrics.json").read_text())
+    section = (REPO / "README.md").read_text().split("## Results on the default")[1].split("\n## ")[0]
+    prose = " ".join(section.split())  # the prose's line breaks as spaces
+
+    def students(kind: str, key: str) -> str:
+        block = metrics[kind]
+        return f"{block[key]:.4f} ± {block[f'{key}_std']:.4f}"
+
+    rows = {"test accuracy": "accuracy", "macro-F1": "macro_f1", "NLL": "nll", "ECE (15 bins)": "ece",
+            "agreement with the teacher": "agreement"}
+    for label, key in rows.items():
+        teacher = "—" if key == "agreement" else f"{metrics['teacher'][key]:.4f}"
+        row = f"| {label} | {teacher} | {students('kd', key)} | {students('hard', key)} |"
+        assert row in section, f"README.md's results table lacks the committed row {row}"
+    sizes = " | ".join(f"{metrics[kind]['params']:,}" for kind in ("teacher", "kd", "hard"))
+    assert f"| parameters | {sizes} |" in section
+    comparison = metrics["comparison"]
+    figures = [f"+{100 * comparison['kd_minus_hard_accuracy']:.2f} points",
+               f"+{100 * comparison['kd_minus_hard_ci_low']:.2f} to +{100 * comparison['kd_minus_hard_ci_high']:.2f} "
+               "points",
+               f"McNemar p < 0.05 on {comparison['mcnemar_significant_seeds']} of the {metrics['kd']['seeds']} seeds",
+               f"({metrics['kd']['validation_accuracy']:.4f} vs {metrics['hard']['validation_accuracy']:.4f}",
+               f"the teacher {metrics['teacher']['validation_accuracy']:.4f}",
+               f"on test the teacher ({metrics['teacher']['accuracy']:.4f})"]
+    missing = [figure for figure in figures if figure not in prose]
+    assert not missing, f"README.md's results prose lacks the committed figures {missing}"
