@@ -49,7 +49,9 @@ def _cell(block: dict, key: str, digits: int | None) -> str:
     if digits is None:
         return f"{value:,}"
     std = block.get(f"{key}_std")
-    return f"{value:.{digits}f}" if std is None else f"{value:.{digits}f} ± {std:.{digits}f}"
+    if std is None or block.get("seeds") == 1:  # one seed: no spread to show (not ± 0)
+        return f"{value:.{digits}f}"
+    return f"{value:.{digits}f} ± {std:.{digits}f}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -251,11 +253,15 @@ def _inputs(meta: dict) -> str:
     return f"input shape {meta['input_shape']}{also}"
 
 
-def scaling_text(scaling: dict) -> str:
-    """The ``scaling`` record of meta.json in words, with the range of its statistics."""
+def scaling_text(scaling: dict, pixel_max: float | None = None) -> str:
+    """The ``scaling`` record of meta.json in words, with the range of its statistics; ``pixel_max``: what the
+    loader divided pixel intensities by (meta.json's ``inputs``), when it did."""
     param = f"`data.scaling: {scaling['param']}`"
     if scaling["scaler"] == "none":
-        return f"none ({param}" + (": pixel intensities, already 0..1)" if scaling["param"] == "auto" else ")")
+        if scaling["param"] != "auto":
+            return f"none ({param})"
+        loaded = f"the source's 0..{pixel_max:g} divided by {pixel_max:g} when loaded" if pixel_max else "0..1"
+        return f"none ({param}: pixel intensities, {loaded})"
     if scaling["scaler"] == "standard":
         what, stats = "standardized per feature (scikit-learn `StandardScaler`", ("mean", "scale")
     else:
@@ -401,7 +407,7 @@ def setting_table(params: dict, meta: dict, metrics: dict, transfer: dict | None
     if transfer and transfer.get("rows"):
         rows.insert(4, ["transfer set", transfer_text(params, meta, transfer)])
     if meta.get("scaling"):
-        rows.insert(1, ["feature scaling", scaling_text(meta["scaling"])])
+        rows.insert(1, ["feature scaling", scaling_text(meta["scaling"], (meta.get("inputs") or {}).get("pixel_max"))])
     if meta.get("split_origin"):
         rows.insert(1, ["splits", "; ".join(f"{k}: {v}" for k, v in meta["split_origin"].items())])
     return _table(["", "setting"], rows)

@@ -225,7 +225,8 @@ def test_setting_table_records_the_feature_scaling(synthetic, digits):
     from distillery.evaluation.report import scaling_text, setting_table
 
     params, metrics, _, _ = synthetic
-    assert "| feature scaling | none (`data.scaling: auto`: pixel intensities, already 0..1) |" in \
+    assert ("| feature scaling | none (`data.scaling: auto`: pixel intensities, the source's 0..16 divided by 16 when "
+            "loaded) |") in \
         setting_table(params, digits.meta, metrics)
     record = {"param": "auto", "scaler": "standard", "fitted_on_train_rows": 1200, "mean": [2.0, 20.0, -3.5],
               "scale": [1.0, 10.0, 0.25]}
@@ -236,6 +237,8 @@ def test_setting_table_records_the_feature_scaling(synthetic, digits):
     assert scaling_text(minmax).startswith("scaled to 0..1 per feature (scikit-learn `MinMaxScaler`, "
                                            "`data.scaling: minmax`), fitted on the 5 train rows only (data_min 0 to 1")
     assert scaling_text({"param": "none", "scaler": "none"}) == "none (`data.scaling: none`)"
+    assert scaling_text({"param": "auto", "scaler": "none"}, 255.0) == (
+        "none (`data.scaling: auto`: pixel intensities, the source's 0..255 divided by 255 when loaded)")
     table = {**digits.meta, "kind": "table", "feature_columns": ["size", "colour"],
              "features": ["size", "colour_blue", "colour_red"], "input_shape": [3]}
     assert "; 3 features from the columns ['size', 'colour'] |" in setting_table(params, table, metrics)
@@ -317,3 +320,15 @@ def test_a_verdict_on_students_the_budget_ended_carries_a_caveat():
     assert budget_caveat(train, {"kd": picked(1500, 2000), "hard": picked(2000, 2000)}) is not None  # 2 of 2 hard
     assert budget_caveat({**train, "select": "last"}, ended) is None  # every student at its last step by rule
     assert budget_caveat(train, None) is None
+
+
+def test_one_seed_s_figures_have_no_spread_and_several_seeds_theirs():
+    """With one seed each student cell read ``0.9698 ± 0.0000`` though there is no spread to show."""
+    from distillery.evaluation.report import metrics_table
+
+    block = {"accuracy": 0.96984, "accuracy_std": 0.0}
+    table = metrics_table({"teacher": {"accuracy": 0.98}, "kd": {**block, "seeds": 1},
+                           "hard": {**block, "accuracy_std": 0.0031, "seeds": 2}})
+    row = next(line for line in table.splitlines() if line.startswith("| accuracy |"))
+    assert row == "| accuracy | 0.9800 | 0.9698 | 0.9698 ± 0.0031 |"
+    assert "distilled: kd (1 seed)" in table and "hard labels (2 seeds)" in table
