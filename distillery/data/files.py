@@ -27,7 +27,7 @@ from ..errors import DistilleryError
 from .prepared import SPLITS
 from .sentences import check_train_to_split, sentence_split_indices, sentence_split_origin
 from .splitting import split_indices
-from .validation import _few, _listed, did_you_mean, label_texts, labels_are_names, refuse, table_problems, \
+from .validation import _few, _listed, class_indices, did_you_mean, labels_are_names, refuse, table_problems, \
     unused_indices_problem
 
 
@@ -119,11 +119,8 @@ def _labels_as_ints(tables: dict, data_params: dict, declared: list[str] | None)
         else:
             names = sorted(values.astype(str).unique())
     by_name = labels_are_names(values, names)
-    index = {str(n): i for i, n in enumerate(names)}
     for df in tables.values():
-        if by_name:
-            df[label] = label_texts(df[label]).map(index)
-        df[label] = df[label].astype(np.int64)
+        df[label] = class_indices(df[label], names, by_name)
     return [str(n) for n in names]  # a class without train rows: prepared.untaught_classes
 
 

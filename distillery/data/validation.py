@@ -108,6 +108,17 @@ def labels_are_names(labels, label_names: Sequence | None) -> bool:
     return bool(label_texts(labels).isin(set(map(str, label_names))).all())
 
 
+def class_indices(labels, names: Sequence, by_name: bool) -> np.ndarray:
+    """Checked labels (``table_problems``) as int64 class indices: names (``by_name``, see ``labels_are_names``) by
+    their place in ``names``, compared as text (``label_texts``); indices as they are."""
+    import pandas as pd
+
+    labels = pd.Series(labels)
+    if by_name:
+        labels = label_texts(labels).map({str(n): i for i, n in enumerate(names)})
+    return labels.to_numpy(np.int64)
+
+
 def unused_indices_problem(labels, column: str, where: str) -> str | None:
     """Without ``data.label_names`` integer labels are class indices 0..k-1, k one above the largest: a problem line
     when some index below it has no row in any split (labels 1, 2, 3 would make a class 0 that no row has), with the
