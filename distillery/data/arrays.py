@@ -1,11 +1,12 @@
 """Sources of array rows (images, feature vectors), declared once each: ``ARRAY_SOURCES`` maps a ``data.source``
-kind to its loader, which returns a ``RawData``; ``prepare`` splits and scales it, and a transfer set of the same
-kind reads it too. A kind's form and checks are declared beside the others in ``data.params.SOURCE_KINDS``; a
-local path after ``kind:`` is watched for edits whatever the kind (``data.sources``).
+kind to its loader, which returns a ``RawData``; ``load_source`` turns its labels into class indices by the rules
+of a table's label column, ``prepare`` splits and scales it, and a transfer set of the same kind reads it too. A
+kind's form and checks are declared beside the others in ``data.params.SOURCE_KINDS``; a local path after
+``kind:`` is watched for edits whatever the kind (``data.sources``).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -14,20 +15,25 @@ import numpy as np
 from ..errors import DistilleryError
 from .params import SOURCE_KINDS, check_source
 from .scaling import DIGITS_PIXEL_MAX, UINT8_PIXEL_MAX, as_pixels
-from .validation import check_splits_not_empty, integer_labels
+from .validation import (check_splits_not_empty, class_indices, labels_are_names, refuse, table_problems,
+                         unused_indices_problem)
+
+NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 
 
 @dataclass
 class RawData:
-    """A loaded source: inputs (N, ...) (float32 pixels in 0..1 or float64 features), integer labels, ids, and an
-    optional fixed test split."""
+    """A loaded source: inputs (N, ...) (float32 pixels in 0..1 or float64 features), labels, ids, class names and
+    an optional fixed test split. A loader gives the labels as the source holds them and the class names the source
+    declares (None: none); ``load_source`` gives class indices and names."""
 
     inputs: np.ndarray
     labels: np.ndarray
     ids: np.ndarray
-    label_names: list[str]
+    label_names: list[str] | None
     test_mask: np.ndarray | None = None  # True where the source itself puts a row in its test split
     pixel_max: float | None = None  # pixels: the source's values divided by this to 0..1 (data.scaling: auto keeps them)
+    labels_in: str = "label"  # where the source holds its labels, as messages name them ('y_train/y_test')
 
     @property
     def pixels(self) -> bool:
@@ -35,14 +41,14 @@ class RawData:
 
 
 def load_digits(rest: str, root: Path, source: str) -> RawData:
-    """``sklearn:digits``: scikit-learn's bundled 8x8 digits (1,797 images), offline."""
+    """``sklearn:digits``: scikit-learn's bundled 8x8 digits (1,797 images), offline; its classes 0..9 declared as
+    such (``data.label_names`` may name them)."""
     from sklearn.datasets import load_digits as sklearn_digits
 
     digits = sklearn_digits()
     inputs = as_pixels(digits.images, DIGITS_PIXEL_MAX)
-    labels = digits.target.astype(np.int64)
-    return RawData(inputs, labels, np.arange(len(labels)), [str(n) for n in digits.target_names],
-                   pixel_max=DIGITS_PIXEL_MAX)
+    return RawData(inputs, digits.target, np.arange(len(inputs)), [str(n) for n in digits.target_names],
+                   pixel_max=DIGITS_PIXEL_MAX, labels_in="target")
 
 
 def load_npz(rest: str, root: Path, source: str) -> RawData:
@@ -51,11 +57,11 @@ def load_npz(rest: str, root: Path, source: str) -> RawData:
     if not path.exists():
         raise DistilleryError(f"data.source = {source!r}: file not found: {path}")
     with np.load(path, allow_pickle=False) as arrays:
-        missing = [k for k in ("x_train", "y_train", "x_test", "y_test") if k not in arrays]
+        missing = [k for k in NPZ_ARRAYS if k not in arrays]
         if missing:
             raise DistilleryError(f"{path}: missing arrays {missing}; it has {sorted(arrays.files)}")
         try:
-            parts = {k: arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")}
+            parts = {k: arrays[k] for k in NPZ_ARRAYS}
         except ValueError as exc:  # object arrays need pickle, which is refused
             raise DistilleryError(f"{path}: {exc}") from None
     for split in ("train", "test"):
@@ -68,21 +74,20 @@ def load_npz(rest: str, root: Path, source: str) -> RawData:
     if x.dtype.kind not in "iuf":
         raise DistilleryError(f"{path}: x_train/x_test must be numeric arrays, got dtype {x.dtype}")
     ids = np.arange(len(x))
-    y = integer_labels(np.concatenate([parts["y_train"], parts["y_test"]]), ids, str(path), "y_train/y_test")
     pixel_max = UINT8_PIXEL_MAX if x.dtype == np.uint8 else None
     inputs = as_pixels(x, pixel_max) if pixel_max else x.astype(np.float64)
-    names = [str(i) for i in range(max(int(y.max()), 0) + 1)]
-    test_mask = ids >= len(parts["x_train"])
-    return RawData(inputs, y, ids, names, test_mask, pixel_max)
+    labels = np.concatenate([parts["y_train"], parts["y_test"]])
+    return RawData(inputs, labels, ids, None, ids >= len(parts["x_train"]), pixel_max, labels_in="y_train/y_test")
 
 
 Loader = Callable[[str, Path, str], RawData]  # (what follows "kind:", the repo root, data.source as written)
 ARRAY_SOURCES: dict[str, Loader] = {"sklearn": load_digits, "npz": load_npz}
 
 
-def load_source(source: str, root: Path = Path(".")) -> RawData:
-    """Load an array ``data.source`` (or transfer source) with its kind's loader; relative paths are taken from
-    ``root`` (the repo)."""
+def load_source(source: str, root: Path = Path("."), label_names: list | None = None) -> RawData:
+    """Load an array ``data.source`` (or transfer source) with its kind's loader, its labels as class indices
+    (``with_class_indices``) into ``label_names`` (``data.label_names``); relative paths are taken from ``root`` (the
+    repo)."""
     kind, _, rest = source.partition(":")
     if problem := check_source(source):
         raise DistilleryError(f"data.source = {source!r}: {problem}")
@@ -90,4 +95,23 @@ def load_source(source: str, root: Path = Path(".")) -> RawData:
         raise DistilleryError(f"data.source = {source!r}: the kind {kind!r} is declared in data.params.SOURCE_KINDS "
                               f"({SOURCE_KINDS[kind]}) but is no array source: it has no loader in "
                               f"data.arrays.ARRAY_SOURCES, and is not one of the text and table kinds")
-    return ARRAY_SOURCES[kind](rest, root, source)
+    return with_class_indices(ARRAY_SOURCES[kind](rest, root, source), label_names, f"data.source = {source!r}")
+
+
+def with_class_indices(raw: RawData, label_names: list | None, where: str) -> RawData:
+    """``raw`` with its labels as class indices, by the rules of a table's label column (``files.source_problems``):
+    into ``label_names``, else the names the source declares, the labels being indices 0..k-1 or those names
+    (``labels_are_names``); without either, integer indices that leave none unused below the largest, the classes
+    named 0..k-1. Every problem is refused in one error naming ``where`` and the ids."""
+    import pandas as pd
+
+    names = label_names or raw.label_names
+    labels = pd.Series(raw.labels)
+    by_name = labels_are_names(labels, names)
+    problems = table_problems(pd.DataFrame({raw.labels_in: labels}), [], raw.labels_in, where, names,
+                              rows=("ids", raw.ids), by_name=by_name)
+    unused = None if names else unused_indices_problem(labels, raw.labels_in, where)
+    refuse(problems + ([unused] if unused else []))
+    if names is None:
+        names = [str(i) for i in range(int(labels.max()) + 1)]
+    return replace(raw, labels=class_indices(labels, names, by_name), label_names=[str(n) for n in names])

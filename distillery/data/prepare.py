@@ -42,7 +42,7 @@ def prepare(data_params: dict, out_dir: Path, root: Path = Path("."), task: str 
     elif data_params["source"].partition(":")[0] in TEXT_KINDS:
         return prepare_text(data_params, out_dir, root)
     else:
-        raw = load_source(data_params["source"], root)
+        raw = load_source(data_params["source"], root, data_params["label_names"])
         validate_raw(raw, data_params["source"])
         index = split_indices(raw.labels, data_params, raw.test_mask, data_params["source"], raw.label_names)
         splits = {name: Split(raw.ids[rows], raw.inputs[rows], raw.labels[rows]) for name, rows in index.items()}

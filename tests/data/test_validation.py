@@ -104,6 +104,7 @@ def images(n, seed=0):
         ("tiny", "too few rows to split off a stratified validation split: classes {'1': 1}"),
         ("length", "x_train has 40 rows but y_train has 39"),
         ("missing", "missing arrays ['y_test']; it has ['x_test', 'x_train', 'y_train']"),
+        ("from_one", "column 'y_train/y_test' holds the labels [1, 2] and none of [0]"),
     ],
 )
 def test_bad_npz_source_stops_prepare_without_output(tmp_path, case, message):
@@ -122,6 +123,8 @@ def test_bad_npz_source_stops_prepare_without_output(tmp_path, case, message):
         write_npz(path, images(3), [0, 0, 1], x_test, y_test)
     elif case == "length":
         write_npz(path, images(40), y[:39], x_test, y_test)
+    elif case == "from_one":
+        write_npz(path, images(40), y + 1, x_test, y_test + 1)
     else:
         np.savez(path, x_train=images(40), y_train=y, x_test=x_test)
     params = make_params(data={"source": "npz:d.npz"})
