@@ -56,28 +56,59 @@ def load_npz(rest: str, root: Path, source: str) -> RawData:
     path = root / rest
     if not path.exists():
         raise DistilleryError(f"data.source = {source!r}: file not found: {path}")
-    with np.load(path, allow_pickle=False) as arrays:
-        missing = [k for k in NPZ_ARRAYS if k not in arrays]
+    with np.load(path, allow_pickle=False) as loaded:
+        missing = [k for k in NPZ_ARRAYS if k not in loaded]
         if missing:
-            raise DistilleryError(f"{path}: missing arrays {missing}; it has {sorted(arrays.files)}")
+            raise DistilleryError(f"{path}: missing arrays {missing}; it has {sorted(loaded.files)}")
         try:
-            parts = {k: arrays[k] for k in NPZ_ARRAYS}
+            arrays = {k: loaded[k] for k in NPZ_ARRAYS}
         except ValueError as exc:  # object arrays need pickle, which is refused
             raise DistilleryError(f"{path}: {exc}") from None
+    images = {k: arrays[k] for k in ("x_train", "x_test")}
+    check_inputs(images, path)
     for split in ("train", "test"):
-        if len(parts[f"x_{split}"]) != len(parts[f"y_{split}"]):
-            raise DistilleryError(
-                f"{path}: x_{split} has {len(parts[f'x_{split}'])} rows but y_{split} has {len(parts[f'y_{split}'])}"
-            )
-    check_splits_not_empty({"x_train": len(parts["x_train"]), "x_test": len(parts["x_test"])}, str(path))
-    x = np.concatenate([parts["x_train"], parts["x_test"]])
-    if x.dtype.kind not in "iuf":
-        raise DistilleryError(f"{path}: x_train/x_test must be numeric arrays, got dtype {x.dtype}")
-    ids = np.arange(len(x))
-    pixel_max = UINT8_PIXEL_MAX if x.dtype == np.uint8 else None
-    inputs = as_pixels(x, pixel_max) if pixel_max else x.astype(np.float64)
-    labels = np.concatenate([parts["y_train"], parts["y_test"]])
-    return RawData(inputs, labels, ids, None, ids >= len(parts["x_train"]), pixel_max, labels_in="y_train/y_test")
+        y = arrays[f"y_{split}"]
+        if y.ndim == 2 and y.shape[1] == 1:  # (N, 1), as Keras' CIFAR: one class per row
+            arrays[f"y_{split}"] = y = y[:, 0]
+        if y.ndim != 1:
+            raise DistilleryError(f"{path}: y_{split} must hold one class per row, of shape (N,) or (N, 1); it has "
+                                  f"shape {list(y.shape)}" + (": for one-hot labels take argmax, "
+                                                              f"y_{split}.argmax(axis=1)" if y.ndim == 2 else ""))
+        if len(y) != len(images[f"x_{split}"]):
+            raise DistilleryError(f"{path}: x_{split} has {len(images[f'x_{split}'])} rows but y_{split} has {len(y)}")
+    check_splits_not_empty({name: len(x) for name, x in images.items()}, str(path))
+    inputs, pixel_max = as_inputs(images)
+    labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
+    ids = np.arange(len(inputs))
+    return RawData(inputs, labels, ids, None, ids >= len(images["x_train"]), pixel_max, labels_in="y_train/y_test")
+
+
+def check_inputs(parts: dict[str, np.ndarray], path: Path) -> None:
+    """The arrays of inputs ``parts`` (name -> rows (N, ...)) checked: numbers, one row shape in all, and all
+    ``uint8`` (pixels of 0..255) or none."""
+    for name, x in parts.items():
+        if x.dtype.kind not in "iuf":
+            raise DistilleryError(f"{path}: {name} must be a numeric array, got dtype {x.dtype}")
+        if x.ndim < 2:
+            raise DistilleryError(f"{path}: {name} must hold one input per row, of shape (N, ...); it has shape "
+                                  f"{list(x.shape)}")
+    (first, x), *others = parts.items()
+    for name, other in others:
+        if other.shape[1:] != x.shape[1:]:
+            raise DistilleryError(f"{path}: {first} holds inputs of shape {list(x.shape[1:])} but {name} of shape "
+                                  f"{list(other.shape[1:])}: every row needs the same shape")
+        if (other.dtype == np.uint8) != (x.dtype == np.uint8):
+            raise DistilleryError(f"{path}: {first} has dtype {x.dtype} but {name} {other.dtype}: uint8 arrays are "
+                                  "pixels of 0..255 and others are features, so both need the same dtype")
+
+
+def as_inputs(parts: dict[str, np.ndarray]) -> tuple[np.ndarray, float | None]:
+    """The checked arrays ``parts`` (``check_inputs``) as one array of inputs (``RawData.inputs``), and their pixel
+    range (``uint8``: pixels of 0..255; None: features)."""
+    inputs = np.concatenate(list(parts.values()))
+    if inputs.dtype == np.uint8:
+        return as_pixels(inputs, UINT8_PIXEL_MAX), UINT8_PIXEL_MAX
+    return inputs.astype(np.float64), None
 
 
 Loader = Callable[[str, Path, str], RawData]  # (what follows "kind:", the repo root, data.source as written)

@@ -1,5 +1,5 @@
 """data.arrays: every declared source kind is loaded by someone, and a kind declared without a loader says so; an
-npz's labels follow a table's rules (data.label_names)."""
+npz's labels follow a table's rules (data.label_names); its arrays' shapes are checked."""
 from __future__ import annotations
 
 import re
@@ -78,6 +78,7 @@ def save_npz(path, train_labels, test_labels, **arrays):
     ([0, 1, 2, 1], [2, 0], ["zero", "one", "two"], [0, 1, 2, 1, 2, 0]),  # indices 0..k-1 into the names
     (["two", "zero", "one", "zero"], ["one", "two"], ["zero", "one", "two"], [2, 0, 1, 0, 1, 2]),  # names
     ([5, 6, 7, 5], [6, 7], [5, 6, 7], [0, 1, 2, 0, 1, 2]),  # 7 is no index 0..2: numbers named by value
+    ([[0], [1], [2], [1]], [[2], [0]], None, [0, 1, 2, 1, 2, 0]),  # (N, 1), as Keras' CIFAR
 ])
 def test_an_npz_s_labels_are_read_as_a_table_s_with_data_label_names(tmp_path, y_train, y_test, names, labels):
     save_npz(tmp_path / "m.npz", y_train, y_test)
@@ -119,3 +120,27 @@ def test_an_npz_prepared_with_label_names_omits_a_class_by_name(tmp_path):
     assert prepared.label_names == names and resolve(["c3"], prepared.label_names) == [3]
     test = prepared.splits["test"]
     assert test.ids.tolist() == list(range(40, 48)) and test.labels.tolist() == [0, 1, 2, 3] * 2
+
+
+def images(n, side=2, dtype=np.uint8):
+    return np.zeros((n, side, side), dtype)
+
+
+@pytest.mark.parametrize("arrays, message", [
+    (dict(y_train=np.eye(3, dtype=np.int64)[[0, 1, 2, 1]]),
+     "y_train must hold one class per row, of shape (N,) or (N, 1); it has shape [4, 3]: for one-hot labels take "
+     "argmax, y_train.argmax(axis=1)"),
+    (dict(y_test=np.zeros((2, 1, 1), np.int64)),
+     "y_test must hold one class per row, of shape (N,) or (N, 1); it has shape [2, 1, 1]"),
+    (dict(x_train=images(4, 16), x_test=images(2, 20)),
+     "x_train holds inputs of shape [16, 16] but x_test of shape [20, 20]: every row needs the same shape"),
+    (dict(x_test=images(2, dtype=np.float32)),
+     "x_train has dtype uint8 but x_test float32: uint8 arrays are pixels of 0..255 and others are features, so both "
+     "need the same dtype"),
+    (dict(x_train=np.zeros(4, np.uint8)), "x_train must hold one input per row, of shape (N, ...); it has shape [4]"),
+    (dict(x_test=images(3)), "x_test has 3 rows but y_test has 2"),
+])
+def test_npz_arrays_of_the_wrong_shape_are_refused_naming_them(tmp_path, arrays, message):
+    save_npz(tmp_path / "m.npz", [0, 1, 2, 1], [2, 0], **arrays)
+    with pytest.raises(DistilleryError, match=re.escape(f"{tmp_path / 'm.npz'}: {message}")):
+        load_source("npz:m.npz", tmp_path)

@@ -104,6 +104,7 @@ def images(n, seed=0):
         ("tiny", "too few rows to split off a stratified validation split: classes {'1': 1}"),
         ("length", "x_train has 40 rows but y_train has 39"),
         ("missing", "missing arrays ['y_test']; it has ['x_test', 'x_train', 'y_train']"),
+        ("one_hot", "y_train must hold one class per row, of shape (N,) or (N, 1); it has shape [40, 2]"),
         ("from_one", "column 'y_train/y_test' holds the labels [1, 2] and none of [0]"),
     ],
 )
@@ -118,11 +119,13 @@ def test_bad_npz_source_stops_prepare_without_output(tmp_path, case, message):
     elif case == "nan_inputs":
         x = images(40).astype(np.float32)
         x[2, 0, 0] = np.nan
-        write_npz(path, x, y, x_test, y_test)
+        write_npz(path, x, y, x_test.astype(np.float32), y_test)
     elif case == "tiny":
         write_npz(path, images(3), [0, 0, 1], x_test, y_test)
     elif case == "length":
         write_npz(path, images(40), y[:39], x_test, y_test)
+    elif case == "one_hot":
+        write_npz(path, images(40), np.eye(2, dtype=np.int64)[y], x_test, y_test)
     elif case == "from_one":
         write_npz(path, images(40), y + 1, x_test, y_test + 1)
     else:
