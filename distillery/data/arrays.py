@@ -1,7 +1,7 @@
 """Sources of array rows (images, feature vectors), declared once each: ``ARRAY_SOURCES`` maps a ``data.source``
 kind to its loader, which returns a ``RawData``; ``load_source`` turns its labels into class indices by the rules
-of a table's label column, ``prepare`` splits and scales it, and a transfer set of the same kind reads it too. A
-kind's form and checks are declared beside the others in ``data.params.SOURCE_KINDS``; a local path after
+of a table's label column, ``prepare`` splits and scales it, and a transfer set of the same kind reads its inputs
+alone. A kind's form and checks are declared beside the others in ``data.params.SOURCE_KINDS``; a local path after
 ``kind:`` is watched for edits whatever the kind (``data.sources``).
 """
 from __future__ import annotations
@@ -24,11 +24,11 @@ NPZ_ARRAYS = ("x_train", "y_train", "x_test", "y_test")
 @dataclass
 class RawData:
     """A loaded source: inputs (N, ...) (float32 pixels in 0..1 or float64 features), labels, ids, class names and
-    an optional fixed test split. A loader gives the labels as the source holds them and the class names the source
-    declares (None: none); ``load_source`` gives class indices and names."""
+    an optional fixed test split. A loader gives the labels as the source holds them (1-D; None when it reads no
+    labels) and the class names the source declares (None: none); ``load_source`` gives class indices and names."""
 
     inputs: np.ndarray
-    labels: np.ndarray
+    labels: np.ndarray | None
     ids: np.ndarray
     label_names: list[str] | None
     test_mask: np.ndarray | None = None  # True where the source itself puts a row in its test split
@@ -40,7 +40,7 @@ class RawData:
         return self.pixel_max is not None
 
 
-def load_digits(rest: str, root: Path, source: str) -> RawData:
+def load_digits(rest: str, root: Path, source: str, labelled: bool) -> RawData:
     """``sklearn:digits``: scikit-learn's bundled 8x8 digits (1,797 images), offline; its classes 0..9 declared as
     such (``data.label_names`` may name them)."""
     from sklearn.datasets import load_digits as sklearn_digits
@@ -51,19 +51,24 @@ def load_digits(rest: str, root: Path, source: str) -> RawData:
                    pixel_max=DIGITS_PIXEL_MAX, labels_in="target")
 
 
-def load_npz(rest: str, root: Path, source: str) -> RawData:
-    """``npz:<file.npz>``: x_train, y_train, x_test, y_test (MNIST's layout); the test rows are the source's test split."""
+def load_npz(rest: str, root: Path, source: str, labelled: bool) -> RawData:
+    """``npz:<file.npz>``: x_train, y_train, x_test, y_test (MNIST's layout); the test rows are the source's test
+    split. Unlabelled (a transfer source): its images alone (``unlabelled_images``)."""
     path = root / rest
     if not path.exists():
         raise DistilleryError(f"data.source = {source!r}: file not found: {path}")
-    with np.load(path, allow_pickle=False) as loaded:
-        missing = [k for k in NPZ_ARRAYS if k not in loaded]
-        if missing:
-            raise DistilleryError(f"{path}: missing arrays {missing}; it has {sorted(loaded.files)}")
-        try:
-            arrays = {k: loaded[k] for k in NPZ_ARRAYS}
-        except ValueError as exc:  # object arrays need pickle, which is refused
-            raise DistilleryError(f"{path}: {exc}") from None
+    arrays = read_arrays(path)
+    if not labelled:
+        images = unlabelled_images(arrays, path)
+        check_inputs(images, path)
+        inputs, pixel_max = as_inputs(images)
+        return RawData(inputs, None, np.arange(len(inputs)), None, pixel_max=pixel_max)
+    if isinstance(arrays, np.ndarray):
+        raise DistilleryError(f"{path}: a .npy file holds one array, but an npz: source is an .npz of the arrays "
+                              f"{list(NPZ_ARRAYS)} (numpy.savez); a .npy of images can serve as data.transfer.source")
+    missing = [k for k in NPZ_ARRAYS if k not in arrays]
+    if missing:
+        raise DistilleryError(f"{path}: missing arrays {missing}; it has {sorted(arrays)}")
     images = {k: arrays[k] for k in ("x_train", "x_test")}
     check_inputs(images, path)
     for split in ("train", "test"):
@@ -81,6 +86,32 @@ def load_npz(rest: str, root: Path, source: str) -> RawData:
     labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
     ids = np.arange(len(inputs))
     return RawData(inputs, labels, ids, None, ids >= len(images["x_train"]), pixel_max, labels_in="y_train/y_test")
+
+
+def read_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+    """The array of a ``.npy`` file, or the arrays of an ``.npz`` by name; pickled objects are refused."""
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            return loaded
+        with loaded:
+            return {name: loaded[name] for name in loaded.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise DistilleryError(f"{path}: not readable as NumPy arrays (numpy.savez's .npz, or a .npy; pickled "
+                              f"objects are refused): {exc}") from None
+
+
+def unlabelled_images(arrays: np.ndarray | dict[str, np.ndarray], path: Path) -> dict[str, np.ndarray]:
+    """The images of a transfer source, by name: a ``.npy``'s array, else an ``.npz``'s ``x_train`` (and ``x_test``
+    when it has one), else its ``x``; any labels are ignored."""
+    if isinstance(arrays, np.ndarray):
+        return {path.name: arrays}
+    if "x_train" in arrays:
+        return {k: arrays[k] for k in ("x_train", "x_test") if k in arrays}
+    if "x" in arrays:
+        return {"x": arrays["x"]}
+    raise DistilleryError(f"{path}: no images: unlabelled rows are an .npz's x_train (and x_test), or its x, or a "
+                          f".npy array; it has the arrays {sorted(arrays)}")
 
 
 def check_inputs(parts: dict[str, np.ndarray], path: Path) -> None:
@@ -111,14 +142,16 @@ def as_inputs(parts: dict[str, np.ndarray]) -> tuple[np.ndarray, float | None]:
     return inputs.astype(np.float64), None
 
 
-Loader = Callable[[str, Path, str], RawData]  # (what follows "kind:", the repo root, data.source as written)
+# (what follows "kind:", the repo root, data.source as written, whether to read the labels: not a transfer source's)
+Loader = Callable[[str, Path, str, bool], RawData]
 ARRAY_SOURCES: dict[str, Loader] = {"sklearn": load_digits, "npz": load_npz}
 
 
-def load_source(source: str, root: Path = Path("."), label_names: list | None = None) -> RawData:
-    """Load an array ``data.source`` (or transfer source) with its kind's loader, its labels as class indices
-    (``with_class_indices``) into ``label_names`` (``data.label_names``); relative paths are taken from ``root`` (the
-    repo)."""
+def load_source(source: str, root: Path = Path("."), label_names: list | None = None,
+                labelled: bool = True) -> RawData:
+    """Load an array ``data.source`` with its kind's loader, its labels as class indices (``with_class_indices``)
+    into ``label_names`` (``data.label_names``); ``labelled`` False (a transfer source): its inputs alone, labels
+    None. Relative paths are taken from ``root`` (the repo)."""
     kind, _, rest = source.partition(":")
     if problem := check_source(source):
         raise DistilleryError(f"data.source = {source!r}: {problem}")
@@ -126,7 +159,8 @@ def load_source(source: str, root: Path = Path("."), label_names: list | None = 
         raise DistilleryError(f"data.source = {source!r}: the kind {kind!r} is declared in data.params.SOURCE_KINDS "
                               f"({SOURCE_KINDS[kind]}) but is no array source: it has no loader in "
                               f"data.arrays.ARRAY_SOURCES, and is not one of the text and table kinds")
-    return with_class_indices(ARRAY_SOURCES[kind](rest, root, source), label_names, f"data.source = {source!r}")
+    raw = ARRAY_SOURCES[kind](rest, root, source, labelled)
+    return with_class_indices(raw, label_names, f"data.source = {source!r}") if labelled else raw
 
 
 def with_class_indices(raw: RawData, label_names: list | None, where: str) -> RawData:

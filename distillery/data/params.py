@@ -142,8 +142,8 @@ TRANSFER = {  # rows the student learns from through the teacher's soft targets 
     "rest": Field((bool,), None, False,
                   help="the train rows data.max_train_examples leaves out, labels dropped (text sources)"),
     "source": Field(STR, check_source, None, nullable=True,
-                    help="another source of the same kind as data.source (hf:, file:, npz:; a numeric table's: "
-                         "file:), labels ignored"),
+                    help="another source of the same kind as data.source (hf:, file:, npz:, whose images alone "
+                         "will do: x_train or x, or a .npy; a numeric table's: file:), labels ignored"),
     "augment": Field(INT, non_negative, 0,
                      help="augmented variants per labelled train row (text: Tang et al. 2019; images: jitter)"),
     "seed": Field(INT, non_negative, 0, help="seed of the augmentation"),

@@ -7,9 +7,9 @@ like ``data/prepared``) and scored once by the ``transfer_logits`` stage (``data
 - ``rest``: the train rows ``data.max_train_examples`` leaves out, labels dropped (text sources). Their
   labels are kept aside in ``source_label`` only so the report can show the teacher's agreement with them
   and what the hard student would reach on all labels; no training reads them.
-- ``source``: every row of another source of the same kind (``hf:``, ``file:``, ``files``, ``npz:``; for a
-  numeric table, one file with its feature columns, encoded and scaled as the prepared rows), its labels (if any)
-  ignored.
+- ``source``: every row of another source of the same kind (``hf:``, ``file:``, ``files``, ``npz:``, whose images
+  alone will do; for a numeric table, one file with its feature columns, encoded and scaled as the prepared rows),
+  its labels (if any) ignored.
 - ``augment``: N seeded variants of each labelled train row. Text: Tang et al. (2019), "Distilling
   Task-Specific Knowledge from BERT into Simple Neural Networks" - each word is masked (``mask_prob``) or else
   replaced (``replace_prob``) by a word drawn uniformly from the labelled train rows' vocabulary (the paper
@@ -174,13 +174,17 @@ def _source_texts(tp: dict, data_params: dict, columns: dict, root: Path) -> dic
 
 
 def _source_arrays(tp: dict, root: Path, shape: list[int]) -> np.ndarray:
+    """The inputs of an array transfer source (``load_source`` without labels: an ``npz:`` may hold images alone)."""
     from .arrays import load_source
 
     spec = tp["source"]
     kind, _, rest = spec.partition(":")
     if kind == "npz" and not (root / rest).exists():
         _refuse("source", f"{spec!r}: file not found: {root / rest}")
-    raw = load_source(spec, root)
+    try:
+        raw = load_source(spec, root, labelled=False)
+    except DistilleryError as exc:
+        _refuse("source", f"{spec!r}: {exc}")
     if list(raw.inputs.shape[1:]) != list(shape):
         _refuse("source", f"{spec!r}: inputs of shape {list(raw.inputs.shape[1:])}, the prepared data's are {shape}")
     return raw.inputs.astype(np.float32)

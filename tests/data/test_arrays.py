@@ -1,5 +1,6 @@
 """data.arrays: every declared source kind is loaded by someone, and a kind declared without a loader says so; an
-npz's labels follow a table's rules (data.label_names); its arrays' shapes are checked."""
+npz's labels follow a table's rules (data.label_names); its arrays' shapes are checked; a transfer source's images
+are read alone."""
 from __future__ import annotations
 
 import re
@@ -45,7 +46,7 @@ def test_a_kind_declared_without_a_loader_names_where_the_loader_goes(monkeypatc
                                               r"data.params.SOURCE_KINDS \(npy:<folder> with x.npy and y.npy\) but is "
                                               r"no array source: it has no loader in data.arrays.ARRAY_SOURCES"):
         load_source("npy:rows")
-    monkeypatch.setitem(ARRAY_SOURCES, "npy", lambda rest, root, source: arrays.RawData(
+    monkeypatch.setitem(ARRAY_SOURCES, "npy", lambda rest, root, source, labelled: arrays.RawData(
         np.zeros((2, 3)), np.array(["b", "a"]), np.array([7, 8]), ["a", "b"]))
     raw = load_source("npy:rows")  # one entry: the loader is found
     assert raw.ids.tolist() == [7, 8] and raw.labels.tolist() == [1, 0]  # its own names index its labels
@@ -143,4 +144,41 @@ def images(n, side=2, dtype=np.uint8):
 def test_npz_arrays_of_the_wrong_shape_are_refused_naming_them(tmp_path, arrays, message):
     save_npz(tmp_path / "m.npz", [0, 1, 2, 1], [2, 0], **arrays)
     with pytest.raises(DistilleryError, match=re.escape(f"{tmp_path / 'm.npz'}: {message}")):
+        load_source("npz:m.npz", tmp_path)
+
+
+def test_a_npy_file_is_no_npz_source_but_a_transfer_source_s_images(tmp_path):
+    np.save(tmp_path / "m.npy", np.full((3, 2, 2), 51, np.uint8))
+    with pytest.raises(DistilleryError, match=re.escape(
+            f"{tmp_path / 'm.npy'}: a .npy file holds one array, but an npz: source is an .npz of the arrays "
+            "['x_train', 'y_train', 'x_test', 'y_test'] (numpy.savez); a .npy of images can serve as "
+            "data.transfer.source")):
+        load_source("npz:m.npy", tmp_path)
+    raw = load_source("npz:m.npy", tmp_path, labelled=False)
+    assert raw.labels is None and raw.ids.tolist() == [0, 1, 2] and raw.pixel_max == 255.0
+    np.testing.assert_allclose(raw.inputs, np.full((3, 2, 2), 0.2), rtol=1e-6)  # 51 / 255
+
+
+@pytest.mark.parametrize("arrays, rows", [
+    (dict(x_train=images(3)), 3),
+    (dict(x_train=images(3), x_test=images(2), y_train=np.array(["a", "b", "c"])), 5),  # labels ignored
+    (dict(x=images(4, dtype=np.float32), id=np.arange(4)), 4),
+])
+def test_a_transfer_source_s_images_are_read_without_labels(tmp_path, arrays, rows):
+    np.savez(tmp_path / "u.npz", **arrays)
+    raw = load_source("npz:u.npz", tmp_path, labelled=False)
+    assert raw.inputs.shape == (rows, 2, 2) and raw.labels is None and raw.ids.tolist() == list(range(rows))
+
+
+def test_an_npz_without_images_is_refused_naming_its_arrays(tmp_path):
+    np.savez(tmp_path / "u.npz", images=images(3), y=np.zeros(3))
+    with pytest.raises(DistilleryError, match=re.escape(
+            f"{tmp_path / 'u.npz'}: no images: unlabelled rows are an .npz's x_train (and x_test), or its x, or a .npy "
+            "array; it has the arrays ['images', 'y']")):
+        load_source("npz:u.npz", tmp_path, labelled=False)
+
+
+def test_a_file_that_is_no_numpy_file_is_refused(tmp_path):
+    (tmp_path / "m.npz").write_text("x,y\n1,2\n")
+    with pytest.raises(DistilleryError, match=re.escape(f"{tmp_path / 'm.npz'}: not readable as NumPy arrays")):
         load_source("npz:m.npz", tmp_path)

@@ -2,6 +2,7 @@
 method training on labelled ∪ transfer rows."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +101,27 @@ def test_npz_transfer_source_labels_ignored(digits, tmp_path):
     transfer = build_transfer(params["data"], digits, tmp_path)
     assert len(transfer) == 20 and (transfer.origins == ORIGINS.index("source")).all()
     assert (transfer.source_labels == -1).all()
+
+
+@pytest.mark.parametrize("name, array", [("extra.npz", "x_train"), ("extra.npz", "x"), ("extra.npy", None)])
+def test_a_transfer_source_of_images_alone_needs_no_labels(digits, tmp_path, name, array):
+    x = np.random.default_rng(0).integers(0, 255, size=(6, 8, 8)).astype(np.uint8)
+    if array:
+        np.savez(tmp_path / name, **{array: x})
+    else:
+        np.save(tmp_path / name, x)
+    transfer = build_transfer(make_params(data={"transfer": {"source": f"npz:{name}"}})["data"], digits, tmp_path)
+    assert transfer.meta["id_offset"] == 1797  # after the digits' ids 0..1796
+    assert transfer.ids.tolist() == list(range(1797, 1803)) and (transfer.source_labels == -1).all()
+    np.testing.assert_allclose(transfer.inputs, x / 255.0, rtol=1e-6)
+
+
+def test_a_transfer_source_without_images_is_refused_naming_the_param(digits, tmp_path):
+    np.savez(tmp_path / "extra.npz", images=np.zeros((3, 8, 8), np.uint8))
+    with pytest.raises(DistilleryError, match=re.escape(
+            f"params.yaml: data.transfer.source: 'npz:extra.npz': {tmp_path / 'extra.npz'}: no images: unlabelled "
+            "rows are an .npz's x_train (and x_test), or its x, or a .npy array; it has the arrays ['images']")):
+        build_transfer(make_params(data={"transfer": {"source": "npz:extra.npz"}})["data"], digits, tmp_path)
 
 
 # ------------------------------------------------------------------------------------------ text
