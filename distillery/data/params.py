@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..errors import DistilleryError
 from ..schema import FLOAT, INT, LIST, STR, Field, non_negative, one_of, open_fraction, positive
 from .chats import FROM_TOKENIZER, is_jinja
+from .layout import CHANNELS
 from .prepared import SPLITS
 
 TEXT_KINDS = ("hf", "file", "files")
@@ -216,6 +217,10 @@ DATA = {
                          help="tables: text-valued feature columns are refused or one-hot encoded"),
     "scaling": Field(STR, one_of("auto", "standard", "minmax", "none"), "auto",
                      help="array and table features, fitted on train: auto = none for pixels, standard otherwise"),
+    "channels": Field(STR, one_of(*CHANNELS), "auto",
+                      help="array sources with samples of 3 dims: where the channel axis is, first (C, H, W) or last "
+                           "(H, W, C; moved in front by prepare, once: data/layout.py); auto = last when the last "
+                           "axis is 1, 3 or 4 and the first is not, first in the opposite case, else refused"),
     "transfer": TRANSFER,
     "omit_classes": Field(LIST, _omit_classes, [],
                           help="Hinton's omitted-class experiment: classes (indices or names) no student trains on"),
@@ -249,6 +254,9 @@ def check_data(data: dict, source: str) -> None:
     if data["empty_text"] != "refuse" and not is_text(data):
         raise DistilleryError(f"{source}: data.empty_text = {data['empty_text']!r} with data.source = "
                               f"{data['source']!r}: it is for text sources (a table's empty cells are refused)")
+    if data["channels"] != "auto" and (is_text(data) or data["feature_columns"] is not None):
+        raise DistilleryError(f"{source}: data.channels = {data['channels']!r} with data.source = "
+                              f"{data['source']!r}: it says where the channel axis of images is (array sources: npz:)")
     columns = data["feature_columns"]
     if columns is None:
         if data["categorical"] != "refuse":

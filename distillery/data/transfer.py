@@ -173,9 +173,12 @@ def _source_texts(tp: dict, data_params: dict, columns: dict, root: Path) -> dic
     return out
 
 
-def _source_arrays(tp: dict, root: Path, shape: list[int]) -> np.ndarray:
-    """The inputs of an array transfer source (``load_source`` without labels: an ``npz:`` may hold images alone)."""
+def _source_arrays(tp: dict, root: Path, shape: list[int], channels: str) -> np.ndarray:
+    """The inputs of an array transfer source (``load_source`` without labels: an ``npz:`` may hold images alone), in
+    the prepared layout: images of 3 dims moved to channels first as prepare moved the source's (``data.channels``,
+    ``data.layout``), then of the prepared shape."""
     from .arrays import load_source
+    from .layout import channels_first, source_layout
 
     spec = tp["source"]
     kind, _, rest = spec.partition(":")
@@ -185,9 +188,13 @@ def _source_arrays(tp: dict, root: Path, shape: list[int]) -> np.ndarray:
         raw = load_source(spec, root, labelled=False)
     except DistilleryError as exc:
         _refuse("source", f"{spec!r}: {exc}")
-    if list(raw.inputs.shape[1:]) != list(shape):
-        _refuse("source", f"{spec!r}: inputs of shape {list(raw.inputs.shape[1:])}, the prepared data's are {shape}")
-    return raw.inputs.astype(np.float32)
+    given = list(raw.inputs.shape[1:])
+    inputs = channels_first(raw.inputs, source_layout(given, channels, f"params.yaml: data.transfer.source = {spec!r}"))
+    if list(inputs.shape[1:]) != list(shape):
+        moved = f", {list(inputs.shape[1:])} channels first" if inputs.shape[1:] != raw.inputs.shape[1:] else ""
+        _refuse("source", f"{spec!r}: inputs of shape {given}{moved}; the prepared data's are {shape}"
+                          f"{' (channels first)' if len(shape) == 3 else ''}")
+    return inputs.astype(np.float32)
 
 
 def _source_table(tp: dict, prepared: Prepared, root: Path) -> np.ndarray:
@@ -258,7 +265,7 @@ def build_transfer(data_params: dict, prepared: Prepared, root: Path = Path(".")
             n = len(x)
             arrays.append(x)
         else:
-            x = _source_arrays(tp, root, prepared.input_shape)
+            x = _source_arrays(tp, root, prepared.input_shape, data_params["channels"])
             n = len(x)
             arrays.append(x)
         if n == 0:
