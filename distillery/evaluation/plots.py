@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
+from ..data.layout import COLOUR_CHANNELS
 from .wording import counted
 
 COLORS = {"teacher": "tab:gray", "kd": "tab:blue", "hard": "tab:orange"}
@@ -187,16 +188,15 @@ def confidence_histograms(runs: dict[str, list[np.ndarray]], labels: np.ndarray,
 
 
 def as_image(inputs: np.ndarray, input_shape: list[int]) -> np.ndarray | None:
-    """Inputs as (N, H, W) or (N, H, W, 3) images if ``input_shape`` looks like an image, else None."""
+    """Inputs as (N, H, W), (N, H, W, 3) or (N, H, W, 4) images (what ``imshow`` draws) if ``input_shape`` is an
+    image in the pipeline's layout, (H, W) or channels first (C, H, W) with 1, 3 or 4 channels (prepare moved every
+    source's there: ``data.layout``), else None."""
     shape = list(input_shape)
     if len(shape) == 2 and min(shape) > 1:
         return inputs.reshape(len(inputs), *shape)
-    if len(shape) == 3 and shape[0] in (1, 3):
+    if len(shape) == 3 and shape[0] in COLOUR_CHANNELS and min(shape[1:]) > 1:
         images = inputs.reshape(len(inputs), *shape).transpose(0, 2, 3, 1)
         return images[..., 0] if shape[0] == 1 else images
-    if len(shape) == 3 and shape[2] in (1, 3):
-        images = inputs.reshape(len(inputs), *shape)
-        return images[..., 0] if shape[2] == 1 else images
     return None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..data.layout import layout_shape
 from ..io import SELECTION_FILE, TIMINGS_ROOT
 from ..methods import describe, get_method
 from .wording import budget_caveat, counted, spread_over_seeds
@@ -250,7 +251,11 @@ def _inputs(meta: dict) -> str:
                    f"value" for split, n in meta.get("inputs_also_in_train", {}).items() if n)
     if meta.get("kind") == "table":
         return f"{len(meta['features'])} features from the columns {meta['feature_columns']}{also}"
-    return f"input shape {meta['input_shape']}{also}"
+    layout = meta.get("inputs", {}).get("channels")  # images of 3 dims: channels first, moved by prepare if last
+    laid = {"first": " (channels first)",
+            "last": f" (channels first; the source's images are {layout_shape(meta['input_shape'], 'last')}, "
+                    "channels last, moved by prepare)"}.get(layout, "")
+    return f"input shape {meta['input_shape']}{laid}{also}"
 
 
 def scaling_text(scaling: dict, pixel_max: float | None = None) -> str:

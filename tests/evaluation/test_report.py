@@ -150,7 +150,11 @@ def test_as_image_recognises_image_shapes_only():
     chw = P.as_image(x[:, :60], [3, 4, 5])
     assert chw.shape == (2, 4, 5, 3) and chw[0, 0, 1, 2] == x[0, 2 * 20 + 1]  # channel 2, row 0, column 1
     assert P.as_image(x[:, :20], [1, 4, 5]).shape == (2, 4, 5)
-    assert P.as_image(x[:, :60], [4, 5, 3]).shape == (2, 4, 5, 3)
+    rgba = P.as_image(np.arange(2 * 80.0).reshape(2, 80), [4, 4, 5])
+    assert rgba.shape == (2, 4, 5, 4) and rgba[1, 3, 4, 2] == 80 + 2 * 20 + 3 * 5 + 4  # channel 2, row 3, column 4
+    # prepare moved every source's images to channels first (data.layout): a last axis of 3 is no channel axis
+    assert P.as_image(x[:, :60], [5, 4, 3]) is None
+    assert P.as_image(x[:, :60], [4, 5, 3]).shape == (2, 5, 3, 4)  # 4 channels of 5 x 3
     assert P.as_image(x, [120]) is None  # a feature vector (or token ids) is no image
 
 
@@ -332,3 +336,14 @@ def test_one_seed_s_figures_have_no_spread_and_several_seeds_theirs():
     row = next(line for line in table.splitlines() if line.startswith("| accuracy |"))
     assert row == "| accuracy | 0.9800 | 0.9698 | 0.9698 ± 0.0031 |"
     assert "distilled: kd (1 seed)" in table and "hard labels (2 seeds)" in table
+
+
+def test_the_setting_names_the_channels_first_shape_and_the_sources_layout():
+    from distillery.evaluation.report import _inputs
+
+    meta = {"input_shape": [3, 16, 16], "sizes": {}}  # an array source's meta.json (no top-level kind)
+    assert _inputs({**meta, "inputs": {"kind": "array", "channels": "last"}}) == \
+        "input shape [3, 16, 16] (channels first; the source's images are [16, 16, 3], channels last, moved by prepare)"
+    assert _inputs({**meta, "inputs": {"kind": "array", "channels": "first"}}) == \
+        "input shape [3, 16, 16] (channels first)"
+    assert _inputs({**meta, "input_shape": [8, 8], "inputs": {"kind": "array"}}) == "input shape [8, 8]"
