@@ -266,8 +266,13 @@ def lm_results(metrics: dict, kind: str, seed: int, scores: dict) -> list[str]:
 def inputs_text(record: dict) -> str:
     """What a classifier takes, in words, from its ``inputs.json``."""
     if record["kind"] == "array":
-        return (f"images of shape {record['shape']} with pixels from 0 to {record['pixel_max']:g}, as the source "
-                "gives them")
+        from .data.layout import layout_shape
+
+        layout = record.get("channels")  # images of 3 dims: as the source holds them (predict moves them)
+        shape = f"{layout_shape(record['shape'], layout)}" + (f" (channels {layout})" if layout else "")
+        if record["pixel_max"] is None:
+            return f"arrays of shape {shape}, as the source gives them"
+        return f"images of shape {shape} with pixels from 0 to {record['pixel_max']:g}, as the source gives them"
     if record["kind"] == "table":
         columns = ", ".join(f"`{c}`" for c in record["feature_columns"][:12])
         more = f" and {len(record['feature_columns']) - 12} more" if len(record["feature_columns"]) > 12 else ""

@@ -121,6 +121,11 @@ def test_what_a_classifier_takes_in_words():
         "texts in the column `sentence`"
     assert inputs_text({"kind": "array", "shape": [28, 28], "pixel_max": 255.0}) == \
         "images of shape [28, 28] with pixels from 0 to 255, as the source gives them"
+    # a channels-last source: the model's shape is channels first, new images come as the source's
+    assert inputs_text({"kind": "array", "shape": [3, 16, 16], "pixel_max": 255.0, "channels": "last"}) == \
+        "images of shape [16, 16, 3] (channels last) with pixels from 0 to 255, as the source gives them"
+    assert inputs_text({"kind": "array", "shape": [64], "pixel_max": None}) == \
+        "arrays of shape [64], as the source gives them"  # float features: no pixel range
 
 
 @pytest.mark.parametrize("meta, arch, tag", [({"kind": "causal_lm"}, "hf", "text-generation"),

@@ -141,3 +141,27 @@ def test_int8_predicts_as_evaluate_scores_int8_students(saved):
     with pytest.raises(DistilleryError, match=r"--int8: int8 models run on CPU \(as evaluate scores them\), not "
                                               r"--device cuda"):
         predict(tmp_path / "model", tmp_path / "rows.npz", device="cuda", int8=True)
+
+
+def test_channels_last_images_predict_as_the_same_images_channels_first(tmp_path):
+    """A CNN of a channels-last source (inputs.json: channels last, shape channels first): new images as the source
+    holds them, (N, H, W, C), are moved as prepare moved it; given channels first they predict the same."""
+    record = {"kind": "array", "pixel_max": 255.0, "channels": "last", "label_names": ["a", "b"], "shape": [3, 4, 5],
+              "scaling": {"param": "auto", "scaler": "none"}}
+    torch.manual_seed(0)
+    model = build_model({"arch": "cnn", "channels": [4], "hidden_size": 8}, [3, 4, 5], record["label_names"])
+    model.save_pretrained(tmp_path / "model")
+    save_record(record, tmp_path / "model")
+    hwc = np.random.default_rng(0).integers(0, 256, (6, 4, 5, 3), dtype=np.uint8)
+    np.save(tmp_path / "hwc.npy", hwc)
+    np.save(tmp_path / "chw.npy", np.moveaxis(hwc, -1, 1))
+    for name in ("hwc", "chw"):
+        run(["python", "-m", "distillery.predict", "model", f"{name}.npy", f"{name}.csv", "--scores", "logits"],
+            tmp_path)
+    last, first = pd.read_csv(tmp_path / "hwc.csv"), pd.read_csv(tmp_path / "chw.csv")
+    pd.testing.assert_frame_equal(last, first)
+    with torch.inference_mode():
+        chw = torch.from_numpy(np.moveaxis(hwc, -1, 1) / np.float32(255))
+        expected = model.eval()(features=chw).logits.numpy()
+    np.testing.assert_allclose(last[["logit_a", "logit_b"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+

@@ -21,6 +21,7 @@ from ..errors import DistilleryError
 from .chats import message_list, render_prompt
 from .corpus import cell_texts, encode, prompt_texts
 from .files import check_columns, integer_cells, read_table, row_names
+from .layout import channels_first, layout_shape
 from .params import template_fields
 from .prepared import UNLABELLED, Prepared
 from .scaling import as_pixels, rescale
@@ -262,8 +263,8 @@ def _text_dataset(record: dict, df, ids: np.ndarray, where: str, rows: tuple[str
 
 
 def _array_rows(record: dict, path: Path, name: str | None) -> NewRows:
-    """An ``.npy`` array, or one array of an ``.npz`` (and its ``id`` array), as the model's inputs: pixels divided
-    to 0..1 as the source's were, then scaled."""
+    """An ``.npy`` array, or one array of an ``.npz`` (and its ``id`` array), as the model's inputs: images in the
+    model's layout (``_model_layout``), pixels divided to 0..1 as the source's were, then scaled."""
     if not path.exists():
         raise DistilleryError(f"{path}: file not found")
     ids = None
@@ -285,16 +286,11 @@ def _array_rows(record: dict, path: Path, name: str | None) -> NewRows:
                 ids = arrays[ID_COLUMN] if ID_COLUMN in arrays.files else None
     except ValueError as exc:  # object arrays need pickle, which is refused
         raise DistilleryError(f"{path}: {exc}") from None
-    shape = list(record["shape"])
-    width = int(np.prod(shape))
-    if values.ndim < 1 or list(values.shape[1:]) not in (shape, [width]):
-        raise DistilleryError(f"{path}: inputs of shape {list(values.shape)}; the model takes (N, "
-                              f"{', '.join(map(str, shape))}) or (N, {width})")
+    values = _model_layout(values, record, path)
     if not len(values):
         raise DistilleryError(f"{path}: no rows")
     if values.dtype.kind not in "iuf":
         raise DistilleryError(f"{path}: the inputs must be numbers, got dtype {values.dtype}")
-    values = values.reshape(len(values), *shape)
     ids = _array_ids(ids, len(values), path)
     flat = values.reshape(len(values), -1).astype(np.float64)
     bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
@@ -316,6 +312,35 @@ def _array_rows(record: dict, path: Path, name: str | None) -> NewRows:
     else:
         values = values.astype(np.float64)
     return NewRows(ids, rescale(values, record["scaling"]))
+
+
+def _model_layout(values: np.ndarray, record: dict, path: Path) -> np.ndarray:
+    """``values`` as (N, *the model's shape), the pipeline's layout (channels first: ``data.layout``). Taken: rows
+    of the source's sample shape (channels last where the source's were: ``record["channels"]``, then moved as
+    prepare moved them), or flattened so; rows already channels first; for a model of (H, W) images, rows of
+    (H, W, 1) or (1, H, W) (the size-1 channel axis dropped); and a single image, the whole array one sample of
+    those shapes, as one row."""
+    shape = list(record["shape"])
+    layout = record.get("channels")  # samples of 3 dims only; None: no channel axis (or a model saved before)
+    source = layout_shape(shape, layout)
+    width = int(np.prod(shape))
+    forms = [source, shape] + ([shape + [1], [1] + shape] if len(shape) == 2 else [])
+    row = list(values.shape[1:])
+    if values.ndim >= 1 and row in (source, [width]):
+        return channels_first(values.reshape(len(values), *source), layout)
+    if values.ndim >= 1 and row in forms:
+        return values.reshape(len(values), *shape)
+    if list(values.shape) in forms:  # one image
+        return _model_layout(values[None], record, path)
+    def rows(form: list[int]) -> str:
+        return f"(N, {', '.join(map(str, form))})"
+
+    takes = f"{rows(source)} or {rows([width])}"
+    if source != shape:
+        takes += f" as its source holds them (channels {layout}), or {rows(shape)} channels first"
+    if len(shape) == 2:
+        takes += f"; {rows(shape + [1])} and {rows([1] + shape)} too"
+    raise DistilleryError(f"{path}: inputs of shape {list(values.shape)}; the model takes {takes}")
 
 
 def _array_ids(ids: np.ndarray | None, rows: int, path: Path) -> np.ndarray:

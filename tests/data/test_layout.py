@@ -1,7 +1,8 @@
 """One layout of images inside the pipeline (``data.channels``, ``distillery.data.layout``): channels-last sources
 (PIL's, Keras' (N, H, W, C)) are moved to channels first once in prepare, so that they give the prepared arrays,
 transfer sets, jitter and trained CNN of the same images given channels first, bit for bit; a shape whose channel
-axis auto cannot tell is refused, naming it, before any work."""
+axis auto cannot tell is refused, naming it, before any work; new images for predict are moved as prepare moved
+the source's."""
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 from distillery.data.augment import jitter_batch, shift_image
-from distillery.data.inputs import input_record
+from distillery.data.inputs import input_record, read_rows
 from distillery.data.layout import channels_first, layout_shape, source_layout
 from distillery.data.prepare import prepare
 from distillery.data.prepared import load_prepared
@@ -229,3 +230,45 @@ def test_a_cnn_teacher_trained_on_channels_last_images_is_the_one_trained_on_cha
     for key in weights["last"]:
         np.testing.assert_array_equal(weights["last"][key], weights["first"][key])
     assert weights["last"]["net.2.weight"].shape[1] == last.input_shape[0]  # Conv2d(C, 4): C input channels
+
+
+# --------------------------------------------------------------------------------------------- new images (predict)
+
+
+def test_new_images_in_the_sources_layout_or_channels_first_give_the_prepared_inputs(both, tmp_path):
+    _, hwc, last, _ = both
+    record = input_record(last)
+    assert record["channels"] == "last" and record["shape"] == [hwc.shape[-1], H, W]
+    test = last.splits["test"]
+    given = {"hwc": hwc[test.ids], "chw": np.moveaxis(hwc[test.ids], -1, 1),
+             "flat": hwc[test.ids].reshape(len(test.ids), -1)}  # flattened as the source's rows are
+    for name, x in given.items():
+        np.save(tmp_path / f"{name}.npy", x)
+        np.testing.assert_array_equal(read_rows(record, tmp_path / f"{name}.npy").inputs, test.inputs)
+    np.save(tmp_path / "one.npy", hwc[test.ids[4]])  # one image, (H, W, C): one row
+    one = read_rows(record, tmp_path / "one.npy")
+    assert one.ids.tolist() == [0]
+    np.testing.assert_array_equal(one.inputs, test.inputs[4:5])
+    np.save(tmp_path / "wrong.npy", hwc[test.ids][:, :, :4])
+    c = hwc.shape[-1]
+    with pytest.raises(DistilleryError, match=rf"wrong.npy: inputs of shape \[20, {H}, 4, {c}\]; the model takes "
+                                              rf"\(N, {H}, {W}, {c}\) or \(N, {H * W * c}\) as its source holds them "
+                                              rf"\(channels last\), or \(N, {c}, {H}, {W}\) channels first"):
+        read_rows(record, tmp_path / "wrong.npy")
+
+
+def test_a_model_of_images_without_channels_takes_a_size_1_channel_axis_and_one_image(tmp_path):
+    grey = hwc_images(1)
+    npz(tmp_path / "grey.npz", grey[..., 0])  # (N, H, W): the model's shape is [H, W]
+    prepare(make_params(data={"source": "npz:grey.npz"})["data"], tmp_path / "out", tmp_path)
+    prepared = load_prepared(tmp_path / "out")
+    record, test = input_record(prepared), prepared.splits["test"]
+    for name, x in {"hw1": grey[test.ids], "1hw": np.moveaxis(grey[test.ids], -1, 1)}.items():
+        np.save(tmp_path / f"{name}.npy", x)
+        np.testing.assert_array_equal(read_rows(record, tmp_path / f"{name}.npy").inputs, test.inputs)
+    np.save(tmp_path / "one.npy", grey[test.ids[2], :, :, 0])  # (H, W): one image
+    np.testing.assert_array_equal(read_rows(record, tmp_path / "one.npy").inputs, test.inputs[2:3])
+    np.save(tmp_path / "three.npy", grey[test.ids].repeat(3, axis=-1))
+    with pytest.raises(DistilleryError, match=rf"inputs of shape \[20, {H}, {W}, 3\]; the model takes \(N, {H}, {W}\) "
+                                              rf"or \(N, {H * W}\); \(N, {H}, {W}, 1\) and \(N, 1, {H}, {W}\) too"):
+        read_rows(record, tmp_path / "three.npy")
