@@ -142,8 +142,32 @@ AutoModelForSequenceClassification.register(CNNConfig, CNNForClassification)
 ARCHITECTURES = {"mlp": (MLPConfig, MLPForClassification), "cnn": (CNNConfig, CNNForClassification)}
 
 
-def build_model(spec: dict, input_shape: list[int], label_names: list[str]) -> PreTrainedModel:
-    """A freshly initialised model from a ``teacher.model`` / ``student.model`` param block."""
+def check_model_fits(spec: dict, input_shape: list[int], where: str) -> None:
+    """Refuse a ``*.model`` block (``where``: ``teacher.model``, ``student.model``, ``teachers.<name>.model``) that
+    cannot take inputs of ``input_shape`` (a row's, channels first): a CNN takes images, (H, W) or (C, H, W), and
+    each of its ``channels`` blocks (3x3 conv, ReLU, 2x2 max-pool) halves H and W, rounding down, so at most
+    log2 of the smaller side fit. MLPs take any shape; Hugging Face models take texts (not checked here)."""
+    if spec["arch"] != "cnn":
+        return
+    shape = [int(n) for n in input_shape]
+    if len(shape) not in (2, 3) or min(shape[-2:]) < 1:
+        raise DistilleryError(f"{where}.arch = 'cnn' takes images, (H, W) or (C, H, W) per row; the inputs have shape "
+                              f"{shape} (use arch: mlp)")
+    height, width = shape[-2:]
+    channels = list(spec["channels"]) if "channels" in spec else CNNConfig().channels  # a block without: the default
+    blocks = len(channels)
+    fit = min(height, width).bit_length() - 1  # the most halvings that leave at least 1 x 1
+    if blocks > fit:
+        size = f"{height}x{width}"
+        raise DistilleryError(f"{where}.channels = {channels}: {blocks} block{'s' if blocks != 1 else ''} halve "
+                              f"{size} to {height >> blocks}x{width >> blocks}: at most {fit} "
+                              f"block{'s' if fit != 1 else ''} for {size} images (input shape {shape})")
+
+
+def build_model(spec: dict, input_shape: list[int], label_names: list[str], where: str = "model") -> PreTrainedModel:
+    """A freshly initialised model from a ``teacher.model`` / ``student.model`` param block (``where``, named in the
+    refusal of a model that cannot take ``input_shape``: ``check_model_fits``)."""
+    check_model_fits(spec, input_shape, where)
     config_cls, model_cls = ARCHITECTURES[spec["arch"]]
     options = {k: spec[k] for k in ARCH_FIELDS[spec["arch"]] if k in spec}
     config = config_cls(

@@ -20,7 +20,7 @@ from ..errors import DistilleryError
 from ..forking import cores, run_side_by_side
 from ..io import atomic_dir, fingerprint, read_logits
 from ..methods import HARD, Method
-from ..models.zoo import build_model
+from ..models.zoo import build_model, check_model_fits
 from ..data.inputs import input_record, save_record
 from ..data.omitted import resolve as resolve_omitted, transfer_without_omitted, without_omitted
 from ..data.prepared import Prepared
@@ -162,6 +162,7 @@ def train_students(
     processes = seed_processes(params, len(seeds))
     hp = method.hyperparams(params["kd"]) if method is not HARD else {}
     spec = params["student"]["model"]
+    check_model_fits(spec, prepared.input_shape, "student.model")  # a CNN too deep for the images: before any work
     logits = {"train": None, "validation": None}
     run_parts: list = [method.name, hp]
     omitted = resolve_omitted(params["data"]["omit_classes"], prepared.label_names)
@@ -193,7 +194,8 @@ def train_students(
         make_student, text = text_student(spec, prepared, teacher_dir)
         run_parts.append(text.pop("key"))
     else:
-        make_student, text = (lambda: build_model(spec, prepared.input_shape, prepared.label_names)), {}
+        make_student, text = (lambda: build_model(spec, prepared.input_shape, prepared.label_names,
+                                                  "student.model")), {}
     teacher = prepare_teacher(method, hp, make_student, text.get("tokenizer"), teacher_dir)
     if teacher is not None and "live_teacher" in method.needs:
         run_parts.append(weights_fingerprint(teacher))

@@ -15,7 +15,7 @@ from ..data.sources import digest
 from ..distributed import is_main
 from ..errors import DistilleryError
 from ..io import atomic_dir, fingerprint
-from ..models.zoo import build_model, check_safetensors, load_model
+from ..models.zoo import build_model, check_model_fits, check_safetensors, load_model
 from ..data.prepared import Prepared
 from .runs import CHECKPOINT_ROOT, CURVES, copy_selection, data_key, run_environment, save_timings, seeded, train_once
 from ..models.text import build_text_model, check_label_count, saved_tokenizer
@@ -75,6 +75,10 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
     picks one of ``teachers`` instead of the teacher."""
     tp = teacher_block(params, name)
     where = "teacher" if name is None else f"teachers.{name}"
+    if not prepared.is_text:  # the MLP/CNN blocks against the prepared shape: the student's too, before any training
+        for block, role in ((tp, where), (params["student"], "student")):
+            if role == "student" or not block["checkpoint"]:
+                check_model_fits(block["model"], prepared.input_shape, f"{role}.model")
     if tp["checkpoint"]:
         check_checkpoint(tp["checkpoint"], prepared, tp["trust_remote_code"])
         if not is_main():  # several processes: the main one writes the outputs
@@ -119,7 +123,8 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         data = {"train": TensorDictDataset.from_split(train), "validation": TensorDictDataset.from_split(val)}
         if tp["train"]["jitter"]:  # training batches only: validation (early stopping) sees the images as they are
             data["train"] = Jittered(data["train"], tp["train"]["jitter"])
-        inputs = dict(make_model=lambda: build_model(tp["model"], prepared.input_shape, prepared.label_names))
+        inputs = dict(make_model=lambda: build_model(tp["model"], prepared.input_shape, prepared.label_names,
+                                                     f"{where}.model"))
     finished = train_once(
         run_dir,
         seed=tp["seed"],

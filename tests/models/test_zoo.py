@@ -90,3 +90,59 @@ def test_trust_remote_code_is_off_by_default():
     from distillery.params import validate
 
     assert validate({})["teacher"]["trust_remote_code"] is False
+
+
+@pytest.mark.parametrize("spec, shape, message", [
+    # each block halves H and W (2x2 max-pool, rounding down): 16 -> 8 -> 4 -> 2 -> 1 -> 0
+    ({"arch": "cnn", "channels": [8, 16, 32, 64, 128]}, [3, 16, 16],
+     r"teacher.model.channels = \[8, 16, 32, 64, 128\]: 5 blocks halve 16x16 to 0x0: at most 4 blocks for 16x16 "
+     r"images \(input shape \[3, 16, 16\]\)"),
+    # 28 -> 14 -> 7 -> 3 -> 1 and 10 -> 5 -> 2 -> 1 -> 0: the smaller side decides
+    ({"arch": "cnn", "channels": [4, 4, 4, 4]}, [28, 10],
+     r"teacher.model.channels = \[4, 4, 4, 4\]: 4 blocks halve 28x10 to 1x0: at most 3 blocks for 28x10 images"),
+    ({"arch": "cnn", "channels": [4, 4]}, [1, 3, 3],
+     r"teacher.model.channels = \[4, 4\]: 2 blocks halve 3x3 to 0x0: at most 1 block for 3x3 images"),
+    ({"arch": "cnn"}, [256], r"teacher.model.arch = 'cnn' takes images, \(H, W\) or \(C, H, W\) per row; the inputs "
+                             r"have shape \[256\] \(use arch: mlp\)"),
+    ({"arch": "cnn"}, [2, 3, 8, 8], r"teacher.model.arch = 'cnn' takes images, .* the inputs have shape \[2, 3, 8, 8\]"),
+])
+def test_a_cnn_that_cannot_take_the_inputs_is_refused_naming_param_shape_and_limit(spec, shape, message):
+    from distillery.models.zoo import check_model_fits
+
+    with pytest.raises(DistilleryError, match=message):
+        check_model_fits(spec, shape, "teacher.model")
+    with pytest.raises(DistilleryError, match=message.replace("teacher.model", "student.model")):
+        build_model(spec, shape, LABELS, "student.model")
+
+
+@pytest.mark.parametrize("channels, shape", [([8, 16, 32, 64], [3, 16, 16]), ([4, 4, 4], [8, 8]), ([4], [2, 2]),
+                                             ([4, 4, 4, 4], [1, 28, 28])])
+def test_a_cnn_as_deep_as_the_images_allow_builds_to_1x1_maps(channels, shape):
+    from distillery.models.zoo import check_model_fits
+
+    check_model_fits({"arch": "cnn", "channels": channels}, shape, "teacher.model")
+    model = build_model({"arch": "cnn", "channels": channels, "hidden_size": 8}, shape, LABELS)
+    assert model(features=torch.zeros(2, *shape)).logits.shape == (2, 10)
+    check_model_fits({"arch": "mlp", "hidden_sizes": [4]}, [256], "teacher.model")  # an MLP takes any shape
+
+
+@pytest.mark.parametrize("role", ["teacher", "student"])
+def test_the_teacher_stage_refuses_a_cnn_too_deep_for_the_images_before_any_training(digits, tmp_path, role,
+                                                                                     monkeypatch):
+    """digits: 8x8, so 3 blocks at most; the student's model too, before the teacher trains, as distill would."""
+    from distillery.training.students import train_students
+    from distillery.methods.base import HARD
+    from distillery.training.teacher import build_teacher
+
+    from ..conftest import make_params
+
+    monkeypatch.chdir(tmp_path)
+    params = make_params(**{role: {"model": {"arch": "cnn", "channels": [4, 4, 4, 4]}}})
+    message = rf"{role}.model.channels = \[4, 4, 4, 4\]: 4 blocks halve 8x8 to 0x0: at most 3 blocks for 8x8 images"
+    with pytest.raises(DistilleryError, match=message):
+        build_teacher(params, digits, tmp_path / "teacher")
+    assert not (tmp_path / "teacher").exists() and not (tmp_path / ".cache").exists()  # no run was started
+    if role == "student":
+        with pytest.raises(DistilleryError, match=message):
+            train_students(HARD, params, digits, tmp_path / "hard")
+        assert not (tmp_path / "hard").exists() and not (tmp_path / ".cache").exists()
