@@ -34,16 +34,21 @@ PINNED_MARK = "DISTILLERY_PREDICT_PINNED"  # set in the re-started process, so i
 
 
 def predict(model_dir: Path, input_path: Path, array: str | None = None, batch_size: int = 512,
-            device: str | None = None, int8: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+            device: str | None = None, int8: bool = False,
+            pixels_as_given: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """The rows of ``input_path`` through the model in ``model_dir``: (ids, float32 logits (N, labels), label
     names). Every row is read and checked before the model loads. ``int8``: the model quantized as evaluate scores
-    ``student.quantize: int8`` (``evaluation.quantization``; on CPU)."""
+    ``student.quantize: int8`` (``evaluation.quantization``; on CPU). ``pixels_as_given``: images whose pixels all
+    lie within 0..1, for a model of 0..255 (or 0..16) pixels, taken as they are instead of refused."""
     from .data.inputs import load_record, read_rows
     from .training.teacher import load_teacher_and_tokenizer
 
     model_dir = Path(model_dir)
     record = load_record(model_dir)
-    rows = read_rows(record, input_path, array)
+    if pixels_as_given and record.get("pixel_max") is None:
+        raise DistilleryError(f"--pixels-as-given: for models of image pixels (0..255, 0..16); {model_dir} takes "
+                              f"{'images of other values' if record['kind'] == 'array' else record['kind'] + ' rows'}")
+    rows = read_rows(record, input_path, array, pixels_as_given)
     model, tokenizer = load_teacher_and_tokenizer(model_dir)  # a saved model, or the teacher.checkpoint it names
     names = record["label_names"]
     if model.config.num_labels != len(names):
@@ -194,6 +199,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="classifiers: each label's probability (default) or raw logit")
     parser.add_argument("--int8", action="store_true",
                         help="classifiers: int8 Linear layers, as evaluate scores student.quantize: int8 (CPU)")
+    parser.add_argument("--pixels-as-given", action="store_true",
+                        help="images: pixels that all lie within 0..1 for a model of 0..255 (or 0..16) pixels are "
+                             "refused (divided already?); take them as they are")
     parser.add_argument("--batch-size", type=int, default=512, help="rows per forward pass or generation batch")
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps, ... (default: CUDA, else MPS, else CPU)")
     parser.add_argument("--reproducible-cpu", choices=tuple(LEVELS),
@@ -223,12 +231,13 @@ def main(argv: list[str] | None = None) -> None:
             torch.set_num_threads(threads)
         check_device(args.device)
         if load_record(args.model)["kind"] == "causal_lm":
-            if args.array or args.scores or args.int8:
-                raise DistilleryError(f"{args.model}: a language model answers prompts: --array, --scores and --int8 "
-                                      "are for classifiers")
+            if args.array or args.scores or args.int8 or args.pixels_as_given:
+                raise DistilleryError(f"{args.model}: a language model answers prompts: --array, --scores, --int8 "
+                                      "and --pixels-as-given are for classifiers")
             table = answer(args.model, args.input, args.batch_size, args.device)
         else:
-            ids, logits, names = predict(args.model, args.input, args.array, args.batch_size, args.device, args.int8)
+            ids, logits, names = predict(args.model, args.input, args.array, args.batch_size, args.device, args.int8,
+                                         args.pixels_as_given)
             table = predictions_table(ids, logits, names, args.scores or "probabilities")
         write_table(table, args.output)
     print(f"{args.output}: {len(table):,} rows predicted by {args.model}")

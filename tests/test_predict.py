@@ -122,8 +122,8 @@ def test_a_language_model_refuses_the_classifier_options(tmp_path):
     save_record({"kind": "causal_lm"}, (tmp_path / "lm").mkdir() or tmp_path / "lm")
     result = run(["python", "-m", "distillery.predict", "lm", "p.jsonl", "out.csv", "--scores", "logits"], tmp_path,
                  check=False)
-    assert result.returncode == 2 and "error: lm: a language model answers prompts: --array, --scores and --int8 " \
-        "are for classifiers" in result.stderr, result.stderr
+    assert result.returncode == 2 and "error: lm: a language model answers prompts: --array, --scores, --int8 " \
+        "and --pixels-as-given are for classifiers" in result.stderr, result.stderr
 
 
 def test_int8_predicts_as_evaluate_scores_int8_students(saved):
@@ -165,3 +165,22 @@ def test_channels_last_images_predict_as_the_same_images_channels_first(tmp_path
         expected = model.eval()(features=chw).logits.numpy()
     np.testing.assert_allclose(last[["logit_a", "logit_b"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
 
+
+def test_pixels_divided_already_are_refused_unless_taken_as_given(saved):
+    """A model of 0..255 pixels (here 0..16) given pixels all within 0..1: exit 2, nothing written, the advice; with
+    --pixels-as-given they are predicted as they are."""
+    tmp_path, _ = saved
+    np.save(tmp_path / "divided.npy", np.full((5, 2, 3), 0.25))
+    result = run(["python", "-m", "distillery.predict", "model", "divided.npy", "out.csv"], tmp_path, check=False)
+    assert result.returncode == 2 and "error: divided.npy: every pixel lies within 0..1, but the model learnt from " \
+        "pixels of 0..16 as its source holds them (prepare divides them by 16): if these are divided already, " \
+        "multiply them by 16 first; to predict on them as they are, pass --pixels-as-given" in result.stderr, \
+        result.stderr
+    assert not list(tmp_path.glob("out.*"))
+    run(["python", "-m", "distillery.predict", "model", "divided.npy", "out.csv", "--pixels-as-given"], tmp_path)
+    assert len(pd.read_csv(tmp_path / "out.csv")) == 5
+    save_record({**RECORD, "pixel_max": None}, tmp_path / "model")
+    result = run(["python", "-m", "distillery.predict", "model", "divided.npy", "other.csv", "--pixels-as-given"],
+                 tmp_path, check=False)
+    assert result.returncode == 2 and "error: --pixels-as-given: for models of image pixels (0..255, 0..16); model " \
+        "takes images of other values" in result.stderr, result.stderr

@@ -158,10 +158,12 @@ def read_prompts(record: dict, path: Path, tokenizer) -> NewPrompts:
     return NewPrompts(ids, tokens, lengths, texts, references)
 
 
-def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:
+def read_rows(record: dict, path: Path, array: str | None = None, pixels_as_given: bool = False) -> NewRows:
     """The rows of ``path`` as the inputs of the model that saved ``record``. Ids: the file's id column
     (``data.id_column``, else ``id``; an ``id`` array in an ``.npz``) where it has one, else row positions from 0.
-    ``array``: which array of an ``.npz`` holds the inputs (default: its only one besides ``id``)."""
+    ``array``: which array of an ``.npz`` holds the inputs (default: its only one besides ``id``).
+    ``pixels_as_given``: take images whose pixels all lie within 0..1 for a model of 0..255 pixels as they are
+    (refused otherwise: ``_array_rows``)."""
     path = Path(path)
     kind = record["kind"]
     is_array_file = path.suffix.lower() in ARRAY_SUFFIXES
@@ -169,7 +171,7 @@ def read_rows(record: dict, path: Path, array: str | None = None) -> NewRows:
         if not is_array_file:
             raise DistilleryError(f"{path}: this model takes arrays of shape {record['shape']}: give a .npy or .npz "
                                   "file")
-        return _array_rows(record, path, array)
+        return _array_rows(record, path, array, pixels_as_given)
     if is_array_file:
         what = "feature columns" if kind == "table" else "a text column"
         raise DistilleryError(f"{path}: this model takes a table with {what}; give a CSV, TSV, JSON Lines or Parquet "
@@ -262,9 +264,11 @@ def _text_dataset(record: dict, df, ids: np.ndarray, where: str, rows: tuple[str
                                        "label": np.full(len(ids), UNLABELLED, np.int64)})
 
 
-def _array_rows(record: dict, path: Path, name: str | None) -> NewRows:
+def _array_rows(record: dict, path: Path, name: str | None, pixels_as_given: bool = False) -> NewRows:
     """An ``.npy`` array, or one array of an ``.npz`` (and its ``id`` array), as the model's inputs: images in the
-    model's layout (``_model_layout``), pixels divided to 0..1 as the source's were, then scaled."""
+    model's layout (``_model_layout``), pixels divided to 0..1 as the source's were, then scaled. Pixels of a
+    0..255 (or 0..16) source that all lie within 0..1, not all whole, are refused (divided already, most likely)
+    unless ``pixels_as_given``."""
     if not path.exists():
         raise DistilleryError(f"{path}: file not found")
     ids = None
@@ -304,10 +308,11 @@ def _array_rows(record: dict, path: Path, name: str | None) -> NewRows:
             raise DistilleryError(f"{path}: the model learnt from pixels of 0..{pixel_max:g} as its source holds them; "
                                   f"{_count(bad.size, 'row holds', 'rows hold')} values outside: ids "
                                   f"{_listed(ids[bad])}")
-        if pixel_max > 1 and flat.max() <= 1 and not np.all(flat == np.round(flat)):
-            logger.warning("%s: every pixel lies within 0..1, but the model learnt from pixels of 0..%g as its "
-                           "source holds them (prepare divides them): if these are divided already, multiply them "
-                           "by %g first", path, pixel_max, pixel_max)
+        if pixel_max > 1 and flat.max() <= 1 and not np.all(flat == np.round(flat)) and not pixels_as_given:
+            raise DistilleryError(f"{path}: every pixel lies within 0..1, but the model learnt from pixels of "
+                                  f"0..{pixel_max:g} as its source holds them (prepare divides them by "
+                                  f"{pixel_max:g}): if these are divided already, multiply them by {pixel_max:g} "
+                                  "first; to predict on them as they are, pass --pixels-as-given")
         values = as_pixels(values, pixel_max)
     else:
         values = values.astype(np.float64)

@@ -336,18 +336,21 @@ def test_empty_text_is_a_text_source_s_param():
         make_params(data={"empty_text": "keep"})
 
 
-def test_images_divided_already_are_read_with_a_warning(images, tmp_path, caplog):
+def test_images_divided_already_are_refused_unless_taken_as_given(images, tmp_path, caplog):
     record = input_record(images[2])  # pixels of 0..255
     np.save(tmp_path / "divided.npy", np.full((2, 5, 4), 0.5))
-    with caplog.at_level("WARNING", logger="distillery.data.inputs"):
+    with pytest.raises(DistilleryError, match=r"divided.npy: every pixel lies within 0..1, but the model learnt from "
+                                              r"pixels of 0..255 as its source holds them \(prepare divides them by "
+                                              r"255\): if these are divided already, multiply them by 255 first; to "
+                                              r"predict on them as they are, pass --pixels-as-given"):
         read_rows(record, tmp_path / "divided.npy")
-    assert "every pixel lies within 0..1, but the model learnt from pixels of 0..255" in caplog.text
-    assert "multiply them by 255 first" in caplog.text
-    caplog.clear()
-    np.save(tmp_path / "binary.npy", np.eye(5, 4)[None].repeat(2, axis=0))  # whole-number pixels: as the source's
     with caplog.at_level("WARNING", logger="distillery.data.inputs"):
-        read_rows(record, tmp_path / "binary.npy")
+        given = read_rows(record, tmp_path / "divided.npy", pixels_as_given=True)
+    np.testing.assert_array_equal(given.inputs, np.full((2, 5, 4), np.float32(0.5 / 255)))  # divided once more
     assert caplog.text == ""
+    np.save(tmp_path / "binary.npy", np.eye(5, 4)[None].repeat(2, axis=0))  # whole-number pixels: as the source's
+    np.testing.assert_array_equal(read_rows(record, tmp_path / "binary.npy").inputs,
+                                  np.eye(5, 4, dtype=np.float32)[None].repeat(2, axis=0) / np.float32(255))
 
 
 def test_a_file_given_for_the_model_folder_is_named_as_such(tmp_path, images):
