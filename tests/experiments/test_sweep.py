@@ -115,16 +115,18 @@ def test_sweep_report_has_one_row_per_experiment_with_its_params_and_metrics(swe
     assert len(rows) == 4
     assert {(r[1], float(r[2]), float(r[3])) for r in rows} == {("kd", 1, 0.5), ("kd", 1, 0.9), ("kd", 2, 0.5),
                                                                 ("kd", 2, 0.9)}
-    for name, method, T, alpha, kd_acc, kd_ece, hard_acc, _, gain in rows:
+    for name, method, T, alpha, kd_validation, kd_acc, kd_ece, hard_acc, _, gain in rows:
         # the experiment's own commit, read from git: not the JSON the report was built from
         params = yaml.safe_load(run(["git", "show", f"refs/exps/{_ref(swept, name)}:params.yaml"], swept).stdout)
         metrics = json.loads(run(["git", "show", f"refs/exps/{_ref(swept, name)}:reports/metrics.json"], swept).stdout)
         assert (params["kd"]["T"], params["kd"]["alpha"]) == (float(T), float(alpha))
+        assert kd_validation == (f"{metrics['kd']['validation_accuracy']:.4f} ± "
+                                 f"{metrics['kd']['validation_accuracy_std']:.4f}")
         assert kd_acc == f"{metrics['kd']['accuracy']:.4f} ± {metrics['kd']['accuracy_std']:.4f}"
         assert kd_ece == f"{metrics['kd']['ece']:.4f} ± {metrics['kd']['ece_std']:.4f}"
         assert hard_acc.startswith(f"{metrics['hard']['accuracy']:.4f} ± ")
         assert gain == f"{metrics['kd']['accuracy'] - metrics['hard']['accuracy']:+.4f}"
-    assert len({r[4] for r in rows}) > 1, "every experiment reported the same KD accuracy"
+    assert len({r[5] for r in rows}) > 1, "every experiment reported the same KD accuracy"
     for png in ("metrics_vs_T.png", "kd_minus_hard.png"):
         assert (swept / "reports/sweep" / png).stat().st_size > 10_000
 
