@@ -60,11 +60,20 @@ def save_record(record: dict | None, folder: Path) -> None:
         (Path(folder) / INPUTS_FILE).write_text(json.dumps(record, indent=2) + "\n")
 
 
+def saved_models(root: Path = Path("models")) -> list[str]:
+    """The model folders the pipeline saved under ``root`` (each holds an ``inputs.json``), sorted."""
+    return sorted(path.parent.as_posix() for path in root.glob(f"**/{INPUTS_FILE}"))
+
+
 def load_record(folder: Path) -> dict:
-    """A model directory's ``inputs.json``, or an error that says what the directory is instead."""
+    """A model directory's ``inputs.json``, or an error that says what the directory is instead (for a folder that
+    does not exist: the models there are)."""
     path = Path(folder) / INPUTS_FILE
     if not Path(folder).exists():
-        raise DistilleryError(f"{folder}: no such model folder")
+        found = saved_models()
+        there = (f"the models saved here: {', '.join(found[:12])}{', ...' if len(found) > 12 else ''}" if found else
+                 "no model is saved under models/ here (`make repro` trains them)")
+        raise DistilleryError(f"{folder}: no such model folder; {there}")
     if not Path(folder).is_dir():
         raise DistilleryError(f"{folder}: a file, not a model folder (the folder that holds {INPUTS_FILE})")
     if not path.exists():

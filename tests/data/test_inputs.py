@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -357,3 +358,18 @@ def test_a_file_given_for_the_model_folder_is_named_as_such(tmp_path, images):
     save_record(input_record(images[2]), tmp_path)
     with pytest.raises(DistilleryError, match=r"inputs.json: a file, not a model folder"):
         load_record(tmp_path / INPUTS_FILE)
+
+
+def test_a_model_folder_that_does_not_exist_is_named_with_the_models_there(tmp_path, monkeypatch):
+    from distillery.data.inputs import load_record
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DistilleryError, match=r"^models/students/kd/seed_7: no such model folder; no model is saved "
+                                              r"under models/ here \(`make repro` trains them\)$"):
+        load_record(Path("models/students/kd/seed_7"))
+    for seed in (1, 0):
+        (tmp_path / f"models/students/kd/seed_{seed}").mkdir(parents=True)
+        (tmp_path / f"models/students/kd/seed_{seed}/inputs.json").write_text("{}")
+    with pytest.raises(DistilleryError, match=r"seed_7: no such model folder; the models saved here: "
+                                              r"models/students/kd/seed_0, models/students/kd/seed_1$"):
+        load_record(Path("models/students/kd/seed_7"))
