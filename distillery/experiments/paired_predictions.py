@@ -18,14 +18,18 @@ def read_predictions(text: str):
     return table.set_index(table["id"].astype(np.int64)).drop(columns="id")
 
 
-def correct_by_kind(table) -> dict[str, np.ndarray]:
-    """Per model kind (``teacher``, ``kd``, ``hard``), a (models, rows) boolean array: each seed's prediction (the
-    teacher's one) equals the row's label."""
+def columns_by_kind(table) -> dict[str, list[str]]:
+    """Each model kind's prediction columns: ``teacher``, ``kd_seed0``.. under ``kd``, ``hard_seed0``.. under ``hard``."""
     kinds: dict[str, list[str]] = {}
     for column in table.columns.drop("label"):
         kinds.setdefault(column.split("_seed")[0], []).append(column)
+    return kinds
+
+
+def correct(table, columns: list[str]) -> np.ndarray:
+    """A (models, rows) boolean array: each of ``columns`` (a kind's seeds) predicts the row's label."""
     label = table["label"].to_numpy()
-    return {kind: np.stack([table[c].to_numpy() == label for c in columns]) for kind, columns in kinds.items()}
+    return np.stack([table[c].to_numpy() == label for c in columns])
 
 
 def compare(old_text: str, new_text: str, samples: int, seed: int) -> dict:
@@ -43,17 +47,13 @@ def compare(old_text: str, new_text: str, samples: int, seed: int) -> dict:
            "relabelled": int((old_rows["label"] != new_rows["label"]).sum()), "models": {}}
     if not len(common):
         return out
-    before, after = correct_by_kind(old_rows), correct_by_kind(new_rows)
+    before, after = columns_by_kind(old_rows), columns_by_kind(new_rows)
     for kind in [k for k in after if k in before]:
-        interval = paired_bootstrap_ci(after[kind].mean(axis=0, keepdims=True),
-                                       before[kind].mean(axis=0, keepdims=True), samples, seed)
-        columns = [c for c in new_rows.columns if c.split("_seed")[0] == kind]
-        old_columns = [c for c in old_rows.columns if c.split("_seed")[0] == kind]
-        out["models"][kind] = {
-            "old": float(before[kind].mean()), "new": float(after[kind].mean()),
-            "old_models": len(before[kind]), "new_models": len(after[kind]),
-            "same_predictions": columns == old_columns and bool((new_rows[columns] == old_rows[old_columns]).all().all()),
-            **interval}
+        was, now = correct(old_rows, before[kind]), correct(new_rows, after[kind])
+        interval = paired_bootstrap_ci(now.mean(axis=0, keepdims=True), was.mean(axis=0, keepdims=True), samples, seed)
+        same = before[kind] == after[kind] and bool((new_rows[after[kind]] == old_rows[before[kind]]).all().all())
+        out["models"][kind] = {"old": float(was.mean()), "new": float(now.mean()), "old_models": len(was),
+                               "new_models": len(now), "same_predictions": same, **interval}
     return out
 
 

@@ -127,19 +127,16 @@ def metrics_markdown(diff: dict, rev: str, tolerance: float, name: str = "diff.t
     return "\n".join(lines)
 
 
-def tolerance_at(rev: str) -> tuple[float, str]:
-    """``diff.tolerance`` of ``rev``'s params.yaml (the default where that file or the param is absent, as
-    validation would give it) and where it came from, in words."""
+def tolerance_in(params_text: str | None) -> float:
+    """``diff.tolerance`` of a params.yaml's text (the default where there is no file or no such param, as
+    validation would give it)."""
     import yaml
 
     from ..params import validate
 
-    text = revisions.file_at(rev, "params.yaml")
-    raw = (yaml.safe_load(text) or {}) if text else {}
+    raw = (yaml.safe_load(params_text) or {}) if params_text else {}
     given = (raw.get("diff") or {}).get("tolerance")
-    default = validate({})["diff"]["tolerance"]
-    tolerance = given if _is_number(given) and given >= 0 else default
-    return float(tolerance), f"diff.tolerance of {rev}"
+    return float(given if _is_number(given) and given >= 0 else validate({})["diff"]["tolerance"])
 
 
 def sorted_table(markdown: str) -> str:
@@ -216,25 +213,23 @@ def unreadable_markdown(errors: list[dict], rev: str) -> list[str]:
     return lines
 
 
-def method_at(rev: str | None) -> str:
-    """The distillation method and the params it reads at ``rev`` (None: the workspace; a commit, branch or
-    experiment name), in words."""
+def method_in(params_text: str | None) -> str:
+    """The distillation method and the params it reads in a params.yaml's text (None: no such file), in words."""
     import yaml
 
     from ..methods import describe
     from ..params import validate
 
-    text = Path("params.yaml").read_text() if rev is None else revisions.file_at(rev, "params.yaml")
-    if text is None:
+    if params_text is None:
         return "unknown (no params.yaml)"
-    raw = yaml.safe_load(text) or {}
+    raw = yaml.safe_load(params_text) or {}
     try:
         return describe(validate(raw)["kd"])
     except Exception:  # an older schema: its method name as written
         return f"`{(raw.get('kd') or {}).get('method', 'kd')}`"
 
 
-def state_warnings(rev: str) -> list[str]:
+def state_warnings() -> list[str]:
     """Paragraphs opening the report when the workspace's results are not what this change makes (stages out of
     date: its metrics are the earlier setting's) or not committed (a pull request shows what is committed)."""
     warnings = []
@@ -256,16 +251,13 @@ def state_warnings(rev: str) -> list[str]:
     return warnings
 
 
-def paired_section(rev: str) -> list[str]:
-    """The test predictions of both revisions paired by id, as a section; nothing when either has none (a language
-    model's pipeline)."""
-    from ..params import load_params
-
-    old = revisions.file_at(rev, paired_predictions.PREDICTIONS)
+def paired_section(rev: str, commit: str, ev: dict) -> list[str]:
+    """The test predictions of ``rev`` (at ``commit``) and the workspace paired by id, as a section, resampled as
+    the ``evaluate`` params ``ev`` say; nothing when either has none (a language model's pipeline)."""
+    old = revisions.file_at(commit, paired_predictions.PREDICTIONS)
     new_path = Path(paired_predictions.PREDICTIONS)
     if old is None or not new_path.exists():
         return []
-    ev = load_params()["evaluate"]
     comparison = paired_predictions.compare(old, new_path.read_text(), ev["bootstrap_samples"], ev["bootstrap_seed"])
     return [f"## Test predictions, paired: `{rev}` → this change", "",
             paired_predictions.comparison_markdown(comparison, rev), ""]
@@ -276,10 +268,13 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
     """The report: warnings on the workspace's results, the distillation method, metrics diff, the test predictions
     paired, params diff and (with ``plots_dir``) changed plots, each vs ``rev``. A metric difference within
     ``tolerance`` (None: ``diff.tolerance`` of ``rev``'s params.yaml) is noise."""
-    revisions.commit_of(rev)  # an unknown revision is named before anything runs
+    from ..params import load_params
+
+    commit = revisions.commit_of(rev)  # an unknown revision is named before anything runs
+    base_params, workspace = revisions.file_at(commit, "params.yaml"), load_params()
     if tolerance is None:
-        tolerance, name = tolerance_at(rev)
-        here = load_tolerance()
+        tolerance, name = tolerance_in(base_params), f"diff.tolerance of {rev}"
+        here = workspace["diff"]["tolerance"]
         notes = ([f"This change sets `diff.tolerance` to {here:g}; the comparison uses `{rev}`'s {tolerance:g}, so "
                   "that a change does not set the bar it is judged by (`make diff TOLERANCE=` overrides it)."]
                  if here != tolerance else [])
@@ -288,8 +283,8 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
     metrics = metrics_markdown(json.loads(_dvc("metrics", "diff", rev, "--all", "--json") or "{}"), rev, tolerance,
                                name)
     params = sorted_table(_dvc("params", "diff", rev, "--md"))
-    before, after = method_at(rev), method_at(None)
-    parts = [*(f"{warning}\n" for warning in state_warnings(rev)),
+    before, after = method_in(base_params), method_in(Path("params.yaml").read_text())
+    parts = [*(f"{warning}\n" for warning in state_warnings()),
              f"**Distillation method:** {after}" if before == after else
              f"**Distillation method:** {before} (`{rev}`) → {after} (this change)",
              "",
@@ -298,7 +293,7 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
              metrics,
              "",
              *(f"{note}\n" for note in notes),
-             *paired_section(rev),
+             *paired_section(rev, commit, workspace["evaluate"]),
              f"## Params: `{rev}` → this change",
              "",
              params or "No param changed.",
@@ -321,13 +316,6 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
         parts += ["(The changed plots: `make diff PLOTS_DIR=<folder>` renders them there, as the pull-request "
                   "comment does.)", ""]
     return "\n".join(parts)
-
-
-def load_tolerance() -> float:
-    """``diff.tolerance`` of the workspace's params.yaml."""
-    from ..params import load_params
-
-    return load_params()["diff"]["tolerance"]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,9 +23,9 @@ def commit_of(rev: str) -> str:
                               "`git branch -a` and `dvc exp list`)") from None
 
 
-def file_at(rev: str, path: str) -> str | None:
-    """The text of ``path`` as committed at ``rev``; None when that commit has no such file."""
-    shown = subprocess.run(["git", "show", f"{commit_of(rev)}:{path}"], capture_output=True, text=True)
+def file_at(commit: str, path: str) -> str | None:
+    """The text of ``path`` as committed at ``commit`` (``commit_of``); None when that commit has no such file."""
+    shown = subprocess.run(["git", "show", f"{commit}:{path}"], capture_output=True, text=True)
     return shown.stdout if shown.returncode == 0 else None
 
 

@@ -109,8 +109,8 @@ def test_diff_report_does_not_depend_on_the_row_order_dvc_prints(monkeypatch, in
         answers = {"metrics": json.dumps(diff), "params": "\n".join([header, *(params if order is metrics
                                                                                 else params[::-1])])}
         monkeypatch.setattr(pr_report, "_dvc", lambda *args, answers=answers: answers[args[0]])
-        monkeypatch.setattr(pr_report, "state_warnings", lambda rev: [])
-        monkeypatch.setattr(pr_report, "paired_section", lambda rev: [])
+        monkeypatch.setattr(pr_report, "state_warnings", lambda: [])
+        monkeypatch.setattr(pr_report, "paired_section", lambda rev, commit, ev: [])
         reports.append(pr_report.diff_markdown("main", tolerance=1e-6))
     assert reports[0] == reports[1]
     assert "| Path | Param | main | this change |" in reports[0]
