@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DistilleryError
+from .arrays import read_arrays
 from .chats import message_list, render_prompt
 from .corpus import cell_texts, encode, prompt_texts
 from .files import check_columns, integer_cells, read_table, row_names
@@ -280,25 +281,20 @@ def _array_rows(record: dict, path: Path, name: str | None, pixels_as_given: boo
     unless ``pixels_as_given``."""
     if not path.exists():
         raise DistilleryError(f"{path}: file not found")
-    ids = None
-    try:
-        if path.suffix.lower() == ".npy":
-            if name is not None:
-                raise DistilleryError(f"--array {name}: only for .npz files; {path} holds one array")
-            values = np.load(path, allow_pickle=False)
-        else:
-            with np.load(path, allow_pickle=False) as arrays:
-                candidates = [k for k in arrays.files if k != ID_COLUMN]
-                if name is None and len(candidates) != 1:
-                    raise DistilleryError(f"{path}: holds the arrays {sorted(arrays.files)}; name the one with the "
-                                          "inputs with --array")
-                name = name or candidates[0]
-                if name not in arrays.files:
-                    raise DistilleryError(f"--array {name}: {path} has no such array; it has {sorted(arrays.files)}")
-                values = arrays[name]
-                ids = arrays[ID_COLUMN] if ID_COLUMN in arrays.files else None
-    except ValueError as exc:  # object arrays need pickle, which is refused
-        raise DistilleryError(f"{path}: {exc}") from None
+    arrays, ids = read_arrays(path), None
+    if isinstance(arrays, np.ndarray):
+        if name is not None:
+            raise DistilleryError(f"--array {name}: only for .npz files; {path} holds one array")
+        values = arrays
+    else:
+        candidates = [k for k in arrays if k != ID_COLUMN]
+        if name is None and len(candidates) != 1:
+            raise DistilleryError(f"{path}: holds the arrays {sorted(arrays)}; name the one with the inputs with "
+                                  "--array")
+        name = name or candidates[0]
+        if name not in arrays:
+            raise DistilleryError(f"--array {name}: {path} has no such array; it has {sorted(arrays)}")
+        values, ids = arrays[name], arrays.get(ID_COLUMN)
     values = _model_layout(values, record, path)
     if not len(values):
         raise DistilleryError(f"{path}: no rows")
