@@ -173,10 +173,11 @@ def _source_texts(tp: dict, data_params: dict, columns: dict, root: Path) -> dic
     return out
 
 
-def _source_arrays(tp: dict, root: Path, shape: list[int], channels: str) -> np.ndarray:
+def _source_arrays(tp: dict, root: Path, prepared: Prepared, channels: str) -> np.ndarray:
     """The inputs of an array transfer source (``load_source`` without labels: an ``npz:`` may hold images alone), in
     the prepared layout: images of 3 dims moved to channels first as prepare moved the source's (``data.channels``,
-    ``data.layout``), then of the prepared shape."""
+    ``data.layout``), then of the prepared shape; pixels (uint8, divided to 0..1 when loaded) where the source's
+    are, features as they are where the source's are."""
     from .arrays import load_source
     from .layout import channels_first, source_layout
 
@@ -188,6 +189,13 @@ def _source_arrays(tp: dict, root: Path, shape: list[int], channels: str) -> np.
         raw = load_source(spec, root, labelled=False)
     except DistilleryError as exc:
         _refuse("source", f"{spec!r}: {exc}")
+    pixel_max = prepared.meta.get("inputs", {}).get("pixel_max")
+    if (raw.pixel_max is None) != (pixel_max is None):
+        def kind(p):
+            return f"pixels of 0..{p:g} (divided by {p:g} when loaded)" if p is not None else "features, taken as they are"
+        _refuse("source", f"{spec!r}: its inputs are {kind(raw.pixel_max)}, data.source's are {kind(pixel_max)}: "
+                          "both need the same kind (images as uint8 in both, or features in both)")
+    shape = prepared.input_shape
     given = list(raw.inputs.shape[1:])
     inputs = channels_first(raw.inputs, source_layout(given, channels, f"params.yaml: data.transfer.source = {spec!r}"))
     if list(inputs.shape[1:]) != list(shape):
@@ -265,7 +273,7 @@ def build_transfer(data_params: dict, prepared: Prepared, root: Path = Path(".")
             n = len(x)
             arrays.append(x)
         else:
-            x = _source_arrays(tp, root, prepared.input_shape, data_params["channels"])
+            x = _source_arrays(tp, root, prepared, data_params["channels"])
             n = len(x)
             arrays.append(x)
         if n == 0:

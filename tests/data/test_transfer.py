@@ -116,6 +116,15 @@ def test_a_transfer_source_of_images_alone_needs_no_labels(digits, tmp_path, nam
     np.testing.assert_allclose(transfer.inputs, x / 255.0, rtol=1e-6)
 
 
+def test_float_transfer_images_beside_pixel_images_are_refused_not_taken_unscaled(digits, tmp_path):
+    """The digits are pixels divided to 0..1; a float array's values would be taken as they are (0..255 here)."""
+    np.save(tmp_path / "extra.npy", np.full((4, 8, 8), 200.0, np.float32))
+    with pytest.raises(DistilleryError, match=re.escape(
+            "params.yaml: data.transfer.source: 'npz:extra.npy': its inputs are features, taken as they are, "
+            "data.source's are pixels of 0..16 (divided by 16 when loaded): both need the same kind")):
+        build_transfer(make_params(data={"transfer": {"source": "npz:extra.npy"}})["data"], digits, tmp_path)
+
+
 def test_a_transfer_source_without_images_is_refused_naming_the_param(digits, tmp_path):
     np.savez(tmp_path / "extra.npz", images=np.zeros((3, 8, 8), np.uint8))
     with pytest.raises(DistilleryError, match=re.escape(
