@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -41,13 +43,13 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
     ``record/numerics.json`` (the stage's output folder), and beside it the local checkpoints the model block
     ``reads`` names (``teacher``, ``teachers.<name>``, ``student``) in ``sources.json`` where there are any (see
     ``data.sources``). A ``DistilleryError`` prints ``error: <message>`` and
-    exits with status 2. The stage's objects are then frozen: the interpreter's last garbage collections at exit
+    exits with status 2; Ctrl-C prints one line, not a traceback, and exits with status 130. The stage's objects are then frozen: the interpreter's last garbage collections at exit
     would scan every object of the imported libraries (0.85 s with torch and transformers on two CPU cores:
     ``python bench/pipeline_time.py --imports-only``)."""
     from .errors import exit_on_error
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    with exit_on_error():
+    with exit_on_error(), interrupted_quietly():
         from .params import load_params
 
         params = load_params()
@@ -62,6 +64,17 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
         if record is not None:
             write_record(record, params, reads)
         gc.freeze()
+
+
+@contextmanager
+def interrupted_quietly():
+    """Ctrl-C: one line on stderr and exit status 130 (128 + SIGINT), as a shell reports it."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print("interrupted: `dvc repro` runs this stage again (a training stage resumes from its last checkpoint)",
+              file=sys.stderr)
+        sys.exit(130)
 
 
 def write_record(folder: Path, params: dict, reads: str | None = None) -> None:

@@ -40,9 +40,11 @@ def end_with_parent(parent: int, signal_number: int) -> None:
 
 def _start_child(slots, parent: int) -> None:
     """Take the next slot, and end when the process that forked this one ends, so a stage killed with ``kill -9``
-    leaves no process behind writing its runs."""
+    leaves no process behind writing its runs. Ctrl-C is the parent's to handle (it ends the children): each child
+    printing its own KeyboardInterrupt traceback would bury the one line that matters."""
     global _slot
     _slot = slots.get()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     end_with_parent(parent, signal.SIGKILL)
 
 
@@ -53,7 +55,8 @@ def _call(index: int):
 def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
     """Each job's result, in the jobs' order, computed in up to ``processes`` forked processes, each taking the next
     job when it is free (1, or a single job: here, one after the other). A job that fails has its exception raised
-    here once the jobs already running have ended; the jobs not yet handed to a process are cancelled."""
+    here once the jobs already running have ended; the jobs not yet handed to a process are cancelled. Ctrl-C (or
+    any other exception here) ends the children at once and goes on."""
     global _jobs
     processes = min(processes, len(jobs))
     if processes <= 1:
@@ -72,6 +75,11 @@ def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
             futures = [pool.submit(_call, index) for index in range(len(jobs))]
             try:
                 return [future.result() for future in futures]
+            except KeyboardInterrupt:
+                for child in multiprocessing.active_children():
+                    child.kill()
+                pool.shutdown(cancel_futures=True)
+                raise
             except BaseException:
                 pool.shutdown(cancel_futures=True)
                 raise

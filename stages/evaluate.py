@@ -12,7 +12,7 @@ from distillery.io import TIMINGS_ROOT, atomic_dir, write_json, write_logits
 from distillery.models.zoo import load_model
 from distillery.models.text import saved_tokenizer
 from distillery.params import load_params
-from distillery.evaluation.report import metrics_table, teacher_warning
+from distillery.evaluation.report import summary_lines, teacher_warning
 from distillery.evaluation.speed import int8_speed, measure_speed, speedups
 from distillery.training.students import seed_dir, seeds_in
 from distillery.training.teacher import load_teacher_and_tokenizer
@@ -49,7 +49,7 @@ def main() -> None:
         speed["int8"] = int8_speed(models["student"], inputs, ev["batch_size"], ev["timing_repeats"],
                                    ev["timing_warmup"], tokenizers and tokenizers["student"])
     write_json(TIMINGS_ROOT / "speed.json", speed)
-    print(metrics_table(result.metrics, params["kd"]["method"]))
+    print(summary_lines(result.metrics, params["kd"]["method"]))
     warning = teacher_warning(result.metrics)
     if warning:
         print(f"WARNING: {warning}")

@@ -623,6 +623,24 @@ def speed_note(speed: dict | None) -> str:
             "architecture). Absolute times vary between runs and machines; compare the ratios.")
 
 
+def summary_lines(metrics: dict, method: str = "kd") -> str:
+    """What the evaluate stage prints: each model's validation and test accuracy, the distilled − hard difference on
+    test with its interval; the whole table is ``main``'s (``make repro``) and the report's."""
+    lines = []
+    for name, label in (("teacher", "teacher"), ("kd", f"distilled: {method}"), ("hard", "hard labels")):
+        block, seeds = metrics[name], metrics[name].get("seeds")
+        spread = (lambda key: f" ± {block[key + '_std']:.4f}") if seeds and seeds > 1 else (lambda key: "")
+        counted = f" ({seeds} seed{'s' * (seeds > 1)})" if seeds else ""
+        lines.append(f"{label}{counted}: accuracy on validation "
+                     f"{block['validation_accuracy']:.4f}{spread('validation_accuracy')}, on test "
+                     f"{block['accuracy']:.4f}{spread('accuracy')}")
+    c = metrics["comparison"]
+    lines.append(f"distilled − hard on test: {100 * c['kd_minus_hard_accuracy']:+.2f} points (95 % paired bootstrap "
+                 f"{100 * c['kd_minus_hard_ci_low']:+.2f} to {100 * c['kd_minus_hard_ci_high']:+.2f}); every metric: "
+                 "reports/metrics.json, the table: python -m distillery.evaluation.report, the report: reports/report.md")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m distillery.evaluation.report reports/metrics.json``: print the metrics table, then the size and speed table
     when this workspace's evaluate stage timed the models (``reports/timings/speed.json``)."""

@@ -347,3 +347,19 @@ def test_the_setting_names_the_channels_first_shape_and_the_sources_layout():
     assert _inputs({**meta, "inputs": {"kind": "array", "channels": "first"}}) == \
         "input shape [3, 16, 16] (channels first)"
     assert _inputs({**meta, "input_shape": [8, 8], "inputs": {"kind": "array"}}) == "input shape [8, 8]"
+
+
+def test_the_evaluate_stage_prints_each_model_s_accuracy_and_the_difference_once_not_the_whole_table():
+    """`make repro` printed the metrics table twice: the stage's, then make's."""
+    from distillery.evaluation.report import summary_lines
+
+    block = {"validation_accuracy": 0.97, "accuracy": 0.96984, "validation_accuracy_std": 0.002, "accuracy_std": 0.0031}
+    lines = summary_lines({"teacher": {"validation_accuracy": 0.99, "accuracy": 0.98},
+                           "kd": {**block, "seeds": 1}, "hard": {**block, "seeds": 2},
+                           "comparison": {"kd_minus_hard_accuracy": 0.0133, "kd_minus_hard_ci_low": -0.0056,
+                                          "kd_minus_hard_ci_high": 0.0222}}, "dkd").splitlines()
+    assert lines[:3] == ["teacher: accuracy on validation 0.9900, on test 0.9800",
+                         "distilled: dkd (1 seed): accuracy on validation 0.9700, on test 0.9698",
+                         "hard labels (2 seeds): accuracy on validation 0.9700 ± 0.0020, on test 0.9698 ± 0.0031"]
+    assert lines[3].startswith("distilled − hard on test: +1.33 points (95 % paired bootstrap -0.56 to +2.22)")
+    assert len(lines) == 4
