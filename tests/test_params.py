@@ -221,6 +221,7 @@ def test_model_params_at_their_defaults_are_kept_whatever_the_arch():
 # params.yaml, or here with the reason: `dvc exp run -S key=value` refuses a key params.yaml does not hold.
 NOT_LISTED = {
     "preset": "written by make preset",
+    "data.label_names": "a dataset's class names (presets; the digits and most sources name theirs)",
     **dict.fromkeys(["data.files", "data.source_splits", "data.text_column", "data.text_pair_column",
                      "data.empty_text", "data.label_column", "data.id_column", "data.max_train_examples"],
                     "file, files and hf sources"),
