@@ -5,7 +5,7 @@ checkpoint it names) or a student (``models/students/kd/seed_0``): its safetenso
 names), its tokenizer (text and language models), and ``inputs.json``, the record of how its source's rows became
 its inputs (``distillery.data.inputs``). INPUT is a file of new rows in its source's form: a CSV/TSV/JSON
 Lines/Parquet table with the model's feature, text, prompt or conversation columns, or for array models (images) a
-``.npy`` or ``.npz`` array of the source's shape and value range. They are turned into inputs by the same code and
+``.npy`` or ``.npz`` array of the source's shape and value range, or image files (``data.image_files``). They are turned into inputs by the same code and
 statistics as ``prepare`` (scaling fitted on train, one-hot categories, pixel range, the prompt and chat templates,
 the model's tokenizer), checked before the model runs, and run under the same CPU numerics as the stages (the
 project's ``reproducible_cpu`` and ``cpu_threads``), so a row of the source gives what evaluate gave it. OUTPUT
@@ -35,9 +35,9 @@ PINNED_MARK = "DISTILLERY_PREDICT_PINNED"  # set in the re-started process, so i
 
 def predict(model_dir: Path, input_path: Path, array: str | None = None, batch_size: int = 512,
             device: str | None = None, int8: bool = False,
-            pixels_as_given: bool = False) -> tuple[np.ndarray, np.ndarray, list[str]]:
+            pixels_as_given: bool = False) -> tuple[np.ndarray, np.ndarray, list[str], list[str] | None]:
     """The rows of ``input_path`` through the model in ``model_dir``: (ids, float32 logits (N, labels), label
-    names). Every row is read and checked before the model loads. ``int8``: the model quantized as evaluate scores
+    names, each row's image file where the input is image files). Every row is read and checked before the model loads. ``int8``: the model quantized as evaluate scores
     ``student.quantize: int8`` (``evaluation.quantization``; on CPU). ``pixels_as_given``: images whose pixels all
     lie within 0..1, for a model of 0..255 (or 0..16) pixels, taken as they are instead of refused."""
     from .data.inputs import load_record, read_rows
@@ -66,13 +66,13 @@ def predict(model_dir: Path, input_path: Path, array: str | None = None, batch_s
             raise DistilleryError(f"--int8: int8 models run on CPU (as evaluate scores them), not --device {device}")
         model = quantize_int8(model)
     if rows.dataset is None:
-        return rows.ids, predict_logits(model, rows.inputs, batch_size, "predict", where), names
+        return rows.ids, predict_logits(model, rows.inputs, batch_size, "predict", where), names, rows.files
     from .models.tokenization import tokenize
 
     if tokenizer is None:
         raise DistilleryError(f"{model_dir}: a text model without its tokenizer (tokenizer_config.json)")
     tokenized = tokenize(rows.dataset, tokenizer, "predict", cache_root=None)
-    return rows.ids, predict_text_logits(model, tokenizer, tokenized, batch_size, "predict", device=where), names
+    return rows.ids, predict_text_logits(model, tokenizer, tokenized, batch_size, "predict", device=where), names, None
 
 
 def answer(model_dir: Path, input_path: Path, batch_size: int = 512, device: str | None = None):
@@ -107,16 +107,18 @@ def answer(model_dir: Path, input_path: Path, batch_size: int = 512, device: str
     return pd.DataFrame(table)
 
 
-def predictions_table(ids: np.ndarray, logits: np.ndarray, names: list[str], scores: str = "probabilities"):
-    """A DataFrame: ``id``, the predicted ``label`` (the first of tied logits), its ``probability`` (softmax),
-    then a column per label: ``p_<label>`` (probabilities) or ``logit_<label>`` (``scores="logits"``)."""
+def predictions_table(ids: np.ndarray, logits: np.ndarray, names: list[str], scores: str = "probabilities",
+                      files: list[str] | None = None):
+    """A DataFrame: ``id`` (and the image ``file`` of each row, where given), the predicted ``label`` (the first of
+    tied logits), its ``probability`` (softmax), then a column per label: ``p_<label>`` (probabilities) or
+    ``logit_<label>`` (``scores="logits"``)."""
     import pandas as pd
 
     from .evaluation.metrics import probabilities as softmax
 
     probabilities = softmax(logits)
     best = logits.argmax(axis=1)
-    table = {"id": ids, "label": np.asarray(names, dtype=object)[best],
+    table = {"id": ids, **({"file": files} if files is not None else {}), "label": np.asarray(names, dtype=object)[best],
              "probability": probabilities[np.arange(len(ids)), best]}
     per_label = probabilities if scores == "probabilities" else logits
     prefix = "p_" if scores == "probabilities" else "logit_"
@@ -192,7 +194,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m distillery.predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="a model directory: models/teacher, models/students/kd/seed_0, ...")
-    parser.add_argument("input", type=Path, help="new rows: .csv .tsv .jsonl .parquet, or .npy .npz for arrays")
+    parser.add_argument("input", type=Path, help="new rows: .csv .tsv .jsonl .parquet; .npy .npz for arrays; image "
+                                                 "files (.png .jpg ...) or a folder of them for image models")
     parser.add_argument("output", type=Path, help="predictions: .csv .tsv .jsonl or .parquet")
     parser.add_argument("--array", help=".npz input: the array of inputs (default: its only one besides 'id')")
     parser.add_argument("--scores", choices=("probabilities", "logits"),
@@ -236,9 +239,9 @@ def main(argv: list[str] | None = None) -> None:
                                       "and --pixels-as-given are for classifiers")
             table = answer(args.model, args.input, args.batch_size, args.device)
         else:
-            ids, logits, names = predict(args.model, args.input, args.array, args.batch_size, args.device, args.int8,
-                                         args.pixels_as_given)
-            table = predictions_table(ids, logits, names, args.scores or "probabilities")
+            ids, logits, names, files = predict(args.model, args.input, args.array, args.batch_size, args.device,
+                                                args.int8, args.pixels_as_given)
+            table = predictions_table(ids, logits, names, args.scores or "probabilities", files)
         write_table(table, args.output)
     print(f"{args.output}: {len(table):,} rows predicted by {args.model}")
 

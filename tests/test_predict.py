@@ -96,7 +96,8 @@ def test_the_command_predicts_each_row_by_id_as_the_model_does(saved):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["model", "rows.csv", "out.csv"], "rows.csv: this model takes arrays of shape [2, 3]: give a .npy or .npz file"),
+    (["model", "rows.csv", "out.csv"], "rows.csv: this model takes arrays of shape [2, 3]: give a .npy or .npz file, or image "
+                                        "files (.png"),
     (["model", "rows.npz", "out.xlsx"], "out.xlsx: the output must end in .csv, .tsv, .jsonl, .parquet"),
     (["rows", "rows.npz", "out.csv"], "rows: no inputs.json: not a model saved by the pipeline"),
     (["model", "rows.npz", "out.csv", "--batch-size", "0"], "--batch-size 0: must be >= 1"),
@@ -133,7 +134,7 @@ def test_int8_predicts_as_evaluate_scores_int8_students(saved):
     from distillery.predict import predict
 
     tmp_path, model = saved
-    ids, logits, _ = predict(tmp_path / "model", tmp_path / "rows.npz", device="cpu", int8=True)
+    ids, logits, _, _ = predict(tmp_path / "model", tmp_path / "rows.npz", device="cpu", int8=True)
     rows = read_rows(RECORD, tmp_path / "rows.npz")
     expected = predict_logits(quantize_int8(model), rows.inputs, device=torch.device("cpu"))
     np.testing.assert_array_equal(logits, expected)
@@ -164,6 +165,29 @@ def test_channels_last_images_predict_as_the_same_images_channels_first(tmp_path
         chw = torch.from_numpy(np.moveaxis(hwc, -1, 1) / np.float32(255))
         expected = model.eval()(features=chw).logits.numpy()
     np.testing.assert_allclose(last[["logit_a", "logit_b"]].to_numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_folder_of_png_files_predicts_as_the_same_images_in_an_npy_with_each_file_named(tmp_path):
+    from PIL import Image
+
+    record = {"kind": "array", "pixel_max": 255.0, "channels": "last", "label_names": ["a", "b"], "shape": [3, 4, 5],
+              "scaling": {"param": "auto", "scaler": "none"}}
+    torch.manual_seed(0)
+    build_model({"arch": "cnn", "channels": [4], "hidden_size": 8}, [3, 4, 5], record["label_names"]).save_pretrained(
+        tmp_path / "model")
+    save_record(record, tmp_path / "model")
+    hwc = np.random.default_rng(0).integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)
+    np.save(tmp_path / "hwc.npy", hwc)
+    (tmp_path / "photos").mkdir()
+    for name, image in zip(["b.png", "c.png", "a.png"], hwc[[1, 2, 0]]):
+        Image.fromarray(image).save(tmp_path / "photos" / name)
+    (tmp_path / "photos/notes.txt").write_text("not an image")
+    for given in ("hwc.npy", "photos"):
+        run(["python", "-m", "distillery.predict", "model", given, f"{given}.csv", "--scores", "logits"], tmp_path)
+    from_npy, from_files = pd.read_csv(tmp_path / "hwc.npy.csv"), pd.read_csv(tmp_path / "photos.csv")
+    assert from_files.columns.tolist()[:3] == ["id", "file", "label"]
+    assert from_files["file"].tolist() == ["a.png", "b.png", "c.png"] and from_files["id"].tolist() == [0, 1, 2]
+    pd.testing.assert_frame_equal(from_files.drop(columns="file"), from_npy)
 
 
 def test_pixels_divided_already_are_refused_unless_taken_as_given(saved):

@@ -22,6 +22,7 @@ from .arrays import read_arrays
 from .chats import message_list, render_prompt
 from .corpus import cell_texts, encode, prompt_texts
 from .files import check_columns, integer_cells, read_table, row_names
+from .image_files import IMAGE_SUFFIXES, is_image_input, read_images
 from .layout import channels_first, layout_shape
 from .params import template_fields
 from .prepared import UNLABELLED, Prepared
@@ -88,11 +89,13 @@ def load_record(folder: Path) -> dict:
 @dataclass
 class NewRows:
     """New rows as a model takes them: their ids and, for array and table models, the inputs (N, ...) float32;
-    for text models the ``datasets.Dataset`` of ``id``, ``text`` (and ``text_pair``) and ``label`` (unknown)."""
+    for text models the ``datasets.Dataset`` of ``id``, ``text`` (and ``text_pair``) and ``label`` (unknown); for
+    image files the file of each row."""
 
     ids: np.ndarray
     inputs: np.ndarray | None = None
     dataset: object = None
+    files: list[str] | None = None
 
 
 @dataclass
@@ -178,9 +181,15 @@ def read_rows(record: dict, path: Path, array: str | None = None, pixels_as_give
     kind = record["kind"]
     is_array_file = path.suffix.lower() in ARRAY_SUFFIXES
     if kind == "array":
+        if is_image_input(path):
+            if array is not None or pixels_as_given:
+                raise DistilleryError(f"{path}: --array and --pixels-as-given are for .npy and .npz files, not "
+                                      "image files")
+            files, values = read_images(record, path)
+            return NewRows(np.arange(len(files)), rescale(values, record["scaling"]), files=files)
         if not is_array_file:
             raise DistilleryError(f"{path}: this model takes arrays of shape {record['shape']}: give a .npy or .npz "
-                                  "file")
+                                  f"file, or image files ({', '.join(IMAGE_SUFFIXES)}) or a folder of them")
         return _array_rows(record, path, array, pixels_as_given)
     if is_array_file:
         what = "feature columns" if kind == "table" else "a text column"

@@ -66,6 +66,6 @@ def test_a_checkpoint_teacher_records_its_inputs_and_predicts_through_the_refere
     assert reference["sha256"] == digest(tmp_path / "checkpoint")["sha256"]  # replaced in place: another output
     test = digits.splits["test"]
     np.save(tmp_path / "rows.npy", load_digits().images[test.ids])
-    ids, logits, names = predict(tmp_path / "teacher", tmp_path / "rows.npy", device="cpu")
+    ids, logits, names, _ = predict(tmp_path / "teacher", tmp_path / "rows.npy", device="cpu")
     assert names == digits.label_names and ids.tolist() == list(range(len(test.ids)))
     np.testing.assert_array_equal(logits, predict_logits(checkpoint, test.inputs, device=torch.device("cpu")))
