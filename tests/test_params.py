@@ -19,7 +19,7 @@ def test_repo_params_are_valid():
         ({"kd": {"T": -1.5}}, "kd.T = -1.5: must be > 0"),
         ({"kd": {"alpha": 1.5}}, r"kd.alpha = 1.5: must be in \[0, 1\]"),
         ({"kd": {"alpha": -0.1}}, r"kd.alpha = -0.1: must be in \[0, 1\]"),
-        ({"kd": {"method": "kdd"}}, "kd.method = 'kdd': unknown method; valid: kd"),
+        ({"kd": {"method": "kdd"}}, "kd.method = 'kdd': unknown method; did you mean 'kd'\\? valid: kd"),
         ({"kd": {"T": "four"}}, "kd.T = 'four': must be of type int or float"),
         ({"train": {"learning_rate": -0.01}}, "train.learning_rate = -0.01: must be > 0"),
         ({"train": {"seeds": []}}, "train.seeds = \\[\\]: must be a non-empty list"),

@@ -42,10 +42,20 @@ def _discover() -> dict[str, Method]:
 METHODS: dict[str, Method] = _discover()
 
 
+def unknown(name: str) -> str:
+    """What is said of a method name that is none: the closest name (a slip, another case), then every valid one."""
+    import difflib
+
+    lower = {method.lower(): method for method in METHODS}
+    close = [lower[m] for m in difflib.get_close_matches(str(name).lower(), lower, n=1)]
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return f"unknown method; {hint}valid: {', '.join(METHODS)}"
+
+
 def get_method(name: str) -> Method:
     """The method called ``name`` (``kd.method``), or an error listing the valid names."""
     if name not in METHODS:
-        raise DistilleryError(f"kd.method = {name!r}: unknown method; valid: {', '.join(METHODS)}")
+        raise DistilleryError(f"kd.method = {name!r}: {unknown(name)}")
     return METHODS[name]
 
 
@@ -61,7 +71,7 @@ def kd_schema() -> dict:
     ``kd.<name>`` as its module declares it."""
 
     def known_method(name):
-        return None if name in METHODS else f"unknown method; valid: {', '.join(METHODS)}"
+        return None if name in METHODS else unknown(name)
 
     return {
         "method": Field(STR, known_method, "kd", help="a distillation method (distillery/methods/)"),

@@ -3,6 +3,12 @@
 Each method's own loss lives in its module under ``distillery/methods/``; what several of them
 use (the loss-terms record, cross-entropy on the labels, the temperature-softened KL, forward and reverse, and the
 generalized Jensen–Shannon divergence of ``gkd`` and ``on_policy_gkd``) is here.
+
+Their inputs are rows: logits of shape (N, classes), the teacher's of the student's shape, labels (N,) of class
+indices (``UNLABELLED``, -100, for a row without one); a language model's (batch, length, vocab) logits are
+flattened to (batch·length, vocab) first, as the pipeline's Trainer does. Anything else is refused with a
+``ValueError`` rather than broadcast. Half-precision logits are taken in float32, the teacher is a constant
+(detached), and a class of probability 0 (a logit of -inf, masked) adds 0 to a KL from that distribution.
 """
 from __future__ import annotations
 
@@ -22,25 +28,40 @@ class LossTerms(NamedTuple):
     terms: dict[str, torch.Tensor]
 
 
-def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
-    """KL(softmax(t/T) || softmax(s/T)) averaged over the batch (``batchmean``), without T²."""
+def log_probabilities(student_logits: torch.Tensor, teacher_logits: torch.Tensor,
+                      T: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """log softmax(s/T) and log softmax(t/T) of checked rows (``check_rows``): half precision taken in float32,
+    the teacher detached and in the student's dtype."""
     import torch.nn.functional as F
 
-    log_p_student = F.log_softmax(student_logits / T, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
-    return F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True)
+    check_rows(student_logits, teacher_logits)
+    student_logits = _at_least_float32(student_logits)
+    teacher_logits = teacher_logits.detach().to(student_logits.dtype)
+    return F.log_softmax(student_logits / T, dim=-1), F.log_softmax(teacher_logits / T, dim=-1)
+
+
+def kl_rows(log_p: torch.Tensor, log_q: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) = Σ_c p_c·(log p_c − log q_c), averaged over the rows (``batchmean``), from log-probabilities; a
+    class with p_c = 0 (log p_c = -inf) adds 0 (``F.kl_div`` alone gives 0·(−inf + inf) = NaN there)."""
+    import torch.nn.functional as F
+
+    absent = log_p == float("-inf")
+    log_p, log_q = log_p.masked_fill(absent, 0.0), log_q.masked_fill(absent, 0.0)
+    return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)  # F.kl_div(input, target): KL(target ‖ input)
+
+
+def soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
+    """KL(softmax(t/T) || softmax(s/T)) averaged over the batch (``batchmean``), without T²."""
+    log_p_student, log_p_teacher = log_probabilities(student_logits, teacher_logits, T)
+    return kl_rows(log_p_teacher, log_p_student)
 
 
 def reverse_soft_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float) -> torch.Tensor:
     """KL(softmax(s/T) ‖ softmax(t/T)) averaged over the batch (``batchmean``), without T²: the student's
     distribution first, so the student is pushed off the classes the teacher gives little mass
     (mode-seeking), where ``soft_kl``'s forward KL makes it cover every class the teacher covers."""
-    import torch.nn.functional as F
-
-    log_p_student = F.log_softmax(student_logits / T, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
-    # F.kl_div(input, target) is KL(target ‖ input): the student is the target here
-    return F.kl_div(log_p_teacher, log_p_student, reduction="batchmean", log_target=True)
+    log_p_student, log_p_teacher = log_probabilities(student_logits, teacher_logits, T)
+    return kl_rows(log_p_student, log_p_teacher)
 
 
 def generalized_jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, T: float,
@@ -57,20 +78,18 @@ def generalized_jsd(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     0 ≤ JSD_β ≤ −β·log β − (1−β)·log(1−β), and JSD_0.5 is symmetric in the student and the teacher.
     """
     import torch
-    import torch.nn.functional as F
 
-    log_p_student = F.log_softmax(student_logits / T, dim=-1)
-    log_p_teacher = F.log_softmax(teacher_logits.to(student_logits.dtype) / T, dim=-1)
-
-    def kl(log_p, log_q):  # KL(p ‖ q), batchmean (F.kl_div takes q first)
-        return F.kl_div(log_q, log_p, reduction="batchmean", log_target=True)
-
+    log_p_student, log_p_teacher = log_probabilities(student_logits, teacher_logits, T)
     if beta == 0:
-        return kl(log_p_teacher, log_p_student)
+        return kl_rows(log_p_teacher, log_p_student)
     if beta == 1:
-        return kl(log_p_student, log_p_teacher)
-    log_m = torch.logsumexp(torch.stack([log_p_teacher + math.log(beta), log_p_student + math.log1p(-beta)]), dim=0)
-    return beta * kl(log_p_teacher, log_m) + (1.0 - beta) * kl(log_p_student, log_m)
+        return kl_rows(log_p_student, log_p_teacher)
+    # a class of probability 0 in both has none in M: filled with 0 here, so log M and its gradient stay finite
+    # (logsumexp of -inf and -inf has a NaN gradient), and kl_rows leaves the class out of both KLs
+    both_absent = (log_p_teacher == float("-inf")) & (log_p_student == float("-inf"))
+    log_m = torch.logsumexp(torch.stack([log_p_teacher.masked_fill(both_absent, 0.0) + math.log(beta),
+                                         log_p_student.masked_fill(both_absent, 0.0) + math.log1p(-beta)]), dim=0)
+    return beta * kl_rows(log_p_teacher, log_m) + (1.0 - beta) * kl_rows(log_p_student, log_m)
 
 
 def labelled_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -81,8 +100,41 @@ def labelled_ce(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Ten
     step on a GPU."""
     import torch.nn.functional as F
 
+    check_rows(student_logits, labels=labels)
+    labels = labels.long()
     count = (labels != UNLABELLED).sum().clamp(min=1)
-    return F.cross_entropy(student_logits, labels, ignore_index=UNLABELLED, reduction="sum") / count
+    return F.cross_entropy(_at_least_float32(student_logits), labels, ignore_index=UNLABELLED,
+                           reduction="sum") / count
+
+
+def check_rows(student_logits: torch.Tensor, teacher_logits: torch.Tensor | None = None,
+               labels: torch.Tensor | None = None) -> None:
+    """Refuse (``ValueError``) what the losses would broadcast or misread: logits that are not (N, classes), a
+    teacher of another shape, labels that are not N class indices (one-hot rows or probabilities, a wrong count).
+    Shapes and dtypes only: no host sync."""
+    import torch
+
+    shape = list(student_logits.shape)
+    if student_logits.ndim != 2:
+        raise ValueError(f"student logits of shape {shape}: the losses take rows, (N, classes); flatten a language "
+                         "model's (batch, length, vocab) to (batch·length, vocab) and its labels to (batch·length,)")
+    if teacher_logits is not None and list(teacher_logits.shape) != shape:
+        raise ValueError(f"teacher logits of shape {list(teacher_logits.shape)}, the student's {shape}: one teacher "
+                         "row per student row, over the same classes")
+    if labels is not None:
+        if labels.ndim != 1 or len(labels) != shape[0]:
+            raise ValueError(f"labels of shape {list(labels.shape)} for {shape[0]} rows of logits: one class index "
+                             f"per row, shape ({shape[0]},); one-hot rows or probabilities: their argmax(-1)")
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"labels of dtype {labels.dtype}: class indices of an integer dtype (-100: no label)")
+
+
+def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
+    """float16 and bfloat16 logits as float32 (a softmax over many classes loses the small probabilities in half
+    precision, and a KL can come out negative); float32 and float64 as they are."""
+    import torch
+
+    return logits.float() if logits.dtype in (torch.float16, torch.bfloat16) else logits
 
 
 def hard_terms(student_logits: torch.Tensor, teacher_logits, labels: torch.Tensor) -> LossTerms:

@@ -25,3 +25,62 @@ def test_soft_kl_is_batchmean_kl_of_softened_distributions():
     expected = (p * (np_log_softmax(t / T) - np_log_softmax(s / T))).sum() / 5
     assert soft_kl(torch.tensor(s), torch.tensor(t), T).item() == pytest.approx(expected, rel=1e-10)
     assert soft_kl(torch.tensor(s), torch.tensor(s), T).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_a_masked_class_of_logit_minus_inf_adds_nothing_to_the_kl_nor_to_its_gradient():
+    """0·(−inf + inf) made every KL NaN when the teacher masked a class; −1e9 in its place gave the right value."""
+    from distillery.methods.losses import generalized_jsd, reverse_soft_kl
+
+    rng = np.random.default_rng(3)
+    s, t = torch.tensor(rng.normal(size=(4, 5))), torch.tensor(rng.normal(size=(4, 5)))
+    s_masked, t_masked = s.clone(), t.clone()
+    s_masked[:, 0], t_masked[:, 0] = -torch.inf, -torch.inf
+    s_far, t_far = s.clone(), t.clone()
+    s_far[:, 0], t_far[:, 0] = -1e9, -1e9
+    for loss in (soft_kl, reverse_soft_kl, lambda a, b, T: generalized_jsd(a, b, T, 0.5)):
+        student = s_masked.clone().requires_grad_()
+        value = loss(student, t_masked, 2.0)
+        value.backward()
+        assert torch.isfinite(value) and value.item() == pytest.approx(loss(s_far, t_far, 2.0).item(), rel=1e-12)
+        assert torch.isfinite(student.grad).all()
+    only_teacher = s.clone()  # the teacher alone masks class 0: the forward KL is still finite
+    assert soft_kl(only_teacher, t_masked, 1.0).item() == pytest.approx(soft_kl(s, t_far, 1.0).item(), rel=1e-12)
+    assert reverse_soft_kl(only_teacher, t_masked, 1.0).item() == torch.inf  # the student's mass where p_t = 0
+
+
+@pytest.mark.parametrize("student, teacher, labels, message", [
+    ((2, 3, 11), (2, 3, 11), (2, 3), r"student logits of shape \[2, 3, 11\]: the losses take rows, \(N, classes\); "
+                                     r"flatten a language model's"),
+    ((7,), (7,), (), r"student logits of shape \[7\]: the losses take rows"),
+    ((5, 7), (1, 7), (5,), r"teacher logits of shape \[1, 7\], the student's \[5, 7\]: one teacher row per student"),
+    ((5, 7), (7,), (5,), r"teacher logits of shape \[7\]"),
+    ((5, 7), (5, 7), (5, 7), r"labels of shape \[5, 7\] for 5 rows of logits: one class index per row, shape \(5,\); "
+                             r"one-hot rows or probabilities: their argmax\(-1\)"),
+])
+def test_what_the_losses_would_broadcast_or_misread_is_refused(student, teacher, labels, message):
+    from distillery.methods.kd import kd_terms
+
+    with pytest.raises(ValueError, match=message):
+        kd_terms(torch.zeros(student), torch.zeros(teacher), torch.zeros(labels, dtype=torch.long), 2.0, 0.5)
+
+
+def test_labels_of_any_integer_dtype_are_class_indices_and_float_labels_are_refused():
+    rng = np.random.default_rng(4)
+    s, y = torch.tensor(rng.normal(size=(6, 4))), torch.tensor(rng.integers(0, 4, size=6))
+    expected = hard_terms(s, None, y).loss.item()
+    assert hard_terms(s, None, y.to(torch.int32)).loss.item() == expected
+    with pytest.raises(ValueError, match="labels of dtype torch.float32: class indices of an integer dtype"):
+        hard_terms(s, None, y.float())
+
+
+def test_half_precision_logits_are_taken_in_float32_and_the_teacher_is_a_constant():
+    """In bfloat16 a KL of nearly equal 1000-class rows came out negative."""
+    rng = np.random.default_rng(5)
+    t = torch.tensor(rng.normal(size=(8, 1000)), dtype=torch.float32)
+    s = t + 0.01 * torch.tensor(rng.normal(size=(8, 1000)), dtype=torch.float32)
+    half = soft_kl(s.bfloat16(), t.bfloat16(), 1.0)
+    assert half.dtype == torch.float32
+    assert half.item() == soft_kl(s.bfloat16().float(), t.bfloat16().float(), 1.0).item() >= 0
+    teacher = t.clone().requires_grad_()
+    soft_kl(s.clone().requires_grad_(), teacher, 1.0).backward()
+    assert teacher.grad is None

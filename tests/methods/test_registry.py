@@ -28,7 +28,7 @@ def test_reading_the_declarations_imports_no_torch():
 
 
 def test_unknown_method_lists_the_valid_ones():
-    with pytest.raises(DistilleryError, match="kd.method = 'kdd': unknown method; valid: kd"):
+    with pytest.raises(DistilleryError, match=r"kd.method = 'kdd': unknown method; did you mean 'kd'\? valid: kd"):
         get_method("kdd")
     assert get_method("kd") is METHODS["kd"]
 
