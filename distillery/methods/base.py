@@ -110,8 +110,16 @@ class Method:
         return bool({"teacher_logits", "teachers", "live_teacher"} & self.needs)
 
     def hyperparams(self, kd_params: dict) -> dict:
-        """The params this method reads, from the validated ``kd`` block."""
-        return {**{k: kd_params[k] for k in self.shared}, **kd_params.get(self.name, {})}
+        """The params this method reads, from the ``kd`` block (validated in the pipeline; in your own code a dict
+        of the shared ones it reads, e.g. ``{"T": 4.0, "alpha": 0.5}``, and any of its own under its name): its own
+        params not given take their declared defaults; a shared one missing is named."""
+        missing = [k for k in self.shared if k not in kd_params]
+        if missing:
+            raise DistilleryError(f"kd.method = {self.name!r} reads {', '.join('kd.' + k for k in self.shared)}; "
+                                  f"not given: {', '.join('kd.' + k for k in missing)}")
+        own = kd_params.get(self.name, {})
+        return {**{k: kd_params[k] for k in self.shared},
+                **{k: own.get(k, declared.default) for k, declared in self.params.items()}, **own}
 
 
 class Hyperparams(dict):

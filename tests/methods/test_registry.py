@@ -115,3 +115,12 @@ def test_the_adding_a_method_template_pasted_as_a_module_runs_on_a_batch_of_tran
     out = method.loss(transfer_rows, problem.hp)
     assert torch.isfinite(out.loss) and out.terms["ce"].item() == 0.0 and tuple(out.terms) == method.terms
     assert method.loss(transfer_rows, hyperparams(method, gamma=0.0)).loss < out.loss
+
+
+def test_a_method_s_params_in_your_own_code_take_its_declared_defaults_and_a_missing_shared_one_is_named():
+    """`get_method('dkd').hyperparams({'T': 4, 'alpha': 0.5})` gave {'T': 4.0}, and its loss a bare KeyError."""
+    assert get_method("dkd").hyperparams({"T": 4.0, "alpha": 0.5}) == {"T": 4.0, "alpha": 1.0, "beta": 8.0,
+                                                                        "warmup_steps": 0}
+    assert get_method("dkd").hyperparams({"T": 2.0, "dkd": {"beta": 2.0}})["beta"] == 2.0
+    with pytest.raises(DistilleryError, match="kd.method = 'kd' reads kd.T, kd.alpha; not given: kd.alpha"):
+        get_method("kd").hyperparams({"T": 4.0})
