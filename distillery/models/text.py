@@ -30,16 +30,60 @@ def _labels_config(label_names: list[str]) -> dict:
 
 
 def check_label_count(source: str, label_names: list[str], where: str, trust_remote_code: bool = False) -> None:
-    """A checkpoint used as it is must predict as many classes as the data has (checked before loading weights)."""
-    path = resolve_pretrained(source)
+    """A checkpoint used as it is must predict the data's classes: as many, in the same order where it names them
+    (``check_head_labels``; checked before loading weights)."""
+    path = resolve_pretrained(source, where)
     check_safetensors(path)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise DistilleryError(f"{where} = {source!r}: cannot load its config: {exc}") from None
+    check_head_labels(config, label_names, f"{where} = {source!r}")
+
+
+def check_head_labels(config, label_names: list[str], where: str) -> None:
+    """A classifier head used as it is against the data's classes (``data.label_names`` order): output i is taken
+    as the data's class i. Refused: another number of classes, and classes its ``id2label`` names as the data does
+    (equal ignoring case, or one name the start of the other: ``NEGATIVE`` and ``neg``) in another order, which
+    would swap them silently. Names that match none of the data's are warned of; generic ones (``LABEL_0``, ``0``)
+    name nothing."""
+    import logging
+    import re
+
     if config.num_labels != len(label_names):
-        raise DistilleryError(f"{where} = {source!r}: the model has {config.num_labels} labels but the data has "
+        raise DistilleryError(f"{where}: the model has {config.num_labels} labels but the data has "
                               f"{len(label_names)} ({', '.join(label_names)})")
+    names = [str((config.id2label or {}).get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
+    if all(re.fullmatch(r"(LABEL_)?\d+", name) for name in names):
+        return
+    order = _matching(names, [str(name) for name in label_names])
+    if order is None:
+        logging.getLogger(__name__).warning(
+            f"{where}: its outputs are named {names} and the data's classes {list(label_names)}: output i is taken "
+            "as the data's class i; check the teacher's accuracy (teacher_logits prints it)")
+    elif order != list(range(len(names))):
+        raise DistilleryError(
+            f"{where}: its outputs are {names} in this order, the data's classes {list(label_names)}: output i would "
+            f"be taken as the data's class i, swapping them. Where the data's labels are names, set data.label_names "
+            f"to {[label_names[i] for i in order]} (the checkpoint's order); labels given as class indices mean "
+            f"their order: train a head on them instead (finetune: true)")
+
+
+def _matching(names: list[str], label_names: list[str]) -> list[int] | None:
+    """For each output name, the index of the one data class it names (equal ignoring case, or either the start of
+    the other), where every output names a different class; else None."""
+    def same(a: str, b: str) -> bool:
+        a, b = a.casefold(), b.casefold()
+        return a.startswith(b) or b.startswith(a)
+
+    order = []
+    for name in names:
+        exact = [i for i, label in enumerate(label_names) if name.casefold() == label.casefold()]
+        close = exact or [i for i, label in enumerate(label_names) if same(name, label)]
+        if len(close) != 1:
+            return None
+        order.append(close[0])
+    return order if len(set(order)) == len(order) else None
 
 
 def build_text_model(spec: dict, label_names: list[str], where: str, trust_remote_code: bool = False,
@@ -53,7 +97,7 @@ def build_text_model(spec: dict, label_names: list[str], where: str, trust_remot
     """
     overrides = dict(spec["config"] or {})
     if spec["pretrained"]:
-        path = resolve_pretrained(spec["pretrained"])
+        path = resolve_pretrained(spec["pretrained"], f"{where}.pretrained")
         check_safetensors(path)
         tokenizer = text_tokenizer(spec, where, trust_remote_code)
         try:
@@ -87,7 +131,7 @@ def build_text_model(spec: dict, label_names: list[str], where: str, trust_remot
 def text_tokenizer(spec: dict, where: str, trust_remote_code: bool = False):
     """The tokenizer of a ``*.model`` block (``tokenizer``, else the ``pretrained`` checkpoint's), with
     ``model_max_length = max_length``."""
-    source = spec["tokenizer"] or resolve_pretrained(spec["pretrained"])
+    source = spec["tokenizer"] or resolve_pretrained(spec["pretrained"], f"{where}.pretrained")
     tokenizer = load_tokenizer(source, trust_remote_code, f"{where}.tokenizer")
     tokenizer.model_max_length = spec["max_length"]
     return tokenizer

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..data.augment import Jittered, check_jitter
-from ..data.checkpoints import save_tokenizer
+from ..data.checkpoints import resolve_pretrained, save_tokenizer
 from ..data.inputs import input_record, save_record
 from ..data.sources import digest
 from ..distributed import is_main
@@ -18,7 +18,7 @@ from ..io import atomic_dir, fingerprint
 from ..models.zoo import build_model, check_model_fits, check_safetensors, load_model
 from ..data.prepared import Prepared
 from .runs import CHECKPOINT_ROOT, CURVES, copy_selection, data_key, run_environment, save_timings, seeded, train_once
-from ..models.text import build_text_model, check_label_count, saved_tokenizer
+from ..models.text import build_text_model, check_head_labels, check_label_count, saved_tokenizer
 
 REFERENCE_FILE = "teacher.json"
 COUNT_FORWARDS = "DISTILLERY_COUNT_FORWARDS"  # env: a file every loaded teacher appends its forward passes to
@@ -54,19 +54,16 @@ def teacher_block(params: dict, name: str | None) -> dict:
 
 
 def check_checkpoint(checkpoint: str, prepared: Prepared, trust_remote_code: bool = False) -> None:
-    """Fail fast if ``teacher.checkpoint`` cannot be read or predicts another number of labels."""
+    """Fail fast if ``teacher.checkpoint`` cannot be read or predicts other classes (``check_head_labels``)."""
     from transformers import AutoConfig
 
+    resolve_pretrained(checkpoint, "teacher.checkpoint")
     check_safetensors(checkpoint)
     try:
         config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as exc:
         raise DistilleryError(f"teacher.checkpoint = {checkpoint!r}: cannot load its config: {exc}") from None
-    if config.num_labels != prepared.num_labels:
-        raise DistilleryError(
-            f"teacher.checkpoint = {checkpoint!r}: the model has {config.num_labels} labels "
-            f"but the data has {prepared.num_labels} ({', '.join(prepared.label_names)})"
-        )
+    check_head_labels(config, prepared.label_names, f"teacher.checkpoint = {checkpoint!r}")
 
 
 def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Path | None = None,

@@ -3,6 +3,7 @@ teacher layers copied into a student, checkpoints refused before loading."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,43 @@ def test_teacher_used_as_is_must_match_the_label_count(text_assets, tmp_path):
     assert not (tmp_path / "teacher_out").exists()
 
 
+def _head(names):
+    from transformers import PretrainedConfig
+
+    return PretrainedConfig(id2label=dict(enumerate(names)))
+
+
+@pytest.mark.parametrize("names, data", [
+    (["neg", "pos"], ["neg", "pos"]), (["NEGATIVE", "POSITIVE"], ["neg", "pos"]), (["LABEL_0", "LABEL_1"], ["b", "a"]),
+    (["0", "1", "2"], ["x", "y", "z"]), (["Negative", "Positive"], ["negative", "positive"]),
+])
+def test_a_head_naming_the_data_s_classes_in_their_order_or_naming_nothing_is_taken(names, data, caplog):
+    from distillery.models.text import check_head_labels
+
+    check_head_labels(_head(names), data, "teacher.checkpoint = 'c'")
+    assert not caplog.records
+
+
+@pytest.mark.parametrize("names", [["pos", "neg"], ["POSITIVE", "NEGATIVE"]])
+def test_a_head_naming_the_data_s_classes_in_another_order_is_refused_with_the_order_that_fits(names):
+    """A checkpoint whose id2label is {0: pos, 1: neg} beside data.label_names [neg, pos] gave a teacher of 0.16."""
+    from distillery.models.text import check_head_labels
+
+    with pytest.raises(DistilleryError, match=re.escape(
+            f"teacher.model.pretrained = 'c': its outputs are {names} in this order, the data's classes ['neg', "
+            "'pos']: output i would be taken as the data's class i, swapping them. Where the data's labels are names, "
+            "set data.label_names to ['pos', 'neg'] (the checkpoint's order)")):
+        check_head_labels(_head(names), ["neg", "pos"], "teacher.model.pretrained = 'c'")
+
+
+def test_a_head_whose_names_match_none_of_the_data_s_is_warned_of(caplog):
+    from distillery.models.text import check_head_labels
+
+    check_head_labels(_head(["joy", "anger"]), ["neg", "pos"], "teacher.checkpoint = 'c'")
+    assert "teacher.checkpoint = 'c': its outputs are named ['joy', 'anger'] and the data's classes ['neg', 'pos']: " \
+        "output i is taken as the data's class i" in caplog.text
+
+
 def test_pickle_only_checkpoints_are_refused(text_assets, tmp_path):
     import shutil
 
@@ -204,3 +242,23 @@ def test_training_columns_by_length_sorts_rows_keeping_labels_and_logits_with_th
     assert out["labels"] == [1, 1, 0, 0]
     assert out["teacher_logits"] == [[1.0, 1.0], [5.0, 6.0], [0.0, 3.0], [2.0, 4.0]]
 
+
+
+def test_a_local_checkpoint_that_is_not_there_or_holds_no_tokenizer_is_refused_naming_the_param(text_assets, tmp_path):
+    """transformers made an empty WordPiece (5 tokens) for a folder without tokenizer files: a teacher at chance."""
+    import shutil
+
+    from distillery.models.text import build_text_model, check_label_count
+
+    with pytest.raises(DistilleryError, match=re.escape(
+            f"teacher.model.pretrained = '{tmp_path}/gone': no such folder")):
+        check_label_count(f"{tmp_path}/gone", ["neg", "pos"], "teacher.model.pretrained")
+    bare = tmp_path / "bare"
+    shutil.copytree(text_assets["teacher"], bare)
+    for file in bare.iterdir():
+        if file.name not in ("config.json", "model.safetensors"):
+            file.unlink()
+    spec = make_params(**text_params(bare, text_assets["tok_b"], source="file:x.csv"))["teacher"]["model"]
+    with pytest.raises(DistilleryError, match=re.escape(
+            f"teacher.model.tokenizer = '{bare}': the folder holds no tokenizer (none of tokenizer.json, vocab.txt")):
+        build_text_model(spec, ["neg", "pos"], "teacher.model")
