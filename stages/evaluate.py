@@ -43,11 +43,12 @@ def main() -> None:
     test = prepared.splits["test"]
     tokenizers = {"teacher": teacher_tokenizer, "student": saved_tokenizer(student_dir)} if prepared.is_text else None
     inputs = test if prepared.is_text else test.inputs
-    speed = measure_speed(models, inputs, ev["batch_size"], ev["timing_repeats"], ev["timing_warmup"], tokenizers)
+    speed = measure_speed(models, inputs, ev["batch_size"], ev["timing_repeats"], ev["timing_warmup"], tokenizers,
+                          budget_s=ev["timing_budget_s"])
     speed = {**speed, **speedups(speed)}
     if params["student"]["quantize"] == "int8":
         speed["int8"] = int8_speed(models["student"], inputs, ev["batch_size"], ev["timing_repeats"],
-                                   ev["timing_warmup"], tokenizers and tokenizers["student"])
+                                   ev["timing_warmup"], tokenizers and tokenizers["student"], ev["timing_budget_s"])
     write_json(TIMINGS_ROOT / "speed.json", speed)
     print(summary_lines(result.metrics, params["kd"]["method"]))
     warning = teacher_warning(result.metrics)

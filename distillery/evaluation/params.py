@@ -1,7 +1,7 @@
 """The evaluation params of params.yaml: the ``evaluate`` block and ``student.quantize`` (read by evaluate only)."""
 from __future__ import annotations
 
-from ..schema import INT, STR, Field, non_negative, one_of, positive
+from ..schema import FLOAT, INT, STR, Field, non_negative, one_of, positive
 
 EVALUATE = {
     "ece_bins": Field(INT, positive, 15),
@@ -10,6 +10,10 @@ EVALUATE = {
     "bootstrap_seed": Field(INT, non_negative, 0),
     "timing_repeats": Field(INT, positive, 30, help="timed passes per model; the median is reported"),
     "timing_warmup": Field(INT, non_negative, 5, help="untimed passes before timing"),
+    "timing_budget_s": Field(FLOAT, positive, 60.0,
+                             help="seconds the timing of the models may take, warm-up included: the rounds stop "
+                                  "when it is spent, after at least 3 timed ones (a large model on a CPU: fewer "
+                                  "passes than timing_repeats; the report gives the count)"),
     "judged_samples": Field(INT, non_negative, 256,
                             help="task causal_lm: test prompts every model continues by sampling, the teacher scoring "
                                  "the samples (teacher_nll_of_samples); 0: none"),

@@ -24,6 +24,29 @@ def synchronize(device: torch.device) -> None:
         torch.mps.synchronize()
 
 
+MIN_TIMED_ROUNDS = 3
+
+
+def timing_rounds(warmup: int, repeats: int, budget_s: float):
+    """The rounds of a timing, in order: False for a warm-up round, True for a timed one; ``warmup`` then
+    ``repeats`` rounds, cut short when ``budget_s`` seconds are spent: the warm-up after its first round once half
+    the budget is gone, the timed rounds once all of it is and at least ``MIN_TIMED_ROUNDS`` (or ``repeats``, if
+    fewer) have run."""
+    start = time.perf_counter()
+    warm = timed = 0
+    while timed < repeats:
+        spent = time.perf_counter() - start
+        if warm < warmup and not (warm and spent > budget_s / 2):
+            warm += 1
+            yield False
+        elif timed >= min(MIN_TIMED_ROUNDS, repeats) and spent > budget_s:
+            return
+        else:
+            warm = warmup
+            timed += 1
+            yield True
+
+
 def timed_forward(model, batch: dict, device: torch.device) -> float:
     """Seconds for one forward pass of ``batch`` (the model's keyword inputs), waiting for the device to finish."""
     synchronize(device)
@@ -57,13 +80,14 @@ def text_batches(tokenizer, split, batch_size: int, device: torch.device) -> dic
 
 
 def measure_speed(models: dict, inputs, batch_size: int, repeats: int, warmup: int, tokenizers: dict | None = None,
-                  device: torch.device | None = None) -> dict:
+                  device: torch.device | None = None, budget_s: float = float("inf")) -> dict:
     """Median latency at batch size 1 and median throughput at ``batch_size`` for each of ``models``.
 
     ``inputs``: an array, or a prepared text split tokenized with each model's tokenizer from ``tokenizers``.
     After ``warmup`` untimed passes, the models take turns in each of ``repeats`` rounds, so slow phases
-    of a shared machine hit all of them alike; ratios of these medians are what to compare. ``device``:
-    default ``best_device()``.
+    of a shared machine hit all of them alike; ratios of these medians are what to compare. The rounds stop
+    early once ``budget_s`` is spent (``timing_rounds``); ``repeats`` in the result is the count timed.
+    ``device``: default ``best_device()``.
     """
     device = device or best_device()
     if tokenizers:
@@ -72,17 +96,20 @@ def measure_speed(models: dict, inputs, batch_size: int, repeats: int, warmup: i
         batches = {name: array_batches(inputs, batch_size, device) for name in models}
     models = {name: m.to(device).eval() for name, m in models.items()}
     times = {(name, what): [] for name in models for what in ("latency", "throughput")}
+    timed = 0
     with torch.inference_mode():
-        for round_ in tqdm(range(warmup + repeats), desc="timing", leave=False):
+        for is_timed in tqdm(timing_rounds(warmup, repeats, budget_s), desc="timing", total=warmup + repeats,
+                             leave=False):
             for name, model in models.items():
                 for what, batch in batches[name].items():
                     seconds = timed_forward(model, batch, device)
-                    if round_ >= warmup:
+                    if is_timed:
                         times[name, what].append(seconds)
+            timed += is_timed
     out = {
         "device": device_name(device),
         "batch_size": batch_size,
-        "repeats": repeats,
+        "repeats": timed,
     }
     for name in models:
         out[name] = {
@@ -100,7 +127,8 @@ def speedups(speed: dict, reference: str = "teacher", other: str = "student") ->
     }
 
 
-def int8_speed(student, inputs, batch_size: int, repeats: int, warmup: int, tokenizer=None) -> dict:
+def int8_speed(student, inputs, batch_size: int, repeats: int, warmup: int, tokenizer=None,
+               budget_s: float = float("inf")) -> dict:
     """``measure_speed`` of ``student`` in fp32 (``student``) and with int8 Linear layers (``student_int8``,
     ``distillery.evaluation.quantization``), taking turns on CPU, where dynamic int8 quantization runs; with the ratios
     ``speedup_latency`` / ``speedup_throughput`` of int8 over fp32 (below 1: int8 is slower)."""
@@ -108,5 +136,5 @@ def int8_speed(student, inputs, batch_size: int, repeats: int, warmup: int, toke
 
     pair = {"student": student, "student_int8": quantize_int8(student)}
     tokenizers = {name: tokenizer for name in pair} if tokenizer is not None else None
-    speed = measure_speed(pair, inputs, batch_size, repeats, warmup, tokenizers, torch.device("cpu"))
+    speed = measure_speed(pair, inputs, batch_size, repeats, warmup, tokenizers, torch.device("cpu"), budget_s)
     return {**speed, **speedups(speed, "student", "student_int8")}

@@ -97,6 +97,8 @@ def test_speed_is_measured_for_both_models_and_ratios_follow():
     assert speed["batch_size"] == 16 and speed["repeats"] == 3
     for name in models:
         assert speed[name]["latency_ms"] > 0 and speed[name]["throughput_per_s"] > 0
+    spent = measure_speed(models, np.zeros((5, 8, 8), np.float32), batch_size=16, repeats=30, warmup=5, budget_s=0.0)
+    assert spent["repeats"] == 3  # the budget spent at once: one warm-up round, then the 3 timed rounds at least
     fake = {"teacher": {"latency_ms": 2.0, "throughput_per_s": 100.0},
             "student": {"latency_ms": 0.5, "throughput_per_s": 300.0}}
     assert speedups(fake) == {"speedup_latency": 4.0, "speedup_throughput": 3.0}
@@ -363,3 +365,15 @@ def test_the_evaluate_stage_prints_each_model_s_accuracy_and_the_difference_once
                          "hard labels (2 seeds): accuracy on validation 0.9700 ± 0.0020, on test 0.9698 ± 0.0031"]
     assert lines[3].startswith("distilled − hard on test: +1.33 points (95 % paired bootstrap -0.56 to +2.22)")
     assert len(lines) == 4
+
+
+@pytest.mark.parametrize("warmup, repeats, budget, rounds", [
+    (2, 4, float("inf"), [False, False, True, True, True, True]),
+    (5, 30, 0.0, [False, True, True, True]),   # a text teacher on a CPU took minutes to time 35 rounds
+    (0, 30, 0.0, [True, True, True]),
+    (3, 2, 0.0, [False, True, True]),
+])
+def test_the_timing_rounds_stop_when_the_budget_is_spent_after_three_timed_ones(warmup, repeats, budget, rounds):
+    from distillery.evaluation.speed import timing_rounds
+
+    assert list(timing_rounds(warmup, repeats, budget)) == rounds
