@@ -526,10 +526,9 @@ def int8_section(params: dict, metrics: dict, speed: dict | None) -> list[str]:
 def summary(metrics: dict, speed: dict | None, method: str = "kd") -> str:
     teacher, kd, comparison = metrics["teacher"], metrics["kd"], metrics["comparison"]
     kept = 100 * kd["accuracy"] / teacher["accuracy"] if teacher["accuracy"] else float("nan")
-    text = (f"The student distilled with `{method}` reaches {kd['accuracy']:.4f} ± {kd['accuracy_std']:.4f} "
-            "test accuracy against the "
+    text = (f"The student distilled with `{method}` reaches {_cell(kd, 'accuracy', 4)} test accuracy against the "
             f"teacher's {teacher['accuracy']:.4f} ({kept:.1f} % of it) and the hard-label student's "
-            f"{metrics['hard']['accuracy']:.4f} ± {metrics['hard']['accuracy_std']:.4f}, with "
+            f"{_cell(metrics['hard'], 'accuracy', 4)}, with "
             f"{comparison['compression_params']:.1f}× fewer parameters")
     if speed is not None:
         text += (f"; it is {_times(speed['speedup_latency'])} at batch size 1 and "

@@ -338,6 +338,12 @@ def test_one_seed_s_figures_have_no_spread_and_several_seeds_theirs():
     row = next(line for line in table.splitlines() if line.startswith("| accuracy |"))
     assert row == "| accuracy | 0.9800 | 0.9698 | 0.9698 ± 0.0031 |"
     assert "distilled: kd (1 seed)" in table and "hard labels (2 seeds)" in table
+    from distillery.evaluation.report import summary
+
+    text = summary({"teacher": {"accuracy": 0.98}, "kd": {**block, "seeds": 1}, "hard": {**block, "seeds": 1},
+                    "comparison": {"compression_params": 10.0}}, None)
+    assert text.startswith("The student distilled with `kd` reaches 0.9698 test accuracy against the teacher's "
+                           "0.9800 (99.0 % of it) and the hard-label student's 0.9698, with 10.0× fewer parameters")
 
 
 def test_the_setting_names_the_channels_first_shape_and_the_sources_layout():
