@@ -187,7 +187,7 @@ def table_problems(
     label_column: str,
     source: str,
     label_names: Sequence[str] | None = None,
-    id_column: str = "id",
+    id_column: str | None = "id",
     rows: tuple[str, np.ndarray] | None = None,
     by_name: bool | None = None,
 ) -> list[str]:
@@ -209,7 +209,7 @@ def table_problems(
     if len(df) == 0:
         return [f"{source}: no rows"]
     problems = []
-    has_ids = id_column in df.columns
+    has_ids = id_column is not None and id_column in df.columns  # None: the ids are checked elsewhere, or unused
     if has_ids:
         if df[id_column].isna().any():
             empty = np.flatnonzero(df[id_column].isna().to_numpy())

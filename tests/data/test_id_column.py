@@ -91,6 +91,20 @@ def test_every_problem_of_a_text_file_is_named_in_one_run(tmp_path):
     assert not (tmp_path / "prepared").exists()
 
 
+def test_a_repeated_id_is_named_once_and_an_id_column_left_unused_is_not_checked(tmp_path):
+    """data.id_column: id named its repeated id twice, in two wordings; without data.id_column a column called id is
+    no id (rows are numbered by position), and its repeats were refused all the same."""
+    df = tickets().rename(columns={"ticket_id": "id"})
+    df.loc[4, "id"] = 5000
+    df.to_csv(tmp_path / "tickets.csv", index=False)
+    with pytest.raises(DistilleryError) as info:
+        prepare_text(data(id_column="id"), tmp_path / "prepared", tmp_path)
+    assert str(info.value).count("5000") == 1 and "duplicate ids" not in str(info.value)
+    prepare_text(data(), tmp_path / "prepared", tmp_path)
+    assert sorted(np.concatenate([s.ids for s in load_prepared(tmp_path / "prepared").splits.values()])) == \
+        list(range(60))
+
+
 def test_ids_beyond_int64_are_refused_not_wrapped(tmp_path):
     """A hash id of 2**63 used to become -2**63 in prepare and predict, and ids above 2**64 all one value."""
     df = tickets().astype({"ticket_id": object})
