@@ -56,7 +56,7 @@ def main() -> None:
     metrics = json.loads(Path("reports/metrics.json").read_text())
     pngs = sorted(p.name for p in OUT.glob("*.png"))
     write_text(Path("reports/report.md"), render_report(params, prepared.meta, metrics, None, pngs,
-                                                        **setting_inputs(params)))
+                                                        **setting_inputs(params), predictions=predictions))
     print(f"wrote {pngs} to {OUT} and reports/report.md")
 
 

@@ -190,6 +190,30 @@ def teacher_warning(metrics: dict) -> str | None:
     return text + "Improve the teacher first (training budget, size, feature scaling: data.scaling)."
 
 
+def majority_warning(predictions, label_names: list[str]) -> str | None:
+    """A warning naming the models whose test accuracy is not above always predicting the most common test class
+    (``predictions``: evaluate's predictions.csv with class indices, ``plots.read_predictions``), else None."""
+    import numpy as np
+
+    labels = predictions["label"].to_numpy()
+    counts = np.bincount(labels, minlength=len(label_names))
+    majority, share = int(counts.argmax()), counts.max() / len(labels)
+    weak = []
+    for column in (c for c in predictions.columns if c not in ("id", "label")):
+        guesses = predictions[column].to_numpy()
+        accuracy = float((guesses == labels).mean())
+        if accuracy <= share:
+            only = np.unique(guesses)
+            how = f"predicts `{label_names[only[0]]}` for every row" if len(only) == 1 else \
+                f"scores {accuracy:.4f}"
+            weak.append(f"`{column}` {how}")
+    if not weak:
+        return None
+    return (f"{'; '.join(weak)}: no better than always predicting the most common test class, `{label_names[majority]}` "
+            f"({share:.4f} of the rows). Such a model learnt little from the inputs (too few steps, a learning rate "
+            "too high or too low, or a student too small), and comparisons with it say little.")
+
+
 def untaught_warning(meta: dict) -> str | None:
     """A warning when some class has no train rows (``classes_without_train_rows`` of meta.json), else None."""
     untaught = meta.get("classes_without_train_rows")
@@ -565,15 +589,17 @@ def omitted_section(metrics: dict) -> list[str]:
 
 def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, plots: list[str],
                   transfer: dict | None = None, selections: dict[str, list[dict]] | None = None,
-                  numerics: dict | None = None) -> str:
+                  numerics: dict | None = None, predictions=None) -> str:
     """The whole page. ``plots``: PNG file names present under ``reports/plots`` (linked relatively);
     ``transfer``: the transfer set's summary (data/transfer_logits/summary.json) when data.transfer is on;
     ``selections``: kind -> each seed's checkpoint record (``training.runs.load_selections``);
-    ``numerics``: the evaluate stage's record of its CPU numerics (reports/eval/numerics.json)."""
+    ``numerics``: the evaluate stage's record of its CPU numerics (reports/eval/numerics.json); ``predictions``:
+    evaluate's test predictions with class indices (``plots.read_predictions``), for ``majority_warning``."""
     seeds = metrics["kd"].get("seeds", 1)
     method = params["kd"]["method"]
     warnings = filter(None, [untaught_warning(meta), missing_classes_warning(meta), categories_warning(meta),
-                             teacher_warning(metrics)])
+                             teacher_warning(metrics),
+                             majority_warning(predictions, meta["label_names"]) if predictions is not None else None])
     parts = [
         "# Distillation report",
         *(f"> **Warning.** {warning}" for warning in warnings),

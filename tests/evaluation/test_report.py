@@ -383,3 +383,17 @@ def test_the_timing_rounds_stop_when_the_budget_is_spent_after_three_timed_ones(
     from distillery.evaluation.speed import timing_rounds
 
     assert list(timing_rounds(warmup, repeats, budget)) == rounds
+
+
+def test_a_model_no_better_than_the_most_common_class_is_warned_of():
+    """Two students that predicted `neg` for every row were reported as any others (helper's own text data)."""
+    from distillery.evaluation.report import majority_warning
+
+    labels = [0, 0, 0, 1, 1, 2]  # `neg` is 3 of the 6 rows: 0.5
+    predictions = pd.DataFrame({"id": range(6), "label": labels, "teacher": labels, "kd_seed0": [0, 0, 0, 1, 2, 2],
+                                "hard_seed0": [0] * 6, "hard_seed1": [0, 0, 1, 1, 0, 0]})
+    assert majority_warning(predictions, ["neg", "pos", "mixed"]) == (
+        "`hard_seed0` predicts `neg` for every row; `hard_seed1` scores 0.5000: no better than always predicting the "
+        "most common test class, `neg` (0.5000 of the rows). Such a model learnt little from the inputs (too few "
+        "steps, a learning rate too high or too low, or a student too small), and comparisons with it say little.")
+    assert majority_warning(predictions.drop(columns=["hard_seed0", "hard_seed1"]), ["neg", "pos", "mixed"]) is None
