@@ -94,7 +94,7 @@ def evaluate_language_models(params: dict, prepared) -> None:
     comparison = metrics["comparison"]
     write_json(TIMINGS_ROOT / "speed.json", lm_speed(first, splits["test"], pad, ev["batch_size"],
                                                      ev["timing_repeats"], ev["timing_warmup"], tokenizer, max_length,
-                                                     device))
+                                                     device, ev["timing_budget_s"]))
     for name in ("teacher", "kd", "hard"):
         answered = (f", test answers ROUGE-L {metrics[name]['rouge_l']:.4f}, exact match "
                     f"{metrics[name]['exact_match']:.4f}" if "rouge_l" in metrics[name] else "")

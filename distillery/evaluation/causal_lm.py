@@ -22,7 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import lm_metrics as L
-from .speed import synchronize, timed_forward
+from .speed import synchronize, timed_forward, timing_rounds
 
 SPLIT_PREFIX = {"validation": "validation_", "test": ""}  # as the classifiers' metrics: test unprefixed
 MODEL_METRICS = ("nll", "perplexity", "next_token_accuracy", "teacher_agreement", "kl_from_teacher")
@@ -320,9 +320,10 @@ def generate(model, prompt: torch.Tensor, new_tokens: int, tokenizer) -> torch.T
 
 
 def lm_speed(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: int, batch_size: int, repeats: int,
-             warmup: int, tokenizer, max_length: int, device: torch.device) -> dict:
+             warmup: int, tokenizer, max_length: int, device: torch.device, budget_s: float = float("inf")) -> dict:
     """Per model: tokens per second scored in batches (the median of ``repeats`` timed passes over one batch of the
-    split's sequences) and the latency per generated token (greedy, one sequence, as in ``generation_lengths``)."""
+    split's sequences, fewer where the model's share of ``budget_s`` is spent: ``timing_rounds``) and the latency
+    per generated token (greedy, one sequence, as in ``generation_lengths``)."""
     from ..models.causal_lm import padded
 
     tokens, offsets, prompt_lengths = split_tokens
@@ -338,9 +339,11 @@ def lm_speed(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: 
     speed = {}
     for name, model in models.items():
         with torch.inference_mode():
-            for _ in range(warmup):
-                model(**inputs)
-            passes = [timed_forward(model, inputs, device) for _ in range(repeats)]
+            passes = []
+            for is_timed in timing_rounds(warmup, repeats, budget_s / len(models)):
+                seconds = timed_forward(model, inputs, device)
+                if is_timed:
+                    passes.append(seconds)
         synchronize(device)
         start = time.perf_counter()
         generate(model, prompt, new_tokens, tokenizer)
