@@ -157,7 +157,10 @@ def test_killed_distill_with_seeds_side_by_side_leaves_no_process_and_resumes(tm
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads the processes from Linux's /proc")
 def test_ctrl_c_with_seeds_side_by_side_ends_every_process_with_one_line_and_no_traceback(tmp_path):
     """Ctrl-C reaches the whole foreground process group: each forked seed printed its own traceback."""
-    override = {**OVERRIDE, "train": {**OVERRIDE["train"], "max_steps": 600}, "compute": {"seed_processes": 2}}
+    # a run far longer than the test waits (minutes; stopped seconds in), so it is still training when interrupted
+    # however slowly a loaded machine reaches the checkpoint the test waits for
+    override = {**OVERRIDE, "train": {**OVERRIDE["train"], "max_steps": 50_000, "save_steps": 500, "eval_steps": 500,
+                                      "logging_steps": 500}, "compute": {"seed_processes": 2}}
     _, work, _ = scratch(tmp_path, override)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     stage = subprocess.Popen([sys.executable, "-m", "distillery.launch", str(REPO / "stages/distill.py")], cwd=work,
