@@ -1,9 +1,10 @@
 """Image files (PNG, JPEG, ...) as new rows for a model of image pixels: ``make predict INPUT=photo.png`` or a folder.
 
 An image model's ``inputs.json`` records its images' shape (channels first) and pixel range; each file is read with
-Pillow, converted to the model's channels (``L`` for grey, ``RGB``, ``RGBA``: Pillow's conversion, e.g. ITU-R 601-2
-luma from colour), and its 8-bit intensities divided to 0..1, the range every image source is loaded in
-(``data.scaling``). Sizes are never changed: a file of another width or height is refused, naming it, since how
+Pillow, turned upright as its EXIF orientation says, converted to the model's channels (``L`` for grey, ``RGB``,
+``RGBA``: Pillow's conversion, e.g. ITU-R 601-2 luma from colour; an alpha channel dropped, not composited), and its
+8-bit intensities divided to 0..1, the range every image source is loaded in (``data.scaling``); 16-bit and float
+images are refused (Pillow would clip them to 8 bits). Sizes are never changed: a file of another width or height is refused, naming it, since how
 the source's images were resized and cropped is not recorded. A folder's files are taken in the order of their
 names; each row's id is its position in that order, and its file name goes with it.
 """
@@ -19,6 +20,7 @@ from .validation import _listed
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}  # channels -> Pillow mode
+EIGHT_BIT = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV")  # Pillow's 8-bit modes
 
 
 def is_image_input(path: Path) -> bool:
@@ -50,13 +52,18 @@ def read_images(record: dict, path: Path) -> tuple[list[str], np.ndarray]:
         raise DistilleryError(f"{path}: this model takes arrays of shape {shape}, not images of 1, 3 or 4 channels: "
                               "give a .npy or .npz")
     height, width = shape[-2:]
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     files, images, wrong = image_files(path), [], []
     for file in files:
         try:
             with Image.open(file) as image:
-                pixels = np.asarray(image.convert(MODES[channels or 1]), dtype=np.uint8)
+                if image.mode not in EIGHT_BIT:
+                    raise DistilleryError(f"{file}: an image of mode {image.mode} (16-bit or float values); the "
+                                          "model takes 8-bit images (0..255): convert them, or give a .npy of "
+                                          "the values the source holds")
+                upright = ImageOps.exif_transpose(image)
+                pixels = np.asarray(upright.convert(MODES[channels or 1]), dtype=np.uint8)
         except (UnidentifiedImageError, OSError) as exc:
             raise DistilleryError(f"{file}: not readable as an image: {exc}") from None
         if pixels.shape[:2] != (height, width):

@@ -54,8 +54,8 @@ def check_head_labels(config, label_names: list[str], where: str) -> None:
         raise DistilleryError(f"{where}: the model has {config.num_labels} labels but the data has "
                               f"{len(label_names)} ({', '.join(label_names)})")
     names = [str((config.id2label or {}).get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
-    if all(re.fullmatch(r"(LABEL_)?\d+", name) for name in names):
-        return
+    if names in ([f"LABEL_{i}" for i in range(len(names))], [str(i) for i in range(len(names))]):
+        return  # transformers' default names, or the indices: they name no class
     order = _matching(names, [str(name) for name in label_names])
     if order is None:
         logging.getLogger(__name__).warning(

@@ -65,3 +65,26 @@ def test_a_missing_file_and_npz_options_are_refused(tmp_path):
     Image.fromarray(np.zeros((2, 3), np.uint8)).save(tmp_path / "a.png")
     with pytest.raises(DistilleryError, match="--array and --pixels-as-given are for .npy and .npz files"):
         read_rows(GREY, tmp_path / "a.png", pixels_as_given=True)
+
+
+def test_a_16_bit_image_is_refused_not_clipped(tmp_path):
+    """Pillow's convert('L') clipped 16-bit values to 255: 98 % of the pixels came out white."""
+    Image.fromarray((np.arange(6).reshape(2, 3) * 1000).astype(np.uint16)).save(tmp_path / "g16.png")
+    with pytest.raises(DistilleryError, match=re.escape("g16.png: an image of mode I;16 (16-bit or float values); "
+                                                        "the model takes 8-bit images")):
+        read_images(GREY, tmp_path / "g16.png")
+
+
+def test_a_photo_is_turned_upright_by_its_exif_orientation_and_a_palette_image_read_by_its_colours(tmp_path):
+    stored = np.arange(6, dtype=np.uint8).reshape(3, 2) * 40  # 2 wide, 3 high as stored
+    image = Image.fromarray(stored)
+    exif = image.getexif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display (3 wide, 2 high)
+    image.save(tmp_path / "r.png", exif=exif)
+    _, values = read_images(GREY, tmp_path / "r.png")  # the model takes 3 wide x 2 high
+    np.testing.assert_array_equal(values[0], np.rot90(stored, -1) / np.float32(255))
+    palette = Image.fromarray(np.array([[0, 1, 1], [1, 0, 0]], np.uint8), mode="P")
+    palette.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    palette.save(tmp_path / "p.png")
+    _, values = read_images(GREY, tmp_path / "p.png")
+    np.testing.assert_array_equal(values[0], np.array([[0, 1, 1], [1, 0, 0]], np.float32))

@@ -173,12 +173,21 @@ def _head(names):
 @pytest.mark.parametrize("names, data", [
     (["neg", "pos"], ["neg", "pos"]), (["NEGATIVE", "POSITIVE"], ["neg", "pos"]), (["LABEL_0", "LABEL_1"], ["b", "a"]),
     (["0", "1", "2"], ["x", "y", "z"]), (["Negative", "Positive"], ["negative", "positive"]),
+    (["0", "1", "2"], ["0", "1", "2"]),
 ])
 def test_a_head_naming_the_data_s_classes_in_their_order_or_naming_nothing_is_taken(names, data, caplog):
     from distillery.models.text import check_head_labels
 
     check_head_labels(_head(names), data, "teacher.checkpoint = 'c'")
     assert not caplog.records
+
+
+def test_digit_names_in_another_order_than_the_data_s_are_refused_too():
+    from distillery.models.text import check_head_labels
+
+    with pytest.raises(DistilleryError, match=re.escape("its outputs are ['1', '0'] in this order, the data's "
+                                                        "classes ['0', '1']")):
+        check_head_labels(_head(["1", "0"]), ["0", "1"], "teacher.checkpoint = 'c'")
 
 
 @pytest.mark.parametrize("names", [["pos", "neg"], ["POSITIVE", "NEGATIVE"]])
@@ -260,5 +269,18 @@ def test_a_local_checkpoint_that_is_not_there_or_holds_no_tokenizer_is_refused_n
             file.unlink()
     spec = make_params(**text_params(bare, text_assets["tok_b"], source="file:x.csv"))["teacher"]["model"]
     with pytest.raises(DistilleryError, match=re.escape(
-            f"teacher.model.tokenizer = '{bare}': the folder holds no tokenizer (none of tokenizer.json, vocab.txt")):
+            f"teacher.model.tokenizer = '{bare}': the folder holds no tokenizer vocabulary (none of tokenizer.json, "
+            "vocab.txt")):
         build_text_model(spec, ["neg", "pos"], "teacher.model")
+    with pytest.raises(DistilleryError, match=re.escape("teacher.model.pretrained = '~/ckpt': '~' is not expanded here")):
+        check_label_count("~/ckpt", ["neg", "pos"], "teacher.model.pretrained")
+
+
+def test_a_tokenizer_without_a_vocabulary_file_that_has_a_vocabulary_is_taken(tmp_path):
+    """ByT5's tokenizer saves no vocabulary file (its bytes are its vocabulary)."""
+    from transformers import ByT5Tokenizer
+
+    from distillery.data.checkpoints import checkpoint_tokenizer
+
+    ByT5Tokenizer().save_pretrained(tmp_path / "byt5")
+    assert len(checkpoint_tokenizer(tmp_path / "byt5", where="student.model.tokenizer")) > 256
