@@ -52,6 +52,16 @@ def _call(index: int):
     return _jobs[index]()
 
 
+def _result(future):
+    """``future.result()``, waited for in short slices: Ctrl-C's SIGINT may be delivered to one of the executor's
+    threads, and a main thread blocked in one long wait would raise its KeyboardInterrupt only when the job ends."""
+    while True:
+        try:
+            return future.result(timeout=0.2)
+        except TimeoutError:  # concurrent.futures.TimeoutError is TimeoutError
+            continue
+
+
 def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
     """Each job's result, in the jobs' order, computed in up to ``processes`` forked processes, each taking the next
     job when it is free (1, or a single job: here, one after the other). A job that fails has its exception raised
@@ -74,7 +84,7 @@ def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
                                  initargs=(slots, os.getpid())) as pool:
             futures = [pool.submit(_call, index) for index in range(len(jobs))]
             try:
-                return [future.result() for future in futures]
+                return [_result(future) for future in futures]
             except KeyboardInterrupt:
                 for child in multiprocessing.active_children():
                     child.kill()

@@ -172,7 +172,11 @@ def test_ctrl_c_with_seeds_side_by_side_ends_every_process_with_one_line_and_no_
         assert time.monotonic() < deadline, "the seeds did not start"
         time.sleep(0.02)
     os.killpg(stage.pid, signal.SIGINT)
-    log = stage.communicate(timeout=60)[0]
+    try:
+        log = stage.communicate(timeout=60)[0]
+    finally:
+        if stage.poll() is None:  # failed: leave no training behind
+            os.killpg(stage.pid, signal.SIGKILL)
     assert stage.returncode == 130, log
     assert "Traceback" not in log and "KeyboardInterrupt" not in log, log
     assert log.rstrip().endswith("interrupted: `dvc repro` runs this stage again (a training stage resumes from its "
