@@ -40,11 +40,9 @@ def end_with_parent(parent: int, signal_number: int) -> None:
 
 def _start_child(slots, parent: int) -> None:
     """Take the next slot, and end when the process that forked this one ends, so a stage killed with ``kill -9``
-    leaves no process behind writing its runs. Ctrl-C is the parent's to handle (it ends the children): each child
-    printing its own KeyboardInterrupt traceback would bury the one line that matters."""
+    leaves no process behind writing its runs."""
     global _slot
     _slot = slots.get()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
     end_with_parent(parent, signal.SIGKILL)
 
 
@@ -52,21 +50,10 @@ def _call(index: int):
     return _jobs[index]()
 
 
-def _result(future):
-    """``future.result()``, waited for in short slices: Ctrl-C's SIGINT may be delivered to one of the executor's
-    threads, and a main thread blocked in one long wait would raise its KeyboardInterrupt only when the job ends."""
-    while True:
-        try:
-            return future.result(timeout=0.2)
-        except TimeoutError:  # concurrent.futures.TimeoutError is TimeoutError
-            continue
-
-
 def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
     """Each job's result, in the jobs' order, computed in up to ``processes`` forked processes, each taking the next
     job when it is free (1, or a single job: here, one after the other). A job that fails has its exception raised
-    here once the jobs already running have ended; the jobs not yet handed to a process are cancelled. Ctrl-C (or
-    any other exception here) ends the children at once and goes on."""
+    here once the jobs already running have ended; the jobs not yet handed to a process are cancelled."""
     global _jobs
     processes = min(processes, len(jobs))
     if processes <= 1:
@@ -84,12 +71,7 @@ def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
                                  initargs=(slots, os.getpid())) as pool:
             futures = [pool.submit(_call, index) for index in range(len(jobs))]
             try:
-                return [_result(future) for future in futures]
-            except KeyboardInterrupt:
-                for child in multiprocessing.active_children():
-                    child.kill()
-                pool.shutdown(cancel_futures=True)
-                raise
+                return [future.result() for future in futures]
             except BaseException:
                 pool.shutdown(cancel_futures=True)
                 raise
