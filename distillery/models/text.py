@@ -48,7 +48,6 @@ def check_head_labels(config, label_names: list[str], where: str) -> None:
     would swap them silently. Names that match none of the data's are warned of; generic ones (``LABEL_0``, ``0``)
     name nothing."""
     import logging
-    import re
 
     if config.num_labels != len(label_names):
         raise DistilleryError(f"{where}: the model has {config.num_labels} labels but the data has "
