@@ -30,7 +30,7 @@ from .data.sources import RECORD_KEY, WATCH_FOLDER, in_repo_copy, stage_records,
 from .errors import DistilleryError, exit_on_error
 from .evaluation.lm_report import lm_setting_table
 from .evaluation.plots import read_predictions
-from .evaluation.report import evaluated_on, setting_inputs, setting_table, significance_verdict
+from .evaluation.report import evaluated_on, report_warnings, setting_inputs, setting_table, significance_verdict
 from .evaluation.wording import budget_caveat, counted
 from .io import atomic_dir, umask, write_json, write_text
 from .methods import describe, get_method
@@ -64,6 +64,13 @@ def seed_scores(predictions, kind: str, seed: int) -> dict:
             "errors": int((predicted != labels).sum()),
             "macro_f1": float(f1_score(labels, predicted, average="macro")),
             "agreement": float((predicted == predictions["teacher"].to_numpy()).mean())}
+
+
+def card_warnings(meta: dict, metrics: dict, predictions, kind: str, seed: int) -> list[str]:
+    """The report's warnings that concern this model: the data's, the teacher's, and its own when it is no better
+    than the most common class (``predictions``: evaluate's test predictions, None for a language model)."""
+    own = None if predictions is None else predictions[["id", "label", f"{kind}_seed{seed}"]]
+    return report_warnings(meta, metrics, own)
 
 
 def lm_seed_scores(metrics: dict, kind: str, seeds: list[int], seed: int) -> dict:
@@ -364,8 +371,9 @@ def without_local_links(text: str) -> str:
 
 
 def render_card(params: dict, meta: dict, record: dict, metrics: dict, kind: str, seed: int, chosen: str,
-                results: list[str], setting: str, state: dict) -> str:
-    """The model card: metadata, what the model is, its results, how it was made, how to use and re-make it."""
+                results: list[str], setting: str, state: dict, warnings: list[str] = ()) -> str:
+    """The model card: metadata, what the model is (after the report's ``warnings`` that concern it), its results,
+    how it was made, how to use and re-make it."""
     method = params["kd"]["method"]
     seeds = params["train"]["seeds"]
     if kind == "kd":
@@ -375,6 +383,7 @@ def render_card(params: dict, meta: dict, record: dict, metrics: dict, kind: str
         made = ("The hard-label baseline: the students' architecture trained on the labels alone, against which the "
                 f"distilled students (`{method}`) are compared")
     lines = [*_front_matter(meta, params), f"# A {KINDS[kind]} student of {metrics[kind]['params']:,} parameters", "",
+             *(f"> **Warning.** {warning}\n" for warning in warnings),
              f"{made}, on `{meta.get('source', params['data']['source'])}`, by the distillery pipeline. It is seed "
              f"{seed} of the {len(seeds)} trained ({', '.join(map(str, seeds))}), {chosen}.", "",
              "## Results", "", *results, "", "## How it was made", "", setting, "", "## Use", "",
@@ -415,9 +424,12 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
     if language_model:
         scores = lm_seed_scores(metrics, kind, trained, seed)
         results = lm_results(metrics, kind, seed, scores)
+        warnings = card_warnings(meta, metrics, None, kind, seed)
         setting = lm_setting_table(params, meta, metrics, selections)
     else:
-        scores = seed_scores(read_predictions(Path("reports/eval/predictions.csv"), meta["label_names"]), kind, seed)
+        predictions = read_predictions(Path("reports/eval/predictions.csv"), meta["label_names"])
+        scores = seed_scores(predictions, kind, seed)
+        warnings = card_warnings(meta, metrics, predictions, kind, seed)
         results = classifier_results(metrics, meta, params["kd"]["method"], kind, seed, scores,
                                      selection["validation_accuracy"],
                                      budget_caveat(params["train"], selections, params["kd"]["method"]))
@@ -425,7 +437,8 @@ def export(out: Path, kind: str = "kd", seed: int | None = None) -> dict:
     files = sorted({p.name for p in folder.iterdir()} | {CARD_FILE, RECORD_FILE})
     record = {"kind": kind, "seed": seed, "chosen": "by hand" if by_hand else "validation", "selection": selection,
               "test": scores, **state, "files": files, "params": params, "metrics": metrics}
-    card = render_card(params, meta, load_record(folder), metrics, kind, seed, chosen, results, setting, state)
+    card = render_card(params, meta, load_record(folder), metrics, kind, seed, chosen, results, setting, state,
+                       warnings)
     with atomic_dir(out) as tmp:
         shutil.copytree(folder, tmp, dirs_exist_ok=True)
         write_text(tmp / CARD_FILE, card)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from distillery.errors import DistilleryError
-from distillery.export import (RECORD_FILE, check_out, inputs_text, lm_seed_scores, params_changes, pick_seed,
+from distillery.export import (RECORD_FILE, card_warnings, check_out, inputs_text, lm_seed_scores, params_changes, pick_seed,
                                seed_scores, set_args, without_local_links)
 
 
@@ -34,6 +34,19 @@ def test_a_seeds_scores_by_hand():
     # right on rows 5 and 8; F1 per class: 0 -> 2/3 (p 1/2, r 1), 1 -> 0, 2 -> 2/3 (p 1/2, r 1)
     assert got == {"rows": 4, "accuracy": 0.5, "errors": 2, "macro_f1": pytest.approx(4 / 9), "agreement": 0.75}
     assert seed_scores(predictions, "kd", 1)["accuracy"] == 1.0
+
+
+def test_the_card_warns_of_its_own_model_when_no_better_than_the_most_common_class():
+    """A card said nothing of a student that predicted one class for every row; the report did."""
+    predictions = pd.DataFrame({"id": [5, 6, 7, 8], "label": [0, 0, 1, 2], "teacher": [0, 0, 1, 2],
+                                "kd_seed0": [0, 0, 0, 0], "kd_seed1": [0, 0, 1, 1], "hard_seed0": [0, 0, 0, 0]})
+    meta = {"label_names": ["neg", "pos", "mixed"]}
+    metrics = {"teacher": {"validation_accuracy": 0.9}, "hard": {"validation_accuracy": 0.7}}
+    warned = card_warnings(meta, metrics, predictions, "kd", 0)
+    assert len(warned) == 1 and warned[0].startswith("`kd_seed0` predicts `neg` for every row: no better than")
+    assert card_warnings(meta, metrics, predictions, "kd", 1) == []  # 0.75 > 0.5; hard_seed0 is another model's
+    weak_teacher = {"teacher": {"validation_accuracy": 0.6}, "hard": {"validation_accuracy": 0.7}}
+    assert card_warnings(meta, weak_teacher, None, "kd", 1)[0].startswith("The teacher is not better than")
 
 
 def test_a_language_models_perplexities_are_its_seeds_entries():

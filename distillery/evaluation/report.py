@@ -587,6 +587,15 @@ def omitted_section(metrics: dict) -> list[str]:
                     "on the omitted classes after"], rows)]
 
 
+def report_warnings(meta: dict, metrics: dict, predictions=None) -> list[str]:
+    """The warnings that open the report and the model card: classes the splits lack, one-hot columns that are
+    no categories, a teacher with nothing to teach, and the models in ``predictions`` (test class indices) no
+    better than the most common class."""
+    return [w for w in (untaught_warning(meta), missing_classes_warning(meta), categories_warning(meta),
+                        teacher_warning(metrics),
+                        majority_warning(predictions, meta["label_names"]) if predictions is not None else None) if w]
+
+
 def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, plots: list[str],
                   transfer: dict | None = None, selections: dict[str, list[dict]] | None = None,
                   numerics: dict | None = None, predictions=None) -> str:
@@ -597,9 +606,7 @@ def render_report(params: dict, meta: dict, metrics: dict, speed: dict | None, p
     evaluate's test predictions with class indices (``plots.read_predictions``), for ``majority_warning``."""
     seeds = metrics["kd"].get("seeds", 1)
     method = params["kd"]["method"]
-    warnings = filter(None, [untaught_warning(meta), missing_classes_warning(meta), categories_warning(meta),
-                             teacher_warning(metrics),
-                             majority_warning(predictions, meta["label_names"]) if predictions is not None else None])
+    warnings = report_warnings(meta, metrics, predictions)
     parts = [
         "# Distillation report",
         *(f"> **Warning.** {warning}" for warning in warnings),
