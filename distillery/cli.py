@@ -39,12 +39,13 @@ quiet_torchao()  # on import: every stage script imports this module before dist
 
 def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | None = None,
               reads: str | None = None) -> None:
-    """Pin the numerics (``reproducible_cpu``, ``cpu_threads``), call ``main``, then write what was in force to
-    ``record/numerics.json`` (the stage's output folder), and beside it the local checkpoints the model block
-    ``reads`` names (``teacher``, ``teachers.<name>``, ``student``) in ``sources.json`` where there are any (see
-    ``data.sources``). A ``DistilleryError`` prints ``error: <message>`` and
-    exits with status 2; Ctrl-C prints one line, not a traceback, and exits with status 130. The stage's objects are then frozen: the interpreter's last garbage collections at exit
-    would scan every object of the imported libraries (0.85 s with torch and transformers on two CPU cores:
+    """Pin the numerics (``reproducible_cpu``, ``cpu_threads``), hide transformers' "Loading weights" bars, call
+    ``main``, then write what was in force to ``record/numerics.json`` (the stage's output folder), and beside it
+    the local checkpoints the model block ``reads`` names (``teacher``, ``teachers.<name>``, ``student``) in
+    ``sources.json`` where there are any (see ``data.sources``). A ``DistilleryError`` prints ``error: <message>``
+    and exits with status 2; Ctrl-C prints one line, not a traceback, and exits with status 130. The stage's
+    objects are then frozen: the interpreter's last garbage collections at exit would scan every object of the
+    imported libraries (0.85 s with torch and transformers on two CPU cores:
     ``python bench/pipeline_time.py --imports-only``)."""
     from .errors import exit_on_error
 
@@ -60,6 +61,9 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
             pin(level)
             torch.set_flush_denormal(True)  # denormals slow small CPU runs by about half
             set_cpu_threads()
+            from .models.zoo import hide_loading_bars
+
+            hide_loading_bars()
         main()
         if record is not None:
             write_record(record, params, reads)

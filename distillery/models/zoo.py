@@ -194,6 +194,18 @@ def check_safetensors(path: str | Path) -> None:
     )
 
 
+def hide_loading_bars() -> None:
+    """Draw no "Loading weights" bar (transformers draws one per model loaded, and evaluate loads every model);
+    its other bars, downloads included, stay. For the stages' output: a library user keeps transformers' own."""
+    from transformers.utils import logging as hf_logging
+
+    def hook(factory, args, kwargs):
+        quiet = kwargs.get("desc") == "Loading weights"
+        return hf_logging.EmptyTqdm(*args, **kwargs) if quiet else factory(*args, **kwargs)
+
+    hf_logging.set_tqdm_hook(hook)
+
+
 def load_model(path: str | Path, trust_remote_code: bool = False) -> PreTrainedModel:
     """Load any classifier saved with ``save_pretrained`` (a local dir or a Hub id), safetensors only."""
     check_safetensors(path)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from distillery.errors import DistilleryError
-from distillery.models.zoo import build_model, count_parameters, load_model
+from distillery.models.zoo import build_model, count_parameters, hide_loading_bars, load_model
 from distillery.training.teacher import check_checkpoint
 
 LABELS = [str(i) for i in range(10)]
@@ -146,3 +146,20 @@ def test_the_teacher_stage_refuses_a_cnn_too_deep_for_the_images_before_any_trai
         with pytest.raises(DistilleryError, match=message):
             train_students(HARD, params, digits, tmp_path / "hard")
         assert not (tmp_path / "hard").exists() and not (tmp_path / ".cache").exists()
+
+
+def test_stages_draw_no_loading_bar_but_other_bars_stay(tmp_path, capfd):
+    """evaluate drew a "Loading weights" bar for every model it loaded."""
+    from transformers.utils import logging as hf_logging
+
+    build_model({"arch": "mlp", "hidden_sizes": [8]}, [8, 8], LABELS).save_pretrained(tmp_path)
+    load_model(tmp_path)
+    assert "Loading weights" in capfd.readouterr().err
+    hide_loading_bars()
+    try:
+        load_model(tmp_path)
+        list(hf_logging.tqdm(range(2), desc="Downloading"))
+        err = capfd.readouterr().err
+    finally:
+        hf_logging.set_tqdm_hook(None)
+    assert "Loading weights" not in err and "Downloading" in err
