@@ -39,15 +39,31 @@ def end_with_parent(parent: int, signal_number: int) -> None:
 
 
 def _start_child(slots, parent: int) -> None:
-    """Take the next slot, and end when the process that forked this one ends, so a stage killed with ``kill -9``
-    leaves no process behind writing its runs."""
+    """Take the next slot, end when the process that forked this one ends, so a stage killed with ``kill -9``
+    leaves no process behind writing its runs, and take Ctrl-C only while running a job (``_interrupt``)."""
     global _slot
     _slot = slots.get()
     end_with_parent(parent, signal.SIGKILL)
+    signal.signal(signal.SIGINT, _interrupt)
+
+
+def _interrupt(signal_number: int, frame) -> None:
+    """Ctrl-C in a child: a running job stops with ``KeyboardInterrupt`` (the parent raises it); an idle child, which
+    would print a traceback of its wait for work, carries on and ends when the parent shuts the pool down."""
+    if _busy:
+        raise KeyboardInterrupt
+
+
+_busy = False
 
 
 def _call(index: int):
-    return _jobs[index]()
+    global _busy
+    _busy = True
+    try:
+        return _jobs[index]()
+    finally:
+        _busy = False
 
 
 def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
@@ -59,7 +75,8 @@ def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
     if processes <= 1:
         return [job() for job in jobs]
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from itertools import islice
 
     context = multiprocessing.get_context("fork")
     slots = context.SimpleQueue()
@@ -69,11 +86,17 @@ def run_side_by_side(jobs: list[Callable[[], T]], processes: int) -> list[T]:
     try:
         with ProcessPoolExecutor(processes, mp_context=context, initializer=_start_child,
                                  initargs=(slots, os.getpid())) as pool:
-            futures = [pool.submit(_call, index) for index in range(len(jobs))]
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                pool.shutdown(cancel_futures=True)
-                raise
+            # A job is handed over only when a process is free: the pool would queue one more, which a failure or
+            # Ctrl-C could not cancel and would wait for (a whole seed's training).
+            waiting = iter(range(len(jobs)))
+            running = {pool.submit(_call, index): index for index in islice(waiting, processes)}
+            results = {}
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    results[running.pop(future)] = future.result()
+                    for index in islice(waiting, 1):
+                        running[pool.submit(_call, index)] = index
+            return [results[index] for index in range(len(jobs))]
     finally:
         _jobs = []
