@@ -45,3 +45,15 @@ def test_a_stage_records_the_local_checkpoints_of_the_block_it_reads(tmp_path, m
         "source_files": {"ckpt": digest(tmp_path / "ckpt")}}
     write_record(tmp_path / "student", load_params(), reads="student")  # a Hub id: nothing local to record
     assert sorted(p.name for p in (tmp_path / "student").iterdir()) == ["numerics.json"]
+
+
+def test_ctrl_c_in_a_stage_prints_one_line_and_exits_130(capsys):
+    from distillery.cli import interrupted_quietly
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exited, interrupted_quietly():
+        interrupted()
+    assert exited.value.code == 130
+    assert capsys.readouterr().err.startswith("interrupted: `dvc repro` runs this stage again")

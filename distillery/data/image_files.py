@@ -64,7 +64,7 @@ def read_images(record: dict, path: Path) -> tuple[list[str], np.ndarray]:
                                           "the values the source holds")
                 upright = ImageOps.exif_transpose(image)
                 pixels = np.asarray(upright.convert(MODES[channels or 1]), dtype=np.uint8)
-        except (UnidentifiedImageError, OSError) as exc:
+        except (UnidentifiedImageError, OSError, ValueError) as exc:  # ValueError: a mode Pillow cannot convert (LAB)
             raise DistilleryError(f"{file}: not readable as an image: {exc}") from None
         if pixels.shape[:2] != (height, width):
             wrong.append(f"{file.name} {pixels.shape[1]}x{pixels.shape[0]}")

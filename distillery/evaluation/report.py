@@ -660,12 +660,10 @@ def summary_lines(metrics: dict, method: str = "kd") -> str:
     test with its interval; the whole table is ``main``'s (``make repro``) and the report's."""
     lines = []
     for name, label in (("teacher", "teacher"), ("kd", f"distilled: {method}"), ("hard", "hard labels")):
-        block, seeds = metrics[name], metrics[name].get("seeds")
-        spread = (lambda key: f" ± {block[key + '_std']:.4f}") if seeds and seeds > 1 else (lambda key: "")
-        counted = f" ({seeds} seed{'s' * (seeds > 1)})" if seeds else ""
-        lines.append(f"{label}{counted}: accuracy on validation "
-                     f"{block['validation_accuracy']:.4f}{spread('validation_accuracy')}, on test "
-                     f"{block['accuracy']:.4f}{spread('accuracy')}")
+        block = metrics[name]
+        seeds = f" ({counted(block['seeds'], 'seed')})" if "seeds" in block else ""
+        lines.append(f"{label}{seeds}: accuracy on validation {_cell(block, 'validation_accuracy', 4)}, on test "
+                     f"{_cell(block, 'accuracy', 4)}")
     c = metrics["comparison"]
     lines.append(f"distilled − hard on test: {100 * c['kd_minus_hard_accuracy']:+.2f} points (95 % paired bootstrap "
                  f"{100 * c['kd_minus_hard_ci_low']:+.2f} to {100 * c['kd_minus_hard_ci_high']:+.2f}); every metric: "

@@ -268,6 +268,7 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
     """The report: warnings on the workspace's results, the distillation method, metrics diff, the test predictions
     paired, params diff and (with ``plots_dir``) changed plots, each vs ``rev``. A metric difference within
     ``tolerance`` (None: ``diff.tolerance`` of ``rev``'s params.yaml) is noise."""
+    from ..methods import describe
     from ..params import load_params
 
     commit = revisions.commit_of(rev)  # an unknown revision is named before anything runs
@@ -283,7 +284,7 @@ def diff_markdown(rev: str, plots_dir: Path | None = None, base: Path = Path("."
     metrics = metrics_markdown(json.loads(_dvc("metrics", "diff", rev, "--all", "--json") or "{}"), rev, tolerance,
                                name)
     params = sorted_table(_dvc("params", "diff", rev, "--md"))
-    before, after = method_in(base_params), method_in(Path("params.yaml").read_text())
+    before, after = method_in(base_params), describe(workspace["kd"])
     parts = [*(f"{warning}\n" for warning in state_warnings()),
              f"**Distillation method:** {after}" if before == after else
              f"**Distillation method:** {before} (`{rev}`) → {after} (this change)",

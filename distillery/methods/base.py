@@ -117,9 +117,8 @@ class Method:
         if missing:
             raise DistilleryError(f"kd.method = {self.name!r} reads {', '.join('kd.' + k for k in self.shared)}; "
                                   f"not given: {', '.join('kd.' + k for k in missing)}")
-        own = kd_params.get(self.name, {})
         return {**{k: kd_params[k] for k in self.shared},
-                **{k: own.get(k, declared.default) for k, declared in self.params.items()}, **own}
+                **{k: declared.default for k, declared in self.params.items()}, **kd_params.get(self.name, {})}
 
 
 class Hyperparams(dict):

@@ -60,7 +60,7 @@ def load_projected(source: str, width: int, student_tokenizer, where: str) -> di
     from ..data.checkpoints import checkpoint_tokenizer, resolve_pretrained
     from .zoo import check_safetensors
 
-    path = resolve_pretrained(source)
+    path = resolve_pretrained(source, where)
     check_safetensors(path)
     tokenizer = checkpoint_tokenizer(path, where=f"{where} = {source!r}")
     theirs, ours = tokenizer.get_vocab(), student_tokenizer.get_vocab()

@@ -29,7 +29,7 @@ def _labels_config(label_names: list[str]) -> dict:
             "label2id": {name: i for i, name in enumerate(label_names)}}
 
 
-def check_label_count(source: str, label_names: list[str], where: str, trust_remote_code: bool = False) -> None:
+def check_checkpoint_head(source: str, label_names: list[str], where: str, trust_remote_code: bool = False) -> None:
     """A checkpoint used as it is must predict the data's classes: as many, in the same order where it names them
     (``check_head_labels``; checked before loading weights)."""
     path = resolve_pretrained(source, where)
@@ -53,8 +53,9 @@ def check_head_labels(config, label_names: list[str], where: str) -> None:
         raise DistilleryError(f"{where}: the model has {config.num_labels} labels but the data has "
                               f"{len(label_names)} ({', '.join(label_names)})")
     names = [str((config.id2label or {}).get(i, f"LABEL_{i}")) for i in range(config.num_labels)]
-    if names in ([f"LABEL_{i}" for i in range(len(names))], [str(i) for i in range(len(names))]):
-        return  # transformers' default names, or the indices: they name no class
+    indices = [str(i) for i in range(len(names))]
+    if names == [f"LABEL_{i}" for i in range(len(names))] or (names == indices and sorted(label_names) != indices):
+        return  # transformers' default names, or the indices (unless the data's classes are those digits too)
     order = _matching(names, [str(name) for name in label_names])
     if order is None:
         logging.getLogger(__name__).warning(
@@ -130,8 +131,8 @@ def build_text_model(spec: dict, label_names: list[str], where: str, trust_remot
 def text_tokenizer(spec: dict, where: str, trust_remote_code: bool = False):
     """The tokenizer of a ``*.model`` block (``tokenizer``, else the ``pretrained`` checkpoint's), with
     ``model_max_length = max_length``."""
-    source = spec["tokenizer"] or resolve_pretrained(spec["pretrained"], f"{where}.pretrained")
-    tokenizer = load_tokenizer(source, trust_remote_code, f"{where}.tokenizer")
+    key = "tokenizer" if spec["tokenizer"] else "pretrained"  # the param the tokenizer comes from, for messages
+    tokenizer = load_tokenizer(spec[key], trust_remote_code, f"{where}.{key}")
     tokenizer.model_max_length = spec["max_length"]
     return tokenizer
 

