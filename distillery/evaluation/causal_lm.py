@@ -322,8 +322,8 @@ def generate(model, prompt: torch.Tensor, new_tokens: int, tokenizer) -> torch.T
 def lm_speed(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: int, batch_size: int, repeats: int,
              warmup: int, tokenizer, max_length: int, device: torch.device, budget_s: float = float("inf")) -> dict:
     """Per model: tokens per second scored in batches (the median of ``repeats`` timed passes over one batch of the
-    split's sequences, fewer where the model's share of ``budget_s`` is spent: ``timing_rounds``) and the latency
-    per generated token (greedy, one sequence, as in ``generation_lengths``)."""
+    split's sequences, fewer where the model's share of ``budget_s`` is spent: ``timing_rounds``; the count timed
+    in ``repeats``) and the latency per generated token (greedy, one sequence, as in ``generation_lengths``)."""
     from ..models.causal_lm import padded
 
     tokens, offsets, prompt_lengths = split_tokens
@@ -350,5 +350,5 @@ def lm_speed(models: dict, split_tokens: tuple[np.ndarray, np.ndarray], pad_id: 
         synchronize(device)
         latency = (time.perf_counter() - start) / new_tokens
         speed[name] = {"tokens_per_s": round(count / float(np.median(passes)), 1),
-                       "ms_per_generated_token": round(latency * 1000, 3)}
+                       "ms_per_generated_token": round(latency * 1000, 3), "repeats": len(passes)}
     return speed

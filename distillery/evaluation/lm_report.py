@@ -165,9 +165,10 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
     if caveat:
         lines += ["", caveat]
     if speed:
-        lines += ["", "## Speed", "", "| model | tokens/s (scoring) | ms per generated token |", "|---|---|---|"]
-        lines += [f"| {name} | {row['tokens_per_s']:,.0f} | {row['ms_per_generated_token']:.2f} |"
-                  for name, row in speed.items()]
+        lines += ["", "## Speed", "", "| model | tokens/s (scoring; median of the timed passes) | timed passes "
+                  "| ms per generated token |", "|---|---|---|---|"]
+        lines += [f"| {name} | {row['tokens_per_s']:,.0f} | {row.get('repeats', '—')} | "
+                  f"{row['ms_per_generated_token']:.2f} |" for name, row in speed.items()]
     prompted = bool(prompt_source(meta))
     lines += ["", "## Greedy continuations", "",
               "The first validation prompts; each model answers greedily, up to its end-of-text token." if prompted

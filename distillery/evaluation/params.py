@@ -11,7 +11,8 @@ EVALUATE = {
     "timing_repeats": Field(INT, positive, 30, help="timed passes per model; the median is reported"),
     "timing_warmup": Field(INT, non_negative, 5, help="untimed passes before timing"),
     "timing_budget_s": Field(FLOAT, positive, 60.0,
-                             help="seconds the timing of the models may take, warm-up included: the rounds stop "
+                             help="seconds the latency and throughput timing of the teacher and the student may "
+                                  "take, warm-up included (an int8 student's: a budget of its own): the rounds stop "
                                   "when it is spent, after at least 3 timed ones (a large model on a CPU: fewer "
                                   "passes than timing_repeats; the report gives the count)"),
     "judged_samples": Field(INT, non_negative, 256,

@@ -83,6 +83,7 @@ def test_lm_repro_writes_perplexities_comparison_and_report(repo):
     assert selection["rule"] == "best" and "validation_nll" in selection
     speed = json.loads((repo / "reports/timings/speed.json").read_text())
     assert speed["teacher"]["tokens_per_s"] > 0 and speed["kd_seed0"]["ms_per_generated_token"] > 0
+    assert speed["teacher"]["repeats"] == speed["kd_seed0"]["repeats"] == 2  # evaluate.timing_repeats, in budget
     printed = run([sys.executable, "-m", "distillery.evaluation.report", "reports/metrics.json"], repo).stdout
     assert "| test perplexity |" in printed and "ms per generated token" in printed  # what `make repro` prints
 
