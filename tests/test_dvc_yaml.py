@@ -13,7 +13,8 @@ from .conftest import REPO
 STAGE_RUNTIME = {  # read by every stage, changing no output: the params schema (params are DVC params already),
     "distillery.cli", "distillery.params", "distillery.errors",  # the stage runner and the error type
 }
-PRINT_ONLY = {"evaluate": {"distillery.evaluation.report"}}  # evaluate prints the metrics table with it, writes nothing
+# evaluate prints its summary and warnings with these (reading back the predictions it wrote), and writes nothing
+PRINT_ONLY = {"evaluate": {"distillery.evaluation.report", "distillery.evaluation.plots"}}
 
 
 def stages() -> dict[str, dict]:
