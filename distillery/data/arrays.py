@@ -33,7 +33,7 @@ class RawData:
     label_names: list[str] | None
     test_mask: np.ndarray | None = None  # True where the source itself puts a row in its test split
     pixel_max: float | None = None  # pixels: the source's values divided by this to 0..1 (data.scaling: auto keeps them)
-    labels_in: str = "label"  # where the source holds its labels, as messages name them ('y_train/y_test')
+    labels_in: str = "column 'label'"  # where the source holds its labels, as messages name them
 
     @property
     def pixels(self) -> bool:
@@ -48,7 +48,7 @@ def load_digits(rest: str, root: Path, source: str, labelled: bool) -> RawData:
     digits = sklearn_digits()
     inputs = as_pixels(digits.images, DIGITS_PIXEL_MAX)
     return RawData(inputs, digits.target, np.arange(len(inputs)), [str(n) for n in digits.target_names],
-                   pixel_max=DIGITS_PIXEL_MAX, labels_in="target")
+                   pixel_max=DIGITS_PIXEL_MAX, labels_in="column 'target'")
 
 
 def load_npz(rest: str, root: Path, source: str, labelled: bool) -> RawData:
@@ -85,7 +85,7 @@ def load_npz(rest: str, root: Path, source: str, labelled: bool) -> RawData:
     inputs, pixel_max = as_inputs(images)
     labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
     ids = np.arange(len(inputs))
-    return RawData(inputs, labels, ids, None, ids >= len(images["x_train"]), pixel_max, labels_in="y_train/y_test")
+    return RawData(inputs, labels, ids, None, ids >= len(images["x_train"]), pixel_max, labels_in="array y_train/y_test")
 
 
 def read_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:
@@ -173,7 +173,7 @@ def with_class_indices(raw: RawData, label_names: list | None, where: str) -> Ra
     names = label_names or raw.label_names
     labels = pd.Series(raw.labels)
     by_name = labels_are_names(labels, names)
-    problems = table_problems(pd.DataFrame({raw.labels_in: labels}), [], raw.labels_in, where, names,
+    problems = table_problems(pd.DataFrame({"label": labels}), [], "label", where, names, label_what=raw.labels_in,
                               rows=("ids", raw.ids), by_name=by_name)
     unused = None if names else unused_indices_problem(labels, raw.labels_in, where)
     refuse(problems + ([unused] if unused else []))

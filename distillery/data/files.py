@@ -163,7 +163,8 @@ def source_problems(tables: dict, where: dict, data_params: dict, declared: list
     by_name = labels_are_names(labels, names)  # decided over every split, so that a label means one class in all
     problems += [problem for split, df in checked.items() for problem in table_problems(
         df, inputs, label, where[split], names, id_column=None, rows=rows[split], by_name=by_name)]  # ids: above
-    unused = None if names else unused_indices_problem(labels, label, ", ".join(where[split] for split in checked))
+    unused = None if names else unused_indices_problem(labels, f"column '{label}'",
+                                                       ", ".join(where[split] for split in checked))
     return problems + ([unused] if unused else [])
 
 

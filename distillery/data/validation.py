@@ -48,8 +48,9 @@ def did_you_mean(missing: Sequence[str], columns) -> str:
     return "; did you mean " + ", ".join(f"{match!r} for {name!r}" for name, match in close.items()) + "?"
 
 
-def integer_labels(labels, ids, source: str, column: str = "label") -> np.ndarray:
-    """``labels`` as int64, or an error if any is missing, fractional or not a number."""
+def integer_labels(labels, ids, source: str, what: str = "column 'label'") -> np.ndarray:
+    """``labels`` as int64, or an error if any is missing, fractional or not a number (``what``: where the labels
+    are, as the message names them)."""
     labels = np.asarray(labels)
     ids = np.asarray(ids)
     if labels.dtype.kind in "iu":
@@ -60,13 +61,13 @@ def integer_labels(labels, ids, source: str, column: str = "label") -> np.ndarra
         hint = (f": class names need data.label_names, the classes in index order (e.g. "
                 f"{label_names_example(names)})" if names else "")
         raise DistilleryError(
-            f"{source}: column '{column}' must hold integer class indices, got dtype {labels.dtype} "
+            f"{source}: {what} must hold integer class indices, got dtype {labels.dtype} "
             f"(first values {shown}){hint}"
         )
     bad = np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))
     if bad.size:
         raise DistilleryError(
-            f"{source}: column '{column}' has {bad.size} labels that are not integers: "
+            f"{source}: {what} has {bad.size} labels that are not integers: "
             f"ids {_listed(ids[bad])} have {_few(labels[bad])}"
         )
     return labels.astype(np.int64)
@@ -119,11 +120,12 @@ def class_indices(labels, names: Sequence, by_name: bool) -> np.ndarray:
     return labels.to_numpy(np.int64)
 
 
-def unused_indices_problem(labels, column: str, where: str) -> str | None:
+def unused_indices_problem(labels, what: str, where: str) -> str | None:
     """Without ``data.label_names`` integer labels are class indices 0..k-1, k one above the largest: a problem line
     when some index below it has no row in any split (labels 1, 2, 3 would make a class 0 that no row has), with the
     ``data.label_names`` that names the classes by value instead; None when every index has rows, or when the labels
-    are not non-negative integers (``table_problems`` names those)."""
+    are not non-negative integers (``table_problems`` names those). ``what``: where the labels are, as messages name
+    them (``column 'label'``)."""
     import pandas as pd
 
     labels = pd.Series(labels).dropna()
@@ -136,7 +138,7 @@ def unused_indices_problem(labels, column: str, where: str) -> str | None:
     unused = np.setdiff1d(np.arange(present[-1] + 1), present)
     if not unused.size:
         return None
-    return (f"{where}: column '{column}' holds the labels {_listed(present)} and none of {_listed(unused)}: "
+    return (f"{where}: {what} holds the labels {_listed(present)} and none of {_listed(unused)}: "
             f"without data.label_names labels are class indices 0..{present[-1]}, and a class without rows is an "
             f"output that no row teaches; name the classes by these values with {label_names_example(present)} (or "
             "number the labels from 0)")
@@ -190,6 +192,7 @@ def table_problems(
     id_column: str | None = "id",
     rows: tuple[str, np.ndarray] | None = None,
     by_name: bool | None = None,
+    label_what: str | None = None,
 ) -> list[str]:
     """What is wrong with a table read from a file, one line per problem: the columns exist, rows are there,
     inputs non-empty, labels valid, ids unique.
@@ -198,7 +201,8 @@ def table_problems(
     or, with ``label_names``, names from that list (``by_name``: as ``labels_are_names`` decides over every
     table of the source; None: over this one). Rows are named by ``rows`` (a word and one name
     per row, e.g. ``("lines", ...)``) when given, else by ``id_column`` when the table has one, else
-    by their 0-based row number.
+    by their 0-based row number. ``label_what``: where the labels are, as messages name them (default
+    ``column '<label_column>'``).
     """
     import pandas as pd
 
@@ -226,9 +230,10 @@ def table_problems(
     problems += input_problems(df, input_columns, source, (which, names))
 
     labels = df[label_column]
+    what = label_what or f"column '{label_column}'"
     bad = np.flatnonzero(labels.isna().to_numpy())
     if bad.size:
-        problems.append(f"{source}: column '{label_column}' has {bad.size} missing labels: {which} "
+        problems.append(f"{source}: {what} has {bad.size} missing labels: {which} "
                         f"{_listed(names[bad])}")
         labels, names = labels[~labels.isna()], np.asarray(names)[~labels.isna().to_numpy()]
     if by_name is None:
@@ -238,18 +243,18 @@ def table_problems(
     if by_name:
         bad = unnamed
         if bad.size:
-            problems.append(f"{source}: column '{label_column}' has {bad.size} labels outside the label set "
+            problems.append(f"{source}: {what} has {bad.size} labels outside the label set "
                             f"{list(label_names)}: {which} {_listed(names[bad])} have {_few(labels.to_numpy()[bad])}")
         return problems
     try:
-        values = integer_labels(labels.to_numpy(), names, source, label_column)
+        values = integer_labels(labels.to_numpy(), names, source, what)
     except DistilleryError as error:
         return [*problems, str(error)]
     upper = math.inf if label_names is None else len(label_names)
     bad = np.flatnonzero((values < 0) | (values >= upper))
     if bad.size:
         allowed = "non-negative" if label_names is None else f"0..{len(label_names) - 1}"
-        problem = (f"{source}: column '{label_column}' has {bad.size} labels outside {allowed}: "
+        problem = (f"{source}: {what} has {bad.size} labels outside {allowed}: "
                    f"{which} {_listed(names[bad])} have {_few(values[bad])}")
         if unnamed is not None and 0 < unnamed.size < len(values):  # some are names: meant to name classes by value?
             problem += (f"; nor are they all names in data.label_names {list(label_names)} (labels are read as names "

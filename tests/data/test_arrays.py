@@ -89,15 +89,15 @@ def test_an_npz_s_labels_are_read_as_a_table_s_with_data_label_names(tmp_path, y
 
 @pytest.mark.parametrize("y_train, y_test, names, message", [
     (["two", "zero", "one", "zero"], ["one", "two"], None,
-     "column 'y_train/y_test' must hold integer class indices, got dtype object (first values ['two', 'zero', 'one', "
+     "array y_train/y_test must hold integer class indices, got dtype object (first values ['two', 'zero', 'one', "
      "'zero', 'one']): class names need data.label_names, the classes in index order (e.g. data.label_names: [one, "
      "two, zero])"),
     (["two", "zero", "one", "zero"], ["one", "three"], ["zero", "one", "two"],
-     "column 'y_train/y_test' has 1 labels outside the label set ['zero', 'one', 'two']: ids [5] have ['three']"),
+     "array y_train/y_test has 1 labels outside the label set ['zero', 'one', 'two']: ids [5] have ['three']"),
     ([0, 1, 2, 1], [3, 0], ["zero", "one", "two"],
-     "column 'y_train/y_test' has 1 labels outside 0..2: ids [4] have [3]"),
+     "array y_train/y_test has 1 labels outside 0..2: ids [4] have [3]"),
     ([1, 2, 3, 1], [2, 3], None,
-     "column 'y_train/y_test' holds the labels [1, 2, 3] and none of [0]: without data.label_names labels are class "
+     "array y_train/y_test holds the labels [1, 2, 3] and none of [0]: without data.label_names labels are class "
      "indices 0..3, and a class without rows is an output that no row teaches; name the classes by these values with "
      "data.label_names: [1, 2, 3] (or number the labels from 0)"),
 ])

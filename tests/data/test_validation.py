@@ -99,13 +99,13 @@ def images(n, seed=0):
     "case, message",
     [
         ("empty_test", "empty split(s) ['x_test']"),
-        ("float_labels", "column 'y_train/y_test' has 1 labels that are not integers: ids [3] have [1.5]"),
+        ("float_labels", "array y_train/y_test has 1 labels that are not integers: ids [3] have [1.5]"),
         ("nan_inputs", "1 rows have NaN/inf inputs: ids [2]"),
         ("tiny", "too few rows to split off a stratified validation split: classes {'1': 1}"),
         ("length", "x_train has 40 rows but y_train has 39"),
         ("missing", "missing arrays ['y_test']; it has ['x_test', 'x_train', 'y_train']"),
         ("one_hot", "y_train must hold one class per row, of shape (N,) or (N, 1); it has shape [40, 2]"),
-        ("from_one", "column 'y_train/y_test' holds the labels [1, 2] and none of [0]"),
+        ("from_one", "array y_train/y_test holds the labels [1, 2] and none of [0]"),
     ],
 )
 def test_bad_npz_source_stops_prepare_without_output(tmp_path, case, message):
