@@ -223,10 +223,7 @@ def output_hashes(repo: Path) -> dict:
 @pytest.mark.parametrize(
     "stage, override, message",
     [
-        ("distill", {"kd": {"T": 0}}, "kd.T = 0: must be > 0"),
-        ("distill", {"kd": {"T": -2.0}}, "kd.T = -2.0: must be > 0"),
-        ("distill", {"kd": {"alpha": 1.2}}, "kd.alpha = 1.2: must be in [0, 1]"),
-        ("distill", {"kd": {"alpha": -0.5}}, "kd.alpha = -0.5: must be in [0, 1]"),
+        ("distill", {"kd": {"T": 0}}, "kd.T = 0: must be > 0"),  # every bad value's message: tests/test_params.py
         ("prepare", {"data": {"source": "imagenet:full"}}, "data.source = 'imagenet:full': unknown data source"),
     ],
 )
