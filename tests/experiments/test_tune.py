@@ -22,7 +22,7 @@ from ..conftest import TINY, deep_merge
 from ..repo_utils import ENV, copy_repo, run
 from .test_sweep import MAKE, _shown
 
-TUNE = {"space": {"kd.T": [1, 8, "log"], "kd.alpha": [0, 1]}, "trials": 4, "startup_trials": 2, "seed": 0,
+TUNE = {"space": {"kd.T": [1, 8, "log"], "kd.alpha": [0, 1]}, "trials": 2, "startup_trials": 2, "seed": 0,
         "study": "t", "heartbeat_seconds": 5}
 
 
@@ -246,7 +246,8 @@ def _exp_show(repo: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def tuned(tmp_path_factory):
-    """A tiny repo (one seed) after `make tune JOBS=2` with a budget of 4 trials."""
+    """A tiny repo (one seed) after `make tune JOBS=2` with a budget of 2 trials (one each; the sampler's seeds per
+    trial: unit tests above)."""
     repo = copy_repo(tmp_path_factory.mktemp("tune"), deep_merge(TINY, {
         "train": {"seeds": [0]}, "tune": TUNE,
         "evaluate": {"bootstrap_samples": 200, "timing_repeats": 1, "timing_warmup": 0}}))
@@ -259,7 +260,7 @@ def tuned(tmp_path_factory):
 @pytest.mark.slow
 def test_two_workers_complete_the_study_and_every_trial_is_an_experiment(tuned):
     trials = _study(tuned).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert len({t.user_attrs["host"] for t in trials}) == 1
     shown = _exp_show(tuned)
     for t in trials:
@@ -282,25 +283,25 @@ def test_two_workers_complete_the_study_and_every_trial_is_an_experiment(tuned):
 @pytest.mark.slow
 def test_a_killed_worker_leaves_a_failed_trial_that_the_resumed_study_runs_again(tuned):
     again = run([*MAKE, "tune"], tuned)  # the budget is spent: nothing runs
-    assert "4 of 4 trials spent" in again.stdout and "dvc repro" not in again.stdout
-    assert len(_study(tuned).get_trials()) == 4
+    assert "2 of 2 trials spent" in again.stdout and "dvc repro" not in again.stdout
+    assert len(_study(tuned).get_trials()) == 2
     env = {**ENV, "PYTHONPATH": str(tuned)}
-    worker = subprocess.Popen([*MAKE, "tune", "TRIALS=5"], cwd=tuned, env=env, start_new_session=True,
+    worker = subprocess.Popen([*MAKE, "tune", "TRIALS=3"], cwd=tuned, env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not [t for t in _study(tuned).get_trials() if t.state == TrialState.RUNNING]:
-        assert worker.poll() is None and time.time() < deadline, "trial 4 never started"
+        assert worker.poll() is None and time.time() < deadline, "trial 2 never started"
         time.sleep(1)
     time.sleep(5)  # into `dvc exp run` (a tiny trial can finish within 15 s on an idle machine: a race once seen)
     os.killpg(worker.pid, signal.SIGKILL)
     worker.wait()
     run(["dvc", "exp", "show"], tuned)  # still works
     time.sleep(3 * TUNE["heartbeat_seconds"] + 1)  # the killed trial's heartbeat is stale
-    resumed = run([*MAKE, "tune", "TRIALS=5"], tuned)
+    resumed = run([*MAKE, "tune", "TRIALS=3"], tuned)
     trials = _study(tuned).get_trials()
-    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4 + [TrialState.FAIL, TrialState.COMPLETE]
-    killed, retry = trials[4], trials[5]
-    assert retry.system_attrs["failed_trial"] == 4 and retry.params == killed.params
-    assert spent(trials) == 5 and re.search(r"4 of 5 trials spent", resumed.stdout)
-    assert "t-5" in _exp_show(tuned)
-    assert "6 trials (5 complete, 1 fail) of the budget 5" in (tuned / "reports/sweep.md").read_text()  # TRIALS
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 2 + [TrialState.FAIL, TrialState.COMPLETE]
+    killed, retry = trials[2], trials[3]
+    assert retry.system_attrs["failed_trial"] == 2 and retry.params == killed.params
+    assert spent(trials) == 3 and re.search(r"2 of 3 trials spent", resumed.stdout)
+    assert "t-3" in _exp_show(tuned)
+    assert "4 trials (3 complete, 1 fail) of the budget 3" in (tuned / "reports/sweep.md").read_text()  # TRIALS
