@@ -86,6 +86,7 @@ def grid_points(groups: list[list[str]]) -> list[dict[str, object]]:
 
 def check_grid(groups: list[list[str]], params_path: Path) -> list[dict[str, object]]:
     """The grid points, each checked against the params schema (unknown key, bad value -> error)."""
+    from ..methods import get_method
     from ..params import validate
 
     points = grid_points(groups)
@@ -99,8 +100,18 @@ def check_grid(groups: list[list[str]], params_path: Path) -> list[dict[str, obj
             if not isinstance(node, dict):
                 raise DistilleryError(f"GRID: {key}: {'.'.join(parents)} is not a param group")
             node[leaf] = value
-        validate(raw, f"GRID point {point}")
+        refuse_unread(point, get_method(validate(raw, f"GRID point {point}")["kd"]["method"]), f"GRID point {point}")
     return points
+
+
+def refuse_unread(keys, method, where: str) -> None:
+    """Refuse swept or tuned params (``keys``: dotted paths) that ``method`` does not read: its experiments would
+    all be the same run, reported as if the param mattered."""
+    unread = [key for key in keys if not method.reads(key)]
+    if unread:
+        raise DistilleryError(f"{where}: kd.method = {method.name!r} does not read {', '.join(unread)} (it reads "
+                              f"{', '.join(method.read_params) or 'no kd param'}): every value would give the same "
+                              "run; sweep the method's own params, or set kd.method")
 
 
 def with_point(data: dict, point: dict[str, object]) -> dict:

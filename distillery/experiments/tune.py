@@ -32,18 +32,25 @@ import yaml
 from ..cli import quiet_torchao
 from ..errors import DistilleryError, exit_on_error
 from .study import apply_command, best
-from .sweep import refuse_data_a_copy_lacks, refuse_untracked, with_point
+from .sweep import refuse_data_a_copy_lacks, refuse_unread, refuse_untracked, with_point
 
 METRICS_FILE = "reports/metrics.json"
 MAX_RETRY = 1  # a killed worker's trial is run once more; a second kill leaves it failed (and counted)
 
 
 def load_tune(path: Path = Path("params.yaml")) -> tuple[dict, dict]:
-    """The validated ``tune`` block and its parsed space (``distillery.params.tune_space``)."""
+    """The validated ``tune`` block and its parsed space (``distillery.params.tune_space``), refusing a param of
+    the space that no method the trials may run reads (``sweep.refuse_unread``)."""
+    from ..methods import get_method
     from ..params import load_params, tune_space
 
     params = load_params(path)
-    return params["tune"], tune_space(params, yaml.safe_load(path.read_text()), str(path))
+    space = tune_space(params, yaml.safe_load(path.read_text()), str(path))
+    methods = space["kd.method"][1] if "kd.method" in space else [params["kd"]["method"]]
+    unread = [key for key in space if not any(get_method(name).reads(key) for name in methods)]
+    if unread:
+        refuse_unread(unread, get_method(methods[0]), f"{path}: tune.space")
+    return params["tune"], space
 
 
 def open_storage(tune: dict):

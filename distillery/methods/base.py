@@ -109,6 +109,20 @@ class Method:
     def teacher_needed(self) -> bool:
         return bool({"teacher_logits", "teachers", "live_teacher"} & self.needs)
 
+    @property
+    def read_params(self) -> list[str]:
+        """The ``kd`` params this method reads, as params.yaml paths: ``kd.T``, ``kd.<name>.beta``, ..."""
+        return [f"kd.{p}" for p in self.shared] + [f"kd.{self.name}.{p}" for p in self.params]
+
+    def reads(self, key: str) -> bool:
+        """Whether a run of this method depends on the param ``key`` (a dotted params.yaml path): of the ``kd``
+        block ``kd.method``, the shared params it declares and its own ``kd.<name>.*``; every param outside it."""
+        block, _, rest = key.partition(".")
+        if block != "kd" or rest == "method":
+            return True
+        owner, _, own = rest.partition(".")
+        return owner == self.name if own else owner in self.shared
+
     def hyperparams(self, kd_params: dict) -> dict:
         """The params this method reads, from the ``kd`` block (validated in the pipeline; in your own code a dict
         of the shared ones it reads, e.g. ``{"T": 4.0, "alpha": 0.5}``, and any of its own under its name): its own

@@ -38,6 +38,10 @@ def test_default_grid_is_the_classic_study_plus_the_alpha_zero_ablation():
         ("kd.T.x=1", "kd.T is not a param group"),
         ("kd.T=1,4 kd.T=2", "GRID group 'kd.T=1,4 kd.T=2': kd.T given twice"),  # DVC queued one of the three
         ("kd.T=[1,4]", "GRID item 'kd.T=[1,4]': '[1' is not a value (commas separate the values"),
+        # a param the point's method ignores: as many runs of the same experiment, reported as if it mattered
+        ("kd.dkd.beta=4,8", "kd.method = 'kd' does not read kd.dkd.beta (it reads kd.T, kd.alpha)"),
+        ("kd.method=dkd kd.alpha=0.3", "kd.method = 'dkd' does not read kd.alpha (it reads kd.T, kd.dkd.alpha, "
+                                       "kd.dkd.beta, kd.dkd.warmup_steps)"),
     ],
 )
 def test_bad_grid_is_refused_before_anything_runs(grid, message):

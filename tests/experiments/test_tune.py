@@ -12,6 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 from optuna.trial import TrialState, create_trial
 
 from distillery.errors import DistilleryError
@@ -54,6 +55,23 @@ TUNE = {"space": {"kd.T": [1, 8, "log"], "kd.alpha": [0, 1]}, "trials": 2, "star
 def test_bad_tune_params_are_refused_naming_the_param(tune, message):
     with pytest.raises(DistilleryError, match=message):
         validate({"tune": tune})
+
+
+@pytest.mark.parametrize("space, message", [
+    ({"kd.dkd.beta": [1, 8]}, "tune.space: kd.method = 'kd' does not read kd.dkd.beta (it reads kd.T, kd.alpha)"),
+    ({"kd.method": {"choices": ["kd", "dkd"]}, "kd.dist.beta": [1, 4]}, "does not read kd.dist.beta"),
+])
+def test_a_space_over_a_param_no_method_of_the_trials_reads_is_refused(tmp_path, space, message):
+    """Trials over ``kd.dkd.beta`` with kd.method kd ran, all alike, and the best one was printed with its beta."""
+    from distillery.experiments.tune import load_tune
+
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({"tune": {"space": space}}))
+    with pytest.raises(DistilleryError, match=re.escape(message)):
+        load_tune(path)
+    path.write_text(yaml.safe_dump({"tune": {"space": {"kd.method": {"choices": ["kd", "dkd"]},
+                                                       "kd.dkd.beta": [1, 8], "kd.alpha": [0, 1]}}}))
+    assert set(load_tune(path)[1]) == {"kd.method", "kd.dkd.beta", "kd.alpha"}  # each read by one of the methods
 
 
 def test_a_storage_that_cannot_be_opened_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
