@@ -25,6 +25,8 @@ import pandas as pd
 
 from ..errors import DistilleryError
 from ..io import DISTILL_SECONDS_LINE
+from ..evaluation.wording import counted
+from ..methods import get_method
 from ..schema import flatten
 
 METRICS_FILE = "reports/metrics.json"
@@ -103,7 +105,7 @@ def language_model_table(frame: pd.DataFrame, seconds: dict[str, float | None]) 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
         time = seconds.get(r["name"])
-        cells = [r["name"], *(_value(r[f"param:{p}"]) for p in params),
+        cells = [r["name"], *(_cell(r, p) for p in params),
                  f"{r['kd.validation_perplexity']:.3f} ± {r['kd.validation_perplexity_std']:.3f}",
                  f"{r['kd.perplexity']:.3f} ± {r['kd.perplexity_std']:.3f}",
                  f"{r['hard.perplexity']:.3f} ± {r['hard.perplexity_std']:.3f}",
@@ -141,11 +143,39 @@ def missing_reason(shown: list[dict], name: str) -> str:
     return "`dvc exp show --json` does not list it on this baseline"
 
 
+NOT_PIPELINE = ("tune.", "diff.")  # blocks no stage reads (the tuner's and `make diff`'s): another study's space
+
+
 def swept_params(frame: pd.DataFrame) -> list[str]:
-    """``kd.method``, ``kd.T``, ``kd.alpha`` and every other param whose value differs between experiments."""
-    varying = [c[6:] for c in frame.columns if c.startswith("param:")
+    """``kd.method``, ``kd.T``, ``kd.alpha`` and every other pipeline param whose value differs between
+    experiments."""
+    varying = [c[6:] for c in frame.columns if c.startswith("param:") and not c[6:].startswith(NOT_PIPELINE)
                and frame[c].map(json.dumps).nunique() > 1 and c[6:] not in ALWAYS]
     return [*ALWAYS, *varying]
+
+
+def _cell(row, param: str) -> str:
+    """A row's value of ``param``, or "—" where the row's method does not read it (``kd.alpha`` for dkd)."""
+    return _value(row[f"param:{param}"]) if get_method(row["param:kd.method"]).reads(param) else "—"
+
+
+def best_on_validation(frame: pd.DataFrame) -> pd.Series | None:
+    """The experiment whose distilled students score the highest mean validation accuracy (ties: the first in
+    the table), the one to choose; None when no row has that figure (an older metrics schema)."""
+    scored = frame.dropna(subset=["kd.validation_accuracy"]) if "kd.validation_accuracy" in frame else frame[:0]
+    return None if scored.empty else scored.loc[scored["kd.validation_accuracy"].idxmax()]
+
+
+def best_line(frame: pd.DataFrame) -> list[str]:
+    """The sentence naming the experiment best on validation, with its test figures for the record."""
+    top = best_on_validation(frame)
+    if top is None:
+        return []
+    setting = ", ".join(f"`{p}` = {_cell(top, p)}" for p in swept_params(frame) if _cell(top, p) != "—")
+    return [f"**Best on validation:** `{top['name']}` ({setting}): distilled accuracy on validation "
+            f"{_mean_std(top['kd.validation_accuracy'], top['kd.validation_accuracy_std'])}; on test "
+            f"{_mean_std(top['kd.accuracy'], top['kd.accuracy_std'])}, {top['gain']:+.4f} against the hard labels. "
+            "Choose on the validation column: a choice on test figures would make them optimistic.", ""]
 
 
 SAME_TEST_ROWS = ("data.transfer.", "data.omit_classes")  # data params that leave the test rows as they are
@@ -193,7 +223,7 @@ def sweep_table(frame: pd.DataFrame) -> str:
               "hard accuracy", "hard ECE", "distilled − hard accuracy"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in frame.iterrows():
-        cells = [r["name"], *(_value(r[f"param:{p}"]) for p in params),
+        cells = [r["name"], *(_cell(r, p) for p in params),
                  _mean_std(r.get("kd.validation_accuracy"), r.get("kd.validation_accuracy_std")),
                  _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), _mean_std(r["kd.ece"], r["kd.ece_std"]),
                  _mean_std(r["hard.accuracy"], r["hard.accuracy_std"]), _mean_std(r["hard.ece"], r["hard.ece_std"]),
@@ -252,7 +282,7 @@ def methods_table(frame: pd.DataFrame, seconds: dict[str, float | None]) -> str:
         interval = "" if pd.isna(r.get("gain_ci_low")) else \
             f" ({100 * r['gain_ci_low']:+.2f} to {100 * r['gain_ci_high']:+.2f})"
         agreement = "—" if pd.isna(r.get("kd.agreement")) else _mean_std(r["kd.agreement"], r["kd.agreement_std"])
-        cells = [f"`{r['param:kd.method']}`", *(str(r[f"param:{p}"]) for p in params),
+        cells = [f"`{r['param:kd.method']}`", *(_cell(r, p) for p in params),
                  _mean_std(r.get("kd.validation_accuracy"), r.get("kd.validation_accuracy_std")),
                  _mean_std(r["kd.accuracy"], r["kd.accuracy_std"]), f"{gap:+.2f}{interval}",
                  _mean_std(r["kd.ece"], r["kd.ece_std"]), agreement, *time_cells(seconds.get(r["name"]), reference)]
@@ -267,59 +297,72 @@ def methods_plot(frame: pd.DataFrame, path: Path) -> None:
 
     plt = pyplot()
     others = [p for p in swept_params(frame) if p != "kd.method"]
-    labels = [r["param:kd.method"] + "".join(f"\n{p.split('.')[-1]}={r[f'param:{p}']}" for p in others
-                                             if frame[f"param:{p}"].map(json.dumps).nunique() > 1)
+    labels = [r["param:kd.method"] + "".join(f"\n{p.split('.')[-1]}={_cell(r, p)}" for p in others
+                                             if frame[f"param:{p}"].map(json.dumps).nunique() > 1
+                                             and _cell(r, p) != "—")
               for _, r in frame.iterrows()]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(frame) + 2), 4.5))
-    ax.bar(range(len(frame)), frame["kd.accuracy"], yerr=frame["kd.accuracy_std"], capsize=4, color="tab:blue",
-           alpha=0.8, label="distilled students")
+    # points, not bars: the axis starts near the accuracies, where bar lengths would exaggerate the gaps
+    ax.errorbar(range(len(frame)), frame["kd.accuracy"], yerr=frame["kd.accuracy_std"], fmt="o", capsize=4,
+                color="tab:blue", label="distilled students")
     hard, hard_std = frame["hard.accuracy"].mean(), frame["hard.accuracy_std"].mean()
-    ax.axhline(hard, color="tab:orange", lw=1.5, label=f"hard labels ({hard:.4f})")
-    ax.axhspan(hard - hard_std, hard + hard_std, color="tab:orange", alpha=0.15, lw=0)
+    ax.axhline(hard, color="dimgray", lw=1.5, label=f"hard labels ({hard:.4f})")
+    ax.axhspan(hard - hard_std, hard + hard_std, color="dimgray", alpha=0.15, lw=0)
     low = float(np.nanmin(frame["kd.accuracy"] - frame["kd.accuracy_std"]))
     ax.set_ylim(min(low, hard - hard_std) - 0.01, min(1.0, float(np.nanmax(frame["kd.accuracy"])) + 0.02))
     ax.set_xticks(range(len(frame)), labels, fontsize=8)
-    ax.set(ylabel="test accuracy", title="methods: test accuracy (error bars: std over seeds)")
+    ax.set(ylabel="test accuracy",
+           title="methods, best on validation first: test accuracy (error bars: std over seeds)")
     ax.legend(fontsize=8)
     save_figure(fig, path)
 
 
 def _line_groups(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Experiments with alpha > 0 grouped into lines over T: one per alpha (and other swept params)."""
-    others = [p for p in swept_params(frame) if p != "kd.T"]
+    others = [p for p in swept_params(frame) if p not in ("kd.T", "kd.method")]
     distilled = frame[frame["param:kd.alpha"] > 0]
+    keys = distilled[[f"param:{p}" for p in others]].map(json.dumps)  # lists (train.seeds) group as their text
     groups = {}
-    for key, part in distilled.groupby([f"param:{p}" for p in others], sort=True):
+    for key, part in distilled.groupby([keys[f"param:{p}"] for p in others], sort=True):
         key = key if isinstance(key, tuple) else (key,)
-        label = ", ".join(f"{'α' if p == 'kd.alpha' else p} = {v}" for p, v in zip(others, key)
+        label = ", ".join(f"{'α' if p == 'kd.alpha' else p} = {_value(json.loads(v))}" for p, v in zip(others, key)
                           if frame[f"param:{p}"].map(json.dumps).nunique() > 1 or p == "kd.alpha")
         groups[label] = part.groupby("param:kd.T", as_index=False).mean(numeric_only=True)
     return groups
 
 
 def metrics_vs_temperature(frame: pd.DataFrame, path: Path) -> None:
-    """Accuracy and ECE vs T, one line per alpha with error bars over seeds; hard baseline and α = 0 as references."""
+    """Validation accuracy (the one to choose by), test accuracy and test ECE vs T of ``kd`` experiments, one line
+    per alpha with error bars over seeds; hard baseline and α = 0 as references."""
     from ..evaluation.plots import pyplot, save_figure
 
     plt = pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    panels = [("validation_accuracy", "validation accuracy"), ("accuracy", "test accuracy"), ("ece", "test ECE")]
+    panels = [(metric, title) for metric, title in panels if frame[f"kd.{metric}"].notna().all()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     ablation = frame[frame["param:kd.alpha"] == 0]
-    for ax, (metric, title) in zip(axes, [("accuracy", "test accuracy"), ("ece", "test ECE")]):
+    for ax, (metric, title) in zip(axes[0], panels):
         for label, line in _line_groups(frame).items():
             ax.errorbar(line["param:kd.T"], line[f"kd.{metric}"], yerr=line[f"kd.{metric}_std"],
                         marker="o", capsize=3, label=f"KD, {label}")
         hard, hard_std = frame[f"hard.{metric}"].mean(), frame[f"hard.{metric}_std"].mean()
-        ax.axhline(hard, color="tab:orange", lw=1.5, label=f"hard labels ({hard:.3f})")
-        ax.axhspan(hard - hard_std, hard + hard_std, color="tab:orange", alpha=0.15, lw=0)
+        ax.axhline(hard, color="dimgray", lw=1.5, label=f"hard labels ({hard:.3f})")
+        ax.axhspan(hard - hard_std, hard + hard_std, color="dimgray", alpha=0.15, lw=0)
         if len(ablation):
             value = ablation[f"kd.{metric}"].mean()
             ax.axhline(value, color="black", ls="--", lw=1.2, label=f"α = 0 ablation ({value:.3f})")
         ax.set_xscale("log", base=2)
         temperatures = sorted(frame["param:kd.T"].unique())
         ax.set_xticks(temperatures, [f"{t:g}" for t in temperatures])
-        ax.set(xlabel="temperature T", ylabel=title, title=f"{title} vs T (error bars: std over seeds)")
+        ax.set(xlabel="temperature T", ylabel=title, title=f"kd: {title} vs T (error bars: std over seeds)")
         ax.legend(fontsize=8)
     save_figure(fig, path)
+
+
+def plain_kd(frame: pd.DataFrame) -> pd.DataFrame:
+    """The experiments of ``kd.method: kd``, which the plots over T and α show (other methods read other params,
+    or not α: a cell of theirs would pass for kd's)."""
+    return frame[frame["param:kd.method"] == "kd"]
 
 
 def gain_heatmap(frame: pd.DataFrame, path: Path) -> None:
@@ -341,7 +384,7 @@ def gain_heatmap(frame: pd.DataFrame, path: Path) -> None:
             ax.text(j, i, f"{value:+.3f}", ha="center", va="center", fontsize=9, color=color)
     ax.set_xticks(range(grid.shape[1]), [f"{t:g}" for t in grid.columns])
     ax.set_yticks(range(grid.shape[0]), [f"{a:g}" for a in grid.index])
-    ax.set(xlabel="temperature T", ylabel="α", title="KD − hard-label test accuracy")
+    ax.set(xlabel="temperature T", ylabel="α", title="kd: distilled − hard-label test accuracy")
     fig.colorbar(image, ax=ax)
     save_figure(fig, path)
 
@@ -432,7 +475,9 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
             missing[name] += f"; `dvc queue status`: {queue_states[name]}"
     parts = ["# Sweep", ""]
     if names:
-        parts += [f"{len(names)} {'experiments queued' if study is None else 'trial experiments'}, {len(found)} with "
+        queued = counted(len(names), "experiment") + " queued" if study is None else \
+            counted(len(names), "trial experiment")
+        parts += [f"{queued}, {len(found)} with "
                   "metrics"
                   + (f", **{len(missing)} missing**" if missing else "") + ".", ""]
     if missing:
@@ -442,32 +487,34 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
     language_model = frame is not None and is_language_model(frame)
     if language_model:
         seconds = {r["name"]: distill_seconds(r["name"]) for _, r in frame.iterrows()}
-        parts += [f"{len(frame)} language-model experiments on baseline {frame['baseline'].iloc[0][:7]} "
+        parts += [f"{counted(len(frame), 'language-model experiment')} on baseline {frame['baseline'].iloc[0][:7]} "
                   "(`dvc exp show --json`). Students: mean ± std over seeds; the KD − hard interval is the paired "
                   "bootstrap over test sequences of the experiment's evaluate stage; the distill time is the "
                   "Trainer's training time summed over seeds, in seconds and relative to the `kd` experiment(s) of this "
                   "sweep.", "",
                   language_model_table(frame, seconds), "", *untimed_note(frame, seconds), *setting_notes(frame)]
     elif frame is not None:
-        parts += [f"{len(frame)} experiments on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
+        parts += [f"{counted(len(frame), 'experiment')} on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
                   "Students: mean ± std over seeds; the first accuracy is on the validation split, the one to choose "
-                  "a setting by, the rest are on the test split, for reporting only.", "", sweep_table(frame), "",
-                  *setting_notes(frame)]
+                  "a setting by, the rest are on the test split, for reporting only.", "", *best_line(frame),
+                  sweep_table(frame), "", *setting_notes(frame)]
     if frame is not None and not language_model and frame["param:kd.method"].nunique() > 1:
         seconds = {r["name"]: distill_seconds(r["name"]) for _, r in frame.iterrows()}
-        methods_plot(frame, plots / "methods.png")
+        ranked = frame.sort_values("kd.validation_accuracy", ascending=False, na_position="last", kind="stable")
+        methods_plot(ranked, plots / "methods.png")
         parts += ["## Methods", "",
-                  "Each method with its default params unless the table says otherwise; the gap to the hard-label "
+                  "Each method with its default params unless the table says otherwise, best on validation first; "
+                  "the gap to the hard-label "
                   "students is the paired bootstrap over test examples of the experiment's evaluate stage; the "
                   "distill time is the Trainer's training time summed over seeds (the stage's imports and "
                   "loading excluded), in seconds and relative to the `kd` experiment(s) of this sweep.", "",
-                  methods_table(frame, seconds), "", *untimed_note(frame, seconds),
+                  methods_table(ranked, seconds), "", *untimed_note(frame, seconds),
                   f"![methods]({relative / 'methods.png'})", ""]
     if study is not None:
         parts += tuning_section(study, tune, plots, relative)
-    elif frame is not None and not language_model and frame["param:kd.T"].nunique() > 1:
-        metrics_vs_temperature(frame, plots / "metrics_vs_T.png")
-        gain_heatmap(frame, plots / "kd_minus_hard.png")
+    elif frame is not None and not language_model and plain_kd(frame)["param:kd.T"].nunique() > 1:
+        metrics_vs_temperature(plain_kd(frame), plots / "metrics_vs_T.png")
+        gain_heatmap(plain_kd(frame), plots / "kd_minus_hard.png")
         parts += [f"![accuracy and ECE vs T]({relative / 'metrics_vs_T.png'})", "",
                   f"![distilled − hard accuracy]({relative / 'kd_minus_hard.png'})", ""]
     text = "\n".join(parts)

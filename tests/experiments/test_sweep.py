@@ -247,11 +247,34 @@ def test_sweep_report_rows_come_from_exp_show_json(tmp_path, monkeypatch):
     rows = _row_cells((tmp_path / "sweep.md").read_text())
     assert rows[2] == ["b", "kd", "2", "0.5", "0.8100 ± 0.0050", "0.8000 ± 0.0100", "0.1000 ± 0.0200",
                        "0.7500 ± 0.0100", "0.1000 ± 0.0200", "+0.0500"]  # validation first: what to choose by
+    assert "**Best on validation:** `b` (`kd.method` = kd, `kd.T` = 2, `kd.alpha` = 0.5): distilled accuracy on " \
+        "validation 0.8100 ± 0.0050; on test 0.8000 ± 0.0100, +0.0500 against the hard labels." \
+        in (tmp_path / "sweep.md").read_text()
     assert "![accuracy and ECE vs T](sweep/metrics_vs_T.png)" in (tmp_path / "sweep.md").read_text()
     for png in ("metrics_vs_T.png", "kd_minus_hard.png"):
         assert (tmp_path / "sweep" / png).stat().st_size > 10_000
     only, _ = sweep_report.write_report(["a"], report=tmp_path / "one.md", plots=tmp_path / "one")
     assert list(only["name"]) == ["a"]
+
+
+def test_other_methods_and_other_studies_params_do_not_pass_for_kd_s(tmp_path, monkeypatch):
+    """A dkd point sat in the kd heatmap's cell at its T and α (dkd reads no kd.alpha), the table gave it an α, and
+    a second tune study (its tune.space a list-valued param that varies) crashed the report (unhashable list)."""
+    from distillery.experiments import sweep_report
+
+    shown = _shown([("k1", 1, 0.5, 0.80, 0.75, None), ("k2", 8, 0.5, 0.82, 0.75, None),
+                    ("d1", 4, 0.5, 0.70, 0.75, None)], method={"k1": "kd", "k2": "kd", "d1": "dkd"})
+    for exp, space in zip(shown[1]["experiments"], ([1, 8], [1, 8], [2, 4])):
+        params = exp["revs"][0]["data"]["params"]["params.yaml"]["data"]
+        params.update({"tune": {"space": {"kd.T": space}}, "train": {"seeds": [0, 1] if space != [2, 4] else [0]}})
+    monkeypatch.setattr(sweep_report, "exp_show", lambda rev: shown)
+    monkeypatch.setattr(sweep_report, "distill_seconds", lambda name: 10.0)
+    frame, _ = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
+    rows = {row[0]: row for row in _row_cells((tmp_path / "sweep.md").read_text().split("## Methods")[0])}
+    assert rows["d1"][:5] == ["d1", "dkd", "4", "—", "[0]"] and rows["k2"][:5] == ["k2", "kd", "8", "0.5", "[0, 1]"]
+    assert "tune.space" not in (tmp_path / "sweep.md").read_text()  # the tuner's own params are no setting
+    assert list(sweep_report.plain_kd(frame)["name"]) == ["k1", "k2"]  # the plots over T and α: kd's only
+    assert (tmp_path / "sweep" / "kd_minus_hard.png").stat().st_size > 10_000
 
 
 def test_the_report_says_what_the_workspace_changed_and_when_rows_have_their_own_test_rows(monkeypatch):
@@ -292,10 +315,11 @@ def test_methods_sweep_gets_a_methods_table_with_intervals_and_relative_time(tmp
     frame, _ = sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
     assert list(frame["param:kd.method"]) == ["dkd", "fitnet", "kd"]
     text = (tmp_path / "sweep.md").read_text()
-    methods = _row_cells(text.split("## Methods")[1])
-    assert methods[0] == ["`dkd`", "0.7900 ± 0.0050", "0.7800 ± 0.0100", "+3.00 (+2.00 to +4.00)",
+    methods = _row_cells(text.split("## Methods")[1])  # best on validation first
+    assert [row[0] for row in methods] == ["`kd`", "`dkd`", "`fitnet`"]
+    assert methods[1] == ["`dkd`", "0.7900 ± 0.0050", "0.7800 ± 0.0100", "+3.00 (+2.00 to +4.00)",
                           "0.1000 ± 0.0200", "0.9000 ± 0.0300", "11.0", "1.10×"]
-    assert methods[1][-2:] == ["25.0", "2.50×"] and methods[2][-2:] == ["10.0", "1.00×"]
+    assert methods[0][-2:] == ["10.0", "1.00×"] and methods[2][-2:] == ["25.0", "2.50×"]
     assert "No distill time" not in text
     assert "![methods](sweep/methods.png)" in text and "metrics_vs_T" not in text  # T did not vary
     assert (tmp_path / "sweep" / "methods.png").stat().st_size > 10_000
@@ -311,7 +335,7 @@ def test_an_experiment_that_ran_no_distill_has_no_time_and_the_report_says_why(t
     monkeypatch.setattr(sweep_report, "distill_seconds", {"e2": 11.0}.get)
     sweep_report.write_report(report=tmp_path / "sweep.md", plots=tmp_path / "sweep")
     methods = (tmp_path / "sweep.md").read_text().split("## Methods")[1]
-    assert [row[-2:] for row in _row_cells(methods)] == [["11.0", "—"], ["—", "—"]]  # dkd, then kd
+    assert [row[-2:] for row in _row_cells(methods)] == [["—", "—"], ["11.0", "—"]]  # kd, then dkd: by validation
     assert "No distill time for `e1`: its `dvc queue logs` holds no distill run." in methods
     assert "With no `kd` time, no time is relative to `kd`: compare the seconds." in methods
 
