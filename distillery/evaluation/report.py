@@ -348,7 +348,11 @@ def setting_inputs(params: dict) -> dict:
 def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
     """The checkpoint row of the setting table: ``train.select``'s rule, and per model (``selections``: kind ->
     each seed's ``selection.json``) the step it picked and its validation accuracy there."""
-    if train["select"] == "best":
+    once = train["select"] == "best" and train["eval_steps"] >= train["max_steps"]
+    if once:
+        rule = (f"`train.select: best`, but `train.eval_steps` ({train['eval_steps']:,}) is not below "
+                f"`train.max_steps` ({train['max_steps']:,}): one evaluation, at the last step, so nothing was chosen")
+    elif train["select"] == "best":
         rule = (f"`train.select: best`: each student at its highest validation accuracy over the evaluations every "
                 f"{train['eval_steps']} steps (ties: the earlier step)")
     else:
@@ -363,7 +367,7 @@ def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
                          f"{accuracy:.4f})")
     text = rule + ("; picked " + "; ".join(parts) if parts else "")
     at_end = sum(r["step"] == r["last_step"] for records in selections.values() for r in records)
-    if train["select"] == "best" and at_end:
+    if train["select"] == "best" and at_end and not once:
         text += (f". {at_end} of {sum(map(len, selections.values()))} students peaked at their last evaluation: "
                  "their best may lie beyond `train.max_steps`")
     return text

@@ -14,9 +14,15 @@ def spread_over_seeds(count: int) -> str:
 
 def budget_caveat(train: dict, selections: dict[str, list[dict]] | None, method: str = "kd") -> str | None:
     """A warning beside the verdict when most students of either kind peaked at their last evaluation
-    (``train.select: best``): the ceiling ended them while they still improved, so the gap may be a head start."""
+    (``train.select: best``): the ceiling ended them while they still improved, so the gap may be a head start; or
+    when they were evaluated once only (``train.eval_steps`` not below ``train.max_steps``)."""
     if train["select"] != "best" or not selections:
         return None
+    if train["eval_steps"] >= train["max_steps"]:
+        return (f"**Budget.** `train.eval_steps` ({train['eval_steps']:,}) is not below `train.max_steps` "
+                f"({train['max_steps']:,}): every student was evaluated once, at its last step, so `train.select: "
+                "best` chose nothing and no validation curve says whether they had levelled off. Evaluate more often "
+                "than the budget ([docs/fair-comparisons.md](../docs/fair-comparisons.md)).")
     ended = {kind: sum(r["step"] == r["last_step"] for r in records) for kind, records in selections.items()}
     if not any(2 * ended[kind] > len(records) for kind, records in selections.items() if records):
         return None

@@ -328,6 +328,21 @@ def test_a_verdict_on_students_the_budget_ended_carries_a_caveat():
     assert budget_caveat(train, None) is None
 
 
+def test_students_evaluated_once_are_said_to_be_so_not_to_have_peaked_at_the_end():
+    """train.eval_steps 10000 with max_steps 600 read "the evaluations every 10000 steps ... peaked at their last
+    evaluation: their best may lie beyond train.max_steps", as if select: best had chosen among several."""
+    from distillery.evaluation.report import selection_text
+
+    train = make_params(train={"max_steps": 600, "eval_steps": 10000})["train"]
+    once = {"kd": [{"seed": 0, "step": 600, "last_step": 600, "validation_accuracy": 0.9}], "hard": []}
+    assert budget_caveat(train, once).startswith("**Budget.** `train.eval_steps` (10,000) is not below "
+                                                 "`train.max_steps` (600): every student was evaluated once")
+    text = selection_text(train, once)
+    assert text.startswith("`train.select: best`, but `train.eval_steps` (10,000) is not below `train.max_steps` "
+                           "(600): one evaluation, at the last step, so nothing was chosen; picked distilled: steps 600")
+    assert "peaked" not in text
+
+
 def test_one_seed_s_figures_have_no_spread_and_several_seeds_theirs():
     """With one seed each student cell read ``0.9698 ± 0.0000`` though there is no spread to show."""
     from distillery.evaluation.report import metrics_table
