@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import signal
 import socket
 import subprocess
 import sys
@@ -36,6 +38,8 @@ from .sweep import refuse_data_a_copy_lacks, refuse_unread, refuse_untracked, wi
 
 METRICS_FILE = "reports/metrics.json"
 MAX_RETRY = 1  # a killed worker's trial is run once more; a second kill leaves it failed (and counted)
+INTERRUPTED = "interrupted"  # user attr of a trial Ctrl-C stopped: not charged to the budget, its params run again
+DVC_INTERRUPTED = (252, 130, -2)  # `dvc exp run`'s exit status when it took the Ctrl-C itself, or SIGINT's
 
 
 def load_tune(path: Path = Path("params.yaml")) -> tuple[dict, dict]:
@@ -107,12 +111,13 @@ def make_sampler(tune: dict, number: int):
 
 def spent(trials, before: int | None = None) -> int:
     """Trials that count against the budget (numbered below ``before`` if given): every trial but pruned ones
-    (never run: over budget) and failed ones that were run again (a killed worker's trial and its retry count once)."""
+    (never run: over budget), failed ones that were run again (a killed worker's trial and its retry count once)
+    and the ones Ctrl-C stopped (run again by the next ``make tune``: ``requeue_interrupted``)."""
     from optuna.trial import TrialState
 
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     return sum(1 for t in trials if (before is None or t.number < before) and t.state != TrialState.PRUNED
-               and not (t.state == TrialState.FAIL and t.number in retried))
+               and not (t.state == TrialState.FAIL and (t.number in retried or t.user_attrs.get(INTERRUPTED))))
 
 
 def suggest(trial, path: str, dimension: tuple):
@@ -161,7 +166,13 @@ def run_experiment(trial, overrides: dict, tune: dict) -> float:
     print(f"tune: trial {trial.number} ({name}): " + " ".join(f"{k}={v}" for k, v in overrides.items()), flush=True)
     cmd = ["dvc", "--wait-for-lock", "exp", "run", "--temp", "--name", name,
            *(arg for path, value in overrides.items() for arg in ("-S", _override(path, value)))]
-    result = subprocess.run(cmd, capture_output=True, text=True)
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode in DVC_INTERRUPTED:  # DVC took the Ctrl-C before this process did
+            raise KeyboardInterrupt
+    except KeyboardInterrupt:
+        trial.set_user_attr(INTERRUPTED, True)
+        raise
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-30:])
         trial.set_user_attr("error", tail)
@@ -196,6 +207,33 @@ def work(tune: dict, space: dict, budget: int) -> None:
         study.optimize(objective, callbacks=[stop_when_spent], catch=(DistilleryError,))
 
 
+def requeue_interrupted(study) -> None:
+    """Queue the params of each trial Ctrl-C stopped to run again, once (as a killed worker's trial is)."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    queued = {t.user_attrs.get("retry_of") for t in trials}
+    for t in trials:
+        if t.state == TrialState.FAIL and t.user_attrs.get(INTERRUPTED) and t.number not in queued:
+            study.enqueue_trial(t.params, user_attrs={"retry_of": t.number})
+
+
+class QuietInterrupt(logging.Filter):
+    """Drop Optuna's two warnings on a trial Ctrl-C stopped (its traceback, then its value): the command says it
+    was interrupted in one line, and the next ``make tune`` runs the trial again."""
+
+    def __init__(self):
+        super().__init__()
+        self.trials = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        number = record.getMessage().split()[1] if record.getMessage().startswith("Trial ") else None
+        if record.exc_info and isinstance(record.exc_info[1], KeyboardInterrupt):
+            self.trials.add(number)
+            return False
+        return number not in self.trials
+
+
 def refuse_taken_names(study, tune: dict) -> None:
     """A new study must not reuse the experiment names of an earlier study of that name (removed storage)."""
     if study.get_trials(deepcopy=False):
@@ -228,6 +266,7 @@ def run_tune(jobs: int, trials: int | None) -> int:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # a killed worker's trial: failed, its params queued again
+    requeue_interrupted(study)
     failed_before = len(study.get_trials(deepcopy=False, states=(TrialState.FAIL,)))
     waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
     done = spent(study.get_trials(deepcopy=False)) - waiting
@@ -242,6 +281,10 @@ def run_tune(jobs: int, trials: int | None) -> int:
         others = [subprocess.Popen(command) for _ in range(min(jobs, remaining) - 1)]
         try:
             work(tune, space, budget)
+        except KeyboardInterrupt:  # the workers too (a terminal's Ctrl-C reaches them all; a `kill -INT` this one)
+            for worker in others:
+                worker.send_signal(signal.SIGINT)
+            raise
         finally:
             codes = [p.wait() for p in others]
         if any(codes):
@@ -270,18 +313,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of run_tune's workers
     args = parser.parse_args(argv)
     quiet_torchao()  # the params schema imports the methods, hence torch
+    logging.getLogger("optuna.study._optimize").addFilter(QuietInterrupt())
+    try:
+        code = _run(args)
+    except KeyboardInterrupt:
+        if not args.worker:
+            print("interrupted: `make tune` resumes the study, running the interrupted trials again", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code)
+
+
+def _run(args) -> int:
+    """The command's work: the study here (``run_tune``), or one of its workers (``--worker``); the exit status."""
     with exit_on_error():
         if args.jobs < 1:
             raise DistilleryError(f"JOBS = {args.jobs}: must be >= 1")
         if args.trials is not None and args.trials < 1:
             raise DistilleryError(f"TRIALS = {args.trials}: must be >= 1 (it overrides tune.trials)")
-        if args.worker:
-            tune, space = load_tune()
-            work(tune, space, args.trials or tune["trials"])
-            code = 0
-        else:
-            code = run_tune(args.jobs, args.trials)
-    sys.exit(code)
+        if not args.worker:
+            return run_tune(args.jobs, args.trials)
+        tune, space = load_tune()
+        work(tune, space, args.trials or tune["trials"])
+        return 0
 
 
 if __name__ == "__main__":

@@ -154,6 +154,33 @@ def test_budget_counts_each_run_trial_once():
     assert spent(trials, before=3) == 3 and spent(trials, before=5) == 3
 
 
+def test_a_trial_ctrl_c_stopped_is_not_charged_and_runs_again_with_its_params(monkeypatch, caplog):
+    """Ctrl-C in `make tune`: the stopped trial was stored as failed and charged to the budget, so the next
+    `make tune` said "5 of 5 trials spent" and ran nothing; Optuna printed its traceback on the way."""
+    import logging
+
+    from distillery.experiments import tune
+
+    finished = subprocess.CompletedProcess([], 252, "", "ERROR: interrupted by the user")  # DVC took the Ctrl-C
+    monkeypatch.setattr(tune.subprocess, "run", lambda *args, **kwargs: finished)
+    logging.getLogger("optuna.study._optimize").addFilter(tune.QuietInterrupt())
+    study = optuna.create_study(direction="maximize")
+    objective = lambda trial: tune.run_experiment(  # noqa: E731
+        trial, {"kd.T": trial.suggest_float("kd.T", 1, 8)}, {"study": "s", "metric": "kd.validation_accuracy"})
+    with caplog.at_level(logging.WARNING, logger="optuna"), pytest.raises(KeyboardInterrupt):
+        study.optimize(objective)
+    (stopped,) = study.get_trials(deepcopy=False)
+    assert stopped.state == TrialState.FAIL and stopped.user_attrs[tune.INTERRUPTED]
+    assert spent(study.get_trials(deepcopy=False)) == 0
+    assert not [r for r in caplog.records if r.name.startswith("optuna")]  # no traceback, no "failed with value"
+    tune.requeue_interrupted(study)
+    tune.requeue_interrupted(study)  # once
+    retry = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+    assert len(retry) == 1 and retry[0].user_attrs["retry_of"] == 0
+    assert retry[0].system_attrs["fixed_params"] == stopped.params
+    assert spent(study.get_trials(deepcopy=False)) == 1  # the retry is the trial the budget pays for
+
+
 def test_each_trial_samples_with_its_own_seed_whichever_worker_runs_it():
     tune = validate({"tune": {"space": {"kd.T": [1, 8, "log"], "train.max_steps": [10, 20],
                                         "kd.method": {"choices": ["kd", "dkd"]}}}})
