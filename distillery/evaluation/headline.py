@@ -12,11 +12,12 @@ def _per_model(measure: str) -> list[str]:
 
 
 def headline_keys(metrics: dict) -> list[str]:
-    """The headline's dotted keys, in the order written: a classifier's test accuracy, distilled − hard accuracy and
-    ECE; a language model's perplexities, distilled − hard NLL and gap closure, and its answers' scores where
-    there are prompts."""
+    """The headline's dotted keys, in the order written: a classifier's validation accuracy (what a setting is
+    chosen by, so ``dvc exp show`` leads with it), then its test accuracy, distilled − hard accuracy and ECE; a
+    language model's perplexities (test, then validation), distilled − hard NLL and gap closure, and its answers'
+    scores where there are prompts."""
     if "perplexity" not in metrics["teacher"]:
-        return [*_per_model("accuracy"), "kd_minus_hard", *_per_model("ece")]
+        return [*_per_model("validation_accuracy"), *_per_model("accuracy"), "kd_minus_hard", *_per_model("ece")]
     keys = [*_per_model("perplexity"), *_per_model("validation_perplexity"), "kd_minus_hard_nll", "gap_closure"]
     for measure in ("rouge_l", "exact_match"):
         if measure in metrics["teacher"]:
