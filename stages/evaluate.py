@@ -61,6 +61,7 @@ def evaluate_language_models(params: dict, prepared) -> None:
     """task causal_lm: perplexity and the rest per token, the KD-vs-hard bootstrap, the teacher's judgement of
     samples, with prompts each model's answers against the references, continuations and speed."""
     from distillery.evaluation.causal_lm import continuations, evaluate_lm, lm_speed
+    from distillery.evaluation.lm_report import lm_summary_lines, lm_teacher_warning
     from distillery.models.causal_lm import load_causal_lm
     from distillery.models.inference import best_device
     from distillery.data.prepared import prompt_lengths, token_arrays
@@ -92,19 +93,13 @@ def evaluate_language_models(params: dict, prepared) -> None:
             table.to_parquet(out / f"sequence_nll_{name}.parquet", index=False)
     write_json(Path("reports/metrics.json"), metrics)
     write_json(Path("reports/headline.json"), headline(metrics))
-    comparison = metrics["comparison"]
     write_json(TIMINGS_ROOT / "speed.json", lm_speed(first, splits["test"], pad, ev["batch_size"],
                                                      ev["timing_repeats"], ev["timing_warmup"], tokenizer, max_length,
                                                      device, ev["timing_budget_s"]))
-    for name in ("teacher", "kd", "hard"):
-        answered = (f", test answers ROUGE-L {metrics[name]['rouge_l']:.4f}, exact match "
-                    f"{metrics[name]['exact_match']:.4f}" if "rouge_l" in metrics[name] else "")
-        print(f"{name:8s} perplexity validation {metrics[name]['validation_perplexity']:.3f}, test "
-              f"{metrics[name]['perplexity']:.3f}{answered}")
-    print(f"KD - hard NLL per token (validation): {comparison['validation_kd_minus_hard_nll']:+.4f} "
-          f"[{comparison['validation_kd_minus_hard_nll_ci_low']:+.4f}, "
-          f"{comparison['validation_kd_minus_hard_nll_ci_high']:+.4f}], gap closed "
-          f"{comparison['validation_gap_closure']:.2f}")
+    print(lm_summary_lines(metrics))
+    warning = lm_teacher_warning(metrics)
+    if warning:
+        print(f"WARNING: {warning}")
 
 
 if __name__ == "__main__":

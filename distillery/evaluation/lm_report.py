@@ -199,6 +199,24 @@ def _selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
     return rule + ("; picked " + "; ".join(picked) if picked else "")
 
 
+def lm_summary_lines(metrics: dict) -> str:
+    """What the evaluate stage prints of a language-model run: each model's perplexities (and its test answers'
+    scores where there are prompts), then KD − hard on validation with its interval and the gap closed."""
+    lines = []
+    for name in ("teacher", "kd", "hard"):
+        block = metrics[name]
+        answered = (f", test answers ROUGE-L {block['rouge_l']:.4f}, exact match {block['exact_match']:.4f}"
+                    if "rouge_l" in block else "")
+        lines.append(f"{name:8s} perplexity validation {block['validation_perplexity']:.3f}, test "
+                     f"{block['perplexity']:.3f}{answered}")
+    comparison = metrics["comparison"]
+    lines.append(f"KD - hard NLL per token (validation): {comparison['validation_kd_minus_hard_nll']:+.4f} "
+                 f"[{comparison['validation_kd_minus_hard_nll_ci_low']:+.4f}, "
+                 f"{comparison['validation_kd_minus_hard_nll_ci_high']:+.4f}], gap closed "
+                 f"{_gap(comparison['validation_gap_closure'])}")
+    return "\n".join(lines)
+
+
 def lm_table(metrics: dict, speed: dict | None = None) -> str:
     """The terminal summary of a language-model run (``make repro``): perplexities, KD − hard and, when this
     workspace timed them, each model's speed."""

@@ -92,3 +92,18 @@ def test_a_weak_teacher_many_dropped_rows_and_students_ended_by_the_ceiling_are_
     assert "the gap may be `gkd`'s head start" in text
     assert "training tokens; 12 of the 20 test rows repeat a train row's prompt word for word |" in text
     assert "Warning" not in render(1) and "Budget" not in render(1)  # a better teacher, students peaked inside
+
+
+def test_the_stage_summary_of_a_teacher_no_better_than_the_students_has_no_gap():
+    """evaluate printed `gap closed {None:.2f}` and crashed, after writing metrics.json, when the teacher was no
+    better than the hard students (the gap is not computed then)."""
+    from distillery.evaluation.lm_report import lm_summary_lines
+
+    weak = metrics(2)
+    weak["comparison"]["validation_gap_closure"] = None
+    lines = lm_summary_lines(weak).splitlines()
+    assert lines[0] == ("teacher  perplexity validation 2.000, test 2.000, test answers ROUGE-L 0.7500, exact match "
+                        "0.5000")
+    assert lines[-1] == ("KD - hard NLL per token (validation): -0.2500 [-0.5000, -0.1250], gap closed — (the teacher "
+                         "is no better than the hard student)")
+    assert lm_summary_lines(metrics(2)).endswith("gap closed 0.50")
