@@ -291,6 +291,57 @@ class TeacherMixture:
 def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_tokens: int | torch.Tensor,
                      max_new_tokens: int, temperature: float | None, eos_id: int, pad_id: int, teacher=None,
                      teacher_mix: float = 0.0, max_length: int | None = None, top_p: float = 1.0) -> dict:
+    """On-policy data (Agarwal et al. 2024): each row's prompt continued by ``model``'s samples, at most
+    ``max_new_tokens`` and, given ``max_length``, no row past it (``_continue_group``). A batch is generated
+    together, the longest prompt's row running as far as the shortest's; where that would pass the positions
+    ``model`` or ``teacher`` embeds (``data.max_length`` equal to them, the natural setting for one's own
+    checkpoint), the rows are generated in groups whose prompt lengths differ by at most the positions left over
+    (equal lengths when none are), so each row still gets its room up to ``max_length``: one batch of prompts of
+    17 to 62 tokens had given every row the 2 tokens the longest one left. Returns the right-padded batch,
+    ``input_ids``, ``attention_mask`` and ``labels``, in the rows' order."""
+    from ..data.prepared import UNLABELLED
+
+    groups = _length_groups(prompt_tokens, max_length, [positions(m.config) for m in (model, teacher) if m is not None])
+    if len(groups) == 1:
+        return _continue_group(model, input_ids, attention_mask, prompt_tokens, max_new_tokens, temperature, eos_id,
+                               pad_id, teacher, teacher_mix, max_length, top_p)
+    parts = [(rows, _continue_group(model, input_ids[rows], attention_mask[rows], prompt_tokens[rows], max_new_tokens,
+                                    temperature, eos_id, pad_id, teacher, teacher_mix, max_length, top_p))
+             for rows in groups]
+    width = max(part["input_ids"].shape[1] for _, part in parts)
+    fills = {"input_ids": pad_id, "attention_mask": 0, "labels": UNLABELLED}
+    merged = {key: torch.full((len(input_ids), width), fill, dtype=parts[0][1][key].dtype, device=input_ids.device)
+              for key, fill in fills.items()}
+    for rows, part in parts:
+        for key in fills:
+            merged[key][rows.to(input_ids.device), :part[key].shape[1]] = part[key]
+    return merged
+
+
+def _length_groups(prompt_tokens: int | torch.Tensor, max_length: int | None, limits: list[int | None]) -> list:
+    """The row indices to generate together: all rows, unless rows of each own prompt length (a tensor) would pass
+    the models' positions (``limits``; None: a model that names none) running as far as the shortest prompt's row
+    under ``max_length``; then groups of sorted prompt lengths spanning at most the positions ``max_length`` leaves
+    over (0: equal lengths)."""
+    if not isinstance(prompt_tokens, torch.Tensor) or max_length is None:
+        return [None]
+    lengths = prompt_tokens.clamp(min=1)
+    known = [limit for limit in limits if limit is not None]
+    slack = min(known) - max_length if known and len(known) == len(limits) else 0
+    if int(lengths.max()) - int(lengths.min()) <= slack:
+        return [None]
+    order = torch.argsort(lengths, stable=True)
+    groups, start = [], 0
+    for end in range(1, len(order) + 1):
+        if end == len(order) or int(lengths[order[end]]) - int(lengths[order[start]]) > slack:
+            groups.append(order[start:end])
+            start = end
+    return groups
+
+
+def _continue_group(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_tokens: int | torch.Tensor,
+                     max_new_tokens: int, temperature: float | None, eos_id: int, pad_id: int, teacher=None,
+                     teacher_mix: float = 0.0, max_length: int | None = None, top_p: float = 1.0) -> dict:
     """On-policy data (Agarwal et al. 2024): the first ``prompt_tokens`` tokens of each right-padded row (a shorter
     row keeps all but its last token, at least one; a tensor gives each row's own prompt length, as a corpus of
     prompts and responses does: ``prompt_lengths_from_labels``) continued by ``model``'s own samples at
@@ -298,8 +349,8 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
     most ``max_new_tokens`` tokens, cut after the first end-of-text token. Given ``max_length``, no row passes it:
     with a tensor of prompt lengths each row may run up to it (a batch is generated together, so the longest
     prompt's row runs as far as the shortest's and is cut after; where that would pass the positions ``model`` or
-    ``teacher`` embeds, every row gets the room the longest prompt leaves), else the room the longest prompt
-    leaves. Returns a right-padded batch, ``input_ids``, ``attention_mask`` and
+    ``teacher`` embeds, every row gets the room the longest prompt leaves: ``continue_prompts`` groups the rows so
+    that it does not), else the room the longest prompt leaves. Returns a right-padded batch, ``input_ids``, ``attention_mask`` and
     ``labels``: the sampled tokens are the only targets (the prompt's last position predicts the first of them;
     ``UNLABELLED`` elsewhere). The prompts are left-padded for ``generate``, which places each token by the
     attention mask. Sampled in eval mode (no dropout), from torch's generator of the model's device; the model's

@@ -302,23 +302,26 @@ def greedy_alone(model, row: int, prompt: int, new_tokens: int) -> list[int]:
     return (alone[:int(ended[0]) + 1] if len(ended) else alone).tolist()
 
 
-def test_each_row_may_answer_up_to_max_length_where_the_positions_allow(tiny_lm):
+def test_each_row_may_answer_up_to_max_length_whatever_the_positions(tiny_lm):
     """Prompts of 4, 1 and 2 tokens within max_length 7: each row answers as it would alone with 7 − its prompt new
-    tokens (the long prompt's row is cut after); a model of 9 positions cannot run the 4-token prompt 6 tokens on,
-    so every row gets the 3 the longest prompt leaves."""
+    tokens (the long prompt's row is cut after). A model of 9 positions cannot run the 4-token prompt 6 tokens on:
+    that row is generated apart from the others (7 positions: every row apart), not given every row the 3 tokens the
+    longest prompt leaves (with max_length at the model's positions, answers had been cut to 1 or 2 tokens)."""
     import copy
 
     model = copy.deepcopy(tiny_lm)
     with torch.no_grad():
         model.transformer.wpe.weight.normal_(0, 3, generator=torch.Generator().manual_seed(1))
     prompts = torch.tensor([4, 1, 2])
-    for positions, room in ((16, lambda prompt: 7 - prompt), (9, lambda prompt: 3)):
+    for positions in (16, 9, 7):
         model.config.n_positions = positions
         batch = continue_prompts(model, BATCH, MASK, prompts, 10, None, eos_id=0, pad_id=0, max_length=7)
         assert batch["input_ids"].shape[1] <= 7
         for row, prompt in enumerate(prompts.tolist()):
             length = int(batch["attention_mask"][row].sum())
-            assert batch["input_ids"][row, prompt:length].tolist() == greedy_alone(model, row, prompt, room(prompt))
+            assert batch["input_ids"][row, prompt:length].tolist() == greedy_alone(model, row, prompt, 7 - prompt)
+        assert (batch["labels"] != UNLABELLED).sum(1).tolist() == (batch["attention_mask"].sum(1) - prompts).tolist()
+    model.config.n_positions = 16
 
 
 def test_the_teacher_answers_each_drawn_row_s_own_prompt_for_sequence_level_kd(tiny_lm):
