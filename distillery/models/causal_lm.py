@@ -68,21 +68,24 @@ def check_checkpoint_tokenizer(source: str, tokenizer, where: str, trust_remote_
     difference = first_differing_token(own.get_vocab(), tokenizer.get_vocab())
     if difference:
         raise DistilleryError(f"{where} = {source!r}: its tokenizer ({len(own)} tokens) is not the prepared one "
-                              f"({len(tokenizer)} tokens, data.tokenizer): {difference}")
+                              f"({len(tokenizer)} tokens, data.tokenizer): {difference}. Every model of the run reads "
+                              "the tokens prepare wrote with data.tokenizer: set it to this checkpoint's folder "
+                              "(or to the tokenizer it was trained with)")
 
 
-def checked_checkpoint_config(spec: dict, tokenizer, max_length: int, where: str, trust_remote_code: bool = False):
+def checked_checkpoint_config(spec: dict, tokenizer, max_length: int, param: str, trust_remote_code: bool = False):
     """The config of the checkpoint ``spec["pretrained"]`` (with ``spec["config"]``'s overrides), after every check
-    that needs no weights: safetensors, its tokenizer, its vocabulary and positions."""
+    that needs no weights: safetensors, its tokenizer, its vocabulary and positions; ``param``: the params path
+    that names the checkpoint (``student.model.pretrained``, ``teacher.checkpoint``), for messages."""
     path = resolve_pretrained(spec["pretrained"])
     check_safetensors(path)
-    check_checkpoint_tokenizer(spec["pretrained"], tokenizer, f"{where}.pretrained", trust_remote_code)
+    check_checkpoint_tokenizer(spec["pretrained"], tokenizer, param, trust_remote_code)
     try:
         config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, **dict(spec["config"] or {}))
     except (OSError, ValueError) as exc:
-        raise DistilleryError(f"{where}.pretrained = {spec['pretrained']!r}: cannot load its config: {exc}") from None
-    check_vocabulary(config, tokenizer, f"{where}.pretrained = {spec['pretrained']!r}")
-    check_positions(config, max_length, f"{where}.pretrained = {spec['pretrained']!r}")
+        raise DistilleryError(f"{param} = {spec['pretrained']!r}: cannot load its config: {exc}") from None
+    check_vocabulary(config, tokenizer, f"{param} = {spec['pretrained']!r}")
+    check_positions(config, max_length, f"{param} = {spec['pretrained']!r}")
     return config
 
 
@@ -107,7 +110,7 @@ def causal_lm_config(spec: dict, tokenizer, max_length: int, where: str, trust_r
     """The config ``build_causal_lm`` builds the model of a ``*.model`` block from, after every check that needs
     no weights (the vocabulary against the prepared tokenizer, the positions against ``max_length``)."""
     if spec["pretrained"]:
-        return checked_checkpoint_config(spec, tokenizer, max_length, where, trust_remote_code)
+        return checked_checkpoint_config(spec, tokenizer, max_length, f"{where}.pretrained", trust_remote_code)
     overrides = dict(spec["config"] or {})
     model_type = overrides.pop("model_type")
     special = {name: getattr(tokenizer, name) for name in ("bos_token_id", "eos_token_id", "pad_token_id")
