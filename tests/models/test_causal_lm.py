@@ -48,8 +48,15 @@ def test_a_checkpoint_with_another_tokenizer_is_refused_naming_the_first_differi
                                                         n_positions=16))
     model.save_pretrained(tmp_path)
     other.save_pretrained(tmp_path)
-    with pytest.raises(DistilleryError, match=r"token id 3 is 'x' in one and 'c' in the other"):
+    with pytest.raises(DistilleryError, match=r"^teacher.model.pretrained = .*token id 3 is 'x' in one and 'c' in the "
+                                              r"other. Every model of the run reads the tokens prepare wrote with "
+                                              r"data.tokenizer: set it to this checkpoint's folder"):
         build_causal_lm({"pretrained": str(tmp_path), "config": None}, word_tokenizer(), 12, "teacher.model")
+    from distillery.models.causal_lm import checked_checkpoint_config
+
+    with pytest.raises(DistilleryError, match=r"^teacher.checkpoint = .*: its tokenizer"):  # not ...checkpoint.pretrained
+        checked_checkpoint_config({"pretrained": str(tmp_path), "config": None}, word_tokenizer(), 12,
+                                  "teacher.checkpoint")
 
 
 def test_a_vocabulary_smaller_than_the_tokenizer_is_refused(tmp_path):
