@@ -36,7 +36,8 @@ READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "json", ".json": "json", ".pa
 
 
 def file_kind(path: Path) -> str:
-    """``csv``, ``tsv``, ``json`` (JSON Lines) or ``parquet``, from the file name (a ``.gz`` suffix aside)."""
+    """``csv``, ``tsv``, ``json`` (JSON Lines, or one JSON array) or ``parquet``, from the file name (a ``.gz``
+    suffix aside)."""
     path = Path(path)
     suffixes = [s.lower() for s in path.suffixes]
     if suffixes and suffixes[-1] == ".gz":
@@ -65,10 +66,41 @@ def read_table(path: Path, text_columns=()):
                                quoting=csv.QUOTE_NONE if kind == "tsv" else csv.QUOTE_MINIMAL,
                                dtype={column: str for column in text_columns if column})
         if kind == "json":
-            return pd.read_json(path, lines=True, dtype=False)
+            return read_json_rows(path)
         return pd.read_parquet(path)
     except (ValueError, OSError) as exc:
         raise DistilleryError(f"{path}: cannot read it as {kind}: {exc}") from None
+
+
+def read_json_rows(path: Path):
+    """JSON Lines (an object per line), or a file that is one JSON array of objects (``json.dump`` of a list of
+    dicts), as a DataFrame; a line that is no JSON object is named by its number."""
+    import gzip
+    import json
+
+    import pandas as pd
+
+    with (gzip.open if path.suffix.lower() == ".gz" else open)(path, "rt", encoding="utf-8") as file:
+        start = file.read(4096).lstrip()[:1]
+    if start == "[":
+        rows = pd.read_json(path, dtype=False)
+        if not isinstance(rows, pd.DataFrame) or any(isinstance(c, int) for c in rows.columns):
+            raise DistilleryError(f"{path}: a JSON array must hold one object per row (with the column names)")
+        return rows
+    try:
+        return pd.read_json(path, lines=True, dtype=False)
+    except (ValueError, TypeError) as error:
+        with (gzip.open if path.suffix.lower() == ".gz" else open)(path, "rt", encoding="utf-8") as file:
+            for number, line in enumerate(file, 1):
+                try:
+                    row = json.loads(line) if line.strip() else {}
+                except json.JSONDecodeError as exc:
+                    raise DistilleryError(f"{path}: line {number} is not JSON ({exc.msg}): JSON Lines hold one "
+                                          "object per line") from None
+                if not isinstance(row, dict):
+                    raise DistilleryError(f"{path}: line {number} is not a JSON object: JSON Lines hold one object "
+                                          "({\"column\": value, ...}) per line")
+        raise DistilleryError(f"{path}: cannot read it as JSON Lines: {error}") from None
 
 
 def load_tables(data_params: dict, root: Path, text_columns=()) -> tuple[dict, dict, list[str] | None]:

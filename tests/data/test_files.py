@@ -73,3 +73,29 @@ def test_integer_labels_without_names_that_leave_an_index_unused_are_refused_wit
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.csv"]
     wines([0, 1, 2]).to_csv(tmp_path / "w.csv", index=False)
     assert prepared(tmp_path).label_names == ["0", "1", "2"]
+
+
+def test_a_json_array_is_read_as_rows_and_a_bad_json_line_is_named(tmp_path):
+    """A `json.dump` of a list of dicts was read as JSON Lines: a 2,783-character error listing the columns '0'..'399';
+    a malformed line was reported by its character position in the file."""
+    import gzip
+    import json
+
+    from distillery.data.files import read_table
+
+    rows = [{"id": i, "text": f"review {i}", "label": i % 2} for i in range(4)]
+    (tmp_path / "rows.json").write_text(json.dumps(rows, indent=1))
+    with gzip.open(tmp_path / "rows.jsonl.gz", "wt") as file:
+        file.write("\n".join(map(json.dumps, rows)) + "\n")
+    for name in ("rows.json", "rows.jsonl.gz"):
+        table = read_table(tmp_path / name)
+        assert table.to_dict("records") == rows and table["id"].dtype == np.int64
+    (tmp_path / "bad.jsonl").write_text(json.dumps(rows[0]) + '\n{"id": 1, "text": "x"\n')
+    with pytest.raises(DistilleryError, match=r"bad.jsonl: line 2 is not JSON \(Expecting ',' delimiter\)"):
+        read_table(tmp_path / "bad.jsonl")
+    (tmp_path / "list.jsonl").write_text(json.dumps(rows[0]) + "\n[1, 2]\n")
+    with pytest.raises(DistilleryError, match=r"list.jsonl: line 2 is not a JSON object"):
+        read_table(tmp_path / "list.jsonl")
+    (tmp_path / "numbers.json").write_text("[1, 2, 3]")
+    with pytest.raises(DistilleryError, match=r"numbers.json: a JSON array must hold one object per row"):
+        read_table(tmp_path / "numbers.json")
