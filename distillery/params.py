@@ -321,6 +321,8 @@ def _check_causal_lm(params: dict, source: str) -> None:
             raise DistilleryError(f"{where} with {name} set: not supported for language models; leave it at its "
                                   "default")
     for role, block in (("teacher", params["teacher"]), ("student", params["student"])):
+        if block.get("checkpoint"):
+            continue  # the checkpoint is the teacher: its model block is not read
         spec = block["model"]
         if spec["arch"] != "hf":
             raise DistilleryError(f"{where}: {role}.model.arch = {spec['arch']!r}: language models are Hugging Face "
@@ -389,6 +391,8 @@ def _check_models(params: dict, source: str) -> None:
     roles = {"teacher": params["teacher"], "student": params["student"],
              **{f"teachers.{name}": block for name, block in params["teachers"].items()}}
     for role, block in roles.items():
+        if block.get("checkpoint"):
+            continue  # the checkpoint is the teacher: its model block is not read
         spec = block["model"]
         if (spec["arch"] == "hf") != text:
             raise DistilleryError(
@@ -413,7 +417,7 @@ def _check_models(params: dict, source: str) -> None:
                               "from a config (arch hf, config, tokenizer): not with pretrained or "
                               "init_from_teacher_layers, which bring their own")
     if params["teacher"]["model"]["arch"] == "hf" and not params["teacher"]["finetune"] \
-            and not params["teacher"]["model"]["pretrained"]:
+            and not params["teacher"]["model"]["pretrained"] and not params["teacher"]["checkpoint"]:
         raise DistilleryError(f"{source}: teacher.finetune = false needs teacher.model.pretrained (a trained model)")
 
 

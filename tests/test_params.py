@@ -261,3 +261,20 @@ def test_params_yaml_lists_every_param_the_default_reads():
                 yield from missing(field, values[key], f"{prefix}{key}.")
 
     assert sorted(missing(SCHEMA, listed)) == sorted(NOT_LISTED)
+
+
+def test_a_teacher_checkpoint_needs_no_teacher_model_block(tmp_path):
+    """teacher.checkpoint is the teacher, yet a text or language-model run refused the default teacher.model
+    (arch mlp) until it was set to an hf model that nothing reads."""
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "student").mkdir()
+    student = {"model": {"arch": "hf", "pretrained": str(tmp_path / "student")}}
+    text = {"data": {"source": "file:reviews.csv", "text_column": "text"},
+            "teacher": {"checkpoint": str(tmp_path / "teacher")}, "student": student}
+    assert validate(text)["teacher"]["model"]["arch"] == "mlp"  # its default, unread
+    language = {"task": "causal_lm", "data": {"source": "file:corpus.jsonl", "text_column": "text",
+                                               "tokenizer": str(tmp_path / "teacher")},
+                "teacher": {"checkpoint": str(tmp_path / "teacher"), "finetune": False}, "student": student}
+    assert validate(language)["teacher"]["checkpoint"] == str(tmp_path / "teacher")
+    with pytest.raises(DistilleryError, match=r"teacher.model.arch = 'mlp' with data.source = 'file:reviews.csv'"):
+        validate({**text, "teacher": {}})  # a teacher trained here still needs a text model
