@@ -76,8 +76,9 @@ def open_storage(tune: dict):
 
 
 def open_study(tune: dict, storage):
-    """The study ``tune.study`` (created, or loaded to resume); a stored study's direction and metric (its user
-    attribute ``metric``, set when it is created) must match: its trials' values are that metric's."""
+    """The study ``tune.study`` (created, or loaded to resume); a stored study's direction, metric and space (its
+    user attributes ``metric`` and ``space``, set when it is created) must match: its trials' values are that
+    metric's, their params drawn from that space."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -94,6 +95,14 @@ def open_study(tune: dict, storage):
         raise DistilleryError(f"params.yaml: tune.metric = {tune['metric']!r}: the study {tune['study']!r} in "
                               f"{tune['storage']} scored its trials on {scored!r}, so its best trial and report would "
                               "mix the two; name another tune.study (or set tune.metric back)")
+    space = json.loads(json.dumps(tune["space"]))  # as stored: lists and dicts of plain values
+    searched = study.user_attrs.get("space")
+    if searched is None:
+        study.set_user_attr("space", space)
+    elif searched != space:
+        raise DistilleryError(f"params.yaml: tune.space = {space}: the study {tune['study']!r} in {tune['storage']} "
+                              f"searched {searched}, and TPE would model the new trials on the old ones' params; "
+                              "name another tune.study (or set tune.space back)")
     return study
 
 

@@ -105,6 +105,11 @@ def test_a_study_scored_on_another_metric_or_direction_is_refused(tmp_path):
     with pytest.raises(DistilleryError, match="tune.direction = 'minimize': the study 's' in .* was created to "
                                               "maximize; name another tune.study"):
         open_study({**kd, "direction": "minimize"}, open_storage(kd))
+    assert study.user_attrs["space"] == {"kd.T": [1, 20, "log"], "kd.alpha": [0, 1]}  # params.yaml's default space
+    wider = {**kd, "space": {"kd.T": [1, 40, "log"], "kd.alpha": [0, 1]}}  # a changed space was mixed in silently
+    with pytest.raises(DistilleryError, match=re.escape("tune.space = {'kd.T': [1, 40, 'log'], 'kd.alpha': [0, 1]}: "
+                                                        "the study 's' in " + url + " searched {'kd.T': [1, 20, 'log']")):
+        open_study(wider, open_storage(wider))
 
 
 def test_a_space_over_data_with_a_file_a_queued_copy_lacks_is_refused_before_the_study(tmp_path, monkeypatch,
