@@ -76,6 +76,23 @@ def dropped_rows_warning(meta: dict) -> str | None:
             "`data.max_length` (or fix the empty rows).")
 
 
+def cut_tokens_warning(meta: dict) -> str | None:
+    """A warning when truncating at ``data.max_length`` cut more than ``DROPPED_WARNING`` of a split's tokens: the
+    models learn and are scored on the rows' beginnings only (with prompts: cut responses, and references cut too)."""
+    if meta.get("packing") != "truncate":
+        return None
+    cut, kept = meta.get("tokens_cut") or {}, meta.get("tokens") or {}
+    shares = {split: n / (n + kept[split]) for split, n in cut.items() if n and split in kept}
+    if not any(share > DROPPED_WARNING for share in shares.values()):
+        return None
+    listed = ", ".join(f"{split} {cut[split]:,} of {cut[split] + kept[split]:,} tokens ({share:.0%})"
+                       for split, share in shares.items())
+    answers = (" The test answers are scored against references cut the same way." if prompt_source(meta) else "")
+    return (f"`data.max_length` = {meta['max_length']} cut {listed}: the models learn and are scored on the rows' "
+            f"beginnings only.{answers} Raise `data.max_length` (at most the models' positions)"
+            + ("." if prompt_source(meta) else ", or pack the rows (`data.packing: pack`)."))
+
+
 def _gap(value: float | None) -> str:
     return "— (the teacher is no better than the hard student)" if value is None else f"{value:.2f}"
 
@@ -116,7 +133,7 @@ def render_lm_report(params: dict, meta: dict, metrics: dict, continuations: lis
     """The report as Markdown (deterministic for the same inputs; timings only when ``speed`` is given)."""
     train, comparison = params["train"], metrics["comparison"]
     seeds = len(train["seeds"])
-    warnings = filter(None, [dropped_rows_warning(meta), lm_teacher_warning(metrics)])
+    warnings = filter(None, [dropped_rows_warning(meta), cut_tokens_warning(meta), lm_teacher_warning(metrics)])
     lines = ["# Distillation report: language model", "",
              *(line for warning in warnings for line in (f"> **Warning.** {warning}", "")),
              f"Teacher → student on `{meta['source']}`: {method_text}; the hard student is the same model trained on "
