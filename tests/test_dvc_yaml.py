@@ -14,7 +14,8 @@ STAGE_RUNTIME = {  # read by every stage, changing no output: the params schema 
     "distillery.cli", "distillery.params", "distillery.errors",  # the stage runner and the error type
 }
 # evaluate prints its summary and warnings with these (reading back the predictions it wrote), and writes nothing
-PRINT_ONLY = {"evaluate": {"distillery.evaluation.report", "distillery.evaluation.plots"}}
+PRINT_ONLY = {"evaluate": {"distillery.evaluation.report", "distillery.evaluation.plots",
+                            "distillery.evaluation.lm_report"}}
 
 
 def stages() -> dict[str, dict]:
