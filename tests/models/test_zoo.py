@@ -153,6 +153,7 @@ def test_stages_draw_no_loading_bar_but_other_bars_stay(tmp_path, capfd):
     from transformers.utils import logging as hf_logging
 
     build_model({"arch": "mlp", "hidden_sizes": [8]}, [8, 8], LABELS).save_pretrained(tmp_path)
+    hf_logging.set_tqdm_hook(None)  # as a fresh process has it (a test before may have run a stage in this one)
     load_model(tmp_path)
     assert "Loading weights" in capfd.readouterr().err
     hide_loading_bars()

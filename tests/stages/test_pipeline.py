@@ -56,7 +56,8 @@ def test_repro_writes_metrics_schema_and_plots(repo):
     assert "speedup_latency" not in json.dumps(shown)  # timings are no metrics: they would dirty git on every run
     columns = run(["dvc", "exp", "show", "--csv"], repo).stdout.splitlines()[0].split(",")
     shown_first = [c for c in columns if c not in {"Experiment", "rev", "typ", "Created", "parent", "State", "Executor"}]
-    assert shown_first[:5] == ["accuracy.kd", "accuracy.hard", "accuracy.teacher", "kd_minus_hard", "ece.kd"]
+    assert shown_first[:8] == ["validation_accuracy.kd", "validation_accuracy.hard", "validation_accuracy.teacher",
+                               "accuracy.kd", "accuracy.hard", "accuracy.teacher", "kd_minus_hard", "ece.kd"]
     plots = json.loads(run(["dvc", "plots", "show", "--json"], repo).stdout)["data"]
     assert {"Confusion teacher", "Reliability after temperature scaling", "Validation accuracy (seed 0)"} <= set(plots)
     assert all(p[0]["content"]["data"]["values"] for p in plots.values() if p[0]["type"] == "vega")
