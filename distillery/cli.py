@@ -70,14 +70,18 @@ def run_stage(main: Callable[[], None], uses_torch: bool = True, record: Path | 
         gc.freeze()
 
 
+STAGE_INTERRUPTED = "`dvc repro` runs this stage again (a training stage resumes from its last checkpoint)"
+
+
 @contextmanager
-def interrupted_quietly():
-    """Ctrl-C: one line on stderr and exit status 130 (128 + SIGINT), as a shell reports it."""
+def interrupted_quietly(then: str | None = STAGE_INTERRUPTED):
+    """Ctrl-C: one line on stderr, ``interrupted: <then>`` (None: nothing, for a command's helper process), and
+    exit status 130 (128 + SIGINT), as a shell reports it."""
     try:
         yield
     except KeyboardInterrupt:
-        print("interrupted: `dvc repro` runs this stage again (a training stage resumes from its last checkpoint)",
-              file=sys.stderr)
+        if then is not None:
+            print(f"interrupted: {then}", file=sys.stderr)
         sys.exit(130)
 
 

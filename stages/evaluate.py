@@ -12,7 +12,7 @@ from distillery.io import TIMINGS_ROOT, atomic_dir, write_json, write_logits
 from distillery.models.zoo import load_model
 from distillery.models.text import saved_tokenizer
 from distillery.params import load_params
-from distillery.evaluation.plots import read_predictions
+from distillery.evaluation.plots import class_indices_of
 from distillery.evaluation.report import majority_warning, summary_lines, teacher_warning
 from distillery.evaluation.speed import int8_speed, measure_speed, speedups
 from distillery.training.students import seed_dir, seeds_in
@@ -52,7 +52,7 @@ def main() -> None:
                                    ev["timing_warmup"], tokenizers and tokenizers["student"], ev["timing_budget_s"])
     write_json(TIMINGS_ROOT / "speed.json", speed)
     print(summary_lines(result.metrics, params["kd"]["method"]))
-    predictions = read_predictions(Path("reports/eval/predictions.csv"), prepared.label_names)
+    predictions = class_indices_of(result.predictions, prepared.label_names)
     for warning in filter(None, [teacher_warning(result.metrics), majority_warning(predictions, prepared.label_names)]):
         print(f"WARNING: {warning}")
 

@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from distillery.errors import DistilleryError
-from distillery.export import (RECORD_FILE, card_warnings, check_out, inputs_text, lm_seed_scores, params_changes, pick_seed,
-                               seed_scores, set_args, without_local_links)
+from distillery.export import (RECORD_FILE, card_warnings, check_out, inputs_text, lm_seed_scores, params_changes,
+                               pick_seed, seed_scores, set_args, without_local_links)
 
 
 def test_the_best_validation_accuracy_wins_and_a_tie_goes_to_the_lower_seed():

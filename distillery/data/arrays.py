@@ -85,7 +85,8 @@ def load_npz(rest: str, root: Path, source: str, labelled: bool) -> RawData:
     inputs, pixel_max = as_inputs(images)
     labels = np.concatenate([arrays["y_train"], arrays["y_test"]])
     ids = np.arange(len(inputs))
-    return RawData(inputs, labels, ids, None, ids >= len(images["x_train"]), pixel_max, labels_in="array y_train/y_test")
+    return RawData(inputs, labels, ids, None, ids >= len(images["x_train"]), pixel_max,
+                   labels_in="array y_train/y_test")
 
 
 def read_arrays(path: Path) -> np.ndarray | dict[str, np.ndarray]:

@@ -80,7 +80,10 @@ def read_json_rows(path: Path):
 
     import pandas as pd
 
-    with (gzip.open if path.suffix.lower() == ".gz" else open)(path, "rt", encoding="utf-8") as file:
+    def text():
+        return (gzip.open if path.suffix.lower() == ".gz" else open)(path, "rt", encoding="utf-8")
+
+    with text() as file:
         start = file.read(4096).lstrip()[:1]
     if start == "[":
         rows = pd.read_json(path, dtype=False)
@@ -90,7 +93,7 @@ def read_json_rows(path: Path):
     try:
         return pd.read_json(path, lines=True, dtype=False)
     except (ValueError, TypeError) as error:
-        with (gzip.open if path.suffix.lower() == ".gz" else open)(path, "rt", encoding="utf-8") as file:
+        with text() as file:
             for number, line in enumerate(file, 1):
                 try:
                     row = json.loads(line) if line.strip() else {}

@@ -4,8 +4,8 @@ An image model's ``inputs.json`` records its images' shape (channels first) and 
 Pillow, turned upright as its EXIF orientation says, converted to the model's channels (``L`` for grey, ``RGB``,
 ``RGBA``: Pillow's conversion, e.g. ITU-R 601-2 luma from colour; an alpha channel dropped, not composited), and its
 8-bit intensities divided to 0..1, the range every image source is loaded in (``data.scaling``); 16-bit and float
-images are refused (Pillow would clip them to 8 bits). Sizes are never changed: a file of another width or height is refused, naming it, since how
-the source's images were resized and cropped is not recorded. A folder's files are taken in the order of their
+images are refused (Pillow would clip them to 8 bits). Sizes are never changed: a file of another width or height
+is refused, naming it, since how the source's images were resized and cropped is not recorded. A folder's files are taken in the order of their
 names; each row's id is its position in that order, and its file name goes with it.
 """
 from __future__ import annotations

@@ -50,12 +50,17 @@ def draw_figures(jobs: list[tuple[Callable, tuple]], processes: int | None = Non
 def read_predictions(path: Path, label_names: list[str]) -> pd.DataFrame:
     """evaluate's ``predictions.csv`` with its classes as indices of ``label_names`` again (the file names them; read
     as text, so a class named ``NA`` or ``1`` stays itself)."""
-    predictions = pd.read_csv(path, dtype=str, keep_default_na=False)
-    index = {name: i for i, name in enumerate(label_names)}
-    classes = [column for column in predictions.columns if column != "id"]
-    predictions[classes] = predictions[classes].apply(lambda column: column.map(index))
+    predictions = class_indices_of(pd.read_csv(path, dtype=str, keep_default_na=False), label_names)
     predictions["id"] = predictions["id"].astype(np.int64)
     return predictions
+
+
+def class_indices_of(predictions: pd.DataFrame, label_names: list[str]) -> pd.DataFrame:
+    """Predictions by class name (evaluate's ``predictions.csv``: ``id``, ``label`` and a column per model) with
+    their classes as indices of ``label_names`` again."""
+    index = {name: i for i, name in enumerate(label_names)}
+    classes = [column for column in predictions.columns if column != "id"]
+    return predictions.assign(**{column: predictions[column].map(index) for column in classes})
 
 
 def student_columns(predictions: pd.DataFrame, kind: str) -> list[str]:

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..data.layout import layout_shape
 from ..io import SELECTION_FILE, TIMINGS_ROOT
 from ..methods import describe, get_method
-from .wording import budget_caveat, counted, spread_over_seeds
+from .wording import budget_caveat, counted, evaluated_once, spread_over_seeds
 
 MODELS = ("teacher", "kd", "hard")
 SPEED_FILE = TIMINGS_ROOT / "speed.json"  # written by the evaluate stage
@@ -348,7 +348,7 @@ def setting_inputs(params: dict) -> dict:
 def selection_text(train: dict, selections: dict[str, list[dict]]) -> str:
     """The checkpoint row of the setting table: ``train.select``'s rule, and per model (``selections``: kind ->
     each seed's ``selection.json``) the step it picked and its validation accuracy there."""
-    once = train["select"] == "best" and train["eval_steps"] >= train["max_steps"]
+    once = evaluated_once(train)
     if once:
         rule = (f"`train.select: best`, but `train.eval_steps` ({train['eval_steps']:,}) is not below "
                 f"`train.max_steps` ({train['max_steps']:,}): one evaluation, at the last step, so nothing was chosen")

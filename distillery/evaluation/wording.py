@@ -12,13 +12,19 @@ def spread_over_seeds(count: int) -> str:
     return f"mean ± sample std over {counted(count, 'seed')}" if count > 1 else "one seed's figures (no spread)"
 
 
+def evaluated_once(train: dict) -> bool:
+    """Whether ``train.select: best`` had one evaluation to choose from: ``train.eval_steps`` not below
+    ``train.max_steps`` (the last step's)."""
+    return train["select"] == "best" and train["eval_steps"] >= train["max_steps"]
+
+
 def budget_caveat(train: dict, selections: dict[str, list[dict]] | None, method: str = "kd") -> str | None:
     """A warning beside the verdict when most students of either kind peaked at their last evaluation
     (``train.select: best``): the ceiling ended them while they still improved, so the gap may be a head start; or
     when they were evaluated once only (``train.eval_steps`` not below ``train.max_steps``)."""
     if train["select"] != "best" or not selections:
         return None
-    if train["eval_steps"] >= train["max_steps"]:
+    if evaluated_once(train):
         return (f"**Budget.** `train.eval_steps` ({train['eval_steps']:,}) is not below `train.max_steps` "
                 f"({train['max_steps']:,}): every student was evaluated once, at its last step, so `train.select: "
                 "best` chose nothing and no validation curve says whether they had levelled off. Evaluate more often "

@@ -171,7 +171,8 @@ def best_line(frame: pd.DataFrame) -> list[str]:
     top = best_on_validation(frame)
     if top is None:
         return []
-    setting = ", ".join(f"`{p}` = {_cell(top, p)}" for p in swept_params(frame) if _cell(top, p) != "—")
+    cells = {p: _cell(top, p) for p in swept_params(frame)}
+    setting = ", ".join(f"`{p}` = {cell}" for p, cell in cells.items() if cell != "—")
     return [f"**Best on validation:** `{top['name']}` ({setting}): distilled accuracy on validation "
             f"{_mean_std(top['kd.validation_accuracy'], top['kd.validation_accuracy_std'])}; on test "
             f"{_mean_std(top['kd.accuracy'], top['kd.accuracy_std'])}, {top['gain']:+.4f} against the hard labels. "
@@ -494,9 +495,10 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
                   "sweep.", "",
                   language_model_table(frame, seconds), "", *untimed_note(frame, seconds), *setting_notes(frame)]
     elif frame is not None:
-        parts += [f"{counted(len(frame), 'experiment')} on baseline {frame['baseline'].iloc[0][:7]} (`dvc exp show --json`). "
-                  "Students: mean ± std over seeds; the first accuracy is on the validation split, the one to choose "
-                  "a setting by, the rest are on the test split, for reporting only.", "", *best_line(frame),
+        parts += [f"{counted(len(frame), 'experiment')} on baseline {frame['baseline'].iloc[0][:7]} "
+                  "(`dvc exp show --json`). Students: mean ± std over seeds; the first accuracy is on the validation "
+                  "split, the one to choose a setting by, the rest are on the test split, for reporting only.", "",
+                  *best_line(frame),
                   sweep_table(frame), "", *setting_notes(frame)]
     if frame is not None and not language_model and frame["param:kd.method"].nunique() > 1:
         seconds = {r["name"]: distill_seconds(r["name"]) for _, r in frame.iterrows()}
@@ -504,17 +506,17 @@ def write_report(names: list[str] | None = None, report: Path = REPORT, plots: P
         methods_plot(ranked, plots / "methods.png")
         parts += ["## Methods", "",
                   "Each method with its default params unless the table says otherwise, best on validation first; "
-                  "the gap to the hard-label "
-                  "students is the paired bootstrap over test examples of the experiment's evaluate stage; the "
-                  "distill time is the Trainer's training time summed over seeds (the stage's imports and "
-                  "loading excluded), in seconds and relative to the `kd` experiment(s) of this sweep.", "",
+                  "the gap to the hard-label students is the paired bootstrap over test examples of the experiment's "
+                  "evaluate stage; the distill time is the Trainer's training time summed over seeds (the stage's "
+                  "imports and loading excluded), in seconds and relative to the `kd` experiment(s) of this sweep.", "",
                   methods_table(ranked, seconds), "", *untimed_note(frame, seconds),
                   f"![methods]({relative / 'methods.png'})", ""]
     if study is not None:
         parts += tuning_section(study, tune, plots, relative)
     elif frame is not None and not language_model and plain_kd(frame)["param:kd.T"].nunique() > 1:
-        metrics_vs_temperature(plain_kd(frame), plots / "metrics_vs_T.png")
-        gain_heatmap(plain_kd(frame), plots / "kd_minus_hard.png")
+        kd_rows = plain_kd(frame)
+        metrics_vs_temperature(kd_rows, plots / "metrics_vs_T.png")
+        gain_heatmap(kd_rows, plots / "kd_minus_hard.png")
         parts += [f"![accuracy and ECE vs T]({relative / 'metrics_vs_T.png'})", "",
                   f"![distilled − hard accuracy]({relative / 'kd_minus_hard.png'})", ""]
     text = "\n".join(parts)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import yaml
 
-from ..cli import quiet_torchao
+from ..cli import interrupted_quietly, quiet_torchao
 from ..errors import DistilleryError, exit_on_error
 from .study import apply_command, best
 from .sweep import refuse_data_a_copy_lacks, refuse_unread, refuse_untracked, with_point
@@ -323,12 +323,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     quiet_torchao()  # the params schema imports the methods, hence torch
     logging.getLogger("optuna.study._optimize").addFilter(QuietInterrupt())
-    try:
+    with interrupted_quietly(None if args.worker else "`make tune` resumes the study, running the interrupted "
+                             "trials again"):
         code = _run(args)
-    except KeyboardInterrupt:
-        if not args.worker:
-            print("interrupted: `make tune` resumes the study, running the interrupted trials again", file=sys.stderr)
-        sys.exit(130)
     sys.exit(code)
 
 

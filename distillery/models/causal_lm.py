@@ -317,7 +317,7 @@ def continue_prompts(model, input_ids: torch.Tensor, attention_mask: torch.Tenso
               for key, fill in fills.items()}
     for rows, part in parts:
         for key in fills:
-            merged[key][rows.to(input_ids.device), :part[key].shape[1]] = part[key]
+            merged[key][rows, :part[key].shape[1]] = part[key]
     return merged
 
 
@@ -328,16 +328,16 @@ def _length_groups(prompt_tokens: int | torch.Tensor, max_length: int | None, li
     over (0: equal lengths)."""
     if not isinstance(prompt_tokens, torch.Tensor) or max_length is None:
         return [None]
-    lengths = prompt_tokens.clamp(min=1)
+    lengths = prompt_tokens.clamp(min=1).tolist()  # one copy to the host, not one per row
     known = [limit for limit in limits if limit is not None]
     slack = min(known) - max_length if known and len(known) == len(limits) else 0
-    if int(lengths.max()) - int(lengths.min()) <= slack:
+    if max(lengths) - min(lengths) <= slack:
         return [None]
-    order = torch.argsort(lengths, stable=True)
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
     groups, start = [], 0
     for end in range(1, len(order) + 1):
-        if end == len(order) or int(lengths[order[end]]) - int(lengths[order[start]]) > slack:
-            groups.append(order[start:end])
+        if end == len(order) or lengths[order[end]] - lengths[order[start]] > slack:
+            groups.append(torch.tensor(order[start:end]))  # host indices index a tensor on any device
             start = end
     return groups
 
@@ -353,9 +353,9 @@ def _continue_group(model, input_ids: torch.Tensor, attention_mask: torch.Tensor
     with a tensor of prompt lengths each row may run up to it (a batch is generated together, so the longest
     prompt's row runs as far as the shortest's and is cut after; where that would pass the positions ``model`` or
     ``teacher`` embeds, every row gets the room the longest prompt leaves: ``continue_prompts`` groups the rows so
-    that it does not), else the room the longest prompt leaves. Returns a right-padded batch, ``input_ids``, ``attention_mask`` and
-    ``labels``: the sampled tokens are the only targets (the prompt's last position predicts the first of them;
-    ``UNLABELLED`` elsewhere). The prompts are left-padded for ``generate``, which places each token by the
+    that it does not), else the room the longest prompt leaves. Returns a right-padded batch, ``input_ids``,
+    ``attention_mask`` and ``labels``: the sampled tokens are the only targets (the prompt's last position
+    predicts the first of them; ``UNLABELLED`` elsewhere). The prompts are left-padded for ``generate``, which places each token by the
     attention mask. Sampled in eval mode (no dropout), from torch's generator of the model's device; the model's
     training mode is restored. With ``teacher_mix`` > 0 each token is drawn from the mixture
     ``teacher_mix``·p_teacher + (1 − ``teacher_mix``)·p_model instead (``TeacherMixture``; ``temperature`` then

@@ -53,12 +53,6 @@ def teacher_block(params: dict, name: str | None) -> dict:
     return params["teachers"][name]
 
 
-def check_checkpoint(checkpoint: str, prepared: Prepared, trust_remote_code: bool = False,
-                     where: str = "teacher") -> None:
-    """Fail fast if ``<where>.checkpoint`` cannot be read or predicts other classes (``check_checkpoint_head``)."""
-    check_checkpoint_head(checkpoint, prepared.label_names, f"{where}.checkpoint", trust_remote_code)
-
-
 def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Path | None = None,
                   name: str | None = None) -> None:
     """Write ``out_dir``: a trained teacher (safetensors), or a reference to ``teacher.checkpoint``; ``name``
@@ -70,7 +64,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
             if role == "student" or not block["checkpoint"]:
                 check_model_fits(block["model"], prepared.input_shape, f"{role}.model")
     if tp["checkpoint"]:
-        check_checkpoint(tp["checkpoint"], prepared, tp["trust_remote_code"], where)
+        check_checkpoint_head(tp["checkpoint"], prepared.label_names, f"{where}.checkpoint", tp["trust_remote_code"])
         if not is_main():  # several processes: the main one writes the outputs
             return
         with atomic_dir(out_dir) as tmp:
@@ -82,7 +76,7 @@ def build_teacher(params: dict, prepared: Prepared, out_dir: Path, live_dir: Pat
         return
     if tp["model"]["arch"] == "hf" and not tp["finetune"]:
         check_checkpoint_head(tp["model"]["pretrained"], prepared.label_names, f"{where}.model.pretrained",
-                          tp["trust_remote_code"])
+                              tp["trust_remote_code"])
         model, tokenizer = build_text_model(tp["model"], prepared.label_names, f"{where}.model",
                                             tp["trust_remote_code"], keep_head=True)
         if not is_main():

@@ -6,7 +6,7 @@ import torch
 
 from distillery.errors import DistilleryError
 from distillery.models.zoo import build_model, count_parameters, hide_loading_bars, load_model
-from distillery.training.teacher import check_checkpoint
+from distillery.models.text import check_checkpoint_head
 
 LABELS = [str(i) for i in range(10)]
 
@@ -83,7 +83,7 @@ def test_pickle_only_directory_is_refused(tmp_path, monkeypatch):
 def test_pickle_only_teacher_checkpoint_is_refused_before_work(tmp_path, digits):
     pickle_only_model(tmp_path)
     with pytest.raises(DistilleryError, match="only pickle weights"):
-        check_checkpoint(str(tmp_path), digits)
+        check_checkpoint_head(str(tmp_path), digits.label_names, "teacher.checkpoint")
 
 
 def test_trust_remote_code_is_off_by_default():
